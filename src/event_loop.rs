@@ -1,0 +1,716 @@
+//! The event loop: a registration table indexed by fd, a timer heap, signal
+//! watchers and a cross-thread task queue, over one epoll set.
+//!
+//! The loop never calls anything. Each iteration is pulled by its caller:
+//! [`EventLoop::wait`] blocks and collects what is ready, then
+//! [`EventLoop::next_event`] hands out one [`Event`] at a time (signals,
+//! then due timers, then posted tasks, then I/O). Between two pulls the caller
+//! holds no borrow of the loop, so whatever it runs may register, modify or
+//! unregister anything, start or stop timers, or stop the loop.
+//!
+//! `D` is what the caller attaches to each registration, timer, signal watcher
+//! and task (the C layer keeps a function pointer and userdata there). It is
+//! `Copy` so that an event carries its own copy out of the loop.
+
+use std::collections::BinaryHeap;
+use std::cmp::Reverse;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::sys::{self, Epoll, Errno, Events, SigSet, SignalFd};
+
+pub use crate::sys::{EDGE, ERROR, HUP, ONESHOT, RDHUP, READ, WRITE};
+
+/// Every bit `register` and `modify` accept. The readiness-only bits are
+/// accepted and ignored: they are always reported.
+pub const VALID_INTEREST: u32 = READ | WRITE | ERROR | HUP | RDHUP | EDGE | ONESHOT;
+
+/// Non-zero; the low 32 bits name a slot, the high 32 bits its generation.
+pub type TimerId = u64;
+
+/// One thing for the caller to dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event<D> {
+    Io { fd: RawFd, revents: u32, data: D },
+    Timer { id: TimerId, data: D },
+    Task(D),
+    Signal { signo: i32, data: D },
+}
+
+/// Events fetched from the kernel in one wait.
+const BATCH: usize = 1024;
+
+#[derive(Clone, Copy)]
+struct Registration<D> {
+    /// Part of the epoll token: an event whose generation differs from the
+    /// table's is for a registration that has ended.
+    generation: u32,
+    interest: u32,
+    data: D,
+}
+
+/// epoll token: generation in the high half, fd in the low half. Generation 0
+/// marks the loop's own fds.
+fn token(generation: u32, fd: RawFd) -> u64 {
+    (generation as u64) << 32 | fd as u32 as u64
+}
+
+/// Where `next_event` is in the current iteration.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Idle,
+    Signals,
+    Timers,
+    Tasks,
+    Io,
+}
+
+/// The part of a loop that other threads (and signal handlers) may touch.
+struct Shared<D> {
+    tasks: Mutex<Vec<D>>,
+    /// Length of `tasks`, readable without the lock.
+    queued: AtomicUsize,
+    /// The doorbell was rung and not yet drained: further rings can be skipped.
+    wake_pending: AtomicBool,
+    stop: AtomicBool,
+    /// The eventfd doorbell. Owned here, closed on drop, replaced after fork.
+    doorbell: AtomicI32,
+}
+
+impl<D> Shared<D> {
+    fn ring(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            sys::eventfd_notify(self.doorbell.load(Ordering::Acquire));
+        }
+    }
+}
+
+impl<D> Drop for Shared<D> {
+    fn drop(&mut self) {
+        sys::close(*self.doorbell.get_mut());
+    }
+}
+
+/// A handle to a loop that any thread may use: post tasks, wake, stop.
+pub struct LoopHandle<D> {
+    shared: Arc<Shared<D>>,
+}
+
+impl<D> Clone for LoopHandle<D> {
+    fn clone(&self) -> Self {
+        LoopHandle { shared: self.shared.clone() }
+    }
+}
+
+impl<D> LoopHandle<D> {
+    /// Queues `task` for the loop's next iteration and wakes it.
+    pub fn post(&self, task: D) {
+        let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.push(task);
+        self.shared.queued.store(tasks.len(), Ordering::Release);
+        drop(tasks);
+        self.shared.ring();
+    }
+
+    /// Makes a blocked wait return. Async-signal-safe: it writes to an eventfd
+    /// and touches nothing else.
+    pub fn wake(&self) {
+        sys::eventfd_notify(self.shared.doorbell.load(Ordering::Acquire));
+    }
+
+    /// Asks the loop to stop after its current iteration.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.wake();
+    }
+}
+
+pub struct EventLoop<D: Copy> {
+    epoll: Epoll,
+    events: Events,
+    /// Next index into `events` during the I/O phase.
+    cursor: usize,
+    phase: Phase,
+    /// Indexed by fd.
+    registrations: Vec<Option<Registration<D>>>,
+    registered: usize,
+    next_generation: u32,
+    timers: Timers<D>,
+    /// Clock reading taken after the wait: timers due by then fire this iteration.
+    now: u64,
+    signals: Signals<D>,
+    shared: Arc<Shared<D>>,
+    /// Tasks taken from the shared queue for this iteration.
+    tasks: Vec<D>,
+    task_cursor: usize,
+    /// Test-only: panic at the next `wait`, to prove the C boundary catches it.
+    panic_armed: bool,
+}
+
+impl<D: Copy> EventLoop<D> {
+    pub fn new() -> Result<EventLoop<D>, Errno> {
+        let epoll = Epoll::new()?;
+        let doorbell = sys::eventfd_new()?;
+        let shared = Arc::new(Shared {
+            tasks: Mutex::new(Vec::new()),
+            queued: AtomicUsize::new(0),
+            wake_pending: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            doorbell: AtomicI32::new(doorbell),
+        });
+        epoll.add(doorbell, READ, token(0, doorbell))?;
+        Ok(EventLoop {
+            epoll,
+            events: Events::with_capacity(BATCH),
+            cursor: 0,
+            phase: Phase::Idle,
+            registrations: Vec::new(),
+            registered: 0,
+            next_generation: 1,
+            timers: Timers::new(),
+            now: 0,
+            signals: Signals::new(),
+            shared,
+            tasks: Vec::new(),
+            task_cursor: 0,
+            panic_armed: false,
+        })
+    }
+
+    pub fn handle(&self) -> LoopHandle<D> {
+        LoopHandle { shared: self.shared.clone() }
+    }
+
+    // ---- registrations -------------------------------------------------
+
+    /// Watches `fd` for `interest` (READ, WRITE, EDGE, ONESHOT).
+    ///
+    /// An fd that is still registered gives EEXIST. One that was closed
+    /// without `unregister` (so the kernel dropped it) is registered afresh.
+    pub fn register(&mut self, fd: RawFd, interest: u32, data: D) -> Result<(), Errno> {
+        check_fd_and_interest(fd, interest)?;
+        let generation = self.next_generation;
+        // The kernel is the judge of whether an old entry is still alive: ADD
+        // answers EEXIST for a live one, and succeeds once the fd was closed.
+        self.epoll.add(fd, interest, token(generation, fd))?;
+        self.next_generation = generation.checked_add(1).unwrap_or(1);
+        let index = fd as usize;
+        if index >= self.registrations.len() {
+            self.registrations.resize(index + 1, None);
+        }
+        let slot = &mut self.registrations[index];
+        if slot.is_none() {
+            self.registered += 1;
+        }
+        *slot = Some(Registration { generation, interest, data });
+        Ok(())
+    }
+
+    /// Replaces the interest of a registered fd (the whole mask, options
+    /// included, like `epoll.modify`). Re-arms an ONESHOT registration.
+    pub fn modify(&mut self, fd: RawFd, interest: u32) -> Result<(), Errno> {
+        check_fd_and_interest(fd, interest)?;
+        let reg = self.registration_mut(fd)?;
+        let (generation, old) = (reg.generation, reg.interest);
+        reg.interest = interest;
+        self.epoll.modify(fd, interest, token(generation, fd)).inspect_err(|_| {
+            if let Ok(reg) = self.registration_mut(fd) {
+                reg.interest = old;
+            }
+        })
+    }
+
+    /// Replaces what is attached to a registered fd.
+    pub fn set_data(&mut self, fd: RawFd, data: D) -> Result<(), Errno> {
+        self.registration_mut(fd)?.data = data;
+        Ok(())
+    }
+
+    /// Ends a registration. No event for it is handed out after this, even
+    /// one already fetched. An fd that was closed first is fine.
+    pub fn unregister(&mut self, fd: RawFd) -> Result<(), Errno> {
+        self.registration_mut(fd)?;
+        match self.epoll.delete(fd) {
+            // EBADF: closed already. ENOENT: closed and the number reused.
+            Ok(()) | Err(libc::EBADF) | Err(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        self.registrations[fd as usize] = None;
+        self.registered -= 1;
+        Ok(())
+    }
+
+    pub fn is_registered(&self, fd: RawFd) -> bool {
+        fd >= 0 && matches!(self.registrations.get(fd as usize), Some(Some(_)))
+    }
+
+    fn registration_mut(&mut self, fd: RawFd) -> Result<&mut Registration<D>, Errno> {
+        if fd < 0 {
+            return Err(libc::EINVAL);
+        }
+        match self.registrations.get_mut(fd as usize) {
+            Some(Some(reg)) => Ok(reg),
+            _ => Err(libc::ENOENT),
+        }
+    }
+
+    // ---- timers, signals, tasks ------------------------------------------
+
+    /// Starts a timer that fires after `delay` and then every `repeat` (if non-zero).
+    pub fn start_timer(&mut self, delay: Duration, repeat: Duration, data: D) -> TimerId {
+        self.timers.start(sys::now_ns(), nanos(delay), nanos(repeat), data)
+    }
+
+    /// Stops a timer. A one-shot timer is over once its callback starts.
+    pub fn stop_timer(&mut self, id: TimerId) -> Result<(), Errno> {
+        if self.timers.stop(id) {
+            Ok(())
+        } else {
+            Err(libc::ENOENT)
+        }
+    }
+
+    /// Delivers `signo` as an event instead of its usual action. The signal
+    /// is blocked in the calling thread and read through a signalfd.
+    pub fn watch_signal(&mut self, signo: i32, data: D) -> Result<(), Errno> {
+        self.signals.watch(&self.epoll, signo, data)
+    }
+
+    pub fn unwatch_signal(&mut self, signo: i32) -> Result<(), Errno> {
+        self.signals.unwatch(signo)
+    }
+
+    /// Queues a task for the next iteration (from the loop's own thread;
+    /// other threads use a [`LoopHandle`]).
+    pub fn post(&self, task: D) {
+        self.handle().post(task)
+    }
+
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+    }
+
+    /// Takes a pending stop request, if any.
+    pub fn take_stop(&mut self) -> bool {
+        self.shared.stop.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether anything is left that could produce an event.
+    pub fn is_alive(&self) -> bool {
+        self.registered > 0
+            || self.timers.live > 0
+            || self.signals.watched > 0
+            || self.shared.queued.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether an iteration is being dispatched (so `wait` would be EBUSY).
+    pub fn is_dispatching(&self) -> bool {
+        self.phase != Phase::Idle
+    }
+
+    #[doc(hidden)]
+    pub fn arm_test_panic(&mut self) {
+        self.panic_armed = true;
+    }
+
+    // ---- one iteration ---------------------------------------------------
+
+    /// Waits at most `timeout` (`None`: until something happens) for up to
+    /// `max_events` events, then prepares the iteration that `next_event`
+    /// hands out. Errors: EBUSY while an iteration is still being dispatched,
+    /// EINTR when a signal handler interrupted the wait.
+    pub fn wait(&mut self, timeout: Option<Duration>, max_events: usize) -> Result<(), Errno> {
+        if self.phase != Phase::Idle {
+            return Err(libc::EBUSY);
+        }
+        if std::mem::take(&mut self.panic_armed) {
+            panic!("evloop: test panic");
+        }
+        let timeout = self.effective_timeout(timeout);
+        self.epoll.wait(&mut self.events, max_events, timeout)?;
+        self.take_internal_events();
+        self.now = if self.timers.live > 0 { sys::now_ns() } else { 0 };
+        if self.shared.queued.load(Ordering::Acquire) > 0 {
+            let mut queue = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut self.tasks, &mut queue);
+            self.shared.queued.store(0, Ordering::Release);
+        }
+        self.cursor = 0;
+        self.task_cursor = 0;
+        self.phase = Phase::Signals;
+        Ok(())
+    }
+
+    fn effective_timeout(&mut self, timeout: Option<Duration>) -> Option<Duration> {
+        if self.shared.queued.load(Ordering::Acquire) > 0 || self.shared.stop.load(Ordering::Acquire) {
+            return Some(Duration::ZERO);
+        }
+        match self.timers.next_deadline() {
+            None => timeout,
+            Some(deadline) => {
+                let until = Duration::from_nanos(deadline.saturating_sub(sys::now_ns()));
+                Some(timeout.map_or(until, |t| t.min(until)))
+            }
+        }
+    }
+
+    /// Handles the loop's own fds (generation 0) among the fetched events.
+    fn take_internal_events(&mut self) {
+        for i in 0..self.events.len() {
+            let (data, _) = self.events.get(i);
+            if data >> 32 != 0 {
+                continue;
+            }
+            let fd = data as u32 as RawFd;
+            if fd == self.shared.doorbell.load(Ordering::Relaxed) {
+                self.shared.wake_pending.store(false, Ordering::Release);
+                sys::eventfd_drain(fd);
+            } else {
+                self.signals.read_pending(fd);
+            }
+        }
+    }
+
+    /// The next thing to dispatch in this iteration, or `None` when it is over.
+    #[inline]
+    pub fn next_event(&mut self) -> Option<Event<D>> {
+        if self.phase == Phase::Io {
+            return self.next_io();
+        }
+        self.next_other()
+    }
+
+    #[inline]
+    fn next_io(&mut self) -> Option<Event<D>> {
+        while self.cursor < self.events.len() {
+            let (data, revents) = self.events.get(self.cursor);
+            self.cursor += 1;
+            let fd = data as u32 as RawFd;
+            let Some(Some(reg)) = self.registrations.get(fd as usize) else { continue };
+            if reg.generation != (data >> 32) as u32 {
+                continue;
+            }
+            // Honour the interest as it is now: a callback earlier in this
+            // batch may have changed it.
+            let wanted = (reg.interest & (READ | WRITE)) | ERROR | HUP | RDHUP;
+            let revents = revents & wanted;
+            if revents != 0 {
+                return Some(Event::Io { fd, revents, data: reg.data });
+            }
+        }
+        self.phase = Phase::Idle;
+        None
+    }
+
+    #[cold]
+    fn next_other(&mut self) -> Option<Event<D>> {
+        loop {
+            match self.phase {
+                Phase::Idle => return None,
+                Phase::Signals => match self.signals.next_pending() {
+                    Some((signo, data)) => return Some(Event::Signal { signo, data }),
+                    None => self.phase = Phase::Timers,
+                },
+                Phase::Timers => match self.timers.pop_due(self.now) {
+                    Some((id, data)) => return Some(Event::Timer { id, data }),
+                    None => self.phase = Phase::Tasks,
+                },
+                Phase::Tasks => {
+                    if let Some(&task) = self.tasks.get(self.task_cursor) {
+                        self.task_cursor += 1;
+                        return Some(Event::Task(task));
+                    }
+                    self.tasks.clear();
+                    self.phase = Phase::Io;
+                    return self.next_io();
+                }
+                Phase::Io => return self.next_io(),
+            }
+        }
+    }
+
+    /// In a child after `fork()`: new epoll set, doorbell and signalfd, so the
+    /// child and the parent stop sharing kernel objects. Registrations (whose
+    /// fds are still open), timers and signal watchers are kept.
+    pub fn reinit_after_fork(&mut self) -> Result<(), Errno> {
+        if self.phase != Phase::Idle {
+            return Err(libc::EBUSY);
+        }
+        let epoll = Epoll::new()?;
+        let doorbell = sys::eventfd_new()?;
+        if let Err(e) = epoll.add(doorbell, READ, token(0, doorbell)) {
+            sys::close(doorbell);
+            return Err(e);
+        }
+        self.signals.reinit(&epoll)?;
+        for fd in 0..self.registrations.len() {
+            let Some(reg) = self.registrations[fd] else { continue };
+            match epoll.add(fd as RawFd, reg.interest, token(reg.generation, fd as RawFd)) {
+                Ok(()) => {}
+                // Closed before the fork without being unregistered: it has ended.
+                Err(libc::EBADF) => {
+                    self.registrations[fd] = None;
+                    self.registered -= 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.epoll = epoll;
+        let old = self.shared.doorbell.swap(doorbell, Ordering::AcqRel);
+        sys::close(old);
+        self.shared.wake_pending.store(false, Ordering::Release);
+        Ok(())
+    }
+}
+
+fn check_fd_and_interest(fd: RawFd, interest: u32) -> Result<(), Errno> {
+    if fd < 0 || interest & !VALID_INTEREST != 0 {
+        return Err(libc::EINVAL);
+    }
+    Ok(())
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+// ---- timers ------------------------------------------------------------
+
+/// A binary heap of deadlines over a slab of timers. Stopping a timer frees
+/// its slot at once and leaves its heap entry to be skipped when it surfaces;
+/// the heap is rebuilt when such stale entries outnumber the live ones.
+struct Timers<D> {
+    /// (deadline ns, arming sequence, slot). The sequence breaks ties in
+    /// start order and tells a stale entry from the slot's current arming.
+    heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    slots: Vec<TimerSlot<D>>,
+    free: Vec<u32>,
+    next_seq: u64,
+    live: usize,
+}
+
+struct TimerSlot<D> {
+    generation: u32,
+    armed: Option<Armed<D>>,
+}
+
+#[derive(Clone, Copy)]
+struct Armed<D> {
+    deadline: u64,
+    seq: u64,
+    repeat: u64,
+    data: D,
+}
+
+impl<D: Copy> Timers<D> {
+    fn new() -> Self {
+        Timers { heap: BinaryHeap::new(), slots: Vec::new(), free: Vec::new(), next_seq: 0, live: 0 }
+    }
+
+    fn start(&mut self, now: u64, delay: u64, repeat: u64, data: D) -> TimerId {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(TimerSlot { generation: 1, armed: None });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.live += 1;
+        self.arm(slot, now.saturating_add(delay), repeat, data);
+        (self.slots[slot as usize].generation as u64) << 32 | (slot as u64 + 1)
+    }
+
+    fn arm(&mut self, slot: u32, deadline: u64, repeat: u64, data: D) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.slots[slot as usize].armed = Some(Armed { deadline, seq, repeat, data });
+        self.heap.push(Reverse((deadline, seq, slot)));
+    }
+
+    fn slot_of(&self, id: TimerId) -> Option<u32> {
+        let slot = (id as u32).checked_sub(1)?;
+        let entry = self.slots.get(slot as usize)?;
+        (entry.generation == (id >> 32) as u32 && entry.armed.is_some()).then_some(slot)
+    }
+
+    fn stop(&mut self, id: TimerId) -> bool {
+        let Some(slot) = self.slot_of(id) else { return false };
+        self.release(slot);
+        if self.heap.len() > 64 && self.heap.len() > 2 * self.live {
+            self.rebuild_heap();
+        }
+        true
+    }
+
+    fn release(&mut self, slot: u32) {
+        let entry = &mut self.slots[slot as usize];
+        entry.armed = None;
+        entry.generation = entry.generation.checked_add(1).unwrap_or(1);
+        self.free.push(slot);
+        self.live -= 1;
+    }
+
+    fn rebuild_heap(&mut self) {
+        let entries = self.slots.iter().enumerate().filter_map(|(slot, entry)| {
+            entry.armed.as_ref().map(|a| Reverse((a.deadline, a.seq, slot as u32)))
+        });
+        self.heap = entries.collect();
+    }
+
+    fn is_current(&self, (_, seq, slot): (u64, u64, u32)) -> bool {
+        matches!(&self.slots[slot as usize].armed, Some(a) if a.seq == seq)
+    }
+
+    fn next_deadline(&mut self) -> Option<u64> {
+        while let Some(&Reverse(top)) = self.heap.peek() {
+            if self.is_current(top) {
+                return Some(top.0);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// The next timer due by `now`: a repeating one is re-armed, a one-shot one is over.
+    fn pop_due(&mut self, now: u64) -> Option<(TimerId, D)> {
+        while let Some(&Reverse(top)) = self.heap.peek() {
+            let (deadline, _, slot) = top;
+            if deadline > now {
+                return None;
+            }
+            self.heap.pop();
+            if !self.is_current(top) {
+                continue;
+            }
+            let entry = &self.slots[slot as usize];
+            let id = (entry.generation as u64) << 32 | (slot as u64 + 1);
+            let armed = entry.armed.expect("current entry is armed");
+            if armed.repeat > 0 {
+                // Keep the cadence; after a long stall, skip the missed beats.
+                let mut next = deadline.saturating_add(armed.repeat);
+                if next <= now {
+                    next = now.saturating_add(armed.repeat);
+                }
+                self.arm(slot, next, armed.repeat, armed.data);
+            } else {
+                self.release(slot);
+            }
+            return Some((id, armed.data));
+        }
+        None
+    }
+}
+
+// ---- signals -------------------------------------------------------------
+
+struct Signals<D> {
+    handlers: Vec<Option<D>>,
+    watched: usize,
+    mask: SigSet,
+    /// Signals that were unblocked before we watched them, to unblock again.
+    blocked_by_us: SigSet,
+    fd: Option<SignalFd>,
+    pending: Vec<i32>,
+    cursor: usize,
+}
+
+impl<D: Copy> Signals<D> {
+    fn new() -> Self {
+        Signals {
+            handlers: vec![None; 65],
+            watched: 0,
+            mask: SigSet::empty(),
+            blocked_by_us: SigSet::empty(),
+            fd: None,
+            pending: Vec::new(),
+            cursor: 0,
+        }
+    }
+
+    fn watch(&mut self, epoll: &Epoll, signo: i32, data: D) -> Result<(), Errno> {
+        if !sys::signal_is_watchable(signo) {
+            return Err(libc::EINVAL);
+        }
+        if self.handlers[signo as usize].is_some() {
+            return Err(libc::EEXIST);
+        }
+        let mut mask = self.mask;
+        mask.add(signo);
+        match &self.fd {
+            Some(fd) => fd.set_mask(&mask)?,
+            None => {
+                let fd = SignalFd::new(&mask)?;
+                epoll.add(fd.raw(), READ, token(0, fd.raw()))?;
+                self.fd = Some(fd);
+            }
+        }
+        // Block only once the signalfd can take it, so a failure above leaves
+        // the process's signal handling as it was.
+        if !sys::set_signal_blocked(signo, true)? {
+            self.blocked_by_us.add(signo);
+        }
+        self.mask = mask;
+        self.handlers[signo as usize] = Some(data);
+        self.watched += 1;
+        Ok(())
+    }
+
+    fn unwatch(&mut self, signo: i32) -> Result<(), Errno> {
+        if !(1..=64).contains(&signo) {
+            return Err(libc::EINVAL);
+        }
+        if self.handlers[signo as usize].take().is_none() {
+            return Err(libc::ENOENT);
+        }
+        self.watched -= 1;
+        self.mask.remove(signo);
+        if let Some(fd) = &self.fd {
+            fd.set_mask(&self.mask)?;
+        }
+        if self.blocked_by_us.contains(signo) {
+            self.blocked_by_us.remove(signo);
+            sys::set_signal_blocked(signo, false)?;
+        }
+        Ok(())
+    }
+
+    fn read_pending(&mut self, fd: RawFd) {
+        if let Some(signalfd) = self.fd.as_ref().filter(|s| s.raw() == fd) {
+            signalfd.read_all(&mut self.pending);
+        }
+    }
+
+    fn next_pending(&mut self) -> Option<(i32, D)> {
+        while let Some(&signo) = self.pending.get(self.cursor) {
+            self.cursor += 1;
+            // Skip a signal whose watcher was stopped earlier in this iteration.
+            if let Some(Some(data)) = self.handlers.get(signo as usize) {
+                return Some((signo, *data));
+            }
+        }
+        self.pending.clear();
+        self.cursor = 0;
+        None
+    }
+
+    fn reinit(&mut self, epoll: &Epoll) -> Result<(), Errno> {
+        if self.fd.is_some() {
+            let fd = SignalFd::new(&self.mask)?;
+            epoll.add(fd.raw(), READ, token(0, fd.raw()))?;
+            self.fd = Some(fd);
+        }
+        Ok(())
+    }
+}
+
+impl<D> Drop for Signals<D> {
+    fn drop(&mut self) {
+        for signo in 1..=64 {
+            if self.blocked_by_us.contains(signo) {
+                let _ = sys::set_signal_blocked(signo, false);
+            }
+        }
+    }
+}

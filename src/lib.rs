@@ -1,0 +1,12 @@
+//! evloop: an epoll event loop with a stable C ABI.
+//!
+//! Layers, each only using the one below:
+//! - [`sys`]: raw syscalls (epoll, eventfd, signalfd, timerfd) behind thin safe wrappers;
+//! - [`event_loop`]: registrations, timers, signals and tasks in safe Rust, no C types;
+//! - [`ffi`]: the C ABI (`include/evloop.h`), argument checks and panic catching.
+
+pub mod event_loop;
+pub mod ffi;
+pub mod sys;
+
+pub use event_loop::{Event, EventLoop, LoopHandle, TimerId};

@@ -1,0 +1,357 @@
+//! Raw Linux syscalls behind thin safe wrappers: epoll, eventfd, signalfd,
+//! timerfd and the signal mask. Nothing here knows about loops or callbacks.
+//!
+//! Errors are plain positive errno values ([`Errno`]); the layers above turn
+//! them into whatever their callers expect.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// A positive errno value.
+pub type Errno = i32;
+pub type SysResult<T> = Result<T, Errno>;
+
+fn errno() -> Errno {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Turns a `-1 / errno` return into a `Result`.
+fn check(ret: libc::c_int) -> SysResult<libc::c_int> {
+    if ret < 0 {
+        Err(errno())
+    } else {
+        Ok(ret)
+    }
+}
+
+// evloop's own readiness bits (the values of the public EVL_* constants).
+pub const READ: u32 = 0x1;
+pub const WRITE: u32 = 0x2;
+pub const ERROR: u32 = 0x4;
+pub const HUP: u32 = 0x8;
+pub const RDHUP: u32 = 0x10;
+pub const EDGE: u32 = 0x100;
+pub const ONESHOT: u32 = 0x200;
+
+/// evloop interest bits to epoll's. Read interest also asks for EPOLLRDHUP so
+/// that a half-closed peer can be told apart from a dead one; it is not asked
+/// for without read interest, where a half-closed peer would otherwise wake a
+/// level-triggered loop forever.
+fn to_epoll(interest: u32) -> u32 {
+    let mut bits = 0;
+    if interest & READ != 0 {
+        bits |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+    }
+    if interest & WRITE != 0 {
+        bits |= libc::EPOLLOUT as u32;
+    }
+    if interest & EDGE != 0 {
+        bits |= libc::EPOLLET as u32;
+    }
+    if interest & ONESHOT != 0 {
+        bits |= libc::EPOLLONESHOT as u32;
+    }
+    bits
+}
+
+/// epoll readiness bits to evloop's. Branch-free: this runs once per event.
+#[inline]
+pub fn from_epoll(bits: u32) -> u32 {
+    // EPOLLIN 0x1 -> READ 0x1; EPOLLOUT 0x4, EPOLLERR 0x8, EPOLLHUP 0x10 shift
+    // down one place to WRITE 0x2, ERROR 0x4, HUP 0x8; EPOLLRDHUP 0x2000 -> 0x10.
+    (bits & 0x1) | ((bits >> 1) & 0xE) | ((bits >> 9) & RDHUP)
+}
+
+/// Events returned by one wait: `(data, evloop readiness bits)`.
+pub struct Events {
+    buf: Vec<libc::epoll_event>,
+    len: usize,
+}
+
+impl Events {
+    pub fn with_capacity(capacity: usize) -> Events {
+        Events { buf: vec![libc::epoll_event { events: 0, u64: 0 }; capacity.max(1)], len: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> (u64, u32) {
+        let ev = &self.buf[i];
+        (ev.u64, from_epoll(ev.events))
+    }
+}
+
+/// An epoll set. Waits take a sub-millisecond timeout: `epoll_pwait2` where the
+/// kernel has it, else (ENOSYS, as under valgrind 3.19) a timerfd in the set.
+pub struct Epoll {
+    fd: OwnedFd,
+    /// Fallback clock for kernels without epoll_pwait2, made on first need.
+    timer: Option<TimerFd>,
+    has_pwait2: bool,
+}
+
+/// `data` of the fallback timerfd's events: never a valid evloop token.
+const TIMER_TOKEN: u64 = u64::MAX;
+
+impl Epoll {
+    pub fn new() -> SysResult<Epoll> {
+        // SAFETY: plain syscall; the returned fd is owned by us alone.
+        let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        Ok(Epoll { fd: unsafe { OwnedFd::from_raw_fd(fd) }, timer: None, has_pwait2: true })
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, interest: u32, data: u64) -> SysResult<()> {
+        let mut ev = libc::epoll_event { events: to_epoll(interest), u64: data };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        check(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) }).map(drop)
+    }
+
+    /// Adds `fd` with evloop `interest` bits; `data` comes back with its events.
+    pub fn add(&self, fd: RawFd, interest: u32, data: u64) -> SysResult<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, interest, data)
+    }
+
+    pub fn modify(&self, fd: RawFd, interest: u32, data: u64) -> SysResult<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, interest, data)
+    }
+
+    pub fn delete(&self, fd: RawFd) -> SysResult<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    }
+
+    /// Waits for at most `max` events (`None` waits forever) into `events`.
+    /// EINTR is returned as `Err(EINTR)`.
+    pub fn wait(&mut self, events: &mut Events, max: usize, timeout: Option<Duration>) -> SysResult<()> {
+        let max = max.clamp(1, events.buf.len()) as libc::c_int;
+        events.len = 0;
+        let n = if self.has_pwait2 {
+            match self.pwait2(events, max, timeout) {
+                Err(libc::ENOSYS) => {
+                    self.has_pwait2 = false;
+                    self.wait_with_timerfd(events, max, timeout)?
+                }
+                other => other?,
+            }
+        } else {
+            self.wait_with_timerfd(events, max, timeout)?
+        };
+        events.len = n;
+        Ok(())
+    }
+
+    fn pwait2(&self, events: &mut Events, max: libc::c_int, timeout: Option<Duration>) -> SysResult<usize> {
+        let ts = timeout.map(timespec);
+        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: the buffer holds at least `max` events; `ts_ptr` is null or
+        // points at a timespec that outlives the call; no signal mask is passed.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_epoll_pwait2,
+                self.fd.as_raw_fd(),
+                events.buf.as_mut_ptr(),
+                max,
+                ts_ptr,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            )
+        };
+        if n < 0 {
+            Err(errno())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn wait_with_timerfd(&mut self, events: &mut Events, max: libc::c_int, timeout: Option<Duration>) -> SysResult<usize> {
+        let ms = match timeout {
+            None => -1,
+            Some(d) if d.is_zero() => 0,
+            Some(d) => {
+                if self.timer.is_none() {
+                    let timer = TimerFd::new()?;
+                    self.add(timer.fd.as_raw_fd(), READ, TIMER_TOKEN)?;
+                    self.timer = Some(timer);
+                }
+                // Re-arming also clears an expiry nobody read: the set stays quiet.
+                self.timer.as_ref().map_or(Ok(()), |t| t.arm(d))?;
+                -1
+            }
+        };
+        // SAFETY: the buffer holds at least `max` events.
+        let n = check(unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.buf.as_mut_ptr(), max, ms) })? as usize;
+        // Drop the timer's own event; the caller only sees its tokens.
+        let mut kept = 0;
+        for i in 0..n {
+            if events.buf[i].u64 != TIMER_TOKEN {
+                events.buf[kept] = events.buf[i];
+                kept += 1;
+            }
+        }
+        Ok(kept)
+    }
+}
+
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+/// A one-shot relative CLOCK_MONOTONIC timer.
+struct TimerFd {
+    fd: OwnedFd,
+}
+
+impl TimerFd {
+    fn new() -> SysResult<TimerFd> {
+        // SAFETY: plain syscall returning a new fd we own.
+        let fd = check(unsafe {
+            libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
+        })?;
+        Ok(TimerFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    fn arm(&self, after: Duration) -> SysResult<()> {
+        let spec = libc::itimerspec {
+            it_interval: timespec(Duration::ZERO),
+            // A zero it_value would disarm; a nanosecond is "now".
+            it_value: timespec(after.max(Duration::from_nanos(1))),
+        };
+        // SAFETY: `spec` is valid for the call; the old value is not wanted.
+        check(unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) }).map(drop)
+    }
+}
+
+/// Nanoseconds on CLOCK_MONOTONIC (a vDSO call, no syscall).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is valid; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A new non-blocking eventfd: the loop's doorbell for other threads and
+/// signal handlers. Returned raw because its owner swaps it after `fork`.
+pub fn eventfd_new() -> SysResult<RawFd> {
+    // SAFETY: plain syscall returning a new fd that the caller owns.
+    check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })
+}
+
+/// Rings an eventfd. Async-signal-safe: one `write`, no allocation, no lock.
+pub fn eventfd_notify(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a valid u64. A full counter (EAGAIN) still
+    // leaves the eventfd readable, which is all a wake-up needs.
+    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+}
+
+/// Empties an eventfd's counter so it stops being readable.
+pub fn eventfd_drain(fd: RawFd) {
+    let mut count: u64 = 0;
+    // SAFETY: reads at most 8 bytes into a valid u64; EAGAIN is fine.
+    unsafe { libc::read(fd, &mut count as *mut u64 as *mut libc::c_void, 8) };
+}
+
+pub fn close(fd: RawFd) {
+    // SAFETY: the caller owns `fd` and never uses it again.
+    unsafe { libc::close(fd) };
+}
+
+/// A set of signal numbers.
+#[derive(Clone, Copy)]
+pub struct SigSet(libc::sigset_t);
+
+impl SigSet {
+    pub fn empty() -> SigSet {
+        // SAFETY: sigemptyset initialises the set it is given.
+        unsafe {
+            let mut set = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            SigSet(set)
+        }
+    }
+
+    pub fn add(&mut self, signo: i32) {
+        // SAFETY: the set is initialised; an invalid signo only returns EINVAL.
+        unsafe { libc::sigaddset(&mut self.0, signo) };
+    }
+
+    pub fn remove(&mut self, signo: i32) {
+        // SAFETY: as above.
+        unsafe { libc::sigdelset(&mut self.0, signo) };
+    }
+
+    pub fn contains(&self, signo: i32) -> bool {
+        // SAFETY: the set is initialised.
+        unsafe { libc::sigismember(&self.0, signo) == 1 }
+    }
+}
+
+/// Blocks or unblocks one signal in the calling thread; returns whether it was blocked before.
+pub fn set_signal_blocked(signo: i32, blocked: bool) -> SysResult<bool> {
+    let mut set = SigSet::empty();
+    set.add(signo);
+    let mut old = SigSet::empty();
+    let how = if blocked { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
+    // SAFETY: both sets are initialised and valid for the call.
+    let ret = unsafe { libc::pthread_sigmask(how, &set.0, &mut old.0) };
+    if ret != 0 {
+        return Err(ret);
+    }
+    Ok(old.contains(signo))
+}
+
+/// Whether `signo` can be caught through a signalfd: not SIGKILL or SIGSTOP,
+/// nor the two real-time signals glibc keeps for itself.
+pub fn signal_is_watchable(signo: i32) -> bool {
+    (1..=64).contains(&signo) && signo != libc::SIGKILL && signo != libc::SIGSTOP && signo != 32 && signo != 33
+}
+
+/// A non-blocking signalfd over a changing set of signals.
+pub struct SignalFd {
+    fd: OwnedFd,
+}
+
+impl SignalFd {
+    pub fn new(mask: &SigSet) -> SysResult<SignalFd> {
+        // SAFETY: the mask is initialised; -1 asks for a new fd that we own.
+        let fd = check(unsafe { libc::signalfd(-1, &mask.0, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
+        Ok(SignalFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn set_mask(&self, mask: &SigSet) -> SysResult<()> {
+        // SAFETY: updates the mask of the fd we own.
+        check(unsafe { libc::signalfd(self.fd.as_raw_fd(), &mask.0, 0) }).map(drop)
+    }
+
+    /// Reads every pending signal number into `out`.
+    pub fn read_all(&self, out: &mut Vec<i32>) {
+        // SAFETY: signalfd_siginfo is plain data; a zeroed one is valid.
+        let mut infos: [libc::signalfd_siginfo; 8] = unsafe { std::mem::zeroed() };
+        loop {
+            let size = std::mem::size_of_val(&infos);
+            // SAFETY: reads whole records into a buffer of `size` bytes.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), infos.as_mut_ptr() as *mut libc::c_void, size) };
+            if n <= 0 {
+                return;
+            }
+            let count = n as usize / std::mem::size_of::<libc::signalfd_siginfo>();
+            out.extend(infos[..count].iter().map(|i| i.ssi_signo as i32));
+            if (n as usize) < size {
+                return;
+            }
+        }
+    }
+}
