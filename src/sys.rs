@@ -4,7 +4,7 @@
 //! Errors are plain positive errno values ([`Errno`]); the layers above turn
 //! them into whatever their callers expect.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 /// A positive errno value.
@@ -13,6 +13,22 @@ pub type SysResult<T> = Result<T, Errno>;
 
 fn errno() -> Errno {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// An fd the loop owns. Unlike `Fd` it never aborts the process when the
+/// fd was closed behind our back (a caller's mistake must not crash us).
+pub struct Fd(RawFd);
+
+impl Fd {
+    pub fn raw(&self) -> RawFd {
+        self.0
+    }
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        close(self.0);
+    }
 }
 
 /// Turns a `-1 / errno` return into a `Result`.
@@ -91,7 +107,7 @@ impl Events {
 /// An epoll set. Waits take a sub-millisecond timeout: `epoll_pwait2` where the
 /// kernel has it, else (ENOSYS, as under valgrind 3.19) a timerfd in the set.
 pub struct Epoll {
-    fd: OwnedFd,
+    fd: Fd,
     /// Fallback clock for kernels without epoll_pwait2, made on first need.
     timer: Option<TimerFd>,
     has_pwait2: bool,
@@ -104,13 +120,13 @@ impl Epoll {
     pub fn new() -> SysResult<Epoll> {
         // SAFETY: plain syscall; the returned fd is owned by us alone.
         let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        Ok(Epoll { fd: unsafe { OwnedFd::from_raw_fd(fd) }, timer: None, has_pwait2: true })
+        Ok(Epoll { fd: Fd(fd), timer: None, has_pwait2: true })
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, interest: u32, data: u64) -> SysResult<()> {
         let mut ev = libc::epoll_event { events: to_epoll(interest), u64: data };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call.
-        check(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) }).map(drop)
+        check(unsafe { libc::epoll_ctl(self.fd.raw(), op, fd, &mut ev) }).map(drop)
     }
 
     /// Adds `fd` with evloop `interest` bits; `data` comes back with its events.
@@ -154,7 +170,7 @@ impl Epoll {
         let n = unsafe {
             libc::syscall(
                 libc::SYS_epoll_pwait2,
-                self.fd.as_raw_fd(),
+                self.fd.raw(),
                 events.buf.as_mut_ptr(),
                 max,
                 ts_ptr,
@@ -176,7 +192,7 @@ impl Epoll {
             Some(d) => {
                 if self.timer.is_none() {
                     let timer = TimerFd::new()?;
-                    self.add(timer.fd.as_raw_fd(), READ, TIMER_TOKEN)?;
+                    self.add(timer.fd.raw(), READ, TIMER_TOKEN)?;
                     self.timer = Some(timer);
                 }
                 // Re-arming also clears an expiry nobody read: the set stays quiet.
@@ -185,7 +201,7 @@ impl Epoll {
             }
         };
         // SAFETY: the buffer holds at least `max` events.
-        let n = check(unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.buf.as_mut_ptr(), max, ms) })? as usize;
+        let n = check(unsafe { libc::epoll_wait(self.fd.raw(), events.buf.as_mut_ptr(), max, ms) })? as usize;
         // Drop the timer's own event; the caller only sees its tokens.
         let mut kept = 0;
         for i in 0..n {
@@ -207,7 +223,7 @@ fn timespec(d: Duration) -> libc::timespec {
 
 /// A one-shot relative CLOCK_MONOTONIC timer.
 struct TimerFd {
-    fd: OwnedFd,
+    fd: Fd,
 }
 
 impl TimerFd {
@@ -216,7 +232,7 @@ impl TimerFd {
         let fd = check(unsafe {
             libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
         })?;
-        Ok(TimerFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(TimerFd { fd: Fd(fd) })
     }
 
     fn arm(&self, after: Duration) -> SysResult<()> {
@@ -226,7 +242,7 @@ impl TimerFd {
             it_value: timespec(after.max(Duration::from_nanos(1))),
         };
         // SAFETY: `spec` is valid for the call; the old value is not wanted.
-        check(unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) }).map(drop)
+        check(unsafe { libc::timerfd_settime(self.fd.raw(), 0, &spec, std::ptr::null_mut()) }).map(drop)
     }
 }
 
@@ -317,23 +333,23 @@ pub fn signal_is_watchable(signo: i32) -> bool {
 
 /// A non-blocking signalfd over a changing set of signals.
 pub struct SignalFd {
-    fd: OwnedFd,
+    fd: Fd,
 }
 
 impl SignalFd {
     pub fn new(mask: &SigSet) -> SysResult<SignalFd> {
         // SAFETY: the mask is initialised; -1 asks for a new fd that we own.
         let fd = check(unsafe { libc::signalfd(-1, &mask.0, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
-        Ok(SignalFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(SignalFd { fd: Fd(fd) })
     }
 
     pub fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.raw()
     }
 
     pub fn set_mask(&self, mask: &SigSet) -> SysResult<()> {
         // SAFETY: updates the mask of the fd we own.
-        check(unsafe { libc::signalfd(self.fd.as_raw_fd(), &mask.0, 0) }).map(drop)
+        check(unsafe { libc::signalfd(self.fd.raw(), &mask.0, 0) }).map(drop)
     }
 
     /// Reads every pending signal number into `out`.
@@ -343,7 +359,7 @@ impl SignalFd {
         loop {
             let size = std::mem::size_of_val(&infos);
             // SAFETY: reads whole records into a buffer of `size` bytes.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), infos.as_mut_ptr() as *mut libc::c_void, size) };
+            let n = unsafe { libc::read(self.fd.raw(), infos.as_mut_ptr() as *mut libc::c_void, size) };
             if n <= 0 {
                 return;
             }
