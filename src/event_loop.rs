@@ -42,14 +42,37 @@ pub enum Event<D> {
 /// Events fetched from the kernel in one wait.
 const BATCH: usize = 1024;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Registration<D> {
     /// Part of the epoll token: an event whose generation differs from the
-    /// table's is for a registration that has ended.
+    /// table's is for a registration that has ended. 0: a vacant slot.
     generation: u32,
-    interest: u32,
+    /// The interest as given (options included) plus the always-reported
+    /// readiness bits: masking an event with it keeps what is worth
+    /// reporting (epoll never reports the option bits).
+    wanted: u32,
     data: D,
 }
+
+impl<D> Registration<D> {
+    fn is_vacant(&self) -> bool {
+        self.generation == 0
+    }
+}
+
+fn wanted(interest: u32) -> u32 {
+    interest | ERROR | HUP | RDHUP
+}
+
+/// The interest a registration was given, from its `wanted` bits.
+fn interest_of(wanted: u32) -> u32 {
+    wanted & (READ | WRITE | EDGE | ONESHOT)
+}
+
+/// Registration slots made at creation (like ae.c's setsize, but the table
+/// still grows past it): registering an fd below this never touches the
+/// allocator. 8192 slots of 24 bytes (for the C layer) is 192 KiB.
+const INITIAL_SLOTS: usize = 8192;
 
 /// epoll token: generation in the high half, fd in the low half. Generation 0
 /// marks the loop's own fds.
@@ -127,14 +150,17 @@ impl<D> LoopHandle<D> {
     }
 }
 
-pub struct EventLoop<D: Copy> {
+/// `D: Default` fills vacant slots of the registration table.
+pub struct EventLoop<D: Copy + Default> {
     epoll: Epoll,
     events: Events,
     /// Next index into `events` during the I/O phase.
     cursor: usize,
+    /// `events.len()` once the I/O phase has begun, 0 before.
+    io_end: usize,
     phase: Phase,
     /// Indexed by fd.
-    registrations: Vec<Option<Registration<D>>>,
+    registrations: Vec<Registration<D>>,
     registered: usize,
     next_generation: u32,
     timers: Timers<D>,
@@ -149,7 +175,7 @@ pub struct EventLoop<D: Copy> {
     panic_armed: bool,
 }
 
-impl<D: Copy> EventLoop<D> {
+impl<D: Copy + Default> EventLoop<D> {
     pub fn new() -> Result<EventLoop<D>, Errno> {
         let epoll = Epoll::new()?;
         let doorbell = sys::eventfd_new()?;
@@ -165,8 +191,9 @@ impl<D: Copy> EventLoop<D> {
             epoll,
             events: Events::with_capacity(BATCH),
             cursor: 0,
+            io_end: 0,
             phase: Phase::Idle,
-            registrations: Vec::new(),
+            registrations: vec![Registration::default(); INITIAL_SLOTS],
             registered: 0,
             next_generation: 1,
             timers: Timers::new(),
@@ -198,28 +225,31 @@ impl<D: Copy> EventLoop<D> {
         self.next_generation = generation.checked_add(1).unwrap_or(1);
         let index = fd as usize;
         if index >= self.registrations.len() {
-            self.registrations.resize(index + 1, None);
+            self.grow_table(index);
         }
         let slot = &mut self.registrations[index];
-        if slot.is_none() {
+        if slot.is_vacant() {
             self.registered += 1;
         }
-        *slot = Some(Registration { generation, interest, data });
+        *slot = Registration { generation, wanted: wanted(interest), data };
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_table(&mut self, index: usize) {
+        let len = (index + 1).next_power_of_two();
+        self.registrations.resize(len, Registration::default());
     }
 
     /// Replaces the interest of a registered fd (the whole mask, options
     /// included, like `epoll.modify`). Re-arms an ONESHOT registration.
     pub fn modify(&mut self, fd: RawFd, interest: u32) -> Result<(), Errno> {
         check_fd_and_interest(fd, interest)?;
-        let reg = self.registration_mut(fd)?;
-        let (generation, old) = (reg.generation, reg.interest);
-        reg.interest = interest;
-        self.epoll.modify(fd, interest, token(generation, fd)).inspect_err(|_| {
-            if let Ok(reg) = self.registration_mut(fd) {
-                reg.interest = old;
-            }
-        })
+        let generation = self.registration_mut(fd)?.generation;
+        self.epoll.modify(fd, interest, token(generation, fd))?;
+        self.registration_mut(fd)?.wanted = wanted(interest);
+        Ok(())
     }
 
     /// Replaces what is attached to a registered fd.
@@ -237,13 +267,13 @@ impl<D: Copy> EventLoop<D> {
             Ok(()) | Err(libc::EBADF) | Err(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
-        self.registrations[fd as usize] = None;
+        self.registrations[fd as usize] = Registration::default();
         self.registered -= 1;
         Ok(())
     }
 
     pub fn is_registered(&self, fd: RawFd) -> bool {
-        fd >= 0 && matches!(self.registrations.get(fd as usize), Some(Some(_)))
+        fd >= 0 && self.registrations.get(fd as usize).is_some_and(|reg| !reg.is_vacant())
     }
 
     fn registration_mut(&mut self, fd: RawFd) -> Result<&mut Registration<D>, Errno> {
@@ -251,7 +281,7 @@ impl<D: Copy> EventLoop<D> {
             return Err(libc::EINVAL);
         }
         match self.registrations.get_mut(fd as usize) {
-            Some(Some(reg)) => Ok(reg),
+            Some(reg) if !reg.is_vacant() => Ok(reg),
             _ => Err(libc::ENOENT),
         }
     }
@@ -330,7 +360,6 @@ impl<D: Copy> EventLoop<D> {
         }
         let timeout = self.effective_timeout(timeout);
         self.epoll.wait(&mut self.events, max_events, timeout)?;
-        self.take_internal_events();
         self.now = if self.timers.live > 0 { sys::now_ns() } else { 0 };
         if self.shared.queued.load(Ordering::Acquire) > 0 {
             let mut queue = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
@@ -338,13 +367,17 @@ impl<D: Copy> EventLoop<D> {
             self.shared.queued.store(0, Ordering::Release);
         }
         self.cursor = 0;
+        self.io_end = 0;
         self.task_cursor = 0;
         self.phase = Phase::Signals;
         Ok(())
     }
 
     fn effective_timeout(&mut self, timeout: Option<Duration>) -> Option<Duration> {
-        if self.shared.queued.load(Ordering::Acquire) > 0 || self.shared.stop.load(Ordering::Acquire) {
+        if self.shared.queued.load(Ordering::Acquire) > 0
+            || self.shared.stop.load(Ordering::Acquire)
+            || self.signals.has_pending()
+        {
             return Some(Duration::ZERO);
         }
         match self.timers.next_deadline() {
@@ -356,51 +389,59 @@ impl<D: Copy> EventLoop<D> {
         }
     }
 
-    /// Handles the loop's own fds (generation 0) among the fetched events.
-    fn take_internal_events(&mut self) {
-        for i in 0..self.events.len() {
-            let (data, _) = self.events.get(i);
-            if data >> 32 != 0 {
-                continue;
-            }
-            let fd = data as u32 as RawFd;
-            if fd == self.shared.doorbell.load(Ordering::Relaxed) {
-                self.shared.wake_pending.store(false, Ordering::Release);
-                sys::eventfd_drain(fd);
-            } else {
-                self.signals.read_pending(fd);
-            }
+    /// Handles one of the loop's own fds (generation 0), met during the I/O
+    /// phase. Signals read here are dispatched at the start of the next
+    /// iteration, which then does not block. Anything else of generation 0
+    /// (the epoll fallback's timerfd) needs nothing.
+    #[cold]
+    fn handle_internal(&mut self, fd: RawFd) {
+        if fd == self.shared.doorbell.load(Ordering::Relaxed) {
+            self.shared.wake_pending.store(false, Ordering::Release);
+            sys::eventfd_drain(fd);
+        } else {
+            self.signals.read_pending(fd);
         }
     }
 
     /// The next thing to dispatch in this iteration, or `None` when it is over.
     #[inline]
     pub fn next_event(&mut self) -> Option<Event<D>> {
-        if self.phase == Phase::Io {
-            return self.next_io();
+        match self.next_ready() {
+            Some((fd, revents, data)) => Some(Event::Io { fd, revents, data }),
+            None => self.next_other(),
         }
-        self.next_other()
     }
 
+    /// The fast path of `next_event`: the next ready registration, once the
+    /// iteration has reached its I/O phase; `None` before it and after it.
     #[inline]
-    fn next_io(&mut self) -> Option<Event<D>> {
-        while self.cursor < self.events.len() {
-            let (data, revents) = self.events.get(self.cursor);
+    pub fn next_ready(&mut self) -> Option<(RawFd, u32, D)> {
+        while self.cursor < self.io_end {
+            let Some((data, revents)) = self.events.get(self.cursor) else { break };
             self.cursor += 1;
             let fd = data as u32 as RawFd;
-            let Some(Some(reg)) = self.registrations.get(fd as usize) else { continue };
-            if reg.generation != (data >> 32) as u32 {
-                continue;
-            }
+            let generation = (data >> 32) as u32;
+            let reg = match self.registrations.get(fd as usize) {
+                // Vacant slots have generation 0, which no user token carries.
+                Some(reg) if reg.generation == generation => reg,
+                _ => {
+                    if generation == 0 {
+                        self.handle_internal(fd);
+                    }
+                    continue;
+                }
+            };
             // Honour the interest as it is now: a callback earlier in this
             // batch may have changed it.
-            let wanted = (reg.interest & (READ | WRITE)) | ERROR | HUP | RDHUP;
-            let revents = revents & wanted;
+            let revents = revents & reg.wanted;
             if revents != 0 {
-                return Some(Event::Io { fd, revents, data: reg.data });
+                return Some((fd, revents, reg.data));
             }
         }
-        self.phase = Phase::Idle;
+        if self.phase == Phase::Io {
+            self.phase = Phase::Idle;
+            self.io_end = 0;
+        }
         None
     }
 
@@ -424,9 +465,12 @@ impl<D: Copy> EventLoop<D> {
                     }
                     self.tasks.clear();
                     self.phase = Phase::Io;
-                    return self.next_io();
+                    self.io_end = self.events.len();
+                    let (fd, revents, data) = self.next_ready()?;
+                    return Some(Event::Io { fd, revents, data });
                 }
-                Phase::Io => return self.next_io(),
+                // next_ready has handed out the whole batch.
+                Phase::Io => return None,
             }
         }
     }
@@ -446,12 +490,15 @@ impl<D: Copy> EventLoop<D> {
         }
         self.signals.reinit(&epoll)?;
         for fd in 0..self.registrations.len() {
-            let Some(reg) = self.registrations[fd] else { continue };
-            match epoll.add(fd as RawFd, reg.interest, token(reg.generation, fd as RawFd)) {
+            let reg = self.registrations[fd];
+            if reg.is_vacant() {
+                continue;
+            }
+            match epoll.add(fd as RawFd, interest_of(reg.wanted), token(reg.generation, fd as RawFd)) {
                 Ok(()) => {}
                 // Closed before the fork without being unregistered: it has ended.
                 Err(libc::EBADF) => {
-                    self.registrations[fd] = None;
+                    self.registrations[fd] = Registration::default();
                     self.registered -= 1;
                 }
                 Err(e) => return Err(e),
@@ -682,6 +729,10 @@ impl<D: Copy> Signals<D> {
         }
     }
 
+    fn has_pending(&self) -> bool {
+        self.cursor < self.pending.len()
+    }
+
     fn next_pending(&mut self) -> Option<(i32, D)> {
         while let Some(&signo) = self.pending.get(self.cursor) {
             self.cursor += 1;
@@ -712,5 +763,98 @@ impl<D> Drop for Signals<D> {
                 let _ = sys::set_signal_blocked(signo, false);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+    use std::os::fd::AsRawFd;
+    use std::io::Write;
+
+    fn drain_iteration(lp: &mut EventLoop<u32>, timeout_ms: u64) -> Vec<Event<u32>> {
+        lp.wait(Some(Duration::from_millis(timeout_ms)), usize::MAX).unwrap();
+        std::iter::from_fn(|| lp.next_event()).collect()
+    }
+
+    #[test]
+    fn timers_fire_in_deadline_then_start_order() {
+        let mut t = Timers::new();
+        let ids: Vec<_> = [(30, 1), (10, 2), (10, 3), (0, 4)].iter().map(|&(d, tag)| (t.start(0, d, 0, tag), tag)).collect();
+        let fired: Vec<u32> = std::iter::from_fn(|| t.pop_due(100)).map(|(_, tag)| tag).collect();
+        assert_eq!(fired, [4, 2, 3, 1]);
+        assert_eq!(t.live, 0);
+        for (id, _) in ids {
+            assert!(!t.stop(id), "a fired one-shot timer is over");
+        }
+    }
+
+    #[test]
+    fn stopped_timers_are_skipped_and_the_heap_is_compacted() {
+        let mut t = Timers::new();
+        let ids: Vec<_> = (0..1000u32).map(|i| t.start(0, 10 + i as u64, 0, i)).collect();
+        for id in ids.iter().step_by(2) {
+            assert!(t.stop(*id));
+        }
+        for id in ids.iter().skip(1).step_by(2).take(400) {
+            assert!(t.stop(*id));
+        }
+        assert_eq!(t.live, 100);
+        assert!(t.heap.len() <= 2 * t.live + 64, "heap of {} for {} live timers", t.heap.len(), t.live);
+        let fired: Vec<u32> = std::iter::from_fn(|| t.pop_due(u64::MAX)).map(|(_, i)| i).collect();
+        assert_eq!(fired, (801..1000).step_by(2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn repeating_timer_rearms_and_skips_missed_beats() {
+        let mut t = Timers::new();
+        let id = t.start(0, 10, 10, 7u32);
+        assert_eq!(t.pop_due(10), Some((id, 7)));
+        assert_eq!(t.pop_due(10), None, "re-armed for 20");
+        assert_eq!(t.pop_due(1000), Some((id, 7)));
+        assert_eq!(t.next_deadline(), Some(1010));
+        assert!(t.stop(id));
+        assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn event_of_an_ended_registration_is_never_handed_out() {
+        let mut lp: EventLoop<u32> = EventLoop::new().unwrap();
+        let (a, mut a_peer) = UnixStream::pair().unwrap();
+        let (b, mut b_peer) = UnixStream::pair().unwrap();
+        lp.register(a.as_raw_fd(), READ, 1).unwrap();
+        lp.register(b.as_raw_fd(), READ, 2).unwrap();
+        a_peer.write_all(b"a").unwrap();
+        b_peer.write_all(b"b").unwrap();
+        lp.wait(Some(Duration::from_secs(1)), usize::MAX).unwrap();
+        let first = lp.next_event().unwrap();
+        let Event::Io { data, .. } = first else { panic!("{first:?}") };
+        // The first handler ends the other registration and re-registers the
+        // same fd with new data: the fetched event must not reach either.
+        let other = if data == 1 { b.as_raw_fd() } else { a.as_raw_fd() };
+        lp.unregister(other).unwrap();
+        lp.register(other, READ, 99).unwrap();
+        assert_eq!(lp.next_event(), None);
+        assert_eq!(lp.wait(None, 1), Ok(()));
+        let events: Vec<_> = std::iter::from_fn(|| lp.next_event()).collect();
+        assert!(events.iter().all(|e| matches!(e, Event::Io { data: 1 | 2 | 99, .. })));
+    }
+
+    #[test]
+    fn wait_during_dispatch_is_busy_and_tasks_keep_order() {
+        let mut lp: EventLoop<u32> = EventLoop::new().unwrap();
+        let handle = lp.handle();
+        let poster = std::thread::spawn(move || (0..100).for_each(|i| handle.post(i)));
+        poster.join().unwrap();
+        lp.post(100);
+        lp.wait(Some(Duration::ZERO), usize::MAX).unwrap();
+        assert_eq!(lp.wait(None, 1), Err(libc::EBUSY));
+        let tasks: Vec<u32> = std::iter::from_fn(|| lp.next_event())
+            .map(|e| match e { Event::Task(i) => i, other => panic!("{other:?}") })
+            .collect();
+        assert_eq!(tasks, (0..=100).collect::<Vec<_>>());
+        assert!(drain_iteration(&mut lp, 0).is_empty());
+        assert!(!lp.is_alive());
     }
 }

@@ -68,6 +68,7 @@ pub type evl_signal_cb = Option<unsafe extern "C" fn(r#loop: *mut evl_loop, sign
 
 /// One ready registration, as written by evl_poll.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct evl_event {
     pub fd: c_int,
     /// EVL_* readiness bits.
@@ -76,18 +77,45 @@ pub struct evl_event {
     pub userdata: *mut c_void,
 }
 
-/// What the loop keeps for each registration, timer, task and signal watcher.
+/// What the loop keeps for each registration, timer, task and signal
+/// watcher: a callback with its type erased, and the caller's userdata.
+/// 16 bytes and no tag, since the kind of event tells the callback's type.
 #[derive(Clone, Copy)]
-enum Callback {
-    Io(evl_io_cb, *mut c_void),
-    Timer(evl_timer_cb, *mut c_void),
-    Task(evl_task_cb, *mut c_void),
-    Signal(evl_signal_cb, *mut c_void),
+struct Callback {
+    func: Option<unsafe extern "C" fn()>,
+    userdata: *mut c_void,
 }
 
 // SAFETY: the pointers are opaque to us; a task posted from another thread
 // carries the caller's userdata to the loop's thread, as documented.
 unsafe impl Send for Callback {}
+
+impl Default for Callback {
+    fn default() -> Self {
+        Callback { func: None, userdata: std::ptr::null_mut() }
+    }
+}
+
+/// Erases and restores the type of one kind of callback. Sound because a
+/// function pointer is only ever called through the type it was stored with:
+/// registrations hold I/O callbacks, timers timer callbacks, and so on.
+macro_rules! callback_kind {
+    ($store:ident, $load:ident, $ty:ty) => {
+        impl Callback {
+            fn $store(cb: $ty, userdata: *mut c_void) -> Callback {
+                // SAFETY: fn pointers of any signature have the same size.
+                Callback { func: cb.map(|f| unsafe { std::mem::transmute(f) }), userdata }
+            }
+            unsafe fn $load(self) -> $ty {
+                self.func.map(|f| std::mem::transmute(f))
+            }
+        }
+    };
+}
+callback_kind!(io, as_io, evl_io_cb);
+callback_kind!(timer, as_timer, evl_timer_cb);
+callback_kind!(task, as_task, evl_task_cb);
+callback_kind!(signal, as_signal, evl_signal_cb);
 
 // ---- the one pattern every function follows --------------------------------
 
@@ -132,11 +160,22 @@ fn timeout_from_ms(timeout_ms: c_int) -> Option<Duration> {
 /// `lp` is live; the callback is the caller's, called with the caller's userdata.
 unsafe fn dispatch(lp: *mut evl_loop, event: Event<Callback>) -> bool {
     match event {
-        Event::Io { fd, revents, data: Callback::Io(Some(cb), userdata) } => cb(lp, fd, revents, userdata),
-        Event::Timer { id, data: Callback::Timer(Some(cb), userdata) } => cb(lp, id, userdata),
-        Event::Task(Callback::Task(Some(cb), userdata)) => cb(lp, userdata),
-        Event::Signal { signo, data: Callback::Signal(Some(cb), userdata) } => cb(lp, signo, userdata),
-        _ => return false,
+        Event::Io { fd, revents, data } => match data.as_io() {
+            Some(cb) => cb(lp, fd, revents, data.userdata),
+            None => return false,
+        },
+        Event::Timer { id, data } => match data.as_timer() {
+            Some(cb) => cb(lp, id, data.userdata),
+            None => return false,
+        },
+        Event::Task(data) => match data.as_task() {
+            Some(cb) => cb(lp, data.userdata),
+            None => return false,
+        },
+        Event::Signal { signo, data } => match data.as_signal() {
+            Some(cb) => cb(lp, signo, data.userdata),
+            None => return false,
+        },
     }
     true
 }
@@ -145,10 +184,22 @@ unsafe fn dispatch(lp: *mut evl_loop, event: Event<Callback>) -> bool {
 unsafe fn run_once(lp: *mut evl_loop, timeout: Option<Duration>) -> Result<c_int, Errno> {
     core(lp)?.wait(timeout, usize::MAX)?;
     let mut ran: c_int = 0;
-    while let Some(event) = core(lp)?.next_event() {
-        ran += dispatch(lp, event) as c_int;
+    // `lp` was checked above; each pull borrows the loop for itself alone.
+    loop {
+        let core = &mut *(*lp).core.get();
+        // The fast path: ready I/O, with no Event built in between.
+        if let Some((fd, revents, data)) = core.next_ready() {
+            if let Some(cb) = data.as_io() {
+                cb(lp, fd, revents, data.userdata);
+                ran += 1;
+            }
+            continue;
+        }
+        match core.next_event() {
+            Some(event) => ran += dispatch(lp, event) as c_int,
+            None => return Ok(ran),
+        }
     }
-    Ok(ran)
 }
 
 // ---- loops -----------------------------------------------------------------
@@ -219,7 +270,7 @@ pub unsafe extern "C" fn evl_register(
     cb: evl_io_cb,
     userdata: *mut c_void,
 ) -> c_int {
-    guard(|| core(r#loop)?.register(fd, events, Callback::Io(cb, userdata)).map(|()| 0))
+    guard(|| core(r#loop)?.register(fd, events, Callback::io(cb, userdata)).map(|()| 0))
 }
 
 /// Replaces the interest of a registered fd with `events` (the whole mask,
@@ -241,7 +292,7 @@ pub unsafe extern "C" fn evl_modify(r#loop: *mut evl_loop, fd: c_int, events: u3
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_set_callback(r#loop: *mut evl_loop, fd: c_int, cb: evl_io_cb, userdata: *mut c_void) -> c_int {
-    guard(|| core(r#loop)?.set_data(fd, Callback::Io(cb, userdata)).map(|()| 0))
+    guard(|| core(r#loop)?.set_data(fd, Callback::io(cb, userdata)).map(|()| 0))
 }
 
 /// Ends the registration of `fd`. No event for it is delivered afterwards,
@@ -319,7 +370,7 @@ pub unsafe extern "C" fn evl_poll(r#loop: *mut evl_loop, timeout_ms: c_int, even
         let mut written = 0;
         while let Some(event) = core(r#loop)?.next_event() {
             match event {
-                Event::Io { fd, revents, data: Callback::Io(_, userdata) } => {
+                Event::Io { fd, revents, data: Callback { userdata, .. } } => {
                     // wait() fetched at most max_events, one event per fd.
                     events.add(written).write(evl_event { fd, revents, userdata });
                     written += 1;
@@ -373,7 +424,7 @@ pub unsafe extern "C" fn evl_post(r#loop: *mut evl_loop, cb: evl_task_cb, userda
         if cb.is_none() {
             return Err(libc::EINVAL);
         }
-        handle.post(Callback::Task(cb, userdata));
+        handle.post(Callback::task(cb, userdata));
         Ok(0)
     })
 }
@@ -404,7 +455,7 @@ pub unsafe extern "C" fn evl_timer_start(
             return Err(libc::EINVAL);
         }
         let delay = Duration::from_millis(delay_ms);
-        let id = core.start_timer(delay, Duration::from_millis(repeat_ms), Callback::Timer(cb, userdata));
+        let id = core.start_timer(delay, Duration::from_millis(repeat_ms), Callback::timer(cb, userdata));
         if !timer_id.is_null() {
             *timer_id = id;
         }
@@ -439,7 +490,7 @@ pub unsafe extern "C" fn evl_signal_start(r#loop: *mut evl_loop, signo: c_int, c
         if cb.is_none() {
             return Err(libc::EINVAL);
         }
-        core.watch_signal(signo, Callback::Signal(cb, userdata)).map(|()| 0)
+        core.watch_signal(signo, Callback::signal(cb, userdata)).map(|()| 0)
     })
 }
 

@@ -53,68 +53,77 @@ pub const ONESHOT: u32 = 0x200;
 /// that a half-closed peer can be told apart from a dead one; it is not asked
 /// for without read interest, where a half-closed peer would otherwise wake a
 /// level-triggered loop forever.
+#[inline]
 fn to_epoll(interest: u32) -> u32 {
-    let mut bits = 0;
-    if interest & READ != 0 {
-        bits |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
-    }
-    if interest & WRITE != 0 {
-        bits |= libc::EPOLLOUT as u32;
-    }
-    if interest & EDGE != 0 {
-        bits |= libc::EPOLLET as u32;
-    }
-    if interest & ONESHOT != 0 {
-        bits |= libc::EPOLLONESHOT as u32;
-    }
-    bits
+    // READ and WRITE by table; EDGE (0x100) and ONESHOT (0x200) shift up to
+    // EPOLLET (1 << 31) and EPOLLONESHOT (1 << 30).
+    const LOW: [u32; 4] = [0, (libc::EPOLLIN | libc::EPOLLRDHUP) as u32, libc::EPOLLOUT as u32,
+        (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32];
+    const _: () = assert!((EDGE << 23) == libc::EPOLLET as u32 && (ONESHOT << 21) == libc::EPOLLONESHOT as u32);
+    LOW[(interest & (READ | WRITE)) as usize] | ((interest & EDGE) << 23) | ((interest & ONESHOT) << 21)
 }
 
-/// epoll readiness bits to evloop's. Branch-free: this runs once per event.
+/// evloop readiness bits for each value of epoll's low five bits
+/// (EPOLLIN 0x1, EPOLLPRI 0x2, EPOLLOUT 0x4, EPOLLERR 0x8, EPOLLHUP 0x10).
+const FROM_EPOLL_LOW: [u8; 32] = {
+    let mut table = [0u8; 32];
+    let mut bits = 0;
+    while bits < 32 {
+        let mut out = 0;
+        if bits & 0x1 != 0 { out |= READ; }
+        if bits & 0x4 != 0 { out |= WRITE; }
+        if bits & 0x8 != 0 { out |= ERROR; }
+        if bits & 0x10 != 0 { out |= HUP; }
+        table[bits] = out as u8;
+        bits += 1;
+    }
+    table
+};
+
+/// epoll readiness bits to evloop's. A table lookup: this runs once per event.
 #[inline]
 pub fn from_epoll(bits: u32) -> u32 {
-    // EPOLLIN 0x1 -> READ 0x1; EPOLLOUT 0x4, EPOLLERR 0x8, EPOLLHUP 0x10 shift
-    // down one place to WRITE 0x2, ERROR 0x4, HUP 0x8; EPOLLRDHUP 0x2000 -> 0x10.
-    (bits & 0x1) | ((bits >> 1) & 0xE) | ((bits >> 9) & RDHUP)
+    const RDHUP_SHIFT: u32 = 0x2000u32.trailing_zeros() - RDHUP.trailing_zeros();
+    FROM_EPOLL_LOW[(bits & 0x1f) as usize] as u32 | ((bits >> RDHUP_SHIFT) & RDHUP)
 }
 
 /// Events returned by one wait: `(data, evloop readiness bits)`.
 pub struct Events {
+    /// Holds exactly the events the kernel wrote in the last wait.
     buf: Vec<libc::epoll_event>,
-    len: usize,
 }
 
 impl Events {
     pub fn with_capacity(capacity: usize) -> Events {
-        Events { buf: vec![libc::epoll_event { events: 0, u64: 0 }; capacity.max(1)], len: 0 }
+        Events { buf: Vec::with_capacity(capacity.max(1)) }
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.buf.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.buf.is_empty()
     }
 
     #[inline]
-    pub fn get(&self, i: usize) -> (u64, u32) {
-        let ev = &self.buf[i];
-        (ev.u64, from_epoll(ev.events))
+    pub fn get(&self, i: usize) -> Option<(u64, u32)> {
+        self.buf.get(i).map(|ev| (ev.u64, from_epoll(ev.events)))
     }
 }
 
 /// An epoll set. Waits take a sub-millisecond timeout: `epoll_pwait2` where the
 /// kernel has it, else (ENOSYS, as under valgrind 3.19) a timerfd in the set.
+///
+/// Data values whose high 32 bits are zero are reserved for the owner's
+/// internal fds: the fallback timerfd's events come back with its fd number
+/// as data, and the owner ignores internal data it does not recognise.
 pub struct Epoll {
     fd: Fd,
     /// Fallback clock for kernels without epoll_pwait2, made on first need.
     timer: Option<TimerFd>,
     has_pwait2: bool,
 }
-
-/// `data` of the fallback timerfd's events: never a valid evloop token.
-const TIMER_TOKEN: u64 = u64::MAX;
 
 impl Epoll {
     pub fn new() -> SysResult<Epoll> {
@@ -123,6 +132,7 @@ impl Epoll {
         Ok(Epoll { fd: Fd(fd), timer: None, has_pwait2: true })
     }
 
+    #[inline]
     fn ctl(&self, op: libc::c_int, fd: RawFd, interest: u32, data: u64) -> SysResult<()> {
         let mut ev = libc::epoll_event { events: to_epoll(interest), u64: data };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call.
@@ -130,6 +140,7 @@ impl Epoll {
     }
 
     /// Adds `fd` with evloop `interest` bits; `data` comes back with its events.
+    #[inline]
     pub fn add(&self, fd: RawFd, interest: u32, data: u64) -> SysResult<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd, interest, data)
     }
@@ -138,6 +149,7 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_MOD, fd, interest, data)
     }
 
+    #[inline]
     pub fn delete(&self, fd: RawFd) -> SysResult<()> {
         self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
@@ -145,8 +157,8 @@ impl Epoll {
     /// Waits for at most `max` events (`None` waits forever) into `events`.
     /// EINTR is returned as `Err(EINTR)`.
     pub fn wait(&mut self, events: &mut Events, max: usize, timeout: Option<Duration>) -> SysResult<()> {
-        let max = max.clamp(1, events.buf.len()) as libc::c_int;
-        events.len = 0;
+        let max = max.clamp(1, events.buf.capacity()) as libc::c_int;
+        events.buf.clear();
         let n = if self.has_pwait2 {
             match self.pwait2(events, max, timeout) {
                 Err(libc::ENOSYS) => {
@@ -158,7 +170,8 @@ impl Epoll {
         } else {
             self.wait_with_timerfd(events, max, timeout)?
         };
-        events.len = n;
+        // SAFETY: the kernel initialised the first `n` (<= max <= capacity) events.
+        unsafe { events.buf.set_len(n) };
         Ok(())
     }
 
@@ -192,7 +205,8 @@ impl Epoll {
             Some(d) => {
                 if self.timer.is_none() {
                     let timer = TimerFd::new()?;
-                    self.add(timer.fd.raw(), READ, TIMER_TOKEN)?;
+                    // Edge-triggered: an expiry nobody reads wakes the set once.
+                    self.add(timer.fd.raw(), READ | EDGE, timer.fd.raw() as u64)?;
                     self.timer = Some(timer);
                 }
                 // Re-arming also clears an expiry nobody read: the set stays quiet.
@@ -201,16 +215,7 @@ impl Epoll {
             }
         };
         // SAFETY: the buffer holds at least `max` events.
-        let n = check(unsafe { libc::epoll_wait(self.fd.raw(), events.buf.as_mut_ptr(), max, ms) })? as usize;
-        // Drop the timer's own event; the caller only sees its tokens.
-        let mut kept = 0;
-        for i in 0..n {
-            if events.buf[i].u64 != TIMER_TOKEN {
-                events.buf[kept] = events.buf[i];
-                kept += 1;
-            }
-        }
-        Ok(kept)
+        check(unsafe { libc::epoll_wait(self.fd.raw(), events.buf.as_mut_ptr(), max, ms) }).map(|n| n as usize)
     }
 }
 

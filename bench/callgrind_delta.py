@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Instructions per operation, by difference: run a command under callgrind at
+two sizes and divide the difference in user-space instructions by the
+difference in operations, so start-up and tear-down cancel out.
+
+    bench/callgrind_delta.py OPS1 OPS2 -- CMD... {}
+
+`{}` in CMD is replaced by the size. Example:
+    bench/callgrind_delta.py 10000 20000 -- target/bench/bench_pipes -n 1000 -a 100 -r 1 -w {}
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def instructions(cmd):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out] + cmd,
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(out) as f:
+            for line in f:
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    return int(line.split()[1])
+    raise RuntimeError("no totals in callgrind output")
+
+
+def main(argv):
+    if len(argv) < 5 or argv[3] != "--":
+        sys.exit(__doc__)
+    n1, n2 = int(argv[1]), int(argv[2])
+    cmd = argv[4:]
+    i1 = instructions([a.replace("{}", str(n1)) for a in cmd])
+    i2 = instructions([a.replace("{}", str(n2)) for a in cmd])
+    print(f"{i1} instructions at {n1}, {i2} at {n2}: {(i2 - i1) / (n2 - n1):.1f} per operation")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
