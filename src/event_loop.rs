@@ -42,10 +42,11 @@ pub enum Event<D> {
 /// Events fetched from the kernel in one wait.
 const BATCH: usize = 1024;
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Registration<D> {
     /// Part of the epoll token: an event whose generation differs from the
-    /// table's is for a registration that has ended. 0: a vacant slot.
+    /// table's is for a registration that has ended. A vacant slot has
+    /// VACANT, which no token carries (the loop's own fds carry 0).
     generation: u32,
     /// The interest as given (options included) plus the always-reported
     /// readiness bits: masking an event with it keeps what is worth
@@ -54,9 +55,24 @@ struct Registration<D> {
     data: D,
 }
 
-impl<D> Registration<D> {
+const VACANT: u32 = u32::MAX;
+
+impl<D: Default> Registration<D> {
+    fn vacant() -> Self {
+        Registration { generation: VACANT, wanted: 0, data: D::default() }
+    }
+
     fn is_vacant(&self) -> bool {
-        self.generation == 0
+        self.generation == VACANT
+    }
+}
+
+/// Generations run from 1 to VACANT - 1: 0 marks the loop's own fds.
+fn next_generation(generation: u32) -> u32 {
+    if generation + 1 >= VACANT {
+        1
+    } else {
+        generation + 1
     }
 }
 
@@ -193,7 +209,7 @@ impl<D: Copy + Default> EventLoop<D> {
             cursor: 0,
             io_end: 0,
             phase: Phase::Idle,
-            registrations: vec![Registration::default(); INITIAL_SLOTS],
+            registrations: vec![Registration::vacant(); INITIAL_SLOTS],
             registered: 0,
             next_generation: 1,
             timers: Timers::new(),
@@ -216,18 +232,19 @@ impl<D: Copy + Default> EventLoop<D> {
     ///
     /// An fd that is still registered gives EEXIST. One that was closed
     /// without `unregister` (so the kernel dropped it) is registered afresh.
+    #[inline]
     pub fn register(&mut self, fd: RawFd, interest: u32, data: D) -> Result<(), Errno> {
         check_fd_and_interest(fd, interest)?;
-        let generation = self.next_generation;
-        // The kernel is the judge of whether an old entry is still alive: ADD
-        // answers EEXIST for a live one, and succeeds once the fd was closed.
-        self.epoll.add(fd, interest, token(generation, fd))?;
-        self.next_generation = generation.checked_add(1).unwrap_or(1);
         let index = fd as usize;
         if index >= self.registrations.len() {
             self.grow_table(index);
         }
         let slot = &mut self.registrations[index];
+        let generation = self.next_generation;
+        // The kernel is the judge of whether an old entry is still alive: ADD
+        // answers EEXIST for a live one, and succeeds once the fd was closed.
+        self.epoll.add(fd, interest, token(generation, fd))?;
+        self.next_generation = next_generation(generation);
         if slot.is_vacant() {
             self.registered += 1;
         }
@@ -239,7 +256,7 @@ impl<D: Copy + Default> EventLoop<D> {
     #[inline(never)]
     fn grow_table(&mut self, index: usize) {
         let len = (index + 1).next_power_of_two();
-        self.registrations.resize(len, Registration::default());
+        self.registrations.resize(len, Registration::vacant());
     }
 
     /// Replaces the interest of a registered fd (the whole mask, options
@@ -260,14 +277,18 @@ impl<D: Copy + Default> EventLoop<D> {
 
     /// Ends a registration. No event for it is handed out after this, even
     /// one already fetched. An fd that was closed first is fine.
+    #[inline]
     pub fn unregister(&mut self, fd: RawFd) -> Result<(), Errno> {
-        self.registration_mut(fd)?;
+        let slot = match self.registrations.get_mut(fd as usize) {
+            Some(slot) if fd >= 0 && !slot.is_vacant() => slot,
+            _ => return Err(if fd < 0 { libc::EINVAL } else { libc::ENOENT }),
+        };
         match self.epoll.delete(fd) {
             // EBADF: closed already. ENOENT: closed and the number reused.
             Ok(()) | Err(libc::EBADF) | Err(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
-        self.registrations[fd as usize] = Registration::default();
+        *slot = Registration::vacant();
         self.registered -= 1;
         Ok(())
     }
@@ -422,7 +443,7 @@ impl<D: Copy + Default> EventLoop<D> {
             let fd = data as u32 as RawFd;
             let generation = (data >> 32) as u32;
             let reg = match self.registrations.get(fd as usize) {
-                // Vacant slots have generation 0, which no user token carries.
+                // A vacant slot's generation matches no token.
                 Some(reg) if reg.generation == generation => reg,
                 _ => {
                     if generation == 0 {
@@ -498,7 +519,7 @@ impl<D: Copy + Default> EventLoop<D> {
                 Ok(()) => {}
                 // Closed before the fork without being unregistered: it has ended.
                 Err(libc::EBADF) => {
-                    self.registrations[fd] = Registration::default();
+                    self.registrations[fd] = Registration::vacant();
                     self.registered -= 1;
                 }
                 Err(e) => return Err(e),
@@ -839,6 +860,33 @@ mod tests {
         assert_eq!(lp.wait(None, 1), Ok(()));
         let events: Vec<_> = std::iter::from_fn(|| lp.next_event()).collect();
         assert!(events.iter().all(|e| matches!(e, Event::Io { data: 1 | 2 | 99, .. })));
+    }
+
+    /// The loop's own fds (doorbell, signalfd) sit at fds whose registration
+    /// slots are vacant: their events must still be handled, or they stay
+    /// readable and every later wait returns at once.
+    #[test]
+    fn doorbell_and_signalfd_are_drained() {
+        let mut lp: EventLoop<u32> = EventLoop::new().unwrap();
+        lp.post(1);
+        assert_eq!(drain_iteration(&mut lp, 0), [Event::Task(1)]);
+        assert!(drain_iteration(&mut lp, 0).is_empty());
+        // Drained: a wait now blocks for its whole timeout.
+        let start = std::time::Instant::now();
+        assert!(drain_iteration(&mut lp, 30).is_empty());
+        assert!(start.elapsed() >= Duration::from_millis(25), "the doorbell was left readable");
+
+        lp.watch_signal(libc::SIGUSR2, 7).unwrap();
+        unsafe { libc::raise(libc::SIGUSR2) };
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.extend(drain_iteration(&mut lp, 100));
+        }
+        assert_eq!(seen, [Event::Signal { signo: libc::SIGUSR2, data: 7 }]);
+        let start = std::time::Instant::now();
+        assert!(drain_iteration(&mut lp, 30).is_empty());
+        assert!(start.elapsed() >= Duration::from_millis(25), "the signalfd was left readable");
+        lp.unwatch_signal(libc::SIGUSR2).unwrap();
     }
 
     #[test]
