@@ -234,10 +234,13 @@ impl<D: Copy + Default> EventLoop<D> {
     /// without `unregister` (so the kernel dropped it) is registered afresh.
     #[inline]
     pub fn register(&mut self, fd: RawFd, interest: u32, data: D) -> Result<(), Errno> {
-        check_fd_and_interest(fd, interest)?;
+        if interest & !VALID_INTEREST != 0 {
+            return Err(libc::EINVAL);
+        }
+        // A negative fd becomes an index past any table: checked on that cold path.
         let index = fd as usize;
         if index >= self.registrations.len() {
-            self.grow_table(index);
+            self.grow_table(fd)?;
         }
         let slot = &mut self.registrations[index];
         let generation = self.next_generation;
@@ -254,9 +257,13 @@ impl<D: Copy + Default> EventLoop<D> {
 
     #[cold]
     #[inline(never)]
-    fn grow_table(&mut self, index: usize) {
-        let len = (index + 1).next_power_of_two();
+    fn grow_table(&mut self, fd: RawFd) -> Result<(), Errno> {
+        if fd < 0 {
+            return Err(libc::EINVAL);
+        }
+        let len = (fd as usize + 1).next_power_of_two();
         self.registrations.resize(len, Registration::vacant());
+        Ok(())
     }
 
     /// Replaces the interest of a registered fd (the whole mask, options
@@ -280,7 +287,8 @@ impl<D: Copy + Default> EventLoop<D> {
     #[inline]
     pub fn unregister(&mut self, fd: RawFd) -> Result<(), Errno> {
         let slot = match self.registrations.get_mut(fd as usize) {
-            Some(slot) if fd >= 0 && !slot.is_vacant() => slot,
+            // A negative fd becomes an index past the table: None.
+            Some(slot) if !slot.is_vacant() => slot,
             _ => return Err(if fd < 0 { libc::EINVAL } else { libc::ENOENT }),
         };
         match self.epoll.delete(fd) {
