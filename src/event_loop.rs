@@ -12,8 +12,8 @@
 //! and task (the C layer keeps a function pointer and userdata there). It is
 //! `Copy` so that an event carries its own copy out of the loop.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,7 +59,11 @@ const VACANT: u32 = u32::MAX;
 
 impl<D: Default> Registration<D> {
     fn vacant() -> Self {
-        Registration { generation: VACANT, wanted: 0, data: D::default() }
+        Registration {
+            generation: VACANT,
+            wanted: 0,
+            data: D::default(),
+        }
     }
 
     fn is_vacant(&self) -> bool {
@@ -139,7 +143,9 @@ pub struct LoopHandle<D> {
 
 impl<D> Clone for LoopHandle<D> {
     fn clone(&self) -> Self {
-        LoopHandle { shared: self.shared.clone() }
+        LoopHandle {
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -223,7 +229,9 @@ impl<D: Copy + Default> EventLoop<D> {
     }
 
     pub fn handle(&self) -> LoopHandle<D> {
-        LoopHandle { shared: self.shared.clone() }
+        LoopHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     // ---- registrations -------------------------------------------------
@@ -251,7 +259,11 @@ impl<D: Copy + Default> EventLoop<D> {
         if slot.is_vacant() {
             self.registered += 1;
         }
-        *slot = Registration { generation, wanted: wanted(interest), data };
+        *slot = Registration {
+            generation,
+            wanted: wanted(interest),
+            data,
+        };
         Ok(())
     }
 
@@ -302,7 +314,11 @@ impl<D: Copy + Default> EventLoop<D> {
     }
 
     pub fn is_registered(&self, fd: RawFd) -> bool {
-        fd >= 0 && self.registrations.get(fd as usize).is_some_and(|reg| !reg.is_vacant())
+        fd >= 0
+            && self
+                .registrations
+                .get(fd as usize)
+                .is_some_and(|reg| !reg.is_vacant())
     }
 
     fn registration_mut(&mut self, fd: RawFd) -> Result<&mut Registration<D>, Errno> {
@@ -319,7 +335,8 @@ impl<D: Copy + Default> EventLoop<D> {
 
     /// Starts a timer that fires after `delay` and then every `repeat` (if non-zero).
     pub fn start_timer(&mut self, delay: Duration, repeat: Duration, data: D) -> TimerId {
-        self.timers.start(sys::now_ns(), nanos(delay), nanos(repeat), data)
+        self.timers
+            .start(sys::now_ns(), nanos(delay), nanos(repeat), data)
     }
 
     /// Stops a timer. A one-shot timer is over once its callback starts.
@@ -389,7 +406,11 @@ impl<D: Copy + Default> EventLoop<D> {
         }
         let timeout = self.effective_timeout(timeout);
         self.epoll.wait(&mut self.events, max_events, timeout)?;
-        self.now = if self.timers.live > 0 { sys::now_ns() } else { 0 };
+        self.now = if self.timers.live > 0 {
+            sys::now_ns()
+        } else {
+            0
+        };
         if self.shared.queued.load(Ordering::Acquire) > 0 {
             let mut queue = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::swap(&mut self.tasks, &mut queue);
@@ -446,7 +467,9 @@ impl<D: Copy + Default> EventLoop<D> {
     #[inline]
     pub fn next_ready(&mut self) -> Option<(RawFd, u32, D)> {
         while self.cursor < self.io_end {
-            let Some((data, revents)) = self.events.get(self.cursor) else { break };
+            let Some((data, revents)) = self.events.get(self.cursor) else {
+                break;
+            };
             self.cursor += 1;
             let fd = data as u32 as RawFd;
             let generation = (data >> 32) as u32;
@@ -523,7 +546,11 @@ impl<D: Copy + Default> EventLoop<D> {
             if reg.is_vacant() {
                 continue;
             }
-            match epoll.add(fd as RawFd, interest_of(reg.wanted), token(reg.generation, fd as RawFd)) {
+            match epoll.add(
+                fd as RawFd,
+                interest_of(reg.wanted),
+                token(reg.generation, fd as RawFd),
+            ) {
                 Ok(()) => {}
                 // Closed before the fork without being unregistered: it has ended.
                 Err(libc::EBADF) => {
@@ -582,14 +609,23 @@ struct Armed<D> {
 
 impl<D: Copy> Timers<D> {
     fn new() -> Self {
-        Timers { heap: BinaryHeap::new(), slots: Vec::new(), free: Vec::new(), next_seq: 0, live: 0 }
+        Timers {
+            heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            next_seq: 0,
+            live: 0,
+        }
     }
 
     fn start(&mut self, now: u64, delay: u64, repeat: u64, data: D) -> TimerId {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                self.slots.push(TimerSlot { generation: 1, armed: None });
+                self.slots.push(TimerSlot {
+                    generation: 1,
+                    armed: None,
+                });
                 (self.slots.len() - 1) as u32
             }
         };
@@ -601,7 +637,12 @@ impl<D: Copy> Timers<D> {
     fn arm(&mut self, slot: u32, deadline: u64, repeat: u64, data: D) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.slots[slot as usize].armed = Some(Armed { deadline, seq, repeat, data });
+        self.slots[slot as usize].armed = Some(Armed {
+            deadline,
+            seq,
+            repeat,
+            data,
+        });
         self.heap.push(Reverse((deadline, seq, slot)));
     }
 
@@ -612,7 +653,9 @@ impl<D: Copy> Timers<D> {
     }
 
     fn stop(&mut self, id: TimerId) -> bool {
-        let Some(slot) = self.slot_of(id) else { return false };
+        let Some(slot) = self.slot_of(id) else {
+            return false;
+        };
         self.release(slot);
         if self.heap.len() > 64 && self.heap.len() > 2 * self.live {
             self.rebuild_heap();
@@ -630,7 +673,10 @@ impl<D: Copy> Timers<D> {
 
     fn rebuild_heap(&mut self) {
         let entries = self.slots.iter().enumerate().filter_map(|(slot, entry)| {
-            entry.armed.as_ref().map(|a| Reverse((a.deadline, a.seq, slot as u32)))
+            entry
+                .armed
+                .as_ref()
+                .map(|a| Reverse((a.deadline, a.seq, slot as u32)))
         });
         self.heap = entries.collect();
     }
@@ -798,20 +844,26 @@ impl<D> Drop for Signals<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::net::UnixStream;
-    use std::os::fd::AsRawFd;
     use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
 
     fn drain_iteration(lp: &mut EventLoop<u32>, timeout_ms: u64) -> Vec<Event<u32>> {
-        lp.wait(Some(Duration::from_millis(timeout_ms)), usize::MAX).unwrap();
+        lp.wait(Some(Duration::from_millis(timeout_ms)), usize::MAX)
+            .unwrap();
         std::iter::from_fn(|| lp.next_event()).collect()
     }
 
     #[test]
     fn timers_fire_in_deadline_then_start_order() {
         let mut t = Timers::new();
-        let ids: Vec<_> = [(30, 1), (10, 2), (10, 3), (0, 4)].iter().map(|&(d, tag)| (t.start(0, d, 0, tag), tag)).collect();
-        let fired: Vec<u32> = std::iter::from_fn(|| t.pop_due(100)).map(|(_, tag)| tag).collect();
+        let ids: Vec<_> = [(30, 1), (10, 2), (10, 3), (0, 4)]
+            .iter()
+            .map(|&(d, tag)| (t.start(0, d, 0, tag), tag))
+            .collect();
+        let fired: Vec<u32> = std::iter::from_fn(|| t.pop_due(100))
+            .map(|(_, tag)| tag)
+            .collect();
         assert_eq!(fired, [4, 2, 3, 1]);
         assert_eq!(t.live, 0);
         for (id, _) in ids {
@@ -822,7 +874,9 @@ mod tests {
     #[test]
     fn stopped_timers_are_skipped_and_the_heap_is_compacted() {
         let mut t = Timers::new();
-        let ids: Vec<_> = (0..1000u32).map(|i| t.start(0, 10 + i as u64, 0, i)).collect();
+        let ids: Vec<_> = (0..1000u32)
+            .map(|i| t.start(0, 10 + i as u64, 0, i))
+            .collect();
         for id in ids.iter().step_by(2) {
             assert!(t.stop(*id));
         }
@@ -830,8 +884,15 @@ mod tests {
             assert!(t.stop(*id));
         }
         assert_eq!(t.live, 100);
-        assert!(t.heap.len() <= 2 * t.live + 64, "heap of {} for {} live timers", t.heap.len(), t.live);
-        let fired: Vec<u32> = std::iter::from_fn(|| t.pop_due(u64::MAX)).map(|(_, i)| i).collect();
+        assert!(
+            t.heap.len() <= 2 * t.live + 64,
+            "heap of {} for {} live timers",
+            t.heap.len(),
+            t.live
+        );
+        let fired: Vec<u32> = std::iter::from_fn(|| t.pop_due(u64::MAX))
+            .map(|(_, i)| i)
+            .collect();
         assert_eq!(fired, (801..1000).step_by(2).collect::<Vec<_>>());
     }
 
@@ -858,16 +919,28 @@ mod tests {
         b_peer.write_all(b"b").unwrap();
         lp.wait(Some(Duration::from_secs(1)), usize::MAX).unwrap();
         let first = lp.next_event().unwrap();
-        let Event::Io { data, .. } = first else { panic!("{first:?}") };
+        let Event::Io { data, .. } = first else {
+            panic!("{first:?}")
+        };
         // The first handler ends the other registration and re-registers the
         // same fd with new data: the fetched event must not reach either.
-        let other = if data == 1 { b.as_raw_fd() } else { a.as_raw_fd() };
+        let other = if data == 1 {
+            b.as_raw_fd()
+        } else {
+            a.as_raw_fd()
+        };
         lp.unregister(other).unwrap();
         lp.register(other, READ, 99).unwrap();
         assert_eq!(lp.next_event(), None);
         assert_eq!(lp.wait(None, 1), Ok(()));
         let events: Vec<_> = std::iter::from_fn(|| lp.next_event()).collect();
-        assert!(events.iter().all(|e| matches!(e, Event::Io { data: 1 | 2 | 99, .. })));
+        assert!(events.iter().all(|e| matches!(
+            e,
+            Event::Io {
+                data: 1 | 2 | 99,
+                ..
+            }
+        )));
     }
 
     /// The loop's own fds (doorbell, signalfd) sit at fds whose registration
@@ -882,7 +955,10 @@ mod tests {
         // Drained: a wait now blocks for its whole timeout.
         let start = std::time::Instant::now();
         assert!(drain_iteration(&mut lp, 30).is_empty());
-        assert!(start.elapsed() >= Duration::from_millis(25), "the doorbell was left readable");
+        assert!(
+            start.elapsed() >= Duration::from_millis(25),
+            "the doorbell was left readable"
+        );
 
         lp.watch_signal(libc::SIGUSR2, 7).unwrap();
         unsafe { libc::raise(libc::SIGUSR2) };
@@ -890,10 +966,19 @@ mod tests {
         for _ in 0..3 {
             seen.extend(drain_iteration(&mut lp, 100));
         }
-        assert_eq!(seen, [Event::Signal { signo: libc::SIGUSR2, data: 7 }]);
+        assert_eq!(
+            seen,
+            [Event::Signal {
+                signo: libc::SIGUSR2,
+                data: 7
+            }]
+        );
         let start = std::time::Instant::now();
         assert!(drain_iteration(&mut lp, 30).is_empty());
-        assert!(start.elapsed() >= Duration::from_millis(25), "the signalfd was left readable");
+        assert!(
+            start.elapsed() >= Duration::from_millis(25),
+            "the signalfd was left readable"
+        );
         lp.unwatch_signal(libc::SIGUSR2).unwrap();
     }
 
@@ -907,7 +992,10 @@ mod tests {
         lp.wait(Some(Duration::ZERO), usize::MAX).unwrap();
         assert_eq!(lp.wait(None, 1), Err(libc::EBUSY));
         let tasks: Vec<u32> = std::iter::from_fn(|| lp.next_event())
-            .map(|e| match e { Event::Task(i) => i, other => panic!("{other:?}") })
+            .map(|e| match e {
+                Event::Task(i) => i,
+                other => panic!("{other:?}"),
+            })
             .collect();
         assert_eq!(tasks, (0..=100).collect::<Vec<_>>());
         assert!(drain_iteration(&mut lp, 0).is_empty());

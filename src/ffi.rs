@@ -57,14 +57,17 @@ pub struct evl_loop {
 }
 
 /// Called when a registered fd is ready. `revents` holds EVL_* readiness bits.
-pub type evl_io_cb =
-    Option<unsafe extern "C" fn(r#loop: *mut evl_loop, fd: c_int, revents: u32, userdata: *mut c_void)>;
+pub type evl_io_cb = Option<
+    unsafe extern "C" fn(r#loop: *mut evl_loop, fd: c_int, revents: u32, userdata: *mut c_void),
+>;
 /// Called when a timer fires. `timer_id` is the id evl_timer_start gave.
-pub type evl_timer_cb = Option<unsafe extern "C" fn(r#loop: *mut evl_loop, timer_id: u64, userdata: *mut c_void)>;
+pub type evl_timer_cb =
+    Option<unsafe extern "C" fn(r#loop: *mut evl_loop, timer_id: u64, userdata: *mut c_void)>;
 /// Called once for a task queued with evl_post.
 pub type evl_task_cb = Option<unsafe extern "C" fn(r#loop: *mut evl_loop, userdata: *mut c_void)>;
 /// Called on the loop's thread when a watched signal arrived.
-pub type evl_signal_cb = Option<unsafe extern "C" fn(r#loop: *mut evl_loop, signo: c_int, userdata: *mut c_void)>;
+pub type evl_signal_cb =
+    Option<unsafe extern "C" fn(r#loop: *mut evl_loop, signo: c_int, userdata: *mut c_void)>;
 
 /// One ready registration, as written by evl_poll.
 #[repr(C)]
@@ -92,7 +95,10 @@ unsafe impl Send for Callback {}
 
 impl Default for Callback {
     fn default() -> Self {
-        Callback { func: None, userdata: std::ptr::null_mut() }
+        Callback {
+            func: None,
+            userdata: std::ptr::null_mut(),
+        }
     }
 }
 
@@ -104,7 +110,10 @@ macro_rules! callback_kind {
         impl Callback {
             fn $store(cb: $ty, userdata: *mut c_void) -> Callback {
                 // SAFETY: fn pointers of any signature have the same size.
-                Callback { func: cb.map(|f| unsafe { std::mem::transmute(f) }), userdata }
+                Callback {
+                    func: cb.map(|f| unsafe { std::mem::transmute(f) }),
+                    userdata,
+                }
             }
             unsafe fn $load(self) -> $ty {
                 self.func.map(|f| std::mem::transmute(f))
@@ -220,7 +229,10 @@ pub unsafe extern "C" fn evl_loop_new(out: *mut *mut evl_loop) -> c_int {
         *out = std::ptr::null_mut();
         let core = EventLoop::new()?;
         let handle = core.handle();
-        *out = Box::into_raw(Box::new(evl_loop { core: UnsafeCell::new(core), handle }));
+        *out = Box::into_raw(Box::new(evl_loop {
+            core: UnsafeCell::new(core),
+            handle,
+        }));
         Ok(0)
     })
 }
@@ -270,7 +282,11 @@ pub unsafe extern "C" fn evl_register(
     cb: evl_io_cb,
     userdata: *mut c_void,
 ) -> c_int {
-    guard(|| core(r#loop)?.register(fd, events, Callback::io(cb, userdata)).map(|()| 0))
+    guard(|| {
+        core(r#loop)?
+            .register(fd, events, Callback::io(cb, userdata))
+            .map(|()| 0)
+    })
 }
 
 /// Replaces the interest of a registered fd with `events` (the whole mask,
@@ -291,8 +307,17 @@ pub unsafe extern "C" fn evl_modify(r#loop: *mut evl_loop, fd: c_int, events: u3
 /// not registered.
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
-pub unsafe extern "C" fn evl_set_callback(r#loop: *mut evl_loop, fd: c_int, cb: evl_io_cb, userdata: *mut c_void) -> c_int {
-    guard(|| core(r#loop)?.set_data(fd, Callback::io(cb, userdata)).map(|()| 0))
+pub unsafe extern "C" fn evl_set_callback(
+    r#loop: *mut evl_loop,
+    fd: c_int,
+    cb: evl_io_cb,
+    userdata: *mut c_void,
+) -> c_int {
+    guard(|| {
+        core(r#loop)?
+            .set_data(fd, Callback::io(cb, userdata))
+            .map(|()| 0)
+    })
 }
 
 /// Ends the registration of `fd`. No event for it is delivered afterwards,
@@ -360,7 +385,12 @@ pub unsafe extern "C" fn evl_run_once(r#loop: *mut evl_loop, timeout_ms: c_int) 
 /// Ownership: `events` is the caller's array of at least `max_events`.
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
-pub unsafe extern "C" fn evl_poll(r#loop: *mut evl_loop, timeout_ms: c_int, events: *mut evl_event, max_events: c_int) -> c_int {
+pub unsafe extern "C" fn evl_poll(
+    r#loop: *mut evl_loop,
+    timeout_ms: c_int,
+    events: *mut evl_event,
+    max_events: c_int,
+) -> c_int {
     guard(|| {
         core(r#loop)?;
         if events.is_null() || max_events <= 0 {
@@ -370,9 +400,17 @@ pub unsafe extern "C" fn evl_poll(r#loop: *mut evl_loop, timeout_ms: c_int, even
         let mut written = 0;
         while let Some(event) = core(r#loop)?.next_event() {
             match event {
-                Event::Io { fd, revents, data: Callback { userdata, .. } } => {
+                Event::Io {
+                    fd,
+                    revents,
+                    data: Callback { userdata, .. },
+                } => {
                     // wait() fetched at most max_events, one event per fd.
-                    events.add(written).write(evl_event { fd, revents, userdata });
+                    events.add(written).write(evl_event {
+                        fd,
+                        revents,
+                        userdata,
+                    });
                     written += 1;
                 }
                 other => {
@@ -418,7 +456,11 @@ pub unsafe extern "C" fn evl_wake(r#loop: *mut evl_loop) -> c_int {
 /// loop is freed are dropped uncalled.
 /// Thread-safety: any thread (not from a signal handler: it takes a lock).
 #[no_mangle]
-pub unsafe extern "C" fn evl_post(r#loop: *mut evl_loop, cb: evl_task_cb, userdata: *mut c_void) -> c_int {
+pub unsafe extern "C" fn evl_post(
+    r#loop: *mut evl_loop,
+    cb: evl_task_cb,
+    userdata: *mut c_void,
+) -> c_int {
     guard(|| {
         let handle = handle(r#loop)?;
         if cb.is_none() {
@@ -455,7 +497,11 @@ pub unsafe extern "C" fn evl_timer_start(
             return Err(libc::EINVAL);
         }
         let delay = Duration::from_millis(delay_ms);
-        let id = core.start_timer(delay, Duration::from_millis(repeat_ms), Callback::timer(cb, userdata));
+        let id = core.start_timer(
+            delay,
+            Duration::from_millis(repeat_ms),
+            Callback::timer(cb, userdata),
+        );
         if !timer_id.is_null() {
             *timer_id = id;
         }
@@ -484,13 +530,19 @@ pub unsafe extern "C" fn evl_timer_stop(r#loop: *mut evl_loop, timer_id: u64) ->
 /// watched (SIGKILL, SIGSTOP, out of range); -EEXIST if it is watched already.
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
-pub unsafe extern "C" fn evl_signal_start(r#loop: *mut evl_loop, signo: c_int, cb: evl_signal_cb, userdata: *mut c_void) -> c_int {
+pub unsafe extern "C" fn evl_signal_start(
+    r#loop: *mut evl_loop,
+    signo: c_int,
+    cb: evl_signal_cb,
+    userdata: *mut c_void,
+) -> c_int {
     guard(|| {
         let core = core(r#loop)?;
         if cb.is_none() {
             return Err(libc::EINVAL);
         }
-        core.watch_signal(signo, Callback::signal(cb, userdata)).map(|()| 0)
+        core.watch_signal(signo, Callback::signal(cb, userdata))
+            .map(|()| 0)
     })
 }
 
@@ -553,10 +605,11 @@ fn errno_message(errno: i32) -> CString {
 /// Thread-safety: any thread.
 #[no_mangle]
 pub extern "C" fn evl_version() -> *const c_char {
-    static VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-        Ok(v) => v,
-        Err(_) => panic!("version contains NUL"),
-    };
+    static VERSION: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => panic!("version contains NUL"),
+        };
     VERSION.as_ptr()
 }
 

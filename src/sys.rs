@@ -12,7 +12,9 @@ pub type Errno = i32;
 pub type SysResult<T> = Result<T, Errno>;
 
 fn errno() -> Errno {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// An fd the loop owns. Unlike `Fd` it never aborts the process when the
@@ -57,10 +59,18 @@ pub const ONESHOT: u32 = 0x200;
 fn to_epoll(interest: u32) -> u32 {
     // READ and WRITE by table; EDGE (0x100) and ONESHOT (0x200) shift up to
     // EPOLLET (1 << 31) and EPOLLONESHOT (1 << 30).
-    const LOW: [u32; 4] = [0, (libc::EPOLLIN | libc::EPOLLRDHUP) as u32, libc::EPOLLOUT as u32,
-        (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32];
-    const _: () = assert!((EDGE << 23) == libc::EPOLLET as u32 && (ONESHOT << 21) == libc::EPOLLONESHOT as u32);
-    LOW[(interest & (READ | WRITE)) as usize] | ((interest & EDGE) << 23) | ((interest & ONESHOT) << 21)
+    const LOW: [u32; 4] = [
+        0,
+        (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+        libc::EPOLLOUT as u32,
+        (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32,
+    ];
+    const _: () = assert!(
+        (EDGE << 23) == libc::EPOLLET as u32 && (ONESHOT << 21) == libc::EPOLLONESHOT as u32
+    );
+    LOW[(interest & (READ | WRITE)) as usize]
+        | ((interest & EDGE) << 23)
+        | ((interest & ONESHOT) << 21)
 }
 
 /// evloop readiness bits for each value of epoll's low five bits
@@ -70,10 +80,18 @@ const FROM_EPOLL_LOW: [u8; 32] = {
     let mut bits = 0;
     while bits < 32 {
         let mut out = 0;
-        if bits & 0x1 != 0 { out |= READ; }
-        if bits & 0x4 != 0 { out |= WRITE; }
-        if bits & 0x8 != 0 { out |= ERROR; }
-        if bits & 0x10 != 0 { out |= HUP; }
+        if bits & 0x1 != 0 {
+            out |= READ;
+        }
+        if bits & 0x4 != 0 {
+            out |= WRITE;
+        }
+        if bits & 0x8 != 0 {
+            out |= ERROR;
+        }
+        if bits & 0x10 != 0 {
+            out |= HUP;
+        }
         table[bits] = out as u8;
         bits += 1;
     }
@@ -95,7 +113,9 @@ pub struct Events {
 
 impl Events {
     pub fn with_capacity(capacity: usize) -> Events {
-        Events { buf: Vec::with_capacity(capacity.max(1)) }
+        Events {
+            buf: Vec::with_capacity(capacity.max(1)),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -129,12 +149,19 @@ impl Epoll {
     pub fn new() -> SysResult<Epoll> {
         // SAFETY: plain syscall; the returned fd is owned by us alone.
         let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        Ok(Epoll { fd: Fd(fd), timer: None, has_pwait2: true })
+        Ok(Epoll {
+            fd: Fd(fd),
+            timer: None,
+            has_pwait2: true,
+        })
     }
 
     #[inline]
     fn ctl(&self, op: libc::c_int, fd: RawFd, interest: u32, data: u64) -> SysResult<()> {
-        let mut ev = libc::epoll_event { events: to_epoll(interest), u64: data };
+        let mut ev = libc::epoll_event {
+            events: to_epoll(interest),
+            u64: data,
+        };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call.
         check(unsafe { libc::epoll_ctl(self.fd.raw(), op, fd, &mut ev) }).map(drop)
     }
@@ -156,7 +183,12 @@ impl Epoll {
 
     /// Waits for at most `max` events (`None` waits forever) into `events`.
     /// EINTR is returned as `Err(EINTR)`.
-    pub fn wait(&mut self, events: &mut Events, max: usize, timeout: Option<Duration>) -> SysResult<()> {
+    pub fn wait(
+        &mut self,
+        events: &mut Events,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> SysResult<()> {
         let max = max.clamp(1, events.buf.capacity()) as libc::c_int;
         events.buf.clear();
         let n = if self.has_pwait2 {
@@ -175,9 +207,16 @@ impl Epoll {
         Ok(())
     }
 
-    fn pwait2(&self, events: &mut Events, max: libc::c_int, timeout: Option<Duration>) -> SysResult<usize> {
+    fn pwait2(
+        &self,
+        events: &mut Events,
+        max: libc::c_int,
+        timeout: Option<Duration>,
+    ) -> SysResult<usize> {
         let ts = timeout.map(timespec);
-        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: the buffer holds at least `max` events; `ts_ptr` is null or
         // points at a timespec that outlives the call; no signal mask is passed.
         let n = unsafe {
@@ -198,7 +237,12 @@ impl Epoll {
         }
     }
 
-    fn wait_with_timerfd(&mut self, events: &mut Events, max: libc::c_int, timeout: Option<Duration>) -> SysResult<usize> {
+    fn wait_with_timerfd(
+        &mut self,
+        events: &mut Events,
+        max: libc::c_int,
+        timeout: Option<Duration>,
+    ) -> SysResult<usize> {
         let ms = match timeout {
             None => -1,
             Some(d) if d.is_zero() => 0,
@@ -215,7 +259,8 @@ impl Epoll {
             }
         };
         // SAFETY: the buffer holds at least `max` events.
-        check(unsafe { libc::epoll_wait(self.fd.raw(), events.buf.as_mut_ptr(), max, ms) }).map(|n| n as usize)
+        check(unsafe { libc::epoll_wait(self.fd.raw(), events.buf.as_mut_ptr(), max, ms) })
+            .map(|n| n as usize)
     }
 }
 
@@ -235,7 +280,10 @@ impl TimerFd {
     fn new() -> SysResult<TimerFd> {
         // SAFETY: plain syscall returning a new fd we own.
         let fd = check(unsafe {
-            libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
         })?;
         Ok(TimerFd { fd: Fd(fd) })
     }
@@ -247,13 +295,17 @@ impl TimerFd {
             it_value: timespec(after.max(Duration::from_nanos(1))),
         };
         // SAFETY: `spec` is valid for the call; the old value is not wanted.
-        check(unsafe { libc::timerfd_settime(self.fd.raw(), 0, &spec, std::ptr::null_mut()) }).map(drop)
+        check(unsafe { libc::timerfd_settime(self.fd.raw(), 0, &spec, std::ptr::null_mut()) })
+            .map(drop)
     }
 }
 
 /// Nanoseconds on CLOCK_MONOTONIC (a vDSO call, no syscall).
 pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is valid; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -321,7 +373,11 @@ pub fn set_signal_blocked(signo: i32, blocked: bool) -> SysResult<bool> {
     let mut set = SigSet::empty();
     set.add(signo);
     let mut old = SigSet::empty();
-    let how = if blocked { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
+    let how = if blocked {
+        libc::SIG_BLOCK
+    } else {
+        libc::SIG_UNBLOCK
+    };
     // SAFETY: both sets are initialised and valid for the call.
     let ret = unsafe { libc::pthread_sigmask(how, &set.0, &mut old.0) };
     if ret != 0 {
@@ -333,7 +389,11 @@ pub fn set_signal_blocked(signo: i32, blocked: bool) -> SysResult<bool> {
 /// Whether `signo` can be caught through a signalfd: not SIGKILL or SIGSTOP,
 /// nor the two real-time signals glibc keeps for itself.
 pub fn signal_is_watchable(signo: i32) -> bool {
-    (1..=64).contains(&signo) && signo != libc::SIGKILL && signo != libc::SIGSTOP && signo != 32 && signo != 33
+    (1..=64).contains(&signo)
+        && signo != libc::SIGKILL
+        && signo != libc::SIGSTOP
+        && signo != 32
+        && signo != 33
 }
 
 /// A non-blocking signalfd over a changing set of signals.
@@ -344,7 +404,8 @@ pub struct SignalFd {
 impl SignalFd {
     pub fn new(mask: &SigSet) -> SysResult<SignalFd> {
         // SAFETY: the mask is initialised; -1 asks for a new fd that we own.
-        let fd = check(unsafe { libc::signalfd(-1, &mask.0, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
+        let fd =
+            check(unsafe { libc::signalfd(-1, &mask.0, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
         Ok(SignalFd { fd: Fd(fd) })
     }
 
@@ -364,7 +425,8 @@ impl SignalFd {
         loop {
             let size = std::mem::size_of_val(&infos);
             // SAFETY: reads whole records into a buffer of `size` bytes.
-            let n = unsafe { libc::read(self.fd.raw(), infos.as_mut_ptr() as *mut libc::c_void, size) };
+            let n =
+                unsafe { libc::read(self.fd.raw(), infos.as_mut_ptr() as *mut libc::c_void, size) };
             if n <= 0 {
                 return;
             }

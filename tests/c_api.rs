@@ -18,7 +18,11 @@ fn test_program() -> &'static std::path::Path {
 fn c_api_tests_pass() {
     let output = Command::new(test_program()).output().unwrap();
     assert!(output.status.success(), "{}", show(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains(" passed, 0 failed"), "{}", show(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(" passed, 0 failed"),
+        "{}",
+        show(&output)
+    );
 }
 
 #[test]
@@ -26,7 +30,11 @@ fn c_api_tests_are_memcheck_clean() {
     let output = valgrind_command(test_program()).output().unwrap();
     assert!(output.status.success(), "{}", show(&output));
     assert_memcheck_clean(&output);
-    assert!(String::from_utf8_lossy(&output.stdout).contains(" passed, 0 failed"), "{}", show(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(" passed, 0 failed"),
+        "{}",
+        show(&output)
+    );
 }
 
 #[test]

@@ -8,7 +8,11 @@ use std::process::Command;
 
 fn build(name: &str) -> PathBuf {
     let out = out_dir("examples").join(name);
-    compile_c(&[root().join(format!("c-examples/{name}.c"))], &out, &["-O2"])
+    compile_c(
+        &[root().join(format!("c-examples/{name}.c"))],
+        &out,
+        &["-O2"],
+    )
 }
 
 #[test]
@@ -18,7 +22,10 @@ fn demo_pings_five_times_and_ends_by_itself() {
     assert!(output.status.success(), "{}", show(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     for i in 1..=5 {
-        assert!(stdout.contains(&format!("answerer got \"ping {i}\"")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("answerer got \"ping {i}\"")),
+            "{stdout}"
+        );
     }
     assert!(stdout.ends_with("loop ended: Success\n"), "{stdout}");
 
@@ -30,7 +37,11 @@ fn demo_pings_five_times_and_ends_by_itself() {
 fn numbers(stdout: &[u8]) -> Vec<Vec<u64>> {
     String::from_utf8_lossy(stdout)
         .lines()
-        .map(|l| l.split_whitespace().map(|w| w.parse().expect("a number")).collect())
+        .map(|l| {
+            l.split_whitespace()
+                .map(|w| w.parse().expect("a number"))
+                .collect()
+        })
         .collect()
 }
 
@@ -45,17 +56,34 @@ fn bench_pipes_relays_every_byte_in_both_modes() {
         assert!(output.status.success(), "{}", show(&output));
         let runs = numbers(&output.stdout);
         assert_eq!(runs.len(), 3, "{}", show(&output));
-        assert!(runs.iter().all(|r| r.len() == 2 && r[0] >= r[1]), "{}", show(&output));
+        assert!(
+            runs.iter().all(|r| r.len() == 2 && r[0] >= r[1]),
+            "{}",
+            show(&output)
+        );
     }
-    let bad = Command::new(&exe).args(["-n", "5", "-a", "10"]).output().unwrap();
-    assert_eq!(bad.status.code(), Some(2), "more active than pipes is refused");
+    let bad = Command::new(&exe)
+        .args(["-n", "5", "-a", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "more active than pipes is refused"
+    );
 }
 
 #[test]
 fn bench_timers_reports_both_waits() {
     let exe = build("bench_timers");
-    let output = Command::new(&exe).args(["--rounds", "5", "--pending", "1000", "--delay-ms", "2"]).output().unwrap();
+    let output = Command::new(&exe)
+        .args(["--rounds", "5", "--pending", "1000", "--delay-ms", "2"])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", show(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("bare") && stdout.contains("evloop"), "{stdout}");
+    assert!(
+        stdout.contains("bare") && stdout.contains("evloop"),
+        "{stdout}"
+    );
 }

@@ -5,7 +5,8 @@ use std::path::Path;
 
 fn generate() -> String {
     let root = env!("CARGO_MANIFEST_DIR");
-    let config = cbindgen::Config::from_file(Path::new(root).join("cbindgen.toml")).expect("cbindgen.toml");
+    let config =
+        cbindgen::Config::from_file(Path::new(root).join("cbindgen.toml")).expect("cbindgen.toml");
     let mut out = Vec::new();
     cbindgen::Builder::new()
         .with_crate(root)
@@ -36,16 +37,36 @@ fn macro_value(header: &str, name: &str) -> u32 {
         .lines()
         .find(|l| l.starts_with(&format!("#define {name} ")))
         .unwrap_or_else(|| panic!("{name} missing from the header"));
-    line.rsplit(' ').next().unwrap().trim_end_matches('u').trim_end_matches('U').parse().unwrap()
+    line.rsplit(' ')
+        .next()
+        .unwrap()
+        .trim_end_matches('u')
+        .trim_end_matches('U')
+        .parse()
+        .unwrap()
 }
 
 #[test]
 fn version_macros_agree_with_cargo_and_library() {
-    let header = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/evloop.h")).unwrap();
-    assert_eq!(macro_value(&header, "EVL_VERSION_MAJOR").to_string(), env!("CARGO_PKG_VERSION_MAJOR"));
-    assert_eq!(macro_value(&header, "EVL_VERSION_MINOR").to_string(), env!("CARGO_PKG_VERSION_MINOR"));
-    assert_eq!(macro_value(&header, "EVL_VERSION_PATCH").to_string(), env!("CARGO_PKG_VERSION_PATCH"));
-    assert_eq!(macro_value(&header, "EVL_ABI_VERSION"), evloop::ffi::evl_abi_version());
+    let header =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/evloop.h"))
+            .unwrap();
+    assert_eq!(
+        macro_value(&header, "EVL_VERSION_MAJOR").to_string(),
+        env!("CARGO_PKG_VERSION_MAJOR")
+    );
+    assert_eq!(
+        macro_value(&header, "EVL_VERSION_MINOR").to_string(),
+        env!("CARGO_PKG_VERSION_MINOR")
+    );
+    assert_eq!(
+        macro_value(&header, "EVL_VERSION_PATCH").to_string(),
+        env!("CARGO_PKG_VERSION_PATCH")
+    );
+    assert_eq!(
+        macro_value(&header, "EVL_ABI_VERSION"),
+        evloop::ffi::evl_abi_version()
+    );
     let version = unsafe { std::ffi::CStr::from_ptr(evloop::ffi::evl_version()) };
     assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }

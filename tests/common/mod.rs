@@ -13,7 +13,11 @@ pub fn root() -> &'static Path {
 pub fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().expect("deps dir").to_path_buf();
-    assert!(dir.join("libevloop.so").exists(), "libevloop.so not found in {}", dir.display());
+    assert!(
+        dir.join("libevloop.so").exists(),
+        "libevloop.so not found in {}",
+        dir.display()
+    );
     dir
 }
 
@@ -25,7 +29,11 @@ pub fn out_dir(name: &str) -> PathBuf {
 }
 
 fn target_triple() -> String {
-    let env = if cfg!(target_env = "musl") { "musl" } else { "gnu" };
+    let env = if cfg!(target_env = "musl") {
+        "musl"
+    } else {
+        "gnu"
+    };
     format!("{}-unknown-linux-{env}", std::env::consts::ARCH)
 }
 
@@ -77,8 +85,15 @@ pub fn show(output: &Output) -> String {
 
 /// valgrind's memcheck with every error and every leak counted as failure.
 pub fn valgrind_command(program: &Path) -> Command {
-    let found = Command::new("valgrind").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(found, "valgrind is needed for the memcheck tests: apt-get install valgrind (.ci/run does this)");
+    let found = Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "valgrind is needed for the memcheck tests: apt-get install valgrind (.ci/run does this)"
+    );
     let mut cmd = Command::new("valgrind");
     cmd.args([
         "--tool=memcheck",
@@ -96,6 +111,13 @@ pub fn valgrind_command(program: &Path) -> Command {
 /// Checks that valgrind's report shows no error and no leak.
 pub fn assert_memcheck_clean(output: &Output) {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.code() != Some(99), "memcheck found errors:\n{}", show(output));
-    assert!(!stderr.contains("definitely lost") && !stderr.contains("Invalid "), "memcheck report:\n{stderr}");
+    assert!(
+        output.status.code() != Some(99),
+        "memcheck found errors:\n{}",
+        show(output)
+    );
+    assert!(
+        !stderr.contains("definitely lost") && !stderr.contains("Invalid "),
+        "memcheck report:\n{stderr}"
+    );
 }
