@@ -123,6 +123,14 @@ struct Shared<D> {
 }
 
 impl<D> Shared<D> {
+    fn post(&self, task: D) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.push(task);
+        self.queued.store(tasks.len(), Ordering::Release);
+        drop(tasks);
+        self.ring();
+    }
+
     fn ring(&self) {
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
             sys::eventfd_notify(self.doorbell.load(Ordering::Acquire));
@@ -152,11 +160,7 @@ impl<D> Clone for LoopHandle<D> {
 impl<D> LoopHandle<D> {
     /// Queues `task` for the loop's next iteration and wakes it.
     pub fn post(&self, task: D) {
-        let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.push(task);
-        self.shared.queued.store(tasks.len(), Ordering::Release);
-        drop(tasks);
-        self.shared.ring();
+        self.shared.post(task)
     }
 
     /// Makes a blocked wait return. Async-signal-safe: it writes to an eventfd
@@ -281,16 +285,19 @@ impl<D: Copy + Default> EventLoop<D> {
     /// Replaces the interest of a registered fd (the whole mask, options
     /// included, like `epoll.modify`). Re-arms an ONESHOT registration.
     pub fn modify(&mut self, fd: RawFd, interest: u32) -> Result<(), Errno> {
-        check_fd_and_interest(fd, interest)?;
-        let generation = self.registration_mut(fd)?.generation;
-        self.epoll.modify(fd, interest, token(generation, fd))?;
-        self.registration_mut(fd)?.wanted = wanted(interest);
+        if interest & !VALID_INTEREST != 0 {
+            return Err(libc::EINVAL);
+        }
+        let slot = registration_in(&mut self.registrations, fd)?;
+        self.epoll
+            .modify(fd, interest, token(slot.generation, fd))?;
+        slot.wanted = wanted(interest);
         Ok(())
     }
 
     /// Replaces what is attached to a registered fd.
     pub fn set_data(&mut self, fd: RawFd, data: D) -> Result<(), Errno> {
-        self.registration_mut(fd)?.data = data;
+        registration_in(&mut self.registrations, fd)?.data = data;
         Ok(())
     }
 
@@ -298,11 +305,7 @@ impl<D: Copy + Default> EventLoop<D> {
     /// one already fetched. An fd that was closed first is fine.
     #[inline]
     pub fn unregister(&mut self, fd: RawFd) -> Result<(), Errno> {
-        let slot = match self.registrations.get_mut(fd as usize) {
-            // A negative fd becomes an index past the table: None.
-            Some(slot) if !slot.is_vacant() => slot,
-            _ => return Err(if fd < 0 { libc::EINVAL } else { libc::ENOENT }),
-        };
+        let slot = registration_in(&mut self.registrations, fd)?;
         match self.epoll.delete(fd) {
             // EBADF: closed already. ENOENT: closed and the number reused.
             Ok(()) | Err(libc::EBADF) | Err(libc::ENOENT) => {}
@@ -311,24 +314,6 @@ impl<D: Copy + Default> EventLoop<D> {
         *slot = Registration::vacant();
         self.registered -= 1;
         Ok(())
-    }
-
-    pub fn is_registered(&self, fd: RawFd) -> bool {
-        fd >= 0
-            && self
-                .registrations
-                .get(fd as usize)
-                .is_some_and(|reg| !reg.is_vacant())
-    }
-
-    fn registration_mut(&mut self, fd: RawFd) -> Result<&mut Registration<D>, Errno> {
-        if fd < 0 {
-            return Err(libc::EINVAL);
-        }
-        match self.registrations.get_mut(fd as usize) {
-            Some(reg) if !reg.is_vacant() => Ok(reg),
-            _ => Err(libc::ENOENT),
-        }
     }
 
     // ---- timers, signals, tasks ------------------------------------------
@@ -361,11 +346,7 @@ impl<D: Copy + Default> EventLoop<D> {
     /// Queues a task for the next iteration (from the loop's own thread;
     /// other threads use a [`LoopHandle`]).
     pub fn post(&self, task: D) {
-        self.handle().post(task)
-    }
-
-    pub fn stop(&self) {
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared.post(task)
     }
 
     /// Takes a pending stop request, if any.
@@ -568,11 +549,18 @@ impl<D: Copy + Default> EventLoop<D> {
     }
 }
 
-fn check_fd_and_interest(fd: RawFd, interest: u32) -> Result<(), Errno> {
-    if fd < 0 || interest & !VALID_INTEREST != 0 {
-        return Err(libc::EINVAL);
+/// The live registration of `fd`. Takes the table alone, so the epoll set
+/// can be used while the registration is held.
+#[inline]
+fn registration_in<D: Default>(
+    registrations: &mut [Registration<D>],
+    fd: RawFd,
+) -> Result<&mut Registration<D>, Errno> {
+    match registrations.get_mut(fd as usize) {
+        // A negative fd becomes an index past the table: None.
+        Some(reg) if !reg.is_vacant() => Ok(reg),
+        _ => Err(if fd < 0 { libc::EINVAL } else { libc::ENOENT }),
     }
-    Ok(())
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -631,6 +619,10 @@ impl<D: Copy> Timers<D> {
         };
         self.live += 1;
         self.arm(slot, now.saturating_add(delay), repeat, data);
+        self.id_of(slot)
+    }
+
+    fn id_of(&self, slot: u32) -> TimerId {
         (self.slots[slot as usize].generation as u64) << 32 | (slot as u64 + 1)
     }
 
@@ -706,9 +698,10 @@ impl<D: Copy> Timers<D> {
             if !self.is_current(top) {
                 continue;
             }
-            let entry = &self.slots[slot as usize];
-            let id = (entry.generation as u64) << 32 | (slot as u64 + 1);
-            let armed = entry.armed.expect("current entry is armed");
+            let id = self.id_of(slot);
+            let armed = self.slots[slot as usize]
+                .armed
+                .expect("current entry is armed");
             if armed.repeat > 0 {
                 // Keep the cadence; after a long stall, skip the missed beats.
                 let mut next = deadline.saturating_add(armed.repeat);

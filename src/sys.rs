@@ -17,7 +17,7 @@ fn errno() -> Errno {
         .unwrap_or(libc::EIO)
 }
 
-/// An fd the loop owns. Unlike `Fd` it never aborts the process when the
+/// An fd the loop owns. Unlike `OwnedFd` it never aborts the process when the
 /// fd was closed behind our back (a caller's mistake must not crash us).
 pub struct Fd(RawFd);
 
