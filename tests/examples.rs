@@ -3,21 +3,11 @@
 
 mod common;
 use common::*;
-use std::path::PathBuf;
 use std::process::Command;
-
-fn build(name: &str) -> PathBuf {
-    let out = out_dir("examples").join(name);
-    compile_c(
-        &[root().join(format!("c-examples/{name}.c"))],
-        &out,
-        &["-O2"],
-    )
-}
 
 #[test]
 fn demo_pings_five_times_and_ends_by_itself() {
-    let exe = build("demo");
+    let exe = build_example("demo");
     let output = Command::new(&exe).output().unwrap();
     assert!(output.status.success(), "{}", show(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -47,7 +37,7 @@ fn numbers(stdout: &[u8]) -> Vec<Vec<u64>> {
 
 #[test]
 fn bench_pipes_relays_every_byte_in_both_modes() {
-    let exe = build("bench_pipes");
+    let exe = build_example("bench_pipes");
     for mode in [None, Some("--raw")] {
         let mut cmd = Command::new(&exe);
         cmd.args(["-n", "200", "-a", "20", "-w", "5000", "-r", "3"]);
@@ -75,7 +65,7 @@ fn bench_pipes_relays_every_byte_in_both_modes() {
 
 #[test]
 fn bench_timers_reports_both_waits() {
-    let exe = build("bench_timers");
+    let exe = build_example("bench_timers");
     let output = Command::new(&exe)
         .args(["--rounds", "5", "--pending", "1000", "--delay-ms", "2"])
         .output()

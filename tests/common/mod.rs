@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -72,6 +73,24 @@ pub fn compile_c(sources: &[PathBuf], out: &Path, extra: &[&str]) -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     out.to_path_buf()
+}
+
+/// Compiles `c-examples/NAME.c` on its own, as its README says, with -O2;
+/// once per test binary, however many tests ask for it at the same time.
+pub fn build_example(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, exe)) = built.iter().find(|(n, _)| n == name) {
+        return exe.clone();
+    }
+    let out = out_dir("examples").join(name);
+    let exe = compile_c(
+        &[root().join(format!("c-examples/{name}.c"))],
+        &out,
+        &["-O2"],
+    );
+    built.push((name.to_string(), exe.clone()));
+    exe
 }
 
 pub fn show(output: &Output) -> String {
