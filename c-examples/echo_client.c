@@ -15,16 +15,16 @@
  * The exit status says whether every reply was right: 0 yes, 1 no (the first
  * difference is reported), 2 bad arguments.
  *
- *   echo_client [--host H] [--port P] [--conns N] [--size BYTES] [--rounds R]
- *               [--upper | --sb] [--interactive] [--timeout S] [--quiet]
+ *   echo_client [--host H] [--port P] [--conns N] [--size BYTES [--independent]]
+ *               [--rounds R] [--upper | --sb] [--interactive] [--timeout S] [--quiet]
  */
 #include "common.h"
 
 #include <fcntl.h>
 
 static const char usage[] =
-    "usage: echo_client [--host H] [--port P] [--conns N] [--size BYTES] [--rounds R]\n"
-    "                   [--upper | --sb] [--interactive] [--timeout S] [--quiet]\n"
+    "usage: echo_client [--host H] [--port P] [--conns N] [--size BYTES [--independent]]\n"
+    "                   [--rounds R] [--upper | --sb] [--interactive] [--timeout S] [--quiet]\n"
     "Sends the articles' three messages (or one of BYTES bytes), R times, on N sockets\n"
     "(default 2) to 127.0.0.1:10000 and checks every reply byte for byte (C1, C2);\n"
     "--interactive sends the lines read from stdin on one socket (C3).\n";
@@ -38,6 +38,7 @@ struct peer {
     uint32_t interest;
     char name[ADDR_LEN];   /* getsockname(), as C1 prints it */
     size_t sent, received; /* progress of the current exchange */
+    long repeats_left;     /* --independent: exchanges still to make */
     struct client *client;
 };
 
@@ -122,7 +123,13 @@ static void receive(struct peer *p) {
         return;
     }
     p->received += len;
-    if (p->received == cl->expected_len && --cl->waiting == 0) evl_stop(cl->loop);
+    if (p->received < cl->expected_len) return;
+    if (--p->repeats_left > 0) { /* --independent: the next one at once */
+        p->sent = p->received = 0;
+        send_more(p);
+    } else if (--cl->waiting == 0) {
+        evl_stop(cl->loop);
+    }
 }
 
 static void on_peer(evl_loop *loop, int fd, uint32_t revents, void *userdata) {
@@ -142,9 +149,11 @@ static void on_timeout(evl_loop *loop, uint64_t timer_id, void *userdata) {
          cl->peer_count);
 }
 
-/* Sends `message` on every socket and waits until every reply is complete.
- * Returns false if something went wrong or a stop signal came. */
-static bool exchange(struct client *cl, const char *message, size_t len) {
+/* Sends `message` on every socket and waits for the reply, `repeats` times
+ * in a row on each socket, independently of the others; returns when every
+ * reply is complete. Returns false if something went wrong or a stop signal
+ * came. */
+static bool exchange(struct client *cl, const char *message, size_t len, long repeats) {
     if (len + REPLY_EXTRA > cl->expected_cap) {
         char *grown = realloc(cl->expected, len + REPLY_EXTRA);
         if (!grown) die("realloc", ENOMEM);
@@ -159,6 +168,7 @@ static bool exchange(struct client *cl, const char *message, size_t len) {
         struct peer *p = &cl->peers[i];
         say("%s: sending \"%s\"", p->name, printable(message, len, '"'));
         p->sent = p->received = 0;
+        p->repeats_left = repeats;
         send_more(p);
     }
     while (cl->waiting > 0 && !cl->failed && !cl->stopping) {
@@ -207,7 +217,10 @@ static void open_peers(struct client *cl) {
     freeaddrinfo(ai);
 }
 
-/* C1 and C2: the three messages (or one of --size bytes), --rounds times. */
+/* C1 and C2: the three messages (or one of --size bytes), --rounds times,
+ * in lockstep: every socket sends, then every socket waits for its reply.
+ * With --independent (and --size), each socket makes its --rounds exchanges
+ * at its own pace: the steady load of the benchmarks. */
 static void send_messages(struct client *cl) {
     char *sized = NULL;
     if (cl->opt.size) {
@@ -215,13 +228,18 @@ static void send_messages(struct client *cl) {
         if (!sized) die("malloc", ENOMEM);
         for (size_t i = 0; i < cl->opt.size; i++) sized[i] = (char)('a' + i % 26);
     }
+    if (sized && cl->opt.independent) {
+        exchange(cl, sized, cl->opt.size, cl->opt.rounds);
+        free(sized);
+        return;
+    }
     for (long round = 0; round < cl->opt.rounds; round++) {
         if (sized) {
-            if (!exchange(cl, sized, cl->opt.size)) break;
+            if (!exchange(cl, sized, cl->opt.size, 1)) break;
             continue;
         }
         for (size_t m = 0; m < sizeof messages / sizeof *messages; m++)
-            if (!exchange(cl, messages[m], strlen(messages[m]))) goto done;
+            if (!exchange(cl, messages[m], strlen(messages[m]), 1)) goto done;
     }
 done:
     free(sized);
@@ -240,7 +258,7 @@ static void send_lines(struct client *cl) {
         if ((len = getline(&line, &cap, stdin)) < 0) break;
         if (len > 0 && line[len - 1] == '\n') line[--len] = '\0';
         if (len == 0) continue; /* nothing to send, so no reply would come */
-        if (!exchange(cl, line, (size_t)len)) break;
+        if (!exchange(cl, line, (size_t)len, 1)) break;
     }
     if (!quiet && len < 0) putchar('\n');
     free(line);
@@ -248,8 +266,13 @@ static void send_lines(struct client *cl) {
 
 int main(int argc, char **argv) {
     struct client cl = {0};
-    parse_options(argc, argv, OPT_CONNS | OPT_SIZE | OPT_ROUNDS | OPT_UPPER | OPT_SB | OPT_INTERACTIVE | OPT_TIMEOUT,
+    parse_options(argc, argv,
+                  OPT_CONNS | OPT_SIZE | OPT_ROUNDS | OPT_UPPER | OPT_SB | OPT_INTERACTIVE | OPT_INDEPENDENT | OPT_TIMEOUT,
                   10000, usage, &cl.opt);
+    if (cl.opt.independent && !cl.opt.size) {
+        fputs("--independent needs --size\n", stderr);
+        usage_exit(usage, 2);
+    }
     if (!cl.opt.timeout_s) cl.opt.timeout_s = 60;
     cl.peer_count = cl.opt.interactive ? 1 : cl.opt.conns;
     cl.peers = calloc((size_t)cl.peer_count, sizeof *cl.peers);

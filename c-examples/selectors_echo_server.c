@@ -40,60 +40,81 @@ static void close_client(struct conn *c) {
     close_conn(c);
 }
 
-/* Sends `reply`, or queues it behind what is queued already. What the socket
- * does not take now waits for EVL_WRITE. Returns false if `c` was closed. */
-static bool reply(struct conn *c, const char *data, size_t len) {
-    if (!c->out.head) {
-        ssize_t sent = send(c->fd, data, len, MSG_NOSIGNAL);
-        if (sent == (ssize_t)len) return true; /* the usual case: all of it */
-        if (sent < 0 && errno != EAGAIN && errno != EINTR) {
-            close_client(c);
-            return false;
-        }
-        if (sent > 0) {
-            data += sent;
-            len -= (size_t)sent;
-        }
-    }
-    if (outq_push(&c->out, data, len) < 0) {
+/* Queues what send() did not take of `reply` (`sent` bytes of it went, or
+ * -1), and asks for EVL_WRITE. Closes `c` if the peer has gone. */
+COLD static void queue_rest(struct conn *c, const char *reply, size_t len, ssize_t sent) {
+    if (sent < 0 && errno != EAGAIN && errno != EINTR) {
         close_client(c);
-        return false;
+        return;
+    }
+    if (sent > 0) {
+        reply += sent;
+        len -= (size_t)sent;
+    }
+    if (outq_push(&c->out, reply, len) < 0) {
+        close_client(c);
+        return;
     }
     set_interest(c, queue_interest(c));
-    return true;
 }
 
-static void read_client(struct conn *c) {
-    struct server *s = c->server;
-    char data[1024], upper[sizeof data + REPLY_EXTRA];
-    ssize_t n = recv(c->fd, data, sizeof data, 0);
+/* recv() returned 0 or failed. */
+COLD static void end_of_input(struct conn *c, ssize_t n) {
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n == 0 && c->out.head) { /* end of stream: send what is queued, then close */
-        c->eof = true;
-        set_interest(c, queue_interest(c));
-        return;
-    }
-    if (n <= 0) { /* end of stream, or reset: S6 closes on any error */
+    if (n < 0 || !c->out.head) { /* S6 closes on any error */
         close_client(c);
         return;
     }
-    say("echoing b'%s' to %s", printable(data, (size_t)n, '\''), repr(c));
-    if (s->opt.upper) reply(c, upper, make_reply(&s->opt, data, (size_t)n, upper));
-    else reply(c, data, (size_t)n);
+    c->eof = true; /* end of stream: send what is queued, then close */
+    set_interest(c, queue_interest(c));
 }
 
-static void on_client(evl_loop *loop, int fd, uint32_t revents, void *userdata) {
-    struct conn *c = userdata;
-    (void)loop;
-    (void)fd;
+/* Anything but plain readability: sends what is queued if the socket is
+ * writable. Returns whether to read now (errors are read, from recv()). */
+COLD static bool before_reading(struct conn *c, uint32_t revents) {
     if (revents & EVL_WRITE) {
         if (outq_flush(&c->out, c->fd) < 0 || (c->eof && !c->out.head)) {
             close_client(c);
-            return;
+            return false;
         }
         set_interest(c, queue_interest(c));
     }
-    if (revents & (EVL_READ | EVL_ERROR | EVL_HUP)) read_client(c); /* recv() reports the error */
+    return revents & (EVL_READ | EVL_ERROR | EVL_HUP);
+}
+
+/* The reply when it is logged, transformed (--sb), or has to wait behind
+ * queued bytes. */
+COLD static void reply_slowly(struct conn *c, const char *data, size_t len) {
+    char upper[1024 + REPLY_EXTRA];
+    say("echoing b'%s' to %s", printable(data, len, '\''), repr(c));
+    if (c->server->opt.upper) {
+        len = make_reply(&c->server->opt, data, len, upper);
+        data = upper;
+    }
+    ssize_t sent = c->out.head ? 0 : send(c->fd, data, len, MSG_NOSIGNAL);
+    if (sent != (ssize_t)len) queue_rest(c, data, len, sent);
+}
+
+/* Set when a reply is the request as it is and nothing is logged: then the
+ * usual exchange is one recv() and one send(), and nothing else. */
+static bool plain_echo;
+
+static void on_client(evl_loop *loop, int fd, uint32_t revents, void *userdata) {
+    struct conn *c = userdata;
+    char data[1024];
+    (void)loop;
+    if (revents != EVL_READ && !before_reading(c, revents)) return;
+    ssize_t n = recv(fd, data, sizeof data, 0);
+    if (n <= 0) {
+        end_of_input(c, n);
+        return;
+    }
+    if (!plain_echo || c->out.head) {
+        reply_slowly(c, data, (size_t)n);
+        return;
+    }
+    ssize_t sent = send(fd, data, (size_t)n, MSG_NOSIGNAL);
+    if (sent != n) queue_rest(c, data, (size_t)n, sent);
 }
 
 static void on_accept(evl_loop *loop, int fd, uint32_t revents, void *userdata) {
@@ -110,6 +131,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) sb = sb || strcmp(argv[i], "--sb") == 0;
     struct server s;
     server_start(&s, argc, argv, OPT_SB, sb ? 8088 : 10000, usage);
+    plain_echo = quiet && !s.opt.upper;
     int rc = evl_register(s.loop, s.listen_fd, EVL_READ, on_accept, &s);
     if (rc < 0) die("evl_register", rc);
     rc = evl_run(s.loop);

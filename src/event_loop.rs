@@ -100,6 +100,9 @@ fn token(generation: u32, fd: RawFd) -> u64 {
     (generation as u64) << 32 | fd as u32 as u64
 }
 
+/// `EventLoop::cursor` before the I/O phase: no batch has an event there.
+const BEFORE_IO: usize = usize::MAX;
+
 /// Where `next_event` is in the current iteration.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
@@ -180,10 +183,9 @@ impl<D> LoopHandle<D> {
 pub struct EventLoop<D: Copy + Default> {
     epoll: Epoll,
     events: Events,
-    /// Next index into `events` during the I/O phase.
+    /// Next index into `events` during the I/O phase; `BEFORE_IO` before it,
+    /// an index no batch reaches, so that next_ready finds nothing then.
     cursor: usize,
-    /// `events.len()` once the I/O phase has begun, 0 before.
-    io_end: usize,
     phase: Phase,
     /// Indexed by fd.
     registrations: Vec<Registration<D>>,
@@ -216,8 +218,7 @@ impl<D: Copy + Default> EventLoop<D> {
         Ok(EventLoop {
             epoll,
             events: Events::with_capacity(BATCH),
-            cursor: 0,
-            io_end: 0,
+            cursor: BEFORE_IO,
             phase: Phase::Idle,
             registrations: vec![Registration::vacant(); INITIAL_SLOTS],
             registered: 0,
@@ -397,10 +398,18 @@ impl<D: Copy + Default> EventLoop<D> {
             std::mem::swap(&mut self.tasks, &mut queue);
             self.shared.queued.store(0, Ordering::Release);
         }
-        self.cursor = 0;
-        self.io_end = 0;
         self.task_cursor = 0;
-        self.phase = Phase::Signals;
+        // The usual iteration has nothing but I/O: start it at the I/O phase,
+        // so that next_ready hands out the first event without a detour.
+        let timer_due = self.timers.live > 0
+            && self.timers.next_deadline().is_some_and(|d| d <= self.now);
+        if self.tasks.is_empty() && !self.signals.has_pending() && !timer_due {
+            self.phase = Phase::Io;
+            self.cursor = 0;
+        } else {
+            self.phase = Phase::Signals;
+            self.cursor = BEFORE_IO;
+        }
         Ok(())
     }
 
@@ -447,10 +456,7 @@ impl<D: Copy + Default> EventLoop<D> {
     /// iteration has reached its I/O phase; `None` before it and after it.
     #[inline]
     pub fn next_ready(&mut self) -> Option<(RawFd, u32, D)> {
-        while self.cursor < self.io_end {
-            let Some((data, revents)) = self.events.get(self.cursor) else {
-                break;
-            };
+        while let Some((data, revents)) = self.events.get(self.cursor) {
             self.cursor += 1;
             let fd = data as u32 as RawFd;
             let generation = (data >> 32) as u32;
@@ -473,13 +479,14 @@ impl<D: Copy + Default> EventLoop<D> {
         }
         if self.phase == Phase::Io {
             self.phase = Phase::Idle;
-            self.io_end = 0;
         }
         None
     }
 
+    /// The slow path of `next_event`: signals, timers and tasks, then the
+    /// I/O phase; `None` once the iteration is over.
     #[cold]
-    fn next_other(&mut self) -> Option<Event<D>> {
+    pub fn next_other(&mut self) -> Option<Event<D>> {
         loop {
             match self.phase {
                 Phase::Idle => return None,
@@ -498,7 +505,7 @@ impl<D: Copy + Default> EventLoop<D> {
                     }
                     self.tasks.clear();
                     self.phase = Phase::Io;
-                    self.io_end = self.events.len();
+                    self.cursor = 0;
                     let (fd, revents, data) = self.next_ready()?;
                     return Some(Event::Io { fd, revents, data });
                 }

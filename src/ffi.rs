@@ -189,8 +189,12 @@ unsafe fn dispatch(lp: *mut evl_loop, event: Event<Callback>) -> bool {
     true
 }
 
-/// One iteration: wait, then run every callback. Returns the number run.
-unsafe fn run_once(lp: *mut evl_loop, timeout: Option<Duration>) -> Result<c_int, Errno> {
+/// One iteration: wait, then run every callback. Returns the number run if
+/// `COUNT` (evl_run has no use for it, and its hot path is shorter without).
+unsafe fn run_once<const COUNT: bool>(
+    lp: *mut evl_loop,
+    timeout: Option<Duration>,
+) -> Result<c_int, Errno> {
     core(lp)?.wait(timeout, usize::MAX)?;
     let mut ran: c_int = 0;
     // `lp` was checked above; each pull borrows the loop for itself alone.
@@ -200,12 +204,16 @@ unsafe fn run_once(lp: *mut evl_loop, timeout: Option<Duration>) -> Result<c_int
         if let Some((fd, revents, data)) = core.next_ready() {
             if let Some(cb) = data.as_io() {
                 cb(lp, fd, revents, data.userdata);
-                ran += 1;
+                ran += COUNT as c_int;
             }
             continue;
         }
-        match core.next_event() {
-            Some(event) => ran += dispatch(lp, event) as c_int,
+        // The I/O phase ends the iteration: no call to the slow path then.
+        if !core.is_dispatching() {
+            return Ok(ran);
+        }
+        match core.next_other() {
+            Some(event) => ran += (dispatch(lp, event) && COUNT) as c_int,
             None => return Ok(ran),
         }
     }
@@ -352,7 +360,7 @@ pub unsafe extern "C" fn evl_run(r#loop: *mut evl_loop) -> c_int {
         if core.take_stop() || !core.is_alive() {
             return Ok(0);
         }
-        match run_once(r#loop, None) {
+        match run_once::<false>(r#loop, None) {
             Ok(_) | Err(libc::EINTR) => {}
             Err(e) => return Err(e),
         }
@@ -370,7 +378,7 @@ pub unsafe extern "C" fn evl_run(r#loop: *mut evl_loop) -> c_int {
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_run_once(r#loop: *mut evl_loop, timeout_ms: c_int) -> c_int {
-    guard(|| run_once(r#loop, timeout_from_ms(timeout_ms)))
+    guard(|| run_once::<true>(r#loop, timeout_from_ms(timeout_ms)))
 }
 
 /// Waits like evl_run_once, then writes up to `max_events` ready
