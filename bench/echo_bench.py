@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAITS = ["syscalls:sys_enter_epoll_wait", "syscalls:sys_enter_epoll_pwait",
@@ -67,17 +66,16 @@ def instructions(args, rounds):
 
 
 def syscalls(args, rounds):
-    """(waits, all syscalls) the server made while serving `rounds`."""
-    server, port = start(args.server)
+    """(waits, all syscalls) the server made, from its start to its exit."""
     with tempfile.NamedTemporaryFile("r") as counts:
         events = sum((["-e", e] for e in ["raw_syscalls:sys_enter"] + WAITS), [])
-        perf = subprocess.Popen(["perf", "stat", "-x,", "-o", counts.name] + events
-                                + ["-p", str(server.pid)], stderr=subprocess.DEVNULL)
-        time.sleep(0.3)  # perf attaches
+        perf, port = start(["perf", "stat", "-x,", "-o", counts.name] + events + ["--"] + args.server)
         load(args, port, rounds)
-        perf.send_signal(signal.SIGINT)
-        perf.wait()
-        stop(server)
+        with open(f"/proc/{perf.pid}/task/{perf.pid}/children") as f:
+            server_pid = int(f.read().split()[0])
+        os.kill(server_pid, signal.SIGTERM)
+        if perf.wait(timeout=120) != 0:
+            sys.exit(f"perf (or the server) exited with status {perf.returncode}")
         found = {}
         for line in counts:
             fields = line.strip().split(",")

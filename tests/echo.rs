@@ -168,6 +168,9 @@ fn echoes_every_byte(mode: Mode, large: bool) {
             );
         }
     }
+    // The benchmarks' load: each connection at its own pace.
+    let load = ["--conns", "20", "--size", "64", "--rounds", "50"];
+    assert_echoes(&server, mode, &[&load[..], &["--quiet", "--independent"]].concat());
     server.stop_cleanly();
 }
 
@@ -544,6 +547,11 @@ fn bad_arguments_exit_with_status_2() {
         let help = Command::new(&exe).arg("--help").output().unwrap();
         assert!(help.status.success() && help.stdout.starts_with(b"usage: "));
     }
+    let output = Command::new(build_example("echo_client"))
+        .arg("--independent")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "--independent needs --size");
     // Flags of other programs are refused too.
     let output = Command::new(build_example("epoll_echo_server"))
         .arg("--upper")
