@@ -29,40 +29,43 @@
 #define EVL_VERSION_PATCH 0
 
 /**
- * Interest and readiness: readable (Python's selectors.EVENT_READ).
+ * Interest and readiness: readable (EPOLLIN).
  */
 #define EVL_READ 1
 
 /**
- * Interest and readiness: writable (Python's selectors.EVENT_WRITE).
+ * Interest and readiness: writable (EPOLLOUT).
  */
-#define EVL_WRITE 2
+#define EVL_WRITE 4
 
 /**
- * Readiness only, always reported: an error is pending on the fd.
+ * Readiness only, always reported: an error is pending on the fd (EPOLLERR).
  */
-#define EVL_ERROR 4
+#define EVL_ERROR 8
 
 /**
- * Readiness only, always reported: the peer hung up (both directions closed).
+ * Readiness only, always reported: the peer hung up, both directions
+ * closed (EPOLLHUP).
  */
-#define EVL_HUP 8
+#define EVL_HUP 16
 
 /**
  * Readiness only, reported with read interest: the peer shut down its
- * writing side (half-close). Tells a half-closed peer from a dead one.
+ * writing side (half-close, EPOLLRDHUP). Tells a half-closed peer from a
+ * dead one.
  */
-#define EVL_RDHUP 16
+#define EVL_RDHUP 8192
 
 /**
- * Registration option: edge-triggered, report each change once.
+ * Registration option: edge-triggered, report each change once (EPOLLET).
  */
-#define EVL_EDGE 256
+#define EVL_EDGE 2147483648
 
 /**
- * Registration option: disarm after one report until evl_modify re-arms.
+ * Registration option: disarm after one report until evl_modify re-arms
+ * (EPOLLONESHOT).
  */
-#define EVL_ONESHOT 512
+#define EVL_ONESHOT 1073741824
 
 /**
  * Returned when a Rust panic was caught at the boundary.

@@ -44,10 +44,11 @@ const BATCH: usize = 1024;
 
 #[derive(Clone, Copy)]
 struct Registration<D> {
-    /// Part of the epoll token: an event whose generation differs from the
-    /// table's is for a registration that has ended. A vacant slot has
-    /// VACANT, which no token carries (the loop's own fds carry 0).
-    generation: u32,
+    /// The epoll token of this registration (its generation and fd): an
+    /// event with another token is for a registration that has ended. A
+    /// vacant slot has VACANT_TOKEN, which no event carries (generation
+    /// VACANT is never given out).
+    token: u64,
     /// The interest as given (options included) plus the always-reported
     /// readiness bits: masking an event with it keeps what is worth
     /// reporting (epoll never reports the option bits).
@@ -56,18 +57,19 @@ struct Registration<D> {
 }
 
 const VACANT: u32 = u32::MAX;
+const VACANT_TOKEN: u64 = (VACANT as u64) << 32;
 
 impl<D: Default> Registration<D> {
     fn vacant() -> Self {
         Registration {
-            generation: VACANT,
+            token: VACANT_TOKEN,
             wanted: 0,
             data: D::default(),
         }
     }
 
     fn is_vacant(&self) -> bool {
-        self.generation == VACANT
+        self.token == VACANT_TOKEN
     }
 }
 
@@ -91,7 +93,7 @@ fn interest_of(wanted: u32) -> u32 {
 
 /// Registration slots made at creation (like ae.c's setsize, but the table
 /// still grows past it): registering an fd below this never touches the
-/// allocator. 8192 slots of 24 bytes (for the C layer) is 192 KiB.
+/// allocator. 8192 slots of 32 bytes (for the C layer) is 256 KiB.
 const INITIAL_SLOTS: usize = 8192;
 
 /// epoll token: generation in the high half, fd in the low half. Generation 0
@@ -257,15 +259,16 @@ impl<D: Copy + Default> EventLoop<D> {
         }
         let slot = &mut self.registrations[index];
         let generation = self.next_generation;
+        let token = token(generation, fd);
         // The kernel is the judge of whether an old entry is still alive: ADD
         // answers EEXIST for a live one, and succeeds once the fd was closed.
-        self.epoll.add(fd, interest, token(generation, fd))?;
+        self.epoll.add(fd, interest, token)?;
         self.next_generation = next_generation(generation);
         if slot.is_vacant() {
             self.registered += 1;
         }
         *slot = Registration {
-            generation,
+            token,
             wanted: wanted(interest),
             data,
         };
@@ -290,8 +293,7 @@ impl<D: Copy + Default> EventLoop<D> {
             return Err(libc::EINVAL);
         }
         let slot = registration_in(&mut self.registrations, fd)?;
-        self.epoll
-            .modify(fd, interest, token(slot.generation, fd))?;
+        self.epoll.modify(fd, interest, slot.token)?;
         slot.wanted = wanted(interest);
         Ok(())
     }
@@ -401,8 +403,8 @@ impl<D: Copy + Default> EventLoop<D> {
         self.task_cursor = 0;
         // The usual iteration has nothing but I/O: start it at the I/O phase,
         // so that next_ready hands out the first event without a detour.
-        let timer_due = self.timers.live > 0
-            && self.timers.next_deadline().is_some_and(|d| d <= self.now);
+        let timer_due =
+            self.timers.live > 0 && self.timers.next_deadline().is_some_and(|d| d <= self.now);
         if self.tasks.is_empty() && !self.signals.has_pending() && !timer_due {
             self.phase = Phase::Io;
             self.cursor = 0;
@@ -456,15 +458,14 @@ impl<D: Copy + Default> EventLoop<D> {
     /// iteration has reached its I/O phase; `None` before it and after it.
     #[inline]
     pub fn next_ready(&mut self) -> Option<(RawFd, u32, D)> {
-        while let Some((data, revents)) = self.events.get(self.cursor) {
+        while let Some((token, revents)) = self.events.get(self.cursor) {
             self.cursor += 1;
-            let fd = data as u32 as RawFd;
-            let generation = (data >> 32) as u32;
+            let fd = token as u32 as RawFd;
             let reg = match self.registrations.get(fd as usize) {
-                // A vacant slot's generation matches no token.
-                Some(reg) if reg.generation == generation => reg,
+                // A vacant slot's token matches no event.
+                Some(reg) if reg.token == token => reg,
                 _ => {
-                    if generation == 0 {
+                    if token >> 32 == 0 {
                         self.handle_internal(fd);
                     }
                     continue;
@@ -534,11 +535,7 @@ impl<D: Copy + Default> EventLoop<D> {
             if reg.is_vacant() {
                 continue;
             }
-            match epoll.add(
-                fd as RawFd,
-                interest_of(reg.wanted),
-                token(reg.generation, fd as RawFd),
-            ) {
+            match epoll.add(fd as RawFd, interest_of(reg.wanted), reg.token) {
                 Ok(()) => {}
                 // Closed before the fork without being unregistered: it has ended.
                 Err(libc::EBADF) => {

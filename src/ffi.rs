@@ -23,21 +23,28 @@ pub const EVL_VERSION_MAJOR: u32 = 0;
 pub const EVL_VERSION_MINOR: u32 = 1;
 pub const EVL_VERSION_PATCH: u32 = 0;
 
-/// Interest and readiness: readable (Python's selectors.EVENT_READ).
+// The event bits have epoll's values (EPOLLIN, EPOLLOUT...), so events reach
+// callbacks untranslated. They are not Python's selectors.EVENT_READ (1) and
+// EVENT_WRITE (2): the Python package maps those.
+
+/// Interest and readiness: readable (EPOLLIN).
 pub const EVL_READ: u32 = 0x1;
-/// Interest and readiness: writable (Python's selectors.EVENT_WRITE).
-pub const EVL_WRITE: u32 = 0x2;
-/// Readiness only, always reported: an error is pending on the fd.
-pub const EVL_ERROR: u32 = 0x4;
-/// Readiness only, always reported: the peer hung up (both directions closed).
-pub const EVL_HUP: u32 = 0x8;
+/// Interest and readiness: writable (EPOLLOUT).
+pub const EVL_WRITE: u32 = 0x4;
+/// Readiness only, always reported: an error is pending on the fd (EPOLLERR).
+pub const EVL_ERROR: u32 = 0x8;
+/// Readiness only, always reported: the peer hung up, both directions
+/// closed (EPOLLHUP).
+pub const EVL_HUP: u32 = 0x10;
 /// Readiness only, reported with read interest: the peer shut down its
-/// writing side (half-close). Tells a half-closed peer from a dead one.
-pub const EVL_RDHUP: u32 = 0x10;
-/// Registration option: edge-triggered, report each change once.
-pub const EVL_EDGE: u32 = 0x100;
-/// Registration option: disarm after one report until evl_modify re-arms.
-pub const EVL_ONESHOT: u32 = 0x200;
+/// writing side (half-close, EPOLLRDHUP). Tells a half-closed peer from a
+/// dead one.
+pub const EVL_RDHUP: u32 = 0x2000;
+/// Registration option: edge-triggered, report each change once (EPOLLET).
+pub const EVL_EDGE: u32 = 0x8000_0000;
+/// Registration option: disarm after one report until evl_modify re-arms
+/// (EPOLLONESHOT).
+pub const EVL_ONESHOT: u32 = 0x4000_0000;
 
 /// Returned when a Rust panic was caught at the boundary.
 pub const EVL_EPANIC: c_int = -1000;

@@ -42,70 +42,28 @@ fn check(ret: libc::c_int) -> SysResult<libc::c_int> {
     }
 }
 
-// evloop's own readiness bits (the values of the public EVL_* constants).
-pub const READ: u32 = 0x1;
-pub const WRITE: u32 = 0x2;
-pub const ERROR: u32 = 0x4;
-pub const HUP: u32 = 0x8;
-pub const RDHUP: u32 = 0x10;
-pub const EDGE: u32 = 0x100;
-pub const ONESHOT: u32 = 0x200;
+// evloop's readiness bits (the values of the public EVL_* constants) are
+// epoll's own, so that an event's bits need no translation on the way to the
+// callback: this runs once per event.
+pub const READ: u32 = libc::EPOLLIN as u32;
+pub const WRITE: u32 = libc::EPOLLOUT as u32;
+pub const ERROR: u32 = libc::EPOLLERR as u32;
+pub const HUP: u32 = libc::EPOLLHUP as u32;
+pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
+pub const EDGE: u32 = libc::EPOLLET as u32;
+pub const ONESHOT: u32 = libc::EPOLLONESHOT as u32;
 
-/// evloop interest bits to epoll's. Read interest also asks for EPOLLRDHUP so
-/// that a half-closed peer can be told apart from a dead one; it is not asked
-/// for without read interest, where a half-closed peer would otherwise wake a
-/// level-triggered loop forever.
+/// evloop interest bits to epoll's: the same, except that read interest also
+/// asks for EPOLLRDHUP, so that a half-closed peer can be told apart from a
+/// dead one. It is not asked for without read interest, where a half-closed
+/// peer would otherwise wake a level-triggered loop forever.
 #[inline]
 fn to_epoll(interest: u32) -> u32 {
-    // READ and WRITE by table; EDGE (0x100) and ONESHOT (0x200) shift up to
-    // EPOLLET (1 << 31) and EPOLLONESHOT (1 << 30).
-    const LOW: [u32; 4] = [
-        0,
-        (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
-        libc::EPOLLOUT as u32,
-        (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32,
-    ];
-    const _: () = assert!(
-        (EDGE << 23) == libc::EPOLLET as u32 && (ONESHOT << 21) == libc::EPOLLONESHOT as u32
-    );
-    LOW[(interest & (READ | WRITE)) as usize]
-        | ((interest & EDGE) << 23)
-        | ((interest & ONESHOT) << 21)
+    let rdhup = if interest & READ != 0 { RDHUP } else { 0 };
+    (interest & !RDHUP) | rdhup
 }
 
-/// evloop readiness bits for each value of epoll's low five bits
-/// (EPOLLIN 0x1, EPOLLPRI 0x2, EPOLLOUT 0x4, EPOLLERR 0x8, EPOLLHUP 0x10).
-const FROM_EPOLL_LOW: [u8; 32] = {
-    let mut table = [0u8; 32];
-    let mut bits = 0;
-    while bits < 32 {
-        let mut out = 0;
-        if bits & 0x1 != 0 {
-            out |= READ;
-        }
-        if bits & 0x4 != 0 {
-            out |= WRITE;
-        }
-        if bits & 0x8 != 0 {
-            out |= ERROR;
-        }
-        if bits & 0x10 != 0 {
-            out |= HUP;
-        }
-        table[bits] = out as u8;
-        bits += 1;
-    }
-    table
-};
-
-/// epoll readiness bits to evloop's. A table lookup: this runs once per event.
-#[inline]
-pub fn from_epoll(bits: u32) -> u32 {
-    const RDHUP_SHIFT: u32 = 0x2000u32.trailing_zeros() - RDHUP.trailing_zeros();
-    FROM_EPOLL_LOW[(bits & 0x1f) as usize] as u32 | ((bits >> RDHUP_SHIFT) & RDHUP)
-}
-
-/// Events returned by one wait: `(data, evloop readiness bits)`.
+/// Events returned by one wait: `(data, readiness bits)`.
 pub struct Events {
     /// Holds exactly the events the kernel wrote in the last wait.
     buf: Vec<libc::epoll_event>,
@@ -128,7 +86,7 @@ impl Events {
 
     #[inline]
     pub fn get(&self, i: usize) -> Option<(u64, u32)> {
-        self.buf.get(i).map(|ev| (ev.u64, from_epoll(ev.events)))
+        self.buf.get(i).map(|ev| (ev.u64, ev.events))
     }
 }
 

@@ -170,7 +170,11 @@ fn echoes_every_byte(mode: Mode, large: bool) {
     }
     // The benchmarks' load: each connection at its own pace.
     let load = ["--conns", "20", "--size", "64", "--rounds", "50"];
-    assert_echoes(&server, mode, &[&load[..], &["--quiet", "--independent"]].concat());
+    assert_echoes(
+        &server,
+        mode,
+        &[&load[..], &["--quiet", "--independent"]].concat(),
+    );
     server.stop_cleanly();
 }
 
