@@ -8,7 +8,8 @@
  * empty. Each turn prints "waiting for the next event", as the original does.
  *
  * What the original gets wrong, done right: a partial send() leaves the rest
- * of the message at the front of the queue; writing to a peer that has gone
+ * of the message at the front of the queue; end-of-file from a client closes
+ * it after its queued replies are sent (the original dropped them); writing to a peer that has gone
  * closes that connection instead of killing the server with SIGPIPE; a
  * client that sends and never reads is no longer read from once QUEUE_LIMIT
  * bytes wait for it.
@@ -51,18 +52,18 @@ static bool on_readable(struct conn *c) {
 
 static bool on_writable(struct conn *c) {
     struct chunk *next = c->out.head;
-    if (!next && c->eof) return drop(c, NULL);
-    if (!next) {
-        say("output queue for %s is empty", c->peer);
-        set_interest(c, queue_interest(c)); /* "stop checking for writability" */
-        return true;
+    if (next) { /* one message per writable event, as the original */
+        say("sending \"%s\" to %s", printable(next->data + next->sent, next->len - next->sent, '"'), c->peer);
+        if (outq_send_front(&c->out, c->fd) < 0) return drop(c, "handling exceptional condition");
     }
-    say("sending \"%s\" to %s", printable(next->data + next->sent, next->len - next->sent, '"'), c->peer);
-    if (outq_send_front(&c->out, c->fd) < 0) return drop(c, "handling exceptional condition");
-    /* Reading resumes once the queue is under the limit again; EVL_WRITE stays
-     * until a writable event finds the queue empty, as in the original (or
-     * closes the connection after end-of-file). */
-    set_interest(c, queue_interest(c) | EVL_WRITE);
+    if (!c->out.head) {
+        if (c->eof) return drop(c, NULL);
+        /* The original learnt this at the next writable event; the queue
+         * knows it now, so EVL_WRITE goes at once. */
+        say("output queue for %s is empty", c->peer);
+    }
+    /* Reading resumes once the queue is under the limit again. */
+    set_interest(c, queue_interest(c));
     return true;
 }
 
