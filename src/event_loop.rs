@@ -75,7 +75,7 @@ impl<D: Default> Registration<D> {
 
 /// Generations run from 1 to VACANT - 1: 0 marks the loop's own fds.
 fn next_generation(generation: u32) -> u32 {
-    if generation + 1 >= VACANT {
+    if generation + 1 == VACANT {
         1
     } else {
         generation + 1

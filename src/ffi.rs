@@ -7,6 +7,10 @@
 //! into any function here.
 
 #![allow(non_camel_case_types)]
+// The doc comments become the C header, where each function states what its
+// pointers must be (NULL is always checked; anything else must come from this
+// library and not be freed), so no Rust-style `# Safety` section is repeated.
+#![allow(clippy::missing_safety_doc)]
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
