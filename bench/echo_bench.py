@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 
+from callgrind_delta import callgrind_total  # bench/, beside this script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAITS = ["syscalls:sys_enter_epoll_wait", "syscalls:sys_enter_epoll_pwait",
          "syscalls:sys_enter_epoll_pwait2"]
@@ -58,11 +60,7 @@ def instructions(args, rounds):
                              + args.server)
         load(args, port, rounds)
         stop(server)
-        with open(out) as f:
-            for line in f:
-                if line.startswith(("summary:", "totals:")):
-                    return int(line.split()[1])
-    raise RuntimeError("no totals in callgrind output")
+        return callgrind_total(out)
 
 
 def syscalls(args, rounds):

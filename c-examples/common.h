@@ -115,8 +115,9 @@ static inline void parse_options(int argc, char **argv, unsigned accepted, int d
 /* Room for "('ffff:ffff:...:255.255.255.255', 65535)". */
 #define ADDR_LEN 80
 
-/* Formats an address the way Python prints a socket address tuple. */
-static inline void format_addr(const struct sockaddr *sa, char out[ADDR_LEN]) {
+/* Formats an address the way Python prints a socket address tuple; returns
+ * its port. */
+static inline int format_addr(const struct sockaddr *sa, char out[ADDR_LEN]) {
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
     if (sa->sa_family == AF_INET) {
@@ -129,15 +130,15 @@ static inline void format_addr(const struct sockaddr *sa, char out[ADDR_LEN]) {
         port = ntohs(in6->sin6_port);
     }
     snprintf(out, ADDR_LEN, "('%s', %d)", host, port);
+    return port;
 }
 
-/* The local (`peer` false) or remote address of a socket, Python-style. */
-static inline void socket_addr(int fd, bool peer, char out[ADDR_LEN]) {
+/* The local address of a socket, Python-style; returns its port. */
+static inline int local_addr(int fd, char out[ADDR_LEN]) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len) : getsockname(fd, (struct sockaddr *)&ss, &len);
-    if (rc < 0) ss.ss_family = AF_UNSPEC;
-    format_addr((const struct sockaddr *)&ss, out);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) ss.ss_family = AF_UNSPEC;
+    return format_addr((const struct sockaddr *)&ss, out);
 }
 
 /* Log lines show at most this much of a message, then "...". */
@@ -345,12 +346,7 @@ static inline int open_listener(const struct options *o, char local[ADDR_LEN], i
     }
     freeaddrinfo(found);
     if (fd < 0) die("listen", err);
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &len);
-    format_addr((struct sockaddr *)&ss, local);
-    *local_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+    *local_port = local_addr(fd, local);
     if (o->port == 0) printf("%d\n", *local_port);
     return fd;
 }

@@ -212,7 +212,7 @@ static void open_peers(struct client *cl) {
         rc = evl_register(cl->loop, p->fd, EVL_READ, on_peer, p);
         if (rc < 0) die("evl_register", rc);
         p->interest = EVL_READ;
-        socket_addr(p->fd, false, p->name);
+        local_addr(p->fd, p->name);
     }
     freeaddrinfo(ai);
 }

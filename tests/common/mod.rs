@@ -129,12 +129,16 @@ pub fn valgrind_command(program: &Path) -> Command {
 
 /// Checks that valgrind's report shows no error and no leak.
 pub fn assert_memcheck_clean(output: &Output) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.code() != Some(99),
         "memcheck found errors:\n{}",
         show(output)
     );
+    assert_memcheck_report_clean(&String::from_utf8_lossy(&output.stderr));
+}
+
+/// Checks valgrind's report (its stderr) for errors and leaks.
+pub fn assert_memcheck_report_clean(stderr: &str) {
     assert!(
         !stderr.contains("definitely lost") && !stderr.contains("Invalid "),
         "memcheck report:\n{stderr}"
