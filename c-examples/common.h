@@ -46,6 +46,9 @@ enum {
     OPT_INTERACTIVE = 1 << 5, /* --interactive */
     OPT_TIMEOUT = 1 << 6,     /* --timeout SECONDS */
     OPT_INDEPENDENT = 1 << 7, /* --independent */
+    OPT_WORKERS = 1 << 8,     /* --workers N */
+    OPT_IDLE = 1 << 9,        /* --idle-timeout MS */
+    OPT_MAX_CONNS = 1 << 10,  /* --max-conns N */
 };
 
 /* --quiet: no log lines (see say()). */
@@ -57,6 +60,7 @@ struct options {
     bool quiet, upper, sb, interactive, independent;
     long conns, rounds, timeout_s; /* timeout_s 0: the program's default */
     size_t size; /* 0: the three messages of the articles */
+    long workers, idle_ms, max_conns; /* 1, 0 (none), 0 (no limit) */
 };
 
 static inline void usage_exit(const char *usage, int status) {
@@ -80,7 +84,7 @@ static inline long number_arg(const char *usage, const char *name, const char *t
  * that log lines come out as they happen even into a pipe. */
 static inline void parse_options(int argc, char **argv, unsigned accepted, int default_port,
                                  const char *usage, struct options *o) {
-    *o = (struct options){.host = "127.0.0.1", .port = default_port, .conns = 2, .rounds = 1};
+    *o = (struct options){.host = "127.0.0.1", .port = default_port, .conns = 2, .rounds = 1, .workers = 1};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -98,6 +102,9 @@ static inline void parse_options(int argc, char **argv, unsigned accepted, int d
         else if (VALUE("--size", OPT_SIZE)) o->size = (size_t)number_arg(usage, arg, value, 1, 1L << 30);
         else if (VALUE("--rounds", OPT_ROUNDS)) o->rounds = number_arg(usage, arg, value, 1, 1L << 40);
         else if (VALUE("--timeout", OPT_TIMEOUT)) o->timeout_s = number_arg(usage, arg, value, 1, 1L << 20);
+        else if (VALUE("--workers", OPT_WORKERS)) o->workers = number_arg(usage, arg, value, 1, 64);
+        else if (VALUE("--idle-timeout", OPT_IDLE)) o->idle_ms = number_arg(usage, arg, value, 0, UINT32_MAX);
+        else if (VALUE("--max-conns", OPT_MAX_CONNS)) o->max_conns = number_arg(usage, arg, value, 0, INT32_MAX);
         else {
             fprintf(stderr, "unknown or incomplete option: %s\n", arg);
             usage_exit(usage, 2);

@@ -73,6 +73,97 @@
 #define EVL_EPANIC -1000
 
 /**
+ * Bytes arrived: `data` and `len` (never 0). `data` is valid until the
+ * callback returns, or with evl_stream_poll until the next evl_stream_poll.
+ */
+#define EVL_STREAM_DATA 1
+
+/**
+ * The peer shut down its writing side (half-close). Reading stops; the
+ * stream can still write, and what is queued is still sent.
+ */
+#define EVL_STREAM_EOF 2
+
+/**
+ * The write queue emptied (only after something had to be queued).
+ */
+#define EVL_STREAM_DRAINED 3
+
+/**
+ * The stream is over and its fd closed; `status` is 0 (closed as asked,
+ * or both sides shut down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle
+ * timeout), -ECONNABORTED (evl_stream_abort)... The last event of every
+ * stream: free what `userdata` points to here. The id is dead afterwards.
+ */
+#define EVL_STREAM_CLOSED 4
+
+/**
+ * A listener accepted a connection: `stream` is the new stream, which
+ * starts with the listener's callback and userdata (`userdata` here) and
+ * is read from once this event has been handled; evl_stream_set_callback
+ * gives it its own.
+ */
+#define EVL_STREAM_ACCEPTED 5
+
+/**
+ * An outgoing connection (evl_connect) is made (`status` 0) or failed
+ * (`status` -ECONNREFUSED...; EVL_STREAM_CLOSED follows).
+ */
+#define EVL_STREAM_CONNECTED 6
+
+/**
+ * From evl_stream_poll only: a raw registration (evl_register) is ready;
+ * `fd`, `revents` and `userdata` are the registration's, `stream` is 0.
+ */
+#define EVL_STREAM_IO 7
+
+/**
+ * evl_listen flag: set SO_REUSEPORT, so that several loops (one per thread)
+ * can listen on the same port and the kernel spreads connections.
+ */
+#define EVL_LISTEN_REUSEPORT 1
+
+/**
+ * evl_stream_write(stream, data, len).
+ */
+#define EVL_OP_WRITE 1
+
+/**
+ * evl_stream_shutdown(stream).
+ */
+#define EVL_OP_SHUTDOWN 2
+
+/**
+ * evl_stream_close(stream).
+ */
+#define EVL_OP_CLOSE 3
+
+/**
+ * evl_stream_abort(stream).
+ */
+#define EVL_OP_ABORT 4
+
+/**
+ * evl_stream_pause(stream).
+ */
+#define EVL_OP_PAUSE 5
+
+/**
+ * evl_stream_resume(stream).
+ */
+#define EVL_OP_RESUME 6
+
+/**
+ * Default high watermark of a write queue: above it, reading pauses.
+ */
+#define DEFAULT_HIGH_WATER (1 << 20)
+
+/**
+ * Default low watermark: at or below it, paused reading resumes.
+ */
+#define DEFAULT_LOW_WATER (256 << 10)
+
+/**
  * An event loop. Opaque: create it with evl_loop_new, free it with evl_loop_free.
  */
 typedef struct evl_loop evl_loop;
@@ -111,6 +202,70 @@ typedef void (*evl_timer_cb)(struct evl_loop *loop, uint64_t timer_id, void *use
  * Called on the loop's thread when a watched signal arrived.
  */
 typedef void (*evl_signal_cb)(struct evl_loop *loop, int signo, void *userdata);
+
+/**
+ * Something that happened to a stream (or listener), as handed to an
+ * evl_stream_cb or written by evl_stream_poll.
+ */
+typedef struct evl_stream_event {
+  /**
+   * EVL_STREAM_*.
+   */
+  uint32_t kind;
+  /**
+   * The stream's fd (already closed for EVL_STREAM_CLOSED: for logs only),
+   * or the raw registration's for EVL_STREAM_IO.
+   */
+  int fd;
+  /**
+   * The stream's id (for EVL_STREAM_ACCEPTED, the new stream's).
+   */
+  uint64_t stream;
+  /**
+   * EVL_STREAM_DATA: the bytes read; NULL otherwise.
+   */
+  const uint8_t *data;
+  size_t len;
+  /**
+   * The userdata given with the stream's callback (for
+   * EVL_STREAM_ACCEPTED, the listener's; for EVL_STREAM_IO, the registration's).
+   */
+  void *userdata;
+  /**
+   * EVL_STREAM_CLOSED and EVL_STREAM_CONNECTED: 0 or a negative errno.
+   */
+  int status;
+  /**
+   * EVL_STREAM_IO: EVL_* readiness bits.
+   */
+  uint32_t revents;
+} evl_stream_event;
+
+/**
+ * Called with each event of a stream or listener. `event` and its `data`
+ * are valid during the call only.
+ */
+typedef void (*evl_stream_cb)(struct evl_loop *loop, const struct evl_stream_event *event);
+
+/**
+ * One operation for evl_stream_submit.
+ */
+typedef struct evl_stream_op {
+  uint64_t stream;
+  /**
+   * EVL_OP_*.
+   */
+  uint32_t op;
+  /**
+   * Written by evl_stream_submit: what the operation's own function returned.
+   */
+  int status;
+  /**
+   * EVL_OP_WRITE: the bytes (copied as far as the kernel does not take them).
+   */
+  const void *data;
+  size_t len;
+} evl_stream_op;
 
 #ifdef __cplusplus
 extern "C" {
@@ -314,6 +469,228 @@ int evl_signal_stop(struct evl_loop *loop, int signo);
  * Thread-safety: the loop's thread only.
  */
 int evl_loop_fork(struct evl_loop *loop);
+
+/**
+ * Listens for TCP connections on `host` (a numeric IPv4 or IPv6 address;
+ * a name is resolved with getaddrinfo, which may block; NULL or "": every
+ * IPv4 address) and `port` (0: any free port, see evl_listener_port), with
+ * a backlog of `backlog` (<= 0: SOMAXCONN). `flags`: 0 or
+ * EVL_LISTEN_REUSEPORT. The listener's id is written to `*out`.
+ *
+ * Each connection accepted becomes a stream (TCP_NODELAY set), announced
+ * by EVL_STREAM_ACCEPTED to `cb` with `userdata`; the stream starts with
+ * that callback and userdata. Every readiness drains the backlog. When the
+ * process runs out of fds (EMFILE, ENFILE), accepting pauses for 100 ms
+ * instead of spinning, and connections wait in the backlog.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `out`, a port outside 0..65535 or
+ * unknown flags; -EADDRINUSE, -EADDRNOTAVAIL (also for a host that does
+ * not resolve), -EACCES, -EMFILE...
+ * Ownership: the listener owns its socket until evl_listener_close or
+ * evl_loop_free. Thread-safety: the loop's thread only.
+ */
+int evl_listen(struct evl_loop *loop, const char *host, int port, int backlog, uint32_t flags, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * The port a listener is bound to (the one chosen for port 0).
+ *
+ * Returns the port; -EINVAL for a NULL loop; -ENOENT for an unknown listener.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_listener_port(struct evl_loop *loop, uint64_t listener);
+
+/**
+ * Lets a listener hold at most `max` accepted streams open at once (0: no
+ * limit). At the limit, accepting pauses and connections wait in the
+ * backlog; it resumes as streams close.
+ *
+ * Returns 0; -EINVAL for a NULL loop or a negative `max`; -ENOENT for an
+ * unknown listener. Thread-safety: the loop's thread only.
+ */
+int evl_listener_set_max_conns(struct evl_loop *loop, uint64_t listener, int max);
+
+/**
+ * Closes a listener's socket. The streams it accepted go on.
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown listener.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_listener_close(struct evl_loop *loop, uint64_t listener);
+
+/**
+ * Starts a TCP connection to `host` (as for evl_listen; NULL is refused)
+ * and `port`, without blocking (except to resolve a name). The stream's id
+ * is written to `*out`; `cb` gets EVL_STREAM_CONNECTED once the connection
+ * is made or has failed. Writes made before then are queued.
+ *
+ * Returns 0; -EINVAL for a NULL loop, host or `out`, or a port outside
+ * 0..65535; -EADDRNOTAVAIL for a host that does not resolve; -EMFILE...
+ * A refused connection is reported through the callback, not here.
+ * Ownership: the stream owns its socket. Thread-safety: the loop's thread only.
+ */
+int evl_connect(struct evl_loop *loop, const char *host, int port, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * Makes a stream of `fd`, a connected socket (TCP, Unix) or a pipe, tty...
+ * and writes its id to `*out`. The fd is made non-blocking.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF;
+ * -EEXIST if the fd is registered already; -EPERM for a regular file.
+ * Ownership: on success the stream owns `fd` and closes it when it ends
+ * (do not close it yourself); on error it stays yours. Over anything but a
+ * socket, the process ignores SIGPIPE from then on unless it had set its
+ * own SIGPIPE disposition, so that writing to a pipe without reader fails
+ * with -EPIPE (sockets use MSG_NOSIGNAL and touch nothing).
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_open(struct evl_loop *loop, int fd, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * Writes `len` bytes: at once as far as the kernel takes them; the rest is
+ * copied into the stream's queue and sent as the peer reads. Over the
+ * high watermark, reading from the stream pauses (evl_stream_set_watermarks).
+ *
+ * Returns 0 (the bytes are sent or queued); -EINVAL for a NULL loop, or
+ * NULL `data` with a non-zero `len`; -ENOENT for an unknown or closed
+ * stream; -EPIPE after evl_stream_shutdown or evl_stream_close; -EPIPE,
+ * -ECONNRESET... when the peer has gone, in which case the stream is
+ * closed (EVL_STREAM_CLOSED follows with the same status). Never SIGPIPE.
+ * Ownership: `data` stays the caller's; it is not used after the call.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_write(struct evl_loop *loop, uint64_t stream, const void *data, size_t len);
+
+/**
+ * Shuts down the writing side once the queue has been sent: the peer
+ * reads end-of-file. Reading goes on; when the peer's end-of-file has come
+ * too, the stream closes (EVL_STREAM_CLOSED, status 0).
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_shutdown(struct evl_loop *loop, uint64_t stream);
+
+/**
+ * Graceful close: stops reading, sends what is queued, then closes
+ * (EVL_STREAM_CLOSED, status 0, or an error if the peer went first). Events
+ * of the stream not yet delivered are dropped.
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_close(struct evl_loop *loop, uint64_t stream);
+
+/**
+ * Closes now, dropping what is queued (EVL_STREAM_CLOSED follows with
+ * -ECONNABORTED). Events of the stream not yet delivered are dropped.
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_abort(struct evl_loop *loop, uint64_t stream);
+
+/**
+ * Stops reading from the stream until evl_stream_resume.
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_pause(struct evl_loop *loop, uint64_t stream);
+
+/**
+ * Reads again after evl_stream_pause (unless the queue is still above
+ * its high watermark, or the peer's end-of-file came).
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_resume(struct evl_loop *loop, uint64_t stream);
+
+/**
+ * Backpressure: once more than `high` bytes are queued, reading from the
+ * stream pauses, and resumes when the queue is down to `low`. So a peer
+ * that sends without reading makes the process hold at most about `high`
+ * bytes for it. `high` 0: never pause (the queue may then grow without
+ * bound). Defaults: 1 MiB and 256 KiB. Given a listener, sets what the
+ * streams it accepts from then on start with.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `low` > `high` (with `high` not 0);
+ * -ENOENT for an unknown stream or listener.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_set_watermarks(struct evl_loop *loop, uint64_t stream, size_t high, size_t low);
+
+/**
+ * Closes the stream (EVL_STREAM_CLOSED, -ETIMEDOUT) once no byte has moved
+ * either way for `timeout_ms` milliseconds (0: never, the default): a
+ * peer that connects and stays silent is dropped. Given a listener, sets
+ * what the streams it accepts from then on start with.
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream or listener.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_set_idle_timeout(struct evl_loop *loop, uint64_t stream, uint32_t timeout_ms);
+
+/**
+ * Replaces the callback and userdata of a stream, or of a listener (for the
+ * streams it accepts from then on). `cb` may be NULL for a loop driven by
+ * evl_stream_poll; evl_run and evl_run_once drop the events of a stream
+ * without a callback.
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream or listener.
+ * Ownership: `userdata` is the caller's and is only handed back.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_set_callback(struct evl_loop *loop, uint64_t stream, evl_stream_cb cb, void *userdata);
+
+/**
+ * The stream's fd, for getpeername, setsockopt and the like. It stays the
+ * stream's: do not close it, read from it or register it.
+ *
+ * Returns the fd; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_fd(struct evl_loop *loop, uint64_t stream);
+
+/**
+ * Writes to `*out` how many bytes are queued, not yet taken by the kernel.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `out`; -ENOENT for an unknown stream.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_queued(struct evl_loop *loop, uint64_t stream, size_t *out);
+
+/**
+ * The batch interface, for callers that pay for each call into the
+ * library (Python through ctypes): waits like evl_poll, then writes up to
+ * `max_events` events into `events` instead of calling callbacks: stream
+ * and listener events, and EVL_STREAM_IO for raw registrations. Timers,
+ * tasks and signal watchers run their callbacks as usual.
+ *
+ * The `data` of EVL_STREAM_DATA events stays valid until the next call of
+ * evl_stream_poll on this loop. If more events were ready than fit, the
+ * next call returns them without waiting.
+ *
+ * Returns the number of events written (0 on timeout); -EINVAL for a NULL
+ * loop or `events`, or `max_events` <= 0; -EBUSY from one of the loop's own
+ * callbacks; -EINTR when a signal handler interrupted the wait.
+ * Ownership: `events` is the caller's array of at least `max_events`.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_poll(struct evl_loop *loop, int timeout_ms, struct evl_stream_event *events, int max_events);
+
+/**
+ * The batch counterpart of the stream functions: runs `count` operations
+ * in order, each as its own function would (EVL_OP_WRITE as
+ * evl_stream_write, EVL_OP_CLOSE as evl_stream_close...), and writes what
+ * that returned into the operation's `status` (-EINVAL for an unknown op).
+ *
+ * Returns the number of operations whose status is negative (0: all went
+ * well); -EINVAL for a NULL loop or `ops`, or `count` < 0.
+ * Ownership: `ops` and the bytes they point to stay the caller's.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_submit(struct evl_loop *loop, struct evl_stream_op *ops, int count);
 
 /**
  * A static, NUL-terminated description of `code`: a negative errno as the

@@ -298,6 +298,14 @@ impl<D: Copy + Default> EventLoop<D> {
         Ok(())
     }
 
+    /// What is attached to a registered fd.
+    pub fn data(&self, fd: RawFd) -> Result<D, Errno> {
+        match self.registrations.get(fd as usize) {
+            Some(reg) if !reg.is_vacant() => Ok(reg.data),
+            _ => Err(if fd < 0 { libc::EINVAL } else { libc::ENOENT }),
+        }
+    }
+
     /// Replaces what is attached to a registered fd.
     pub fn set_data(&mut self, fd: RawFd, data: D) -> Result<(), Errno> {
         registration_in(&mut self.registrations, fd)?.data = data;
@@ -336,6 +344,24 @@ impl<D: Copy + Default> EventLoop<D> {
         }
     }
 
+    /// What is attached to a running timer.
+    pub fn timer_data(&self, id: TimerId) -> Option<D> {
+        let slot = self.timers.slot_of(id)?;
+        self.timers.slots[slot as usize].armed.map(|a| a.data)
+    }
+
+    /// The clock reading (CLOCK_MONOTONIC ns) taken after the last wait, when
+    /// timers were running then; 0 otherwise. Costs nothing, unlike a clock call.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Reads the clock into [`now`](Self::now) (after a wait, that happens
+    /// only while timers run).
+    pub fn refresh_now(&mut self) {
+        self.now = sys::now_ns();
+    }
+
     /// Delivers `signo` as an event instead of its usual action. The signal
     /// is blocked in the calling thread and read through a signalfd.
     pub fn watch_signal(&mut self, signo: i32, data: D) -> Result<(), Errno> {
@@ -368,6 +394,32 @@ impl<D: Copy + Default> EventLoop<D> {
     /// Whether an iteration is being dispatched (so `wait` would be EBUSY).
     pub fn is_dispatching(&self) -> bool {
         self.phase != Phase::Idle
+    }
+
+    /// Whether the iteration being dispatched has anything left to hand out
+    /// (false once its last event was handed out, or when there is none).
+    pub fn has_more(&self) -> bool {
+        match self.phase {
+            Phase::Idle => false,
+            Phase::Io => self.cursor < self.events.len(),
+            _ => true,
+        }
+    }
+
+    /// Takes back the I/O event `next_ready` just handed out: the next call
+    /// hands it out again.
+    pub fn unread(&mut self) {
+        if self.phase == Phase::Io && self.cursor > 0 {
+            self.cursor -= 1;
+        }
+    }
+
+    /// Ends an iteration whose every event was handed out, so that the next
+    /// `wait` may begin (a caller that stopped pulling at the last event).
+    pub fn finish_iteration(&mut self) {
+        if !self.has_more() {
+            self.phase = Phase::Idle;
+        }
     }
 
     #[doc(hidden)]

@@ -12,14 +12,14 @@
 // library and not be freed), so no Rust-style `# Safety` section is repeated.
 #![allow(clippy::missing_safety_doc)]
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::event_loop::{Event, EventLoop, LoopHandle};
-use crate::sys::Errno;
+use crate::stream::{self, Event, Ready, StreamEvent, StreamEventKind, StreamLoop};
+use crate::sys::{Errno, SockAddr};
 
 /// ABI version of this library: bumped on any incompatible change.
 pub const EVL_ABI_VERSION: u32 = 1;
@@ -54,6 +54,12 @@ pub const EVL_ONESHOT: u32 = 0x4000_0000;
 pub const EVL_EPANIC: c_int = -1000;
 
 const _: () = {
+    assert!(StreamEventKind::Data as u32 == EVL_STREAM_DATA);
+    assert!(StreamEventKind::Eof as u32 == EVL_STREAM_EOF);
+    assert!(StreamEventKind::Drained as u32 == EVL_STREAM_DRAINED);
+    assert!(StreamEventKind::Closed as u32 == EVL_STREAM_CLOSED);
+    assert!(StreamEventKind::Accepted as u32 == EVL_STREAM_ACCEPTED);
+    assert!(StreamEventKind::Connected as u32 == EVL_STREAM_CONNECTED);
     use crate::sys;
     assert!(EVL_READ == sys::READ && EVL_WRITE == sys::WRITE && EVL_ERROR == sys::ERROR);
     assert!(EVL_HUP == sys::HUP && EVL_RDHUP == sys::RDHUP);
@@ -62,9 +68,12 @@ const _: () = {
 
 /// An event loop. Opaque: create it with evl_loop_new, free it with evl_loop_free.
 pub struct evl_loop {
-    core: UnsafeCell<EventLoop<Callback>>,
+    core: UnsafeCell<StreamLoop<Callback>>,
     /// The thread-safe part (task queue, doorbell, stop flag).
-    handle: LoopHandle<Callback>,
+    handle: stream::Handle<Callback>,
+    /// An evl_run, evl_run_once or poll is under way: they, evl_loop_free
+    /// and evl_loop_fork are refused from its callbacks (EBUSY).
+    running: Cell<bool>,
 }
 
 /// Called when a registered fd is ready. `revents` holds EVL_* readiness bits.
@@ -90,6 +99,93 @@ pub struct evl_event {
     /// The userdata given to evl_register (or evl_set_callback).
     pub userdata: *mut c_void,
 }
+
+// Kinds of evl_stream_event.
+/// Bytes arrived: `data` and `len` (never 0). `data` is valid until the
+/// callback returns, or with evl_stream_poll until the next evl_stream_poll.
+pub const EVL_STREAM_DATA: u32 = 1;
+/// The peer shut down its writing side (half-close). Reading stops; the
+/// stream can still write, and what is queued is still sent.
+pub const EVL_STREAM_EOF: u32 = 2;
+/// The write queue emptied (only after something had to be queued).
+pub const EVL_STREAM_DRAINED: u32 = 3;
+/// The stream is over and its fd closed; `status` is 0 (closed as asked,
+/// or both sides shut down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle
+/// timeout), -ECONNABORTED (evl_stream_abort)... The last event of every
+/// stream: free what `userdata` points to here. The id is dead afterwards.
+pub const EVL_STREAM_CLOSED: u32 = 4;
+/// A listener accepted a connection: `stream` is the new stream, which
+/// starts with the listener's callback and userdata (`userdata` here) and
+/// is read from once this event has been handled; evl_stream_set_callback
+/// gives it its own.
+pub const EVL_STREAM_ACCEPTED: u32 = 5;
+/// An outgoing connection (evl_connect) is made (`status` 0) or failed
+/// (`status` -ECONNREFUSED...; EVL_STREAM_CLOSED follows).
+pub const EVL_STREAM_CONNECTED: u32 = 6;
+/// From evl_stream_poll only: a raw registration (evl_register) is ready;
+/// `fd`, `revents` and `userdata` are the registration's, `stream` is 0.
+pub const EVL_STREAM_IO: u32 = 7;
+
+/// evl_listen flag: set SO_REUSEPORT, so that several loops (one per thread)
+/// can listen on the same port and the kernel spreads connections.
+pub const EVL_LISTEN_REUSEPORT: u32 = 1;
+
+// Operations of evl_stream_submit.
+/// evl_stream_write(stream, data, len).
+pub const EVL_OP_WRITE: u32 = 1;
+/// evl_stream_shutdown(stream).
+pub const EVL_OP_SHUTDOWN: u32 = 2;
+/// evl_stream_close(stream).
+pub const EVL_OP_CLOSE: u32 = 3;
+/// evl_stream_abort(stream).
+pub const EVL_OP_ABORT: u32 = 4;
+/// evl_stream_pause(stream).
+pub const EVL_OP_PAUSE: u32 = 5;
+/// evl_stream_resume(stream).
+pub const EVL_OP_RESUME: u32 = 6;
+
+/// Something that happened to a stream (or listener), as handed to an
+/// evl_stream_cb or written by evl_stream_poll.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct evl_stream_event {
+    /// EVL_STREAM_*.
+    pub kind: u32,
+    /// The stream's fd (already closed for EVL_STREAM_CLOSED: for logs only),
+    /// or the raw registration's for EVL_STREAM_IO.
+    pub fd: c_int,
+    /// The stream's id (for EVL_STREAM_ACCEPTED, the new stream's).
+    pub stream: u64,
+    /// EVL_STREAM_DATA: the bytes read; NULL otherwise.
+    pub data: *const u8,
+    pub len: usize,
+    /// The userdata given with the stream's callback (for
+    /// EVL_STREAM_ACCEPTED, the listener's; for EVL_STREAM_IO, the registration's).
+    pub userdata: *mut c_void,
+    /// EVL_STREAM_CLOSED and EVL_STREAM_CONNECTED: 0 or a negative errno.
+    pub status: c_int,
+    /// EVL_STREAM_IO: EVL_* readiness bits.
+    pub revents: u32,
+}
+
+/// One operation for evl_stream_submit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct evl_stream_op {
+    pub stream: u64,
+    /// EVL_OP_*.
+    pub op: u32,
+    /// Written by evl_stream_submit: what the operation's own function returned.
+    pub status: c_int,
+    /// EVL_OP_WRITE: the bytes (copied as far as the kernel does not take them).
+    pub data: *const c_void,
+    pub len: usize,
+}
+
+/// Called with each event of a stream or listener. `event` and its `data`
+/// are valid during the call only.
+pub type evl_stream_cb =
+    Option<unsafe extern "C" fn(r#loop: *mut evl_loop, event: *const evl_stream_event)>;
 
 /// What the loop keeps for each registration, timer, task and signal
 /// watcher: a callback with its type erased, and the caller's userdata.
@@ -136,6 +232,7 @@ callback_kind!(io, as_io, evl_io_cb);
 callback_kind!(timer, as_timer, evl_timer_cb);
 callback_kind!(task, as_task, evl_task_cb);
 callback_kind!(signal, as_signal, evl_signal_cb);
+callback_kind!(stream, as_stream, evl_stream_cb);
 
 // ---- the one pattern every function follows --------------------------------
 
@@ -152,7 +249,7 @@ fn guard(body: impl FnOnce() -> Result<c_int, Errno>) -> c_int {
 ///
 /// # Safety
 /// `lp` must be null or a live pointer from evl_loop_new, used on its thread.
-unsafe fn core<'a>(lp: *mut evl_loop) -> Result<&'a mut EventLoop<Callback>, Errno> {
+unsafe fn core<'a>(lp: *mut evl_loop) -> Result<&'a mut StreamLoop<Callback>, Errno> {
     if lp.is_null() {
         return Err(libc::EINVAL);
     }
@@ -163,7 +260,7 @@ unsafe fn core<'a>(lp: *mut evl_loop) -> Result<&'a mut EventLoop<Callback>, Err
 ///
 /// # Safety
 /// As [`core`]; this may be called from any thread.
-unsafe fn handle<'a>(lp: *mut evl_loop) -> Result<&'a LoopHandle<Callback>, Errno> {
+unsafe fn handle<'a>(lp: *mut evl_loop) -> Result<&'a stream::Handle<Callback>, Errno> {
     if lp.is_null() {
         return Err(libc::EINVAL);
     }
@@ -196,12 +293,81 @@ unsafe fn dispatch(lp: *mut evl_loop, event: Event<Callback>) -> bool {
             Some(cb) => cb(lp, signo, data.userdata),
             None => return false,
         },
+        Event::Stream(event) => return dispatch_stream(lp, event),
     }
+    true
+}
+
+/// Marks the loop as running for as long as it lives (a panic included),
+/// so that its callbacks cannot start another run or free it.
+struct Running<'a>(&'a Cell<bool>);
+
+impl Running<'_> {
+    /// # Safety
+    /// `lp` must be null or a live loop.
+    unsafe fn enter<'a>(lp: *mut evl_loop) -> Result<Running<'a>, Errno> {
+        if lp.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let running = &(*lp).running;
+        if running.replace(true) {
+            return Err(libc::EBUSY);
+        }
+        Ok(Running(running))
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// Refuses with EBUSY when called from one of the loop's callbacks.
+///
+/// # Safety
+/// `lp` must be null or a live loop.
+unsafe fn not_running(lp: *mut evl_loop) -> Result<(), Errno> {
+    if core(lp).is_ok() && (*lp).running.get() {
+        return Err(libc::EBUSY);
+    }
+    Ok(())
+}
+
+/// A stream event as C sees it; `data` points into the loop's read buffer.
+fn c_stream_event(event: &StreamEvent<Callback>, data: *const u8) -> evl_stream_event {
+    evl_stream_event {
+        kind: event.kind as u32,
+        fd: event.fd,
+        stream: event.stream,
+        data,
+        len: event.len,
+        userdata: event.data.userdata,
+        status: -event.error,
+        revents: 0,
+    }
+}
+
+/// Calls a stream's callback with `event`; returns whether one ran. The
+/// bytes of a Data event are released once it returns.
+///
+/// # Safety
+/// `lp` is live; the callback is the caller's.
+unsafe fn dispatch_stream(lp: *mut evl_loop, event: StreamEvent<Callback>) -> bool {
+    let core = &mut *(*lp).core.get();
+    let Some(cb) = event.data.as_stream() else {
+        return false;
+    };
+    let c_event = c_stream_event(&event, core.bytes_ptr(&event));
+    cb(lp, &c_event);
+    // The callback may have freed nothing: the loop outlives its callbacks.
+    (*(*lp).core.get()).release_reads();
     true
 }
 
 /// One iteration: wait, then run every callback. Returns the number run if
 /// `COUNT` (evl_run has no use for it, and its hot path is shorter without).
+/// The caller holds the loop's `Running` mark.
 unsafe fn run_once<const COUNT: bool>(
     lp: *mut evl_loop,
     timeout: Option<Duration>,
@@ -211,20 +377,27 @@ unsafe fn run_once<const COUNT: bool>(
     // `lp` was checked above; each pull borrows the loop for itself alone.
     loop {
         let core = &mut *(*lp).core.get();
-        // The fast path: ready I/O, with no Event built in between.
-        if let Some((fd, revents, data)) = core.next_ready() {
-            if let Some(cb) = data.as_io() {
-                cb(lp, fd, revents, data.userdata);
-                ran += COUNT as c_int;
+        // The fast path: ready I/O of a raw registration or a stream,
+        // straight to its callback, with no Event built in between.
+        match core.next_ready() {
+            Some(Ready::Io { fd, revents, data }) => {
+                if let Some(cb) = data.as_io() {
+                    cb(lp, fd, revents, data.userdata);
+                    ran += COUNT as c_int;
+                }
+                continue;
             }
-            continue;
+            Some(Ready::Stream { stream, revents }) => {
+                if let Some(event) = core.stream_ready(stream, revents) {
+                    ran += (dispatch_stream(lp, event) && COUNT) as c_int;
+                }
+                continue;
+            }
+            None => {}
         }
-        // The I/O phase ends the iteration: no call to the slow path then.
-        if !core.is_dispatching() {
-            return Ok(ran);
-        }
-        match core.next_other() {
-            Some(event) => ran += (dispatch(lp, event) && COUNT) as c_int,
+        match core.next_event() {
+            Some(Event::Stream(event)) => ran += (dispatch_stream(lp, event) && COUNT) as c_int,
+            Some(other) => ran += (dispatch(lp, other) && COUNT) as c_int,
             None => return Ok(ran),
         }
     }
@@ -246,11 +419,12 @@ pub unsafe extern "C" fn evl_loop_new(out: *mut *mut evl_loop) -> c_int {
             return Err(libc::EINVAL);
         }
         *out = std::ptr::null_mut();
-        let core = EventLoop::new()?;
+        let core = StreamLoop::new()?;
         let handle = core.handle();
         *out = Box::into_raw(Box::new(evl_loop {
             core: UnsafeCell::new(core),
             handle,
+            running: Cell::new(false),
         }));
         Ok(0)
     })
@@ -267,9 +441,8 @@ pub unsafe extern "C" fn evl_loop_new(out: *mut *mut evl_loop) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn evl_loop_free(r#loop: *mut evl_loop) -> c_int {
     guard(|| {
-        if core(r#loop)?.is_dispatching() {
-            return Err(libc::EBUSY);
-        }
+        core(r#loop)?;
+        not_running(r#loop)?;
         drop(Box::from_raw(r#loop));
         Ok(0)
     })
@@ -363,17 +536,17 @@ pub unsafe extern "C" fn evl_unregister(r#loop: *mut evl_loop, fd: c_int) -> c_i
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_run(r#loop: *mut evl_loop) -> c_int {
-    guard(|| loop {
-        let core = core(r#loop)?;
-        if core.is_dispatching() {
-            return Err(libc::EBUSY);
-        }
-        if core.take_stop() || !core.is_alive() {
-            return Ok(0);
-        }
-        match run_once::<false>(r#loop, None) {
-            Ok(_) | Err(libc::EINTR) => {}
-            Err(e) => return Err(e),
+    guard(|| {
+        let _running = Running::enter(r#loop)?;
+        loop {
+            let core = core(r#loop)?;
+            if core.take_stop() || !core.is_alive() {
+                return Ok(0);
+            }
+            match run_once::<false>(r#loop, None) {
+                Ok(_) | Err(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
         }
     })
 }
@@ -389,7 +562,10 @@ pub unsafe extern "C" fn evl_run(r#loop: *mut evl_loop) -> c_int {
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_run_once(r#loop: *mut evl_loop, timeout_ms: c_int) -> c_int {
-    guard(|| run_once::<true>(r#loop, timeout_from_ms(timeout_ms)))
+    guard(|| {
+        let _running = Running::enter(r#loop)?;
+        run_once::<true>(r#loop, timeout_from_ms(timeout_ms))
+    })
 }
 
 /// Waits like evl_run_once, then writes up to `max_events` ready
@@ -411,20 +587,23 @@ pub unsafe extern "C" fn evl_poll(
     max_events: c_int,
 ) -> c_int {
     guard(|| {
-        core(r#loop)?;
+        let _running = Running::enter(r#loop)?;
         if events.is_null() || max_events <= 0 {
             return Err(libc::EINVAL);
         }
-        core(r#loop)?.wait(timeout_from_ms(timeout_ms), max_events as usize)?;
+        let max = max_events as usize;
+        core(r#loop)?.wait(timeout_from_ms(timeout_ms), max)?;
         let mut written = 0;
-        while let Some(event) = core(r#loop)?.next_event() {
+        while written < max {
+            let Some(event) = core(r#loop)?.next_event() else {
+                break;
+            };
             match event {
                 Event::Io {
                     fd,
                     revents,
                     data: Callback { userdata, .. },
                 } => {
-                    // wait() fetched at most max_events, one event per fd.
                     events.add(written).write(evl_event {
                         fd,
                         revents,
@@ -586,7 +765,455 @@ pub unsafe extern "C" fn evl_signal_stop(r#loop: *mut evl_loop, signo: c_int) ->
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_loop_fork(r#loop: *mut evl_loop) -> c_int {
-    guard(|| core(r#loop)?.reinit_after_fork().map(|()| 0))
+    guard(|| {
+        let _running = Running::enter(r#loop)?;
+        core(r#loop)?.reinit_after_fork().map(|()| 0)
+    })
+}
+
+// ---- streams ---------------------------------------------------------------
+
+/// `host` (NULL or "": every IPv4 address) and `port` as a socket address.
+unsafe fn socket_addr(host: *const c_char, port: c_int) -> Result<SockAddr, Errno> {
+    let port = u16::try_from(port).map_err(|_| libc::EINVAL)?;
+    let host = if host.is_null() {
+        c""
+    } else {
+        CStr::from_ptr(host)
+    };
+    SockAddr::resolve(host, port)
+}
+
+/// Writes a new id to `*out`, which was checked to be non-null.
+unsafe fn give_id(out: *mut u64, id: u64) -> Result<c_int, Errno> {
+    *out = id;
+    Ok(0)
+}
+
+/// Listens for TCP connections on `host` (a numeric IPv4 or IPv6 address;
+/// a name is resolved with getaddrinfo, which may block; NULL or "": every
+/// IPv4 address) and `port` (0: any free port, see evl_listener_port), with
+/// a backlog of `backlog` (<= 0: SOMAXCONN). `flags`: 0 or
+/// EVL_LISTEN_REUSEPORT. The listener's id is written to `*out`.
+///
+/// Each connection accepted becomes a stream (TCP_NODELAY set), announced
+/// by EVL_STREAM_ACCEPTED to `cb` with `userdata`; the stream starts with
+/// that callback and userdata. Every readiness drains the backlog. When the
+/// process runs out of fds (EMFILE, ENFILE), accepting pauses for 100 ms
+/// instead of spinning, and connections wait in the backlog.
+///
+/// Returns 0; -EINVAL for a NULL loop or `out`, a port outside 0..65535 or
+/// unknown flags; -EADDRINUSE, -EADDRNOTAVAIL (also for a host that does
+/// not resolve), -EACCES, -EMFILE...
+/// Ownership: the listener owns its socket until evl_listener_close or
+/// evl_loop_free. Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_listen(
+    r#loop: *mut evl_loop,
+    host: *const c_char,
+    port: c_int,
+    backlog: c_int,
+    flags: u32,
+    cb: evl_stream_cb,
+    userdata: *mut c_void,
+    out: *mut u64,
+) -> c_int {
+    guard(|| {
+        let core = core(r#loop)?;
+        if out.is_null() || flags & !EVL_LISTEN_REUSEPORT != 0 {
+            return Err(libc::EINVAL);
+        }
+        let addr = socket_addr(host, port)?;
+        let backlog = if backlog <= 0 {
+            libc::SOMAXCONN
+        } else {
+            backlog
+        };
+        let reuse_port = flags & EVL_LISTEN_REUSEPORT != 0;
+        let id = core.listen(&addr, backlog, reuse_port, Callback::stream(cb, userdata))?;
+        give_id(out, id)
+    })
+}
+
+/// The port a listener is bound to (the one chosen for port 0).
+///
+/// Returns the port; -EINVAL for a NULL loop; -ENOENT for an unknown listener.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_listener_port(r#loop: *mut evl_loop, listener: u64) -> c_int {
+    guard(|| core(r#loop)?.listener_port(listener).map(c_int::from))
+}
+
+/// Lets a listener hold at most `max` accepted streams open at once (0: no
+/// limit). At the limit, accepting pauses and connections wait in the
+/// backlog; it resumes as streams close.
+///
+/// Returns 0; -EINVAL for a NULL loop or a negative `max`; -ENOENT for an
+/// unknown listener. Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_listener_set_max_conns(
+    r#loop: *mut evl_loop,
+    listener: u64,
+    max: c_int,
+) -> c_int {
+    guard(|| {
+        let core = core(r#loop)?;
+        let max = usize::try_from(max).map_err(|_| libc::EINVAL)?;
+        core.set_max_conns(listener, max).map(|()| 0)
+    })
+}
+
+/// Closes a listener's socket. The streams it accepted go on.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown listener.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_listener_close(r#loop: *mut evl_loop, listener: u64) -> c_int {
+    guard(|| core(r#loop)?.close_listener(listener).map(|()| 0))
+}
+
+/// Starts a TCP connection to `host` (as for evl_listen; NULL is refused)
+/// and `port`, without blocking (except to resolve a name). The stream's id
+/// is written to `*out`; `cb` gets EVL_STREAM_CONNECTED once the connection
+/// is made or has failed. Writes made before then are queued.
+///
+/// Returns 0; -EINVAL for a NULL loop, host or `out`, or a port outside
+/// 0..65535; -EADDRNOTAVAIL for a host that does not resolve; -EMFILE...
+/// A refused connection is reported through the callback, not here.
+/// Ownership: the stream owns its socket. Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_connect(
+    r#loop: *mut evl_loop,
+    host: *const c_char,
+    port: c_int,
+    cb: evl_stream_cb,
+    userdata: *mut c_void,
+    out: *mut u64,
+) -> c_int {
+    guard(|| {
+        let core = core(r#loop)?;
+        if host.is_null() || out.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let addr = socket_addr(host, port)?;
+        let id = core.connect(&addr, Callback::stream(cb, userdata))?;
+        give_id(out, id)
+    })
+}
+
+/// Makes a stream of `fd`, a connected socket (TCP, Unix) or a pipe, tty...
+/// and writes its id to `*out`. The fd is made non-blocking.
+///
+/// Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF;
+/// -EEXIST if the fd is registered already; -EPERM for a regular file.
+/// Ownership: on success the stream owns `fd` and closes it when it ends
+/// (do not close it yourself); on error it stays yours. Over anything but a
+/// socket, the process ignores SIGPIPE from then on unless it had set its
+/// own SIGPIPE disposition, so that writing to a pipe without reader fails
+/// with -EPIPE (sockets use MSG_NOSIGNAL and touch nothing).
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_open(
+    r#loop: *mut evl_loop,
+    fd: c_int,
+    cb: evl_stream_cb,
+    userdata: *mut c_void,
+    out: *mut u64,
+) -> c_int {
+    guard(|| {
+        let core = core(r#loop)?;
+        if out.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let id = core.open(fd, Callback::stream(cb, userdata))?;
+        give_id(out, id)
+    })
+}
+
+/// The bytes `data`/`len` as a slice; NULL is fine for 0 bytes.
+unsafe fn bytes<'a>(data: *const c_void, len: usize) -> Result<&'a [u8], Errno> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if data.is_null() || len > isize::MAX as usize {
+        return Err(libc::EINVAL);
+    }
+    Ok(std::slice::from_raw_parts(data as *const u8, len))
+}
+
+/// Writes `len` bytes: at once as far as the kernel takes them; the rest is
+/// copied into the stream's queue and sent as the peer reads. Over the
+/// high watermark, reading from the stream pauses (evl_stream_set_watermarks).
+///
+/// Returns 0 (the bytes are sent or queued); -EINVAL for a NULL loop, or
+/// NULL `data` with a non-zero `len`; -ENOENT for an unknown or closed
+/// stream; -EPIPE after evl_stream_shutdown or evl_stream_close; -EPIPE,
+/// -ECONNRESET... when the peer has gone, in which case the stream is
+/// closed (EVL_STREAM_CLOSED follows with the same status). Never SIGPIPE.
+/// Ownership: `data` stays the caller's; it is not used after the call.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_write(
+    r#loop: *mut evl_loop,
+    stream: u64,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    guard(|| {
+        let core = core(r#loop)?;
+        core.write(stream, bytes(data, len)?).map(|()| 0)
+    })
+}
+
+/// Shuts down the writing side once the queue has been sent: the peer
+/// reads end-of-file. Reading goes on; when the peer's end-of-file has come
+/// too, the stream closes (EVL_STREAM_CLOSED, status 0).
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_shutdown(r#loop: *mut evl_loop, stream: u64) -> c_int {
+    guard(|| core(r#loop)?.shutdown(stream).map(|()| 0))
+}
+
+/// Graceful close: stops reading, sends what is queued, then closes
+/// (EVL_STREAM_CLOSED, status 0, or an error if the peer went first). Events
+/// of the stream not yet delivered are dropped.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_close(r#loop: *mut evl_loop, stream: u64) -> c_int {
+    guard(|| core(r#loop)?.close(stream).map(|()| 0))
+}
+
+/// Closes now, dropping what is queued (EVL_STREAM_CLOSED follows with
+/// -ECONNABORTED). Events of the stream not yet delivered are dropped.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_abort(r#loop: *mut evl_loop, stream: u64) -> c_int {
+    guard(|| core(r#loop)?.abort(stream).map(|()| 0))
+}
+
+/// Stops reading from the stream until evl_stream_resume.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_pause(r#loop: *mut evl_loop, stream: u64) -> c_int {
+    guard(|| core(r#loop)?.pause(stream).map(|()| 0))
+}
+
+/// Reads again after evl_stream_pause (unless the queue is still above
+/// its high watermark, or the peer's end-of-file came).
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_resume(r#loop: *mut evl_loop, stream: u64) -> c_int {
+    guard(|| core(r#loop)?.resume(stream).map(|()| 0))
+}
+
+/// Backpressure: once more than `high` bytes are queued, reading from the
+/// stream pauses, and resumes when the queue is down to `low`. So a peer
+/// that sends without reading makes the process hold at most about `high`
+/// bytes for it. `high` 0: never pause (the queue may then grow without
+/// bound). Defaults: 1 MiB and 256 KiB. Given a listener, sets what the
+/// streams it accepts from then on start with.
+///
+/// Returns 0; -EINVAL for a NULL loop or `low` > `high` (with `high` not 0);
+/// -ENOENT for an unknown stream or listener.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_set_watermarks(
+    r#loop: *mut evl_loop,
+    stream: u64,
+    high: usize,
+    low: usize,
+) -> c_int {
+    guard(|| {
+        // high 0 turns the pause off, whatever `low` is.
+        let low = if high == 0 { 0 } else { low };
+        core(r#loop)?.set_watermarks(stream, high, low).map(|()| 0)
+    })
+}
+
+/// Closes the stream (EVL_STREAM_CLOSED, -ETIMEDOUT) once no byte has moved
+/// either way for `timeout_ms` milliseconds (0: never, the default): a
+/// peer that connects and stays silent is dropped. Given a listener, sets
+/// what the streams it accepts from then on start with.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream or listener.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_set_idle_timeout(
+    r#loop: *mut evl_loop,
+    stream: u64,
+    timeout_ms: u32,
+) -> c_int {
+    guard(|| {
+        core(r#loop)?
+            .set_idle_timeout(stream, timeout_ms)
+            .map(|()| 0)
+    })
+}
+
+/// Replaces the callback and userdata of a stream, or of a listener (for the
+/// streams it accepts from then on). `cb` may be NULL for a loop driven by
+/// evl_stream_poll; evl_run and evl_run_once drop the events of a stream
+/// without a callback.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream or listener.
+/// Ownership: `userdata` is the caller's and is only handed back.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_set_callback(
+    r#loop: *mut evl_loop,
+    stream: u64,
+    cb: evl_stream_cb,
+    userdata: *mut c_void,
+) -> c_int {
+    guard(|| {
+        core(r#loop)?
+            .set_stream_data(stream, Callback::stream(cb, userdata))
+            .map(|()| 0)
+    })
+}
+
+/// The stream's fd, for getpeername, setsockopt and the like. It stays the
+/// stream's: do not close it, read from it or register it.
+///
+/// Returns the fd; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_fd(r#loop: *mut evl_loop, stream: u64) -> c_int {
+    guard(|| core(r#loop)?.stream_fd(stream))
+}
+
+/// Writes to `*out` how many bytes are queued, not yet taken by the kernel.
+///
+/// Returns 0; -EINVAL for a NULL loop or `out`; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_queued(
+    r#loop: *mut evl_loop,
+    stream: u64,
+    out: *mut usize,
+) -> c_int {
+    guard(|| {
+        let core = core(r#loop)?;
+        if out.is_null() {
+            return Err(libc::EINVAL);
+        }
+        *out = core.queued(stream)?;
+        Ok(0)
+    })
+}
+
+/// The batch interface, for callers that pay for each call into the
+/// library (Python through ctypes): waits like evl_poll, then writes up to
+/// `max_events` events into `events` instead of calling callbacks: stream
+/// and listener events, and EVL_STREAM_IO for raw registrations. Timers,
+/// tasks and signal watchers run their callbacks as usual.
+///
+/// The `data` of EVL_STREAM_DATA events stays valid until the next call of
+/// evl_stream_poll on this loop. If more events were ready than fit, the
+/// next call returns them without waiting.
+///
+/// Returns the number of events written (0 on timeout); -EINVAL for a NULL
+/// loop or `events`, or `max_events` <= 0; -EBUSY from one of the loop's own
+/// callbacks; -EINTR when a signal handler interrupted the wait.
+/// Ownership: `events` is the caller's array of at least `max_events`.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_poll(
+    r#loop: *mut evl_loop,
+    timeout_ms: c_int,
+    events: *mut evl_stream_event,
+    max_events: c_int,
+) -> c_int {
+    guard(|| {
+        let _running = Running::enter(r#loop)?;
+        if events.is_null() || max_events <= 0 {
+            return Err(libc::EINVAL);
+        }
+        let max = max_events as usize;
+        // The bytes of the previous batch are no longer needed.
+        core(r#loop)?.release_reads();
+        core(r#loop)?.wait(timeout_from_ms(timeout_ms), max)?;
+        let mut written = 0;
+        while written < max {
+            let core = core(r#loop)?;
+            let event = match core.next_event() {
+                Some(Event::Io { fd, revents, data }) => evl_stream_event {
+                    kind: EVL_STREAM_IO,
+                    fd,
+                    stream: 0,
+                    data: std::ptr::null(),
+                    len: 0,
+                    userdata: data.userdata,
+                    status: 0,
+                    revents,
+                },
+                Some(Event::Stream(event)) => c_stream_event(&event, core.bytes_ptr(&event)),
+                Some(other) => {
+                    dispatch(r#loop, other);
+                    continue;
+                }
+                None => break,
+            };
+            events.add(written).write(event);
+            written += 1;
+        }
+        Ok(written as c_int)
+    })
+}
+
+/// The batch counterpart of the stream functions: runs `count` operations
+/// in order, each as its own function would (EVL_OP_WRITE as
+/// evl_stream_write, EVL_OP_CLOSE as evl_stream_close...), and writes what
+/// that returned into the operation's `status` (-EINVAL for an unknown op).
+///
+/// Returns the number of operations whose status is negative (0: all went
+/// well); -EINVAL for a NULL loop or `ops`, or `count` < 0.
+/// Ownership: `ops` and the bytes they point to stay the caller's.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_submit(
+    r#loop: *mut evl_loop,
+    ops: *mut evl_stream_op,
+    count: c_int,
+) -> c_int {
+    guard(|| {
+        core(r#loop)?;
+        if ops.is_null() || count < 0 {
+            return Err(libc::EINVAL);
+        }
+        let mut failed = 0;
+        for i in 0..count as usize {
+            let op = &mut *ops.add(i);
+            let core = core(r#loop)?;
+            let result = match op.op {
+                EVL_OP_WRITE => bytes(op.data, op.len).and_then(|b| core.write(op.stream, b)),
+                EVL_OP_SHUTDOWN => core.shutdown(op.stream),
+                EVL_OP_CLOSE => core.close(op.stream),
+                EVL_OP_ABORT => core.abort(op.stream),
+                EVL_OP_PAUSE => core.pause(op.stream),
+                EVL_OP_RESUME => core.resume(op.stream),
+                _ => Err(libc::EINVAL),
+            };
+            op.status = match result {
+                Ok(()) => 0,
+                Err(errno) => {
+                    failed += 1;
+                    -errno
+                }
+            };
+        }
+        Ok(failed)
+    })
 }
 
 // ---- errors and versions -------------------------------------------------
