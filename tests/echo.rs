@@ -16,29 +16,46 @@ use std::time::{Duration, Instant};
 struct Mode {
     server: &'static str,
     flags: &'static [&'static str],
+    /// Flags for the server alone.
+    server_flags: &'static [&'static str],
 }
 
 const SELECT: Mode = Mode {
     server: "select_echo_server",
     flags: &[],
+    server_flags: &[],
 };
 const SELECT_UPPER: Mode = Mode {
     server: "select_echo_server",
     flags: &["--upper"],
+    server_flags: &[],
 };
 const SELECTORS: Mode = Mode {
     server: "selectors_echo_server",
     flags: &[],
+    server_flags: &[],
 };
 const SELECTORS_SB: Mode = Mode {
     server: "selectors_echo_server",
     flags: &["--sb"],
+    server_flags: &[],
 };
 const EPOLL: Mode = Mode {
     server: "epoll_echo_server",
     flags: &[],
+    server_flags: &[],
 };
-const SERVERS: [Mode; 3] = [SELECT, SELECTORS, EPOLL];
+const STREAM: Mode = Mode {
+    server: "stream_echo_server",
+    flags: &[],
+    server_flags: &[],
+};
+const STREAM_WORKERS: Mode = Mode {
+    server: "stream_echo_server",
+    flags: &[],
+    server_flags: &["--workers", "2"],
+};
+const SERVERS: [Mode; 4] = [SELECT, SELECTORS, EPOLL, STREAM];
 
 struct Server {
     child: Child,
@@ -63,6 +80,7 @@ impl Server {
     fn spawn(mut cmd: Command, mode: Mode) -> Server {
         cmd.args(["--port", "0"])
             .args(mode.flags)
+            .args(mode.server_flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start the server");
@@ -208,6 +226,16 @@ fn selectors_echo_server_sb_replies_upper_sb() {
 #[test]
 fn epoll_echo_server_echoes_every_byte() {
     echoes_every_byte(EPOLL, true);
+}
+
+#[test]
+fn stream_echo_server_echoes_every_byte() {
+    echoes_every_byte(STREAM, true);
+}
+
+#[test]
+fn stream_echo_server_with_two_workers_echoes_every_byte() {
+    echoes_every_byte(STREAM_WORKERS, true);
 }
 
 #[test]
@@ -508,6 +536,8 @@ fn every_server_is_clean_under_memcheck() {
         (SELECT_UPPER, libc::SIGTERM),
         (SELECTORS_SB, libc::SIGINT),
         (EPOLL, libc::SIGTERM),
+        (STREAM, libc::SIGINT),
+        (STREAM_WORKERS, libc::SIGTERM),
     ] {
         let server = Server::start_under_memcheck(mode);
         assert_echoes(&server, mode, &["--conns", "3"]);
@@ -546,6 +576,7 @@ fn bad_arguments_exit_with_status_2() {
         "select_echo_server",
         "selectors_echo_server",
         "epoll_echo_server",
+        "stream_echo_server",
         "echo_client",
     ] {
         let exe = build_example(program);
@@ -568,4 +599,227 @@ fn bad_arguments_exit_with_status_2() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
+}
+
+// ---- stream_echo_server: what the buffered streams promise ------------------
+
+/// A connection that the test reads and writes with timeouts.
+fn connect(port: u16) -> TcpStream {
+    let conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    conn
+}
+
+/// Sends `message` and checks that exactly it comes back.
+fn assert_round_trip(conn: &mut TcpStream, message: &[u8]) {
+    conn.write_all(message).unwrap();
+    let mut echoed = vec![0; message.len()];
+    conn.read_exact(&mut echoed).unwrap();
+    assert!(echoed == message, "wrong echo");
+}
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(31).wrapping_add(seed) % 251) as u8)
+        .collect()
+}
+
+#[test]
+fn stream_server_echoes_a_half_closed_mebibyte_then_eof() {
+    let server = Server::start(STREAM, &["--quiet"]);
+    let conn = connect(server.port);
+    let message = pattern(1 << 20, 7);
+    let writer = {
+        let (mut conn, message) = (conn.try_clone().unwrap(), message.clone());
+        std::thread::spawn(move || {
+            conn.write_all(&message).unwrap();
+            conn.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let mut echoed = Vec::new();
+    (&conn).read_to_end(&mut echoed).unwrap();
+    writer.join().unwrap();
+    assert!(echoed == message, "{} bytes echoed of 1 MiB", echoed.len());
+    server.stop_cleanly();
+}
+
+/// Sends up to 64 MiB without reading; returns how much the server took.
+fn flood(conn: &TcpStream) -> usize {
+    conn.set_nonblocking(true).unwrap();
+    let chunk = vec![b'x'; 1 << 16];
+    let (mut sent, mut last_progress) = (0usize, Instant::now());
+    while sent < (64 << 20) && last_progress.elapsed() < Duration::from_millis(1000) {
+        match (&*conn).write(&chunk) {
+            Ok(n) => {
+                sent += n;
+                last_progress = Instant::now();
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    sent
+}
+
+/// A client that sends 64 MiB and never reads costs the server no more than
+/// the high watermark (1 MiB) plus a fixed overhead: reading from it pauses.
+#[test]
+fn stream_server_memory_stays_under_the_high_watermark() {
+    const HIGH_WATER: u64 = 1 << 10; // KiB
+    const OVERHEAD: u64 = 2 << 10; // KiB: the read buffer, allocator slack
+    let server = Server::start(STREAM, &["--quiet"]);
+    // Warm up: the read buffer and the first connection's allocations.
+    assert_round_trip(&mut connect(server.port), b"warm up");
+    let rss_before = rss_kib(server.pid());
+    let hog = connect(server.port);
+    let sent = flood(&hog);
+    assert!(sent < (16 << 20), "the server took {sent} bytes");
+    let growth = rss_kib(server.pid()).saturating_sub(rss_before);
+    assert!(
+        growth < HIGH_WATER + OVERHEAD,
+        "grew by {growth} KiB for a client that never reads ({sent} bytes sent)"
+    );
+    assert_echoes(
+        &server,
+        STREAM,
+        &["--quiet", "--conns", "20", "--size", "65536"],
+    );
+    drop(hog);
+    server.stop_cleanly();
+}
+
+/// CPU time (user + system, clock ticks) a process has used.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Which of `conns` have their echo of `message` ready now (reads it).
+fn echoed_now(conns: &mut [TcpStream], message: &[u8]) -> Vec<bool> {
+    conns
+        .iter_mut()
+        .map(|conn| {
+            conn.set_nonblocking(true).unwrap();
+            let mut echoed = vec![0; message.len()];
+            let got = conn.read_exact(&mut echoed).is_ok();
+            conn.set_nonblocking(false).unwrap();
+            assert!(!got || echoed == message, "wrong echo");
+            got
+        })
+        .collect()
+}
+
+/// With its fd limit lowered, the server runs out of fds: it goes on serving
+/// the connections it has, does not spin, and accepts the waiting ones once
+/// some close.
+#[test]
+fn stream_server_survives_running_out_of_fds() {
+    let mut cmd = Command::new(build_example("stream_echo_server"));
+    cmd.arg("--quiet");
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let limit = libc::rlimit {
+                rlim_cur: 40,
+                rlim_max: 40,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let server = Server::spawn(cmd, STREAM);
+    let message = b"are you there?";
+    let mut conns: Vec<TcpStream> = (0..60).map(|_| connect(server.port)).collect();
+    for conn in &mut conns {
+        conn.write_all(message).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let served = echoed_now(&mut conns, message);
+    let count = served.iter().filter(|&&s| s).count();
+    assert!(
+        (20..60).contains(&count),
+        "{count} of 60 served with 40 fds"
+    );
+    // Out of fds with connections waiting: no busy loop.
+    let before = cpu_ticks(server.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(server.pid()) - before;
+    assert!(
+        used < 30,
+        "the server used {used} ticks in 1 s while out of fds"
+    );
+    // The served ones still work.
+    for (conn, _) in conns.iter_mut().zip(&served).filter(|(_, &s)| s).take(3) {
+        assert_round_trip(conn, b"still here");
+    }
+    // Free fds: every waiting connection is accepted and served.
+    let mut waiting: Vec<TcpStream> = conns
+        .into_iter()
+        .zip(served)
+        .filter_map(|(conn, served)| (!served).then_some(conn))
+        .collect();
+    for conn in &mut waiting {
+        let mut echoed = vec![0; message.len()];
+        conn.read_exact(&mut echoed).unwrap();
+        assert!(echoed == message);
+        assert_round_trip(conn, b"and again");
+    }
+    server.stop_cleanly();
+}
+
+#[test]
+fn stream_server_closes_idle_connections() {
+    let server = Server::start(STREAM, &["--quiet", "--idle-timeout", "300"]);
+    let start = Instant::now();
+    let mut silent = connect(server.port);
+    let mut active = connect(server.port);
+    // The active one talks every 100 ms for 1.2 s and is never dropped.
+    for i in 0..12 {
+        assert_round_trip(&mut active, format!("ping {i}").as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        silent.read(&mut buf).unwrap(),
+        0,
+        "the silent one is closed"
+    );
+    assert!(start.elapsed() >= Duration::from_millis(290));
+    assert_round_trip(&mut active, b"still served");
+    server.stop_cleanly();
+}
+
+#[test]
+fn stream_server_keeps_at_most_max_conns() {
+    let server = Server::start(STREAM, &["--quiet", "--max-conns", "5"]);
+    let mut conns: Vec<TcpStream> = (0..7).map(|_| connect(server.port)).collect();
+    for conn in &mut conns {
+        conn.write_all(b"hello").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let served = echoed_now(&mut conns, b"hello");
+    assert_eq!(served, [true, true, true, true, true, false, false]);
+    drop(conns.remove(0));
+    let mut echoed = [0u8; 5];
+    conns[4].read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"hello");
+    server.stop_cleanly();
+}
+
+/// C2's ten thousand connections on one loop, every byte checked (the
+/// client is another process: one process may hold 20,000 fds here).
+#[test]
+fn stream_server_serves_10000_concurrent_connections() {
+    let server = Server::start(STREAM, &["--quiet"]);
+    assert_echoes(
+        &server,
+        STREAM,
+        &["--quiet", "--conns", "10000", "--size", "100"],
+    );
+    server.stop_cleanly();
 }
