@@ -1,0 +1,340 @@
+//! The stream layer (`StreamLoop`) through its Rust API: listeners,
+//! connections, streams over pipes and socket pairs, queues and
+//! watermarks, half-close, abort, batches that fill the read buffer, and
+//! events that must not outlive the stream they are for.
+
+use evloop::stream::{Event, StreamLoop, DEFAULT_HIGH_WATER};
+use evloop::sys::SockAddr;
+use evloop::{StreamEvent, StreamEventKind as Kind, StreamId};
+use std::io::{Read, Write};
+use std::os::fd::IntoRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// A stream event with its bytes copied out of the loop's buffer.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    kind: Kind,
+    stream: StreamId,
+    error: i32,
+    bytes: Vec<u8>,
+    data: u32,
+}
+
+fn seen(lp: &StreamLoop<u32>, e: &StreamEvent<u32>) -> Seen {
+    Seen {
+        kind: e.kind,
+        stream: e.stream,
+        error: e.error,
+        bytes: lp.bytes(e).to_vec(),
+        data: e.data,
+    }
+}
+
+/// One iteration's stream events (other events are not expected here).
+fn iteration(lp: &mut StreamLoop<u32>, timeout_ms: u64) -> Vec<Seen> {
+    lp.wait(Some(Duration::from_millis(timeout_ms)), 1024)
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(event) = lp.next_event() {
+        match event {
+            Event::Stream(e) => out.push(seen(lp, &e)),
+            other => panic!("unexpected {other:?}"),
+        }
+        lp.release_reads();
+    }
+    out
+}
+
+/// Runs iterations until `until` holds for everything seen, or 5 s pass.
+fn run_until(lp: &mut StreamLoop<u32>, until: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
+    let start = Instant::now();
+    let mut all = Vec::new();
+    while !until(&all) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "gave up; saw {all:?}"
+        );
+        all.extend(iteration(lp, 50));
+    }
+    all
+}
+
+fn has(kind: Kind, stream: StreamId) -> impl Fn(&[Seen]) -> bool {
+    move |seen| seen.iter().any(|s| s.kind == kind && s.stream == stream)
+}
+
+fn bytes_of(seen: &[Seen], stream: StreamId) -> Vec<u8> {
+    seen.iter()
+        .filter(|s| s.kind == Kind::Data && s.stream == stream)
+        .flat_map(|s| s.bytes.clone())
+        .collect()
+}
+
+fn localhost(port: u16) -> SockAddr {
+    SockAddr::resolve(c"127.0.0.1", port).unwrap()
+}
+
+#[test]
+fn listener_and_connection_in_one_loop_echo_then_half_close() {
+    let mut lp = StreamLoop::new().unwrap();
+    let listener = lp.listen(&localhost(0), 16, false, 1).unwrap();
+    let port = lp.listener_port(listener).unwrap();
+    assert_ne!(port, 0);
+    let client = lp.connect(&localhost(port), 2).unwrap();
+    // Queued before the connection is made, sent once it is.
+    lp.write(client, b"hello").unwrap();
+    let seen = run_until(&mut lp, |s| {
+        s.iter().any(|e| e.kind == Kind::Accepted) && s.iter().any(|e| e.kind == Kind::Data)
+    });
+    let accepted = seen.iter().find(|s| s.kind == Kind::Accepted).unwrap();
+    let server = accepted.stream;
+    assert_eq!(
+        accepted.data, 1,
+        "accepted streams start with the listener's data"
+    );
+    assert!(seen.contains(&Seen {
+        kind: Kind::Connected,
+        stream: client,
+        error: 0,
+        bytes: vec![],
+        data: 2
+    }));
+    assert_eq!(bytes_of(&seen, server), b"hello");
+
+    // Echo back, then the client shuts down: the server sees EOF, its own
+    // shutdown then ends both directions, and both streams close with 0.
+    lp.write(server, b"HELLO").unwrap();
+    lp.shutdown(client).unwrap();
+    assert_eq!(lp.write(client, b"late"), Err(libc::EPIPE));
+    let seen = run_until(&mut lp, has(Kind::Eof, server));
+    assert_eq!(bytes_of(&seen, client), b"HELLO");
+    lp.shutdown(server).unwrap();
+    let seen = run_until(&mut lp, |s| {
+        has(Kind::Closed, server)(s) && has(Kind::Closed, client)(s)
+    });
+    assert!(
+        seen.iter()
+            .filter(|s| s.kind == Kind::Closed)
+            .all(|s| s.error == 0),
+        "{seen:?}"
+    );
+    // Dead ids are refused.
+    assert_eq!(lp.write(server, b"x"), Err(libc::ENOENT));
+    assert_eq!(lp.close(client), Err(libc::ENOENT));
+    lp.close_listener(listener).unwrap();
+    assert_eq!(lp.listener_port(listener), Err(libc::ENOENT));
+    assert!(!lp.is_alive());
+}
+
+#[test]
+fn refused_connection_reports_connected_with_the_error_then_closed() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut lp = StreamLoop::new().unwrap();
+    let client = lp.connect(&localhost(port), 9).unwrap();
+    let seen = run_until(&mut lp, has(Kind::Closed, client));
+    let kinds: Vec<(Kind, i32)> = seen.iter().map(|s| (s.kind, s.error)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (Kind::Connected, libc::ECONNREFUSED),
+            (Kind::Closed, libc::ECONNREFUSED)
+        ]
+    );
+}
+
+#[test]
+fn streams_over_pipes_carry_bytes_and_end_of_file() {
+    let mut lp = StreamLoop::new().unwrap();
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let reader = lp.open(fds[0], 1).unwrap();
+    let writer = lp.open(fds[1], 2).unwrap();
+    let message: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    lp.write(writer, &message).unwrap();
+    // Closing the writer sends what is queued first.
+    lp.close(writer).unwrap();
+    let seen = run_until(&mut lp, has(Kind::Eof, reader));
+    assert_eq!(bytes_of(&seen, reader).len(), message.len());
+    assert!(bytes_of(&seen, reader) == message);
+    assert!(has(Kind::Closed, writer)(&seen));
+    lp.close(reader).unwrap();
+    assert!(has(Kind::Closed, reader)(&iteration(&mut lp, 0)));
+    assert_eq!(lp.open(-1, 0), Err(libc::EINVAL));
+}
+
+#[test]
+fn writing_to_a_peer_that_has_gone_is_an_error_not_sigpipe() {
+    let mut lp = StreamLoop::new().unwrap();
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let stream = lp.open(ours.into_raw_fd(), 0).unwrap();
+    drop(theirs);
+    let error = lp.write(stream, b"anyone?").unwrap_err();
+    assert!(error == libc::EPIPE || error == libc::ECONNRESET, "{error}");
+    let seen = iteration(&mut lp, 0);
+    assert_eq!(seen.last().unwrap().kind, Kind::Closed);
+    assert_eq!(seen.last().unwrap().error, error);
+}
+
+/// A peer that does not read: the queue holds what the kernel did not take,
+/// reading pauses above the high watermark and resumes once it drains.
+#[test]
+fn the_high_watermark_pauses_reading_until_the_queue_drains() {
+    let mut lp = StreamLoop::new().unwrap();
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    let stream = lp.open(ours.into_raw_fd(), 0).unwrap();
+    let big = vec![7u8; 4 * DEFAULT_HIGH_WATER];
+    lp.write(stream, &big).unwrap();
+    let queued = lp.queued(stream).unwrap();
+    assert!(queued > DEFAULT_HIGH_WATER, "{queued} queued");
+    theirs.write_all(b"while you were busy").unwrap();
+    assert!(
+        bytes_of(&iteration(&mut lp, 100), stream).is_empty(),
+        "read while over the high watermark"
+    );
+    // The peer reads everything: the queue drains and reading resumes.
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0u8; big.len()];
+        theirs.read_exact(&mut got).unwrap();
+        theirs
+    });
+    // Reading resumes at the low watermark, before the queue is empty.
+    let seen = run_until(&mut lp, |s| {
+        has(Kind::Drained, stream)(s) && !bytes_of(s, stream).is_empty()
+    });
+    assert_eq!(bytes_of(&seen, stream), b"while you were busy");
+    let data_at = seen.iter().position(|s| s.kind == Kind::Data).unwrap();
+    let drained_at = seen.iter().position(|s| s.kind == Kind::Drained).unwrap();
+    assert!(data_at < drained_at, "{seen:?}");
+    assert_eq!(lp.queued(stream), Ok(0));
+    drop(reader.join().unwrap());
+    assert_eq!(lp.set_watermarks(stream, 10, 20), Err(libc::EINVAL));
+}
+
+#[test]
+fn pause_and_resume_by_hand() {
+    let mut lp = StreamLoop::new().unwrap();
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    let stream = lp.open(ours.into_raw_fd(), 0).unwrap();
+    lp.pause(stream).unwrap();
+    theirs.write_all(b"later").unwrap();
+    assert!(iteration(&mut lp, 50).is_empty());
+    lp.resume(stream).unwrap();
+    assert_eq!(bytes_of(&iteration(&mut lp, 1000), stream), b"later");
+}
+
+/// The application ends a stream while events for it wait: none of them is
+/// handed out, only its Closed.
+#[test]
+fn no_event_for_a_stream_after_the_application_ended_it() {
+    let mut lp = StreamLoop::new().unwrap();
+    let pairs: Vec<(StreamId, UnixStream)> = (0..4)
+        .map(|_| {
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            (lp.open(ours.into_raw_fd(), 0).unwrap(), theirs)
+        })
+        .collect();
+    for (_, theirs) in &pairs {
+        (&*theirs).write_all(b"data").unwrap();
+    }
+    lp.wait(Some(Duration::from_secs(1)), 1024).unwrap();
+    let Some(Event::Stream(first)) = lp.next_event() else {
+        panic!("no first event")
+    };
+    // The first handler aborts every other stream.
+    let others: Vec<StreamId> = pairs
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|&s| s != first.stream)
+        .collect();
+    for &other in &others {
+        lp.abort(other).unwrap();
+    }
+    let mut rest = Vec::new();
+    while let Some(event) = lp.next_event() {
+        let Event::Stream(e) = event else { panic!() };
+        rest.push((e.kind, e.stream, e.error));
+    }
+    let expected: Vec<_> = others
+        .iter()
+        .map(|&s| (Kind::Closed, s, libc::ECONNABORTED))
+        .collect();
+    assert_eq!(rest, expected);
+}
+
+/// In a batch (bytes kept until release_reads), a full read buffer ends the
+/// batch early; the rest of the iteration follows after release_reads, and
+/// every byte arrives once, in order.
+#[test]
+fn a_full_read_buffer_ends_a_batch_and_nothing_is_lost() {
+    let mut lp = StreamLoop::new().unwrap();
+    let mut peers = Vec::new();
+    let mut streams = Vec::new();
+    for i in 0..12u8 {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        (&theirs).write_all(&vec![i; 60_000]).unwrap();
+        streams.push(lp.open(ours.into_raw_fd(), i as u32).unwrap());
+        peers.push(theirs);
+    }
+    let mut got: Vec<Vec<u8>> = vec![Vec::new(); streams.len()];
+    let mut batches = 0;
+    let start = Instant::now();
+    while got.iter().map(Vec::len).sum::<usize>() < 12 * 60_000 {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        lp.release_reads();
+        lp.wait(Some(Duration::from_millis(100)), 1024).unwrap();
+        let mut batch = Vec::new();
+        while let Some(Event::Stream(e)) = lp.next_event() {
+            batch.push(e);
+        }
+        // Every event of the batch still points at its own bytes.
+        for e in &batch {
+            got[e.data as usize].extend_from_slice(lp.bytes(e));
+        }
+        batches += 1;
+    }
+    assert!(batches > 1);
+    for (i, bytes) in got.iter().enumerate() {
+        assert!(bytes.iter().all(|&b| b == i as u8), "stream {i} mixed up");
+    }
+}
+
+#[test]
+fn a_streams_fd_is_not_the_applications_to_change() {
+    let mut lp: StreamLoop<u32> = StreamLoop::new().unwrap();
+    let (ours, _theirs) = UnixStream::pair().unwrap();
+    let stream = lp.open(ours.into_raw_fd(), 0).unwrap();
+    let fd = lp.stream_fd(stream).unwrap();
+    assert_eq!(lp.modify(fd, evloop::event_loop::WRITE), Err(libc::EBUSY));
+    assert_eq!(lp.unregister(fd), Err(libc::EBUSY));
+    assert_eq!(
+        lp.register(fd, evloop::event_loop::READ, 1),
+        Err(libc::EEXIST)
+    );
+    // Timer ids of the loop's own timers cannot be stopped from outside.
+    lp.set_idle_timeout(stream, 60_000).unwrap();
+    for id in 1..4u64 {
+        assert_eq!(lp.stop_timer(1 << 32 | id), Err(libc::ENOENT));
+    }
+}
+
+#[test]
+fn idle_streams_close_with_etimedout() {
+    let mut lp = StreamLoop::new().unwrap();
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    let stream = lp.open(ours.into_raw_fd(), 0).unwrap();
+    lp.set_idle_timeout(stream, 200).unwrap();
+    let start = Instant::now();
+    // Activity pushes the deadline back.
+    for _ in 0..3 {
+        theirs.write_all(b".").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        iteration(&mut lp, 0);
+    }
+    let seen = run_until(&mut lp, has(Kind::Closed, stream));
+    assert_eq!(seen.last().unwrap().error, libc::ETIMEDOUT);
+    assert!(start.elapsed() >= Duration::from_millis(450));
+}
