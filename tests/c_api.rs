@@ -1,40 +1,58 @@
-//! The C test program (tests/c/test_api.c), compiled with -std=c11 -Wall
-//! -Wextra -Werror against the header, run natively and under memcheck.
+//! The C test programs (tests/c/test_api.c for the core, test_streams.c for
+//! the streams), compiled with -std=c11 -Wall -Wextra -Werror against the
+//! header, run natively and under memcheck.
 
 mod common;
 use common::*;
 use std::process::Command;
 use std::sync::OnceLock;
 
-fn test_program() -> &'static std::path::Path {
-    static EXE: OnceLock<std::path::PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let out = out_dir("c_api").join("test_api");
-        compile_c(&[root().join("tests/c/test_api.c")], &out, &[])
-    })
+fn test_program(name: &str) -> std::path::PathBuf {
+    static BUILT: OnceLock<Vec<(String, std::path::PathBuf)>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        ["test_api", "test_streams"]
+            .iter()
+            .map(|name| {
+                let out = out_dir("c_api").join(name);
+                let src = root().join(format!("tests/c/{name}.c"));
+                (name.to_string(), compile_c(&[src], &out, &[]))
+            })
+            .collect()
+    });
+    built.iter().find(|(n, _)| n == name).unwrap().1.clone()
+}
+
+fn assert_all_passed(output: &std::process::Output) {
+    assert!(output.status.success(), "{}", show(output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(" passed, 0 failed"),
+        "{}",
+        show(output)
+    );
 }
 
 #[test]
 fn c_api_tests_pass() {
-    let output = Command::new(test_program()).output().unwrap();
-    assert!(output.status.success(), "{}", show(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains(" passed, 0 failed"),
-        "{}",
-        show(&output)
-    );
+    assert_all_passed(&Command::new(test_program("test_api")).output().unwrap());
 }
 
 #[test]
 fn c_api_tests_are_memcheck_clean() {
-    let output = valgrind_command(test_program()).output().unwrap();
-    assert!(output.status.success(), "{}", show(&output));
+    let output = valgrind_command(&test_program("test_api")).output().unwrap();
+    assert_all_passed(&output);
     assert_memcheck_clean(&output);
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains(" passed, 0 failed"),
-        "{}",
-        show(&output)
-    );
+}
+
+#[test]
+fn c_stream_tests_pass() {
+    assert_all_passed(&Command::new(test_program("test_streams")).output().unwrap());
+}
+
+#[test]
+fn c_stream_tests_are_memcheck_clean() {
+    let output = valgrind_command(&test_program("test_streams")).output().unwrap();
+    assert_all_passed(&output);
+    assert_memcheck_clean(&output);
 }
 
 #[test]

@@ -1,0 +1,322 @@
+/* The stream functions of the C ABI: argument checks, a listener and a
+ * connection driven by callbacks, the same driven by the batch interface
+ * (evl_stream_poll and evl_stream_submit), re-entry from stream callbacks,
+ * and freeing a loop with streams still open (memcheck checks the rest). */
+#define _GNU_SOURCE
+#include "evloop.h"
+#include "harness.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+static evl_loop *new_loop(void) {
+    evl_loop *loop = NULL;
+    CHECK_EQ(evl_loop_new(&loop), 0);
+    return loop;
+}
+
+static void ignore_event(evl_loop *loop, const evl_stream_event *ev) {
+    (void)loop;
+    (void)ev;
+}
+
+static void test_stream_arguments(void) {
+    uint64_t id = 0;
+    size_t queued;
+    evl_stream_event events[1];
+    evl_stream_op op = {.stream = 1, .op = EVL_OP_WRITE};
+    CHECK_EQ(evl_listen(NULL, "127.0.0.1", 0, 0, 0, ignore_event, NULL, &id), -EINVAL);
+    CHECK_EQ(evl_listener_port(NULL, 1), -EINVAL);
+    CHECK_EQ(evl_listener_set_max_conns(NULL, 1, 1), -EINVAL);
+    CHECK_EQ(evl_listener_close(NULL, 1), -EINVAL);
+    CHECK_EQ(evl_connect(NULL, "127.0.0.1", 1, ignore_event, NULL, &id), -EINVAL);
+    CHECK_EQ(evl_stream_open(NULL, 0, ignore_event, NULL, &id), -EINVAL);
+    CHECK_EQ(evl_stream_write(NULL, 1, "x", 1), -EINVAL);
+    CHECK_EQ(evl_stream_shutdown(NULL, 1), -EINVAL);
+    CHECK_EQ(evl_stream_close(NULL, 1), -EINVAL);
+    CHECK_EQ(evl_stream_abort(NULL, 1), -EINVAL);
+    CHECK_EQ(evl_stream_pause(NULL, 1), -EINVAL);
+    CHECK_EQ(evl_stream_resume(NULL, 1), -EINVAL);
+    CHECK_EQ(evl_stream_set_watermarks(NULL, 1, 2, 1), -EINVAL);
+    CHECK_EQ(evl_stream_set_idle_timeout(NULL, 1, 1), -EINVAL);
+    CHECK_EQ(evl_stream_set_callback(NULL, 1, ignore_event, NULL), -EINVAL);
+    CHECK_EQ(evl_stream_fd(NULL, 1), -EINVAL);
+    CHECK_EQ(evl_stream_queued(NULL, 1, &queued), -EINVAL);
+    CHECK_EQ(evl_stream_poll(NULL, 0, events, 1), -EINVAL);
+    CHECK_EQ(evl_stream_submit(NULL, &op, 1), -EINVAL);
+
+    evl_loop *loop = new_loop();
+    CHECK_EQ(evl_listen(loop, "127.0.0.1", 0, 0, 0, ignore_event, NULL, NULL), -EINVAL);
+    CHECK_EQ(evl_listen(loop, "127.0.0.1", -1, 0, 0, ignore_event, NULL, &id), -EINVAL);
+    CHECK_EQ(evl_listen(loop, "127.0.0.1", 65536, 0, 0, ignore_event, NULL, &id), -EINVAL);
+    CHECK_EQ(evl_listen(loop, "127.0.0.1", 0, 0, 0x80, ignore_event, NULL, &id), -EINVAL);
+    CHECK_EQ(evl_connect(loop, NULL, 1, ignore_event, NULL, &id), -EINVAL);
+    CHECK_EQ(evl_connect(loop, "127.0.0.1", 1, ignore_event, NULL, NULL), -EINVAL);
+    CHECK_EQ(evl_stream_open(loop, -1, ignore_event, NULL, &id), -EINVAL);
+    CHECK_EQ(evl_stream_open(loop, 0, ignore_event, NULL, NULL), -EINVAL);
+    CHECK_EQ(evl_stream_poll(loop, 0, NULL, 1), -EINVAL);
+    CHECK_EQ(evl_stream_poll(loop, 0, events, 0), -EINVAL);
+    CHECK_EQ(evl_stream_submit(loop, NULL, 1), -EINVAL);
+    CHECK_EQ(evl_stream_submit(loop, &op, -1), -EINVAL);
+
+    /* Unknown ids, and ids of the wrong kind, are refused. */
+    uint64_t listener;
+    CHECK_EQ(evl_listen(loop, "::1", 0, 0, EVL_LISTEN_REUSEPORT, ignore_event, NULL, &listener), 0);
+    CHECK(evl_listener_port(loop, listener) > 0);
+    CHECK_EQ(evl_stream_write(loop, listener, "x", 1), -ENOENT);
+    CHECK_EQ(evl_stream_fd(loop, listener), -ENOENT);
+    CHECK_EQ(evl_listener_set_max_conns(loop, listener, -1), -EINVAL);
+    CHECK_EQ(evl_listener_set_max_conns(loop, listener, 3), 0);
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    uint64_t stream;
+    CHECK_EQ(evl_stream_open(loop, fds[1], ignore_event, NULL, &stream), 0);
+    CHECK_EQ(evl_listener_port(loop, stream), -ENOENT);
+    CHECK_EQ(evl_listener_close(loop, stream), -ENOENT);
+    CHECK_EQ(evl_stream_write(loop, stream, NULL, 1), -EINVAL);
+    CHECK_EQ(evl_stream_write(loop, stream, NULL, 0), 0);
+    CHECK_EQ(evl_stream_queued(loop, stream, NULL), -EINVAL);
+    CHECK_EQ(evl_stream_set_watermarks(loop, stream, 10, 20), -EINVAL);
+    CHECK_EQ(evl_stream_set_watermarks(loop, listener, 100, 20), 0);
+    CHECK_EQ(evl_stream_set_idle_timeout(loop, listener, 1000), 0);
+    CHECK_EQ(evl_stream_fd(loop, stream), fds[1]);
+    /* The stream's fd is not the application's registration to change. */
+    CHECK_EQ(evl_modify(loop, fds[1], EVL_WRITE), -EBUSY);
+    CHECK_EQ(evl_unregister(loop, fds[1]), -EBUSY);
+    CHECK_EQ(evl_stream_write(loop, 0, "x", 1), -ENOENT);
+    CHECK_EQ(evl_stream_write(loop, stream + 1, "x", 1), -ENOENT);
+    CHECK_EQ(evl_stream_write(loop, stream ^ (1ull << 32), "x", 1), -ENOENT);
+    CHECK_EQ(evl_stream_abort(loop, stream), 0);
+    CHECK_EQ(evl_stream_abort(loop, stream), -ENOENT);
+    CHECK_EQ(evl_listener_close(loop, listener), 0);
+    CHECK_EQ(evl_listener_close(loop, listener), -ENOENT);
+    close(fds[0]);
+    CHECK_EQ(evl_loop_free(loop), 0);
+}
+
+/* ---- a listener and a connection driven by callbacks ---------------------- */
+
+struct session {
+    uint64_t server, client;
+    char received[64];
+    size_t received_len;
+    int closed, server_eof, connected_status, client_closed_status;
+};
+
+static void on_server(evl_loop *loop, const evl_stream_event *ev) {
+    struct session *s = ev->userdata;
+    switch (ev->kind) {
+    case EVL_STREAM_ACCEPTED:
+        s->server = ev->stream;
+        break;
+    case EVL_STREAM_DATA:
+        CHECK_EQ(evl_stream_write(loop, ev->stream, ev->data, ev->len), 0);
+        break;
+    case EVL_STREAM_EOF:
+        s->server_eof = 1;
+        CHECK_EQ(evl_stream_close(loop, ev->stream), 0);
+        break;
+    case EVL_STREAM_CLOSED:
+        s->closed++;
+        break;
+    }
+}
+
+static void on_client(evl_loop *loop, const evl_stream_event *ev) {
+    struct session *s = ev->userdata;
+    switch (ev->kind) {
+    case EVL_STREAM_CONNECTED:
+        s->connected_status = ev->status;
+        break;
+    case EVL_STREAM_DATA:
+        memcpy(s->received + s->received_len, ev->data, ev->len);
+        s->received_len += ev->len;
+        if (s->received_len == 4) CHECK_EQ(evl_stream_shutdown(loop, ev->stream), 0);
+        break;
+    case EVL_STREAM_CLOSED:
+        s->client_closed_status = ev->status;
+        s->closed++;
+        break;
+    }
+}
+
+static void test_stream_callbacks(void) {
+    evl_loop *loop = new_loop();
+    struct session s = {.connected_status = 1, .client_closed_status = 1};
+    uint64_t listener;
+    CHECK_EQ(evl_listen(loop, "127.0.0.1", 0, 0, 0, on_server, &s, &listener), 0);
+    int port = evl_listener_port(loop, listener);
+    CHECK_EQ(evl_connect(loop, "127.0.0.1", port, on_client, &s, &s.client), 0);
+    CHECK_EQ(evl_stream_write(loop, s.client, "ping", 4), 0);
+    for (int i = 0; i < 100 && s.closed < 2; i++) CHECK(evl_run_once(loop, 100) >= 0);
+    CHECK_EQ(s.connected_status, 0);
+    CHECK_EQ(s.received_len, 4);
+    CHECK(memcmp(s.received, "ping", 4) == 0);
+    CHECK_EQ(s.server_eof, 1);
+    CHECK_EQ(s.closed, 2);
+    CHECK_EQ(s.client_closed_status, 0);
+    CHECK_EQ(evl_stream_write(loop, s.server, "x", 1), -ENOENT);
+    CHECK_EQ(evl_loop_free(loop), 0);
+}
+
+/* ---- the same with the batch interface ------------------------------------- */
+
+static void test_stream_batches(void) {
+    evl_loop *loop = new_loop();
+    uint64_t listener, client, server = 0;
+    int listener_tag, client_tag, pipe_tag;
+    CHECK_EQ(evl_listen(loop, "127.0.0.1", 0, 0, 0, NULL, &listener_tag, &listener), 0);
+    CHECK_EQ(evl_connect(loop, "127.0.0.1", evl_listener_port(loop, listener), NULL, &client_tag, &client), 0);
+    /* A raw registration in the same loop is reported as EVL_STREAM_IO. */
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    CHECK_EQ(write(fds[1], "!", 1), 1);
+    CHECK_EQ(evl_register(loop, fds[0], EVL_READ, NULL, &pipe_tag), 0);
+
+    evl_stream_op ops[3] = {
+        {.stream = client, .op = EVL_OP_WRITE, .data = "one ", .len = 4},
+        {.stream = client, .op = EVL_OP_WRITE, .data = "two", .len = 3},
+        {.stream = client, .op = 99},
+    };
+    CHECK_EQ(evl_stream_submit(loop, ops, 3), 1);
+    CHECK_EQ(ops[0].status, 0);
+    CHECK_EQ(ops[1].status, 0);
+    CHECK_EQ(ops[2].status, -EINVAL);
+
+    char echoed[16] = {0}, got[16] = {0};
+    size_t echoed_len = 0, got_len = 0;
+    int io_seen = 0, connected = 0, closed = 0, eofs = 0;
+    evl_stream_event events[8];
+    for (int round = 0; round < 200 && closed < 2; round++) {
+        int n = evl_stream_poll(loop, 50, events, 8);
+        CHECK(n >= 0);
+        evl_stream_op replies[8];
+        int count = 0;
+        for (int i = 0; i < n; i++) {
+            const evl_stream_event *ev = &events[i];
+            switch (ev->kind) {
+            case EVL_STREAM_IO:
+                CHECK(ev->userdata == &pipe_tag);
+                CHECK_EQ(ev->fd, fds[0]);
+                CHECK(ev->revents & EVL_READ);
+                io_seen++;
+                CHECK_EQ(evl_unregister(loop, fds[0]), 0);
+                break;
+            case EVL_STREAM_ACCEPTED:
+                CHECK(ev->userdata == &listener_tag);
+                server = ev->stream;
+                break;
+            case EVL_STREAM_CONNECTED:
+                CHECK(ev->userdata == &client_tag);
+                CHECK_EQ(ev->status, 0);
+                connected++;
+                break;
+            case EVL_STREAM_DATA:
+                if (ev->stream == server) {
+                    /* Echo from the batch: the bytes stay valid until the next poll. */
+                    replies[count++] = (evl_stream_op){.stream = server, .op = EVL_OP_WRITE,
+                                                       .data = ev->data, .len = ev->len};
+                    memcpy(got + got_len, ev->data, ev->len);
+                    got_len += ev->len;
+                } else {
+                    memcpy(echoed + echoed_len, ev->data, ev->len);
+                    echoed_len += ev->len;
+                    if (echoed_len == 7)
+                        replies[count++] = (evl_stream_op){.stream = client, .op = EVL_OP_SHUTDOWN};
+                }
+                break;
+            case EVL_STREAM_EOF:
+                /* The server closes at the client's end-of-file; the
+                 * client, shut down already, then closes by itself. */
+                if (ev->stream == server)
+                    replies[count++] = (evl_stream_op){.stream = server, .op = EVL_OP_CLOSE};
+                eofs++;
+                break;
+            case EVL_STREAM_CLOSED:
+                CHECK_EQ(ev->status, 0);
+                closed++;
+                break;
+            }
+        }
+        CHECK_EQ(evl_stream_submit(loop, replies, count), 0);
+    }
+    CHECK_EQ(io_seen, 1);
+    CHECK_EQ(connected, 1);
+    CHECK_EQ(closed, 2);
+    CHECK_EQ(eofs, 2);
+    CHECK_EQ(got_len, 7);
+    CHECK(strcmp(got, "one two") == 0);
+    CHECK(strcmp(echoed, "one two") == 0);
+    close(fds[0]);
+    close(fds[1]);
+    CHECK_EQ(evl_loop_free(loop), 0);
+}
+
+/* ---- re-entry ---------------------------------------------------------------- */
+
+static int reentry_checked;
+
+static void reenter(evl_loop *loop, const evl_stream_event *ev) {
+    evl_stream_event events[1];
+    if (ev->kind != EVL_STREAM_DATA) return;
+    CHECK_EQ(evl_stream_poll(loop, 0, events, 1), -EBUSY);
+    CHECK_EQ(evl_run(loop), -EBUSY);
+    CHECK_EQ(evl_run_once(loop, 0), -EBUSY);
+    CHECK_EQ(evl_loop_free(loop), -EBUSY);
+    CHECK_EQ(evl_loop_fork(loop), -EBUSY);
+    CHECK_EQ(evl_stream_abort(loop, ev->stream), 0);
+    reentry_checked++;
+}
+
+static void test_stream_reentry_is_busy(void) {
+    evl_loop *loop = new_loop();
+    int fds[2];
+    uint64_t stream;
+    CHECK_EQ(pipe(fds), 0);
+    CHECK_EQ(evl_stream_open(loop, fds[0], reenter, NULL, &stream), 0);
+    CHECK_EQ(write(fds[1], "hi", 2), 2);
+    for (int i = 0; i < 10 && !reentry_checked; i++) CHECK(evl_run_once(loop, 100) >= 0);
+    CHECK_EQ(reentry_checked, 1);
+    close(fds[1]);
+    CHECK_EQ(evl_loop_free(loop), 0);
+}
+
+/* Streams, listeners and queued bytes still there when the loop is freed:
+ * their fds are closed and their memory freed (memcheck watches). */
+static void test_free_with_streams_open(void) {
+    evl_loop *loop = new_loop();
+    uint64_t listener, client, stream;
+    CHECK_EQ(evl_listen(loop, "127.0.0.1", 0, 0, 0, ignore_event, NULL, &listener), 0);
+    CHECK_EQ(evl_connect(loop, "127.0.0.1", evl_listener_port(loop, listener), ignore_event, NULL, &client), 0);
+    static char big[1 << 20];
+    CHECK_EQ(evl_stream_write(loop, client, big, sizeof big), 0);
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    CHECK_EQ(evl_stream_open(loop, fds[1], ignore_event, NULL, &stream), 0);
+    CHECK_EQ(evl_stream_write(loop, stream, big, sizeof big), 0);
+    size_t queued = 0;
+    CHECK_EQ(evl_stream_queued(loop, stream, &queued), 0);
+    CHECK(queued > 0);
+    CHECK(evl_run_once(loop, 50) >= 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    /* The stream closed fds[1]: the read end sees end-of-file after the data. */
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fds[0], buf, sizeof buf)) > 0) {
+    }
+    CHECK_EQ(n, 0);
+    close(fds[0]);
+}
+
+int main(void) {
+    static const harness_test tests[] = {
+        TEST(test_stream_arguments),
+        TEST(test_stream_callbacks),
+        TEST(test_stream_batches),
+        TEST(test_stream_reentry_is_busy),
+        TEST(test_free_with_streams_open),
+    };
+    return harness_main(tests, sizeof tests / sizeof tests[0]);
+}
