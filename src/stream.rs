@@ -902,12 +902,21 @@ impl<D: Copy + Default> StreamLoop<D> {
             self.shutdown_now(id);
             return None;
         }
-        if let Err(e) = sync_interest(&mut self.core, s) {
-            self.pending.push_back(event);
-            self.close_now(id, e, false);
-            return None;
+        self.sync_then(id, event)
+    }
+
+    /// `event`, once epoll knows what the stream needs now; if telling it
+    /// fails, the stream closes, after `event`.
+    fn sync_then(&mut self, id: StreamId, event: StreamEvent<D>) -> Option<StreamEvent<D>> {
+        let s = self.streams.get_mut(id)?;
+        match sync_interest(&mut self.core, s) {
+            Ok(()) => Some(event),
+            Err(e) => {
+                self.pending.push_back(event);
+                self.close_now(id, e, false);
+                None
+            }
         }
-        Some(event)
     }
 
     // ---- I/O ---------------------------------------------------------------
@@ -999,12 +1008,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             self.close_now(id, 0, false);
             return None;
         }
-        if let Err(e) = sync_interest(&mut self.core, s) {
-            self.pending.push_back(event);
-            self.close_now(id, e, false);
-            return None;
-        }
-        Some(event)
+        self.sync_then(id, event)
     }
 
     /// Writes `bytes`: at once as far as the kernel takes them, the rest

@@ -38,7 +38,9 @@ fn c_api_tests_pass() {
 
 #[test]
 fn c_api_tests_are_memcheck_clean() {
-    let output = valgrind_command(&test_program("test_api")).output().unwrap();
+    let output = valgrind_command(&test_program("test_api"))
+        .output()
+        .unwrap();
     assert_all_passed(&output);
     assert_memcheck_clean(&output);
 }
@@ -50,7 +52,9 @@ fn c_stream_tests_pass() {
 
 #[test]
 fn c_stream_tests_are_memcheck_clean() {
-    let output = valgrind_command(&test_program("test_streams")).output().unwrap();
+    let output = valgrind_command(&test_program("test_streams"))
+        .output()
+        .unwrap();
     assert_all_passed(&output);
     assert_memcheck_clean(&output);
 }
