@@ -360,7 +360,7 @@ unsafe fn dispatch_stream(lp: *mut evl_loop, event: StreamEvent<Callback>) -> bo
     };
     let c_event = c_stream_event(&event, core.bytes_ptr(&event));
     cb(lp, &c_event);
-    // The callback may have freed nothing: the loop outlives its callbacks.
+    // Still live: evl_loop_free is refused from callbacks.
     (*(*lp).core.get()).release_reads();
     true
 }
@@ -1033,11 +1033,7 @@ pub unsafe extern "C" fn evl_stream_set_watermarks(
     high: usize,
     low: usize,
 ) -> c_int {
-    guard(|| {
-        // high 0 turns the pause off, whatever `low` is.
-        let low = if high == 0 { 0 } else { low };
-        core(r#loop)?.set_watermarks(stream, high, low).map(|()| 0)
-    })
+    guard(|| core(r#loop)?.set_watermarks(stream, high, low).map(|()| 0))
 }
 
 /// Closes the stream (EVL_STREAM_CLOSED, -ETIMEDOUT) once no byte has moved

@@ -1205,10 +1205,11 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// `low` (EINVAL if `low` > `high`). `high` 0: reading never pauses for
     /// the queue. Given a listener, sets what the streams it accepts start with.
     pub fn set_watermarks(&mut self, id: u64, high: usize, low: usize) -> Result<(), Errno> {
-        if low > high {
-            return Err(libc::EINVAL);
-        }
-        let high = if high == 0 { usize::MAX } else { high };
+        let (high, low) = match high {
+            0 => (usize::MAX, 0), // `low` means nothing then
+            _ if low > high => return Err(libc::EINVAL),
+            _ => (high, low),
+        };
         self.update_settings(id, |s| {
             s.high_water = high;
             s.low_water = low;
