@@ -661,6 +661,20 @@ int evl_stream_fd(struct evl_loop *loop, uint64_t stream);
 int evl_stream_queued(struct evl_loop *loop, uint64_t stream, size_t *out);
 
 /**
+ * Where the bytes of every EVL_STREAM_DATA event lie: the loop's read
+ * buffer, `*len` bytes from `*start`. It stays at that address until the
+ * loop is freed, so a caller that pays for each call into the library
+ * (Python through ctypes) can map it once and find each event's bytes at
+ * `data - start`, instead of copying them out with one call per event.
+ *
+ * Returns 0; -EINVAL for a NULL pointer.
+ * Ownership: the buffer is the loop's; its bytes may be read (never
+ * written) as evl_stream_poll's `data` says, until the next evl_stream_poll.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_read_buffer(struct evl_loop *loop, const uint8_t **start, size_t *len);
+
+/**
  * The batch interface, for callers that pay for each call into the
  * library (Python through ctypes): waits like evl_poll, then writes up to
  * `max_events` events into `events` instead of calling callbacks: stream
@@ -691,6 +705,24 @@ int evl_stream_poll(struct evl_loop *loop, int timeout_ms, struct evl_stream_eve
  * Thread-safety: the loop's thread only.
  */
 int evl_stream_submit(struct evl_loop *loop, struct evl_stream_op *ops, int count);
+
+/**
+ * Many writes in one call, in the shape that costs least to build from a
+ * language that pays per call and per struct field (Python through ctypes
+ * builds the two arrays and joins the bytes with one call each): write `i`
+ * sends the next `lens[i]` bytes of `data` to `streams[i]`, as
+ * evl_stream_write would, in order.
+ *
+ * Returns the number of writes that failed (0: all went well); a write
+ * fails only for an unknown or ended stream (-ENOENT), one shut down
+ * (-EPIPE), or a peer that has gone, in which case the stream is closed
+ * and EVL_STREAM_CLOSED says why. -EINVAL for a NULL loop, a negative
+ * `count`, NULL arrays with a non-zero `count`, or NULL `data` with
+ * non-zero lengths (nothing is written then).
+ * Ownership: the arrays and bytes stay the caller's; they are not used
+ * after the call. Thread-safety: the loop's thread only.
+ */
+int evl_stream_write_batch(struct evl_loop *loop, const uint64_t *streams, const size_t *lens, int count, const void *data);
 
 /**
  * A static, NUL-terminated description of `code`: a negative errno as the

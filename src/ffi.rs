@@ -1108,6 +1108,32 @@ pub unsafe extern "C" fn evl_stream_queued(
     })
 }
 
+/// Where the bytes of every EVL_STREAM_DATA event lie: the loop's read
+/// buffer, `*len` bytes from `*start`. It stays at that address until the
+/// loop is freed, so a caller that pays for each call into the library
+/// (Python through ctypes) can map it once and find each event's bytes at
+/// `data - start`, instead of copying them out with one call per event.
+///
+/// Returns 0; -EINVAL for a NULL pointer.
+/// Ownership: the buffer is the loop's; its bytes may be read (never
+/// written) as evl_stream_poll's `data` says, until the next evl_stream_poll.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_read_buffer(
+    r#loop: *mut evl_loop,
+    start: *mut *const u8,
+    len: *mut usize,
+) -> c_int {
+    guard(|| {
+        let core = core(r#loop)?;
+        if start.is_null() || len.is_null() {
+            return Err(libc::EINVAL);
+        }
+        (*start, *len) = core.read_buffer();
+        Ok(0)
+    })
+}
+
 /// The batch interface, for callers that pay for each call into the
 /// library (Python through ctypes): waits like evl_poll, then writes up to
 /// `max_events` events into `events` instead of calling callbacks: stream
@@ -1207,6 +1233,56 @@ pub unsafe extern "C" fn evl_stream_submit(
                     -errno
                 }
             };
+        }
+        Ok(failed)
+    })
+}
+
+/// Many writes in one call, in the shape that costs least to build from a
+/// language that pays per call and per struct field (Python through ctypes
+/// builds the two arrays and joins the bytes with one call each): write `i`
+/// sends the next `lens[i]` bytes of `data` to `streams[i]`, as
+/// evl_stream_write would, in order.
+///
+/// Returns the number of writes that failed (0: all went well); a write
+/// fails only for an unknown or ended stream (-ENOENT), one shut down
+/// (-EPIPE), or a peer that has gone, in which case the stream is closed
+/// and EVL_STREAM_CLOSED says why. -EINVAL for a NULL loop, a negative
+/// `count`, NULL arrays with a non-zero `count`, or NULL `data` with
+/// non-zero lengths (nothing is written then).
+/// Ownership: the arrays and bytes stay the caller's; they are not used
+/// after the call. Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_write_batch(
+    r#loop: *mut evl_loop,
+    streams: *const u64,
+    lens: *const usize,
+    count: c_int,
+    data: *const c_void,
+) -> c_int {
+    guard(|| {
+        core(r#loop)?;
+        if count < 0 || (count > 0 && (streams.is_null() || lens.is_null())) {
+            return Err(libc::EINVAL);
+        }
+        let count = count as usize;
+        let (streams, lens) = if count == 0 {
+            (&[][..], &[][..])
+        } else {
+            (std::slice::from_raw_parts(streams, count), std::slice::from_raw_parts(lens, count))
+        };
+        let total = lens
+            .iter()
+            .try_fold(0usize, |sum, &len| sum.checked_add(len))
+            .ok_or(libc::EINVAL)?;
+        let data = bytes(data, total)?;
+        let mut failed = 0;
+        let mut at = 0;
+        for (&stream, &len) in streams.iter().zip(lens) {
+            if core(r#loop)?.write(stream, &data[at..at + len]).is_err() {
+                failed += 1;
+            }
+            at += len;
         }
         Ok(failed)
     })

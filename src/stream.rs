@@ -390,6 +390,15 @@ impl ReadBuffer {
         READ_BUFFER - self.used
     }
 
+    /// Makes the buffer, once: with the first stream, or when asked for.
+    /// The kernel gives its pages as they are touched.
+    #[inline]
+    fn ensure(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = vec![0; READ_BUFFER];
+        }
+    }
+
     /// The free part of the buffer, at most `READ_CHUNK` bytes.
     #[inline]
     fn free_chunk(&mut self) -> &mut [u8] {
@@ -667,6 +676,15 @@ impl<D: Copy + Default> StreamLoop<D> {
         self.reads.buf.as_ptr().wrapping_add(event.offset)
     }
 
+    /// The region every `Data` event's bytes lie in: the shared read buffer,
+    /// made here if no stream made it yet. It stays at this address for the
+    /// loop's life, so a caller that pays for each call into the library
+    /// (Python through ctypes) can map it once and slice it per event.
+    pub fn read_buffer(&mut self) -> (*const u8, usize) {
+        self.reads.ensure();
+        (self.reads.buf.as_ptr(), self.reads.buf.len())
+    }
+
     /// Lets later reads reuse the whole read buffer: the bytes of every
     /// `Data` event handed out so far are no longer needed.
     #[inline]
@@ -823,10 +841,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         settings: Settings,
         listener: ListenerId,
     ) -> Result<StreamId, Errno> {
-        if self.reads.buf.is_empty() {
-            // Made with the first stream; the kernel gives pages as they are touched.
-            self.reads.buf = vec![0; READ_BUFFER];
-        }
+        self.reads.ensure();
         let id = self.streams.insert(Stream {
             fd,
             flags,

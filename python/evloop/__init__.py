@@ -1,0 +1,49 @@
+"""evloop: an epoll event loop written in Rust, loaded through ctypes.
+
+- ``Loop``: fds with callbacks, timers, signals, thread-safe calls, and
+  buffered streams (``start_server``, ``open_connection``) in the shape of
+  asyncio's Protocol/Transport.
+- ``EvloopSelector`` (``DefaultSelector``): a drop-in ``selectors`` selector;
+  ``import evloop as selectors`` runs a selectors program on it.
+
+Standard library only; the library is found as ``python/README.md`` says.
+"""
+
+from selectors import EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey
+
+from ._lib import ABI_VERSION, EvloopPanic, strerror, version
+from ._loop import Handle, Loop
+from .selector import DefaultSelector, EvloopSelector
+from .streams import Protocol, Server, Transport
+from ._lib import (
+    EVL_EDGE as EDGE,
+    EVL_ERROR as ERROR,
+    EVL_HUP as HUP,
+    EVL_ONESHOT as ONESHOT,
+    EVL_RDHUP as RDHUP,
+    EVL_READ as READ,
+    EVL_WRITE as WRITE,
+)
+
+from typing import Any, Callable, Optional
+
+
+def start_server(
+    protocol_factory: Callable[[], Any], host: Optional[str] = "127.0.0.1", port: int = 0, *, loop: Loop, **options: Any
+) -> Server:
+    """``loop.start_server(protocol_factory, host, port, **options)``."""
+    return loop.start_server(protocol_factory, host, port, **options)
+
+
+def open_connection(protocol_factory: Callable[[], Any], host: str, port: int, *, loop: Loop) -> Transport:
+    """``loop.open_connection(protocol_factory, host, port)``."""
+    return loop.open_connection(protocol_factory, host, port)
+
+
+__version__ = version()
+
+__all__ = [
+    "ABI_VERSION", "BaseSelector", "DefaultSelector", "EDGE", "ERROR", "EVENT_READ", "EVENT_WRITE",
+    "EvloopPanic", "EvloopSelector", "HUP", "Handle", "Loop", "ONESHOT", "Protocol", "RDHUP", "READ",
+    "SelectorKey", "Server", "Transport", "WRITE", "open_connection", "start_server", "strerror", "version",
+]

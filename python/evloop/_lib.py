@@ -1,0 +1,276 @@
+"""The C ABI of libevloop, as ctypes sees it: loading the library, one
+declaration per function of ``include/evloop.h`` (same order, same names),
+the header's constants, and the rule that turns a negative return into an
+exception.
+
+Nothing here knows about loops or selectors; the other modules are written
+against this one only. A test fails when a function of the header has no
+declaration here, or one with a different number of arguments.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as _errno
+import os
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char_p,
+    c_int,
+    c_size_t,
+    c_uint8,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+from typing import List, Optional
+
+#: The ABI this package was written for (``EVL_ABI_VERSION``).
+ABI_VERSION = 1
+
+# ---- loading ---------------------------------------------------------------
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_REPO_DIR = _PACKAGE_DIR.parent.parent
+_NAME = "libevloop.so"
+
+
+def _candidates() -> List[str]:
+    """Where the library is looked for, in order (see the package README)."""
+    env = os.environ.get("EVLOOP_LIBRARY")
+    if env:
+        # An explicit choice is the only one: falling back would hide a typo.
+        return [env]
+    found = [
+        str(_PACKAGE_DIR / _NAME),
+        str(_REPO_DIR / "target" / "release" / _NAME),
+        str(_REPO_DIR / "target" / "debug" / _NAME),
+    ]
+    system = ctypes.util.find_library("evloop")
+    if system:
+        found.append(system)
+    return found
+
+
+def _fix_command() -> str:
+    if (_REPO_DIR / "Cargo.toml").is_file():
+        return f"cd {_REPO_DIR} && cargo build --release"
+    return "cargo build --release (in evloop's source tree), then set EVLOOP_LIBRARY=/path/to/libevloop.so"
+
+
+def _load() -> ctypes.CDLL:
+    tried = []
+    for path in _candidates():
+        if os.sep in path and not os.path.exists(path):
+            tried.append(f"{path} (no such file)")
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError as e:
+            tried.append(f"{path} ({e})")
+            continue
+        try:
+            abi = lib.evl_abi_version
+        except AttributeError:
+            tried.append(f"{path} (not libevloop: no evl_abi_version)")
+            continue
+        abi.restype, abi.argtypes = c_uint32, []
+        version = abi()
+        if version != ABI_VERSION:
+            raise ImportError(
+                f"evloop: {path} has ABI version {version}, this package needs {ABI_VERSION}; "
+                f"rebuild the library to match the package: {_fix_command()}"
+            )
+        return lib
+    raise ImportError(
+        "evloop: libevloop.so not found. Looked for:\n  "
+        + "\n  ".join(tried or ["ctypes.util.find_library('evloop') found nothing"])
+        + f"\nFix: {_fix_command()}"
+    )
+
+
+lib = _load()
+
+# ---- constants (include/evloop.h) ------------------------------------------
+
+EVL_READ = 1
+EVL_WRITE = 4
+EVL_ERROR = 8
+EVL_HUP = 16
+EVL_RDHUP = 8192
+EVL_EDGE = 2147483648
+EVL_ONESHOT = 1073741824
+EVL_EPANIC = -1000
+
+EVL_STREAM_DATA = 1
+EVL_STREAM_EOF = 2
+EVL_STREAM_DRAINED = 3
+EVL_STREAM_CLOSED = 4
+EVL_STREAM_ACCEPTED = 5
+EVL_STREAM_CONNECTED = 6
+EVL_STREAM_IO = 7
+
+EVL_LISTEN_REUSEPORT = 1
+
+EVL_OP_WRITE = 1
+EVL_OP_SHUTDOWN = 2
+EVL_OP_CLOSE = 3
+EVL_OP_ABORT = 4
+EVL_OP_PAUSE = 5
+EVL_OP_RESUME = 6
+
+# ---- types -----------------------------------------------------------------
+
+
+class evl_event(Structure):
+    _fields_ = [("fd", c_int), ("revents", c_uint32), ("userdata", c_void_p)]
+
+
+class evl_stream_event(Structure):
+    _fields_ = [
+        ("kind", c_uint32),
+        ("fd", c_int),
+        ("stream", c_uint64),
+        ("data", POINTER(c_uint8)),
+        ("len", c_size_t),
+        ("userdata", c_void_p),
+        ("status", c_int),
+        ("revents", c_uint32),
+    ]
+
+
+class evl_stream_op(Structure):
+    _fields_ = [
+        ("stream", c_uint64),
+        ("op", c_uint32),
+        ("status", c_int),
+        ("data", c_void_p),
+        ("len", c_size_t),
+    ]
+
+
+# The loop is opaque: a void pointer is all Python ever holds.
+evl_loop_p = c_void_p
+evl_io_cb = CFUNCTYPE(None, evl_loop_p, c_int, c_uint32, c_void_p)
+evl_task_cb = CFUNCTYPE(None, evl_loop_p, c_void_p)
+evl_timer_cb = CFUNCTYPE(None, evl_loop_p, c_uint64, c_void_p)
+evl_signal_cb = CFUNCTYPE(None, evl_loop_p, c_int, c_void_p)
+evl_stream_cb = CFUNCTYPE(None, evl_loop_p, POINTER(evl_stream_event))
+# NULL callbacks: Python takes events from evl_poll and evl_stream_poll.
+NO_IO_CB = evl_io_cb()
+NO_STREAM_CB = evl_stream_cb()
+
+# ---- functions, in the header's order --------------------------------------
+
+_L, _I, _U32, _U64, _SZ, _P = evl_loop_p, c_int, c_uint32, c_uint64, c_size_t, c_void_p
+
+DECLARATIONS = {
+    "evl_loop_new": (c_int, [POINTER(evl_loop_p)]),
+    "evl_loop_free": (c_int, [_L]),
+    "evl_register": (c_int, [_L, _I, _U32, evl_io_cb, _P]),
+    "evl_modify": (c_int, [_L, _I, _U32]),
+    "evl_set_callback": (c_int, [_L, _I, evl_io_cb, _P]),
+    "evl_unregister": (c_int, [_L, _I]),
+    "evl_run": (c_int, [_L]),
+    "evl_run_once": (c_int, [_L, _I]),
+    "evl_poll": (c_int, [_L, _I, _P, _I]),
+    "evl_stop": (c_int, [_L]),
+    "evl_wake": (c_int, [_L]),
+    "evl_post": (c_int, [_L, evl_task_cb, _P]),
+    "evl_timer_start": (c_int, [_L, _U64, _U64, evl_timer_cb, _P, POINTER(c_uint64)]),
+    "evl_timer_stop": (c_int, [_L, _U64]),
+    "evl_signal_start": (c_int, [_L, _I, evl_signal_cb, _P]),
+    "evl_signal_stop": (c_int, [_L, _I]),
+    "evl_loop_fork": (c_int, [_L]),
+    "evl_listen": (c_int, [_L, c_char_p, _I, _I, _U32, evl_stream_cb, _P, POINTER(c_uint64)]),
+    "evl_listener_port": (c_int, [_L, _U64]),
+    "evl_listener_set_max_conns": (c_int, [_L, _U64, _I]),
+    "evl_listener_close": (c_int, [_L, _U64]),
+    "evl_connect": (c_int, [_L, c_char_p, _I, evl_stream_cb, _P, POINTER(c_uint64)]),
+    "evl_stream_open": (c_int, [_L, _I, evl_stream_cb, _P, POINTER(c_uint64)]),
+    # data: c_char_p passes a bytes object's own buffer, without a copy.
+    "evl_stream_write": (c_int, [_L, _U64, c_char_p, _SZ]),
+    "evl_stream_shutdown": (c_int, [_L, _U64]),
+    "evl_stream_close": (c_int, [_L, _U64]),
+    "evl_stream_abort": (c_int, [_L, _U64]),
+    "evl_stream_pause": (c_int, [_L, _U64]),
+    "evl_stream_resume": (c_int, [_L, _U64]),
+    "evl_stream_set_watermarks": (c_int, [_L, _U64, _SZ, _SZ]),
+    "evl_stream_set_idle_timeout": (c_int, [_L, _U64, _U32]),
+    "evl_stream_set_callback": (c_int, [_L, _U64, evl_stream_cb, _P]),
+    "evl_stream_fd": (c_int, [_L, _U64]),
+    "evl_stream_queued": (c_int, [_L, _U64, POINTER(c_size_t)]),
+    "evl_stream_read_buffer": (c_int, [_L, POINTER(c_void_p), POINTER(c_size_t)]),
+    "evl_stream_poll": (c_int, [_L, _I, _P, _I]),
+    "evl_stream_submit": (c_int, [_L, _P, _I]),
+    # data: c_char_p passes a bytes object's own buffer, without a copy.
+    "evl_stream_write_batch": (c_int, [_L, _P, _P, _I, c_char_p]),
+    "evl_strerror": (c_char_p, [_I]),
+    "evl_version": (c_char_p, []),
+    "evl_abi_version": (c_uint32, []),
+}
+
+for _name, (_restype, _argtypes) in DECLARATIONS.items():
+    _function = getattr(lib, _name)
+    _function.restype = _restype
+    _function.argtypes = _argtypes
+    globals()[_name] = _function
+
+# ---- errors ----------------------------------------------------------------
+
+
+def strerror(code: int) -> str:
+    """What a return value means, in the library's words."""
+    return lib.evl_strerror(code).decode("utf-8", "replace")
+
+
+class EvloopPanic(RuntimeError):
+    """A bug in the library: a Rust panic, caught at the C boundary."""
+
+
+def error(code: int, what: Optional[str] = None) -> Exception:
+    """The exception for a negative return `code` of function `what`:
+    ValueError for bad arguments (EINVAL), EvloopPanic for EVL_EPANIC, and
+    otherwise the OSError subclass of the errno (FileExistsError,
+    FileNotFoundError, PermissionError, InterruptedError...)."""
+    text = strerror(code)
+    if what:
+        text = f"{what}: {text}"
+    if code == -_errno.EINVAL:
+        return ValueError(text)
+    if code == EVL_EPANIC:
+        return EvloopPanic(text)
+    # OSError(errno, text) is constructed as the matching subclass.
+    return OSError(-code, text)
+
+
+def check(code: int, what: Optional[str] = None) -> int:
+    """`code` if it is not negative; otherwise raises error(code, what)."""
+    if code < 0:
+        raise error(code, what)
+    return code
+
+
+# Python's own C function: runs the Python handlers of signals that arrived
+# (raising what they raise: KeyboardInterrupt...). A foreign call that was
+# interrupted by a signal returns to Python without running them, and a loop
+# that waited again at once would leave Ctrl-C unanswered until its next event.
+_check_signals = ctypes.pythonapi.PyErr_CheckSignals
+_check_signals.restype, _check_signals.argtypes = c_int, []
+
+
+def run_signal_handlers() -> None:
+    """Runs the handlers of pending signals now; raises what they raise."""
+    _check_signals()
+
+
+def version() -> str:
+    """The library's version, "MAJOR.MINOR.PATCH"."""
+    return lib.evl_version().decode()
+
+
+__all__ = ["lib", "check", "error", "strerror", "version", "ABI_VERSION", "EvloopPanic"]

@@ -1,0 +1,626 @@
+"""evloop.Loop: the library's loop, driven from Python.
+
+Each iteration is one foreign call, ``evl_stream_poll``, that fills an array
+with everything ready (raw fds, and stream data, EOF, close...), which is
+then dispatched here in Python; writes and closes made by the handlers go
+back in one ``evl_stream_write_batch``. A ctypes call costs thousands of
+instructions, so crossing once per iteration rather than once per event is
+what makes this fast. Timers are the library's and call back through one
+ctypes callback per loop; signals use Python's own handlers.
+"""
+
+from __future__ import annotations
+
+import collections
+from array import array
+import errno
+import signal
+import socket
+import struct
+import threading
+from ctypes import addressof, byref, c_char, c_size_t, c_uint64, c_void_p, sizeof
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+from . import _lib
+from ._lib import check
+from .streams import Server, Transport
+
+# What evl_stream_poll writes (struct evl_stream_event), read with struct
+# rather than through ctypes fields, which cost far more per access.
+_EVENT = struct.Struct("=IiQQQQiI")
+assert _EVENT.size == sizeof(_lib.evl_stream_event)
+
+_DATA = _lib.EVL_STREAM_DATA
+# A DATA event whose bytes were copied out of the read buffer (see _save).
+_SAVED_DATA = -1
+
+Callback = Callable[..., Any]
+
+
+class Handle:
+    """A callback scheduled with call_soon, call_soon_threadsafe or call_later."""
+
+    __slots__ = ("_callback", "_args", "_cancelled", "_loop", "_timer_id")
+
+    def __init__(self, loop: "Loop", callback: Callback, args: Tuple[Any, ...]) -> None:
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._timer_id: Optional[int] = None
+
+    def __repr__(self) -> str:
+        state = " cancelled" if self._cancelled else ""
+        return f"<evloop.Handle {self._callback!r}{state}>"
+
+    def cancel(self) -> None:
+        """The callback will not be called (if it has not been already)."""
+        if self._cancelled:
+            return
+        self._cancelled = True
+        if self._timer_id is not None:
+            self._loop._cancel_timer(self)
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def _run(self) -> None:
+        if not self._cancelled:
+            self._callback(*self._args)
+
+
+class _Registration:
+    __slots__ = ("serial", "fileobj", "callback", "args")
+
+    def __init__(self, serial: int, fileobj: Any, callback: Callback, args: Tuple[Any, ...]) -> None:
+        self.serial = serial
+        self.fileobj = fileobj
+        self.callback = callback
+        self.args = args
+
+
+def fileobj_to_fd(fileobj: Any) -> int:
+    """An fd, or an object's fileno(), checked as the selectors module does."""
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+def timeout_ms(timeout: Optional[float]) -> int:
+    """A timeout in seconds as the library takes it: None waits for ever
+    (-1), anything not positive does not wait (0), and the rest is rounded
+    up to whole milliseconds so that a wait never ends early."""
+    if timeout is None:
+        return -1
+    if timeout <= 0:
+        return 0
+    ms = -int(-timeout * 1000 // 1)
+    return min(ms, 0x7FFFFFFF)
+
+
+class Loop:
+    """An event loop: fds, timers, signals, thread-safe calls and buffered
+    streams. All methods are for the thread that runs the loop, except
+    call_soon_threadsafe() and stop(). A context manager: close() at exit.
+
+    Callbacks may register, modify or unregister anything (their own fd
+    included), close fds and stop the loop. An exception raised by a
+    callback stops the loop and is raised from run() or run_once(); what
+    was ready but not yet dispatched is kept for the next iteration.
+    """
+
+    def __init__(self, max_events: int = 1024) -> None:
+        if not isinstance(max_events, int) or max_events < 1:
+            raise ValueError(f"max_events must be a positive int, not {max_events!r}")
+        pointer = c_void_p()
+        check(_lib.evl_loop_new(byref(pointer)), "evl_loop_new")
+        self._ptr: Optional[int] = pointer.value
+        start, size = c_void_p(), c_size_t()
+        check(_lib.evl_stream_read_buffer(self._ptr, byref(start), byref(size)), "evl_stream_read_buffer")
+        # Every DATA event's bytes are a slice of this (valid until the next poll).
+        self._reads = (c_char * size.value).from_address(start.value)
+        self._reads_start: int = start.value
+        self._max_events = max_events
+        self._events = (c_char * (_EVENT.size * max_events))()
+        self._events_start = addressof(self._events)
+        self._events_view = memoryview(self._events).cast("B")
+        # Writes made since the last flush, as evl_stream_write_batch takes
+        # them: transports append to these two lists (see Transport.write).
+        self._write_streams: List[int] = []
+        self._write_data: List[bytes] = []
+
+        self._registrations: Dict[int, _Registration] = {}
+        self._serial = 0
+        self._timers: Dict[int, Handle] = {}
+        self._timer_callback = _lib.evl_timer_cb(self._on_timer)
+        self._ready: Deque[Handle] = collections.deque()
+        self._saved: List[tuple] = []  # events of an interrupted batch
+        self._streams: Dict[int, Transport] = {}
+        self._receivers: Dict[int, Callback] = {}
+        self._listeners: Dict[int, Server] = {}
+        self._signal_handlers: Dict[int, Handle] = {}
+        self._previous_handlers: Dict[int, Any] = {}
+        self._wakeup: Optional[Tuple[socket.socket, socket.socket]] = None
+        self._exception: Optional[BaseException] = None
+        self._stopping = False
+        self._running = False
+        self._thread: Optional[int] = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._ptr is None else ("running" if self._running else "idle")
+        return f"<evloop.Loop {state} fds={len(self._registrations)} streams={len(self._streams)}>"
+
+    def __enter__(self) -> "Loop":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_ptr", None) is not None and not self._running:
+            _lib.evl_loop_free(self._ptr)
+            self._ptr = None
+
+    def _handle(self) -> int:
+        if self._ptr is None:
+            raise RuntimeError("the loop is closed")
+        return self._ptr
+
+    def is_closed(self) -> bool:
+        return self._ptr is None
+
+    def is_running(self) -> bool:
+        return self._running
+
+    # ---- fds ---------------------------------------------------------------
+
+    def register(self, fileobj: Any, events: int, callback: Callback, *args: Any) -> None:
+        """Watches `fileobj` (an fd or an object with fileno()) for `events`
+        (READ, WRITE, optionally EDGE or ONESHOT) and calls
+        ``callback(fileobj, revents, *args)`` when it is ready; `revents`
+        holds READ, WRITE, ERROR, HUP, RDHUP bits. FileExistsError if it is
+        registered already, PermissionError for a regular file."""
+        fd = fileobj_to_fd(fileobj)
+        self._serial += 1
+        check(_lib.evl_register(self._handle(), fd, events, _lib.NO_IO_CB, self._serial), "evl_register")
+        self._registrations[fd] = _Registration(self._serial, fileobj, callback, args)
+
+    def modify(self, fileobj: Any, events: int, callback: Optional[Callback] = None, *args: Any) -> None:
+        """Replaces the interest (the whole mask, like epoll.modify; re-arms
+        ONESHOT) and, if `callback` is given, the callback and its args."""
+        fd = self._registered_fd(fileobj)
+        check(_lib.evl_modify(self._handle(), fd, events), "evl_modify")
+        if callback is not None:
+            registration = self._registrations[fd]
+            registration.callback, registration.args = callback, args
+
+    def unregister(self, fileobj: Any) -> None:
+        """Stops watching; works after the fd was closed. No event of this
+        registration is delivered afterwards. FileNotFoundError if it is not
+        registered."""
+        fd = self._registered_fd(fileobj)
+        check(_lib.evl_unregister(self._handle(), fd), "evl_unregister")
+        del self._registrations[fd]
+
+    def _registered_fd(self, fileobj: Any) -> int:
+        try:
+            return fileobj_to_fd(fileobj)
+        except ValueError:
+            # Closed already: found by identity, as selectors does.
+            for fd, registration in self._registrations.items():
+                if registration.fileobj is fileobj:
+                    return fd
+            raise
+
+    # ---- callbacks ---------------------------------------------------------
+
+    def call_soon(self, callback: Callback, *args: Any) -> Handle:
+        """Calls ``callback(*args)`` in the next iteration (loop thread only)."""
+        self._handle()
+        handle = Handle(self, callback, args)
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback: Callback, *args: Any) -> Handle:
+        """call_soon() for any thread: wakes the loop if it is waiting."""
+        pointer = self._handle()
+        handle = Handle(self, callback, args)
+        self._ready.append(handle)  # deque.append is atomic
+        check(_lib.evl_wake(pointer), "evl_wake")
+        return handle
+
+    def call_later(self, delay: float, callback: Callback, *args: Any) -> Handle:
+        """Calls ``callback(*args)`` once, `delay` seconds from now (rounded
+        up to the millisecond: never early). Returns a cancellable Handle."""
+        if delay < 0:
+            delay = 0
+        ms = -int(-delay * 1000 // 1)
+        handle = Handle(self, callback, args)
+        timer_id = c_uint64()
+        check(
+            _lib.evl_timer_start(self._handle(), ms, 0, self._timer_callback, None, byref(timer_id)),
+            "evl_timer_start",
+        )
+        handle._timer_id = timer_id.value
+        self._timers[timer_id.value] = handle
+        return handle
+
+    def _cancel_timer(self, handle: Handle) -> None:
+        if self._timers.pop(handle._timer_id, None) is not None and self._ptr is not None:
+            check(_lib.evl_timer_stop(self._ptr, handle._timer_id), "evl_timer_stop")
+
+    def _on_timer(self, _loop: int, timer_id: int, _userdata: Any) -> None:
+        # Called by the library from inside evl_stream_poll: nothing may
+        # escape into C, so an exception is kept and raised from run().
+        handle = self._timers.pop(timer_id, None)
+        if handle is None:
+            return
+        if self._exception is not None:
+            self._ready.append(handle)  # after the exception is raised
+            return
+        try:
+            handle._run()
+        except BaseException as exc:  # KeyboardInterrupt too: re-raised
+            self._exception = exc
+
+    # ---- signals -----------------------------------------------------------
+
+    def add_signal_handler(self, signo: int, callback: Callback, *args: Any) -> None:
+        """Calls ``callback(*args)`` in the loop whenever `signo` arrives
+        (Python's signal handling, so the main thread only, as in asyncio).
+        Replaces an earlier handler of the same signal."""
+        if threading.current_thread() is not threading.main_thread():
+            raise ValueError("signal handlers can only be added in the main thread")
+        self._handle()
+        self._ensure_wakeup()
+        previous = signal.signal(signo, self._on_signal)
+        self._previous_handlers.setdefault(signo, previous)
+        self._signal_handlers[signo] = Handle(self, callback, args)
+
+    def remove_signal_handler(self, signo: int) -> bool:
+        """Stops handling `signo`: its previous Python handler comes back.
+        Returns whether a handler was removed."""
+        if self._signal_handlers.pop(signo, None) is None:
+            return False
+        signal.signal(signo, self._previous_handlers.pop(signo, signal.SIG_DFL))
+        return True
+
+    def _on_signal(self, signo: int, _frame: Any) -> None:
+        # Python runs this between two bytecodes of the main thread: queue.
+        handle = self._signal_handlers.get(signo)
+        if handle is not None:
+            self._ready.append(Handle(self, handle._callback, handle._args))
+
+    def _ensure_wakeup(self) -> None:
+        """A socket pair whose reading end the loop watches: Python's C
+        signal handler writes the signal number into it (set_wakeup_fd), so
+        a signal wakes the wait even when it went to another thread or came
+        just before the wait began."""
+        if self._wakeup is not None:
+            return
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        check(_lib.evl_register(self._ptr, reader.fileno(), _lib.EVL_READ, _lib.NO_IO_CB, 0), "evl_register")
+        self._wakeup = (reader, writer)
+
+    def _drain_wakeup(self) -> None:
+        assert self._wakeup is not None
+        try:
+            while self._wakeup[0].recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    # ---- running -----------------------------------------------------------
+
+    def stop(self) -> None:
+        """Makes run() return after the current iteration. Any thread."""
+        self._stopping = True
+        if self._ptr is not None:
+            _lib.evl_wake(self._ptr)
+
+    def run(self) -> None:
+        """Runs until stop() or until nothing is left to wait for (no fd,
+        timer, stream, listener, signal handler or pending call). Raises
+        what a callback raised, and KeyboardInterrupt on Ctrl-C, even while
+        waiting."""
+        self._enter()
+        main = threading.current_thread() is threading.main_thread()
+        previous_wakeup = None
+        try:
+            if main:
+                self._ensure_wakeup()
+                assert self._wakeup is not None
+                previous_wakeup = signal.set_wakeup_fd(self._wakeup[1].fileno(), warn_on_full_buffer=False)
+            while not self._stopping and self._has_work():
+                self._iterate(-1)
+        finally:
+            if main:
+                signal.set_wakeup_fd(-1 if previous_wakeup is None else previous_wakeup)
+            self._leave()
+
+    def run_once(self, timeout: Optional[float] = None) -> int:
+        """One iteration: waits up to `timeout` seconds (None: until something
+        happens; 0: not at all), then dispatches. Returns the number of
+        callbacks called (stream events included)."""
+        self._enter()
+        try:
+            return self._iterate(timeout_ms(timeout))
+        finally:
+            self._leave()
+
+    def _enter(self) -> None:
+        self._handle()
+        if self._running:
+            raise RuntimeError("the loop is already running")
+        self._running = True
+        self._stopping = False
+        self._thread = threading.get_ident()
+
+    def _leave(self) -> None:
+        self._running = False
+        self._stopping = False
+
+    def _has_work(self) -> bool:
+        return bool(
+            self._registrations
+            or self._timers
+            or self._streams
+            or self._listeners
+            or self._signal_handlers
+            or self._ready
+            or self._saved
+            or self._write_streams
+        )
+
+    def _iterate(self, wait_ms: int) -> int:
+        if self._write_streams:
+            self._flush_writes()
+        called = 0
+        if self._saved:
+            saved, self._saved = self._saved, []
+            called += self._dispatch(saved)
+            wait_ms = 0
+        if self._ready:
+            wait_ms = 0
+        count = _lib.evl_stream_poll(self._ptr, wait_ms, self._events_start, self._max_events)
+        if count < 0:
+            if count == -errno.EINTR:
+                # A signal: its Python handler runs now (KeyboardInterrupt
+                # is raised from here on Ctrl-C).
+                _lib.run_signal_handlers()
+                return called
+            raise _lib.error(count, "evl_stream_poll")
+        if count:
+            batch = list(_EVENT.iter_unpack(self._events_view[: count * _EVENT.size]))
+            if self._exception is not None:
+                self._save(batch)
+                self._raise_kept()
+            called += self._dispatch(batch)
+        elif self._exception is not None:
+            self._raise_kept()
+        if self._ready:
+            called += self._run_ready()
+        if self._write_streams:
+            self._flush_writes()
+        return called
+
+    def _dispatch(self, batch: List[tuple]) -> int:
+        """Calls the handlers of a batch of events. If one raises, the events
+        after it are saved for the next iteration and the exception goes on."""
+        receivers = self._receivers
+        reads, start = self._reads, self._reads_start
+        events = iter(batch)
+        try:
+            for kind, fd, stream, data, length, userdata, status, revents in events:
+                if kind == 1:  # EVL_STREAM_DATA: the hot path
+                    try:
+                        receive = receivers[stream]
+                    except KeyError:  # closed (or paused) since it was read
+                        continue
+                    offset = data - start
+                    receive(reads[offset : offset + length])
+                else:
+                    self._dispatch_other(kind, fd, stream, data, length, userdata, status, revents)
+        except BaseException:
+            self._save(list(events))
+            raise
+        return len(batch)
+
+    def _dispatch_other(
+        self, kind: int, fd: int, stream: int, data: Any, _len: int, userdata: int, status: int, revents: int
+    ) -> None:
+        if kind == _lib.EVL_STREAM_IO:
+            registration = self._registrations.get(fd)
+            # A registration that ended (or whose fd number was reused) since
+            # the batch was fetched gets nothing: the serial tells them apart.
+            if registration is not None and registration.serial == userdata:
+                registration.callback(registration.fileobj, revents, *registration.args)
+            elif userdata == 0 and self._wakeup is not None and fd == self._wakeup[0].fileno():
+                self._drain_wakeup()
+        elif kind == _SAVED_DATA:
+            receiver = self._receivers.get(stream)
+            if receiver is not None:
+                receiver(data)
+        elif kind == _lib.EVL_STREAM_ACCEPTED:
+            server = self._listeners.get(userdata)
+            if server is None:  # closed since: the stream is not wanted
+                _lib.evl_stream_abort(self._ptr, stream)
+                return
+            self._new_transport(stream, fd, server._factory())._made()
+        elif kind == _lib.EVL_STREAM_CONNECTED:
+            transport = self._streams.get(stream)
+            if transport is not None and status == 0:
+                transport._made()
+            # A failure is reported by the CLOSED event that follows.
+        elif kind == _lib.EVL_STREAM_EOF:
+            transport = self._streams.get(stream)
+            if transport is not None and not transport._closing:
+                eof_received = getattr(transport._protocol, "eof_received", None)
+                if not (eof_received is not None and eof_received()):
+                    transport.close()
+        elif kind == _lib.EVL_STREAM_CLOSED:
+            transport = self._streams.pop(stream, None)
+            self._receivers.pop(stream, None)
+            if transport is not None:
+                transport._lost(status)
+        # EVL_STREAM_DRAINED: the library resumes reading by itself.
+
+    def _save(self, events: List[tuple]) -> None:
+        """Keeps `events` for the next iteration, with the bytes of DATA
+        events copied: the read buffer is reused by the next poll."""
+        reads, start = self._reads, self._reads_start
+        kept = []
+        for event in events:
+            kind, fd, stream, data, length, userdata, status, revents = event
+            if kind == _DATA:
+                offset = data - start
+                event = (_SAVED_DATA, fd, stream, reads[offset : offset + length], length, userdata, status, revents)
+            kept.append(event)
+        self._saved = kept + self._saved
+
+    def _raise_kept(self) -> None:
+        exc, self._exception = self._exception, None
+        assert exc is not None
+        raise exc
+
+    def _run_ready(self) -> int:
+        # Only what was queued before this point: callbacks queued by these
+        # run in the next iteration, so a callback re-queueing itself cannot
+        # starve the fds.
+        ready = self._ready
+        count = len(ready)
+        for _ in range(count):
+            ready.popleft()._run()
+        return count
+
+    # ---- streams -----------------------------------------------------------
+
+    def start_server(
+        self,
+        protocol_factory: Callable[[], Any],
+        host: Optional[str] = "127.0.0.1",
+        port: int = 0,
+        *,
+        backlog: int = 0,
+        reuse_port: bool = False,
+        max_connections: Optional[int] = None,
+        idle_timeout: Optional[float] = None,
+    ) -> Server:
+        """Listens on host:port (None or "": every IPv4 address; port 0: any,
+        see Server.port). Each accepted connection gets a protocol from
+        `protocol_factory()` and a Transport. `backlog` 0: SOMAXCONN."""
+        self._serial += 1
+        key = self._serial
+        listener = c_uint64()
+        flags = _lib.EVL_LISTEN_REUSEPORT if reuse_port else 0
+        check(
+            _lib.evl_listen(self._handle(), _host(host), port, backlog, flags, _lib.NO_STREAM_CB, key, byref(listener)),
+            "evl_listen",
+        )
+        server = Server(self, listener.value, key, protocol_factory)
+        self._listeners[key] = server
+        try:
+            if max_connections:
+                server.set_max_connections(max_connections)
+            if idle_timeout:
+                server.set_idle_timeout(idle_timeout)
+        except BaseException:
+            server.close()
+            raise
+        return server
+
+    def open_connection(self, protocol_factory: Callable[[], Any], host: str, port: int) -> Transport:
+        """Connects to host:port without blocking (a name is resolved first).
+        The protocol's connection_made() comes once connected; a failure
+        comes as connection_lost(ConnectionRefusedError...) without it.
+        Writes made before the connection is up are queued."""
+        stream = c_uint64()
+        check(_lib.evl_connect(self._handle(), _host(host), port, _lib.NO_STREAM_CB, None, byref(stream)), "evl_connect")
+        return self._new_transport(stream.value, -1, protocol_factory())
+
+    def open_stream(self, fd: int, protocol_factory: Callable[[], Any]) -> Transport:
+        """A stream over a connected fd (socket, pipe...), which the library
+        then owns and closes. connection_made() comes at once."""
+        stream = c_uint64()
+        check(_lib.evl_stream_open(self._handle(), fd, _lib.NO_STREAM_CB, None, byref(stream)), "evl_stream_open")
+        transport = self._new_transport(stream.value, fd, protocol_factory())
+        transport._made()
+        return transport
+
+    def _new_transport(self, stream: int, fd: int, protocol: Any) -> Transport:
+        """Its protocol's connection_made() and data come with _made()."""
+        if fd < 0:
+            fd = _lib.evl_stream_fd(self._ptr, stream)
+        transport = Transport(self, stream, fd, protocol)
+        self._streams[stream] = transport
+        return transport
+
+    def _flush_writes(self) -> None:
+        """Hands the writes made since the last flush to the library, in
+        one call (a failed write ends its stream, whose CLOSED event says why)."""
+        streams, data = self._write_streams, self._write_data
+        count = len(streams)
+        lens = array("Q", map(len, data))
+        joined = b"".join(data)
+        ids = array("Q", streams)
+        streams.clear()
+        data.clear()
+        failed = _lib.evl_stream_write_batch(self._ptr, ids.buffer_info()[0], lens.buffer_info()[0], count, joined)
+        check(failed, "evl_stream_write_batch")
+
+    def _call_after_writes(self, function: Callable[..., int], *args: Any) -> int:
+        """Calls a stream function of the library once the writes made
+        before have been handed over, so that the order is kept."""
+        if self._write_streams:
+            self._flush_writes()
+        return check(function(self._handle(), *args), function.__name__)
+
+    def _queued(self, stream: int) -> int:
+        size = c_size_t()
+        self._call_after_writes(_lib.evl_stream_queued, stream, byref(size))
+        return size.value
+
+    # ---- closing -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Frees the loop: closes its streams and listeners (their protocols'
+        connection_lost is not called), forgets fds and timers (the fds stay
+        open: they are yours). RuntimeError from a callback of this loop."""
+        if self._ptr is None:
+            return
+        if self._running:
+            raise RuntimeError("cannot close a running loop")
+        for signo in list(self._signal_handlers):
+            self.remove_signal_handler(signo)
+        if self._write_streams:
+            self._flush_writes()
+        check(_lib.evl_loop_free(self._ptr), "evl_loop_free")
+        self._ptr = None
+        for transport in self._streams.values():
+            transport._closing = True
+        for server in self._listeners.values():
+            server._closed = True
+        self._streams.clear()
+        self._receivers.clear()
+        self._listeners.clear()
+        self._registrations.clear()
+        self._timers.clear()
+        self._ready.clear()
+        self._saved = []
+        if self._wakeup is not None:
+            for sock in self._wakeup:
+                sock.close()
+            self._wakeup = None
+
+
+def _host(host: Optional[str]) -> bytes:
+    return (host or "").encode("idna") if host else b""

@@ -1,0 +1,184 @@
+"""EvloopSelector: a selectors.BaseSelector over the library's loop.
+
+It behaves as the standard library's EpollSelector does, mistake for
+mistake (the same exceptions for the same misuse), so that a program written
+for ``selectors`` runs on it by changing one line. ``select()`` is one
+foreign call, ``evl_poll``, whatever the number of ready fds.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import time
+from collections.abc import Mapping
+from ctypes import addressof, byref, c_char, c_void_p
+from selectors import EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey
+from struct import Struct
+from typing import Any, Iterator, List, Optional, Tuple
+
+from . import _lib
+from ._lib import check
+from ._loop import fileobj_to_fd, timeout_ms
+
+# struct evl_event, as evl_poll writes it.
+_EVENT = Struct("=iIQ")
+assert _EVENT.size == 16
+
+_READ, _WRITE = _lib.EVL_READ, _lib.EVL_WRITE
+# selectors' masks as the library's, and the other way round.
+_TO_EVL = (0, _READ, _WRITE, _READ | _WRITE)
+
+
+class _SelectorMapping(Mapping):
+    """get_map(): fileobjs (or fds) to keys, read-only."""
+
+    def __init__(self, selector: "EvloopSelector") -> None:
+        self._selector = selector
+
+    def __len__(self) -> int:
+        return len(self._selector._fd_to_key)
+
+    def __getitem__(self, fileobj: Any) -> SelectorKey:
+        try:
+            fd = self._selector._fileobj_lookup(fileobj)
+            return self._selector._fd_to_key[fd]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._selector._fd_to_key)
+
+
+class EvloopSelector(BaseSelector):
+    """A selector on evloop's epoll loop; see selectors.BaseSelector."""
+
+    def __init__(self) -> None:
+        pointer = c_void_p()
+        check(_lib.evl_loop_new(byref(pointer)), "evl_loop_new")
+        self._ptr: Optional[int] = pointer.value
+        self._fd_to_key: dict = {}
+        self._map: Optional[_SelectorMapping] = _SelectorMapping(self)
+        self._capacity = 0
+        self._grow(64)
+
+    def _grow(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._events = (c_char * (_EVENT.size * capacity))()
+        self._events_start = addressof(self._events)
+        self._events_view = memoryview(self._events).cast("B")
+
+    def __del__(self) -> None:
+        if getattr(self, "_ptr", None) is not None:
+            _lib.evl_loop_free(self._ptr)
+            self._ptr = None
+
+    def _pointer(self) -> int:
+        if self._ptr is None:
+            raise ValueError("I/O operation on closed selector")
+        return self._ptr
+
+    def _fileobj_lookup(self, fileobj: Any) -> int:
+        """The fd of `fileobj`; for an object whose fd cannot be had any more
+        (closed), the fd it was registered with."""
+        try:
+            return fileobj_to_fd(fileobj)
+        except ValueError:
+            for key in self._fd_to_key.values():
+                if key.fileobj is fileobj:
+                    return key.fd
+            raise
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
+        if (not events) or (events & ~(EVENT_READ | EVENT_WRITE)):
+            raise ValueError(f"Invalid events: {events!r}")
+        key = SelectorKey(fileobj, self._fileobj_lookup(fileobj), events, data)
+        if key.fd in self._fd_to_key:
+            raise KeyError(f"{fileobj!r} (FD {key.fd}) is already registered")
+        check(_lib.evl_register(self._pointer(), key.fd, _TO_EVL[events], _lib.NO_IO_CB, None), "evl_register")
+        self._fd_to_key[key.fd] = key
+        return key
+
+    def unregister(self, fileobj: Any) -> SelectorKey:
+        try:
+            key = self._fd_to_key.pop(self._fileobj_lookup(fileobj))
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+        if self._ptr is not None:
+            # Never fails for a registered fd, closed or not: the library
+            # forgets it either way.
+            _lib.evl_unregister(self._ptr, key.fd)
+        return key
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
+        try:
+            key = self._fd_to_key[self._fileobj_lookup(fileobj)]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+        changed = False
+        if events != key.events:
+            if (not events) or (events & ~(EVENT_READ | EVENT_WRITE)):
+                raise ValueError(f"Invalid events: {events!r}")
+            try:
+                check(_lib.evl_modify(self._pointer(), key.fd, _TO_EVL[events]), "evl_modify")
+            except BaseException:
+                # As EpollSelector: a registration that could not be changed is dropped.
+                self.unregister(fileobj)
+                raise
+            changed = True
+        if data != key.data:
+            changed = True
+        if changed:
+            key = key._replace(events=events, data=data)
+            self._fd_to_key[key.fd] = key
+        return key
+
+    def select(self, timeout: Optional[float] = None) -> List[Tuple[SelectorKey, int]]:
+        pointer = self._pointer()
+        wait_ms = timeout_ms(timeout)
+        deadline = time.monotonic() + timeout if wait_ms > 0 else 0.0
+        want = len(self._fd_to_key)
+        if want > self._capacity:
+            self._grow(max(want, 2 * self._capacity))
+        count = _lib.evl_poll(pointer, wait_ms, self._events_start, max(want, 1))
+        while count < 0:
+            if count != -errno.EINTR:
+                raise _lib.error(count, "evl_poll")
+            # PEP 475: run the signal's handler (its exception propagates),
+            # then wait for what is left of the timeout.
+            _lib.run_signal_handlers()
+            if wait_ms > 0:
+                wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+            count = _lib.evl_poll(pointer, wait_ms, self._events_start, max(want, 1))
+        ready = []
+        fd_to_key = self._fd_to_key
+        for fd, revents, _ in _EVENT.iter_unpack(self._events_view[: count * 16]):
+            key = fd_to_key.get(fd)
+            if key:
+                # As EpollSelector: anything but readability (errors, hang-ups
+                # included) counts as writable, anything but writability as readable.
+                events = (EVENT_WRITE if revents & ~_READ else 0) | (EVENT_READ if revents & ~_WRITE else 0)
+                ready.append((key, events & key.events))
+        return ready
+
+    def close(self) -> None:
+        if self._ptr is not None:
+            check(_lib.evl_loop_free(self._ptr), "evl_loop_free")
+            self._ptr = None
+        self._fd_to_key.clear()
+        self._map = None
+
+    def get_map(self) -> Optional[Mapping]:  # type: ignore[override]
+        return self._map
+
+    def get_key(self, fileobj: Any) -> SelectorKey:
+        mapping = self.get_map()
+        if mapping is None:
+            raise RuntimeError("Selector is closed")
+        try:
+            return mapping[fileobj]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+
+
+DefaultSelector = EvloopSelector

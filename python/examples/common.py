@@ -1,0 +1,159 @@
+"""What the echo examples share, as c-examples/common.h does for the C ones:
+options, the listening socket, log formatting in the originals' style,
+replies (--upper, --sb) and a clean exit on SIGINT/SIGTERM.
+
+The examples run from a checkout without installing anything: the package
+is found beside this directory (python/evloop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+from typing import Callable, Optional
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+
+import evloop  # noqa: E402  (after the path is set)
+
+#: Log lines show at most this much of a message, then "...".
+SHOWN_BYTES = 1024
+#: Above this many queued bytes a server stops reading from that client, so a
+#: client that sends and never reads cannot grow the server's memory.
+QUEUE_LIMIT = 1 << 20
+
+quiet = False
+
+
+def say(*parts: object) -> None:
+    """A log line, unless --quiet."""
+    if not quiet:
+        print(*parts, flush=True)
+
+
+def parse_options(description: str, default_port: int, add: Optional[Callable[[argparse.ArgumentParser], None]] = None,
+                  argv: Optional[list] = None) -> argparse.Namespace:
+    """--host, --port (0: any free port, printed alone on the first line),
+    --quiet, and what `add` adds. Bad arguments exit with status 2."""
+    global quiet
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=port_number, default=None)
+    parser.add_argument("--quiet", action="store_true", help="no log lines")
+    if add:
+        add(parser)
+    options = parser.parse_args(argv)
+    if options.port is None:
+        options.port = default_port(options) if callable(default_port) else default_port
+    quiet = options.quiet
+    return options
+
+
+def port_number(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return value
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 1, got {text!r}")
+    return value
+
+
+def not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0, got {text!r}")
+    return value
+
+
+def open_listener(options: argparse.Namespace) -> socket.socket:
+    """A non-blocking listening socket on --host/--port, backlog SOMAXCONN
+    (the originals' 5 to 100 made C2's 10,000 connections wait for SYN
+    retransmissions). With --port 0 the chosen port is printed first."""
+    error: Optional[OSError] = None
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        options.host, options.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(socket.SOMAXCONN)
+        except OSError as e:
+            sock.close()
+            error = e
+            continue
+        sock.setblocking(False)
+        if options.port == 0:
+            print(sock.getsockname()[1], flush=True)
+        return sock
+    sys.exit(f"listen: {error}")
+
+
+def address(addr: object) -> str:
+    """An address as Python prints a socket address tuple."""
+    if isinstance(addr, tuple):
+        return f"('{addr[0]}', {addr[1]})"
+    return str(addr)
+
+
+def printable(data: bytes, quote: str = "") -> str:
+    """`data` for a log line: escapes for what is not printable and for
+    `quote`; at most SHOWN_BYTES, then "..." (as c-examples/common.h)."""
+    shown = data[:SHOWN_BYTES]
+    text = []
+    for c in shown:
+        ch = chr(c)
+        if ch == "\\" or (quote and ch == quote):
+            text.append("\\" + ch)
+        elif ch == "\n":
+            text.append("\\n")
+        elif ch == "\r":
+            text.append("\\r")
+        elif ch == "\t":
+            text.append("\\t")
+        elif c < 0x20 or c >= 0x7F:
+            text.append(f"\\x{c:02x}")
+        else:
+            text.append(ch)
+    return "".join(text) + ("..." if len(data) > SHOWN_BYTES else "")
+
+
+def make_reply(options: argparse.Namespace, data: bytes) -> bytes:
+    """What the server answers: the same bytes, upper case for --upper,
+    upper + "_SB" for --sb."""
+    if getattr(options, "sb", False):
+        return data.upper() + b"_SB"
+    if getattr(options, "upper", False):
+        return data.upper()
+    return data
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, so that handlers that
+    catch Exception (S6 closes a connection on any) let it through."""
+
+
+def raise_on_stop_signals() -> None:
+    """SIGINT and SIGTERM raise Stopped where the program is, so that it
+    finishes cleanly (status 0) from its main loop."""
+
+    def stop(signo: int, frame: object) -> None:
+        raise Stopped(signo)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
+def stop_loop_on_signals(loop: "evloop.Loop") -> None:
+    """SIGINT and SIGTERM stop `loop`, so that run() returns and the program
+    finishes cleanly (status 0)."""
+    loop.add_signal_handler(signal.SIGINT, loop.stop)
+    loop.add_signal_handler(signal.SIGTERM, loop.stop)
