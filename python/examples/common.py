@@ -104,26 +104,22 @@ def address(addr: object) -> str:
     return str(addr)
 
 
+def _escapes(quote: str) -> dict:
+    table = {c: f"\\x{c:02x}" for c in list(range(0x20)) + list(range(0x7F, 0x100))}
+    table.update({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+    if quote:
+        table[ord(quote)] = "\\" + quote
+    return table
+
+
+_ESCAPES = {quote: _escapes(quote) for quote in ("", '"', "'")}
+
+
 def printable(data: bytes, quote: str = "") -> str:
     """`data` for a log line: escapes for what is not printable and for
     `quote`; at most SHOWN_BYTES, then "..." (as c-examples/common.h)."""
-    shown = data[:SHOWN_BYTES]
-    text = []
-    for c in shown:
-        ch = chr(c)
-        if ch == "\\" or (quote and ch == quote):
-            text.append("\\" + ch)
-        elif ch == "\n":
-            text.append("\\n")
-        elif ch == "\r":
-            text.append("\\r")
-        elif ch == "\t":
-            text.append("\\t")
-        elif c < 0x20 or c >= 0x7F:
-            text.append(f"\\x{c:02x}")
-        else:
-            text.append(ch)
-    return "".join(text) + ("..." if len(data) > SHOWN_BYTES else "")
+    text = data[:SHOWN_BYTES].decode("latin-1").translate(_ESCAPES[quote])
+    return text + ("..." if len(data) > SHOWN_BYTES else "")
 
 
 def make_reply(options: argparse.Namespace, data: bytes) -> bytes:
