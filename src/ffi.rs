@@ -1269,7 +1269,10 @@ pub unsafe extern "C" fn evl_stream_write_batch(
         let (streams, lens) = if count == 0 {
             (&[][..], &[][..])
         } else {
-            (std::slice::from_raw_parts(streams, count), std::slice::from_raw_parts(lens, count))
+            (
+                std::slice::from_raw_parts(streams, count),
+                std::slice::from_raw_parts(lens, count),
+            )
         };
         let total = lens
             .iter()

@@ -57,6 +57,50 @@ const STREAM_WORKERS: Mode = Mode {
 };
 const SERVERS: [Mode; 4] = [SELECT, SELECTORS, EPOLL, STREAM];
 
+// The Python mirrors (python/examples), run by python3 on this build's library.
+const PY_SELECT: Mode = Mode {
+    server: "select_echo_server.py",
+    flags: &[],
+    server_flags: &[],
+};
+const PY_SELECT_UPPER: Mode = Mode {
+    server: "select_echo_server.py",
+    flags: &["--upper"],
+    server_flags: &[],
+};
+const PY_SELECTORS: Mode = Mode {
+    server: "selectors_echo_server.py",
+    flags: &[],
+    server_flags: &[],
+};
+const PY_SELECTORS_SB: Mode = Mode {
+    server: "selectors_echo_server.py",
+    flags: &["--sb"],
+    server_flags: &[],
+};
+const PY_EPOLL: Mode = Mode {
+    server: "epoll_echo_server.py",
+    flags: &[],
+    server_flags: &[],
+};
+const PY_STREAM: Mode = Mode {
+    server: "stream_echo_server.py",
+    flags: &[],
+    server_flags: &[],
+};
+
+/// The command that runs `program`: a C example, or a Python one.
+fn program_command(program: &str) -> Command {
+    if program.ends_with(".py") {
+        let mut cmd = Command::new("python3");
+        cmd.arg(root().join("python/examples").join(program))
+            .env("EVLOOP_LIBRARY", lib_dir().join("libevloop.so"));
+        cmd
+    } else {
+        Command::new(build_example(program))
+    }
+}
+
 struct Server {
     child: Child,
     port: u16,
@@ -67,7 +111,7 @@ struct Server {
 impl Server {
     /// Starts `mode` on a free port (the first line it prints).
     fn start(mode: Mode, extra: &[&str]) -> Server {
-        let mut cmd = Command::new(build_example(mode.server));
+        let mut cmd = program_command(mode.server);
         cmd.args(extra);
         Server::spawn(cmd, mode)
     }
@@ -239,6 +283,72 @@ fn stream_echo_server_with_two_workers_echoes_every_byte() {
 }
 
 #[test]
+fn python_select_echo_server_echoes_every_byte() {
+    echoes_every_byte(PY_SELECT, true);
+    echoes_every_byte(PY_SELECT_UPPER, false);
+}
+
+#[test]
+fn python_selectors_echo_server_echoes_every_byte() {
+    echoes_every_byte(PY_SELECTORS, true);
+    echoes_every_byte(PY_SELECTORS_SB, false);
+}
+
+#[test]
+fn python_epoll_echo_server_echoes_every_byte() {
+    echoes_every_byte(PY_EPOLL, true);
+}
+
+#[test]
+fn python_stream_echo_server_echoes_every_byte() {
+    echoes_every_byte(PY_STREAM, true);
+}
+
+/// python/examples/echo_client.py against the C stream server: every size,
+/// and a wrong reply (an --upper client against a plain echo) is exit status 1.
+#[test]
+fn python_echo_client_checks_every_byte() {
+    let server = Server::start(STREAM, &["--quiet"]);
+    let port = server.port.to_string();
+    let run = |args: &[&str]| {
+        program_command("echo_client.py")
+            .args(["--port", &port])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["--quiet"][..],
+        &["--quiet", "--conns", "100", "--size", "1"],
+        &["--quiet", "--conns", "100", "--size", "4194304"],
+        &[
+            "--quiet",
+            "--conns",
+            "20",
+            "--size",
+            "64",
+            "--rounds",
+            "50",
+            "--independent",
+        ],
+    ] {
+        let output = run(args);
+        assert!(output.status.success(), "{args:?}: {}", show(&output));
+    }
+    let transcript = run(&[]);
+    let text = String::from_utf8_lossy(&transcript.stdout);
+    assert!(
+        text.starts_with(&format!("connecting to 127.0.0.1 port {port}\n")),
+        "{text}"
+    );
+    assert!(text.contains("): received \"in parts.\""), "{text}");
+    let wrong = run(&["--quiet", "--upper"]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", show(&wrong));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("reply byte 1 is 0x68, expected 0x48"));
+    server.stop_cleanly();
+}
+
+#[test]
 fn echo_client_reports_a_wrong_reply() {
     // Expecting upper case from a plain echo server must fail, and say where.
     let server = Server::start(SELECTORS, &["--quiet"]);
@@ -340,7 +450,7 @@ fn assert_log_has(log: &str, expected: &[&str]) {
 
 #[test]
 fn c1_against_select_echo_server() {
-    for mode in [SELECT, SELECT_UPPER] {
+    for mode in [SELECT, SELECT_UPPER, PY_SELECT, PY_SELECT_UPPER] {
         let (_, log) = c1_session(mode);
         let upper = reply(mode, "This is the message. ");
         assert_log_has(
@@ -364,7 +474,7 @@ fn c1_against_select_echo_server() {
 
 #[test]
 fn c1_against_selectors_echo_server() {
-    for mode in [SELECTORS, SELECTORS_SB] {
+    for mode in [SELECTORS, SELECTORS_SB, PY_SELECTORS, PY_SELECTORS_SB] {
         let (_, log) = c1_session(mode);
         assert_log_has(
             &log,
@@ -382,22 +492,24 @@ fn c1_against_selectors_echo_server() {
 
 #[test]
 fn c1_against_epoll_echo_server() {
-    let (_, log) = c1_session(EPOLL);
-    assert_log_has(
-        &log,
-        &[
-            "server started, listening on ('127.0.0.1', *)",
-            "waiting for active connections",
-            "1 new events",
-            "new connection ('127.0.0.1', *)",
-            "received This is the message.  from ('127.0.0.1', *)",
-            "sending This is the message.  to ('127.0.0.1', *)",
-            "('127.0.0.1', *) queue empty",
-            "received in parts. from *",
-            "client closed",
-            "client closed",
-        ],
-    );
+    for mode in [EPOLL, PY_EPOLL] {
+        let (_, log) = c1_session(mode);
+        assert_log_has(
+            &log,
+            &[
+                "server started, listening on ('127.0.0.1', *)",
+                "waiting for active connections",
+                "1 new events",
+                "new connection ('127.0.0.1', *)",
+                "received This is the message.  from ('127.0.0.1', *)",
+                "sending This is the message.  to ('127.0.0.1', *)",
+                "('127.0.0.1', *) queue empty",
+                "received in parts. from *",
+                "client closed",
+                "client closed",
+            ],
+        );
+    }
 }
 
 #[test]

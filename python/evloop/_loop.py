@@ -217,7 +217,7 @@ class Loop:
             for fd, registration in self._registrations.items():
                 if registration.fileobj is fileobj:
                     return fd
-            raise
+            raise FileNotFoundError(errno.ENOENT, f"{fileobj!r} is not registered") from None
 
     # ---- callbacks ---------------------------------------------------------
 

@@ -117,10 +117,9 @@ class EvloopSelector(BaseSelector):
             raise KeyError(f"{fileobj!r} is not registered") from None
         changed = False
         if events != key.events:
-            if (not events) or (events & ~(EVENT_READ | EVENT_WRITE)):
-                raise ValueError(f"Invalid events: {events!r}")
+            # Not checked, as EpollSelector does not: the known bits are used.
             try:
-                check(_lib.evl_modify(self._pointer(), key.fd, _TO_EVL[events]), "evl_modify")
+                check(_lib.evl_modify(self._pointer(), key.fd, _TO_EVL[events & 3]), "evl_modify")
             except BaseException:
                 # As EpollSelector: a registration that could not be changed is dropped.
                 self.unregister(fileobj)

@@ -192,7 +192,10 @@ class Transport:
         # library drops the stream's events it has not handed out.
         self._loop._receivers.pop(self._id, None)
         if not self._loop.is_closed():
-            self._loop._call_after_writes(function, self._id)
+            try:
+                self._loop._call_after_writes(function, self._id)
+            except FileNotFoundError:
+                pass  # ended in the library already (both sides shut down): CLOSED is on its way
 
     def is_closing(self) -> bool:
         return self._closing
@@ -240,6 +243,8 @@ class Transport:
 
     def _lost(self, status: int) -> None:
         """The library's CLOSED event: the last one of this stream."""
+        if self._closing and status == -errno.ECONNABORTED:
+            status = 0  # our own abort(): asyncio reports it as None too
         self._closing = self._no_writes = True
         sock = self._extra.pop("socket", None)
         if sock is not None:

@@ -310,8 +310,67 @@ static void test_free_with_streams_open(void) {
     close(fds[0]);
 }
 
+/* The two calls made for bindings that pay per call: the read buffer that
+ * every EVL_STREAM_DATA event points into, and many writes in one call. */
+static void test_read_buffer_and_write_batch(void) {
+    const uint8_t *start = NULL;
+    size_t len = 0;
+    CHECK_EQ(evl_stream_read_buffer(NULL, &start, &len), -EINVAL);
+    evl_loop *loop = new_loop();
+    CHECK_EQ(evl_stream_read_buffer(loop, NULL, &len), -EINVAL);
+    CHECK_EQ(evl_stream_read_buffer(loop, &start, NULL), -EINVAL);
+    CHECK_EQ(evl_stream_read_buffer(loop, &start, &len), 0);
+    CHECK(start != NULL && len >= 65536);
+
+    uint64_t ids[2];
+    size_t lens[2] = {3, 4};
+    CHECK_EQ(evl_stream_write_batch(NULL, ids, lens, 2, "abcdefg"), -EINVAL);
+    CHECK_EQ(evl_stream_write_batch(loop, ids, lens, -1, "abcdefg"), -EINVAL);
+    CHECK_EQ(evl_stream_write_batch(loop, NULL, lens, 2, "abcdefg"), -EINVAL);
+    CHECK_EQ(evl_stream_write_batch(loop, ids, NULL, 2, "abcdefg"), -EINVAL);
+    CHECK_EQ(evl_stream_write_batch(loop, ids, lens, 2, NULL), -EINVAL);
+    CHECK_EQ(evl_stream_write_batch(loop, NULL, NULL, 0, NULL), 0);
+
+    /* Two pipes: "abc" to the first, "defg" to the second; a stale id fails alone. */
+    int a[2], b[2];
+    CHECK_EQ(pipe(a), 0);
+    CHECK_EQ(pipe(b), 0);
+    CHECK_EQ(evl_stream_open(loop, a[1], NULL, NULL, &ids[0]), 0);
+    CHECK_EQ(evl_stream_open(loop, b[1], NULL, NULL, &ids[1]), 0);
+    CHECK_EQ(evl_stream_write_batch(loop, ids, lens, 2, "abcdefg"), 0);
+    char got[8] = {0};
+    CHECK_EQ(read(a[0], got, sizeof got), 3);
+    CHECK(memcmp(got, "abc", 3) == 0);
+    CHECK_EQ(read(b[0], got, sizeof got), 4);
+    CHECK(memcmp(got, "defg", 4) == 0);
+    uint64_t stale[2] = {ids[0] + (1ull << 32), ids[1]};
+    CHECK_EQ(evl_stream_write_batch(loop, stale, lens, 2, "abcdefg"), 1);
+    CHECK_EQ(read(b[0], got, sizeof got), 4);
+
+    /* Data read by a stream lies inside the read buffer. */
+    uint64_t reader;
+    CHECK_EQ(evl_stream_open(loop, a[0], NULL, NULL, &reader), 0);
+    CHECK_EQ(evl_stream_write(loop, ids[0], "hello", 5), 0);
+    evl_stream_event events[8];
+    int seen = 0;
+    for (int i = 0; i < 20 && !seen; i++) {
+        int n = evl_stream_poll(loop, 50, events, 8);
+        CHECK(n >= 0);
+        for (int k = 0; k < n; k++) {
+            if (events[k].kind != EVL_STREAM_DATA) continue;
+            CHECK(events[k].data >= start && events[k].data + events[k].len <= start + len);
+            CHECK(memcmp(events[k].data, "hello", 5) == 0);
+            seen = 1;
+        }
+    }
+    CHECK(seen);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(b[0]);
+}
+
 int main(void) {
     static const harness_test tests[] = {
+        TEST(test_read_buffer_and_write_batch),
         TEST(test_stream_arguments),
         TEST(test_stream_callbacks),
         TEST(test_stream_batches),
