@@ -1261,7 +1261,8 @@ pub unsafe extern "C" fn evl_stream_write_batch(
     data: *const c_void,
 ) -> c_int {
     guard(|| {
-        core(r#loop)?;
+        // No callback runs during a write, so one borrow serves them all.
+        let core = core(r#loop)?;
         if count < 0 || (count > 0 && (streams.is_null() || lens.is_null())) {
             return Err(libc::EINVAL);
         }
@@ -1282,7 +1283,7 @@ pub unsafe extern "C" fn evl_stream_write_batch(
         let mut failed = 0;
         let mut at = 0;
         for (&stream, &len) in streams.iter().zip(lens) {
-            if core(r#loop)?.write(stream, &data[at..at + len]).is_err() {
+            if core.write(stream, &data[at..at + len]).is_err() {
                 failed += 1;
             }
             at += len;

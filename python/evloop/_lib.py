@@ -220,6 +220,25 @@ for _name, (_restype, _argtypes) in DECLARATIONS.items():
     _function.argtypes = _argtypes
     globals()[_name] = _function
 
+# ---- time ----------------------------------------------------------------
+
+
+def ceil_ms(seconds: float) -> int:
+    """Seconds as whole milliseconds, rounded up, so that a wait or a timer
+    never ends early."""
+    return -int(-seconds * 1000 // 1)
+
+
+def timeout_ms(timeout: Optional[float]) -> int:
+    """A timeout in seconds as the library takes it: None waits for ever
+    (-1), anything not positive does not wait (0), the rest is ceil_ms."""
+    if timeout is None:
+        return -1
+    if timeout <= 0:
+        return 0
+    return min(ceil_ms(timeout), 0x7FFFFFFF)
+
+
 # ---- errors ----------------------------------------------------------------
 
 

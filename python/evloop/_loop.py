@@ -22,7 +22,7 @@ from ctypes import addressof, byref, c_char, c_size_t, c_uint64, c_void_p, sizeo
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from . import _lib
-from ._lib import check
+from ._lib import ceil_ms, check, timeout_ms
 from .streams import Server, Transport
 
 # What evl_stream_poll writes (struct evl_stream_event), read with struct
@@ -91,18 +91,6 @@ def fileobj_to_fd(fileobj: Any) -> int:
     if fd < 0:
         raise ValueError(f"Invalid file descriptor: {fd}")
     return fd
-
-
-def timeout_ms(timeout: Optional[float]) -> int:
-    """A timeout in seconds as the library takes it: None waits for ever
-    (-1), anything not positive does not wait (0), and the rest is rounded
-    up to whole milliseconds so that a wait never ends early."""
-    if timeout is None:
-        return -1
-    if timeout <= 0:
-        return 0
-    ms = -int(-timeout * 1000 // 1)
-    return min(ms, 0x7FFFFFFF)
 
 
 class Loop:
@@ -239,9 +227,7 @@ class Loop:
     def call_later(self, delay: float, callback: Callback, *args: Any) -> Handle:
         """Calls ``callback(*args)`` once, `delay` seconds from now (rounded
         up to the millisecond: never early). Returns a cancellable Handle."""
-        if delay < 0:
-            delay = 0
-        ms = -int(-delay * 1000 // 1)
+        ms = ceil_ms(max(delay, 0))
         handle = Handle(self, callback, args)
         timer_id = c_uint64()
         check(

@@ -9,7 +9,6 @@ foreign call, ``evl_poll``, whatever the number of ready fds.
 from __future__ import annotations
 
 import errno
-import math
 import time
 from collections.abc import Mapping
 from ctypes import addressof, byref, c_char, c_void_p
@@ -18,8 +17,8 @@ from struct import Struct
 from typing import Any, Iterator, List, Optional, Tuple
 
 from . import _lib
-from ._lib import check
-from ._loop import fileobj_to_fd, timeout_ms
+from ._lib import check, timeout_ms
+from ._loop import fileobj_to_fd
 
 # struct evl_event, as evl_poll writes it.
 _EVENT = Struct("=iIQ")
@@ -147,7 +146,7 @@ class EvloopSelector(BaseSelector):
             # then wait for what is left of the timeout.
             _lib.run_signal_handlers()
             if wait_ms > 0:
-                wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+                wait_ms = timeout_ms(deadline - time.monotonic())
             count = _lib.evl_poll(pointer, wait_ms, self._events_start, max(want, 1))
         ready = []
         fd_to_key = self._fd_to_key

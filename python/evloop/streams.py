@@ -32,7 +32,7 @@ import socket
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
 
 from . import _lib
-from ._lib import check
+from ._lib import ceil_ms, check
 
 if TYPE_CHECKING:
     from ._loop import Loop
@@ -321,7 +321,7 @@ def _ms(seconds: Optional[float]) -> int:
         return 0
     if seconds < 0:
         raise ValueError(f"a timeout cannot be negative: {seconds!r}")
-    ms = -int(-seconds * 1000 // 1)
+    ms = ceil_ms(seconds)
     if ms > 0xFFFFFFFF:
         raise ValueError(f"timeout too long: {seconds!r}")
     return ms

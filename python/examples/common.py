@@ -9,11 +9,12 @@ is found beside this directory (python/evloop).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import socket
 import sys
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional, Tuple
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
@@ -148,8 +149,45 @@ def raise_on_stop_signals() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def stop_loop_on_signals(loop: "evloop.Loop") -> None:
-    """SIGINT and SIGTERM stop `loop`, so that run() returns and the program
-    finishes cleanly (status 0)."""
-    loop.add_signal_handler(signal.SIGINT, loop.stop)
-    loop.add_signal_handler(signal.SIGTERM, loop.stop)
+def stop_loop_on_signals(loop: "evloop.Loop") -> list:
+    """SIGINT and SIGTERM stop `loop` (run() returns) and are appended to the
+    list returned, which programs that call run_once() test, so that the
+    program finishes cleanly (status 0)."""
+    stopping: list = []
+
+    def stop(signo: int) -> None:
+        stopping.append(signo)
+        loop.stop()
+
+    loop.add_signal_handler(signal.SIGINT, stop, signal.SIGINT)
+    loop.add_signal_handler(signal.SIGTERM, stop, signal.SIGTERM)
+    return stopping
+
+
+OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def accept_all(listener: socket.socket, pause: Callable[[], None]) -> Iterator[Tuple[socket.socket, tuple]]:
+    """Every connection waiting on `listener`, made non-blocking. Out of fds
+    the connection stays in the backlog and the listener ready, so instead of
+    spinning this says so and calls `pause()`, which stops watching the
+    listener for 100 ms; the open connections go on being served."""
+    while True:
+        try:
+            sock, peer = listener.accept()
+        except BlockingIOError:
+            return
+        except OSError as e:
+            if e.errno in OUT_OF_FDS:
+                print(f"accept: {e.strerror}; pausing for 100 ms", file=sys.stderr)
+                pause()
+                return
+            continue  # reset before it was taken
+        sock.setblocking(False)
+        yield sock, peer
+
+
+def pause_listener(loop: "evloop.Loop", listener: socket.socket) -> None:
+    """accept_all's `pause` for a listener registered in `loop` for READ."""
+    loop.modify(listener, 0)
+    loop.call_later(0.1, loop.modify, listener, evloop.READ)

@@ -20,12 +20,12 @@ runs (unregister the listener, close the loop, close the listener).
 """
 
 import collections
-import errno
-import signal
 import socket
-import sys
 
-from common import address, evloop, open_listener, parse_options, positive, printable, say
+from common import (
+    accept_all, address, evloop, open_listener, parse_options, pause_listener, positive, printable, say,
+    stop_loop_on_signals,
+)
 
 
 def add_options(parser) -> None:
@@ -93,9 +93,7 @@ def main() -> int:
         ready.append((fileobj, revents))
 
     loop.register(listener, evloop.READ, note)
-    stopping = []
-    loop.add_signal_handler(signal.SIGINT, stopping.append, signal.SIGINT)
-    loop.add_signal_handler(signal.SIGTERM, stopping.append, signal.SIGTERM)
+    stopping = stop_loop_on_signals(loop)
     while not stopping:
         say("waiting for active connections")
         ready.clear()
@@ -110,7 +108,7 @@ def main() -> int:
         # one of the batch, so every event here is for an open connection.
         for fileobj, revents in ready:
             if fileobj is listener:
-                accept_all(listener, note)
+                accept_connections(listener, note)
                 continue
             fd = fileobj.fileno()
             if revents & evloop.ERROR:
@@ -131,21 +129,8 @@ def main() -> int:
     return 0
 
 
-def accept_all(listener: socket.socket, note) -> None:
-    while True:
-        try:
-            sock, addr = listener.accept()
-        except BlockingIOError:
-            return
-        except OSError as e:
-            if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                # Out of fds the listener stays ready: pause instead of spinning.
-                print(f"accept: {e.strerror}; pausing for 100 ms", file=sys.stderr)
-                loop.modify(listener, 0)
-                loop.call_later(0.1, loop.modify, listener, evloop.READ)
-                return
-            continue  # reset before we took it
-        sock.setblocking(False)
+def accept_connections(listener: socket.socket, note) -> None:
+    for sock, addr in accept_all(listener, lambda: pause_listener(loop, listener)):
         connections[sock.fileno()] = [sock, address(addr), collections.deque()]
         loop.register(sock, evloop.READ, note)
         say(f"new connection {address(addr)}")

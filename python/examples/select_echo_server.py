@@ -18,12 +18,12 @@ reads is no longer read from once 1 MiB waits for it.
 """
 
 import collections
-import errno
-import signal
 import socket
-import sys
 
-from common import QUEUE_LIMIT, address, evloop, make_reply, open_listener, parse_options, printable, say
+from common import (
+    QUEUE_LIMIT, accept_all, address, evloop, make_reply, open_listener, parse_options, pause_listener, printable,
+    say, stop_loop_on_signals,
+)
 
 
 def add_options(parser) -> None:
@@ -33,7 +33,6 @@ def add_options(parser) -> None:
 options = parse_options("Echo server with per-connection output queues (S1; S3 with --upper), "
                         "default 127.0.0.1:10000.", 10000, add_options)
 loop = evloop.Loop()
-OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 connections = {}
 
 
@@ -122,38 +121,18 @@ def on_client(sock: socket.socket, revents: int, c: Conn) -> None:
 
 
 def on_listener(listener: socket.socket, revents: int) -> None:
-    while True:
-        try:
-            sock, peer = listener.accept()
-        except BlockingIOError:
-            return
-        except OSError as e:
-            if e.errno in OUT_OF_FDS:
-                pause_accepting(listener, e)
-                return
-            continue
-        sock.setblocking(False)
+    for sock, peer in accept_all(listener, lambda: pause_listener(loop, listener)):
         c = Conn(sock, peer)
         connections[sock] = c
         loop.register(sock, evloop.READ, on_client, c)
         say(f"new connection from {c.peer}")
 
 
-def pause_accepting(listener: socket.socket, error: OSError) -> None:
-    """Out of fds, the connection stays in the backlog and the listener is
-    ready again at once: stop watching it for 100 ms instead of spinning."""
-    print(f"accept: {error.strerror}; pausing for 100 ms", file=sys.stderr)
-    loop.modify(listener, 0)
-    loop.call_later(0.1, loop.modify, listener, evloop.READ)
-
-
 def main() -> int:
     listener = open_listener(options)
     say(f"starting up on {options.host} port {listener.getsockname()[1]}")
     loop.register(listener, evloop.READ, on_listener)
-    stopping = []
-    loop.add_signal_handler(signal.SIGINT, stopping.append, signal.SIGINT)
-    loop.add_signal_handler(signal.SIGTERM, stopping.append, signal.SIGTERM)
+    stopping = stop_loop_on_signals(loop)
     while not stopping:
         say("\nwaiting for the next event")
         loop.run_once()

@@ -12,13 +12,11 @@ for 100 ms instead of spinning.
     selectors_echo_server.py [--host H] [--port P] [--sb] [--quiet]
 """
 
-import errno
 import socket
-import sys
 import time
 
 from common import (
-    QUEUE_LIMIT, Stopped, address, evloop, make_reply, open_listener, parse_options, raise_on_stop_signals, say,
+    QUEUE_LIMIT, Stopped, accept_all, address, evloop, make_reply, open_listener, parse_options, raise_on_stop_signals, say,
 )
 
 selectors = evloop  # the one-line change: `import evloop as selectors`
@@ -50,23 +48,18 @@ class Conn:
 
 
 def accept(sock: socket.socket, mask: int) -> None:
-    global resume_accepting_at
-    while True:
-        try:
-            conn, addr = sock.accept()
-        except BlockingIOError:
-            return
-        except OSError as e:
-            if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                print(f"accept: {e.strerror}; pausing for 100 ms", file=sys.stderr)
-                sel.unregister(sock)
-                resume_accepting_at = time.monotonic() + 0.1
-                return
-            continue  # reset before we took it
-        conn.setblocking(False)
+    for conn, addr in accept_all(sock, lambda: pause_accepting(sock)):
         c = Conn(conn, addr, address(sock.getsockname()))
         say("accepted", c.text, "from", address(addr))
         sel.register(conn, selectors.EVENT_READ, (read, c))
+
+
+def pause_accepting(sock: socket.socket) -> None:
+    """The selector has no timers: the main loop's select() timeout brings
+    the listener back."""
+    global resume_accepting_at
+    sel.unregister(sock)
+    resume_accepting_at = time.monotonic() + 0.1
 
 
 def close(c: Conn) -> None:
