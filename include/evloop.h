@@ -267,6 +267,42 @@ typedef struct evl_stream_op {
   size_t len;
 } evl_stream_op;
 
+/**
+ * The arguments and results of evl_stream_exchange, kept by the caller
+ * from one call to the next.
+ */
+typedef struct evl_stream_exchange_args {
+  /**
+   * In: the writes, as evl_stream_write_batch's `streams`, `lens` and `data`.
+   */
+  const uint64_t *write_streams;
+  const size_t *write_lens;
+  const void *write_data;
+  /**
+   * In: where the events go, room for `max_events`.
+   */
+  struct evl_stream_event *events;
+  /**
+   * In: how many writes; set to 0 by the call.
+   */
+  int write_count;
+  /**
+   * In: as evl_stream_poll's.
+   */
+  int timeout_ms;
+  int max_events;
+  /**
+   * Out: how many writes failed (as evl_stream_write_batch returns).
+   */
+  int write_failed;
+  /**
+   * Out: how many events, from the first, are EVL_STREAM_DATA whose bytes
+   * lie end to end, and (`data_len`) their total length.
+   */
+  int data_events;
+  size_t data_len;
+} evl_stream_exchange_args;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -723,6 +759,34 @@ int evl_stream_submit(struct evl_loop *loop, struct evl_stream_op *ops, int coun
  * after the call. Thread-safety: the loop's thread only.
  */
 int evl_stream_write_batch(struct evl_loop *loop, const uint64_t *streams, const size_t *lens, int count, const void *data);
+
+/**
+ * One loop iteration for a caller that pays for each call into the
+ * library and for each argument (Python through ctypes): the writes of
+ * evl_stream_write_batch, then the wait and events of evl_stream_poll, in
+ * one call whose arguments live in `x`, filled once and then only updated.
+ *
+ * Writes `x->write_count` writes from `x->write_streams`, `x->write_lens`
+ * and `x->write_data` (as evl_stream_write_batch), stores how many failed
+ * in `x->write_failed` and sets `x->write_count` to 0, so the same writes
+ * are never made twice. Then polls as evl_stream_poll(loop,
+ * `x->timeout_ms`, `x->events`, `x->max_events`) and describes the batch:
+ * `x->data_events` is how many events, from the first, are EVL_STREAM_DATA
+ * whose bytes lie end to end in the read buffer (each starts where the one
+ * before ends), and `x->data_len` is their total length, so the caller can
+ * copy them in one piece.
+ *
+ * Returns the number of events written (0 on timeout); -EINVAL for a NULL
+ * loop or `x`, or arguments evl_stream_write_batch or evl_stream_poll
+ * would refuse (then nothing is written or polled); -EBUSY from one of the
+ * loop's own callbacks; -EINTR when a signal interrupted the wait (the
+ * writes were made).
+ * Ownership: `x` and the arrays and bytes it points to are the caller's;
+ * the library reads them during the call only. The `data` of the events
+ * is valid until the next evl_stream_poll or evl_stream_exchange.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_exchange(struct evl_loop *loop, struct evl_stream_exchange_args *x);
 
 /**
  * A static, NUL-terminated description of `code`: a negative errno as the

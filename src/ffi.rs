@@ -182,6 +182,30 @@ pub struct evl_stream_op {
     pub len: usize,
 }
 
+/// The arguments and results of evl_stream_exchange, kept by the caller
+/// from one call to the next.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct evl_stream_exchange_args {
+    /// In: the writes, as evl_stream_write_batch's `streams`, `lens` and `data`.
+    pub write_streams: *const u64,
+    pub write_lens: *const usize,
+    pub write_data: *const c_void,
+    /// In: where the events go, room for `max_events`.
+    pub events: *mut evl_stream_event,
+    /// In: how many writes; set to 0 by the call.
+    pub write_count: c_int,
+    /// In: as evl_stream_poll's.
+    pub timeout_ms: c_int,
+    pub max_events: c_int,
+    /// Out: how many writes failed (as evl_stream_write_batch returns).
+    pub write_failed: c_int,
+    /// Out: how many events, from the first, are EVL_STREAM_DATA whose bytes
+    /// lie end to end, and (`data_len`) their total length.
+    pub data_events: c_int,
+    pub data_len: usize,
+}
+
 /// Called with each event of a stream or listener. `event` and its `data`
 /// are valid during the call only.
 pub type evl_stream_cb =
@@ -1158,39 +1182,50 @@ pub unsafe extern "C" fn evl_stream_poll(
 ) -> c_int {
     guard(|| {
         let _running = Running::enter(r#loop)?;
-        if events.is_null() || max_events <= 0 {
-            return Err(libc::EINVAL);
-        }
-        let max = max_events as usize;
-        // The bytes of the previous batch are no longer needed.
-        core(r#loop)?.release_reads();
-        core(r#loop)?.wait(timeout_from_ms(timeout_ms), max)?;
-        let mut written = 0;
-        while written < max {
-            let core = core(r#loop)?;
-            let event = match core.next_event() {
-                Some(Event::Io { fd, revents, data }) => evl_stream_event {
-                    kind: EVL_STREAM_IO,
-                    fd,
-                    stream: 0,
-                    data: std::ptr::null(),
-                    len: 0,
-                    userdata: data.userdata,
-                    status: 0,
-                    revents,
-                },
-                Some(Event::Stream(event)) => c_stream_event(&event, core.bytes_ptr(&event)),
-                Some(other) => {
-                    dispatch(r#loop, other);
-                    continue;
-                }
-                None => break,
-            };
-            events.add(written).write(event);
-            written += 1;
-        }
-        Ok(written as c_int)
+        poll_events(r#loop, timeout_ms, events, max_events).map(|count| count as c_int)
     })
+}
+
+/// evl_stream_poll's work, for it and evl_stream_exchange: waits, then
+/// writes up to `max_events` events. The caller holds [`Running`].
+unsafe fn poll_events(
+    lp: *mut evl_loop,
+    timeout_ms: c_int,
+    events: *mut evl_stream_event,
+    max_events: c_int,
+) -> Result<usize, Errno> {
+    if events.is_null() || max_events <= 0 {
+        return Err(libc::EINVAL);
+    }
+    let max = max_events as usize;
+    // The bytes of the previous batch are no longer needed.
+    core(lp)?.release_reads();
+    core(lp)?.wait(timeout_from_ms(timeout_ms), max)?;
+    let mut written = 0;
+    while written < max {
+        let core = core(lp)?;
+        let event = match core.next_event() {
+            Some(Event::Io { fd, revents, data }) => evl_stream_event {
+                kind: EVL_STREAM_IO,
+                fd,
+                stream: 0,
+                data: std::ptr::null(),
+                len: 0,
+                userdata: data.userdata,
+                status: 0,
+                revents,
+            },
+            Some(Event::Stream(event)) => c_stream_event(&event, core.bytes_ptr(&event)),
+            Some(other) => {
+                dispatch(lp, other);
+                continue;
+            }
+            None => break,
+        };
+        events.add(written).write(event);
+        written += 1;
+    }
+    Ok(written)
 }
 
 /// The batch counterpart of the stream functions: runs `count` operations
@@ -1260,36 +1295,121 @@ pub unsafe extern "C" fn evl_stream_write_batch(
     count: c_int,
     data: *const c_void,
 ) -> c_int {
+    guard(|| write_batch(r#loop, streams, lens, count, data))
+}
+
+/// evl_stream_write_batch's work, for it and evl_stream_exchange.
+unsafe fn write_batch(
+    lp: *mut evl_loop,
+    streams: *const u64,
+    lens: *const usize,
+    count: c_int,
+    data: *const c_void,
+) -> Result<c_int, Errno> {
+    // No callback runs during a write, so one borrow serves them all.
+    let core = core(lp)?;
+    if count < 0 || (count > 0 && (streams.is_null() || lens.is_null())) {
+        return Err(libc::EINVAL);
+    }
+    let count = count as usize;
+    let (streams, lens) = if count == 0 {
+        (&[][..], &[][..])
+    } else {
+        (
+            std::slice::from_raw_parts(streams, count),
+            std::slice::from_raw_parts(lens, count),
+        )
+    };
+    let total = lens
+        .iter()
+        .try_fold(0usize, |sum, &len| sum.checked_add(len))
+        .ok_or(libc::EINVAL)?;
+    let data = bytes(data, total)?;
+    let mut failed = 0;
+    let mut at = 0;
+    for (&stream, &len) in streams.iter().zip(lens) {
+        if core.write(stream, &data[at..at + len]).is_err() {
+            failed += 1;
+        }
+        at += len;
+    }
+    Ok(failed)
+}
+
+/// One loop iteration for a caller that pays for each call into the
+/// library and for each argument (Python through ctypes): the writes of
+/// evl_stream_write_batch, then the wait and events of evl_stream_poll, in
+/// one call whose arguments live in `x`, filled once and then only updated.
+///
+/// Writes `x->write_count` writes from `x->write_streams`, `x->write_lens`
+/// and `x->write_data` (as evl_stream_write_batch), stores how many failed
+/// in `x->write_failed` and sets `x->write_count` to 0, so the same writes
+/// are never made twice. Then polls as evl_stream_poll(loop,
+/// `x->timeout_ms`, `x->events`, `x->max_events`) and describes the batch:
+/// `x->data_events` is how many events, from the first, are EVL_STREAM_DATA
+/// whose bytes lie end to end in the read buffer (each starts where the one
+/// before ends), and `x->data_len` is their total length, so the caller can
+/// copy them in one piece.
+///
+/// Returns the number of events written (0 on timeout); -EINVAL for a NULL
+/// loop or `x`, or arguments evl_stream_write_batch or evl_stream_poll
+/// would refuse (then nothing is written or polled); -EBUSY from one of the
+/// loop's own callbacks; -EINTR when a signal interrupted the wait (the
+/// writes were made).
+/// Ownership: `x` and the arrays and bytes it points to are the caller's;
+/// the library reads them during the call only. The `data` of the events
+/// is valid until the next evl_stream_poll or evl_stream_exchange.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_exchange(
+    r#loop: *mut evl_loop,
+    x: *mut evl_stream_exchange_args,
+) -> c_int {
     guard(|| {
-        // No callback runs during a write, so one borrow serves them all.
-        let core = core(r#loop)?;
-        if count < 0 || (count > 0 && (streams.is_null() || lens.is_null())) {
+        let _running = Running::enter(r#loop)?;
+        if x.is_null() {
             return Err(libc::EINVAL);
         }
-        let count = count as usize;
-        let (streams, lens) = if count == 0 {
-            (&[][..], &[][..])
-        } else {
-            (
-                std::slice::from_raw_parts(streams, count),
-                std::slice::from_raw_parts(lens, count),
-            )
-        };
-        let total = lens
-            .iter()
-            .try_fold(0usize, |sum, &len| sum.checked_add(len))
-            .ok_or(libc::EINVAL)?;
-        let data = bytes(data, total)?;
-        let mut failed = 0;
-        let mut at = 0;
-        for (&stream, &len) in streams.iter().zip(lens) {
-            if core.write(stream, &data[at..at + len]).is_err() {
-                failed += 1;
-            }
-            at += len;
+        // A copy of the arguments, and single writes of the results: no
+        // reference to `*x` is alive while a timer callback runs.
+        let args = x.read();
+        if args.events.is_null() || args.max_events <= 0 {
+            return Err(libc::EINVAL);
         }
-        Ok(failed)
+        let failed = write_batch(
+            r#loop,
+            args.write_streams,
+            args.write_lens,
+            args.write_count,
+            args.write_data,
+        )?;
+        (*x).write_failed = failed;
+        (*x).write_count = 0;
+        (*x).data_events = 0;
+        (*x).data_len = 0;
+        let count = poll_events(r#loop, args.timeout_ms, args.events, args.max_events)?;
+        let (data_events, data_len) = data_run(std::slice::from_raw_parts(args.events, count));
+        (*x).data_events = data_events;
+        (*x).data_len = data_len;
+        Ok(count as c_int)
     })
+}
+
+/// How many events, from the first, are DATA whose bytes lie end to end,
+/// and their total length.
+fn data_run(events: &[evl_stream_event]) -> (c_int, usize) {
+    let mut count = 0;
+    let mut len = 0;
+    let mut end = events.first().map_or(std::ptr::null(), |e| e.data);
+    for event in events {
+        if event.kind != EVL_STREAM_DATA || event.data != end {
+            break;
+        }
+        end = event.data.wrapping_add(event.len);
+        count += 1;
+        len += event.len;
+    }
+    (count, len)
 }
 
 // ---- errors and versions -------------------------------------------------

@@ -368,9 +368,103 @@ static void test_read_buffer_and_write_batch(void) {
     close(b[0]);
 }
 
+/* Checks what evl_stream_exchange says of a batch: the first data_events
+ * events are DATA lying end to end, data_len long, and the next is not. */
+static void check_data_run(const evl_stream_exchange_args *x, const evl_stream_event *events, int n) {
+    CHECK(x->data_events >= 0 && x->data_events <= n);
+    size_t len = 0;
+    for (int k = 0; k < x->data_events; k++) {
+        CHECK_EQ(events[k].kind, EVL_STREAM_DATA);
+        if (k > 0) CHECK(events[k].data == events[k - 1].data + events[k - 1].len);
+        len += events[k].len;
+    }
+    CHECK_EQ(x->data_len, len);
+    if (x->data_events < n && x->data_events > 0) {
+        const evl_stream_event *next = &events[x->data_events], *last = next - 1;
+        CHECK(next->kind != EVL_STREAM_DATA || next->data != last->data + last->len);
+    }
+}
+
+static void test_exchange(void) {
+    evl_stream_event events[8];
+    uint64_t ids[2];
+    size_t lens[2] = {3, 4};
+    evl_stream_exchange_args x = {
+        .write_streams = ids, .write_lens = lens, .write_data = "abcdefg",
+        .events = events, .write_count = 2, .timeout_ms = 0, .max_events = 8,
+    };
+    CHECK_EQ(evl_stream_exchange(NULL, &x), -EINVAL);
+    evl_loop *loop = new_loop();
+    CHECK_EQ(evl_stream_exchange(loop, NULL), -EINVAL);
+    evl_stream_exchange_args bad = x;
+    bad.events = NULL;
+    CHECK_EQ(evl_stream_exchange(loop, &bad), -EINVAL);
+    bad = x, bad.max_events = 0;
+    CHECK_EQ(evl_stream_exchange(loop, &bad), -EINVAL);
+    bad = x, bad.write_count = -1;
+    CHECK_EQ(evl_stream_exchange(loop, &bad), -EINVAL);
+    bad = x, bad.write_lens = NULL;
+    CHECK_EQ(evl_stream_exchange(loop, &bad), -EINVAL);
+    CHECK_EQ(bad.write_count, 2); /* refused: nothing was written */
+
+    /* Writers on two pipes, and a stream reading each. */
+    int a[2], b[2];
+    CHECK_EQ(pipe(a), 0);
+    CHECK_EQ(pipe(b), 0);
+    uint64_t readers[2];
+    CHECK_EQ(evl_stream_open(loop, a[1], NULL, NULL, &ids[0]), 0);
+    CHECK_EQ(evl_stream_open(loop, b[1], NULL, NULL, &ids[1]), 0);
+    CHECK_EQ(evl_stream_open(loop, a[0], NULL, NULL, &readers[0]), 0);
+    CHECK_EQ(evl_stream_open(loop, b[0], NULL, NULL, &readers[1]), 0);
+
+    /* The writes are made once (write_count goes back to 0), then polled:
+     * "abc" comes to the first reader and "defg" to the second. */
+    char got[2][8] = {{0}};
+    size_t have[2] = {0, 0};
+    for (int i = 0; i < 20 && have[0] + have[1] < 7; i++) {
+        x.timeout_ms = 50;
+        int n = evl_stream_exchange(loop, &x);
+        CHECK(n >= 0);
+        CHECK_EQ(x.write_count, 0);
+        CHECK_EQ(x.write_failed, 0);
+        check_data_run(&x, events, n);
+        for (int k = 0; k < n; k++) {
+            if (events[k].kind != EVL_STREAM_DATA) continue;
+            int which = events[k].stream == readers[1];
+            CHECK(have[which] + events[k].len <= 4);
+            memcpy(got[which] + have[which], events[k].data, events[k].len);
+            have[which] += events[k].len;
+        }
+    }
+    CHECK(memcmp(got[0], "abc", 4) == 0 && memcmp(got[1], "defg", 5) == 0);
+
+    /* A stale id fails alone, and is counted. */
+    uint64_t stale[2] = {ids[0] + (1ull << 32), ids[1]};
+    x.write_streams = stale, x.write_count = 2, x.timeout_ms = 0;
+    CHECK(evl_stream_exchange(loop, &x) >= 0);
+    CHECK_EQ(x.write_failed, 1);
+    CHECK_EQ(x.write_count, 0);
+
+    /* The writer ends: "defg" and then EOF reach the reader; every batch
+     * still describes its run of DATA events. */
+    x.write_streams = ids;
+    CHECK_EQ(evl_stream_close(loop, ids[1]), 0);
+    int eof = 0;
+    for (int i = 0; i < 20 && !eof; i++) {
+        x.timeout_ms = 50;
+        int n = evl_stream_exchange(loop, &x);
+        CHECK(n >= 0);
+        check_data_run(&x, events, n);
+        for (int k = 0; k < n; k++) eof |= events[k].kind == EVL_STREAM_EOF && events[k].stream == readers[1];
+    }
+    CHECK(eof);
+    CHECK_EQ(evl_loop_free(loop), 0);
+}
+
 int main(void) {
     static const harness_test tests[] = {
         TEST(test_read_buffer_and_write_batch),
+        TEST(test_exchange),
         TEST(test_stream_arguments),
         TEST(test_stream_callbacks),
         TEST(test_stream_batches),
