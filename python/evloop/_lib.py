@@ -153,6 +153,21 @@ class evl_stream_op(Structure):
     ]
 
 
+class evl_stream_exchange_args(Structure):
+    _fields_ = [
+        ("write_streams", c_void_p),
+        ("write_lens", c_void_p),
+        ("write_data", c_void_p),
+        ("events", c_void_p),
+        ("write_count", c_int),
+        ("timeout_ms", c_int),
+        ("max_events", c_int),
+        ("write_failed", c_int),
+        ("data_events", c_int),
+        ("data_len", c_size_t),
+    ]
+
+
 # The loop is opaque: a void pointer is all Python ever holds.
 evl_loop_p = c_void_p
 evl_io_cb = CFUNCTYPE(None, evl_loop_p, c_int, c_uint32, c_void_p)
@@ -160,7 +175,7 @@ evl_task_cb = CFUNCTYPE(None, evl_loop_p, c_void_p)
 evl_timer_cb = CFUNCTYPE(None, evl_loop_p, c_uint64, c_void_p)
 evl_signal_cb = CFUNCTYPE(None, evl_loop_p, c_int, c_void_p)
 evl_stream_cb = CFUNCTYPE(None, evl_loop_p, POINTER(evl_stream_event))
-# NULL callbacks: Python takes events from evl_poll and evl_stream_poll.
+# NULL callbacks: Python takes events from evl_poll and evl_stream_exchange.
 NO_IO_CB = evl_io_cb()
 NO_STREAM_CB = evl_stream_cb()
 
@@ -207,8 +222,9 @@ DECLARATIONS = {
     "evl_stream_read_buffer": (c_int, [_L, POINTER(c_void_p), POINTER(c_size_t)]),
     "evl_stream_poll": (c_int, [_L, _I, _P, _I]),
     "evl_stream_submit": (c_int, [_L, _P, _I]),
-    # data: c_char_p passes a bytes object's own buffer, without a copy.
-    "evl_stream_write_batch": (c_int, [_L, _P, _P, _I, c_char_p]),
+    # streams and data: c_char_p passes a bytes object's own buffer, without a copy.
+    "evl_stream_write_batch": (c_int, [_L, c_char_p, _P, _I, c_char_p]),
+    "evl_stream_exchange": (c_int, [_L, _P]),
     "evl_strerror": (c_char_p, [_I]),
     "evl_version": (c_char_p, []),
     "evl_abi_version": (c_uint32, []),

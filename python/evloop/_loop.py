@@ -1,12 +1,12 @@
 """evloop.Loop: the library's loop, driven from Python.
 
-Each iteration is one foreign call, ``evl_stream_poll``, that fills an array
-with everything ready (raw fds, and stream data, EOF, close...), which is
-then dispatched here in Python; writes and closes made by the handlers go
-back in one ``evl_stream_write_batch``. A ctypes call costs thousands of
-instructions, so crossing once per iteration rather than once per event is
-what makes this fast. Timers are the library's and call back through one
-ctypes callback per loop; signals use Python's own handlers.
+Each iteration is one foreign call, ``evl_stream_exchange``: it makes the
+writes of the iteration before, waits, and fills an array with everything
+ready (raw fds, and stream data, EOF, close...), which is then dispatched
+here in Python. A ctypes call costs thousands of instructions, so crossing
+once per iteration rather than once per event is what makes this fast.
+Timers are the library's and call back through one ctypes callback per
+loop; signals use Python's own handlers.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import collections
 from array import array
 import errno
+import functools
+from io import BytesIO
 import signal
 import socket
 import struct
@@ -25,16 +27,36 @@ from . import _lib
 from ._lib import ceil_ms, check, timeout_ms
 from .streams import Server, Transport
 
-# What evl_stream_poll writes (struct evl_stream_event), read with struct
+# What evl_stream_exchange writes (struct evl_stream_event), read with struct
 # rather than through ctypes fields, which cost far more per access.
 _EVENT = struct.Struct("=IiQQQQiI")
+_EVENT_FIELDS = _lib.evl_stream_event._fields_
 assert _EVENT.size == sizeof(_lib.evl_stream_event)
 
 _DATA = _lib.EVL_STREAM_DATA
 # A DATA event whose bytes were copied out of the read buffer (see _save).
 _SAVED_DATA = -1
+# The first event's `data`, in 64-bit words (the read buffer's offset of a
+# run of DATA events).
+_PTR = _lib.evl_stream_event.data.offset // 8
+# Where the fields of evl_stream_exchange that change are, in ints or words.
+_WRITE_COUNT, _TIMEOUT_MS, _DATA_EVENTS = (
+    getattr(_lib.evl_stream_exchange_args, name).offset // 4 for name in ("write_count", "timeout_ms", "data_events")
+)
+_DATA_LEN = _lib.evl_stream_exchange_args.data_len.offset // 8
+# How many writes, and bytes, an iteration hands over with its
+# evl_stream_exchange; more go in a call of their own.
+_STAGED_WRITES, _STAGED_BYTES = 1024, 256 * 1024
 
 Callback = Callable[..., Any]
+
+
+@functools.lru_cache(maxsize=None)
+def _data_run(count: int) -> struct.Struct:
+    """Reads the stream and length of `count` events in one call: a flat
+    tuple (stream, len, stream, len...)."""
+    one = "".join("Q" if name in ("stream", "len") else f"{sizeof(ctype)}x" for name, ctype in _EVENT_FIELDS)
+    return struct.Struct("=" + one * count)
 
 
 class Handle:
@@ -115,14 +137,40 @@ class Loop:
         # Every DATA event's bytes are a slice of this (valid until the next poll).
         self._reads = (c_char * size.value).from_address(start.value)
         self._reads_start: int = start.value
-        self._max_events = max_events
         self._events = (c_char * (_EVENT.size * max_events))()
-        self._events_start = addressof(self._events)
         self._events_view = memoryview(self._events).cast("B")
-        # Writes made since the last flush, as evl_stream_write_batch takes
-        # them: transports append to these two lists (see Transport.write).
-        self._write_streams: List[int] = []
+        # The same array as 64-bit words: where a run of DATA events starts.
+        self._events_u64 = self._events_view.cast("Q")
+
+        # Writes made since the last iteration, as evl_stream_write_batch
+        # takes them: transports append to these (see Transport.write).
+        # (Each stream as its id's 8 bytes, made once per transport: joining
+        # them is cheaper than converting ids of more than 30 bits.)
+        self._write_streams: List[bytes] = []
+        self._write_lens = array("Q")
         self._write_data: List[bytes] = []
+        # Where _stage_writes copies them for evl_stream_exchange.
+        self._staged_streams = (c_uint64 * _STAGED_WRITES)()
+        self._staged_lens = (c_size_t * _STAGED_WRITES)()
+        self._staged_data = (c_char * _STAGED_BYTES)()
+        self._staged_streams_view = memoryview(self._staged_streams).cast("B")
+        self._staged_lens_view = memoryview(self._staged_lens).cast("B").cast("Q")
+        self._staged_data_view = memoryview(self._staged_data).cast("B")
+
+        # evl_stream_exchange's arguments: set once here, then only the
+        # fields that change, through a view of the struct's int fields.
+        self._exchange = _lib.evl_stream_exchange_args(
+            write_streams=addressof(self._staged_streams),
+            write_lens=addressof(self._staged_lens),
+            write_data=addressof(self._staged_data),
+            events=addressof(self._events),
+            max_events=max_events,
+            timeout_ms=-1,
+        )
+        self._exchange_address = addressof(self._exchange)
+        self._exchange_ints = memoryview(self._exchange).cast("B").cast("i")
+        self._exchange_words = memoryview(self._exchange).cast("B").cast("Q")
+        self._wait_ms = -1
 
         self._registrations: Dict[int, _Registration] = {}
         self._serial = 0
@@ -243,7 +291,7 @@ class Loop:
             check(_lib.evl_timer_stop(self._ptr, handle._timer_id), "evl_timer_stop")
 
     def _on_timer(self, _loop: int, timer_id: int, _userdata: Any) -> None:
-        # Called by the library from inside evl_stream_poll: nothing may
+        # Called by the library from inside evl_stream_exchange: nothing may
         # escape into C, so an exception is kept and raised from run().
         handle = self._timers.pop(timer_id, None)
         if handle is None:
@@ -354,12 +402,16 @@ class Loop:
     def _leave(self) -> None:
         self._running = False
         self._stopping = False
+        # run() hands each iteration's writes to the next one's exchange;
+        # whatever the last one wrote goes out now.
+        if self._write_streams:
+            self._flush_writes()
 
     def _has_work(self) -> bool:
         return bool(
-            self._registrations
+            self._streams
+            or self._registrations
             or self._timers
-            or self._streams
             or self._listeners
             or self._signal_handlers
             or self._ready
@@ -368,8 +420,6 @@ class Loop:
         )
 
     def _iterate(self, wait_ms: int) -> int:
-        if self._write_streams:
-            self._flush_writes()
         called = 0
         if self._saved:
             saved, self._saved = self._saved, []
@@ -377,27 +427,62 @@ class Loop:
             wait_ms = 0
         if self._ready:
             wait_ms = 0
-        count = _lib.evl_stream_poll(self._ptr, wait_ms, self._events_start, self._max_events)
+        exchange = self._exchange_ints
+        if self._write_streams:
+            self._stage_writes()
+        if wait_ms != self._wait_ms:
+            exchange[_TIMEOUT_MS] = self._wait_ms = wait_ms
+        # The writes made since the last iteration go out, then the wait.
+        count = _lib.evl_stream_exchange(self._ptr, self._exchange_address)
         if count < 0:
             if count == -errno.EINTR:
                 # A signal: its Python handler runs now (KeyboardInterrupt
                 # is raised from here on Ctrl-C).
                 _lib.run_signal_handlers()
                 return called
-            raise _lib.error(count, "evl_stream_poll")
+            raise _lib.error(count, "evl_stream_exchange")
         if count:
-            batch = list(_EVENT.iter_unpack(self._events_view[: count * _EVENT.size]))
             if self._exception is not None:
-                self._save(batch)
+                self._save(self._batch(0, count))
                 self._raise_kept()
-            called += self._dispatch(batch)
+            data_events = exchange[_DATA_EVENTS]
+            if data_events:
+                self._dispatch_data(data_events, count)
+            if data_events < count:
+                self._dispatch(self._batch(data_events, count))
+            called += count
         elif self._exception is not None:
             self._raise_kept()
         if self._ready:
             called += self._run_ready()
-        if self._write_streams:
-            self._flush_writes()
         return called
+
+    def _batch(self, start: int, end: int) -> List[tuple]:
+        """Events start..end of the array, decoded."""
+        return list(_EVENT.iter_unpack(self._events_view[start * _EVENT.size : end * _EVENT.size]))
+
+    def _dispatch_data(self, data_events: int, count: int) -> None:
+        """The hot path: the DATA events at the start of the batch, whose
+        bytes lie end to end in the read buffer (evl_stream_exchange says
+        how many and how long). The bytes are copied out in one piece and
+        cut with BytesIO.read; the events' streams and lengths come from one
+        struct.unpack_from. If a handler raises, the events after it are
+        saved, as _dispatch does."""
+        offset = self._events_u64[_PTR] - self._reads_start
+        read = BytesIO(self._reads[offset : offset + self._exchange_words[_DATA_LEN]]).read
+        receivers = self._receivers
+        fields = iter(_data_run(data_events).unpack_from(self._events))
+        try:
+            for stream, length in zip(fields, fields):
+                data = read(length)
+                try:
+                    receive = receivers[stream]
+                except KeyError:  # closed (or paused) since it was read
+                    continue
+                receive(data)
+        except BaseException:
+            self._save(self._batch(data_events - len(list(fields)) // 2, count))
+            raise
 
     def _dispatch(self, batch: List[tuple]) -> int:
         """Calls the handlers of a batch of events. If one raises, the events
@@ -550,17 +635,34 @@ class Loop:
         self._streams[stream] = transport
         return transport
 
+    def _stage_writes(self) -> None:
+        """Copies the writes made since the last iteration where the next
+        evl_stream_exchange makes them; too many, or too many bytes, are
+        handed over at once instead (with no copy)."""
+        streams, lens, data = self._write_streams, self._write_lens, self._write_data
+        count = len(streams)
+        joined = b"".join(data)
+        if count > _STAGED_WRITES or len(joined) > _STAGED_BYTES:
+            self._flush_writes()
+            return
+        self._staged_streams_view[: count * 8] = b"".join(streams)
+        self._staged_lens_view[:count] = lens
+        self._staged_data_view[: len(joined)] = joined
+        self._exchange_ints[_WRITE_COUNT] = count
+        streams.clear()
+        del lens[:]
+        data.clear()
+
     def _flush_writes(self) -> None:
         """Hands the writes made since the last flush to the library, in
         one call (a failed write ends its stream, whose CLOSED event says why)."""
-        streams, data = self._write_streams, self._write_data
-        count = len(streams)
-        lens = array("Q", map(len, data))
-        joined = b"".join(data)
-        ids = array("Q", streams)
+        streams, lens, data = self._write_streams, self._write_lens, self._write_data
+        failed = _lib.evl_stream_write_batch(
+            self._ptr, b"".join(streams), lens.buffer_info()[0], len(streams), b"".join(data)
+        )
         streams.clear()
+        del lens[:]
         data.clear()
-        failed = _lib.evl_stream_write_batch(self._ptr, ids.buffer_info()[0], lens.buffer_info()[0], count, joined)
         check(failed, "evl_stream_write_batch")
 
     def _call_after_writes(self, function: Callable[..., int], *args: Any) -> int:

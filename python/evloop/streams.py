@@ -1,9 +1,9 @@
 """Buffered streams in the shape of asyncio's Protocol/Transport.
 
-The library accepts, reads, queues and writes; Python sees one batch of
-events per loop iteration (``evl_stream_poll``) and hands one batch of
-writes back (``evl_stream_write_batch``), so a round trip costs no
-foreign call of its own. See ``Loop.start_server`` and
+The library accepts, reads, queues and writes; Python crosses into it once
+per loop iteration (``evl_stream_exchange``), handing over the writes of
+the iteration before and taking the next batch of events, so a round trip
+costs no foreign call of its own. See ``Loop.start_server`` and
 ``Loop.open_connection``.
 
 A protocol is any object with these methods (all optional but
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
 
 from . import _lib
@@ -64,13 +65,14 @@ class Transport:
     """
 
     __slots__ = (
-        "_loop", "_id", "_fd", "_protocol", "_closing", "_eof_sent", "_no_writes", "_paused", "_held", "_extra",
-        "_write_streams", "_write_data",
+        "_loop", "_id", "_id_bytes", "_fd", "_protocol", "_closing", "_eof_sent", "_no_writes", "_paused", "_held",
+        "_extra", "_write_streams", "_write_lens", "_write_data",
     )
 
     def __init__(self, loop: "Loop", stream_id: int, fd: int, protocol: Any, extra: Optional[dict] = None) -> None:
         self._loop = loop
         self._id = stream_id
+        self._id_bytes = stream_id.to_bytes(8, sys.byteorder)  # as Loop._write_streams takes it
         self._fd = fd
         self._protocol = protocol
         self._closing = False
@@ -81,6 +83,7 @@ class Transport:
         self._extra = extra or {}
         # The loop's lists of writes to hand over at the end of the iteration.
         self._write_streams = loop._write_streams
+        self._write_lens = loop._write_lens
         self._write_data = loop._write_data
 
     def __repr__(self) -> str:
@@ -110,7 +113,8 @@ class Transport:
             data = _as_bytes(data)
         # The write reaches the library at the end of this loop iteration,
         # with every other write made in it, in one call.
-        self._write_streams.append(self._id)
+        self._write_streams.append(self._id_bytes)
+        self._write_lens.append(len(data))
         self._write_data.append(data)
 
     def writelines(self, chunks: Iterable[bytes]) -> None:

@@ -1,11 +1,13 @@
 """The ctypes layer: every function of the header declared, loading rules,
 errors turned into the right exceptions."""
 
+import ctypes
 import errno
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -46,6 +48,29 @@ class Declarations(unittest.TestCase):
             with self.subTest(name):
                 self.assertEqual(getattr(_lib, name), int(value))
         self.assertEqual(_lib.ABI_VERSION, int(re.search(r"#define EVL_ABI_VERSION (\d+)", text).group(1)))
+
+    def test_structs_have_the_headers_layout(self):
+        """Each ctypes Structure has the size and field offsets the C
+        compiler gives the header's struct (a C program prints them)."""
+        structs = [_lib.evl_event, _lib.evl_stream_event, _lib.evl_stream_op, _lib.evl_stream_exchange_args]
+        lines = ['#include <stddef.h>', '#include <stdio.h>', '#include "evloop.h"', "int main(void) {"]
+        for struct in structs:
+            name = struct.__name__
+            lines.append(f'printf("{name} %zu\\n", sizeof({name}));')
+            for field, _ in struct._fields_:
+                lines.append(f'printf("{name}.{field} %zu\\n", offsetof({name}, {field}));')
+        lines.append("return 0; }")
+        with tempfile.TemporaryDirectory() as tmp:
+            source, program = Path(tmp) / "layout.c", Path(tmp) / "layout"
+            source.write_text("\n".join(lines))
+            subprocess.run(["gcc", "-std=c11", "-I", str(HEADER.parent), "-o", str(program), str(source)], check=True)
+            printed = subprocess.run([str(program)], check=True, capture_output=True, text=True).stdout
+        expected = {}
+        for struct in structs:
+            expected[struct.__name__] = ctypes.sizeof(struct)
+            for field, _ in struct._fields_:
+                expected[f"{struct.__name__}.{field}"] = getattr(struct, field).offset
+        self.assertEqual({k: int(v) for k, v in (line.split() for line in printed.splitlines())}, expected)
 
     def test_version(self):
         self.assertRegex(evloop.version(), r"^\d+\.\d+\.\d+$")

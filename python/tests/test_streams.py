@@ -153,6 +153,45 @@ class Streams(unittest.TestCase):
         self.assertEqual(bytes(got.data), b"through a pipe" * 1000)
         self.assertEqual(got.events, ["made", "eof", ("lost", None)])
 
+    def test_writes_leave_with_the_iteration_that_made_them(self):
+        """run() hands an iteration's writes to the next one's exchange;
+        run_once() and stop() must not keep them: they are out on return."""
+        ours, theirs = socket.socketpair()
+        theirs.settimeout(5)
+        echo = Recorder(echo=True)
+        self.loop.open_stream(ours.detach(), lambda: echo)
+        theirs.sendall(b"ping")
+        while not echo.data:
+            self.loop.run_once(5)
+        self.assertEqual(theirs.recv(16), b"ping")  # no further iteration
+
+        self.loop.call_soon(echo.transport.write, b"from run")
+        self.loop.call_soon(self.loop.stop)
+        self.loop.run()
+        self.assertEqual(theirs.recv(16), b"from run")
+        theirs.close()
+
+    def test_writes_of_every_size_and_count_in_one_iteration(self):
+        """An iteration's writes all arrive, in order: a few (copied into the
+        exchange), then more, and more bytes, than it takes (their own call)."""
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        transport = self.loop.open_stream(ours.detach(), evloop.Protocol)
+        few = [os.urandom(n % 700) for n in range(500)]
+        many = [os.urandom(n % 700) for n in range(3000)] + [os.urandom(1 << 20)]
+        for chunks in (few, many):
+            for chunk in chunks:
+                transport.write(chunk)
+            expected, got = b"".join(chunks), bytearray()
+            while len(got) < len(expected):
+                self.loop.run_once(0.01)
+                try:
+                    got += theirs.recv(1 << 20)
+                except BlockingIOError:
+                    pass
+            self.assertEqual(bytes(got), expected)
+        theirs.close()
+
     def test_protocol_exception_surfaces_and_nothing_is_lost(self):
         class Boom(Recorder):
             def data_received(inner, data):  # noqa: N805
