@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import time
 from collections.abc import Mapping
-from ctypes import addressof, byref, c_char, c_void_p
+from ctypes import addressof, byref, c_char, c_void_p, sizeof
 from selectors import EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey
 from struct import Struct
 from typing import Any, Iterator, List, Optional, Tuple
@@ -20,13 +20,30 @@ from . import _lib
 from ._lib import check, timeout_ms
 from ._loop import fileobj_to_fd
 
-# struct evl_event, as evl_poll writes it.
-_EVENT = Struct("=iIQ")
-assert _EVENT.size == 16
+# What select() reads of struct evl_event, as evl_poll writes it: fd and
+# revents (not the userdata).
+_EVENT = Struct("=iI8x")
+_EVENT_SIZE = _EVENT.size
+assert _EVENT_SIZE == sizeof(_lib.evl_event)
 
 _READ, _WRITE = _lib.EVL_READ, _lib.EVL_WRITE
-# selectors' masks as the library's, and the other way round.
+# selectors' masks as the library's.
 _TO_EVL = (0, _READ, _WRITE, _READ | _WRITE)
+
+
+class _ToSelectors(dict):
+    """The library's readiness bits as selectors' mask, computed once per
+    combination (a dict lookup costs less than the bit tests)."""
+
+    def __missing__(self, revents: int) -> int:
+        # As EpollSelector: anything but readability (errors, hang-ups
+        # included) counts as writable, anything but writability as readable.
+        events = (EVENT_WRITE if revents & ~_READ else 0) | (EVENT_READ if revents & ~_WRITE else 0)
+        self[revents] = events
+        return events
+
+
+_TO_SELECTORS = _ToSelectors()
 
 
 class _SelectorMapping(Mapping):
@@ -133,12 +150,12 @@ class EvloopSelector(BaseSelector):
 
     def select(self, timeout: Optional[float] = None) -> List[Tuple[SelectorKey, int]]:
         pointer = self._pointer()
-        wait_ms = timeout_ms(timeout)
+        wait_ms = -1 if timeout is None else timeout_ms(timeout)
         deadline = time.monotonic() + timeout if wait_ms > 0 else 0.0
-        want = len(self._fd_to_key)
+        want = len(self._fd_to_key) or 1
         if want > self._capacity:
             self._grow(max(want, 2 * self._capacity))
-        count = _lib.evl_poll(pointer, wait_ms, self._events_start, max(want, 1))
+        count = _lib.evl_poll(pointer, wait_ms, self._events_start, want)
         while count < 0:
             if count != -errno.EINTR:
                 raise _lib.error(count, "evl_poll")
@@ -147,16 +164,13 @@ class EvloopSelector(BaseSelector):
             _lib.run_signal_handlers()
             if wait_ms > 0:
                 wait_ms = timeout_ms(deadline - time.monotonic())
-            count = _lib.evl_poll(pointer, wait_ms, self._events_start, max(want, 1))
+            count = _lib.evl_poll(pointer, wait_ms, self._events_start, want)
         ready = []
         fd_to_key = self._fd_to_key
-        for fd, revents, _ in _EVENT.iter_unpack(self._events_view[: count * 16]):
+        for fd, revents in _EVENT.iter_unpack(self._events_view[: count * _EVENT_SIZE]):
             key = fd_to_key.get(fd)
             if key:
-                # As EpollSelector: anything but readability (errors, hang-ups
-                # included) counts as writable, anything but writability as readable.
-                events = (EVENT_WRITE if revents & ~_READ else 0) | (EVENT_READ if revents & ~_WRITE else 0)
-                ready.append((key, events & key.events))
+                ready.append((key, _TO_SELECTORS[revents] & key.events))
         return ready
 
     def close(self) -> None:
