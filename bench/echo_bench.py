@@ -3,7 +3,8 @@
 and syscalls (perf stat), both by difference between two loads, so start-up
 and shutdown cancel out.
 
-    bench/echo_bench.py [--client CMD] [--conns 20] [--size 64] [--rounds 100,200] -- SERVER ARGS...
+    bench/echo_bench.py [--client CMD] [--conns 20] [--size 64] [--rounds 100,200] [--repeat N]
+                        -- SERVER ARGS...
 
 The server is started with `--port 0 --quiet` appended (it must print its
 port on the first line and exit cleanly on SIGTERM). The load is `--conns`
@@ -19,6 +20,7 @@ import argparse
 import os
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,14 +95,23 @@ def main():
     parser.add_argument("--conns", type=int, default=20)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--rounds", default="100,200")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure instructions this many times, print each and the median "
+                             "(how many events each wait returns, so the cost, varies from run to run)")
     args = parser.parse_args(argv[:split])
     args.server = argv[split + 1:]
     r1, r2 = (int(r) for r in args.rounds.split(","))
     trips = (r2 - r1) * args.conns
 
-    i1, i2 = instructions(args, r1), instructions(args, r2)
-    print(f"instructions: {i1} at {r1 * args.conns} round trips, {i2} at {r2 * args.conns}: "
-          f"{(i2 - i1) / trips:.1f} per round trip")
+    per_trip = []
+    for _ in range(args.repeat):
+        i1, i2 = instructions(args, r1), instructions(args, r2)
+        per_trip.append((i2 - i1) / trips)
+        print(f"instructions: {i1} at {r1 * args.conns} round trips, {i2} at {r2 * args.conns}: "
+              f"{per_trip[-1]:.1f} per round trip", flush=True)
+    if args.repeat > 1:
+        print(f"median of {args.repeat}: {statistics.median(per_trip):.1f} per round trip "
+              f"(from {min(per_trip):.1f} to {max(per_trip):.1f})")
     (w1, s1), (w2, s2) = syscalls(args, r1), syscalls(args, r2)
     waits, other = (w2 - w1) / trips, ((s2 - w2) - (s1 - w1)) / trips
     print(f"syscalls per round trip: {other:.2f} besides waits, {waits:.2f} waits")
