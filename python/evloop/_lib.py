@@ -11,7 +11,6 @@ declaration here, or one with a different number of arguments.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import os
 from ctypes import (
@@ -27,7 +26,7 @@ from ctypes import (
     c_void_p,
 )
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, Optional
 
 #: The ABI this package was written for (``EVL_ABI_VERSION``).
 ABI_VERSION = 1
@@ -39,21 +38,22 @@ _REPO_DIR = _PACKAGE_DIR.parent.parent
 _NAME = "libevloop.so"
 
 
-def _candidates() -> List[str]:
-    """Where the library is looked for, in order (see the package README)."""
+def _candidates() -> Iterator[str]:
+    """Where the library is looked for, in order (see the package README).
+    A generator: the system search (which runs ldconfig) only if needed."""
     env = os.environ.get("EVLOOP_LIBRARY")
     if env:
         # An explicit choice is the only one: falling back would hide a typo.
-        return [env]
-    found = [
-        str(_PACKAGE_DIR / _NAME),
-        str(_REPO_DIR / "target" / "release" / _NAME),
-        str(_REPO_DIR / "target" / "debug" / _NAME),
-    ]
+        yield env
+        return
+    yield str(_PACKAGE_DIR / _NAME)
+    yield str(_REPO_DIR / "target" / "release" / _NAME)
+    yield str(_REPO_DIR / "target" / "debug" / _NAME)
+    import ctypes.util  # imports subprocess and more: only when it is needed
+
     system = ctypes.util.find_library("evloop")
     if system:
-        found.append(system)
-    return found
+        yield system
 
 
 def _fix_command() -> str:

@@ -615,7 +615,8 @@ class Loop:
         comes as connection_lost(ConnectionRefusedError...) without it.
         Writes made before the connection is up are queued."""
         stream = c_uint64()
-        check(_lib.evl_connect(self._handle(), _host(host), port, _lib.NO_STREAM_CB, None, byref(stream)), "evl_connect")
+        connect = _lib.evl_connect(self._handle(), _host(host), port, _lib.NO_STREAM_CB, None, byref(stream))
+        check(connect, "evl_connect")
         return self._new_transport(stream.value, -1, protocol_factory())
 
     def open_stream(self, fd: int, protocol_factory: Callable[[], Any]) -> Transport:

@@ -133,6 +133,17 @@ class Loading(unittest.TestCase):
         result = self.run_import(dict(os.environ, EVLOOP_LIBRARY=libc))
         self.assertIn("not libevloop", result.stderr)
 
+    def test_another_abi_version_is_refused_with_the_fix(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            source, library = Path(tmp) / "other.c", Path(tmp) / "libevloop.so"
+            source.write_text(f"unsigned evl_abi_version(void) {{ return {evloop.ABI_VERSION + 1}; }}\n")
+            subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+            result = self.run_import(dict(os.environ, EVLOOP_LIBRARY=str(library)))
+        self.assertNotEqual(result.returncode, 0)
+        wanted = f"has ABI version {evloop.ABI_VERSION + 1}, this package needs {evloop.ABI_VERSION}"
+        self.assertIn(wanted, result.stderr)
+        self.assertIn("cargo build --release", result.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
