@@ -30,7 +30,6 @@ from .streams import Server, Transport
 # What evl_stream_exchange writes (struct evl_stream_event), read with struct
 # rather than through ctypes fields, which cost far more per access.
 _EVENT = struct.Struct("=IiQQQQiI")
-_EVENT_FIELDS = _lib.evl_stream_event._fields_
 assert _EVENT.size == sizeof(_lib.evl_stream_event)
 
 _DATA = _lib.EVL_STREAM_DATA
@@ -55,7 +54,8 @@ Callback = Callable[..., Any]
 def _data_run(count: int) -> struct.Struct:
     """Reads the stream and length of `count` events in one call: a flat
     tuple (stream, len, stream, len...)."""
-    one = "".join("Q" if name in ("stream", "len") else f"{sizeof(ctype)}x" for name, ctype in _EVENT_FIELDS)
+    fields = _lib.evl_stream_event._fields_
+    one = "".join("Q" if name in ("stream", "len") else f"{sizeof(ctype)}x" for name, ctype in fields)
     return struct.Struct("=" + one * count)
 
 
@@ -149,7 +149,7 @@ class Loop:
         self._write_streams: List[bytes] = []
         self._write_lens = array("Q")
         self._write_data: List[bytes] = []
-        # Where _stage_writes copies them for evl_stream_exchange.
+        # Where _flush_writes(stage=True) copies them for evl_stream_exchange.
         self._staged_streams = (c_uint64 * _STAGED_WRITES)()
         self._staged_lens = (c_size_t * _STAGED_WRITES)()
         self._staged_data = (c_char * _STAGED_BYTES)()
@@ -429,7 +429,7 @@ class Loop:
             wait_ms = 0
         exchange = self._exchange_ints
         if self._write_streams:
-            self._stage_writes()
+            self._flush_writes(stage=True)
         if wait_ms != self._wait_ms:
             exchange[_TIMEOUT_MS] = self._wait_ms = wait_ms
         # The writes made since the last iteration go out, then the wait.
@@ -636,31 +636,22 @@ class Loop:
         self._streams[stream] = transport
         return transport
 
-    def _stage_writes(self) -> None:
-        """Copies the writes made since the last iteration where the next
-        evl_stream_exchange makes them; too many, or too many bytes, are
-        handed over at once instead (with no copy)."""
+    def _flush_writes(self, stage: bool = False) -> None:
+        """Hands the writes made so far to the library, in the order they
+        were made (a failed write ends its stream, whose CLOSED event says
+        why). With `stage`, writes that fit are copied where the next
+        evl_stream_exchange makes them, instead of a call of their own."""
         streams, lens, data = self._write_streams, self._write_lens, self._write_data
         count = len(streams)
         joined = b"".join(data)
-        if count > _STAGED_WRITES or len(joined) > _STAGED_BYTES:
-            self._flush_writes()
-            return
-        self._staged_streams_view[: count * 8] = b"".join(streams)
-        self._staged_lens_view[:count] = lens
-        self._staged_data_view[: len(joined)] = joined
-        self._exchange_ints[_WRITE_COUNT] = count
-        streams.clear()
-        del lens[:]
-        data.clear()
-
-    def _flush_writes(self) -> None:
-        """Hands the writes made since the last flush to the library, in
-        one call (a failed write ends its stream, whose CLOSED event says why)."""
-        streams, lens, data = self._write_streams, self._write_lens, self._write_data
-        failed = _lib.evl_stream_write_batch(
-            self._ptr, b"".join(streams), lens.buffer_info()[0], len(streams), b"".join(data)
-        )
+        if stage and count <= _STAGED_WRITES and len(joined) <= _STAGED_BYTES:
+            self._staged_streams_view[: count * 8] = b"".join(streams)
+            self._staged_lens_view[:count] = lens
+            self._staged_data_view[: len(joined)] = joined
+            self._exchange_ints[_WRITE_COUNT] = count
+            failed = 0
+        else:
+            failed = _lib.evl_stream_write_batch(self._ptr, b"".join(streams), lens.buffer_info()[0], count, joined)
         streams.clear()
         del lens[:]
         data.clear()
