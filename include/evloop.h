@@ -451,6 +451,19 @@ int evl_wake(struct evl_loop *loop);
 int evl_post(struct evl_loop *loop, evl_task_cb cb, void *userdata);
 
 /**
+ * Call in the child after fork(): re-creates every kernel object the loop
+ * owns (epoll set, eventfd, signalfd, timerfd), so parent and child no
+ * longer affect each other, and keeps all registrations, timers and signal
+ * watchers. A registration whose fd was closed is dropped. An EVL_ONESHOT
+ * registration comes back armed.
+ *
+ * Returns 0; -EINVAL for NULL; -EBUSY from one of the loop's callbacks;
+ * the errno of a failed syscall (the loop is then unusable: free it).
+ * Thread-safety: the loop's thread only.
+ */
+int evl_loop_fork(struct evl_loop *loop);
+
+/**
  * Starts a timer that calls `cb` after `delay_ms` milliseconds, then every
  * `repeat_ms` if that is non-zero. Timers are never early; they fire in
  * deadline order, equal deadlines in start order. The timer's id is
@@ -492,19 +505,6 @@ int evl_signal_start(struct evl_loop *loop, int signo, evl_signal_cb cb, void *u
  * Thread-safety: the loop's thread only.
  */
 int evl_signal_stop(struct evl_loop *loop, int signo);
-
-/**
- * Call in the child after fork(): re-creates every kernel object the loop
- * owns (epoll set, eventfd, signalfd, timerfd), so parent and child no
- * longer affect each other, and keeps all registrations, timers and signal
- * watchers. A registration whose fd was closed is dropped. An EVL_ONESHOT
- * registration comes back armed.
- *
- * Returns 0; -EINVAL for NULL; -EBUSY from one of the loop's callbacks;
- * the errno of a failed syscall (the loop is then unusable: free it).
- * Thread-safety: the loop's thread only.
- */
-int evl_loop_fork(struct evl_loop *loop);
 
 /**
  * Listens for TCP connections on `host` (a numeric IPv4 or IPv6 address;

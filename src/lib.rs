@@ -1,7 +1,8 @@
 //! evloop: an epoll event loop with a stable C ABI.
 //!
 //! Layers, each only using the one below:
-//! - [`sys`]: raw syscalls (epoll, eventfd, signalfd, timerfd) behind thin safe wrappers;
+//! - `sys` (private): raw syscalls (epoll, eventfd, signalfd, timerfd,
+//!   sockets) behind thin wrappers;
 //! - [`event_loop`]: registrations, timers, signals and tasks in safe Rust, no C types;
 //! - [`stream`]: buffered streams (listeners, connections, write queues) over the loop;
 //! - [`ffi`]: the C ABI (`include/evloop.h`), argument checks and panic catching.
@@ -9,7 +10,8 @@
 pub mod event_loop;
 pub mod ffi;
 pub mod stream;
-pub mod sys;
+mod sys;
 
 pub use event_loop::{Event, EventLoop, LoopHandle, TimerId};
 pub use stream::{StreamEvent, StreamEventKind, StreamId, StreamLoop};
+pub use sys::{Errno, SockAddr};

@@ -4,7 +4,7 @@
 //! events that must not outlive the stream they are for.
 
 use evloop::stream::{Event, StreamLoop, DEFAULT_HIGH_WATER};
-use evloop::sys::SockAddr;
+use evloop::SockAddr;
 use evloop::{StreamEvent, StreamEventKind as Kind, StreamId};
 use std::io::{Read, Write};
 use std::os::fd::IntoRawFd;

@@ -1,0 +1,182 @@
+//! The one iteration every running function shares (evl_run, evl_run_once,
+//! evl_poll, evl_stream_poll, evl_stream_exchange): wait, then hand each
+//! event to a [`Sink`], which says what becomes of ready I/O and stream
+//! events (a callback, or an entry in the caller's array). Timers, tasks and
+//! signals always run their callbacks. The order of the events is the loop's:
+//! see `event_loop/iteration.rs` and `stream/dispatch.rs`.
+
+use std::ffi::c_int;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use super::boundary::{core, Callback};
+use super::types::*;
+use crate::stream::{Event, Ready, StreamEvent};
+use crate::sys::Errno;
+
+/// What one caller of [`iterate`] does with the events it is handed.
+pub(super) trait Sink {
+    /// No room for more: the iteration pauses here, and the next wait goes
+    /// on with it without blocking.
+    fn is_full(&self) -> bool;
+
+    /// A raw registration is ready.
+    ///
+    /// # Safety
+    /// `lp` is live and no borrow of its loop is in use.
+    unsafe fn io(&mut self, lp: *mut evl_loop, fd: RawFd, revents: u32, data: Callback);
+
+    /// Something happened to a stream or listener.
+    ///
+    /// # Safety
+    /// As [`io`](Self::io).
+    unsafe fn stream(&mut self, lp: *mut evl_loop, event: StreamEvent<Callback>);
+
+    /// A timer, task or signal callback ran.
+    fn callback_ran(&mut self) {}
+}
+
+/// One iteration: waits at most `timeout` for up to `max_events`, then hands
+/// every event to `sink`, in order, until the iteration is over or `sink` is
+/// full. The caller holds the loop's `Running` mark.
+///
+/// # Safety
+/// `lp` must be null or a live loop, used on its thread, not borrowed.
+#[inline(always)]
+pub(super) unsafe fn iterate<S: Sink>(
+    lp: *mut evl_loop,
+    timeout: Option<Duration>,
+    max_events: usize,
+    sink: &mut S,
+) -> Result<(), Errno> {
+    // SAFETY: as the caller promised; the borrow is over with the call.
+    unsafe { core(lp) }?.wait(timeout, max_events)?;
+    while !sink.is_full() {
+        // SAFETY: `lp` was checked above. This borrow serves one pull: it is
+        // not used once the event goes to the sink, which may run callbacks
+        // that borrow the loop again.
+        let core = unsafe { &mut *(*lp).core.get() };
+        // The fast path: ready I/O of a raw registration or a stream,
+        // straight to the sink, with no Event built in between.
+        match core.next_ready() {
+            // SAFETY (both): the borrow above is no longer used.
+            Some(Ready::Io { fd, revents, data }) => unsafe { sink.io(lp, fd, revents, data) },
+            Some(Ready::Stream(event)) => unsafe { sink.stream(lp, event) },
+            None => match core.next_event() {
+                // SAFETY (all three): the borrow above is no longer used.
+                Some(Event::Io { fd, revents, data }) => unsafe { sink.io(lp, fd, revents, data) },
+                Some(Event::Stream(event)) => unsafe { sink.stream(lp, event) },
+                Some(other) => {
+                    if unsafe { run_callback(lp, other) } {
+                        sink.callback_ran();
+                    }
+                }
+                None => return Ok(()),
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Runs the callback a timer, task or signal event carries (or an I/O or
+/// stream event, for completeness); returns whether one ran.
+///
+/// # Safety
+/// `lp` is live and not borrowed.
+unsafe fn run_callback(lp: *mut evl_loop, event: Event<Callback>) -> bool {
+    // SAFETY (every arm): each callback is restored as the type it was
+    // stored with (the kind of event tells it), and called as the caller
+    // registered it, with its userdata.
+    unsafe {
+        match event {
+            Event::Io { fd, revents, data } => match data.as_io() {
+                Some(cb) => cb(lp, fd, revents, data.userdata),
+                None => return false,
+            },
+            Event::Timer { id, data } => match data.as_timer() {
+                Some(cb) => cb(lp, id, data.userdata),
+                None => return false,
+            },
+            Event::Task(data) => match data.as_task() {
+                Some(cb) => cb(lp, data.userdata),
+                None => return false,
+            },
+            Event::Signal { signo, data } => match data.as_signal() {
+                Some(cb) => cb(lp, signo, data.userdata),
+                None => return false,
+            },
+            Event::Stream(event) => return dispatch_stream(lp, event),
+        }
+    }
+    true
+}
+
+/// A stream event as C sees it; `data` points into the loop's read buffer.
+pub(super) fn c_stream_event(event: &StreamEvent<Callback>, data: *const u8) -> evl_stream_event {
+    evl_stream_event {
+        kind: event.kind as u32,
+        fd: event.fd,
+        stream: event.stream,
+        data,
+        len: event.len,
+        userdata: event.data.userdata,
+        status: -event.error,
+        revents: 0,
+    }
+}
+
+/// Calls a stream's callback with `event`; returns whether one ran. The
+/// bytes of a Data event are released once it returns.
+///
+/// # Safety
+/// `lp` is live and not borrowed.
+pub(super) unsafe fn dispatch_stream(lp: *mut evl_loop, event: StreamEvent<Callback>) -> bool {
+    // SAFETY: stream events carry stream callbacks.
+    let Some(cb) = (unsafe { event.data.as_stream() }) else {
+        return false;
+    };
+    // SAFETY: live and not borrowed, as the caller promised; the borrow ends here.
+    let data = unsafe { &*(*lp).core.get() }.bytes_ptr(&event);
+    let c_event = c_stream_event(&event, data);
+    // SAFETY: the caller's callback, called as registered; `c_event` outlives the call.
+    unsafe { cb(lp, &c_event) };
+    // SAFETY: still live (evl_loop_free is refused from callbacks), and the
+    // callback's borrows are over.
+    unsafe { &mut *(*lp).core.get() }.release_reads();
+    true
+}
+
+/// `c_int` count of callbacks, for evl_run_once (evl_run has no use for it,
+/// and its hot path is shorter without: `COUNT` false counts nothing).
+pub(super) struct RunCallbacks<const COUNT: bool> {
+    pub(super) ran: c_int,
+}
+
+impl<const COUNT: bool> Sink for RunCallbacks<COUNT> {
+    #[inline(always)]
+    fn is_full(&self) -> bool {
+        false
+    }
+
+    #[inline(always)]
+    unsafe fn io(&mut self, lp: *mut evl_loop, fd: RawFd, revents: u32, data: Callback) {
+        // SAFETY: registrations hold I/O callbacks; called as registered.
+        if let Some(cb) = unsafe { data.as_io() } {
+            unsafe { cb(lp, fd, revents, data.userdata) };
+            self.ran += COUNT as c_int;
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn stream(&mut self, lp: *mut evl_loop, event: StreamEvent<Callback>) {
+        // SAFETY: as the caller promised.
+        if unsafe { dispatch_stream(lp, event) } {
+            self.ran += COUNT as c_int;
+        }
+    }
+
+    #[inline(always)]
+    fn callback_ran(&mut self) {
+        self.ran += COUNT as c_int;
+    }
+}
