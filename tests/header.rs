@@ -67,6 +67,7 @@ fn version_macros_agree_with_cargo_and_library() {
         macro_value(&header, "EVL_ABI_VERSION"),
         evloop::ffi::evl_abi_version()
     );
+    // SAFETY: evl_version returns a static NUL-terminated string.
     let version = unsafe { std::ffi::CStr::from_ptr(evloop::ffi::evl_version()) };
     assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }

@@ -267,6 +267,7 @@ mod tests {
         );
 
         lp.watch_signal(libc::SIGUSR2, 7).unwrap();
+        // SAFETY: a plain syscall; SIGUSR2 is blocked and watched by the loop.
         unsafe { libc::raise(libc::SIGUSR2) };
         let mut seen = Vec::new();
         for _ in 0..3 {

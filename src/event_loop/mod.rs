@@ -12,10 +12,10 @@
 //! and task (the C layer keeps a function pointer and userdata there). It is
 //! `Copy` so that an event carries its own copy out of the loop.
 //!
-//! One file per concern: [`registrations`] (the table indexed by fd),
-//! [`timers`] (the deadline heap), [`signals`] (signalfd watchers),
-//! [`tasks`] (the cross-thread queue and [`LoopHandle`]), and [`iteration`],
-//! where the order of one iteration reads top to bottom.
+//! One file per concern: `registrations.rs` (the table indexed by fd),
+//! `timers.rs` (the deadline heap), `signals.rs` (signalfd watchers),
+//! `tasks.rs` (the cross-thread queue and [`LoopHandle`]), and
+//! `iteration.rs`, where the order of one iteration reads top to bottom.
 
 mod iteration;
 mod registrations;

@@ -141,9 +141,10 @@ pub unsafe extern "C" fn evl_stream_submit(
             // SAFETY: `ops` holds `count` operations (the header's contract).
             let op = unsafe { &mut *ops.add(i) };
             let result = match op.op {
-                // SAFETY: the bytes are readable (the header's contract).
                 EVL_OP_WRITE => {
-                    unsafe { bytes(op.data, op.len) }.and_then(|b| core.write(op.stream, b))
+                    // SAFETY: the bytes are readable (the header's contract).
+                    let data = unsafe { bytes(op.data, op.len) };
+                    data.and_then(|b| core.write(op.stream, b))
                 }
                 EVL_OP_SHUTDOWN => core.shutdown(op.stream),
                 EVL_OP_CLOSE => core.close(op.stream),

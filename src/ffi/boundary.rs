@@ -41,13 +41,12 @@ macro_rules! callback_kind {
     ($store:ident, $load:ident, $ty:ty) => {
         impl Callback {
             pub(super) fn $store(cb: $ty, userdata: *mut c_void) -> Callback {
-                Callback {
+                let func = cb.map(|f| {
                     // SAFETY: fn pointers of any signature have the same size,
                     // and this one is called only through `$load`, as `$ty`.
-                    func: cb
-                        .map(|f| unsafe { std::mem::transmute::<_, unsafe extern "C" fn()>(f) }),
-                    userdata,
-                }
+                    unsafe { std::mem::transmute::<_, unsafe extern "C" fn()>(f) }
+                });
+                Callback { func, userdata }
             }
 
             /// # Safety

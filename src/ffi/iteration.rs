@@ -58,15 +58,27 @@ pub(super) unsafe fn iterate<S: Sink>(
         let core = unsafe { &mut *(*lp).core.get() };
         // The fast path: ready I/O of a raw registration or a stream,
         // straight to the sink, with no Event built in between.
+        // In every arm below, the sink is called once `core` is no longer used.
         match core.next_ready() {
-            // SAFETY (both): the borrow above is no longer used.
-            Some(Ready::Io { fd, revents, data }) => unsafe { sink.io(lp, fd, revents, data) },
-            Some(Ready::Stream(event)) => unsafe { sink.stream(lp, event) },
+            Some(Ready::Io { fd, revents, data }) => {
+                // SAFETY: live, and the borrow above is over.
+                unsafe { sink.io(lp, fd, revents, data) }
+            }
+            Some(Ready::Stream(event)) => {
+                // SAFETY: as above.
+                unsafe { sink.stream(lp, event) }
+            }
             None => match core.next_event() {
-                // SAFETY (all three): the borrow above is no longer used.
-                Some(Event::Io { fd, revents, data }) => unsafe { sink.io(lp, fd, revents, data) },
-                Some(Event::Stream(event)) => unsafe { sink.stream(lp, event) },
+                Some(Event::Io { fd, revents, data }) => {
+                    // SAFETY: as above.
+                    unsafe { sink.io(lp, fd, revents, data) }
+                }
+                Some(Event::Stream(event)) => {
+                    // SAFETY: as above.
+                    unsafe { sink.stream(lp, event) }
+                }
                 Some(other) => {
+                    // SAFETY: as above.
                     if unsafe { run_callback(lp, other) } {
                         sink.callback_ran();
                     }
@@ -84,7 +96,7 @@ pub(super) unsafe fn iterate<S: Sink>(
 /// # Safety
 /// `lp` is live and not borrowed.
 unsafe fn run_callback(lp: *mut evl_loop, event: Event<Callback>) -> bool {
-    // SAFETY (every arm): each callback is restored as the type it was
+    // SAFETY: in every arm, the callback is restored as the type it was
     // stored with (the kind of event tells it), and called as the caller
     // registered it, with its userdata.
     unsafe {
@@ -162,6 +174,7 @@ impl<const COUNT: bool> Sink for RunCallbacks<COUNT> {
     unsafe fn io(&mut self, lp: *mut evl_loop, fd: RawFd, revents: u32, data: Callback) {
         // SAFETY: registrations hold I/O callbacks; called as registered.
         if let Some(cb) = unsafe { data.as_io() } {
+            // SAFETY: as registered, with its userdata; `lp` is live and not borrowed.
             unsafe { cb(lp, fd, revents, data.userdata) };
             self.ran += COUNT as c_int;
         }

@@ -165,6 +165,7 @@ pub fn local_port(fd: RawFd) -> SysResult<u16> {
     let port = match addr.ss_family as i32 {
         // SAFETY: the family tells which sockaddr the storage holds.
         libc::AF_INET => unsafe { (*(&addr as *const _ as *const libc::sockaddr_in)).sin_port },
+        // SAFETY: as above.
         libc::AF_INET6 => unsafe { (*(&addr as *const _ as *const libc::sockaddr_in6)).sin6_port },
         _ => return Err(libc::EAFNOSUPPORT),
     };
@@ -192,6 +193,7 @@ pub fn set_nonblocking(fd: RawFd) -> SysResult<()> {
     // SAFETY: plain fcntl calls on an fd the caller handed over.
     let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
     if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: as above.
         check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
     }
     Ok(())
