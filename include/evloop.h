@@ -59,7 +59,7 @@
 /**
  * Registration option: edge-triggered, report each change once (EPOLLET).
  */
-#define EVL_EDGE 2147483648
+#define EVL_EDGE 2147483648u
 
 /**
  * Registration option: disarm after one report until evl_modify re-arms

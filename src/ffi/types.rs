@@ -35,7 +35,7 @@ pub const EVL_HUP: u32 = 0x10;
 pub const EVL_RDHUP: u32 = 0x2000;
 
 /// Registration option: edge-triggered, report each change once (EPOLLET).
-pub const EVL_EDGE: u32 = 0x8000_0000;
+pub const EVL_EDGE: u32 = 0x8000_0000u32;
 
 /// Registration option: disarm after one report until evl_modify re-arms
 /// (EPOLLONESHOT).
