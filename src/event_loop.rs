@@ -121,6 +121,8 @@ struct Shared<D> {
     /// Length of `tasks`, readable without the lock.
     queued: AtomicUsize,
     /// The doorbell was rung and not yet drained: further rings can be skipped.
+    /// Set by `ring` after the task is counted in `queued`; cleared by the
+    /// loop only after draining the eventfd (see `handle_internal`).
     wake_pending: AtomicBool,
     stop: AtomicBool,
     /// The eventfd doorbell. Owned here, closed on drop, replaced after fork.
@@ -490,8 +492,15 @@ impl<D: Copy + Default> EventLoop<D> {
     #[cold]
     fn handle_internal(&mut self, fd: RawFd) {
         if fd == self.shared.doorbell.load(Ordering::Relaxed) {
-            self.shared.wake_pending.store(false, Ordering::Release);
+            // Drain first, then clear: a post whose ring this drain swallowed
+            // had set the flag (or found it set) before the clear below, so
+            // the clear, an acquiring swap reading that flag, sees its task
+            // in `queued`, and the next wait does not block (its timeout is
+            // zero while `queued` > 0). A post that finds the flag clear
+            // rings after this drain, so the eventfd stays readable. There is
+            // no third case: no post can lose both its ring and its count.
             sys::eventfd_drain(fd);
+            self.shared.wake_pending.swap(false, Ordering::AcqRel);
         } else {
             self.signals.read_pending(fd);
         }
