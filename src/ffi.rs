@@ -781,8 +781,12 @@ pub unsafe extern "C" fn evl_signal_stop(r#loop: *mut evl_loop, signo: c_int) ->
 /// Call in the child after fork(): re-creates every kernel object the loop
 /// owns (epoll set, eventfd, signalfd, timerfd), so parent and child no
 /// longer affect each other, and keeps all registrations, timers and signal
-/// watchers. A registration whose fd was closed is dropped. An EVL_ONESHOT
-/// registration comes back armed.
+/// watchers. A registration whose fd was closed without evl_unregister is
+/// dropped, also when the number now names another fd (which is then not
+/// watched): it never calls back again, and the number may be registered
+/// anew. (Finding out costs the parent's loop at most one wake-up with no
+/// callback, when such a number was reused.) An EVL_ONESHOT registration
+/// comes back armed.
 ///
 /// Returns 0; -EINVAL for NULL; -EBUSY from one of the loop's callbacks;
 /// the errno of a failed syscall (the loop is then unusable: free it).

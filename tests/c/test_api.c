@@ -891,6 +891,103 @@ static void test_fork(void) {
     close(sv[1]);
 }
 
+/* Forks; the child runs `child` (which returns a bit set of failures) and
+ * exits with it; the parent checks that it exited with 0. */
+static void in_child(evl_loop *loop, int (*child)(evl_loop *, void *), void *arg) {
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) _exit(child(loop, arg));
+    int status = 0;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+}
+
+static int fork_over_closed_numbers(evl_loop *loop, void *arg) {
+    int *closed = arg;
+    int bad = 0, ran = 0;
+    if (evl_loop_fork(loop) != 0) bad |= 1;
+    /* Both closed registrations were dropped: their numbers now belong to
+     * the child's own epoll set and doorbell. */
+    if (evl_unregister(loop, closed[0]) != -ENOENT) bad |= 2;
+    if (evl_unregister(loop, closed[1]) != -ENOENT) bad |= 4;
+    if (evl_post(loop, count_task, &ran) != 0) bad |= 8;
+    if (evl_run_once(loop, 1000) != 1 || ran != 1) bad |= 16;
+    if (evl_run_once(loop, 0) != 0) bad |= 32; /* and the doorbell was drained */
+    evl_loop_free(loop);
+    return bad;
+}
+
+/* Bug: registrations closed without evl_unregister freed the numbers that
+ * the child's new epoll fd and eventfd then took; evl_loop_fork tried to
+ * add the new epoll fd to itself (-EINVAL) and the child kept sharing the
+ * parent's set. */
+static void test_fork_after_registered_fds_were_closed(void) {
+    evl_loop *loop = new_loop();
+    int sv[2];
+    pair(sv);
+    io_log log = {0};
+    CHECK_EQ(evl_register(loop, sv[0], EVL_READ, log_io, &log), 0);
+    CHECK_EQ(evl_register(loop, sv[1], EVL_WRITE, log_io, &log), 0);
+    close(sv[0]); /* never unregistered */
+    close(sv[1]);
+    /* The lowest free numbers: the child's new kernel objects take them. */
+    int probe = dup(0);
+    CHECK_EQ(probe, sv[0]);
+    close(probe);
+    in_child(loop, fork_over_closed_numbers, sv);
+    CHECK_EQ(evl_run_once(loop, 0), 0); /* the child's post never reached us */
+    CHECK_EQ(log.calls, 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+}
+
+typedef struct {
+    int pipe[2];
+    io_log *old_log;
+} reused_number;
+
+static int fork_over_reused_number(evl_loop *loop, void *arg) {
+    reused_number *r = arg;
+    int bad = 0;
+    if (evl_loop_fork(loop) != 0) bad |= 1;
+    if (write(r->pipe[1], "x", 1) != 1) bad |= 2;
+    if (evl_run_once(loop, 50) != 0) bad |= 4;
+    if (r->old_log->calls != 0) bad |= 8;
+    /* The old registration is gone: the number is free to register. */
+    if (evl_unregister(loop, r->pipe[0]) != -ENOENT) bad |= 16;
+    io_log fresh = {0};
+    if (evl_register(loop, r->pipe[0], EVL_READ, log_io, &fresh) != 0) bad |= 32;
+    if (evl_run_once(loop, 1000) != 1 || fresh.calls != 1) bad |= 64;
+    evl_loop_free(loop);
+    return bad;
+}
+
+/* Bug: a registration whose fd was closed without evl_unregister, its number
+ * since reused by an unrelated unregistered pipe, came back to life in the
+ * child, calling the old callback for the pipe. */
+static void test_fork_never_revives_a_closed_registration(void) {
+    evl_loop *loop = new_loop();
+    int sv[2];
+    pair(sv);
+    io_log log = {0};
+    CHECK_EQ(evl_register(loop, sv[0], EVL_READ, log_io, &log), 0);
+    close(sv[0]); /* never unregistered */
+    reused_number r = {.old_log = &log};
+    CHECK_EQ(pipe(r.pipe), 0);
+    move_to(r.pipe[0], sv[0]);
+    r.pipe[0] = sv[0];
+    in_child(loop, fork_over_reused_number, &r);
+    /* Nor in the parent. */
+    CHECK_EQ(write(r.pipe[1], "y", 1), 1);
+    CHECK_EQ(evl_run_once(loop, 50), 0);
+    CHECK_EQ(log.calls, 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(r.pipe[0]);
+    close(r.pipe[1]);
+    close(sv[1]);
+}
+
 static void test_many_fds(void) {
     enum { N = 500 };
     evl_loop *loop = new_loop();
@@ -937,6 +1034,8 @@ int main(void) {
         TEST(test_signals),
         TEST(test_eintr),
         TEST(test_fork),
+        TEST(test_fork_after_registered_fds_were_closed),
+        TEST(test_fork_never_revives_a_closed_registration),
         TEST(test_many_fds),
     };
     return harness_main(tests, sizeof tests / sizeof tests[0]);
