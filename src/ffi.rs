@@ -507,7 +507,9 @@ pub unsafe extern "C" fn evl_register(
 
 /// Replaces the interest of a registered fd with `events` (the whole mask,
 /// options included, like Python's epoll.modify); re-arms an EVL_ONESHOT
-/// registration. Events already fetched are filtered by the new interest.
+/// registration. Events already fetched are filtered by the new interest;
+/// with EVL_ONESHOT in `events` they are dropped (they were the previous
+/// arm's), so that one arm gives at most one report.
 ///
 /// Returns 0; -EINVAL for a NULL loop, a negative fd or unknown bits;
 /// -ENOENT if `fd` is not registered; -EBADF if it was closed.

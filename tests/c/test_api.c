@@ -359,6 +359,48 @@ static void test_edge_and_oneshot(void) {
     close(sv[1]);
 }
 
+typedef struct {
+    int fds[2];
+    int calls[2];
+    int rearmed; /* index of the fd the first callback re-armed, or -1 */
+} rearm_state;
+
+/* The first callback re-arms the other fd, whose event is already in the batch. */
+static void rearm_other(evl_loop *loop, int fd, uint32_t revents, void *userdata) {
+    (void)revents;
+    rearm_state *s = userdata;
+    int me = fd == s->fds[1];
+    s->calls[me]++;
+    if (s->rearmed < 0) {
+        s->rearmed = !me;
+        CHECK_EQ(evl_modify(loop, s->fds[!me], EVL_WRITE | EVL_ONESHOT), 0);
+    }
+}
+
+/* Bug: an EVL_ONESHOT registration re-armed by evl_modify while an event of
+ * its previous arm was in the batch was reported for that stale event and
+ * then again for the kernel's fresh one: two reports for one arm. */
+static void test_oneshot_rearmed_during_its_batch_reports_once(void) {
+    evl_loop *loop = new_loop();
+    int a[2], b[2];
+    pair(a);
+    pair(b);
+    rearm_state s = {.fds = {a[0], b[0]}, .rearmed = -1};
+    /* Both always writable: both events come in the first batch. */
+    CHECK_EQ(evl_register(loop, a[0], EVL_WRITE | EVL_ONESHOT, rearm_other, &s), 0);
+    CHECK_EQ(evl_register(loop, b[0], EVL_WRITE | EVL_ONESHOT, rearm_other, &s), 0);
+    int total = 0;
+    for (int i = 0; i < 4; i++) total += evl_run_once(loop, 50);
+    CHECK(s.rearmed >= 0);
+    CHECK_EQ(total, 2);
+    CHECK_EQ(s.calls[0], 1);
+    CHECK_EQ(s.calls[1], 1);
+    CHECK_EQ(evl_unregister(loop, a[0]), 0);
+    CHECK_EQ(evl_unregister(loop, b[0]), 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+}
+
 /* ---- callbacks that change the loop ---------------------------------------- */
 
 typedef struct {
@@ -1020,6 +1062,7 @@ int main(void) {
         TEST(test_poll_reports_all_and_limits),
         TEST(test_hup_rdhup_error),
         TEST(test_edge_and_oneshot),
+        TEST(test_oneshot_rearmed_during_its_batch_reports_once),
         TEST(test_callback_ends_other_registrations),
         TEST(test_fd_number_reused_in_batch),
         TEST(test_closed_without_unregister),
