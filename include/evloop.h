@@ -415,6 +415,9 @@ int evl_run_once(struct evl_loop *loop, int timeout_ms);
  * run their callbacks as usual, before the events are written, so every
  * event written is for a registration that is still current.
  *
+ * With `max_events` at least the number of registrations, every ready one
+ * is written (no internal batch size limits it).
+ *
  * Returns the number of events written (0 on timeout); -EINVAL for a NULL
  * loop or `events`, or `max_events` <= 0; -EBUSY from one of the loop's own
  * callbacks; -EINTR when a signal handler interrupted the wait.

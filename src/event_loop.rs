@@ -444,7 +444,9 @@ impl<D: Copy + Default> EventLoop<D> {
     // ---- one iteration ---------------------------------------------------
 
     /// Waits at most `timeout` (`None`: until something happens) for up to
-    /// `max_events` events, then prepares the iteration that `next_event`
+    /// `max_events` events (`usize::MAX`: one batch of 1024; more than
+    /// a batch, as `evl_poll` with a big array asks: that many, up to what
+    /// the epoll set could report), then prepares the iteration that `next_event`
     /// hands out. Errors: EBUSY while an iteration is still being dispatched,
     /// EINTR when a signal handler interrupted the wait.
     pub fn wait(&mut self, timeout: Option<Duration>, max_events: usize) -> Result<(), Errno> {
@@ -455,6 +457,14 @@ impl<D: Copy + Default> EventLoop<D> {
             panic!("evloop: test panic");
         }
         let timeout = self.effective_timeout(timeout);
+        let max_events = if max_events == usize::MAX {
+            BATCH
+        } else {
+            max_events
+        };
+        if max_events > self.events.capacity() {
+            self.grow_events(max_events);
+        }
         self.epoll.wait(&mut self.events, max_events, timeout)?;
         self.now = if self.timers.live > 0 {
             sys::now_ns()
@@ -479,6 +489,19 @@ impl<D: Copy + Default> EventLoop<D> {
             self.cursor = BEFORE_IO;
         }
         Ok(())
+    }
+
+    /// Makes room for `max_events` events in one wait, but never for more
+    /// than the set could report: every registration and the loop's own fds
+    /// (doorbell, signalfd, the fallback timerfd).
+    #[cold]
+    #[inline(never)]
+    fn grow_events(&mut self, max_events: usize) {
+        let reportable = self.registered + 3;
+        let capacity = max_events.min(reportable);
+        if capacity > self.events.capacity() {
+            self.events = Events::with_capacity(capacity);
+        }
     }
 
     fn effective_timeout(&mut self, timeout: Option<Duration>) -> Option<Duration> {
