@@ -358,7 +358,8 @@ int evl_register(struct evl_loop *loop, int fd, uint32_t events, evl_io_cb cb, v
  * arm's), so that one arm gives at most one report.
  *
  * Returns 0; -EINVAL for a NULL loop, a negative fd or unknown bits;
- * -ENOENT if `fd` is not registered; -EBADF if it was closed.
+ * -ENOENT if `fd` is not registered; -EBADF if it was closed; -EBUSY if
+ * `fd` is a stream's or a listener's (the library's registration).
  * Thread-safety: the loop's thread only.
  */
 int evl_modify(struct evl_loop *loop, int fd, uint32_t events);
@@ -367,7 +368,8 @@ int evl_modify(struct evl_loop *loop, int fd, uint32_t events);
  * Replaces the callback and userdata of a registered fd (`cb` may be NULL).
  *
  * Returns 0; -EINVAL for a NULL loop or a negative fd; -ENOENT if `fd` is
- * not registered.
+ * not registered; -EBUSY if `fd` is a stream's or a listener's (the
+ * library's registration).
  * Thread-safety: the loop's thread only.
  */
 int evl_set_callback(struct evl_loop *loop, int fd, evl_io_cb cb, void *userdata);
@@ -378,7 +380,8 @@ int evl_set_callback(struct evl_loop *loop, int fd, evl_io_cb cb, void *userdata
  * that was closed already.
  *
  * Returns 0; -EINVAL for a NULL loop or a negative fd; -ENOENT if `fd` is
- * not registered.
+ * not registered; -EBUSY if `fd` is a stream's or a listener's (close the
+ * stream or listener instead).
  * Thread-safety: the loop's thread only.
  */
 int evl_unregister(struct evl_loop *loop, int fd);

@@ -512,7 +512,8 @@ pub unsafe extern "C" fn evl_register(
 /// arm's), so that one arm gives at most one report.
 ///
 /// Returns 0; -EINVAL for a NULL loop, a negative fd or unknown bits;
-/// -ENOENT if `fd` is not registered; -EBADF if it was closed.
+/// -ENOENT if `fd` is not registered; -EBADF if it was closed; -EBUSY if
+/// `fd` is a stream's or a listener's (the library's registration).
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_modify(r#loop: *mut evl_loop, fd: c_int, events: u32) -> c_int {
@@ -522,7 +523,8 @@ pub unsafe extern "C" fn evl_modify(r#loop: *mut evl_loop, fd: c_int, events: u3
 /// Replaces the callback and userdata of a registered fd (`cb` may be NULL).
 ///
 /// Returns 0; -EINVAL for a NULL loop or a negative fd; -ENOENT if `fd` is
-/// not registered.
+/// not registered; -EBUSY if `fd` is a stream's or a listener's (the
+/// library's registration).
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_set_callback(
@@ -543,7 +545,8 @@ pub unsafe extern "C" fn evl_set_callback(
 /// that was closed already.
 ///
 /// Returns 0; -EINVAL for a NULL loop or a negative fd; -ENOENT if `fd` is
-/// not registered.
+/// not registered; -EBUSY if `fd` is a stream's or a listener's (close the
+/// stream or listener instead).
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_unregister(r#loop: *mut evl_loop, fd: c_int) -> c_int {

@@ -85,6 +85,7 @@ static void test_stream_arguments(void) {
     /* The stream's fd is not the application's registration to change. */
     CHECK_EQ(evl_modify(loop, fds[1], EVL_WRITE), -EBUSY);
     CHECK_EQ(evl_unregister(loop, fds[1]), -EBUSY);
+    CHECK_EQ(evl_set_callback(loop, fds[1], NULL, NULL), -EBUSY);
     CHECK_EQ(evl_stream_write(loop, 0, "x", 1), -ENOENT);
     CHECK_EQ(evl_stream_write(loop, stream + 1, "x", 1), -ENOENT);
     CHECK_EQ(evl_stream_write(loop, stream ^ (1ull << 32), "x", 1), -ENOENT);
