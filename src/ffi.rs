@@ -112,7 +112,17 @@ pub const EVL_STREAM_DRAINED: u32 = 3;
 /// The stream is over and its fd closed; `status` is 0 (closed as asked,
 /// or both sides shut down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle
 /// timeout), -ECONNABORTED (evl_stream_abort)... The last event of every
-/// stream: free what `userdata` points to here. The id is dead afterwards.
+/// stream: free what `userdata` points to here.
+///
+/// A stream's id stays valid until this event has been delivered (to the
+/// callback, or written by evl_stream_poll), also when the stream closed
+/// earlier (the library closed it, or evl_stream_close or evl_stream_abort
+/// did). Until then the functions answer as for a closed stream:
+/// evl_stream_write -EPIPE; evl_stream_shutdown, _close, _abort, _pause,
+/// _resume, _set_watermarks and _set_idle_timeout 0, with nothing to do;
+/// evl_stream_set_callback 0 (this event then goes to the new callback);
+/// evl_stream_fd -EBADF; evl_stream_queued 0 bytes. Once it has been
+/// delivered the id is dead: every function answers -ENOENT.
 pub const EVL_STREAM_CLOSED: u32 = 4;
 /// A listener accepted a connection: `stream` is the new stream, which
 /// starts with the listener's callback and userdata (`userdata` here) and
@@ -982,8 +992,9 @@ unsafe fn bytes<'a>(data: *const c_void, len: usize) -> Result<&'a [u8], Errno> 
 /// high watermark, reading from the stream pauses (evl_stream_set_watermarks).
 ///
 /// Returns 0 (the bytes are sent or queued); -EINVAL for a NULL loop, or
-/// NULL `data` with a non-zero `len`; -ENOENT for an unknown or closed
-/// stream; -EPIPE after evl_stream_shutdown or evl_stream_close; -EPIPE,
+/// NULL `data` with a non-zero `len`; -ENOENT for an unknown stream (or
+/// one whose EVL_STREAM_CLOSED was delivered); -EPIPE after
+/// evl_stream_shutdown or evl_stream_close, or once the stream is closed; -EPIPE,
 /// -ECONNRESET... when the peer has gone, in which case the stream is
 /// closed (EVL_STREAM_CLOSED follows with the same status). Never SIGPIPE.
 /// Ownership: `data` stays the caller's; it is not used after the call.
@@ -1117,7 +1128,9 @@ pub unsafe extern "C" fn evl_stream_set_callback(
 /// The stream's fd, for getpeername, setsockopt and the like. It stays the
 /// stream's: do not close it, read from it or register it.
 ///
-/// Returns the fd; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Returns the fd; -EINVAL for a NULL loop; -ENOENT for an unknown stream;
+/// -EBADF for a stream closed already (its EVL_STREAM_CLOSED not delivered
+/// yet: see there).
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_fd(r#loop: *mut evl_loop, stream: u64) -> c_int {
@@ -1292,8 +1305,8 @@ pub unsafe extern "C" fn evl_stream_submit(
 /// evl_stream_write would, in order.
 ///
 /// Returns the number of writes that failed (0: all went well); a write
-/// fails only for an unknown or ended stream (-ENOENT), one shut down
-/// (-EPIPE), or a peer that has gone, in which case the stream is closed
+/// fails only for an unknown stream or one whose EVL_STREAM_CLOSED was
+/// delivered (-ENOENT), one shut down or closed (-EPIPE), or a peer that has gone, in which case the stream is closed
 /// and EVL_STREAM_CLOSED says why. -EINVAL for a NULL loop, a negative
 /// `count`, NULL arrays with a non-zero `count`, or NULL `data` with
 /// non-zero lengths (nothing is written then).
