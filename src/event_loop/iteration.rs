@@ -19,8 +19,8 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Event, EventLoop};
-use crate::sys::{self, Errno};
+use super::{Event, EventLoop, BATCH};
+use crate::sys::{self, Errno, Events};
 
 /// `EventLoop::cursor` before the I/O phase: no batch has an event there,
 /// so that `next_io` finds nothing then.
@@ -39,7 +39,9 @@ pub(super) enum Phase {
 
 impl<D: Copy + Default> EventLoop<D> {
     /// Waits at most `timeout` (`None`: until something happens) for up to
-    /// `max_events` events, then prepares the iteration that `next_event`
+    /// `max_events` events (`usize::MAX`: one batch of 1024; more than
+    /// a batch, as `evl_poll` with a big array asks: that many, up to what
+    /// the epoll set could report), then prepares the iteration that `next_event`
     /// hands out. Errors: EBUSY while an iteration is still being dispatched,
     /// EINTR when a signal handler interrupted the wait.
     pub fn wait(&mut self, timeout: Option<Duration>, max_events: usize) -> Result<(), Errno> {
@@ -50,6 +52,14 @@ impl<D: Copy + Default> EventLoop<D> {
             panic!("evloop: test panic");
         }
         let timeout = self.effective_timeout(timeout);
+        let max_events = if max_events == usize::MAX {
+            BATCH
+        } else {
+            max_events
+        };
+        if max_events > self.events.capacity() {
+            self.grow_events(max_events);
+        }
         self.epoll.wait(&mut self.events, max_events, timeout)?;
         self.now = if self.timers.live > 0 {
             sys::now_ns()
@@ -169,6 +179,19 @@ impl<D: Copy + Default> EventLoop<D> {
         }
     }
 
+    /// Makes room for `max_events` events in one wait, but never for more
+    /// than the set could report: every registration and the loop's own fds
+    /// (doorbell, signalfd, the fallback timerfd).
+    #[cold]
+    #[inline(never)]
+    fn grow_events(&mut self, max_events: usize) {
+        let reportable = self.registered + 3;
+        let capacity = max_events.min(reportable);
+        if capacity > self.events.capacity() {
+            self.events = Events::with_capacity(capacity);
+        }
+    }
+
     fn effective_timeout(&mut self, timeout: Option<Duration>) -> Option<Duration> {
         if self.shared.queued.load(Ordering::Acquire) > 0
             || self.shared.stop.load(Ordering::Acquire)
@@ -192,8 +215,15 @@ impl<D: Copy + Default> EventLoop<D> {
     #[cold]
     fn handle_internal(&mut self, fd: RawFd) {
         if fd == self.shared.doorbell.load(Ordering::Relaxed) {
-            self.shared.wake_pending.store(false, Ordering::Release);
+            // Drain first, then clear: a post whose ring this drain swallowed
+            // had set the flag (or found it set) before the clear below, so
+            // the clear, an acquiring swap reading that flag, sees its task
+            // in `queued`, and the next wait does not block (its timeout is
+            // zero while `queued` > 0). A post that finds the flag clear
+            // rings after this drain, so the eventfd stays readable. There is
+            // no third case: no post can lose both its ring and its count.
             sys::eventfd_drain(fd);
+            self.shared.wake_pending.swap(false, Ordering::AcqRel);
         } else {
             self.signals.read_pending(fd);
         }

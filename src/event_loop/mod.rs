@@ -130,6 +130,34 @@ impl<D: Copy + Default> EventLoop<D> {
         self.panic_armed = true;
     }
 
+    /// Drops every registration whose fd was closed without `unregister`,
+    /// even when its number now names another file (reused by `open`,
+    /// `dup2`...). The epoll set knows: its entries are (file, number) pairs,
+    /// and the kernel removed the entry of a closed file. ADD of the number
+    /// answers EEXIST exactly when the registered entry is still there, and
+    /// changes nothing then (MOD would re-arm a spent ONESHOT in the set the
+    /// parent shares). Any other answer means the registration has ended; an
+    /// ADD that succeeded (the number was reused) is undone at once, and
+    /// until then can only report ERROR or HUP, once, under a token that no
+    /// loop takes for one of its registrations. Costs one epoll_ctl per
+    /// registration, at fork only.
+    fn drop_closed_registrations(&mut self) {
+        for fd in 0..self.registrations.len() {
+            if self.registrations[fd].is_vacant() {
+                continue;
+            }
+            match self.epoll.add(fd as RawFd, ONESHOT, PROBE_TOKEN) {
+                Err(libc::EEXIST) => continue,
+                Ok(()) => {
+                    let _ = self.epoll.delete(fd as RawFd);
+                }
+                Err(_) => {}
+            }
+            self.registrations[fd] = Registration::vacant();
+            self.registered -= 1;
+        }
+    }
+
     /// In a child after `fork()`: new epoll set, doorbell and signalfd, so the
     /// child and the parent stop sharing kernel objects. Registrations (whose
     /// fds are still open), timers and signal watchers are kept.
@@ -137,6 +165,10 @@ impl<D: Copy + Default> EventLoop<D> {
         if self.phase != Phase::Idle {
             return Err(libc::EBUSY);
         }
+        // First drop the registrations that ended, while their numbers
+        // cannot have been taken by the new kernel objects made below (a
+        // live registration's fd is open, so its number is never given out).
+        self.drop_closed_registrations();
         let epoll = Epoll::new()?;
         let doorbell = sys::eventfd_new()?;
         if let Err(e) = epoll.add(doorbell, READ, token(0, doorbell)) {
@@ -146,17 +178,8 @@ impl<D: Copy + Default> EventLoop<D> {
         self.signals.reinit(&epoll)?;
         for fd in 0..self.registrations.len() {
             let reg = self.registrations[fd];
-            if reg.is_vacant() {
-                continue;
-            }
-            match epoll.add(fd as RawFd, interest_of(reg.wanted), reg.token) {
-                Ok(()) => {}
-                // Closed before the fork without being unregistered: it has ended.
-                Err(libc::EBADF) => {
-                    self.registrations[fd] = Registration::vacant();
-                    self.registered -= 1;
-                }
-                Err(e) => return Err(e),
+            if !reg.is_vacant() {
+                epoll.add(fd as RawFd, interest_of(reg.wanted), reg.token)?;
             }
         }
         self.epoll = epoll;
@@ -166,3 +189,7 @@ impl<D: Copy + Default> EventLoop<D> {
         Ok(())
     }
 }
+
+/// The epoll token of `reinit_after_fork`'s probe: fd -1 of a generation no
+/// registration has, so a loop that fetches it (the parent's) ignores it.
+const PROBE_TOKEN: u64 = u64::MAX;

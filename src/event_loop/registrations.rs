@@ -120,13 +120,25 @@ impl<D: Copy + Default> EventLoop<D> {
     }
 
     /// Replaces the interest of a registered fd (the whole mask, options
-    /// included, like `epoll.modify`). Re-arms an ONESHOT registration.
+    /// included, like `epoll.modify`). Re-arms an ONESHOT registration, and
+    /// then drops its events already fetched: they were the previous arm's.
     pub fn modify(&mut self, fd: RawFd, interest: u32) -> Result<(), Errno> {
         if interest & !VALID_INTEREST != 0 {
             return Err(libc::EINVAL);
         }
         let slot = registration_in(&mut self.registrations, fd)?;
-        self.epoll.modify(fd, interest, slot.token)?;
+        if interest & ONESHOT == 0 {
+            self.epoll.modify(fd, interest, slot.token)?;
+        } else {
+            // A new arm: events already fetched under the old token (the
+            // previous arm's, in this batch) no longer match, so this arm
+            // gives at most the one report the kernel makes for it.
+            let generation = self.next_generation;
+            let token = token(generation, fd);
+            self.epoll.modify(fd, interest, token)?;
+            self.next_generation = next_generation(generation);
+            slot.token = token;
+        }
         slot.wanted = wanted(interest);
         Ok(())
     }

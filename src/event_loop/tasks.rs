@@ -13,6 +13,8 @@ pub(super) struct Shared<D> {
     /// Length of `tasks`, readable without the lock.
     pub(super) queued: AtomicUsize,
     /// The doorbell was rung and not yet drained: further rings can be skipped.
+    /// Set by `ring` after the task is counted in `queued`; cleared by the
+    /// loop only after draining the eventfd (see `handle_internal`).
     pub(super) wake_pending: AtomicBool,
     pub(super) stop: AtomicBool,
     /// The eventfd doorbell. Owned here, closed on drop, replaced after fork.

@@ -172,8 +172,8 @@ pub unsafe extern "C" fn evl_stream_submit(
 /// evl_stream_write would, in order.
 ///
 /// Returns the number of writes that failed (0: all went well); a write
-/// fails only for an unknown or ended stream (-ENOENT), one shut down
-/// (-EPIPE), or a peer that has gone, in which case the stream is closed
+/// fails only for an unknown stream or one whose EVL_STREAM_CLOSED was
+/// delivered (-ENOENT), one shut down or closed (-EPIPE), or a peer that has gone, in which case the stream is closed
 /// and EVL_STREAM_CLOSED says why. -EINVAL for a NULL loop, a negative
 /// `count`, NULL arrays with a non-zero `count`, or NULL `data` with
 /// non-zero lengths (nothing is written then).

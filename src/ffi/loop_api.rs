@@ -93,10 +93,13 @@ pub unsafe extern "C" fn evl_register(
 
 /// Replaces the interest of a registered fd with `events` (the whole mask,
 /// options included, like Python's epoll.modify); re-arms an EVL_ONESHOT
-/// registration. Events already fetched are filtered by the new interest.
+/// registration. Events already fetched are filtered by the new interest;
+/// with EVL_ONESHOT in `events` they are dropped (they were the previous
+/// arm's), so that one arm gives at most one report.
 ///
 /// Returns 0; -EINVAL for a NULL loop, a negative fd or unknown bits;
-/// -ENOENT if `fd` is not registered; -EBADF if it was closed.
+/// -ENOENT if `fd` is not registered; -EBADF if it was closed; -EBUSY if
+/// `fd` is a stream's or a listener's (the library's registration).
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_modify(r#loop: *mut evl_loop, fd: c_int, events: u32) -> c_int {
@@ -110,7 +113,8 @@ pub unsafe extern "C" fn evl_modify(r#loop: *mut evl_loop, fd: c_int, events: u3
 /// Replaces the callback and userdata of a registered fd (`cb` may be NULL).
 ///
 /// Returns 0; -EINVAL for a NULL loop or a negative fd; -ENOENT if `fd` is
-/// not registered.
+/// not registered; -EBUSY if `fd` is a stream's or a listener's (the
+/// library's registration).
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_set_callback(
@@ -131,7 +135,8 @@ pub unsafe extern "C" fn evl_set_callback(
 /// that was closed already.
 ///
 /// Returns 0; -EINVAL for a NULL loop or a negative fd; -ENOENT if `fd` is
-/// not registered.
+/// not registered; -EBUSY if `fd` is a stream's or a listener's (close the
+/// stream or listener instead).
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_unregister(r#loop: *mut evl_loop, fd: c_int) -> c_int {
@@ -197,6 +202,9 @@ pub unsafe extern "C" fn evl_run_once(r#loop: *mut evl_loop, timeout_ms: c_int) 
 /// calling their I/O callbacks. Due timers, queued tasks and signal watchers
 /// run their callbacks as usual, before the events are written, so every
 /// event written is for a registration that is still current.
+///
+/// With `max_events` at least the number of registrations, every ready one
+/// is written (no internal batch size limits it).
 ///
 /// Returns the number of events written (0 on timeout); -EINVAL for a NULL
 /// loop or `events`, or `max_events` <= 0; -EBUSY from one of the loop's own
@@ -283,8 +291,12 @@ pub unsafe extern "C" fn evl_post(
 /// Call in the child after fork(): re-creates every kernel object the loop
 /// owns (epoll set, eventfd, signalfd, timerfd), so parent and child no
 /// longer affect each other, and keeps all registrations, timers and signal
-/// watchers. A registration whose fd was closed is dropped. An EVL_ONESHOT
-/// registration comes back armed.
+/// watchers. A registration whose fd was closed without evl_unregister is
+/// dropped, also when the number now names another fd (which is then not
+/// watched): it never calls back again, and the number may be registered
+/// anew. (Finding out costs the parent's loop at most one wake-up with no
+/// callback, when such a number was reused.) An EVL_ONESHOT registration
+/// comes back armed.
 ///
 /// Returns 0; -EINVAL for NULL; -EBUSY from one of the loop's callbacks;
 /// the errno of a failed syscall (the loop is then unusable: free it).

@@ -187,8 +187,9 @@ pub unsafe extern "C" fn evl_stream_open(
 /// high watermark, reading from the stream pauses (evl_stream_set_watermarks).
 ///
 /// Returns 0 (the bytes are sent or queued); -EINVAL for a NULL loop, or
-/// NULL `data` with a non-zero `len`; -ENOENT for an unknown or closed
-/// stream; -EPIPE after evl_stream_shutdown or evl_stream_close; -EPIPE,
+/// NULL `data` with a non-zero `len`; -ENOENT for an unknown stream (or
+/// one whose EVL_STREAM_CLOSED was delivered); -EPIPE after
+/// evl_stream_shutdown or evl_stream_close, or once the stream is closed; -EPIPE,
 /// -ECONNRESET... when the peer has gone, in which case the stream is
 /// closed (EVL_STREAM_CLOSED follows with the same status). Never SIGPIPE.
 /// Ownership: `data` stays the caller's; it is not used after the call.
@@ -350,7 +351,9 @@ pub unsafe extern "C" fn evl_stream_set_callback(
 /// The stream's fd, for getpeername, setsockopt and the like. It stays the
 /// stream's: do not close it, read from it or register it.
 ///
-/// Returns the fd; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Returns the fd; -EINVAL for a NULL loop; -ENOENT for an unknown stream;
+/// -EBADF for a stream closed already (its EVL_STREAM_CLOSED not delivered
+/// yet: see there).
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_fd(r#loop: *mut evl_loop, stream: u64) -> c_int {

@@ -109,7 +109,17 @@ pub const EVL_STREAM_DRAINED: u32 = 3;
 /// The stream is over and its fd closed; `status` is 0 (closed as asked,
 /// or both sides shut down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle
 /// timeout), -ECONNABORTED (evl_stream_abort)... The last event of every
-/// stream: free what `userdata` points to here. The id is dead afterwards.
+/// stream: free what `userdata` points to here.
+///
+/// A stream's id stays valid until this event has been delivered (to the
+/// callback, or written by evl_stream_poll), also when the stream closed
+/// earlier (the library closed it, or evl_stream_close or evl_stream_abort
+/// did). Until then the functions answer as for a closed stream:
+/// evl_stream_write -EPIPE; evl_stream_shutdown, _close, _abort, _pause,
+/// _resume, _set_watermarks and _set_idle_timeout 0, with nothing to do;
+/// evl_stream_set_callback 0 (this event then goes to the new callback);
+/// evl_stream_fd -EBADF; evl_stream_queued 0 bytes. Once it has been
+/// delivered the id is dead: every function answers -ENOENT.
 pub const EVL_STREAM_CLOSED: u32 = 4;
 
 /// A listener accepted a connection: `stream` is the new stream, which

@@ -215,9 +215,17 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// copied into the queue. EPIPE once the stream was shut down or is
     /// closing; a write error (the peer has gone) closes the stream and is
     /// returned.
+    ///
+    /// A stream closed whose `Closed` has not been handed out yet answers
+    /// every call as a closed stream: EPIPE here, nothing to do (Ok) for
+    /// shutdown, close, abort, pause, resume and the settings, Ok for
+    /// `set_stream_data` (the `Closed` event then carries the new data),
+    /// EBADF for `stream_fd`, 0 for `queued`. ENOENT once it was handed out.
     #[inline(always)]
     pub fn write(&mut self, id: StreamId, bytes: &[u8]) -> Result<(), Errno> {
-        let s = self.streams.get_mut(id).ok_or(libc::ENOENT)?;
+        let Some(s) = self.streams.get_mut(id) else {
+            return self.not_live(id, Err(libc::EPIPE));
+        };
         if s.queue.is_some() || s.flags & (NO_MORE_WRITES | CONNECTING) != 0 || bytes.is_empty() {
             return self.write_slow(id, bytes);
         }
@@ -335,14 +343,25 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
     }
 
-    pub(super) fn stream(&mut self, id: StreamId) -> Result<&mut Stream<D>, Errno> {
-        self.streams.get_mut(id).ok_or(libc::ENOENT)
+    /// What a call given `id`, which names no live stream, answers:
+    /// `closed` while the stream's `Closed` waits to be handed out (see
+    /// [`write`](Self::write)), ENOENT otherwise.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn not_live<T>(&self, id: StreamId, closed: Result<T, Errno>) -> Result<T, Errno> {
+        if self.streams.is_closed(id) {
+            closed
+        } else {
+            Err(libc::ENOENT)
+        }
     }
 
     /// Shuts down the writing side once the queue drains (the peer then
     /// reads end-of-file); reading goes on. Later writes give EPIPE.
     pub fn shutdown(&mut self, id: StreamId) -> Result<(), Errno> {
-        let s = self.stream(id)?;
+        let Some(s) = self.streams.get_mut(id) else {
+            return self.not_live(id, Ok(()));
+        };
         if s.flags & NO_MORE_WRITES != 0 {
             return Ok(());
         }
@@ -356,7 +375,9 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// Stops reading and closes once the queue drains (`Closed` with 0).
     /// Events of this stream not yet handed out are dropped.
     pub fn close(&mut self, id: StreamId) -> Result<(), Errno> {
-        let s = self.streams.get_mut(id).ok_or(libc::ENOENT)?;
+        let Some(s) = self.streams.get_mut(id) else {
+            return self.not_live(id, Ok(()));
+        };
         if s.queue.is_none() {
             self.close_now(id, 0, true);
             return Ok(());
@@ -371,7 +392,9 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     /// Closes now, dropping whatever is queued (`Closed` with ECONNABORTED).
     pub fn abort(&mut self, id: StreamId) -> Result<(), Errno> {
-        self.stream(id)?;
+        if self.streams.get(id).is_none() {
+            return self.not_live(id, Ok(()));
+        }
         self.close_now(id, libc::ECONNABORTED, true);
         Ok(())
     }
@@ -386,7 +409,9 @@ impl<D: Copy + Default> StreamLoop<D> {
     }
 
     pub(super) fn set_flag(&mut self, id: StreamId, flag: u32, on: bool) -> Result<(), Errno> {
-        let s = self.streams.get_mut(id).ok_or(libc::ENOENT)?;
+        let Some(s) = self.streams.get_mut(id) else {
+            return self.not_live(id, Ok(()));
+        };
         if on {
             s.flags |= flag;
         } else {
@@ -405,17 +430,32 @@ impl<D: Copy + Default> StreamLoop<D> {
             l.data = data;
             return Ok(());
         }
-        self.stream(id)?.data = data;
+        match self.streams.get_mut(id) {
+            Some(s) => s.data = data,
+            None => {
+                self.not_live(id, Ok(()))?;
+                let closed = self.pending.iter_mut();
+                for e in closed.filter(|e| e.stream == id && e.kind == StreamEventKind::Closed) {
+                    e.data = data;
+                }
+            }
+        }
         Ok(())
     }
 
     pub fn stream_fd(&self, id: StreamId) -> Result<RawFd, Errno> {
-        Ok(self.streams.get(id).ok_or(libc::ENOENT)?.fd)
+        match self.streams.get(id) {
+            Some(s) => Ok(s.fd),
+            None => self.not_live(id, Err(libc::EBADF)),
+        }
     }
 
     /// Bytes queued and not yet taken by the kernel.
     pub fn queued(&self, id: StreamId) -> Result<usize, Errno> {
-        Ok(self.streams.get(id).ok_or(libc::ENOENT)?.queued())
+        match self.streams.get(id) {
+            Some(s) => Ok(s.queued()),
+            None => self.not_live(id, Ok(0)),
+        }
     }
 
     /// Ends a stream now: `Closed` with `error`. `purge`: the application
@@ -423,7 +463,8 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[cold]
     #[inline(never)]
     pub(super) fn close_now(&mut self, id: StreamId, error: Errno, purge: bool) {
-        let Some(s) = self.streams.remove(id) else {
+        // The id lives on until `Closed` is handed out (pop_pending).
+        let Some(s) = self.streams.close(id) else {
             return;
         };
         if s.idle_timer != 0 {

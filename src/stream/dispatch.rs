@@ -76,7 +76,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// of the iteration then comes with the next `wait`, which does not block.
     pub fn next_event(&mut self) -> Option<Event<D>> {
         loop {
-            if let Some(event) = self.pending.pop_front() {
+            if let Some(event) = self.pop_pending() {
                 return Some(Event::Stream(event));
             }
             match self.core.next_event()? {
@@ -114,10 +114,16 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
     }
 
+    /// The oldest event in `pending`: the one way events leave it.
     #[cold]
     #[inline(never)]
-    fn take_pending(&mut self) -> Option<StreamEvent<D>> {
-        self.pending.pop_front()
+    fn pop_pending(&mut self) -> Option<StreamEvent<D>> {
+        let event = self.pending.pop_front()?;
+        if event.kind == StreamEventKind::Closed {
+            // Handed out: the stream's id dies now.
+            self.streams.retire(event.stream);
+        }
+        Some(event)
     }
 
     /// A stream's readiness. Usually: read, hand out the bytes. Events
@@ -138,9 +144,9 @@ impl<D: Copy + Default> StreamLoop<D> {
             Some(event) => {
                 // Keep the order in which things happened.
                 self.pending.push_back(event);
-                self.take_pending()
+                self.pop_pending()
             }
-            None => self.take_pending(),
+            None => self.pop_pending(),
         }
     }
 

@@ -14,9 +14,12 @@
 //! is tried at once, and only what the kernel does not take is copied into
 //! the stream's queue, which alone makes the stream ask for EVL_WRITE.
 //!
-//! Every stream ends with exactly one `Closed` event, after which its id is
-//! dead (functions given it return ENOENT). When the application ends a
-//! stream itself, events of that stream not yet handed out are dropped.
+//! Every stream ends with exactly one `Closed` event. Its id lives until
+//! that event is handed out: a stream already closed (by the library or the
+//! application) answers calls as a closed stream would (see
+//! [`StreamLoop::write`]); afterwards the id is dead (ENOENT). When the
+//! application ends a stream itself, events of that stream not yet handed
+//! out are dropped.
 //!
 //! One file per part: generational ids (`slab.rs`), the shared read buffer
 //! (`read_buffer.rs`), write queues (`write_queue.rs`), listeners

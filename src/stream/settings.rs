@@ -61,7 +61,10 @@ impl<D: Copy + Default> StreamLoop<D> {
             change(&mut l.settings);
             return Ok(());
         }
-        let mut settings = self.stream(id)?.settings;
+        let Some(s) = self.streams.get(id) else {
+            return self.not_live(id, Ok(()));
+        };
+        let mut settings = s.settings;
         change(&mut settings);
         self.apply_settings(id, settings);
         Ok(())

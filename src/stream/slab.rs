@@ -13,6 +13,9 @@ pub(super) struct Slab<T> {
 pub(super) struct Entry<T> {
     pub(super) generation: u32,
     pub(super) value: Option<T>,
+    /// The value was taken by `close`: the id still names the slot (which
+    /// is not free) until `retire`.
+    pub(super) closed: bool,
 }
 
 /// Listener ids have this bit set, stream ids not.
@@ -36,6 +39,7 @@ impl<T> Slab<T> {
                 self.entries.push(Entry {
                     generation: 1,
                     value: None,
+                    closed: false,
                 });
                 (self.entries.len() - 1) as u32
             }
@@ -72,6 +76,33 @@ impl<T> Slab<T> {
         entry.generation = entry.generation.checked_add(1).unwrap_or(1);
         self.free.push(slot as u32);
         entry.value.take()
+    }
+
+    /// Takes the value out, keeping the id for `is_closed` until `retire`.
+    pub(super) fn close(&mut self, id: u64) -> Option<T> {
+        let slot = self.slot(id)?;
+        let entry = &mut self.entries[slot];
+        entry.closed = true;
+        entry.value.take()
+    }
+
+    /// Whether `id` names a value taken by `close` and not yet retired.
+    #[cold]
+    pub(super) fn is_closed(&self, id: u64) -> bool {
+        let slot = (id & (SLOT_MASK | LISTENER_KIND)) ^ self.kind;
+        matches!(self.entries.get(slot as usize),
+            Some(entry) if entry.closed && entry.generation == (id >> 32) as u32)
+    }
+
+    /// Frees the slot of a closed id: from now on the id matches nothing.
+    pub(super) fn retire(&mut self, id: u64) {
+        if self.is_closed(id) {
+            let slot = (id & SLOT_MASK) as usize;
+            let entry = &mut self.entries[slot];
+            entry.closed = false;
+            entry.generation = entry.generation.checked_add(1).unwrap_or(1);
+            self.free.push(slot as u32);
+        }
     }
 
     pub(super) fn values(&self) -> impl Iterator<Item = &T> {

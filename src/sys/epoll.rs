@@ -33,6 +33,11 @@ impl Events {
         self.buf.len()
     }
 
+    /// How many events one wait can return.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     #[inline]
     pub fn get(&self, i: usize) -> Option<(u64, u32)> {
         self.buf.get(i).map(|ev| (ev.u64, ev.events))
