@@ -1051,7 +1051,7 @@ static void test_many_fds(void) {
     CHECK_EQ(evl_loop_free(loop), 0);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     static const harness_test tests[] = {
         TEST(test_versions),
@@ -1081,5 +1081,5 @@ int main(void) {
         TEST(test_fork_never_revives_a_closed_registration),
         TEST(test_many_fds),
     };
-    return harness_main(tests, sizeof tests / sizeof tests[0]);
+    return harness_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -524,7 +524,7 @@ static void test_exchange(void) {
     CHECK_EQ(evl_loop_free(loop), 0);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     static const harness_test tests[] = {
         TEST(test_read_buffer_and_write_batch),
         TEST(test_exchange),
@@ -535,5 +535,5 @@ int main(void) {
         TEST(test_stream_reentry_is_busy),
         TEST(test_free_with_streams_open),
     };
-    return harness_main(tests, sizeof tests / sizeof tests[0]);
+    return harness_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
