@@ -9,6 +9,7 @@
 
 pub mod event_loop;
 pub mod ffi;
+mod slab;
 pub mod stream;
 mod sys;
 

@@ -61,7 +61,7 @@ impl<D: Copy + Default> EventLoop<D> {
             self.grow_events(max_events);
         }
         self.epoll.wait(&mut self.events, max_events, timeout)?;
-        self.now = if self.timers.live > 0 {
+        self.now = if self.timers.live() > 0 {
             sys::now_ns()
         } else {
             0
@@ -75,7 +75,7 @@ impl<D: Copy + Default> EventLoop<D> {
         // The usual iteration has nothing but I/O: start it at the I/O phase,
         // so that next_io hands out the first event without a detour.
         let timer_due =
-            self.timers.live > 0 && self.timers.next_deadline().is_some_and(|d| d <= self.now);
+            self.timers.live() > 0 && self.timers.next_deadline().is_some_and(|d| d <= self.now);
         if self.tasks.is_empty() && !self.signals.has_pending() && !timer_due {
             self.phase = Phase::Io;
             self.cursor = 0;

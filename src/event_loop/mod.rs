@@ -42,7 +42,9 @@ use timers::Timers;
 /// accepted and ignored: they are always reported.
 pub const VALID_INTEREST: u32 = READ | WRITE | ERROR | HUP | RDHUP | EDGE | ONESHOT;
 
-/// Non-zero; the low 32 bits name a slot, the high 32 bits its generation.
+/// Names a timer: non-zero, the generation of its slot in the high 32 bits
+/// and the slot in the low ones (see `slab.rs`), so that the id of a timer
+/// that was stopped or has fired (one-shot) matches no later timer.
 pub type TimerId = u64;
 
 /// One thing for the caller to dispatch.
@@ -120,7 +122,7 @@ impl<D: Copy + Default> EventLoop<D> {
     /// Whether anything is left that could produce an event.
     pub fn is_alive(&self) -> bool {
         self.registered > 0
-            || self.timers.live > 0
+            || self.timers.live() > 0
             || self.signals.watched > 0
             || self.shared.queued.load(Ordering::Acquire) > 0
     }

@@ -5,6 +5,7 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use super::{EventLoop, TimerId};
+use crate::slab::Slab;
 use crate::sys::{self, Errno};
 
 impl<D: Copy + Default> EventLoop<D> {
@@ -25,8 +26,7 @@ impl<D: Copy + Default> EventLoop<D> {
 
     /// What is attached to a running timer.
     pub fn timer_data(&self, id: TimerId) -> Option<D> {
-        let slot = self.timers.slot_of(id)?;
-        self.timers.slots[slot as usize].armed.map(|a| a.data)
+        self.timers.data(id)
     }
 
     /// The clock reading (CLOCK_MONOTONIC ns) taken after the last wait, when
@@ -46,22 +46,16 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A binary heap of deadlines over a slab of timers. Stopping a timer frees
-/// its slot at once and leaves its heap entry to be skipped when it surfaces;
-/// the heap is rebuilt when such stale entries outnumber the live ones.
+/// A binary heap of deadlines over a slab of timers (their ids are the
+/// slab's). Stopping a timer frees its slot at once and leaves its heap entry
+/// to be skipped when it surfaces; the heap is rebuilt when such stale
+/// entries outnumber the live ones.
 pub(super) struct Timers<D> {
     /// (deadline ns, arming sequence, slot). The sequence breaks ties in
     /// start order and tells a stale entry from the slot's current arming.
     heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
-    slots: Vec<TimerSlot<D>>,
-    free: Vec<u32>,
+    armed: Slab<Armed<D>>,
     next_seq: u64,
-    pub(super) live: usize,
-}
-
-struct TimerSlot<D> {
-    generation: u32,
-    armed: Option<Armed<D>>,
 }
 
 #[derive(Clone, Copy)]
@@ -69,89 +63,67 @@ struct Armed<D> {
     deadline: u64,
     seq: u64,
     repeat: u64,
-    pub(super) data: D,
+    data: D,
 }
 
 impl<D: Copy> Timers<D> {
     pub(super) fn new() -> Self {
         Timers {
             heap: BinaryHeap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
+            armed: Slab::new(0),
             next_seq: 0,
-            live: 0,
         }
     }
 
+    /// How many timers run.
+    pub(super) fn live(&self) -> usize {
+        self.armed.len()
+    }
+
     pub(super) fn start(&mut self, now: u64, delay: u64, repeat: u64, data: D) -> TimerId {
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
-            None => {
-                self.slots.push(TimerSlot {
-                    generation: 1,
-                    armed: None,
-                });
-                (self.slots.len() - 1) as u32
-            }
-        };
-        self.live += 1;
-        self.arm(slot, now.saturating_add(delay), repeat, data);
-        self.id_of(slot)
-    }
-
-    fn id_of(&self, slot: u32) -> TimerId {
-        (self.slots[slot as usize].generation as u64) << 32 | (slot as u64 + 1)
-    }
-
-    fn arm(&mut self, slot: u32, deadline: u64, repeat: u64, data: D) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.slots[slot as usize].armed = Some(Armed {
+        let deadline = now.saturating_add(delay);
+        let seq = self.next_seq();
+        let id = self.armed.insert(Armed {
             deadline,
             seq,
             repeat,
             data,
         });
+        let slot = self.armed.slot(id).expect("just inserted");
         self.heap.push(Reverse((deadline, seq, slot)));
+        id
     }
 
-    pub(super) fn slot_of(&self, id: TimerId) -> Option<u32> {
-        let slot = (id as u32).checked_sub(1)?;
-        let entry = self.slots.get(slot as usize)?;
-        (entry.generation == (id >> 32) as u32 && entry.armed.is_some()).then_some(slot)
+    fn next_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// What is attached to a running timer.
+    pub(super) fn data(&self, id: TimerId) -> Option<D> {
+        self.armed.get(id).map(|a| a.data)
     }
 
     pub(super) fn stop(&mut self, id: TimerId) -> bool {
-        let Some(slot) = self.slot_of(id) else {
+        if self.armed.remove(id).is_none() {
             return false;
-        };
-        self.release(slot);
-        if self.heap.len() > 64 && self.heap.len() > 2 * self.live {
+        }
+        if self.heap.len() > 64 && self.heap.len() > 2 * self.live() {
             self.rebuild_heap();
         }
         true
     }
 
-    fn release(&mut self, slot: u32) {
-        let entry = &mut self.slots[slot as usize];
-        entry.armed = None;
-        entry.generation = entry.generation.checked_add(1).unwrap_or(1);
-        self.free.push(slot);
-        self.live -= 1;
-    }
-
     fn rebuild_heap(&mut self) {
-        let entries = self.slots.iter().enumerate().filter_map(|(slot, entry)| {
-            entry
-                .armed
-                .as_ref()
-                .map(|a| Reverse((a.deadline, a.seq, slot as u32)))
-        });
-        self.heap = entries.collect();
+        let entries = self.armed.iter();
+        self.heap = entries
+            .map(|(slot, a)| Reverse((a.deadline, a.seq, slot)))
+            .collect();
     }
 
     fn is_current(&self, (_, seq, slot): (u64, u64, u32)) -> bool {
-        matches!(&self.slots[slot as usize].armed, Some(a) if a.seq == seq)
+        matches!(self.armed.in_slot(slot), Some(a) if a.seq == seq)
     }
 
     pub(super) fn next_deadline(&mut self) -> Option<u64> {
@@ -175,19 +147,24 @@ impl<D: Copy> Timers<D> {
             if !self.is_current(top) {
                 continue;
             }
-            let id = self.id_of(slot);
-            let armed = self.slots[slot as usize]
-                .armed
-                .expect("current entry is armed");
+            let id = self.armed.id_of(slot);
+            let armed = *self.armed.in_slot(slot).expect("current entry is armed");
             if armed.repeat > 0 {
                 // Keep the cadence; after a long stall, skip the missed beats.
                 let mut next = deadline.saturating_add(armed.repeat);
                 if next <= now {
                     next = now.saturating_add(armed.repeat);
                 }
-                self.arm(slot, next, armed.repeat, armed.data);
+                let seq = self.next_seq();
+                let entry = self
+                    .armed
+                    .in_slot_mut(slot)
+                    .expect("current entry is armed");
+                entry.deadline = next;
+                entry.seq = seq;
+                self.heap.push(Reverse((next, seq, slot)));
             } else {
-                self.release(slot);
+                self.armed.remove(id);
             }
             return Some((id, armed.data));
         }
@@ -210,7 +187,7 @@ mod tests {
             .map(|(_, tag)| tag)
             .collect();
         assert_eq!(fired, [4, 2, 3, 1]);
-        assert_eq!(t.live, 0);
+        assert_eq!(t.live(), 0);
         for (id, _) in ids {
             assert!(!t.stop(id), "a fired one-shot timer is over");
         }
@@ -228,12 +205,12 @@ mod tests {
         for id in ids.iter().skip(1).step_by(2).take(400) {
             assert!(t.stop(*id));
         }
-        assert_eq!(t.live, 100);
+        assert_eq!(t.live(), 100);
         assert!(
-            t.heap.len() <= 2 * t.live + 64,
+            t.heap.len() <= 2 * t.live() + 64,
             "heap of {} for {} live timers",
             t.heap.len(),
-            t.live
+            t.live()
         );
         let fired: Vec<u32> = std::iter::from_fn(|| t.pop_due(u64::MAX))
             .map(|(_, i)| i)

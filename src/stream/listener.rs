@@ -60,10 +60,6 @@ impl<D: Copy + Default> StreamLoop<D> {
         self.listeners.get(id).ok_or(libc::ENOENT)
     }
 
-    pub fn listener_fd(&self, id: ListenerId) -> Result<RawFd, Errno> {
-        Ok(self.listener(id)?.fd)
-    }
-
     pub fn listener_port(&self, id: ListenerId) -> Result<u16, Errno> {
         sys::local_port(self.listener(id)?.fd)
     }

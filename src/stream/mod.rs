@@ -21,7 +21,7 @@
 //! application ends a stream itself, events of that stream not yet handed
 //! out are dropped.
 //!
-//! One file per part: generational ids (`slab.rs`), the shared read buffer
+//! One file per part: the shared read buffer
 //! (`read_buffer.rs`), write queues (`write_queue.rs`), listeners
 //! (`listener.rs`), connections and what the application asks of them
 //! (`connection.rs`), watermarks and idle timeouts (`settings.rs`), and
@@ -32,7 +32,6 @@ mod dispatch;
 mod listener;
 mod read_buffer;
 mod settings;
-mod slab;
 mod write_queue;
 
 use std::collections::VecDeque;
@@ -45,10 +44,10 @@ use crate::sys::{self, Errno};
 pub use crate::event_loop::{EDGE, ERROR, HUP, RDHUP, READ, WRITE};
 pub use settings::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 
+use crate::slab::{Slab, OTHER_KIND};
 use connection::Stream;
 use listener::Listener;
 use read_buffer::ReadBuffer;
-use slab::{Slab, LISTENER_KIND};
 
 /// Names a stream: non-zero, never reused while the loop lives (slot and
 /// generation), so a stale id is refused instead of reaching another stream.
@@ -167,7 +166,8 @@ impl<D: Copy + Default> StreamLoop<D> {
         Ok(StreamLoop {
             core: EventLoop::new()?,
             streams: Slab::new(0),
-            listeners: Slab::new(LISTENER_KIND),
+            // Listener ids have the kind bit, stream ids not: neither names the other.
+            listeners: Slab::new(OTHER_KIND),
             reads: ReadBuffer {
                 buf: Vec::new(),
                 used: 0,

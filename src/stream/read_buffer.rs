@@ -38,8 +38,10 @@ impl ReadBuffer {
     /// The free part of the buffer, at most `READ_CHUNK` bytes.
     #[inline]
     pub(super) fn free_chunk(&mut self) -> &mut [u8] {
+        debug_assert_eq!(self.buf.len(), READ_BUFFER, "made by ensure()");
         let len = self.room().min(READ_CHUNK);
-        // SAFETY: `used + len` <= the buffer's length. The slice is made from
+        // SAFETY: `used + len` <= READ_BUFFER, the buffer's length once a
+        // stream exists (add_stream calls ensure). The slice is made from
         // the raw pointer so that no reference to the whole buffer is made:
         // the bytes before `used` were handed out as pointers that must stay
         // valid (see bytes_ptr).
@@ -76,5 +78,40 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[inline]
     pub fn release_reads(&mut self) {
         self.reads.used = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_go_end_to_end_until_released() {
+        let mut reads = ReadBuffer {
+            buf: Vec::new(),
+            used: 0,
+        };
+        reads.ensure();
+        assert_eq!(reads.buf.len(), READ_BUFFER);
+        let start = reads.buf.as_ptr();
+        let mut offsets = Vec::new();
+        while reads.room() >= MIN_READ {
+            let expected = READ_CHUNK.min(READ_BUFFER - reads.used);
+            let chunk = reads.free_chunk();
+            assert_eq!(chunk.len(), expected);
+            let n = 10_000.min(chunk.len());
+            chunk[..n].fill(offsets.len() as u8);
+            offsets.push(reads.used);
+            reads.used += n;
+        }
+        // Earlier reads are where they were, untouched by the later ones.
+        for (i, &at) in offsets.iter().enumerate() {
+            assert!(reads.buf[at..at + 10_000].iter().all(|&b| b == i as u8));
+        }
+        reads.ensure();
+        assert_eq!(reads.buf.as_ptr(), start, "made once, never moved");
+        reads.used = 0; // release_reads
+        assert_eq!(reads.room(), READ_BUFFER);
+        assert_eq!(reads.free_chunk().len(), READ_CHUNK);
     }
 }
