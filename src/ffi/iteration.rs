@@ -64,9 +64,11 @@ pub(super) unsafe fn iterate<S: Sink>(
                 // SAFETY: live, and the borrow above is over.
                 unsafe { sink.io(lp, fd, revents, data) }
             }
-            Some(Ready::Stream(event)) => {
-                // SAFETY: as above.
-                unsafe { sink.stream(lp, event) }
+            Some(Ready::Stream { stream, revents }) => {
+                if let Some(event) = core.stream_ready(stream, revents) {
+                    // SAFETY: as above.
+                    unsafe { sink.stream(lp, event) }
+                }
             }
             None => match core.next_event() {
                 Some(Event::Io { fd, revents, data }) => {

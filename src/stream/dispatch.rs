@@ -41,13 +41,15 @@ impl<D: Copy + Default> StreamLoop<D> {
     }
 
     /// The fast path: the next ready registration, if it is one of the
-    /// application's (`Ready::Io`) or a stream's that gave an event
-    /// (`Ready::Stream`: usually `Data`, its bytes read). `None` whenever
-    /// anything else comes next, or nothing: [`next_event`](Self::next_event)
-    /// then says which.
+    /// application's (`Ready::Io`) or a stream's (`Ready::Stream`, which
+    /// [`stream_ready`](Self::stream_ready) turns into the stream's event,
+    /// usually `Data`). `None` whenever anything else comes next, or nothing:
+    /// [`next_event`](Self::next_event) then says which.
     ///
     /// Inlined into its caller, like the read path below: an event goes
-    /// from epoll to the caller without being copied through memory.
+    /// from epoll to the caller without being copied through memory (a
+    /// `Ready` fits in registers; a `StreamEvent` does not, which is why the
+    /// read is a second call and not part of this one).
     #[inline(always)]
     pub fn next_ready(&mut self) -> Option<Ready<D>> {
         if !self.pending.is_empty() {
@@ -56,8 +58,8 @@ impl<D: Copy + Default> StreamLoop<D> {
         let (fd, revents, owner) = self.core.next_io()?;
         match owner {
             Owner::User(data) => Some(Ready::Io { fd, revents, data }),
-            Owner::Stream(id) if self.reads.room() >= MIN_READ => {
-                self.stream_ready(id, revents).map(Ready::Stream)
+            Owner::Stream(stream) if self.reads.room() >= MIN_READ => {
+                Some(Ready::Stream { stream, revents })
             }
             _ => {
                 // A listener's, or the read buffer is nearly full: next_event's.
@@ -76,8 +78,8 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// of the iteration then comes with the next `wait`, which does not block.
     pub fn next_event(&mut self) -> Option<Event<D>> {
         loop {
-            if let Some(event) = self.pop_pending() {
-                return Some(Event::Stream(event));
+            if !self.pending.is_empty() {
+                return self.pop_pending().map(Event::Stream);
             }
             match self.core.next_event()? {
                 event_loop::Event::Io { fd, revents, data } => match data {
@@ -126,10 +128,12 @@ impl<D: Copy + Default> StreamLoop<D> {
         Some(event)
     }
 
-    /// A stream's readiness. Usually: read, hand out the bytes. Events
-    /// that other paths make wait in `pending`, behind this one.
+    /// The second half of the fast path: what a stream's readiness from
+    /// [`next_ready`](Self::next_ready) makes. Usually: read, hand out the
+    /// bytes. Events that other paths make wait in `pending`, behind this
+    /// one; `None` when there is nothing (yet) to hand out.
     #[inline(always)]
-    fn stream_ready(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
+    pub fn stream_ready(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
         let event = if s.flags & (CONNECTING | CLOSING | NOT_READING) != 0
             || s.queue.is_some()

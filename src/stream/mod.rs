@@ -96,8 +96,9 @@ pub struct StreamEvent<D> {
 pub enum Ready<D> {
     /// One of the application's registrations is ready.
     Io { fd: RawFd, revents: u32, data: D },
-    /// What a stream's readiness made: usually `Data`.
-    Stream(StreamEvent<D>),
+    /// A stream's fd is ready: [`StreamLoop::stream_ready`] reads it and
+    /// says what happened (usually `Data`).
+    Stream { stream: StreamId, revents: u32 },
 }
 
 /// One thing for the caller to dispatch.
