@@ -342,8 +342,9 @@ int evl_loop_free(struct evl_loop *loop);
 
 /**
  * Watches `fd` for `events` (EVL_READ, EVL_WRITE, optionally EVL_EDGE or
- * EVL_ONESHOT; EVL_ERROR, EVL_HUP and EVL_RDHUP are accepted and always
- * reported anyway). `cb` (may be NULL: the fd is then reported only by
+ * EVL_ONESHOT; EVL_ERROR, EVL_HUP and EVL_RDHUP are accepted and ignored:
+ * EVL_ERROR and EVL_HUP are always reported, EVL_RDHUP with EVL_READ).
+ * `cb` (may be NULL: the fd is then reported only by
  * evl_poll) is called with `userdata` when the fd is ready.
  *
  * Returns 0; -EINVAL for a NULL loop, a negative fd or unknown event bits;
