@@ -341,8 +341,9 @@ int evl_loop_free(struct evl_loop *loop);
 
 /**
  * Watches `fd` for `events` (EVL_READ, EVL_WRITE, optionally EVL_EDGE or
- * EVL_ONESHOT; EVL_ERROR, EVL_HUP and EVL_RDHUP are accepted and always
- * reported anyway). `cb` (may be NULL: the fd is then reported only by
+ * EVL_ONESHOT; EVL_ERROR, EVL_HUP and EVL_RDHUP are accepted and ignored:
+ * EVL_ERROR and EVL_HUP are always reported, EVL_RDHUP with EVL_READ).
+ * `cb` (may be NULL: the fd is then reported only by
  * evl_poll) is called with `userdata` when the fd is ready.
  *
  * Returns 0; -EINVAL for a NULL loop, a negative fd or unknown event bits;
@@ -352,7 +353,11 @@ int evl_loop_free(struct evl_loop *loop);
  * An fd closed without evl_unregister drops out of the kernel's set; when
  * its number is reused, the new fd can be registered and the old
  * registration never calls back. (If the old fd was dup()ed, the kernel
- * keeps watching the duplicate: unregister before closing.)
+ * keeps watching the duplicate: unregister before closing.) An event of
+ * the closed fd fetched before the close, in the batch being dispatched,
+ * is still delivered to the old callback unless the number was registered
+ * again first; by then the number may name another file: a callback that
+ * closes a registered fd should evl_unregister it before closing.
  * Ownership: the fd stays the caller's; the loop never closes it.
  * `userdata` is the caller's and is only handed back.
  * Thread-safety: the loop's thread only.

@@ -64,7 +64,10 @@ fn assert_list_is(program: &str, names: &[&str]) {
         .lines()
         .map(String::from)
         .collect();
-    assert_eq!(listed, names, "update the list in tests/c_api.rs");
+    assert_eq!(
+        listed, names,
+        "the C program's tests (left) and the list in tests/c_api.rs (right) differ: update the list"
+    );
 }
 
 /// One Rust test per C test of `program`, a test that the list is the
@@ -110,6 +113,7 @@ c_tests! {
         test_hup_rdhup_error,
         test_edge_and_oneshot,
         test_oneshot_rearmed_during_its_batch_reports_once,
+        test_rdhup_only_with_read_interest,
         test_callback_ends_other_registrations,
         test_fd_number_reused_in_batch,
         test_closed_without_unregister,
@@ -176,6 +180,7 @@ fn header_compiles_as_cpp() {
         .arg("-L")
         .arg(&lib)
         .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-Wl,--disable-new-dtags") // see compile_c
         .arg("-levloop")
         .output()
         .expect("c++ is needed to check the header compiles as C++: apt-get install g++");

@@ -55,8 +55,13 @@ fn next_generation(generation: u32) -> u32 {
     }
 }
 
+/// The bits worth reporting for `interest`: ERROR and HUP always, RDHUP
+/// only with READ (as epoll is asked for it: see `sys::to_epoll`), so that
+/// an event fetched under read interest and filtered after a change to
+/// write-only interest does not come through as a bare RDHUP.
 pub(super) fn wanted(interest: u32) -> u32 {
-    interest | ERROR | HUP | RDHUP
+    let rdhup = if interest & READ != 0 { RDHUP } else { 0 };
+    (interest & !RDHUP) | ERROR | HUP | rdhup
 }
 
 /// The interest a registration was given, from its `wanted` bits.

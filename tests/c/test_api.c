@@ -401,6 +401,50 @@ static void test_oneshot_rearmed_during_its_batch_reports_once(void) {
     close(a[0]); close(a[1]); close(b[0]); close(b[1]);
 }
 
+typedef struct {
+    int fds[2];
+    uint32_t interest[2];
+    int calls, outside; /* callbacks, and those reporting bits beyond the interest */
+} interest_state;
+
+/* The first callback of the batch takes read interest away from the other fd,
+ * whose EPOLLIN|EPOLLRDHUP event is already in the batch. */
+static void drop_others_read(evl_loop *loop, int fd, uint32_t revents, void *userdata) {
+    interest_state *s = userdata;
+    int me = fd == s->fds[1];
+    uint32_t allowed = s->interest[me] | EVL_ERROR | EVL_HUP;
+    if (s->interest[me] & EVL_READ) allowed |= EVL_RDHUP;
+    if (revents & ~allowed) s->outside++;
+    if (s->calls++ == 0) {
+        s->interest[!me] = EVL_WRITE;
+        CHECK_EQ(evl_modify(loop, s->fds[!me], EVL_WRITE), 0);
+    }
+}
+
+/* Found by the model tests (FOUND-BUGS M1): EVL_RDHUP was in every
+ * registration's filter, so after evl_modify(fd, EVL_WRITE) an event fetched
+ * under read interest reached the callback as a bare EVL_RDHUP. */
+static void test_rdhup_only_with_read_interest(void) {
+    evl_loop *loop = new_loop();
+    int a[2], b[2];
+    pair(a);
+    pair(b);
+    shutdown(a[1], SHUT_WR); /* both readable, with RDHUP */
+    shutdown(b[1], SHUT_WR);
+    interest_state s = {.fds = {a[0], b[0]}, .interest = {EVL_READ, EVL_READ}};
+    CHECK_EQ(evl_register(loop, a[0], EVL_READ, drop_others_read, &s), 0);
+    CHECK_EQ(evl_register(loop, b[0], EVL_READ, drop_others_read, &s), 0);
+    CHECK_EQ(evl_run_once(loop, 1000), 1);
+    CHECK_EQ(s.outside, 0);
+    /* The modified one reports what it now asks for: writability. */
+    CHECK_EQ(evl_run_once(loop, 1000), 2);
+    CHECK_EQ(s.outside, 0);
+    CHECK_EQ(evl_unregister(loop, a[0]), 0);
+    CHECK_EQ(evl_unregister(loop, b[0]), 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+}
+
 /* ---- callbacks that change the loop ---------------------------------------- */
 
 typedef struct {
@@ -1063,6 +1107,7 @@ int main(int argc, char **argv) {
         TEST(test_hup_rdhup_error),
         TEST(test_edge_and_oneshot),
         TEST(test_oneshot_rearmed_during_its_batch_reports_once),
+        TEST(test_rdhup_only_with_read_interest),
         TEST(test_callback_ends_other_registrations),
         TEST(test_fd_number_reused_in_batch),
         TEST(test_closed_without_unregister),
