@@ -86,6 +86,22 @@ pub(super) unsafe fn core<'a>(lp: *mut evl_loop) -> Result<&'a mut StreamLoop<Ca
     Ok(unsafe { &mut *(*lp).core.get() })
 }
 
+/// The body of most C functions (those that run no callback): `$body`,
+/// with `$core` a borrow of the loop, inside [`guard`]. `$body` is not in
+/// the unsafe block: an unsafe operation there needs a block of its own.
+macro_rules! with_loop {
+    ($lp:expr, |$core:ident| $body:expr) => {
+        $crate::ffi::boundary::guard(|| {
+            // SAFETY: the header's contract: the loop pointer is NULL or a
+            // live loop from evl_loop_new, used on its thread; no callback
+            // runs inside `$body`, so no other borrow of it is in use.
+            let $core = unsafe { $crate::ffi::boundary::core($lp) }?;
+            $body
+        })
+    };
+}
+pub(super) use with_loop;
+
 /// The thread-safe part of the loop.
 ///
 /// # Safety

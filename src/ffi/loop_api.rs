@@ -5,7 +5,9 @@ use std::cell::{Cell, UnsafeCell};
 use std::ffi::{c_int, c_void};
 use std::os::fd::RawFd;
 
-use super::boundary::{core, guard, handle, not_running, timeout_from_ms, Callback, Running};
+use super::boundary::{
+    core, guard, handle, not_running, timeout_from_ms, with_loop, Callback, Running,
+};
 use super::iteration::{dispatch_stream, iterate, RunCallbacks, Sink};
 use super::types::*;
 use crate::stream::{StreamEvent, StreamLoop};
@@ -88,9 +90,7 @@ pub unsafe extern "C" fn evl_register(
     cb: evl_io_cb,
     userdata: *mut c_void,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
+    with_loop!(r#loop, |core| {
         core.register(fd, events, Callback::io(cb, userdata))
             .map(|()| 0)
     })
@@ -108,11 +108,7 @@ pub unsafe extern "C" fn evl_register(
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_modify(r#loop: *mut evl_loop, fd: c_int, events: u32) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.modify(fd, events).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core.modify(fd, events).map(|()| 0))
 }
 
 /// Replaces the callback and userdata of a registered fd (`cb` may be NULL).
@@ -128,11 +124,9 @@ pub unsafe extern "C" fn evl_set_callback(
     cb: evl_io_cb,
     userdata: *mut c_void,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.set_data(fd, Callback::io(cb, userdata)).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core
+        .set_data(fd, Callback::io(cb, userdata))
+        .map(|()| 0))
 }
 
 /// Ends the registration of `fd`. No event for it is delivered afterwards,
@@ -145,11 +139,7 @@ pub unsafe extern "C" fn evl_set_callback(
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_unregister(r#loop: *mut evl_loop, fd: c_int) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.unregister(fd).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core.unregister(fd).map(|()| 0))
 }
 
 /// Runs the loop until evl_stop is called or nothing is left to wait for

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_int, c_void};
 
-use super::boundary::{core, guard, Callback};
+use super::boundary::{with_loop, Callback};
 use super::types::*;
 
 /// Calls `cb` on the loop's thread whenever `signo` arrives. The signal is
@@ -20,9 +20,7 @@ pub unsafe extern "C" fn evl_signal_start(
     cb: evl_signal_cb,
     userdata: *mut c_void,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
+    with_loop!(r#loop, |core| {
         if cb.is_none() {
             return Err(libc::EINVAL);
         }
@@ -38,9 +36,5 @@ pub unsafe extern "C" fn evl_signal_start(
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_signal_stop(r#loop: *mut evl_loop, signo: c_int) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.unwatch_signal(signo).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core.unwatch_signal(signo).map(|()| 0))
 }

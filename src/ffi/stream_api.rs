@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 
-use super::boundary::{bytes, core, guard, store, Callback};
+use super::boundary::{bytes, store, with_loop, Callback};
 use super::types::*;
 use crate::sys::{Errno, SockAddr};
 
@@ -50,9 +50,7 @@ pub unsafe extern "C" fn evl_listen(
     userdata: *mut c_void,
     out: *mut u64,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
+    with_loop!(r#loop, |core| {
         if out.is_null() || flags & !EVL_LISTEN_REUSEPORT != 0 {
             return Err(libc::EINVAL);
         }
@@ -77,11 +75,7 @@ pub unsafe extern "C" fn evl_listen(
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_listener_port(r#loop: *mut evl_loop, listener: u64) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.listener_port(listener).map(c_int::from)
-    })
+    with_loop!(r#loop, |core| core.listener_port(listener).map(c_int::from))
 }
 
 /// Lets a listener hold at most `max` accepted streams open at once (0: no
@@ -96,9 +90,7 @@ pub unsafe extern "C" fn evl_listener_set_max_conns(
     listener: u64,
     max: c_int,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
+    with_loop!(r#loop, |core| {
         let max = usize::try_from(max).map_err(|_| libc::EINVAL)?;
         core.set_max_conns(listener, max).map(|()| 0)
     })
@@ -110,11 +102,7 @@ pub unsafe extern "C" fn evl_listener_set_max_conns(
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_listener_close(r#loop: *mut evl_loop, listener: u64) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.close_listener(listener).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core.close_listener(listener).map(|()| 0))
 }
 
 /// Starts a TCP connection to `host` (as for evl_listen; NULL is refused)
@@ -135,9 +123,7 @@ pub unsafe extern "C" fn evl_connect(
     userdata: *mut c_void,
     out: *mut u64,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
+    with_loop!(r#loop, |core| {
         if host.is_null() || out.is_null() {
             return Err(libc::EINVAL);
         }
@@ -169,9 +155,7 @@ pub unsafe extern "C" fn evl_stream_open(
     userdata: *mut c_void,
     out: *mut u64,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
+    with_loop!(r#loop, |core| {
         if out.is_null() {
             return Err(libc::EINVAL);
         }
@@ -201,9 +185,7 @@ pub unsafe extern "C" fn evl_stream_write(
     data: *const c_void,
     len: usize,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
+    with_loop!(r#loop, |core| {
         // SAFETY: `data` is readable for `len` bytes (the header's contract).
         let bytes = unsafe { bytes(data, len) }?;
         core.write(stream, bytes).map(|()| 0)
@@ -218,11 +200,7 @@ pub unsafe extern "C" fn evl_stream_write(
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_shutdown(r#loop: *mut evl_loop, stream: u64) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.shutdown(stream).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core.shutdown(stream).map(|()| 0))
 }
 
 /// Graceful close: stops reading, sends what is queued, then closes
@@ -233,11 +211,7 @@ pub unsafe extern "C" fn evl_stream_shutdown(r#loop: *mut evl_loop, stream: u64)
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_close(r#loop: *mut evl_loop, stream: u64) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.close(stream).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core.close(stream).map(|()| 0))
 }
 
 /// Closes now, dropping what is queued (EVL_STREAM_CLOSED follows with
@@ -247,11 +221,7 @@ pub unsafe extern "C" fn evl_stream_close(r#loop: *mut evl_loop, stream: u64) ->
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_abort(r#loop: *mut evl_loop, stream: u64) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.abort(stream).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core.abort(stream).map(|()| 0))
 }
 
 /// Stops reading from the stream until evl_stream_resume.
@@ -260,11 +230,7 @@ pub unsafe extern "C" fn evl_stream_abort(r#loop: *mut evl_loop, stream: u64) ->
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_pause(r#loop: *mut evl_loop, stream: u64) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.pause(stream).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core.pause(stream).map(|()| 0))
 }
 
 /// Reads again after evl_stream_pause (unless the queue is still above
@@ -274,11 +240,7 @@ pub unsafe extern "C" fn evl_stream_pause(r#loop: *mut evl_loop, stream: u64) ->
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_resume(r#loop: *mut evl_loop, stream: u64) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.resume(stream).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core.resume(stream).map(|()| 0))
 }
 
 /// Backpressure: once more than `high` bytes are queued, reading from the
@@ -298,11 +260,9 @@ pub unsafe extern "C" fn evl_stream_set_watermarks(
     high: usize,
     low: usize,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.set_watermarks(stream, high, low).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core
+        .set_watermarks(stream, high, low)
+        .map(|()| 0))
 }
 
 /// Closes the stream (EVL_STREAM_CLOSED, -ETIMEDOUT) once no byte has moved
@@ -318,11 +278,9 @@ pub unsafe extern "C" fn evl_stream_set_idle_timeout(
     stream: u64,
     timeout_ms: u32,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.set_idle_timeout(stream, timeout_ms).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core
+        .set_idle_timeout(stream, timeout_ms)
+        .map(|()| 0))
 }
 
 /// Replaces the callback and userdata of a stream, or of a listener (for the
@@ -340,9 +298,7 @@ pub unsafe extern "C" fn evl_stream_set_callback(
     cb: evl_stream_cb,
     userdata: *mut c_void,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
+    with_loop!(r#loop, |core| {
         core.set_stream_data(stream, Callback::stream(cb, userdata))
             .map(|()| 0)
     })
@@ -357,11 +313,7 @@ pub unsafe extern "C" fn evl_stream_set_callback(
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_fd(r#loop: *mut evl_loop, stream: u64) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.stream_fd(stream)
-    })
+    with_loop!(r#loop, |core| core.stream_fd(stream))
 }
 
 /// Writes to `*out` how many bytes are queued, not yet taken by the kernel.
@@ -374,9 +326,7 @@ pub unsafe extern "C" fn evl_stream_queued(
     stream: u64,
     out: *mut usize,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
+    with_loop!(r#loop, |core| {
         if out.is_null() {
             return Err(libc::EINVAL);
         }
@@ -403,9 +353,7 @@ pub unsafe extern "C" fn evl_stream_read_buffer(
     start: *mut *const u8,
     len: *mut usize,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
+    with_loop!(r#loop, |core| {
         if start.is_null() || len.is_null() {
             return Err(libc::EINVAL);
         }

@@ -3,7 +3,7 @@
 use std::ffi::{c_int, c_void};
 use std::time::Duration;
 
-use super::boundary::{core, guard, Callback};
+use super::boundary::{with_loop, Callback};
 use super::types::*;
 
 /// Starts a timer that calls `cb` after `delay_ms` milliseconds, then every
@@ -24,9 +24,7 @@ pub unsafe extern "C" fn evl_timer_start(
     userdata: *mut c_void,
     timer_id: *mut u64,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
+    with_loop!(r#loop, |core| {
         if cb.is_none() {
             return Err(libc::EINVAL);
         }
@@ -51,9 +49,5 @@ pub unsafe extern "C" fn evl_timer_start(
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_timer_stop(r#loop: *mut evl_loop, timer_id: u64) -> c_int {
-    guard(|| {
-        // SAFETY: the header's contract: `loop` is NULL or a live loop, used on its thread.
-        let core = unsafe { core(r#loop) }?;
-        core.stop_timer(timer_id).map(|()| 0)
-    })
+    with_loop!(r#loop, |core| core.stop_timer(timer_id).map(|()| 0))
 }
