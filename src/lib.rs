@@ -6,12 +6,17 @@
 //! - [`event_loop`]: registrations, timers, signals and tasks in safe Rust, no C types;
 //! - [`stream`]: buffered streams (listeners, connections, write queues) over the loop;
 //! - [`ffi`]: the C ABI (`include/evloop.h`), argument checks and panic catching.
+//!
+//! Beside them, `slab` (private): the generational ids of timers, streams
+//! and listeners.
 
 pub mod event_loop;
 pub mod ffi;
 mod slab;
 pub mod stream;
 mod sys;
+#[cfg(test)]
+mod test_rng;
 
 pub use event_loop::{Event, EventLoop, LoopHandle, TimerId};
 pub use stream::{StreamEvent, StreamEventKind, StreamId, StreamLoop};

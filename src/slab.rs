@@ -216,13 +216,8 @@ mod tests {
     #[test]
     fn random_operations_agree_with_a_model() {
         use std::collections::{HashMap, HashSet};
-        let mut seed: u64 = 0x5eed_1234_abcd_0001;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::test_rng::TestRng::new(0x5eed_1234_abcd_0001);
+        let mut next = move || rng.next();
         let mut slab = Slab::new(0);
         let mut live: HashMap<u64, u64> = HashMap::new();
         let mut closed: HashSet<u64> = HashSet::new();

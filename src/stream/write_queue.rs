@@ -83,13 +83,8 @@ mod tests {
         let (ours, mut peer) = UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
         peer.set_nonblocking(true).unwrap();
-        let mut seed: u64 = 0x00c0_ffee_1234_5678;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::test_rng::TestRng::new(0x00c0_ffee_1234_5678);
+        let mut next = move || rng.next();
         let mut q = WriteQueue::default();
         let (mut pushed, mut received) = (Vec::new(), Vec::new());
         let mut buf = vec![0; 1 << 16];
