@@ -59,7 +59,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// that hand them on while the loop is borrowed again. The pointer stays
     /// valid until [`release_reads`](Self::release_reads): nothing writes to
     /// the bytes handed out or moves the buffer before then.
-    pub fn bytes_ptr(&self, event: &StreamEvent<D>) -> *const u8 {
+    pub(crate) fn bytes_ptr(&self, event: &StreamEvent<D>) -> *const u8 {
         // No reference to the buffer is made: as_ptr promises that.
         self.reads.buf.as_ptr().wrapping_add(event.offset)
     }
@@ -68,7 +68,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// made here if no stream made it yet. It stays at this address for the
     /// loop's life, so a caller that pays for each call into the library
     /// (Python through ctypes) can map it once and slice it per event.
-    pub fn read_buffer(&mut self) -> (*const u8, usize) {
+    pub(crate) fn read_buffer(&mut self) -> (*const u8, usize) {
         self.reads.ensure();
         (self.reads.buf.as_ptr(), self.reads.buf.len())
     }
