@@ -67,23 +67,38 @@ impl<T> Slab<T> {
     /// The slot an id names, if the id is current.
     #[inline]
     pub(crate) fn slot(&self, id: u64) -> Option<u32> {
-        // An id of the other kind has its kind bit flipped here: a slot
-        // number past 2^31, beyond the end of any table.
-        let slot = (id & (SLOT_MASK | OTHER_KIND)) ^ self.kind;
+        let slot = Self::slot_bits(id, self.kind);
         let entry = self.entries.get(slot as usize)?;
         (entry.generation == (id >> 32) as u32 && entry.value.is_some()).then_some(slot as u32)
     }
 
+    /// The slot part of `id`. An id of the other kind has its kind bit
+    /// flipped here: a slot number past 2^31, beyond the end of any table.
+    #[inline]
+    fn slot_bits(id: u64, kind: u64) -> u64 {
+        (id & (SLOT_MASK | OTHER_KIND)) ^ kind
+    }
+
+    // get and get_mut find the entry once (not through `slot`, which would
+    // have the value checked twice on the hot path of every stream call).
     #[inline]
     pub(crate) fn get(&self, id: u64) -> Option<&T> {
-        let slot = self.slot(id)?;
-        self.entries[slot as usize].value.as_ref()
+        let entry = self.entries.get(Self::slot_bits(id, self.kind) as usize)?;
+        if entry.generation != (id >> 32) as u32 {
+            return None;
+        }
+        entry.value.as_ref()
     }
 
     #[inline]
     pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut T> {
-        let slot = self.slot(id)?;
-        self.entries[slot as usize].value.as_mut()
+        let entry = self
+            .entries
+            .get_mut(Self::slot_bits(id, self.kind) as usize)?;
+        if entry.generation != (id >> 32) as u32 {
+            return None;
+        }
+        entry.value.as_mut()
     }
 
     /// The value in `slot`, whatever its generation.
@@ -119,7 +134,7 @@ impl<T> Slab<T> {
     /// Whether `id` names a value taken by `close` and not yet retired.
     #[cold]
     pub(crate) fn is_closed(&self, id: u64) -> bool {
-        let slot = (id & (SLOT_MASK | OTHER_KIND)) ^ self.kind;
+        let slot = Self::slot_bits(id, self.kind);
         matches!(self.entries.get(slot as usize),
             Some(entry) if entry.closed && entry.generation == (id >> 32) as u32)
     }
