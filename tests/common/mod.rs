@@ -144,3 +144,70 @@ pub fn assert_memcheck_report_clean(stderr: &str) {
         "memcheck report:\n{stderr}"
     );
 }
+
+/// Runs a tool such as readelf and returns its stdout; fails the test
+/// with everything it said when it fails.
+pub fn tool_output(cmd: &mut Command) -> String {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e} (is binutils installed?)"));
+    assert!(output.status.success(), "{cmd:?}\n{}", show(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The symbols a shared library defines for others, as (name, version)
+/// pairs from `readelf --dyn-syms`; the version is "" for an unversioned
+/// symbol. Version definitions themselves (ABS) are left out.
+pub fn exported_symbols(library: &Path) -> Vec<(String, String)> {
+    let table = tool_output(
+        Command::new("readelf")
+            .args(["--dyn-syms", "-W"])
+            .arg(library),
+    );
+    let mut symbols: Vec<(String, String)> = table
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Num: Value Size Type Bind Vis Ndx Name
+            let [num, _, _, _, bind, _, ndx, name] = fields[..] else {
+                return None;
+            };
+            if !num
+                .trim_end_matches(':')
+                .chars()
+                .all(|c| c.is_ascii_digit())
+            {
+                return None; // the column titles
+            }
+            if ndx == "UND" || ndx == "ABS" || bind == "LOCAL" {
+                return None;
+            }
+            let (name, version) = match name.split_once("@@") {
+                Some((name, version)) => (name, version),
+                None => (name, ""),
+            };
+            Some((name.to_string(), version.to_string()))
+        })
+        .collect();
+    symbols.sort();
+    symbols
+}
+
+/// The SONAME a shared library records, from `readelf -d`.
+pub fn soname(library: &Path) -> Option<String> {
+    dynamic_entries(library, "SONAME").pop()
+}
+
+/// The libraries a program or library records as NEEDED, from `readelf -d`.
+pub fn needed(binary: &Path) -> Vec<String> {
+    dynamic_entries(binary, "NEEDED")
+}
+
+fn dynamic_entries(binary: &Path, tag: &str) -> Vec<String> {
+    let dynamic = tool_output(Command::new("readelf").arg("-d").arg(binary));
+    dynamic
+        .lines()
+        .filter(|line| line.contains(&format!("({tag})")))
+        .filter_map(|line| Some(line.split_once('[')?.1.split_once(']')?.0.to_string()))
+        .collect()
+}
