@@ -211,3 +211,11 @@ fn dynamic_entries(binary: &Path, tag: &str) -> Vec<String> {
         .filter_map(|line| Some(line.split_once('[')?.1.split_once(']')?.0.to_string()))
         .collect()
 }
+
+/// Whether `program --version` runs.
+pub fn interpreter_found(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
