@@ -189,7 +189,7 @@ fn sdist_and_wheel_install_into_fresh_environments_and_run_outside_the_repositor
             "--no-deps",
             "--wheel-dir",
             dist.to_str().unwrap(),
-            root,
+            checkout,
         ],
     );
     let wheel = only_file(&dist, ".whl");
@@ -227,7 +227,7 @@ fn sdist_and_wheel_install_into_fresh_environments_and_run_outside_the_repositor
         outside(env.join("bin/python"), &dir)
             .args(["-m", "build", "--sdist", "--outdir"])
             .arg(&dist)
-            .arg(root),
+            .arg(checkout),
     );
     let sdist = only_file(&dist, ".tar.gz");
     pip(&env, &dir, &["install", sdist.to_str().unwrap()]);
