@@ -31,18 +31,31 @@ fn outside(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
     cmd
 }
 
-fn venv(python: &str, dir: &Path) -> PathBuf {
+/// A fresh virtual environment of `python` in `dir`, with pip only if asked
+/// (ensurepip takes seconds; pip_for() installs into one without it).
+fn venv(python: &str, dir: &Path, with_pip: bool) -> PathBuf {
     let env = dir.join(format!("venv-{python}"));
-    tool_output(outside(python, dir).args(["-m", "venv"]).arg(&env));
+    let mut cmd = outside(python, dir);
+    cmd.args(["-m", "venv"]).arg(&env);
+    if !with_pip {
+        cmd.arg("--without-pip");
+    }
+    tool_output(&mut cmd);
     env
 }
 
-fn pip(env: &Path, dir: &Path, args: &[&str]) {
+/// `pip` of environment `env`, installing into environment `target`.
+fn pip_for(env: &Path, target: &Path, dir: &Path, args: &[&str]) {
     tool_output(
         outside(env.join("bin/python"), dir)
-            .args(["-m", "pip", "--quiet"])
+            .args(["-m", "pip", "--quiet", "--python"])
+            .arg(target.join("bin/python"))
             .args(args),
     );
+}
+
+fn pip(env: &Path, dir: &Path, args: &[&str]) {
+    pip_for(env, env, dir, args);
 }
 
 /// The one file in `dir` whose name ends with `suffix`.
@@ -177,7 +190,7 @@ fn sdist_and_wheel_install_into_fresh_environments_and_run_outside_the_repositor
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let dist = dir.join("dist");
-    let env = venv("python3", &dir);
+    let env = venv("python3", &dir, true);
     let checkout = root().to_str().unwrap();
 
     // The wheel from the checkout, as `pip install .` builds it.
@@ -260,8 +273,8 @@ fn sdist_and_wheel_install_into_fresh_environments_and_run_outside_the_repositor
     echo_through_example_server(&env, &dir);
 
     if interpreter_found("pypy3") {
-        let pypy = venv("pypy3", &dir);
-        pip(&pypy, &dir, &["install", wheel.to_str().unwrap()]);
+        let pypy = venv("pypy3", &dir, false);
+        pip_for(&env, &pypy, &dir, &["install", wheel.to_str().unwrap()]);
         self_check(&pypy, &dir);
         echo_through_example_server(&pypy, &dir);
     } else {
