@@ -42,15 +42,21 @@ INSTALLED := \
 # pkg-config --define-prefix can move it.
 pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 
-.PHONY: all build install uninstall print-installed
-all: build
+SOURCES := Cargo.toml Cargo.lock build.rs evloop.map $(wildcard src/*.rs)
 
-# cargo decides what is out of date.
-build:
+.PHONY: all install uninstall print-installed
+all: $(BUILD)/libevloop.so $(BUILD)/libevloop.a
+
+# Built again only when a source is newer, so that `sudo make install` after
+# `make` does not need cargo on root's PATH. The touch: cargo leaves a library
+# that needed no rebuild as it was, older than the source that was touched.
+$(BUILD)/libevloop.so: $(SOURCES)
 	@test -n "$(ABI)" || { echo "EVL_ABI_VERSION not found in src/ffi.rs" >&2; exit 1; }
 	$(CARGO) build --release --lib
+	touch $@ $(BUILD)/libevloop.a
+$(BUILD)/libevloop.a: $(BUILD)/libevloop.so
 
-install: build
+install: all
 	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	$(INSTALL) -m 755 $(BUILD)/libevloop.so $(DESTDIR)$(LIBDIR)/$(SHARED)
 	ln -sf $(SHARED) $(DESTDIR)$(LIBDIR)/libevloop.so.$(ABI)
