@@ -7,13 +7,8 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-/// The target directory cargo test uses (lib_dir() is its debug/deps).
-fn target_dir() -> PathBuf {
-    lib_dir().parent().unwrap().parent().unwrap().to_path_buf()
-}
 
 fn make(stage: &Path, goal: &str) -> String {
     tool_output(

@@ -5,7 +5,6 @@
 
 mod common;
 use common::*;
-use std::io::Write;
 use std::process::Command;
 
 fn run_suite(python: &str) {
@@ -29,17 +28,7 @@ fn python_package_unittests() {
 
 #[test]
 fn python_package_unittests_on_pypy() {
-    if !interpreter_found("pypy3") {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "pypy3 not found: under CI=true the Python suite must run on PyPy (.ci/run installs pypy3)"
-        );
-        // Straight to the terminal: cargo test captures eprintln! of passing tests.
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOTE: python_package_unittests_on_pypy did not run: pypy3 is not installed (apt-get install pypy3)"
-        );
-        return;
+    if pypy_found("the Python suite") {
+        run_suite("pypy3");
     }
-    run_suite("pypy3");
 }

@@ -22,6 +22,12 @@ pub fn lib_dir() -> PathBuf {
     dir
 }
 
+/// The target directory of this cargo test (lib_dir() is its debug/deps):
+/// builds started by tests (make install, pip's cargo build) reuse it.
+pub fn target_dir() -> PathBuf {
+    lib_dir().parent().unwrap().parent().unwrap().to_path_buf()
+}
+
 /// A scratch directory for build products of one test binary.
 pub fn out_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -218,4 +224,24 @@ pub fn interpreter_found(program: &str) -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Whether pypy3 is installed. Without it, `what` (a test's PyPy half) is
+/// skipped with a notice on the terminal, except under CI=true, where
+/// .ci/run has installed it and its absence fails the test.
+pub fn pypy_found(what: &str) -> bool {
+    if interpreter_found("pypy3") {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "pypy3 not found: under CI=true {what} must run on PyPy (.ci/run installs pypy3)"
+    );
+    // Straight to the terminal: cargo test captures eprintln! of passing tests.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "NOTE: {what} did not run on PyPy: pypy3 is not installed (apt-get install pypy3)"
+    );
+    false
 }
