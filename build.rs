@@ -35,8 +35,10 @@ fn main() {
         return;
     }
 
+    let out_dir = PathBuf::from(env("OUT_DIR"));
+    link_soname_beside_library(&out_dir, abi);
     let version_script = format!("--version-script={}", script.display());
-    let wrapper_dir = PathBuf::from(env("OUT_DIR")).join("linker");
+    let wrapper_dir = out_dir.join("linker");
     write_linker_wrapper(&wrapper_dir, &version_script);
     // Only the shared library: the static one and the rlib have no SONAME.
     for arg in [
@@ -46,6 +48,28 @@ fn main() {
         format!("-Wl,{version_script}"),
     ] {
         println!("cargo:rustc-cdylib-link-arg={arg}");
+    }
+}
+
+/// A program linked against target/<profile>/libevloop.so records its
+/// SONAME, libevloop.so.N, and the dynamic loader looks for that name in
+/// the program's rpath: `libevloop.so.N -> libevloop.so` beside the library
+/// (in target/<profile>, where cargo puts it, and in its deps/, where it is
+/// linked), as an installed library has it. OUT_DIR is
+/// target/<profile>/build/evloop-<hash>/out; the link may come before the
+/// library does.
+fn link_soname_beside_library(out_dir: &Path, abi: u32) {
+    let profile_dir = out_dir
+        .ancestors()
+        .nth(3)
+        .expect("OUT_DIR is target/<profile>/build/<pkg>/out");
+    for dir in [profile_dir.to_path_buf(), profile_dir.join("deps")] {
+        let link = dir.join(format!("libevloop.so.{abi}"));
+        if link.symlink_metadata().is_err() {
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            std::os::unix::fs::symlink("libevloop.so", &link)
+                .unwrap_or_else(|e| panic!("{}: {e}", link.display()));
+        }
     }
 }
 

@@ -127,4 +127,10 @@ fn soname_carries_the_abi_version() {
         soname(&library).as_deref(),
         Some(format!("libevloop.so.{}", abi_version()).as_str())
     );
+    // Programs linked in the build tree load it by that name (build.rs).
+    let by_soname = lib_dir().join(format!("libevloop.so.{}", abi_version()));
+    assert_eq!(
+        by_soname.canonicalize().unwrap(),
+        library.canonicalize().unwrap()
+    );
 }
