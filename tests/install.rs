@@ -11,12 +11,18 @@ use std::path::Path;
 use std::process::Command;
 
 fn make(stage: &Path, goal: &str) -> String {
+    make_with(stage, goal, &[])
+}
+
+/// `make GOAL DESTDIR=stage VARIABLES...` in the checkout.
+fn make_with(stage: &Path, goal: &str, variables: &[&str]) -> String {
     tool_output(
         Command::new("make")
             .current_dir(root())
             .arg("--no-print-directory")
             .arg(goal)
             .arg(format!("DESTDIR={}", stage.display()))
+            .args(variables)
             .env("CARGO_TARGET_DIR", target_dir()),
     )
 }
@@ -182,6 +188,49 @@ fn make_install_stages_a_library_that_pkg_config_finds_and_uninstall_removes_it(
     run_demo(&fully_static, None);
 
     make(&stage, "uninstall");
+    assert_eq!(
+        files_under(&stage),
+        Vec::<String>::new(),
+        "make uninstall left files behind"
+    );
+}
+
+#[test]
+fn install_directories_follow_prefix_libdir_and_includedir() {
+    let stage = out_dir("install/stage-opt");
+    let _ = std::fs::remove_dir_all(&stage);
+    let variables = [
+        "PREFIX=/opt/evloop",
+        "LIBDIR=/opt/evloop/lib64",
+        "INCLUDEDIR=/usr/include/evloop",
+    ];
+    make_with(&stage, "install", &variables);
+    let v = so_version();
+    let abi = evloop::ffi::evl_abi_version();
+    let expected = [
+        "/opt/evloop/lib64/libevloop.a".to_string(),
+        "/opt/evloop/lib64/libevloop.so".to_string(),
+        format!("/opt/evloop/lib64/libevloop.so.{abi}"),
+        format!("/opt/evloop/lib64/libevloop.so.{v}"),
+        "/opt/evloop/lib64/pkgconfig/evloop.pc".to_string(),
+        "/usr/include/evloop/evloop.h".to_string(),
+    ];
+    assert_eq!(files_under(&stage), expected);
+    let pc = std::fs::read_to_string(stage.join("opt/evloop/lib64/pkgconfig/evloop.pc")).unwrap();
+    for line in [
+        "prefix=/opt/evloop",
+        "libdir=${prefix}/lib64",
+        "includedir=/usr/include/evloop",
+        "Libs: -L${libdir} -levloop",
+        "Cflags: -I${includedir}",
+        &format!("Version: {}", env!("CARGO_PKG_VERSION")),
+    ] {
+        assert!(
+            pc.lines().any(|l| l == line),
+            "no line {line:?} in evloop.pc:\n{pc}"
+        );
+    }
+    make_with(&stage, "uninstall", &variables);
     assert_eq!(
         files_under(&stage),
         Vec::<String>::new(),
