@@ -22,6 +22,12 @@ pub fn lib_dir() -> PathBuf {
     dir
 }
 
+/// The target directory of this cargo test (lib_dir() is its debug/deps):
+/// builds started by tests (make install, pip's cargo build) reuse it.
+pub fn target_dir() -> PathBuf {
+    lib_dir().parent().unwrap().parent().unwrap().to_path_buf()
+}
+
 /// A scratch directory for build products of one test binary.
 pub fn out_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -147,4 +153,99 @@ pub fn assert_memcheck_report_clean(stderr: &str) {
         !stderr.contains("definitely lost") && !stderr.contains("Invalid "),
         "memcheck report:\n{stderr}"
     );
+}
+
+/// Runs a tool such as readelf and returns its stdout; fails the test
+/// with everything it said when it fails.
+pub fn tool_output(cmd: &mut Command) -> String {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e} (is binutils installed?)"));
+    assert!(output.status.success(), "{cmd:?}\n{}", show(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The symbols a shared library defines for others, as (name, version)
+/// pairs from `readelf --dyn-syms`; the version is "" for an unversioned
+/// symbol. Version definitions themselves (ABS) are left out.
+pub fn exported_symbols(library: &Path) -> Vec<(String, String)> {
+    let table = tool_output(
+        Command::new("readelf")
+            .args(["--dyn-syms", "-W"])
+            .arg(library),
+    );
+    let mut symbols: Vec<(String, String)> = table
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Num: Value Size Type Bind Vis Ndx Name
+            let [num, _, _, _, bind, _, ndx, name] = fields[..] else {
+                return None;
+            };
+            if !num
+                .trim_end_matches(':')
+                .chars()
+                .all(|c| c.is_ascii_digit())
+            {
+                return None; // the column titles
+            }
+            if ndx == "UND" || ndx == "ABS" || bind == "LOCAL" {
+                return None;
+            }
+            let (name, version) = match name.split_once("@@") {
+                Some((name, version)) => (name, version),
+                None => (name, ""),
+            };
+            Some((name.to_string(), version.to_string()))
+        })
+        .collect();
+    symbols.sort();
+    symbols
+}
+
+/// The SONAME a shared library records, from `readelf -d`.
+pub fn soname(library: &Path) -> Option<String> {
+    dynamic_entries(library, "SONAME").pop()
+}
+
+/// The libraries a program or library records as NEEDED, from `readelf -d`.
+pub fn needed(binary: &Path) -> Vec<String> {
+    dynamic_entries(binary, "NEEDED")
+}
+
+fn dynamic_entries(binary: &Path, tag: &str) -> Vec<String> {
+    let dynamic = tool_output(Command::new("readelf").arg("-d").arg(binary));
+    dynamic
+        .lines()
+        .filter(|line| line.contains(&format!("({tag})")))
+        .filter_map(|line| Some(line.split_once('[')?.1.split_once(']')?.0.to_string()))
+        .collect()
+}
+
+/// Whether `program --version` runs.
+pub fn interpreter_found(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether pypy3 is installed. Without it, `what` (a test's PyPy half) is
+/// skipped with a notice on the terminal, except under CI=true, where
+/// .ci/run has installed it and its absence fails the test.
+pub fn pypy_found(what: &str) -> bool {
+    if interpreter_found("pypy3") {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "pypy3 not found: under CI=true {what} must run on PyPy (.ci/run installs pypy3)"
+    );
+    // Straight to the terminal: cargo test captures eprintln! of passing tests.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "NOTE: {what} did not run on PyPy: pypy3 is not installed (apt-get install pypy3)"
+    );
+    false
 }
