@@ -16,9 +16,11 @@ and after R round trips. CPU time, unlike wall time, does not grow when
 other work shares the machine. Each figure is the median of --runs runs;
 the runs are interleaved (every model at every N, then again).
 
-The client (this process) and the server are separate processes: one
-process may hold 20,000 fds here. select stops at FD_SETSIZE (1024 fds): its
-line ends at N = 1,000.
+The servers of one language run side by side and take turns, 100 round
+trips each, so that whatever else the machine does falls on all alike. The
+active connection is this process's; the idle ones are held by another
+process per server (one process may hold 20,000 fds here). select stops at
+FD_SETSIZE (1024 fds): its line ends at N = 1,000.
 
 Writes docs/io_models.csv (medians), docs/io_models_s8.csv, and draws
 docs/io_models_c.png and docs/io_models_python.png with matplotlib, which
@@ -142,35 +144,82 @@ def round_trip(sock, message, reply):
         raise RuntimeError(f"wrong reply {got[:40]!r}..., expected {reply[:40]!r}...")
 
 
-def measure(command, idle, rounds):
-    """Server CPU nanoseconds per round trip, with `idle` idle connections."""
-    with Server(command) as server:
-        conns = []
+def hold(port, count):
+    """--hold: opens `count` idle connections to `port`, says so, and keeps
+    them until its standard input closes (another process than the one that
+    measures: a process may hold at most 20,000 fds)."""
+    conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    print("ready", flush=True)
+    sys.stdin.read()
+    for conn in conns:
+        conn.close()
+
+
+class Setup:
+    """A server with `idle` idle connections (held by another process) and
+    one active connection; stopped on every way out."""
+
+    def __init__(self, command, idle):
+        self.server = Server(command)
+        self.holder = None
         try:
-            for _ in range(idle):
-                conns.append(socket.create_connection(("127.0.0.1", server.port)))
-            active = connect(server.port)
-            conns.append(active)
+            if idle:
+                self.holder = subprocess.Popen([PYTHON, os.path.abspath(__file__), "--hold", str(self.server.port),
+                                                str(idle)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                if self.holder.stdout.readline().strip() != "ready":
+                    raise RuntimeError(f"{command}: the idle connections could not be opened")
+            self.active = connect(self.server.port)
             # Accepted in order: once the last one echoes, every idle one is
             # accepted and watched.
             for _ in range(200):
-                round_trip(active, MESSAGE, MESSAGE)
-            before = cpu_ns(server.pid)
-            done = 0
-            # --rounds, or fewer when they cost over CPU_BUDGET (poll at 10,000).
-            while done < rounds:
-                for _ in range(100):
-                    round_trip(active, MESSAGE, MESSAGE)
-                done += 100
-                if cpu_ns(server.pid) - before > CPU_BUDGET_NS:
-                    break
-            used = cpu_ns(server.pid) - before
-            if server.process.poll() is not None:
-                raise RuntimeError(f"{command} ended during the measure")
-            return used / done
-        finally:
-            for conn in conns:
-                conn.close()
+                round_trip(self.active, MESSAGE, MESSAGE)
+        except BaseException:
+            self.close()
+            raise
+        self.used_ns = self.done = 0
+
+    def chunk(self, rounds):
+        before = cpu_ns(self.server.pid)
+        for _ in range(rounds):
+            round_trip(self.active, MESSAGE, MESSAGE)
+        self.used_ns += cpu_ns(self.server.pid) - before
+        self.done += rounds
+
+    def close(self):
+        if hasattr(self, "active"):
+            self.active.close()
+        if self.holder:
+            self.holder.stdin.close()
+            self.holder.wait()
+            self.holder.stdout.close()
+        self.server.close()
+
+
+def measure(models, idle, rounds):
+    """Server CPU nanoseconds per round trip of each of `models` (name,
+    command) with `idle` idle connections. Every server runs at once and
+    takes its turn 100 round trips at a time, so that whatever else the
+    machine does falls on all of them alike; one stops early once its round
+    trips have cost CPU_BUDGET_NS (poll at 10,000)."""
+    setups = []
+    try:
+        for name, command in models:
+            setups.append((name, Setup(command, idle)))
+        turn = 0
+        while True:
+            running = [(n, s) for n, s in setups if s.done < rounds and s.used_ns < CPU_BUDGET_NS]
+            if not running:
+                break
+            turn += 1
+            for name, setup in running[turn % len(running):] + running[:turn % len(running)]:
+                setup.chunk(100)
+        for name, setup in setups:
+            if setup.server.process.poll() is not None:
+                raise RuntimeError(f"{name} ended during the measure")
+        return {name: setup.used_ns / setup.done for name, setup in setups}
+    finally:
+        for _, setup in setups:
+            setup.close()
 
 
 def measure_models(args):
@@ -183,10 +232,8 @@ def measure_models(args):
     for run in range(args.runs):
         for idle in args.idle:
             for language, models in suites:
-                for name, command, limit in models:
-                    if limit is not None and idle > limit:
-                        continue
-                    ns = measure(command, idle, args.rounds)
+                chosen = [(name, command) for name, command, limit in models if limit is None or idle <= limit]
+                for name, ns in measure(chosen, idle, args.rounds).items():
                     rows.append((language, name, idle, run, ns))
                     print(f"run {run + 1}/{args.runs}  {language:6} {name:40} N={idle:<6} "
                           f"{ns / 1000:8.2f} us/round trip", flush=True)
@@ -216,11 +263,12 @@ def s8_servers():
     ]
 
 
-def s8_measure(command, seconds):
+def s8_measure(command, seconds, cpu):
     """(idle CPU share, serving CPU share, round trips per second, CPU us per
     round trip): CPU seconds per wall second, idle then with one client
     making round trips as fast as it can (C4's loop)."""
     with Server(command) as server:
+        os.sched_setaffinity(server.pid, {cpu})
         time.sleep(0.2)
         start, cpu = time.monotonic(), cpu_ns(server.pid)
         time.sleep(seconds)
@@ -238,12 +286,17 @@ def s8_measure(command, seconds):
 
 
 def measure_s8(args):
+    # The server on --cpu, the client on another one: a busy server would
+    # otherwise take the client's time slices.
+    others = sorted(set(range(os.cpu_count() or 1)) - {args.cpu})
+    if others:
+        os.sched_setaffinity(0, {others[0]})
     results = {}
     for run in range(args.runs):
         for language, name, command in s8_servers():
             if language.lower() not in args.languages:
                 continue
-            figures = s8_measure(command, args.s8_seconds)
+            figures = s8_measure(command, args.s8_seconds, args.cpu)
             results.setdefault((language, name), []).append(figures)
             print(f"run {run + 1}/{args.runs}  {language:6} {name:16} idle {figures[0]:6.1%} of a core, "
                   f"serving {figures[1]:6.1%}, {figures[2]:8.0f} round trips/s, {figures[3]:7.2f} us CPU each",
@@ -329,8 +382,17 @@ def main():
     parser.add_argument("--skip-models", action="store_true", help="keep docs/io_models.csv")
     parser.add_argument("--skip-s8", action="store_true", help="keep docs/io_models_s8.csv")
     parser.add_argument("--plot-only", action="store_true", help="only redraw the charts from docs/io_models.csv")
+    parser.add_argument("--cpu", type=int, default=0, help="the CPU that client and servers share (default 0)")
+    parser.add_argument("--hold", type=int, nargs=2, metavar=("PORT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.hold:
+        hold(*args.hold)
+        return
     if not args.plot_only:
+        # One CPU for the client and every server: a round trip then costs
+        # the same whichever CPUs the scheduler would have picked (a wakeup
+        # across CPUs costs more than one on the same CPU).
+        os.sched_setaffinity(0, {args.cpu})
         if not os.path.exists(os.path.join(RELEASE, "libevloop.so")):
             sys.exit("build the library first: cargo build --release")
         if not args.skip_models:
