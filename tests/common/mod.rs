@@ -2,9 +2,12 @@
 //! the library cargo just built, run programs, run them under valgrind.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -143,4 +146,180 @@ pub fn assert_memcheck_report_clean(stderr: &str) {
         !stderr.contains("definitely lost") && !stderr.contains("Invalid "),
         "memcheck report:\n{stderr}"
     );
+}
+
+// ---- example servers ---------------------------------------------------------
+
+/// The command that runs an example: `c-examples/NAME.c` built on its own,
+/// or `python/examples/NAME.py` run by python3 on this build's library.
+pub fn example_command(program: &str) -> Command {
+    if program.ends_with(".py") {
+        let mut cmd = Command::new("python3");
+        cmd.arg(root().join("python/examples").join(program))
+            .env("EVLOOP_LIBRARY", lib_dir().join("libevloop.so"));
+        cmd
+    } else {
+        Command::new(build_example(program))
+    }
+}
+
+/// Waits for `child` at most `limit`; kills it and panics after that.
+pub fn wait_at_most(child: &mut Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("process {} did not end within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server started with `--port 0`, whose log is read line by line as it
+/// comes (so a full pipe never blocks it) and can be waited on. Dropping it
+/// kills the process, so a failing test leaves nothing running.
+pub struct ExampleServer {
+    child: Child,
+    pub port: u16,
+    /// Its standard input, when started with one to write to.
+    pub stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// The log lines received so far.
+    pub seen: Vec<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl ExampleServer {
+    /// Starts `cmd --port 0`, its stdin a pipe if `piped_stdin` (else
+    /// /dev/null), and reads the port from the first line.
+    pub fn spawn(mut cmd: Command, piped_stdin: bool) -> ExampleServer {
+        cmd.args(["--port", "0"])
+            .stdin(if piped_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start the server");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || loop {
+            let mut line = String::new();
+            match stdout.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if sender
+                        .send(line.trim_end_matches('\n').to_string())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = Some(std::thread::spawn(move || {
+            let mut text = String::new();
+            stderr.read_to_string(&mut text).ok();
+            text
+        }));
+        let stdin = child.stdin.take();
+        let mut server = ExampleServer {
+            child,
+            port: 0,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        };
+        let first = server.lines.recv_timeout(Duration::from_secs(60));
+        server.port = match first.as_deref().map(str::parse) {
+            Ok(Ok(port)) => port,
+            _ => panic!("{cmd:?}: the first line {first:?} is not a port"),
+        };
+        server
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits (at most `limit`) for a log line containing `needle`; returns it.
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.seen.push(line);
+                    if found {
+                        return self.seen.last().unwrap().clone();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => panic!(
+                    "no log line with {needle:?} within {limit:?}; the log:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to end by itself (at most `limit`); returns
+    /// its status, its whole log and its stderr.
+    pub fn wait_end(&mut self, limit: Duration) -> (ExitStatus, String, String) {
+        let status = wait_at_most(&mut self.child, limit);
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            self.seen.push(line);
+        }
+        let stderr = self
+            .stderr
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default();
+        (status, self.seen.join("\n"), stderr)
+    }
+
+    /// `signo`, then what wait_end returns.
+    pub fn stop_with(&mut self, signo: i32) -> (ExitStatus, String, String) {
+        // SAFETY: kill() only sends a signal to our own child, by its pid.
+        unsafe { libc::kill(self.pid(), signo) };
+        self.wait_end(Duration::from_secs(60))
+    }
+
+    /// SIGTERM; checks that it ended with status 0; returns the log.
+    pub fn stop_cleanly(&mut self) -> String {
+        let (status, log, stderr) = self.stop_with(libc::SIGTERM);
+        assert!(
+            status.success(),
+            "the server ended with {status}\n{log}\n{stderr}"
+        );
+        log
+    }
+}
+
+impl Drop for ExampleServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.child.kill().ok();
+        }
+        self.child.wait().ok();
+    }
+}
+
+/// CPU time (user + system, clock ticks) a process has used.
+pub fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
