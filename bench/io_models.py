@@ -328,14 +328,19 @@ with open(table) as f:
             series.setdefault(row["model"], []).append(
                 (int(row["idle_connections"]), float(row["median_server_cpu_us_per_round_trip"])))
 fig, ax = plt.subplots(figsize=(9, 5.6), dpi=110)
-styles = ["o-", "s-", "^-", "D-", "v-", "P-"]
-for (model, points), style in zip(series.items(), styles):
+markers = ["o", "s", "^", "D", "v", "P"]
+for (model, points), marker in zip(series.items(), markers):
     points.sort()
-    ax.plot([p[0] for p in points], [p[1] for p in points], style, label=model, linewidth=1.8, markersize=5)
-    if model.startswith("select"):
+    is_select = model in ("select", "select.select")
+    # select and poll cost alike: select dashed and on top, so both show.
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=model, markersize=5,
+            linewidth=2.4 if is_select else 1.8, linestyle="--" if is_select else "-", zorder=3 if is_select else 2)
+    if is_select:
         last = points[-1]
-        ax.annotate("select stops here:\nFD_SETSIZE = 1,024 fds", xy=last, xytext=(last[0] * 1.6, last[1] * 0.35),
-                    arrowprops=dict(arrowstyle="->", color="0.3"), fontsize=9, color="0.2")
+        ax.plot([last[0]], [last[1]], "x", color="black", markersize=10, markeredgewidth=2, zorder=4)
+        ax.annotate("select ends here: it cannot watch\nan fd from FD_SETSIZE (1,024) on", xy=last,
+                    xytext=(last[0] * 1.5, last[1] * 0.2), arrowprops=dict(arrowstyle="->", color="0.3"),
+                    fontsize=9, color="0.2")
 ax.axvline(1024, color="0.6", linestyle=":", linewidth=1)
 ax.set_xscale("log")
 ax.set_yscale("log")
