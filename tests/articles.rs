@@ -84,36 +84,17 @@ fn assert_echoes(mode: Mode, port: u16, args: &[&str]) {
     );
 }
 
-/// The byte-exact load of tests/echo.rs: 1, 2 and 100 connections with the
-/// three messages, 1 byte, 1 KiB and (if `large`) 4 MiB, which forces
-/// partial writes and the queue limit; then 20 connections each at its own
-/// pace, and the Python client once.
+/// The byte-exact load of common::echo_loads, and the Python client once.
 fn assert_echo_load(mode: Mode, port: u16, large: bool) {
-    for conns in ["1", "2", "100"] {
-        assert_echoes(mode, port, &["--quiet", "--conns", conns]);
-        for size in ["1", "1024"] {
-            assert_echoes(mode, port, &["--quiet", "--conns", conns, "--size", size]);
-        }
-        if large {
-            assert_echoes(
-                mode,
-                port,
-                &["--quiet", "--conns", conns, "--size", "4194304"],
-            );
-        }
+    let loads = echo_loads(large);
+    for args in &loads {
+        assert_echoes(mode, port, args);
     }
-    let load = [
-        "--quiet",
-        "--conns",
-        "20",
-        "--size",
-        "64",
-        "--rounds",
-        "50",
-        "--independent",
-    ];
-    assert_echoes(mode, port, &load);
-    let output = echo_client("echo_client.py", port, &[mode.expect, &load].concat());
+    let output = echo_client(
+        "echo_client.py",
+        port,
+        &[mode.expect, loads.last().unwrap()].concat(),
+    );
     assert!(
         output.status.success(),
         "{mode:?} with echo_client.py: {}",
@@ -175,16 +156,20 @@ fn s2_and_s4_echo_every_byte() {
     }
 }
 
+/// C1 against `mode`, then its log: `expected` in that order.
+fn c1_session_logs(mode: Mode, expected: &[&str]) {
+    let mut server = start(mode, &[]);
+    assert_c1_answered(server.port, mode.expect);
+    // Let the server see both connections close before stopping it.
+    server.wait_for("client disconnected", LONG);
+    assert_log_has(&server.stop_cleanly(), expected);
+}
+
 #[test]
 fn c1_against_s2_replies_to_the_sender() {
     for mode in S2 {
-        let mut server = start(mode, &[]);
-        assert_c1_answered(server.port, mode.expect);
-        // Let the server see both connections close before stopping it.
-        server.wait_for("client disconnected", LONG);
-        let log = server.stop_cleanly();
-        assert_log_has(
-            &log,
+        c1_session_logs(
+            mode,
             &[
                 "] [] []", // print(readable, writeable, exceptional)
                 "new connection ('127.0.0.1', ",
@@ -199,12 +184,8 @@ fn c1_against_s2_replies_to_the_sender() {
 #[test]
 fn c1_against_s4_sends_from_the_outputs() {
     for mode in S4 {
-        let mut server = start(mode, &[]);
-        assert_c1_answered(server.port, mode.expect);
-        server.wait_for("client disconnected", LONG);
-        let log = server.stop_cleanly();
-        assert_log_has(
-            &log,
+        c1_session_logs(
+            mode,
             &[
                 "new connection ('127.0.0.1', ",
                 "received data b'This is the message. '",
@@ -512,18 +493,9 @@ fn the_new_c_servers_are_clean_under_memcheck() {
 #[test]
 fn c4_client_is_clean_under_memcheck() {
     let mut server = start(S8_TWIN[0], &["--quiet"]);
-    let mut cmd = valgrind_command(&build_example("echo_client"));
-    cmd.args([
-        "--hello",
-        "--upper",
-        "--rounds",
-        "20",
-        "--port",
-        &server.port.to_string(),
-    ]);
-    let output = cmd.output().unwrap();
-    assert!(output.status.success(), "{}", show(&output));
-    assert_memcheck_clean(&output);
+    let port = server.port.to_string();
+    let args = ["--hello", "--upper", "--rounds", "20", "--port", &port];
+    assert_runs_clean_under_memcheck(&build_example("echo_client"), &args);
     server.stop_cleanly();
 }
 

@@ -89,18 +89,6 @@ const PY_STREAM: Mode = Mode {
     server_flags: &[],
 };
 
-/// The command that runs `program`: a C example, or a Python one.
-fn program_command(program: &str) -> Command {
-    if program.ends_with(".py") {
-        let mut cmd = Command::new("python3");
-        cmd.arg(root().join("python/examples").join(program))
-            .env("EVLOOP_LIBRARY", lib_dir().join("libevloop.so"));
-        cmd
-    } else {
-        Command::new(build_example(program))
-    }
-}
-
 struct Server {
     child: Child,
     port: u16,
@@ -111,7 +99,7 @@ struct Server {
 impl Server {
     /// Starts `mode` on a free port (the first line it prints).
     fn start(mode: Mode, extra: &[&str]) -> Server {
-        let mut cmd = program_command(mode.server);
+        let mut cmd = example_command(mode.server);
         cmd.args(extra);
         Server::spawn(cmd, mode)
     }
@@ -178,20 +166,6 @@ impl Server {
     }
 }
 
-fn wait_at_most(child: &mut Child, limit: Duration) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            child.kill().ok();
-            panic!("process {} did not end within {limit:?}", child.id());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn echo_client(port: u16, flags: &[&str], args: &[&str]) -> Output {
     Command::new(build_example("echo_client"))
         .args(["--port", &port.to_string(), "--timeout", "120"])
@@ -213,35 +187,12 @@ fn assert_echoes(server: &Server, mode: Mode, args: &[&str]) {
     );
 }
 
-/// 1, 2 and 100 connections with the three messages, 1 byte and 1 KiB, and
-/// 4 MiB (forcing partial writes and the servers' queue limit) on 1, 2 and
-/// 100 connections unless `large` is false.
+/// The byte-exact load of common::echo_loads.
 fn echoes_every_byte(mode: Mode, large: bool) {
     let server = Server::start(mode, &["--quiet"]);
-    for conns in ["1", "2", "100"] {
-        assert_echoes(&server, mode, &["--quiet", "--conns", conns]);
-        for size in ["1", "1024"] {
-            assert_echoes(
-                &server,
-                mode,
-                &["--quiet", "--conns", conns, "--size", size],
-            );
-        }
-        if large {
-            assert_echoes(
-                &server,
-                mode,
-                &["--quiet", "--conns", conns, "--size", "4194304"],
-            );
-        }
+    for args in echo_loads(large) {
+        assert_echoes(&server, mode, &args);
     }
-    // The benchmarks' load: each connection at its own pace.
-    let load = ["--conns", "20", "--size", "64", "--rounds", "50"];
-    assert_echoes(
-        &server,
-        mode,
-        &[&load[..], &["--quiet", "--independent"]].concat(),
-    );
     server.stop_cleanly();
 }
 
@@ -311,7 +262,7 @@ fn python_echo_client_checks_every_byte() {
     let server = Server::start(STREAM, &["--quiet"]);
     let port = server.port.to_string();
     let run = |args: &[&str]| {
-        program_command("echo_client.py")
+        example_command("echo_client.py")
             .args(["--port", &port])
             .args(args)
             .output()

@@ -130,6 +130,14 @@ pub fn valgrind_command(program: &Path) -> Command {
     cmd
 }
 
+/// Runs `program args` under memcheck; checks that it succeeded with no
+/// error and no leak.
+pub fn assert_runs_clean_under_memcheck(program: &Path, args: &[&str]) {
+    let output = valgrind_command(program).args(args).output().unwrap();
+    assert!(output.status.success(), "{}", show(&output));
+    assert_memcheck_clean(&output);
+}
+
 /// Checks that valgrind's report shows no error and no leak.
 pub fn assert_memcheck_clean(output: &Output) {
     assert!(
@@ -161,6 +169,27 @@ pub fn example_command(program: &str) -> Command {
     } else {
         Command::new(build_example(program))
     }
+}
+
+/// echo_client's arguments for the byte-exact load every echo server
+/// passes: 1, 2 and 100 connections with the three messages, 1 byte and
+/// 1 KiB, and 4 MiB (forcing partial writes and the servers' queue limit)
+/// unless `large` is false; then the benchmarks' load, 20 connections each
+/// at its own pace.
+pub fn echo_loads(large: bool) -> Vec<Vec<&'static str>> {
+    let mut loads = Vec::new();
+    for conns in ["1", "2", "100"] {
+        loads.push(vec!["--quiet", "--conns", conns]);
+        for size in ["1", "1024"] {
+            loads.push(vec!["--quiet", "--conns", conns, "--size", size]);
+        }
+        if large {
+            loads.push(vec!["--quiet", "--conns", conns, "--size", "4194304"]);
+        }
+    }
+    let independent = "--quiet --conns 20 --size 64 --rounds 50 --independent";
+    loads.push(independent.split(' ').collect());
+    loads
 }
 
 /// Waits for `child` at most `limit`; kills it and panics after that.
