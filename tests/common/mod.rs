@@ -352,3 +352,82 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     // utime and stime are fields 14 and 15 of the whole line.
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+/// A process's resident memory, KiB.
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Sends up to 64 MiB on `conn` without ever reading, until the server has
+/// taken nothing for `patience`; returns how much it took.
+pub fn flood(conn: &std::net::TcpStream, patience: Duration) -> usize {
+    conn.set_nonblocking(true).unwrap();
+    let chunk = vec![b'x'; 1 << 16];
+    let (mut sent, mut last_progress) = (0usize, Instant::now());
+    while sent < (64 << 20) && last_progress.elapsed() < patience {
+        match std::io::Write::write(&mut &*conn, &chunk) {
+            Ok(n) => {
+                sent += n;
+                last_progress = Instant::now();
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    sent
+}
+
+/// Sends 1 MiB to the server at `port` and resets the connection (SO_LINGER
+/// 0 makes close() send RST) while the reply is on its way.
+pub fn reset_with_a_reply_on_its_way(port: u16) {
+    let resetter = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut &resetter, &vec![b'y'; 1 << 20]).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&resetter);
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` is a valid struct of the size given, for an open socket.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+    };
+    drop(resetter);
+}
+
+/// One client sends and never reads; another resets its connection in the
+/// middle of a reply. The server at `port` (process `pid`) stops reading
+/// from the first, so it takes under 32 MiB from it and its memory grows by
+/// less than `max_growth_kib`; it closes the second; and `echo(args)` (an
+/// echo_client run with `args`) still succeeds, before and after the first
+/// one leaves.
+pub fn assert_misbehaving_clients_harm_no_one(
+    name: &str,
+    pid: i32,
+    port: u16,
+    max_growth_kib: u64,
+    echo: impl Fn(&[&str]),
+) {
+    let rss_before = rss_kib(pid);
+    let hog = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let sent = flood(&hog, Duration::from_millis(500));
+    assert!(
+        sent < (32 << 20),
+        "{name}: took {sent} bytes from a client that never reads"
+    );
+    let growth = rss_kib(pid).saturating_sub(rss_before);
+    assert!(
+        growth < max_growth_kib,
+        "{name}: grew by {growth} KiB for a client that never reads"
+    );
+    reset_with_a_reply_on_its_way(port);
+    echo(&["--quiet", "--conns", "20", "--size", "65536"]);
+    drop(hog);
+    echo(&["--quiet", "--conns", "2"]);
+}
