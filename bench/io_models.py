@@ -4,7 +4,7 @@ trip of one active connection while N other connections are open and idle,
 for select, poll, epoll and evloop, in C and in Python; and the CPU that the
 articles' busy-polling server (S8) burns, beside its twin on evloop.
 
-    cargo build --release && bench/io_models.py            # about 15 minutes
+    cargo build --release && bench/io_models.py            # about 10 minutes
     bench/io_models.py --plot-only                          # redraw from docs/io_models.csv
 
 select and poll hand the kernel every watched fd on every call and the
@@ -240,8 +240,8 @@ def measure_models(args):
     medians = {}
     for language, name, idle, _, ns in rows:
         medians.setdefault((language, name, idle), []).append(ns)
-    os.makedirs(DOCS, exist_ok=True)
-    with open(os.path.join(DOCS, "io_models.csv"), "w", newline="") as f:
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "io_models.csv"), "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["language", "model", "idle_connections", "runs", "round_trips_per_run",
                       "median_server_cpu_us_per_round_trip", "min_us", "max_us"])
@@ -301,8 +301,8 @@ def measure_s8(args):
             print(f"run {run + 1}/{args.runs}  {language:6} {name:16} idle {figures[0]:6.1%} of a core, "
                   f"serving {figures[1]:6.1%}, {figures[2]:8.0f} round trips/s, {figures[3]:7.2f} us CPU each",
                   flush=True)
-    os.makedirs(DOCS, exist_ok=True)
-    with open(os.path.join(DOCS, "io_models_s8.csv"), "w", newline="") as f:
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "io_models_s8.csv"), "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["language", "server", "runs", "idle_cpu_share", "serving_cpu_share",
                       "round_trips_per_second", "server_cpu_us_per_round_trip"])
@@ -368,11 +368,11 @@ def venv_python():
 
 def plot(args):
     python = venv_python()
-    table = os.path.join(DOCS, "io_models.csv")
+    table = os.path.join(args.out, "io_models.csv")
     for language, name in (("C", "io_models_c.png"), ("Python", "io_models_python.png")):
         if language.lower() in args.languages:
-            subprocess.run([python, "-c", PLOT, table, language, os.path.join(DOCS, name)], check=True)
-            print("wrote", os.path.join("docs", name))
+            subprocess.run([python, "-c", PLOT, table, language, os.path.join(args.out, name)], check=True)
+            print("wrote", os.path.join(args.out, name))
 
 
 def main():
@@ -387,6 +387,7 @@ def main():
     parser.add_argument("--skip-models", action="store_true", help="keep docs/io_models.csv")
     parser.add_argument("--skip-s8", action="store_true", help="keep docs/io_models_s8.csv")
     parser.add_argument("--plot-only", action="store_true", help="only redraw the charts from docs/io_models.csv")
+    parser.add_argument("--out", default=DOCS, help="where the CSVs and charts go (default docs/)")
     parser.add_argument("--cpu", type=int, default=0, help="the CPU that client and servers share (default 0)")
     parser.add_argument("--hold", type=int, nargs=2, metavar=("PORT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
