@@ -89,18 +89,6 @@ const PY_STREAM: Mode = Mode {
     server_flags: &[],
 };
 
-/// The command that runs `program`: a C example, or a Python one.
-fn program_command(program: &str) -> Command {
-    if program.ends_with(".py") {
-        let mut cmd = Command::new("python3");
-        cmd.arg(root().join("python/examples").join(program))
-            .env("EVLOOP_LIBRARY", lib_dir().join("libevloop.so"));
-        cmd
-    } else {
-        Command::new(build_example(program))
-    }
-}
-
 struct Server {
     child: Child,
     port: u16,
@@ -111,7 +99,7 @@ struct Server {
 impl Server {
     /// Starts `mode` on a free port (the first line it prints).
     fn start(mode: Mode, extra: &[&str]) -> Server {
-        let mut cmd = program_command(mode.server);
+        let mut cmd = example_command(mode.server);
         cmd.args(extra);
         Server::spawn(cmd, mode)
     }
@@ -179,20 +167,6 @@ impl Server {
     }
 }
 
-fn wait_at_most(child: &mut Child, limit: Duration) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            child.kill().ok();
-            panic!("process {} did not end within {limit:?}", child.id());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn echo_client(port: u16, flags: &[&str], args: &[&str]) -> Output {
     Command::new(build_example("echo_client"))
         .args(["--port", &port.to_string(), "--timeout", "120"])
@@ -214,35 +188,12 @@ fn assert_echoes(server: &Server, mode: Mode, args: &[&str]) {
     );
 }
 
-/// 1, 2 and 100 connections with the three messages, 1 byte and 1 KiB, and
-/// 4 MiB (forcing partial writes and the servers' queue limit) on 1, 2 and
-/// 100 connections unless `large` is false.
+/// The byte-exact load of common::echo_loads.
 fn echoes_every_byte(mode: Mode, large: bool) {
     let server = Server::start(mode, &["--quiet"]);
-    for conns in ["1", "2", "100"] {
-        assert_echoes(&server, mode, &["--quiet", "--conns", conns]);
-        for size in ["1", "1024"] {
-            assert_echoes(
-                &server,
-                mode,
-                &["--quiet", "--conns", conns, "--size", size],
-            );
-        }
-        if large {
-            assert_echoes(
-                &server,
-                mode,
-                &["--quiet", "--conns", conns, "--size", "4194304"],
-            );
-        }
+    for args in echo_loads(large) {
+        assert_echoes(&server, mode, &args);
     }
-    // The benchmarks' load: each connection at its own pace.
-    let load = ["--conns", "20", "--size", "64", "--rounds", "50"];
-    assert_echoes(
-        &server,
-        mode,
-        &[&load[..], &["--quiet", "--independent"]].concat(),
-    );
     server.stop_cleanly();
 }
 
@@ -312,7 +263,7 @@ fn python_echo_client_checks_every_byte() {
     let server = Server::start(STREAM, &["--quiet"]);
     let port = server.port.to_string();
     let run = |args: &[&str]| {
-        program_command("echo_client.py")
+        example_command("echo_client.py")
             .args(["--port", &port])
             .args(args)
             .output()
@@ -571,12 +522,6 @@ fn half_closed_client_gets_its_echo_then_eof() {
     }
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// One client sends and never reads; another resets its connection in the
 /// middle of a reply. The server stops reading from the first (its memory
 /// stays bounded), closes the second, and goes on serving everyone else.
@@ -584,61 +529,13 @@ fn rss_kib(pid: i32) -> u64 {
 fn misbehaving_clients_harm_no_one_else() {
     for mode in SERVERS {
         let server = Server::start(mode, &["--quiet"]);
-        let rss_before = rss_kib(server.pid());
-
-        let hog = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-        hog.set_nonblocking(true).unwrap();
-        let chunk = vec![b'x'; 1 << 16];
-        let mut sent = 0usize;
-        let mut last_progress = Instant::now();
-        while sent < (64 << 20) && last_progress.elapsed() < Duration::from_millis(500) {
-            match (&hog).write(&chunk) {
-                Ok(n) => {
-                    sent += n;
-                    last_progress = Instant::now();
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-        assert!(
-            sent < (32 << 20),
-            "{}: took {sent} bytes from a client that never reads",
-            mode.server
+        assert_misbehaving_clients_harm_no_one(
+            mode.server,
+            server.pid(),
+            server.port,
+            8 << 10,
+            |args| assert_echoes(&server, mode, args),
         );
-        let growth = rss_kib(server.pid()).saturating_sub(rss_before);
-        assert!(
-            growth < 8 << 10,
-            "{}: grew by {growth} KiB for a client that never reads",
-            mode.server
-        );
-
-        // A reset with a reply on its way: SO_LINGER 0 makes close() send RST.
-        let resetter = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-        (&resetter).write_all(&vec![b'y'; 1 << 20]).unwrap();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&resetter);
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: passes a valid linger of the stated size to our own socket.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                &linger as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::linger>() as u32,
-            )
-        };
-        drop(resetter);
-
-        assert_echoes(
-            &server,
-            mode,
-            &["--quiet", "--conns", "20", "--size", "65536"],
-        );
-        drop(hog);
-        assert_echoes(&server, mode, &["--quiet", "--conns", "2"]);
         server.stop_cleanly();
     }
 }
@@ -758,23 +655,6 @@ fn stream_server_echoes_a_half_closed_mebibyte_then_eof() {
     server.stop_cleanly();
 }
 
-/// Sends up to 64 MiB without reading; returns how much the server took.
-fn flood(conn: &TcpStream) -> usize {
-    conn.set_nonblocking(true).unwrap();
-    let chunk = vec![b'x'; 1 << 16];
-    let (mut sent, mut last_progress) = (0usize, Instant::now());
-    while sent < (64 << 20) && last_progress.elapsed() < Duration::from_millis(1000) {
-        match (&*conn).write(&chunk) {
-            Ok(n) => {
-                sent += n;
-                last_progress = Instant::now();
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    }
-    sent
-}
-
 /// A client that sends 64 MiB and never reads costs the server no more than
 /// the high watermark (1 MiB) plus a fixed overhead: reading from it pauses.
 #[test]
@@ -786,7 +666,7 @@ fn stream_server_memory_stays_under_the_high_watermark() {
     assert_round_trip(&mut connect(server.port), b"warm up");
     let rss_before = rss_kib(server.pid());
     let hog = connect(server.port);
-    let sent = flood(&hog);
+    let sent = flood(&hog, Duration::from_millis(1000));
     assert!(sent < (16 << 20), "the server took {sent} bytes");
     let growth = rss_kib(server.pid()).saturating_sub(rss_before);
     assert!(
@@ -800,15 +680,6 @@ fn stream_server_memory_stays_under_the_high_watermark() {
     );
     drop(hog);
     server.stop_cleanly();
-}
-
-/// CPU time (user + system, clock ticks) a process has used.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// Which of `conns` have their echo of `message` ready now (reads it).

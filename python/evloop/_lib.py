@@ -297,12 +297,19 @@ def check(code: int, what: Optional[str] = None) -> int:
     return code
 
 
-# Python's own C function: runs the Python handlers of signals that arrived
-# (raising what they raise: KeyboardInterrupt...). A foreign call that was
-# interrupted by a signal returns to Python without running them, and a loop
-# that waited again at once would leave Ctrl-C unanswered until its next event.
-_check_signals = ctypes.pythonapi.PyErr_CheckSignals
-_check_signals.restype, _check_signals.argtypes = c_int, []
+# A foreign call that was interrupted by a signal returns to Python before
+# the signal's Python handler has run (it raises KeyboardInterrupt on Ctrl-C),
+# and a loop that waited again at once would leave Ctrl-C unanswered until its
+# next event. CPython's own C function runs the pending handlers now. PyPy has
+# no ctypes.pythonapi; its interpreter runs them at the next bytecode boundary,
+# which calling a Python function is.
+try:
+    _check_signals = ctypes.pythonapi.PyErr_CheckSignals
+    _check_signals.restype, _check_signals.argtypes = c_int, []
+except AttributeError:
+
+    def _check_signals() -> int:
+        return 0
 
 
 def run_signal_handlers() -> None:

@@ -176,13 +176,19 @@ class EveryReadyFd(unittest.TestCase):
 
 def _cpython_selector_tests():
     """CPython's own selectors tests (test.test_selectors), which some
-    distributions ship apart (Debian: libpython3.X-testsuite; .ci/run installs it)."""
+    distributions ship apart (Debian: libpython3.X-testsuite, and
+    pypy3-lib-testsuite for PyPy; .ci/run installs them)."""
     try:
         from test import test_selectors
     except ImportError as exc:
+        package = (
+            "pypy3-lib-testsuite"
+            if sys.implementation.name == "pypy"
+            else f"libpython3.{sys.version_info[1]}-testsuite"
+        )
         raise ImportError(
-            "CPython's test.test_selectors is needed: apt-get install "
-            f"libpython3.{sys.version_info[1]}-testsuite (.ci/run does this)"
+            f"CPython's test.test_selectors is needed: apt-get install {package} "
+            "(.ci/run does this)"
         ) from exc
     return test_selectors
 
