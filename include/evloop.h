@@ -595,7 +595,10 @@ int evl_connect(struct evl_loop *loop, const char *host, int port, evl_stream_cb
 
 /**
  * Makes a stream of `fd`, a connected socket (TCP, Unix) or a pipe, tty...
- * and writes its id to `*out`. The fd is made non-blocking.
+ * and writes its id to `*out`. The fd is made non-blocking. An fd opened
+ * for writing only (a pipe's write end) is never read: the stream only
+ * writes, evl_stream_shutdown closes it once the queue is sent (the reader
+ * then reads end-of-file), and a reader that has gone gives -EPIPE.
  *
  * Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF;
  * -EEXIST if the fd is registered already; -EPERM for a regular file.

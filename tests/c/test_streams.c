@@ -7,6 +7,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -221,6 +222,61 @@ static void test_held_over_data_keeps_its_bytes(void) {
     CHECK_EQ(evl_loop_free(loop), 0);
     close(a[1]);
     close(b[1]);
+}
+
+/* Found by the model tests (FOUND-BUGS M3): a stream over a pipe's write end
+ * read from it at its first readiness, got EBADF and closed itself. */
+static void test_stream_over_a_pipes_write_end(void) {
+    evl_loop *loop = new_loop();
+    int fds[2];
+    CHECK_EQ(pipe2(fds, O_NONBLOCK), 0);
+    uint64_t stream;
+    CHECK_EQ(evl_stream_open(loop, fds[1], NULL, NULL, &stream), 0);
+    enum { SIZE = 200000 };
+    static char sent[SIZE], got[SIZE];
+    for (int i = 0; i < SIZE; i++) sent[i] = (char)(i * 7);
+    CHECK_EQ(evl_stream_write(loop, stream, sent, SIZE), 0);
+    CHECK_EQ(evl_stream_shutdown(loop, stream), 0); /* closes once all is sent */
+    size_t have = 0;
+    int closed = 0, status = 1, eof = 0;
+    evl_stream_event ev[8];
+    for (int round = 0; round < 1000 && !(closed && eof); round++) {
+        ssize_t n;
+        while ((n = read(fds[0], got + have, SIZE - have)) > 0) have += (size_t)n;
+        if (n == 0) eof = 1;
+        int count = evl_stream_poll(loop, 10, ev, 8);
+        CHECK(count >= 0);
+        for (int i = 0; i < count; i++) {
+            CHECK(ev[i].kind != EVL_STREAM_DATA && ev[i].kind != EVL_STREAM_EOF);
+            if (ev[i].kind == EVL_STREAM_CLOSED) {
+                closed++;
+                status = ev[i].status;
+            }
+        }
+    }
+    CHECK_EQ(have, SIZE);
+    CHECK(memcmp(sent, got, SIZE) == 0);
+    CHECK_EQ(closed, 1);
+    CHECK_EQ(status, 0);
+    CHECK(eof);
+    close(fds[0]);
+
+    /* A reader that has gone: -EPIPE, not an error about sockets. */
+    CHECK_EQ(pipe2(fds, O_NONBLOCK), 0);
+    CHECK_EQ(evl_stream_open(loop, fds[1], NULL, NULL, &stream), 0);
+    close(fds[0]);
+    CHECK_EQ(evl_stream_write(loop, stream, "x", 1), -EPIPE);
+    CHECK_EQ(evl_stream_poll(loop, 10, ev, 8), 1);
+    CHECK_EQ(ev[0].kind, EVL_STREAM_CLOSED);
+    CHECK_EQ(ev[0].status, -EPIPE);
+    /* The same with nothing written: epoll reports an error. */
+    CHECK_EQ(pipe2(fds, O_NONBLOCK), 0);
+    CHECK_EQ(evl_stream_open(loop, fds[1], NULL, NULL, &stream), 0);
+    close(fds[0]);
+    CHECK_EQ(evl_stream_poll(loop, 1000, ev, 8), 1);
+    CHECK_EQ(ev[0].kind, EVL_STREAM_CLOSED);
+    CHECK_EQ(ev[0].status, -EPIPE);
+    CHECK_EQ(evl_loop_free(loop), 0);
 }
 
 /* ---- a listener and a connection driven by callbacks ---------------------- */
@@ -594,6 +650,7 @@ int main(void) {
         TEST(test_exchange),
         TEST(test_stream_arguments),
         TEST(test_held_over_data_keeps_its_bytes),
+        TEST(test_stream_over_a_pipes_write_end),
         TEST(test_library_closed_stream_id_lives_until_closed),
         TEST(test_stream_callbacks),
         TEST(test_stream_batches),
