@@ -1437,6 +1437,12 @@ impl<D: Copy + Default> StreamLoop<D> {
             let _ = self.core.stop_timer(s.idle_timer);
         }
         let _ = self.core.unregister(s.fd);
+        if error == 0 && s.socket() {
+            // A graceful end: unread input would make close(2) answer with
+            // RST, which throws away what the kernel still has to send (and
+            // the peer reads ECONNRESET, not end-of-file). Read it first.
+            sys::discard_input(s.fd);
+        }
         sys::close(s.fd);
         if purge {
             self.pending.retain(|e| e.stream != id);
