@@ -46,19 +46,13 @@ fn assert_passed(output: &Output, expected: &[&str]) {
 
 /// Runs the one C test `name` of `program`.
 fn run_c_test(program: &str, name: &str) {
-    let output = Command::new(test_program(program))
-        .args(["--exact", name])
-        .output()
-        .unwrap();
+    let output = run(Command::new(test_program(program)).args(["--exact", name]));
     assert_passed(&output, &[name]);
 }
 
 /// The names `program --list` gives, which must be `names`.
 fn assert_list_is(program: &str, names: &[&str]) {
-    let output = Command::new(test_program(program))
-        .arg("--list")
-        .output()
-        .unwrap();
+    let output = run(Command::new(test_program(program)).arg("--list"));
     assert!(output.status.success(), "{}", show(&output));
     let listed: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -92,9 +86,7 @@ macro_rules! c_tests {
 
             #[test]
             fn memcheck_clean() {
-                let output = valgrind_command(&test_program(stringify!($program)))
-                    .output()
-                    .unwrap();
+                let output = run(&mut valgrind_command(&test_program(stringify!($program))));
                 assert_passed(&output, NAMES);
                 assert_memcheck_clean(&output);
             }
@@ -139,6 +131,8 @@ c_tests! {
         test_exchange,
         test_stream_arguments,
         test_held_over_data_keeps_its_bytes,
+        test_stream_over_a_pipes_write_end,
+        test_graceful_close_with_unread_input_sends_everything,
         test_library_closed_stream_id_lives_until_closed,
         test_stream_callbacks,
         test_stream_batches,
@@ -149,7 +143,7 @@ c_tests! {
 #[test]
 fn harness_filters_by_name_and_refuses_a_filter_that_matches_nothing() {
     let program = test_program("test_api");
-    let output = Command::new(&program).arg("test_timer_").output().unwrap();
+    let output = run(Command::new(&program).arg("test_timer_"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("ok test_timer_order\n"),
@@ -157,7 +151,7 @@ fn harness_filters_by_name_and_refuses_a_filter_that_matches_nothing() {
         show(&output)
     );
     assert!(!stdout.contains("test_versions"), "{}", show(&output));
-    let none = Command::new(&program).arg("no_such_test").output().unwrap();
+    let none = run(Command::new(&program).arg("no_such_test"));
     assert_eq!(none.status.code(), Some(2), "{}", show(&none));
 }
 
@@ -186,6 +180,6 @@ fn header_compiles_as_cpp() {
         .output()
         .expect("c++ is needed to check the header compiles as C++: apt-get install g++");
     assert!(output.status.success(), "{}", show(&output));
-    let run = Command::new(&exe).output().unwrap();
-    assert!(run.status.success(), "{}", show(&run));
+    let ran = run(&mut Command::new(&exe));
+    assert!(ran.status.success(), "{}", show(&ran));
 }

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A server program and the flags that select its variant; the client gets
@@ -90,7 +90,8 @@ const PY_STREAM: Mode = Mode {
 };
 
 struct Server {
-    child: Child,
+    /// Killed if the test ends (or fails) without stopping it.
+    child: ChildGuard,
     port: u16,
     /// Reads the server's log as it comes, so a full pipe never blocks it.
     log: std::thread::JoinHandle<String>,
@@ -115,7 +116,7 @@ impl Server {
             .args(mode.server_flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start the server");
+        let mut child = ChildGuard(cmd.spawn().expect("start the server"));
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
         stdout.read_line(&mut first).unwrap();
@@ -168,12 +169,10 @@ impl Server {
 }
 
 fn echo_client(port: u16, flags: &[&str], args: &[&str]) -> Output {
-    Command::new(build_example("echo_client"))
+    run(Command::new(build_example("echo_client"))
         .args(["--port", &port.to_string(), "--timeout", "120"])
         .args(flags)
-        .args(args)
-        .output()
-        .expect("run echo_client")
+        .args(args))
 }
 
 /// Runs echo_client with `args` and checks that every reply was right.
@@ -262,12 +261,10 @@ fn python_stream_echo_server_echoes_every_byte() {
 fn python_echo_client_checks_every_byte() {
     let server = Server::start(STREAM, &["--quiet"]);
     let port = server.port.to_string();
-    let run = |args: &[&str]| {
-        example_command("echo_client.py")
+    let client = |args: &[&str]| {
+        run(example_command("echo_client.py")
             .args(["--port", &port])
-            .args(args)
-            .output()
-            .unwrap()
+            .args(args))
     };
     for args in [
         &["--quiet"][..],
@@ -284,17 +281,17 @@ fn python_echo_client_checks_every_byte() {
             "--independent",
         ],
     ] {
-        let output = run(args);
+        let output = client(args);
         assert!(output.status.success(), "{args:?}: {}", show(&output));
     }
-    let transcript = run(&[]);
+    let transcript = client(&[]);
     let text = String::from_utf8_lossy(&transcript.stdout);
     assert!(
         text.starts_with(&format!("connecting to 127.0.0.1 port {port}\n")),
         "{text}"
     );
     assert!(text.contains("): received \"in parts.\""), "{text}");
-    let wrong = run(&["--quiet", "--upper"]);
+    let wrong = client(&["--quiet", "--upper"]);
     assert_eq!(wrong.status.code(), Some(1), "{}", show(&wrong));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("reply byte 1 is 0x68, expected 0x48"));
     server.stop_cleanly();
@@ -337,11 +334,9 @@ fn reply(mode: Mode, message: &str) -> String {
 /// `mode`: its transcript, and the server's log lines for the session.
 fn c1_session(mode: Mode) -> (String, String) {
     let server = Server::start(mode, &[]);
-    let output = Command::new("python3")
+    let output = run(Command::new("python3")
         .arg(root().join("tests/py/c1_client.py"))
-        .arg(server.port.to_string())
-        .output()
-        .expect("python3 runs");
+        .arg(server.port.to_string()));
     assert!(output.status.success(), "{}", show(&output));
     let transcript = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = transcript.lines().collect();
@@ -481,19 +476,21 @@ fn epoll_echo_server_reports_idle_timeouts() {
 #[test]
 fn interactive_client_sends_each_line() {
     let server = Server::start(SELECTORS_SB, &["--quiet"]);
-    let mut client = Command::new(build_example("echo_client"))
-        .args(["--port", &server.port.to_string(), "--interactive", "--sb"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut client = ChildGuard(
+        Command::new(build_example("echo_client"))
+            .args(["--port", &server.port.to_string(), "--interactive", "--sb"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     client
         .stdin
         .take()
         .unwrap()
         .write_all(b"hello\n\nsecond line\n")
         .unwrap();
-    let output = client.wait_with_output().unwrap();
+    let output = wait_with_output_within(client, PATIENCE);
     assert!(output.status.success(), "{}", show(&output));
     let out = String::from_utf8_lossy(&output.stdout);
     assert!(out.contains("received \"HELLO_SB\""), "{out}");
@@ -575,7 +572,7 @@ fn echo_client_is_clean_under_memcheck() {
     let server = Server::start(SELECTORS, &["--quiet"]);
     let mut cmd = valgrind_command(&build_example("echo_client"));
     cmd.args(["--port", &server.port.to_string(), "--conns", "3"]);
-    let output = cmd.output().unwrap();
+    let output = run(&mut cmd);
     assert!(output.status.success(), "{}", show(&output));
     assert_memcheck_clean(&output);
     server.stop_cleanly();
@@ -592,23 +589,17 @@ fn bad_arguments_exit_with_status_2() {
     ] {
         let exe = build_example(program);
         for args in [&["--bogus"][..], &["--port", "70000"], &["--port"]] {
-            let output = Command::new(&exe).args(args).output().unwrap();
+            let output = run(Command::new(&exe).args(args));
             assert_eq!(output.status.code(), Some(2), "{program} {args:?}");
             assert!(!output.stderr.is_empty(), "{program} {args:?} says why");
         }
-        let help = Command::new(&exe).arg("--help").output().unwrap();
+        let help = run(Command::new(&exe).arg("--help"));
         assert!(help.status.success() && help.stdout.starts_with(b"usage: "));
     }
-    let output = Command::new(build_example("echo_client"))
-        .arg("--independent")
-        .output()
-        .unwrap();
+    let output = run(Command::new(build_example("echo_client")).arg("--independent"));
     assert_eq!(output.status.code(), Some(2), "--independent needs --size");
     // Flags of other programs are refused too.
-    let output = Command::new(build_example("epoll_echo_server"))
-        .arg("--upper")
-        .output()
-        .unwrap();
+    let output = run(Command::new(build_example("epoll_echo_server")).arg("--upper"));
     assert_eq!(output.status.code(), Some(2));
 }
 

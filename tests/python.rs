@@ -8,12 +8,10 @@ use common::*;
 use std::process::Command;
 
 fn run_suite(python: &str) {
-    let output = Command::new(python)
+    let output = run(Command::new(python)
         .args(["-m", "unittest", "discover", "-v", "-s"])
         .arg(root().join("python/tests"))
-        .env("EVLOOP_LIBRARY", lib_dir().join("libevloop.so"))
-        .output()
-        .unwrap_or_else(|e| panic!("run {python}: {e}"));
+        .env("EVLOOP_LIBRARY", lib_dir().join("libevloop.so")));
     let report = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{python}:\n{}", show(&output));
     // Every test ran: none skipped silently.

@@ -34,8 +34,12 @@ pub(super) const WRITE_SHUT: u32 = 1 << 6;
 /// Close once the queue drains.
 pub(super) const CLOSING: u32 = 1 << 7;
 
+/// The fd was opened for writing only (a pipe's write end): never read.
+pub(super) const WRITE_ONLY: u32 = 1 << 8;
+
 /// What stops a stream from reading.
-pub(super) const NOT_READING: u32 = CONNECTING | PAUSED | THROTTLED | PEER_EOF | CLOSING;
+pub(super) const NOT_READING: u32 =
+    CONNECTING | PAUSED | THROTTLED | PEER_EOF | CLOSING | WRITE_ONLY;
 
 /// What makes a write fail with EPIPE.
 pub(super) const NO_MORE_WRITES: u32 = SHUTDOWN_WANTED | WRITE_SHUT | CLOSING;
@@ -149,9 +153,14 @@ impl<D: Copy + Default> StreamLoop<D> {
             SOCKET
         } else {
             sys::ignore_sigpipe_by_default();
-            0
+            if sys::is_write_only(fd) {
+                WRITE_ONLY
+            } else {
+                0
+            }
         };
-        self.add_stream(fd, flags, READ, data, DEFAULT_SETTINGS, 0)
+        let interest = if flags & WRITE_ONLY != 0 { EDGE } else { READ };
+        self.add_stream(fd, flags, interest, data, DEFAULT_SETTINGS, 0)
     }
 
     /// Starts connecting to `addr`; `Connected` tells how it ended. Writes
@@ -334,7 +343,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         match result {
             Err(error) => self.close_now(id, error, false),
             // Both directions are done: nothing more can happen.
-            Ok(()) if s.flags & PEER_EOF != 0 => self.close_now(id, 0, false),
+            Ok(()) if s.flags & (PEER_EOF | WRITE_ONLY) != 0 => self.close_now(id, 0, false),
             Ok(()) => {
                 if let Err(e) = sync_interest(&mut self.core, s) {
                     self.close_now(id, e, false);
@@ -471,6 +480,12 @@ impl<D: Copy + Default> StreamLoop<D> {
             let _ = self.core.stop_timer(s.idle_timer);
         }
         let _ = self.core.unregister(s.fd);
+        if error == 0 && s.socket() {
+            // A graceful end: unread input would make close(2) answer with
+            // RST, which throws away what the kernel still has to send (and
+            // the peer reads ECONNRESET, not end-of-file). Read it first.
+            sys::discard_input(s.fd);
+        }
         sys::close(s.fd);
         if purge {
             self.pending.retain(|e| e.stream != id);

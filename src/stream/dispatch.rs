@@ -170,7 +170,8 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         if revents & ERROR != 0 {
             let error = match sys::take_socket_error(s.fd) {
-                Ok(0) => libc::EPIPE,
+                // A pipe's write end whose reader has gone is not a socket.
+                Ok(0) | Err(libc::ENOTSOCK) => libc::EPIPE,
                 Ok(error) | Err(error) => error,
             };
             self.close_now(id, error, false);

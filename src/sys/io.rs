@@ -48,3 +48,23 @@ pub fn close(fd: RawFd) {
     // SAFETY: the caller owns `fd` and never uses it again.
     unsafe { libc::close(fd) };
 }
+
+/// Reads and drops what a non-blocking fd has received, up to 1 MiB (a peer
+/// that keeps sending is not waited for).
+pub fn discard_input(fd: RawFd) {
+    let mut sink = [0u8; 16 << 10];
+    for _ in 0..64 {
+        match read(fd, &mut sink) {
+            Ok(n) if n > 0 => {}
+            Err(libc::EINTR) => {}
+            _ => return,
+        }
+    }
+}
+
+/// Whether `fd` was opened for writing only (a pipe's write end).
+pub fn is_write_only(fd: RawFd) -> bool {
+    // SAFETY: plain fcntl call; an error answers false.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_ACCMODE == libc::O_WRONLY
+}
