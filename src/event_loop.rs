@@ -21,6 +21,10 @@ use std::time::Duration;
 
 use crate::sys::{self, Epoll, Errno, Events, SigSet, SignalFd};
 
+mod embed;
+mod hooks;
+pub use hooks::{HookId, HookKind, HookRun};
+
 pub use crate::sys::{EDGE, ERROR, HUP, ONESHOT, RDHUP, READ, WRITE};
 
 /// Every bit `register` and `modify` accept. The readiness-only bits are
@@ -203,6 +207,9 @@ pub struct EventLoop<D: Copy + Default> {
     task_cursor: usize,
     /// Test-only: panic at the next `wait`, to prove the C boundary catches it.
     panic_armed: bool,
+    hooks: hooks::Hooks<D>,
+    /// Made when a host loop asks for the backend fd (see `embed`).
+    deadline_clock: Option<embed::DeadlineClock>,
 }
 
 impl<D: Copy + Default> EventLoop<D> {
@@ -232,6 +239,8 @@ impl<D: Copy + Default> EventLoop<D> {
             tasks: Vec::new(),
             task_cursor: 0,
             panic_armed: false,
+            hooks: hooks::Hooks::new(),
+            deadline_clock: None,
         })
     }
 
@@ -331,13 +340,17 @@ impl<D: Copy + Default> EventLoop<D> {
 
     /// Starts a timer that fires after `delay` and then every `repeat` (if non-zero).
     pub fn start_timer(&mut self, delay: Duration, repeat: Duration, data: D) -> TimerId {
-        self.timers
-            .start(sys::now_ns(), nanos(delay), nanos(repeat), data)
+        let id = self
+            .timers
+            .start(sys::now_ns(), nanos(delay), nanos(repeat), data);
+        self.deadline_moved();
+        id
     }
 
     /// Stops a timer. A one-shot timer is over once its callback starts.
     pub fn stop_timer(&mut self, id: TimerId) -> Result<(), Errno> {
         if self.timers.stop(id) {
+            self.deadline_moved();
             Ok(())
         } else {
             Err(libc::ENOENT)
@@ -389,6 +402,7 @@ impl<D: Copy + Default> EventLoop<D> {
             || self.timers.live > 0
             || self.signals.watched > 0
             || self.shared.queued.load(Ordering::Acquire) > 0
+            || self.has_hooks()
     }
 
     /// Whether an iteration is being dispatched (so `wait` would be EBUSY).
@@ -486,7 +500,7 @@ impl<D: Copy + Default> EventLoop<D> {
     /// Handles one of the loop's own fds (generation 0), met during the I/O
     /// phase. Signals read here are dispatched at the start of the next
     /// iteration, which then does not block. Anything else of generation 0
-    /// (the epoll fallback's timerfd) needs nothing.
+    /// (the epoll fallback's timerfd, `embed`'s deadline clock) needs nothing.
     #[cold]
     fn handle_internal(&mut self, fd: RawFd) {
         if fd == self.shared.doorbell.load(Ordering::Relaxed) {
@@ -549,7 +563,10 @@ impl<D: Copy + Default> EventLoop<D> {
                 },
                 Phase::Timers => match self.timers.pop_due(self.now) {
                     Some((id, data)) => return Some(Event::Timer { id, data }),
-                    None => self.phase = Phase::Tasks,
+                    None => {
+                        self.deadline_moved();
+                        self.phase = Phase::Tasks;
+                    }
                 },
                 Phase::Tasks => {
                     if let Some(&task) = self.tasks.get(self.task_cursor) {
@@ -601,7 +618,7 @@ impl<D: Copy + Default> EventLoop<D> {
         let old = self.shared.doorbell.swap(doorbell, Ordering::AcqRel);
         sys::close(old);
         self.shared.wake_pending.store(false, Ordering::Release);
-        Ok(())
+        self.reinit_deadline_clock()
     }
 }
 

@@ -18,6 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::event_loop::HookKind;
 use crate::stream::{self, Event, Ready, StreamEvent, StreamEventKind, StreamLoop};
 use crate::sys::{Errno, SockAddr};
 
@@ -88,6 +89,10 @@ pub type evl_task_cb = Option<unsafe extern "C" fn(r#loop: *mut evl_loop, userda
 /// Called on the loop's thread when a watched signal arrived.
 pub type evl_signal_cb =
     Option<unsafe extern "C" fn(r#loop: *mut evl_loop, signo: c_int, userdata: *mut c_void)>;
+/// Called in each iteration of the loop, as its kind says (EVL_HOOK_*).
+/// `hook_id` is the id evl_hook_start gave.
+pub type evl_hook_cb =
+    Option<unsafe extern "C" fn(r#loop: *mut evl_loop, hook_id: u64, userdata: *mut c_void)>;
 
 /// One ready registration, as written by evl_poll.
 #[repr(C)]
@@ -257,6 +262,7 @@ callback_kind!(timer, as_timer, evl_timer_cb);
 callback_kind!(task, as_task, evl_task_cb);
 callback_kind!(signal, as_signal, evl_signal_cb);
 callback_kind!(stream, as_stream, evl_stream_cb);
+callback_kind!(hook, as_hook, evl_hook_cb);
 
 // ---- the one pattern every function follows --------------------------------
 
@@ -396,7 +402,7 @@ unsafe fn run_once<const COUNT: bool>(
     lp: *mut evl_loop,
     timeout: Option<Duration>,
 ) -> Result<c_int, Errno> {
-    core(lp)?.wait(timeout, usize::MAX)?;
+    wait(lp, timeout, usize::MAX)?;
     let mut ran: c_int = 0;
     // `lp` was checked above; each pull borrows the loop for itself alone.
     loop {
@@ -551,7 +557,7 @@ pub unsafe extern "C" fn evl_unregister(r#loop: *mut evl_loop, fd: c_int) -> c_i
 // ---- running ---------------------------------------------------------------
 
 /// Runs the loop until evl_stop is called or nothing is left to wait for
-/// (no registration, timer, signal watcher or queued task). Interrupted
+/// (no registration, timer, stream, signal watcher, queued task or hook). Interrupted
 /// waits (EINTR) are retried.
 ///
 /// Returns 0; -EINVAL for NULL; -EBUSY when called from one of the loop's
@@ -616,7 +622,7 @@ pub unsafe extern "C" fn evl_poll(
             return Err(libc::EINVAL);
         }
         let max = max_events as usize;
-        core(r#loop)?.wait(timeout_from_ms(timeout_ms), max)?;
+        wait(r#loop, timeout_from_ms(timeout_ms), max)?;
         let mut written = 0;
         while written < max {
             let Some(event) = core(r#loop)?.next_event() else {
@@ -793,6 +799,158 @@ pub unsafe extern "C" fn evl_loop_fork(r#loop: *mut evl_loop) -> c_int {
         let _running = Running::enter(r#loop)?;
         core(r#loop)?.reinit_after_fork().map(|()| 0)
     })
+}
+
+// ---- hooks and embedding in another loop -------------------------------------
+
+/// Hook kind: runs just before the loop waits, in every iteration of
+/// evl_run, evl_run_once, evl_poll, evl_stream_poll and evl_stream_exchange
+/// (whether or not the wait then blocks).
+pub const EVL_HOOK_PREPARE: u32 = 1;
+/// Hook kind: runs just after the wait returns, before any callback for
+/// what it found.
+pub const EVL_HOOK_CHECK: u32 = 2;
+/// Hook kind: runs, after the check hooks, in an iteration whose wait found
+/// nothing to do. While one is active the loop never blocks: its waits
+/// have timeout 0, so evl_run calls the idle hooks over and over until
+/// something else happens.
+pub const EVL_HOOK_IDLE: u32 = 3;
+
+/// The wait of one iteration, with the hooks around it when there are
+/// any. An iteration without hooks pays for one test. The caller holds
+/// the loop's [`Running`] mark.
+#[inline(always)]
+unsafe fn wait(lp: *mut evl_loop, timeout: Option<Duration>, max: usize) -> Result<(), Errno> {
+    let core = core(lp)?;
+    if core.has_hooks() && !core.continues_iteration() {
+        return wait_with_hooks(lp, timeout, max);
+    }
+    core.wait(timeout, max)
+}
+
+/// Prepare hooks; the wait, which does not block while an idle hook is
+/// active; check hooks; and idle hooks if the wait found nothing.
+#[cold]
+#[inline(never)]
+unsafe fn wait_with_hooks(
+    lp: *mut evl_loop,
+    timeout: Option<Duration>,
+    max: usize,
+) -> Result<(), Errno> {
+    run_hooks(lp, HookKind::Prepare)?;
+    let idle = core(lp)?.has_idle_hooks();
+    core(lp)?.wait(if idle { Some(Duration::ZERO) } else { timeout }, max)?;
+    run_hooks(lp, HookKind::Check)?;
+    if !core(lp)?.has_work() {
+        run_hooks(lp, HookKind::Idle)?;
+    }
+    Ok(())
+}
+
+/// Calls every hook of `kind` that is active when the run starts and still
+/// active when its turn comes, in start order.
+unsafe fn run_hooks(lp: *mut evl_loop, kind: HookKind) -> Result<(), Errno> {
+    let mut run = core(lp)?.hook_run(kind);
+    while let Some((id, data)) = core(lp)?.next_hook(&mut run) {
+        if let Some(cb) = data.as_hook() {
+            cb(lp, id, data.userdata);
+        }
+    }
+    Ok(())
+}
+
+/// Starts a hook that calls `cb(loop, id, userdata)` in every iteration, as
+/// `kind` says: EVL_HOOK_PREPARE (before the wait), EVL_HOOK_CHECK (after
+/// it) or EVL_HOOK_IDLE (in an iteration with nothing to do; the loop then
+/// never blocks), until evl_hook_stop. Hooks of one kind run in start
+/// order; one started from a hook of its own kind first runs in the next
+/// iteration. The hook's id is written to `*hook_id` unless it is NULL.
+/// A hook may do anything another callback may: start and stop hooks (its
+/// own included), timers, registrations and streams, or stop the loop. An
+/// active hook counts as work: evl_run does not return while one is left.
+/// Hook callbacks are not counted in what evl_run_once returns.
+///
+/// Returns 0; -EINVAL for a NULL loop or callback, or an unknown kind.
+/// Cost: none while no hook is active; one call per active hook per iteration.
+/// Ownership: `userdata` is the caller's and is only handed back.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_hook_start(
+    r#loop: *mut evl_loop,
+    kind: u32,
+    cb: evl_hook_cb,
+    userdata: *mut c_void,
+    hook_id: *mut u64,
+) -> c_int {
+    guard(|| {
+        let core = core(r#loop)?;
+        let kind = match kind {
+            EVL_HOOK_PREPARE => HookKind::Prepare,
+            EVL_HOOK_CHECK => HookKind::Check,
+            EVL_HOOK_IDLE => HookKind::Idle,
+            _ => return Err(libc::EINVAL),
+        };
+        if cb.is_none() {
+            return Err(libc::EINVAL);
+        }
+        let id = core.start_hook(kind, Callback::hook(cb, userdata));
+        if !hook_id.is_null() {
+            *hook_id = id;
+        }
+        Ok(0)
+    })
+}
+
+/// Stops a hook: it is not called again, not even later in the iteration
+/// under way. May be called from any callback, the hook's own included.
+///
+/// Returns 0; -EINVAL for NULL; -ENOENT for an unknown or stopped hook.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_hook_stop(r#loop: *mut evl_loop, hook_id: u64) -> c_int {
+    guard(|| core(r#loop)?.stop_hook(hook_id).map(|()| 0))
+}
+
+/// For a host loop (GLib, Qt, libuv, asyncio...) that runs this one: an fd
+/// that becomes readable when the loop has something to do (ready I/O, a
+/// due timer, a task from evl_post, an evl_wake, a signal). Watch it for
+/// reading, and when it fires, or when evl_backend_timeout's time has come,
+/// run one iteration that does not block: evl_run_once(loop, 0), or
+/// evl_poll / evl_stream_poll / evl_stream_exchange with timeout 0.
+/// It is the loop's epoll fd. From the first call on, a timerfd follows
+/// the next timer deadline in its set (a loop nobody asked this of has none).
+///
+/// Returns the fd; -EINVAL for NULL; -EMFILE, -ENOMEM... if the timerfd
+/// could not be made.
+/// Ownership: the fd is the loop's: never close, read or write it. It is
+/// closed by evl_loop_free and replaced by evl_loop_fork (ask again after).
+/// Thread-safety: the loop's thread only; a host on another thread may
+/// poll the fd.
+#[no_mangle]
+pub unsafe extern "C" fn evl_backend_fd(r#loop: *mut evl_loop) -> c_int {
+    guard(|| core(r#loop)?.backend_fd())
+}
+
+/// For a host loop: how many milliseconds it may wait before the loop needs
+/// an iteration: 0 if it has work now (queued tasks, a signal or stream
+/// events not yet handed out, an iteration that evl_poll or evl_stream_poll
+/// cut short, an active idle hook), the time to the next timer rounded up
+/// (so an iteration then never finds the timer early), or -1 if only I/O,
+/// which makes evl_backend_fd readable, can give it work. Ask again after
+/// each iteration: callbacks change it.
+///
+/// Returns 0, a positive time (at most INT_MAX), -1 as above (never an
+/// error here), or -EINVAL for NULL.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_backend_timeout(r#loop: *mut evl_loop) -> c_int {
+    guard(|| Ok(core(r#loop)?.backend_timeout().map_or(-1, ms_rounded_up)))
+}
+
+/// Whole milliseconds, rounded up, at most `c_int::MAX`.
+fn ms_rounded_up(d: Duration) -> c_int {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    c_int::try_from(ms).unwrap_or(c_int::MAX)
 }
 
 // ---- streams ---------------------------------------------------------------
@@ -1200,7 +1358,7 @@ unsafe fn poll_events(
     let max = max_events as usize;
     // The bytes of the previous batch are no longer needed.
     core(lp)?.release_reads();
-    core(lp)?.wait(timeout_from_ms(timeout_ms), max)?;
+    wait(lp, timeout_from_ms(timeout_ms), max)?;
     let mut written = 0;
     while written < max {
         let core = core(lp)?;

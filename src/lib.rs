@@ -11,5 +11,5 @@ pub mod ffi;
 pub mod stream;
 pub mod sys;
 
-pub use event_loop::{Event, EventLoop, LoopHandle, TimerId};
+pub use event_loop::{Event, EventLoop, HookId, HookKind, LoopHandle, TimerId};
 pub use stream::{StreamEvent, StreamEventKind, StreamId, StreamLoop};

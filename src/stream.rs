@@ -27,6 +27,8 @@ use crate::sys::{self, Errno, SockAddr};
 
 pub use crate::event_loop::{EDGE, ERROR, HUP, RDHUP, READ, WRITE};
 
+mod embed;
+
 /// Names a stream: non-zero, never reused while the loop lives (slot and
 /// generation), so a stale id is refused instead of reaching another stream.
 pub type StreamId = u64;
