@@ -838,8 +838,10 @@ unsafe fn wait_with_hooks(
     max: usize,
 ) -> Result<(), Errno> {
     run_hooks(lp, HookKind::Prepare)?;
-    let idle = core(lp)?.has_idle_hooks();
-    core(lp)?.wait(if idle { Some(Duration::ZERO) } else { timeout }, max)?;
+    // An idle hook, or prepare hooks that ended everything, leave nothing to block for.
+    let lp_core = core(lp)?;
+    let now = lp_core.has_idle_hooks() || !lp_core.is_alive();
+    lp_core.wait(if now { Some(Duration::ZERO) } else { timeout }, max)?;
     run_hooks(lp, HookKind::Check)?;
     if !core(lp)?.has_work() {
         run_hooks(lp, HookKind::Idle)?;
