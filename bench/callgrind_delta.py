@@ -5,8 +5,10 @@ difference in operations, so start-up and tear-down cancel out.
 
     bench/callgrind_delta.py OPS1 OPS2 -- CMD... {}
 
-`{}` in CMD is replaced by the size. Example:
-    bench/callgrind_delta.py 10000 20000 -- target/bench/bench_pipes -n 1000 -a 100 -r 1 -w {}
+`{}` in CMD is replaced by the size. Example (bench_pipes built against the
+library of `cargo build --profile profiling`, the release code with symbols,
+as c-examples/README.md shows):
+    bench/callgrind_delta.py 10000 20000 -- target/bench_pipes -n 1000 -a 100 -r 1 -w {}
 """
 import os
 import subprocess

@@ -6,7 +6,9 @@ and shutdown cancel out.
     bench/echo_bench.py [--client CMD] [--conns 20] [--size 64] [--rounds 100,200] [--repeat N]
                         -- SERVER ARGS...
 
-The server is started with `--port 0 --quiet` appended (it must print its
+Build the server against `cargo build --profile profiling` (the release code
+with symbols, so callgrind_annotate can name what costs; see
+c-examples/README.md). The server is started with `--port 0 --quiet` appended (it must print its
 port on the first line and exit cleanly on SIGTERM). The load is `--conns`
 connections, `--size`-byte messages, one in flight per connection, `rounds`
 messages per connection: c-examples' echo_client by default, or any command

@@ -1,16 +1,20 @@
 //! The C test programs (tests/c/test_api.c for the core, test_streams.c for
-//! the streams), compiled with -std=c11 -Wall -Wextra -Werror against the
-//! header, run natively and under memcheck.
+//! the streams, test_embed.c for hooks and host loops), compiled with -std=c11 -Wall -Wextra -Werror against the
+//! header. Each C test is a Rust test of its own, `test_api::NAME` or
+//! `test_streams::NAME` (so `cargo test --test c_api test_timer_order` runs
+//! one), run natively; each program also runs whole under memcheck. The
+//! lists below must be the programs' own (`PROGRAM --list`): a test fails
+//! when they drift.
 
 mod common;
 use common::*;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 fn test_program(name: &str) -> std::path::PathBuf {
     static BUILT: OnceLock<Vec<(String, std::path::PathBuf)>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        ["test_api", "test_streams"]
+        ["test_api", "test_streams", "test_embed"]
             .iter()
             .map(|name| {
                 let out = out_dir("c_api").join(name);
@@ -22,41 +26,138 @@ fn test_program(name: &str) -> std::path::PathBuf {
     built.iter().find(|(n, _)| n == name).unwrap().1.clone()
 }
 
-fn assert_all_passed(output: &std::process::Output) {
+/// The program passed `expected` tests (by name, each reported "ok") and failed none.
+fn assert_passed(output: &Output, expected: &[&str]) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", show(output));
     assert!(
-        String::from_utf8_lossy(&output.stdout).contains(" passed, 0 failed"),
+        stdout.contains(&format!("{} passed, 0 failed", expected.len())),
         "{}",
         show(output)
     );
+    for name in expected {
+        assert!(
+            stdout.lines().any(|l| l == format!("ok {name}")),
+            "{}",
+            show(output)
+        );
+    }
 }
 
-#[test]
-fn c_api_tests_pass() {
-    assert_all_passed(&Command::new(test_program("test_api")).output().unwrap());
-}
-
-#[test]
-fn c_api_tests_are_memcheck_clean() {
-    let output = valgrind_command(&test_program("test_api"))
+/// Runs the one C test `name` of `program`.
+fn run_c_test(program: &str, name: &str) {
+    let output = Command::new(test_program(program))
+        .args(["--exact", name])
         .output()
         .unwrap();
-    assert_all_passed(&output);
-    assert_memcheck_clean(&output);
+    assert_passed(&output, &[name]);
 }
 
-#[test]
-fn c_stream_tests_pass() {
-    assert_all_passed(&Command::new(test_program("test_streams")).output().unwrap());
-}
-
-#[test]
-fn c_stream_tests_are_memcheck_clean() {
-    let output = valgrind_command(&test_program("test_streams"))
+/// The names `program --list` gives, which must be `names`.
+fn assert_list_is(program: &str, names: &[&str]) {
+    let output = Command::new(test_program(program))
+        .arg("--list")
         .output()
         .unwrap();
-    assert_all_passed(&output);
-    assert_memcheck_clean(&output);
+    assert!(output.status.success(), "{}", show(&output));
+    let listed: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        listed, names,
+        "the C program's tests (left) and the list in tests/c_api.rs (right) differ: update the list"
+    );
+}
+
+/// One Rust test per C test of `program`, a test that the list is the
+/// program's, and one run of the whole program under memcheck.
+macro_rules! c_tests {
+    ($program:ident: $($name:ident,)*) => {
+        mod $program {
+            use super::*;
+            const NAMES: &[&str] = &[$(stringify!($name)),*];
+
+            $(
+                #[test]
+                fn $name() {
+                    run_c_test(stringify!($program), stringify!($name));
+                }
+            )*
+
+            #[test]
+            fn list_is_the_programs() {
+                assert_list_is(stringify!($program), NAMES);
+            }
+
+            #[test]
+            fn memcheck_clean() {
+                let output = valgrind_command(&test_program(stringify!($program)))
+                    .output()
+                    .unwrap();
+                assert_passed(&output, NAMES);
+                assert_memcheck_clean(&output);
+            }
+        }
+    };
+}
+
+c_tests! {
+    test_api:
+        test_versions,
+        test_strerror,
+        test_null_pointers,
+        test_bad_fds_and_bits,
+        test_read_callback,
+        test_poll_reports_all_and_limits,
+        test_hup_rdhup_error,
+        test_edge_and_oneshot,
+        test_oneshot_rearmed_during_its_batch_reports_once,
+        test_rdhup_only_with_read_interest,
+        test_callback_ends_other_registrations,
+        test_fd_number_reused_in_batch,
+        test_closed_without_unregister,
+        test_callback_changes_itself,
+        test_reentry_is_busy,
+        test_timer_order,
+        test_timer_stop_rules,
+        test_timer_never_early,
+        test_many_timers_stopped,
+        test_threads_post_wake_stop,
+        test_task_posted_from_task_runs_next_iteration,
+        test_signals,
+        test_eintr,
+        test_fork,
+        test_fork_after_registered_fds_were_closed,
+        test_fork_never_revives_a_closed_registration,
+        test_many_fds,
+}
+
+c_tests! {
+    test_streams:
+        test_read_buffer_and_write_batch,
+        test_exchange,
+        test_stream_arguments,
+        test_library_closed_stream_id_lives_until_closed,
+        test_stream_callbacks,
+        test_stream_batches,
+        test_stream_reentry_is_busy,
+        test_free_with_streams_open,
+}
+
+#[test]
+fn harness_filters_by_name_and_refuses_a_filter_that_matches_nothing() {
+    let program = test_program("test_api");
+    let output = Command::new(&program).arg("test_timer_").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("ok test_timer_order\n"),
+        "{}",
+        show(&output)
+    );
+    assert!(!stdout.contains("test_versions"), "{}", show(&output));
+    let none = Command::new(&program).arg("no_such_test").output().unwrap();
+    assert_eq!(none.status.code(), Some(2), "{}", show(&none));
 }
 
 #[test]
@@ -79,10 +180,28 @@ fn header_compiles_as_cpp() {
         .arg("-L")
         .arg(&lib)
         .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-Wl,--disable-new-dtags") // see compile_c
         .arg("-levloop")
         .output()
         .expect("c++ is needed to check the header compiles as C++: apt-get install g++");
     assert!(output.status.success(), "{}", show(&output));
     let run = Command::new(&exe).output().unwrap();
     assert!(run.status.success(), "{}", show(&run));
+}
+
+c_tests! {
+    test_embed:
+        test_bad_arguments,
+        test_backend_timeout_values,
+        test_backend_timeout_zero_while_stream_events_wait,
+        test_backend_fd_costs_nothing_until_asked,
+        test_hook_order_and_counts,
+        test_hooks_stop_themselves_and_each_other,
+        test_idle_hooks_keep_run_from_blocking,
+        test_an_active_hook_is_work_for_run,
+        test_a_hook_stops_the_loop,
+        test_hook_reentry_is_busy,
+        test_host_loop_wakes_once_per_timer_or_batch,
+        test_host_follows_timers_started_and_stopped_outside,
+        test_host_wakes_for_a_task_from_another_thread,
 }

@@ -6,6 +6,8 @@ use std::ptr;
 
 #[test]
 fn panic_becomes_evl_epanic_and_process_survives() {
+    // SAFETY: the loop pointer comes from evl_loop_new and is used on this thread;
+    // evl_strerror returns a static NUL-terminated string.
     unsafe {
         let mut lp = ptr::null_mut();
         assert_eq!(evl_loop_new(&mut lp), 0);

@@ -4,7 +4,7 @@
 //! events that must not outlive the stream they are for.
 
 use evloop::stream::{Event, StreamLoop, DEFAULT_HIGH_WATER};
-use evloop::sys::SockAddr;
+use evloop::SockAddr;
 use evloop::{StreamEvent, StreamEventKind as Kind, StreamId};
 use std::io::{Read, Write};
 use std::os::fd::IntoRawFd;
@@ -150,6 +150,7 @@ fn refused_connection_reports_connected_with_the_error_then_closed() {
 fn streams_over_pipes_carry_bytes_and_end_of_file() {
     let mut lp = StreamLoop::new().unwrap();
     let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe writes.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     let reader = lp.open(fds[0], 1).unwrap();
     let writer = lp.open(fds[1], 2).unwrap();

@@ -42,7 +42,11 @@ class Declarations(unittest.TestCase):
 
     def test_constants_match_the_header(self):
         text = HEADER.read_text()
-        for name, value in re.findall(r"^#define (EVL_\w+) (-?\d+)$", text, re.M):
+        # Values as cbindgen writes them, negative ones in parentheses, unsigned ones with "u".
+        found = re.findall(r"^#define (EVL_\w+) \(?(-?\d+)u?\)?$", text, re.M)
+        self.assertIn(("EVL_EPANIC", "-1000"), found)
+        self.assertIn(("EVL_EDGE", str(1 << 31)), found)
+        for name, value in found:
             if name.startswith("EVL_VERSION") or name == "EVL_ABI_VERSION":
                 continue
             with self.subTest(name):

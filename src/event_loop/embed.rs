@@ -13,7 +13,8 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{token, EventLoop};
+use super::registrations::token;
+use super::EventLoop;
 use crate::sys::{self, Errno, TimerFd, EDGE, READ};
 
 /// The timerfd that makes the epoll fd readable when a timer is due.

@@ -11,6 +11,7 @@
 //! waits for the next iteration.
 
 use super::EventLoop;
+use crate::slab::Slab;
 use crate::sys::Errno;
 
 /// Names a hook: non-zero, and a stopped hook's id matches nothing again.
@@ -34,62 +35,11 @@ struct Hook<D> {
 }
 
 pub(super) struct Hooks<D> {
-    table: Table<Hook<D>>,
+    /// Hook ids are the slab's, like timer ids.
+    table: Slab<Hook<D>>,
     /// The active hooks of each kind as (seq, id), in start order.
     active: [Vec<(u64, HookId)>; 3],
     next_seq: u64,
-}
-
-/// Hooks by id, with the timers' id layout: generation << 32 | (slot + 1).
-// TODO(i13): the one id scheme of the loop, once it exists.
-struct Table<T> {
-    slots: Vec<(u32, Option<T>)>,
-    free: Vec<u32>,
-    live: usize,
-}
-
-impl<T> Table<T> {
-    fn new() -> Self {
-        Table {
-            slots: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-        }
-    }
-
-    fn live(&self) -> usize {
-        self.live
-    }
-
-    fn insert(&mut self, value: T) -> u64 {
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.slots.push((1, None));
-            (self.slots.len() - 1) as u32
-        });
-        let entry = &mut self.slots[slot as usize];
-        entry.1 = Some(value);
-        self.live += 1;
-        (entry.0 as u64) << 32 | (slot as u64 + 1)
-    }
-
-    fn slot(&self, id: u64) -> Option<usize> {
-        let slot = (id as u32).checked_sub(1)? as usize;
-        let (generation, value) = self.slots.get(slot)?;
-        (*generation == (id >> 32) as u32 && value.is_some()).then_some(slot)
-    }
-
-    fn get(&self, id: u64) -> Option<&T> {
-        self.slots[self.slot(id)?].1.as_ref()
-    }
-
-    fn remove(&mut self, id: u64) -> Option<T> {
-        let slot = self.slot(id)?;
-        let entry = &mut self.slots[slot];
-        entry.0 = entry.0.checked_add(1).unwrap_or(1);
-        self.free.push(slot as u32);
-        self.live -= 1;
-        entry.1.take()
-    }
 }
 
 /// Where a run over the hooks of one kind is.
@@ -104,7 +54,7 @@ pub struct HookRun {
 impl<D: Copy> Hooks<D> {
     pub(super) fn new() -> Self {
         Hooks {
-            table: Table::new(),
+            table: Slab::new(0),
             active: [Vec::new(), Vec::new(), Vec::new()],
             next_seq: 0,
         }
@@ -112,7 +62,7 @@ impl<D: Copy> Hooks<D> {
 
     /// How many hooks are active, of every kind.
     pub(super) fn count(&self) -> usize {
-        self.table.live()
+        self.table.len()
     }
 
     pub(super) fn any_of(&self, kind: HookKind) -> bool {

@@ -1,10 +1,12 @@
 /* A tiny test harness for the C tests: CHECK records a failure and goes on;
- * main() prints "N passed, M failed" and exits non-zero on any failure. */
+ * harness_main() runs the tests (all, or those a name filter selects),
+ * reports each by name and exits non-zero on any failure. */
 #ifndef EVL_TEST_HARNESS_H
 #define EVL_TEST_HARNESS_H
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int harness_failures;
 static int harness_checks;
@@ -31,19 +33,47 @@ static int harness_checks;
 
 typedef struct { const char *name; void (*run)(void); } harness_test;
 
-static int harness_main(const harness_test *tests, size_t count) {
+/* Whether `name` is to run: no filter given, or it contains one of them
+ * (like `cargo test NAME`), or with --exact first, it is one of them. */
+static int harness_selected(const char *name, int argc, char **argv) {
+    int exact = argc > 1 && strcmp(argv[1], "--exact") == 0;
+    if (argc <= 1 + exact) return 1;
+    for (int i = 1 + exact; i < argc; i++) {
+        if (exact ? strcmp(name, argv[i]) == 0 : strstr(name, argv[i]) != NULL) return 1;
+    }
+    return 0;
+}
+
+/* PROGRAM --list: the test names, one a line.
+ * PROGRAM [--exact] [NAME...]: runs the tests whose name contains one of
+ * the NAMEs (is one of them, with --exact; all without any NAME), each reported as "ok NAME" or "FAILED NAME" on stdout,
+ * then "N passed, M failed"; exits non-zero on any failure, and with 2 when
+ * the filter matches no test. */
+static int harness_main(int argc, char **argv, const harness_test *tests, size_t count) {
+    if (argc == 2 && strcmp(argv[1], "--list") == 0) {
+        for (size_t i = 0; i < count; i++) printf("%s\n", tests[i].name);
+        return 0;
+    }
     int passed = 0, failed = 0;
     for (size_t i = 0; i < count; i++) {
+        if (!harness_selected(tests[i].name, argc, argv)) continue;
         int before = harness_failures;
         tests[i].run();
         if (harness_failures == before) {
             passed++;
+            printf("ok %s\n", tests[i].name);
         } else {
             failed++;
+            printf("FAILED %s\n", tests[i].name);
             fprintf(stderr, "FAILED: %s\n", tests[i].name);
         }
+        fflush(stdout);
     }
     printf("%d passed, %d failed\n", passed, failed);
+    if (passed + failed == 0) {
+        fprintf(stderr, "no test matches the filter\n");
+        return 2;
+    }
     return failed == 0 ? 0 : 1;
 }
 

@@ -4,7 +4,7 @@
  * stop themselves and each other, idle hooks, and host loops driven by poll()
  * that must never wait past a due timer nor wake up for nothing. Built with
  * -std=c11 -Wall -Wextra -Werror and run natively and under valgrind
- * memcheck by tests/c_embed.rs. */
+ * memcheck by tests/c_api.rs. */
 #define _GNU_SOURCE
 #include "evloop.h"
 #include "harness.h"
@@ -589,7 +589,7 @@ static void test_host_wakes_for_a_task_from_another_thread(void) {
     CHECK_EQ(evl_loop_free(loop), 0);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     static const harness_test tests[] = {
         TEST(test_bad_arguments),
         TEST(test_backend_timeout_values),
@@ -605,5 +605,5 @@ int main(void) {
         TEST(test_host_follows_timers_started_and_stopped_outside),
         TEST(test_host_wakes_for_a_task_from_another_thread),
     };
-    return harness_main(tests, sizeof tests / sizeof tests[0]);
+    return harness_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

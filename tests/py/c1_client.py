@@ -1,6 +1,6 @@
 """The articles' select client (C1), as written there but for Python 3: two
 sockets, three messages sent on every socket, one recv(1024) per socket.
-Used by tests/echo.rs to check that our servers answer the original client.
+Used by tests/echo_servers.rs to check that our servers answer the original client.
 
     python3 c1_client.py PORT [--upper | --sb]
 """

@@ -154,6 +154,7 @@ impl Server {
 
     /// `signo`, then the exit status, the rest of stdout, and stderr.
     fn stop_with(mut self, signo: i32) -> (ExitStatus, String, String) {
+        // SAFETY: a plain syscall; the pid is our child's, not yet reaped.
         unsafe { libc::kill(self.pid(), signo) };
         let status = wait_at_most(&mut self.child, Duration::from_secs(60));
         let out = self.log.join().unwrap();
@@ -619,6 +620,7 @@ fn misbehaving_clients_harm_no_one_else() {
             l_onoff: 1,
             l_linger: 0,
         };
+        // SAFETY: passes a valid linger of the stated size to our own socket.
         unsafe {
             libc::setsockopt(
                 fd,
@@ -831,6 +833,8 @@ fn echoed_now(conns: &mut [TcpStream], message: &[u8]) -> Vec<bool> {
 fn stream_server_survives_running_out_of_fds() {
     let mut cmd = Command::new(build_example("stream_echo_server"));
     cmd.arg("--quiet");
+    // SAFETY: the closure only calls setrlimit, which is async-signal-safe,
+    // as code between fork and exec must be.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
             let limit = libc::rlimit {

@@ -1,0 +1,208 @@
+//! The event loop: a registration table indexed by fd, a timer heap, signal
+//! watchers and a cross-thread task queue, over one epoll set.
+//!
+//! The loop never calls anything. Each iteration is pulled by its caller:
+//! [`EventLoop::wait`] blocks and collects what is ready, then
+//! [`EventLoop::next_event`] hands out one [`Event`] at a time (signals,
+//! then due timers, then posted tasks, then I/O). Between two pulls the caller
+//! holds no borrow of the loop, so whatever it runs may register, modify or
+//! unregister anything, start or stop timers, or stop the loop.
+//!
+//! `D` is what the caller attaches to each registration, timer, signal watcher
+//! and task (the C layer keeps a function pointer and userdata there). It is
+//! `Copy` so that an event carries its own copy out of the loop.
+//!
+//! One file per concern: `registrations.rs` (the table indexed by fd),
+//! `timers.rs` (the deadline heap), `signals.rs` (signalfd watchers),
+//! `tasks.rs` (the cross-thread queue and [`LoopHandle`]), `hooks.rs`
+//! (prepare, check and idle hooks), `embed.rs` (the backend fd and timeout
+//! for a host loop), and `iteration.rs`, where the order of one iteration
+//! reads top to bottom.
+
+mod embed;
+mod hooks;
+mod iteration;
+mod registrations;
+mod signals;
+mod tasks;
+mod timers;
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::sys::{self, Epoll, Errno, Events};
+
+pub use crate::sys::{EDGE, ERROR, HUP, ONESHOT, RDHUP, READ, WRITE};
+pub use hooks::{HookId, HookKind, HookRun};
+pub use tasks::LoopHandle;
+
+use iteration::{Phase, BEFORE_IO};
+use registrations::{interest_of, token, Registration, INITIAL_SLOTS};
+use signals::Signals;
+use tasks::Shared;
+use timers::Timers;
+
+/// Every bit `register` and `modify` accept. The readiness-only bits are
+/// accepted and ignored: they are always reported.
+pub const VALID_INTEREST: u32 = READ | WRITE | ERROR | HUP | RDHUP | EDGE | ONESHOT;
+
+/// Names a timer: non-zero, the generation of its slot in the high 32 bits
+/// and the slot in the low ones (see `slab.rs`), so that the id of a timer
+/// that was stopped or has fired (one-shot) matches no later timer.
+pub type TimerId = u64;
+
+/// One thing for the caller to dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event<D> {
+    Io { fd: RawFd, revents: u32, data: D },
+    Timer { id: TimerId, data: D },
+    Task(D),
+    Signal { signo: i32, data: D },
+}
+
+/// Events fetched from the kernel in one wait.
+const BATCH: usize = 1024;
+
+/// `D: Default` fills vacant slots of the registration table.
+pub struct EventLoop<D: Copy + Default> {
+    epoll: Epoll,
+    events: Events,
+    /// Next index into `events` during the I/O phase; `BEFORE_IO` before it,
+    /// an index no batch reaches, so that next_ready finds nothing then.
+    cursor: usize,
+    phase: Phase,
+    /// Indexed by fd.
+    registrations: Vec<Registration<D>>,
+    registered: usize,
+    next_generation: u32,
+    timers: Timers<D>,
+    /// Clock reading taken after the wait: timers due by then fire this iteration.
+    now: u64,
+    signals: Signals<D>,
+    shared: Arc<Shared<D>>,
+    /// Tasks taken from the shared queue for this iteration.
+    tasks: Vec<D>,
+    task_cursor: usize,
+    /// Test-only: panic at the next `wait`, to prove the C boundary catches it.
+    panic_armed: bool,
+    hooks: hooks::Hooks<D>,
+    /// Made when a host loop asks for the backend fd (see `embed.rs`).
+    deadline_clock: Option<embed::DeadlineClock>,
+}
+
+impl<D: Copy + Default> EventLoop<D> {
+    pub fn new() -> Result<EventLoop<D>, Errno> {
+        let epoll = Epoll::new()?;
+        let doorbell = sys::eventfd_new()?;
+        let shared = Arc::new(Shared {
+            tasks: Mutex::new(Vec::new()),
+            queued: AtomicUsize::new(0),
+            wake_pending: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            doorbell: AtomicI32::new(doorbell),
+        });
+        epoll.add(doorbell, READ, token(0, doorbell))?;
+        Ok(EventLoop {
+            epoll,
+            events: Events::with_capacity(BATCH),
+            cursor: BEFORE_IO,
+            phase: Phase::Idle,
+            registrations: vec![Registration::vacant(); INITIAL_SLOTS],
+            registered: 0,
+            next_generation: 1,
+            timers: Timers::new(),
+            now: 0,
+            signals: Signals::new(),
+            shared,
+            tasks: Vec::new(),
+            task_cursor: 0,
+            panic_armed: false,
+            hooks: hooks::Hooks::new(),
+            deadline_clock: None,
+        })
+    }
+
+    pub fn handle(&self) -> LoopHandle<D> {
+        LoopHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Whether anything is left that could produce an event.
+    pub fn is_alive(&self) -> bool {
+        self.registered > 0
+            || self.timers.live() > 0
+            || self.signals.watched > 0
+            || self.shared.queued.load(Ordering::Acquire) > 0
+            || self.has_hooks()
+    }
+
+    #[doc(hidden)]
+    pub fn arm_test_panic(&mut self) {
+        self.panic_armed = true;
+    }
+
+    /// Drops every registration whose fd was closed without `unregister`,
+    /// even when its number now names another file (reused by `open`,
+    /// `dup2`...). The epoll set knows: its entries are (file, number) pairs,
+    /// and the kernel removed the entry of a closed file. ADD of the number
+    /// answers EEXIST exactly when the registered entry is still there, and
+    /// changes nothing then (MOD would re-arm a spent ONESHOT in the set the
+    /// parent shares). Any other answer means the registration has ended; an
+    /// ADD that succeeded (the number was reused) is undone at once, and
+    /// until then can only report ERROR or HUP, once, under a token that no
+    /// loop takes for one of its registrations. Costs one epoll_ctl per
+    /// registration, at fork only.
+    fn drop_closed_registrations(&mut self) {
+        for fd in 0..self.registrations.len() {
+            if self.registrations[fd].is_vacant() {
+                continue;
+            }
+            match self.epoll.add(fd as RawFd, ONESHOT, PROBE_TOKEN) {
+                Err(libc::EEXIST) => continue,
+                Ok(()) => {
+                    let _ = self.epoll.delete(fd as RawFd);
+                }
+                Err(_) => {}
+            }
+            self.registrations[fd] = Registration::vacant();
+            self.registered -= 1;
+        }
+    }
+
+    /// In a child after `fork()`: new epoll set, doorbell and signalfd, so the
+    /// child and the parent stop sharing kernel objects. Registrations (whose
+    /// fds are still open), timers and signal watchers are kept.
+    pub fn reinit_after_fork(&mut self) -> Result<(), Errno> {
+        if self.phase != Phase::Idle {
+            return Err(libc::EBUSY);
+        }
+        // First drop the registrations that ended, while their numbers
+        // cannot have been taken by the new kernel objects made below (a
+        // live registration's fd is open, so its number is never given out).
+        self.drop_closed_registrations();
+        let epoll = Epoll::new()?;
+        let doorbell = sys::eventfd_new()?;
+        if let Err(e) = epoll.add(doorbell, READ, token(0, doorbell)) {
+            sys::close(doorbell);
+            return Err(e);
+        }
+        self.signals.reinit(&epoll)?;
+        for fd in 0..self.registrations.len() {
+            let reg = self.registrations[fd];
+            if !reg.is_vacant() {
+                epoll.add(fd as RawFd, interest_of(reg.wanted), reg.token)?;
+            }
+        }
+        self.epoll = epoll;
+        let old = self.shared.doorbell.swap(doorbell, Ordering::AcqRel);
+        sys::close(old);
+        self.shared.wake_pending.store(false, Ordering::Release);
+        self.reinit_deadline_clock()
+    }
+}
+
+/// The epoll token of `reinit_after_fork`'s probe: fd -1 of a generation no
+/// registration has, so a loop that fetches it (the parent's) ignores it.
+const PROBE_TOKEN: u64 = u64::MAX;

@@ -1,0 +1,368 @@
+//! Streams' C API: listeners, connections, streams over any fd, and what
+//! may be asked of one (writes, shutdown, close, backpressure, timeouts).
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+use super::boundary::{bytes, store, with_loop, Callback};
+use super::types::*;
+use crate::sys::{Errno, SockAddr};
+
+/// `host` (NULL or "": every IPv4 address) and `port` as a socket address.
+///
+/// # Safety
+/// `host` is NULL or a NUL-terminated string.
+unsafe fn socket_addr(host: *const c_char, port: c_int) -> Result<SockAddr, Errno> {
+    let port = u16::try_from(port).map_err(|_| libc::EINVAL)?;
+    let host = if host.is_null() {
+        c""
+    } else {
+        // SAFETY: non-null, and the caller gives a NUL-terminated string (header).
+        unsafe { CStr::from_ptr(host) }
+    };
+    SockAddr::resolve(host, port)
+}
+
+/// Listens for TCP connections on `host` (a numeric IPv4 or IPv6 address;
+/// a name is resolved with getaddrinfo, which may block; NULL or "": every
+/// IPv4 address) and `port` (0: any free port, see evl_listener_port), with
+/// a backlog of `backlog` (<= 0: SOMAXCONN). `flags`: 0 or
+/// EVL_LISTEN_REUSEPORT. The listener's id is written to `*out`.
+///
+/// Each connection accepted becomes a stream (TCP_NODELAY set), announced
+/// by EVL_STREAM_ACCEPTED to `cb` with `userdata`; the stream starts with
+/// that callback and userdata. Every readiness drains the backlog. When the
+/// process runs out of fds (EMFILE, ENFILE), accepting pauses for 100 ms
+/// instead of spinning, and connections wait in the backlog.
+///
+/// Returns 0; -EINVAL for a NULL loop or `out`, a port outside 0..65535 or
+/// unknown flags; -EADDRINUSE, -EADDRNOTAVAIL (also for a host that does
+/// not resolve), -EACCES, -EMFILE...
+/// Ownership: the listener owns its socket until evl_listener_close or
+/// evl_loop_free. Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_listen(
+    r#loop: *mut evl_loop,
+    host: *const c_char,
+    port: c_int,
+    backlog: c_int,
+    flags: u32,
+    cb: evl_stream_cb,
+    userdata: *mut c_void,
+    out: *mut u64,
+) -> c_int {
+    with_loop!(r#loop, |core| {
+        if out.is_null() || flags & !EVL_LISTEN_REUSEPORT != 0 {
+            return Err(libc::EINVAL);
+        }
+        // SAFETY: `host` is NULL or NUL-terminated (the header's contract).
+        let addr = unsafe { socket_addr(host, port) }?;
+        let backlog = if backlog <= 0 {
+            libc::SOMAXCONN
+        } else {
+            backlog
+        };
+        let reuse_port = flags & EVL_LISTEN_REUSEPORT != 0;
+        let id = core.listen(&addr, backlog, reuse_port, Callback::stream(cb, userdata))?;
+        // SAFETY: checked non-null above; the caller gives a writable u64 (header).
+        unsafe { store(out, id) }?;
+        Ok(0)
+    })
+}
+
+/// The port a listener is bound to (the one chosen for port 0).
+///
+/// Returns the port; -EINVAL for a NULL loop; -ENOENT for an unknown listener.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_listener_port(r#loop: *mut evl_loop, listener: u64) -> c_int {
+    with_loop!(r#loop, |core| core.listener_port(listener).map(c_int::from))
+}
+
+/// Lets a listener hold at most `max` accepted streams open at once (0: no
+/// limit). At the limit, accepting pauses and connections wait in the
+/// backlog; it resumes as streams close.
+///
+/// Returns 0; -EINVAL for a NULL loop or a negative `max`; -ENOENT for an
+/// unknown listener. Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_listener_set_max_conns(
+    r#loop: *mut evl_loop,
+    listener: u64,
+    max: c_int,
+) -> c_int {
+    with_loop!(r#loop, |core| {
+        let max = usize::try_from(max).map_err(|_| libc::EINVAL)?;
+        core.set_max_conns(listener, max).map(|()| 0)
+    })
+}
+
+/// Closes a listener's socket. The streams it accepted go on.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown listener.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_listener_close(r#loop: *mut evl_loop, listener: u64) -> c_int {
+    with_loop!(r#loop, |core| core.close_listener(listener).map(|()| 0))
+}
+
+/// Starts a TCP connection to `host` (as for evl_listen; NULL is refused)
+/// and `port`, without blocking (except to resolve a name). The stream's id
+/// is written to `*out`; `cb` gets EVL_STREAM_CONNECTED once the connection
+/// is made or has failed. Writes made before then are queued.
+///
+/// Returns 0; -EINVAL for a NULL loop, host or `out`, or a port outside
+/// 0..65535; -EADDRNOTAVAIL for a host that does not resolve; -EMFILE...
+/// A refused connection is reported through the callback, not here.
+/// Ownership: the stream owns its socket. Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_connect(
+    r#loop: *mut evl_loop,
+    host: *const c_char,
+    port: c_int,
+    cb: evl_stream_cb,
+    userdata: *mut c_void,
+    out: *mut u64,
+) -> c_int {
+    with_loop!(r#loop, |core| {
+        if host.is_null() || out.is_null() {
+            return Err(libc::EINVAL);
+        }
+        // SAFETY: `host` is NULL or NUL-terminated (the header's contract).
+        let addr = unsafe { socket_addr(host, port) }?;
+        let id = core.connect(&addr, Callback::stream(cb, userdata))?;
+        // SAFETY: checked non-null above; the caller gives a writable u64 (header).
+        unsafe { store(out, id) }?;
+        Ok(0)
+    })
+}
+
+/// Makes a stream of `fd`, a connected socket (TCP, Unix) or a pipe, tty...
+/// and writes its id to `*out`. The fd is made non-blocking.
+///
+/// Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF;
+/// -EEXIST if the fd is registered already; -EPERM for a regular file.
+/// Ownership: on success the stream owns `fd` and closes it when it ends
+/// (do not close it yourself); on error it stays yours. Over anything but a
+/// socket, the process ignores SIGPIPE from then on unless it had set its
+/// own SIGPIPE disposition, so that writing to a pipe without reader fails
+/// with -EPIPE (sockets use MSG_NOSIGNAL and touch nothing).
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_open(
+    r#loop: *mut evl_loop,
+    fd: c_int,
+    cb: evl_stream_cb,
+    userdata: *mut c_void,
+    out: *mut u64,
+) -> c_int {
+    with_loop!(r#loop, |core| {
+        if out.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let id = core.open(fd, Callback::stream(cb, userdata))?;
+        // SAFETY: checked non-null above; the caller gives a writable u64 (header).
+        unsafe { store(out, id) }?;
+        Ok(0)
+    })
+}
+
+/// Writes `len` bytes: at once as far as the kernel takes them; the rest is
+/// copied into the stream's queue and sent as the peer reads. Over the
+/// high watermark, reading from the stream pauses (evl_stream_set_watermarks).
+///
+/// Returns 0 (the bytes are sent or queued); -EINVAL for a NULL loop, or
+/// NULL `data` with a non-zero `len`; -ENOENT for an unknown stream (or
+/// one whose EVL_STREAM_CLOSED was delivered); -EPIPE after
+/// evl_stream_shutdown or evl_stream_close, or once the stream is closed; -EPIPE,
+/// -ECONNRESET... when the peer has gone, in which case the stream is
+/// closed (EVL_STREAM_CLOSED follows with the same status). Never SIGPIPE.
+/// Ownership: `data` stays the caller's; it is not used after the call.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_write(
+    r#loop: *mut evl_loop,
+    stream: u64,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    with_loop!(r#loop, |core| {
+        // SAFETY: `data` is readable for `len` bytes (the header's contract).
+        let bytes = unsafe { bytes(data, len) }?;
+        core.write(stream, bytes).map(|()| 0)
+    })
+}
+
+/// Shuts down the writing side once the queue has been sent: the peer
+/// reads end-of-file. Reading goes on; when the peer's end-of-file has come
+/// too, the stream closes (EVL_STREAM_CLOSED, status 0).
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_shutdown(r#loop: *mut evl_loop, stream: u64) -> c_int {
+    with_loop!(r#loop, |core| core.shutdown(stream).map(|()| 0))
+}
+
+/// Graceful close: stops reading, sends what is queued, then closes
+/// (EVL_STREAM_CLOSED, status 0, or an error if the peer went first). Events
+/// of the stream not yet delivered are dropped.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_close(r#loop: *mut evl_loop, stream: u64) -> c_int {
+    with_loop!(r#loop, |core| core.close(stream).map(|()| 0))
+}
+
+/// Closes now, dropping what is queued (EVL_STREAM_CLOSED follows with
+/// -ECONNABORTED). Events of the stream not yet delivered are dropped.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_abort(r#loop: *mut evl_loop, stream: u64) -> c_int {
+    with_loop!(r#loop, |core| core.abort(stream).map(|()| 0))
+}
+
+/// Stops reading from the stream until evl_stream_resume.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_pause(r#loop: *mut evl_loop, stream: u64) -> c_int {
+    with_loop!(r#loop, |core| core.pause(stream).map(|()| 0))
+}
+
+/// Reads again after evl_stream_pause (unless the queue is still above
+/// its high watermark, or the peer's end-of-file came).
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_resume(r#loop: *mut evl_loop, stream: u64) -> c_int {
+    with_loop!(r#loop, |core| core.resume(stream).map(|()| 0))
+}
+
+/// Backpressure: once more than `high` bytes are queued, reading from the
+/// stream pauses, and resumes when the queue is down to `low`. So a peer
+/// that sends without reading makes the process hold at most about `high`
+/// bytes for it. `high` 0: never pause (the queue may then grow without
+/// bound). Defaults: 1 MiB and 256 KiB. Given a listener, sets what the
+/// streams it accepts from then on start with.
+///
+/// Returns 0; -EINVAL for a NULL loop or `low` > `high` (with `high` not 0);
+/// -ENOENT for an unknown stream or listener.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_set_watermarks(
+    r#loop: *mut evl_loop,
+    stream: u64,
+    high: usize,
+    low: usize,
+) -> c_int {
+    with_loop!(r#loop, |core| core
+        .set_watermarks(stream, high, low)
+        .map(|()| 0))
+}
+
+/// Closes the stream (EVL_STREAM_CLOSED, -ETIMEDOUT) once no byte has moved
+/// either way for `timeout_ms` milliseconds (0: never, the default): a
+/// peer that connects and stays silent is dropped. Given a listener, sets
+/// what the streams it accepts from then on start with.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream or listener.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_set_idle_timeout(
+    r#loop: *mut evl_loop,
+    stream: u64,
+    timeout_ms: u32,
+) -> c_int {
+    with_loop!(r#loop, |core| core
+        .set_idle_timeout(stream, timeout_ms)
+        .map(|()| 0))
+}
+
+/// Replaces the callback and userdata of a stream, or of a listener (for the
+/// streams it accepts from then on). `cb` may be NULL for a loop driven by
+/// evl_stream_poll; evl_run and evl_run_once drop the events of a stream
+/// without a callback.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream or listener.
+/// Ownership: `userdata` is the caller's and is only handed back.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_set_callback(
+    r#loop: *mut evl_loop,
+    stream: u64,
+    cb: evl_stream_cb,
+    userdata: *mut c_void,
+) -> c_int {
+    with_loop!(r#loop, |core| {
+        core.set_stream_data(stream, Callback::stream(cb, userdata))
+            .map(|()| 0)
+    })
+}
+
+/// The stream's fd, for getpeername, setsockopt and the like. It stays the
+/// stream's: do not close it, read from it or register it.
+///
+/// Returns the fd; -EINVAL for a NULL loop; -ENOENT for an unknown stream;
+/// -EBADF for a stream closed already (its EVL_STREAM_CLOSED not delivered
+/// yet: see there).
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_fd(r#loop: *mut evl_loop, stream: u64) -> c_int {
+    with_loop!(r#loop, |core| core.stream_fd(stream))
+}
+
+/// Writes to `*out` how many bytes are queued, not yet taken by the kernel.
+///
+/// Returns 0; -EINVAL for a NULL loop or `out`; -ENOENT for an unknown stream.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_queued(
+    r#loop: *mut evl_loop,
+    stream: u64,
+    out: *mut usize,
+) -> c_int {
+    with_loop!(r#loop, |core| {
+        if out.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let queued = core.queued(stream)?;
+        // SAFETY: non-null; the caller gives a writable size_t (header).
+        unsafe { store(out, queued) }?;
+        Ok(0)
+    })
+}
+
+/// Where the bytes of every EVL_STREAM_DATA event lie: the loop's read
+/// buffer, `*len` bytes from `*start`. It stays at that address until the
+/// loop is freed, so a caller that pays for each call into the library
+/// (Python through ctypes) can map it once and find each event's bytes at
+/// `data - start`, instead of copying them out with one call per event.
+///
+/// Returns 0; -EINVAL for a NULL pointer.
+/// Ownership: the buffer is the loop's; its bytes may be read (never
+/// written) as evl_stream_poll's `data` says, until the next evl_stream_poll.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_read_buffer(
+    r#loop: *mut evl_loop,
+    start: *mut *const u8,
+    len: *mut usize,
+) -> c_int {
+    with_loop!(r#loop, |core| {
+        if start.is_null() || len.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let (buffer, size) = core.read_buffer();
+        // SAFETY: both non-null; the caller gives writable pointers (header).
+        unsafe {
+            start.write(buffer);
+            len.write(size);
+        }
+        Ok(0)
+    })
+}

@@ -1,0 +1,222 @@
+//! The stream layer's part of an iteration. The core loop hands out its
+//! events in its order (see `event_loop/iteration.rs`); here a stream's
+//! readiness becomes that stream's events (usually one read and its `Data`),
+//! a listener's becomes accepted streams, the streams' own timers (idle
+//! timeouts, accept retries) are handled, and the application's own
+//! registrations, timers, tasks and signals pass through. Stream events made
+//! by something other than a read (an accept, a close, a drain) wait in
+//! `pending` and go out before the next event the core hands out, so they
+//! keep the order in which things happened.
+//!
+//! Two ways to pull, as in the core loop: [`StreamLoop::next_ready`], the
+//! fast path for the usual event (ready I/O of one of the application's
+//! registrations, or a stream's read), and [`StreamLoop::next_event`], which
+//! hands out everything, in order.
+
+use std::time::Duration;
+
+use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, WRITE_SHUT};
+use super::read_buffer::MIN_READ;
+use super::{Event, Owner, Ready, StreamEvent, StreamEventKind, StreamId, StreamLoop};
+use crate::event_loop;
+use crate::sys::{self, Errno, ERROR, HUP, WRITE};
+
+impl<D: Copy + Default> StreamLoop<D> {
+    /// Waits at most `timeout` (`None`: no limit) for up to `max_events`
+    /// events. If the previous iteration stopped early (a batch full), it
+    /// goes on with that one instead, without waiting.
+    pub fn wait(&mut self, timeout: Option<Duration>, max_events: usize) -> Result<(), Errno> {
+        if self.core.is_dispatching() {
+            if self.core.has_more() {
+                return Ok(());
+            }
+            self.core.finish_iteration();
+        }
+        let timeout = if self.pending.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        self.core.wait(timeout, max_events)
+    }
+
+    /// The fast path: the next ready registration, if it is one of the
+    /// application's (`Ready::Io`) or a stream's (`Ready::Stream`, which
+    /// [`stream_ready`](Self::stream_ready) turns into the stream's event,
+    /// usually `Data`). `None` whenever anything else comes next, or nothing:
+    /// [`next_event`](Self::next_event) then says which.
+    ///
+    /// Inlined into its caller, like the read path below: an event goes
+    /// from epoll to the caller without being copied through memory (a
+    /// `Ready` fits in registers; a `StreamEvent` does not, which is why the
+    /// read is a second call and not part of this one).
+    #[inline(always)]
+    pub fn next_ready(&mut self) -> Option<Ready<D>> {
+        if !self.pending.is_empty() {
+            return None;
+        }
+        let (fd, revents, owner) = self.core.next_io()?;
+        match owner {
+            Owner::User(data) => Some(Ready::Io { fd, revents, data }),
+            Owner::Stream(stream) if self.reads.room() >= MIN_READ => {
+                Some(Ready::Stream { stream, revents })
+            }
+            _ => {
+                // A listener's, or the read buffer is nearly full: next_event's.
+                self.core.unread();
+                None
+            }
+        }
+    }
+
+    /// Everything, in order: first the stream events made since the last
+    /// pull by something other than a read (accepts, closes, drains), then
+    /// the core loop's next event (signals, due timers, tasks, then I/O), as
+    /// the application's own or as what it means for a stream or listener.
+    /// `None` once the iteration is over, or when the read buffer is too full
+    /// to read more before [`release_reads`](Self::release_reads); the rest
+    /// of the iteration then comes with the next `wait`, which does not block.
+    pub fn next_event(&mut self) -> Option<Event<D>> {
+        loop {
+            if !self.pending.is_empty() {
+                return self.pop_pending().map(Event::Stream);
+            }
+            match self.core.next_event()? {
+                event_loop::Event::Io { fd, revents, data } => match data {
+                    Owner::User(data) => return Some(Event::Io { fd, revents, data }),
+                    Owner::Stream(id) => {
+                        if self.reads.room() < MIN_READ {
+                            // Keep this event for after release_reads.
+                            self.core.unread();
+                            return None;
+                        }
+                        if let Some(event) = self.stream_ready(id, revents) {
+                            return Some(Event::Stream(event));
+                        }
+                    }
+                    Owner::Listener(id) => self.on_listener_ready(id),
+                    // Timers own no registration.
+                    Owner::IdleTimer(_) | Owner::AcceptRetry(_) => {}
+                },
+                event_loop::Event::Timer { id, data } => match data {
+                    Owner::User(data) => return Some(Event::Timer { id, data }),
+                    Owner::IdleTimer(stream) => self.on_idle_timer(stream),
+                    Owner::AcceptRetry(listener) => self.on_accept_retry(listener),
+                    // Streams and listeners own no timer of their own kind.
+                    Owner::Stream(_) | Owner::Listener(_) => {}
+                },
+                event_loop::Event::Task(Owner::User(data)) => return Some(Event::Task(data)),
+                event_loop::Event::Signal {
+                    signo,
+                    data: Owner::User(data),
+                } => return Some(Event::Signal { signo, data }),
+                // Only the application posts tasks and watches signals.
+                event_loop::Event::Task(_) | event_loop::Event::Signal { .. } => {}
+            }
+        }
+    }
+
+    /// The oldest event in `pending`: the one way events leave it.
+    #[cold]
+    #[inline(never)]
+    fn pop_pending(&mut self) -> Option<StreamEvent<D>> {
+        let event = self.pending.pop_front()?;
+        if event.kind == StreamEventKind::Closed {
+            // Handed out: the stream's id dies now.
+            self.streams.retire(event.stream);
+        }
+        Some(event)
+    }
+
+    /// The second half of the fast path: what a stream's readiness from
+    /// [`next_ready`](Self::next_ready) makes. Usually: read, hand out the
+    /// bytes. Events that other paths make wait in `pending`, behind this
+    /// one; `None` when there is nothing (yet) to hand out.
+    #[inline(always)]
+    pub fn stream_ready(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
+        let s = self.streams.get_mut(id)?;
+        let event = if s.flags & (CONNECTING | CLOSING | NOT_READING) != 0
+            || s.queue.is_some()
+            || revents & ERROR != 0
+        {
+            self.stream_ready_slow(id, revents)
+        } else {
+            self.read_stream(id)
+        };
+        match event {
+            Some(event) if self.pending.is_empty() => Some(event),
+            Some(event) => {
+                // Keep the order in which things happened.
+                self.pending.push_back(event);
+                self.pop_pending()
+            }
+            None => self.pop_pending(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn stream_ready_slow(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
+        let s = self.streams.get_mut(id)?;
+        if s.flags & CONNECTING != 0 {
+            return self.finish_connect(id);
+        }
+        if s.queue.is_some() && revents & (WRITE | ERROR | HUP) != 0 {
+            self.flush(id);
+        }
+        let s = self.streams.get_mut(id)?;
+        if s.flags & NOT_READING == 0 && (s.socket() || revents & ERROR == 0) {
+            return self.read_stream(id);
+        }
+        if revents & ERROR != 0 {
+            let error = match sys::take_socket_error(s.fd) {
+                Ok(0) => libc::EPIPE,
+                Ok(error) | Err(error) => error,
+            };
+            self.close_now(id, error, false);
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn read_stream(&mut self, id: StreamId) -> Option<StreamEvent<D>> {
+        let s = self.streams.get_mut(id)?;
+        let offset = self.reads.used;
+        match sys::read(s.fd, self.reads.free_chunk()) {
+            Ok(0) => self.on_peer_eof(id),
+            Ok(len) => {
+                self.reads.used += len;
+                s.last_active = self.core.now();
+                Some(StreamEvent {
+                    kind: StreamEventKind::Data,
+                    stream: id,
+                    fd: s.fd,
+                    error: 0,
+                    offset,
+                    len,
+                    data: s.data,
+                })
+            }
+            Err(libc::EAGAIN | libc::EINTR) => None,
+            Err(error) => {
+                self.close_now(id, error, false);
+                None
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn on_peer_eof(&mut self, id: StreamId) -> Option<StreamEvent<D>> {
+        let s = self.streams.get_mut(id)?;
+        s.flags |= PEER_EOF;
+        let event = s.event(StreamEventKind::Eof, id, 0);
+        if s.flags & WRITE_SHUT != 0 {
+            // Both directions are done: nothing more can happen.
+            self.pending.push_back(event);
+            self.close_now(id, 0, false);
+            return None;
+        }
+        self.sync_then(id, event)
+    }
+}

@@ -1,0 +1,247 @@
+//! epoll, with sub-millisecond waits: `epoll_pwait2` where the kernel has it,
+//! else a timerfd in the set.
+
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use super::{check, errno, Fd, SysResult, EDGE, RDHUP, READ};
+
+/// evloop interest bits to epoll's: the same, except that read interest also
+/// asks for EPOLLRDHUP, so that a half-closed peer can be told apart from a
+/// dead one. It is not asked for without read interest, where a half-closed
+/// peer would otherwise wake a level-triggered loop forever.
+#[inline]
+fn to_epoll(interest: u32) -> u32 {
+    let rdhup = if interest & READ != 0 { RDHUP } else { 0 };
+    (interest & !RDHUP) | rdhup
+}
+
+/// Events returned by one wait: `(data, readiness bits)`.
+pub struct Events {
+    /// Holds exactly the events the kernel wrote in the last wait.
+    buf: Vec<libc::epoll_event>,
+}
+
+impl Events {
+    pub fn with_capacity(capacity: usize) -> Events {
+        Events {
+            buf: Vec::with_capacity(capacity.max(1)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// How many events one wait can return.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<(u64, u32)> {
+        self.buf.get(i).map(|ev| (ev.u64, ev.events))
+    }
+}
+
+/// An epoll set. Waits take a sub-millisecond timeout: `epoll_pwait2` where the
+/// kernel has it, else (ENOSYS, as under valgrind 3.19) a timerfd in the set.
+///
+/// Data values whose high 32 bits are zero are reserved for the owner's
+/// internal fds: the fallback timerfd's events come back with its fd number
+/// as data, and the owner ignores internal data it does not recognise.
+pub struct Epoll {
+    fd: Fd,
+    /// Fallback clock for kernels without epoll_pwait2, made on first need.
+    timer: Option<TimerFd>,
+    has_pwait2: bool,
+}
+
+impl Epoll {
+    pub fn new() -> SysResult<Epoll> {
+        // SAFETY: plain syscall; the returned fd is owned by us alone.
+        let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        Ok(Epoll {
+            fd: Fd(fd),
+            timer: None,
+            has_pwait2: true,
+        })
+    }
+
+    /// The epoll fd itself: readable while any fd in the set is ready, so a
+    /// host loop can watch the whole set through it.
+    pub fn raw(&self) -> RawFd {
+        self.fd.raw()
+    }
+
+    #[inline]
+    fn ctl(&self, op: libc::c_int, fd: RawFd, interest: u32, data: u64) -> SysResult<()> {
+        let mut ev = libc::epoll_event {
+            events: to_epoll(interest),
+            u64: data,
+        };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        check(unsafe { libc::epoll_ctl(self.fd.raw(), op, fd, &mut ev) }).map(drop)
+    }
+
+    /// Adds `fd` with evloop `interest` bits; `data` comes back with its events.
+    #[inline]
+    pub fn add(&self, fd: RawFd, interest: u32, data: u64) -> SysResult<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, interest, data)
+    }
+
+    pub fn modify(&self, fd: RawFd, interest: u32, data: u64) -> SysResult<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, interest, data)
+    }
+
+    #[inline]
+    pub fn delete(&self, fd: RawFd) -> SysResult<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    }
+
+    /// Waits for at most `max` events (`None` waits forever) into `events`.
+    /// EINTR is returned as `Err(EINTR)`.
+    pub fn wait(
+        &mut self,
+        events: &mut Events,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> SysResult<()> {
+        let max = max.clamp(1, events.buf.capacity()) as libc::c_int;
+        events.buf.clear();
+        let n = if self.has_pwait2 {
+            match self.pwait2(events, max, timeout) {
+                Err(libc::ENOSYS) => {
+                    self.has_pwait2 = false;
+                    self.wait_with_timerfd(events, max, timeout)?
+                }
+                other => other?,
+            }
+        } else {
+            self.wait_with_timerfd(events, max, timeout)?
+        };
+        // SAFETY: the kernel initialised the first `n` (<= max <= capacity) events.
+        unsafe { events.buf.set_len(n) };
+        Ok(())
+    }
+
+    fn pwait2(
+        &self,
+        events: &mut Events,
+        max: libc::c_int,
+        timeout: Option<Duration>,
+    ) -> SysResult<usize> {
+        let ts = timeout.map(timespec);
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: the buffer holds at least `max` events; `ts_ptr` is null or
+        // points at a timespec that outlives the call; no signal mask is passed.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_epoll_pwait2,
+                self.fd.raw(),
+                events.buf.as_mut_ptr(),
+                max,
+                ts_ptr,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            )
+        };
+        if n < 0 {
+            Err(errno())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn wait_with_timerfd(
+        &mut self,
+        events: &mut Events,
+        max: libc::c_int,
+        timeout: Option<Duration>,
+    ) -> SysResult<usize> {
+        let ms = match timeout {
+            None => -1,
+            Some(d) if d.is_zero() => 0,
+            Some(d) => {
+                if self.timer.is_none() {
+                    let timer = TimerFd::new()?;
+                    // Edge-triggered: an expiry nobody reads wakes the set once.
+                    self.add(timer.fd.raw(), READ | EDGE, timer.fd.raw() as u64)?;
+                    self.timer = Some(timer);
+                }
+                // Re-arming also clears an expiry nobody read: the set stays quiet.
+                self.timer.as_ref().map_or(Ok(()), |t| t.arm(d))?;
+                -1
+            }
+        };
+        // SAFETY: the buffer holds at least `max` events.
+        check(unsafe { libc::epoll_wait(self.fd.raw(), events.buf.as_mut_ptr(), max, ms) })
+            .map(|n| n as usize)
+    }
+}
+
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+/// A one-shot CLOCK_MONOTONIC timer.
+pub struct TimerFd {
+    fd: Fd,
+}
+
+impl TimerFd {
+    pub fn new() -> SysResult<TimerFd> {
+        // SAFETY: plain syscall returning a new fd we own.
+        let fd = check(unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        })?;
+        Ok(TimerFd { fd: Fd(fd) })
+    }
+
+    fn arm(&self, after: Duration) -> SysResult<()> {
+        let spec = libc::itimerspec {
+            it_interval: timespec(Duration::ZERO),
+            // A zero it_value would disarm; a nanosecond is "now".
+            it_value: timespec(after.max(Duration::from_nanos(1))),
+        };
+        // SAFETY: `spec` is valid for the call; the old value is not wanted.
+        check(unsafe { libc::timerfd_settime(self.fd.raw(), 0, &spec, std::ptr::null_mut()) })
+            .map(drop)
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.raw()
+    }
+
+    /// Expires at `deadline` (CLOCK_MONOTONIC ns, as `now_ns`), or never
+    /// for `None`. Setting it also clears an expiry nobody read.
+    pub fn arm_at(&self, deadline: Option<u64>) -> SysResult<()> {
+        let value = match deadline {
+            // An absolute time in the past expires at once; 0 would disarm.
+            Some(ns) => timespec(Duration::from_nanos(ns.max(1))),
+            None => timespec(Duration::ZERO),
+        };
+        let spec = libc::itimerspec {
+            it_interval: timespec(Duration::ZERO),
+            it_value: value,
+        };
+        // SAFETY: `spec` is valid for the call; the old value is not wanted.
+        check(unsafe {
+            libc::timerfd_settime(
+                self.fd.raw(),
+                libc::TFD_TIMER_ABSTIME,
+                &spec,
+                std::ptr::null_mut(),
+            )
+        })
+        .map(drop)
+    }
+}

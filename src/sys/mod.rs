@@ -1,0 +1,85 @@
+//! Raw Linux syscalls behind thin safe wrappers: epoll, eventfd, signalfd,
+//! timerfd, the signal mask, sockets and plain reads and writes. Nothing here
+//! knows about loops or callbacks.
+//!
+//! Errors are plain positive errno values ([`Errno`]); the layers above turn
+//! them into whatever their callers expect. The module is the crate's own:
+//! its safe wrappers (`close`, `read`, `write`) take any fd number, which is
+//! sound inside the crate (it closes and reads only fds it owns) and would not
+//! be in a public API.
+
+mod epoll;
+mod eventfd;
+mod io;
+mod signals;
+mod socket;
+
+pub use epoll::{Epoll, Events, TimerFd};
+pub use eventfd::{eventfd_drain, eventfd_new, eventfd_notify};
+pub use io::{close, read, write};
+pub use signals::{
+    ignore_sigpipe_by_default, set_signal_blocked, signal_is_watchable, SigSet, SignalFd,
+};
+pub use socket::{
+    accept, is_socket, local_port, set_nodelay, set_nonblocking, shutdown_write, take_socket_error,
+    tcp_connect, tcp_listen, SockAddr,
+};
+
+use std::os::fd::RawFd;
+
+/// A positive errno value.
+pub type Errno = i32;
+pub type SysResult<T> = Result<T, Errno>;
+
+pub(crate) fn errno() -> Errno {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// An fd the loop owns. Unlike `OwnedFd` it never aborts the process when the
+/// fd was closed behind our back (a caller's mistake must not crash us).
+pub struct Fd(pub(crate) RawFd);
+
+impl Fd {
+    pub fn raw(&self) -> RawFd {
+        self.0
+    }
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        close(self.0);
+    }
+}
+
+/// Turns a `-1 / errno` return into a `Result`.
+pub(crate) fn check(ret: libc::c_int) -> SysResult<libc::c_int> {
+    if ret < 0 {
+        Err(errno())
+    } else {
+        Ok(ret)
+    }
+}
+
+// evloop's readiness bits (the values of the public EVL_* constants) are
+// epoll's own, so that an event's bits need no translation on the way to the
+// callback: this runs once per event.
+pub const READ: u32 = libc::EPOLLIN as u32;
+pub const WRITE: u32 = libc::EPOLLOUT as u32;
+pub const ERROR: u32 = libc::EPOLLERR as u32;
+pub const HUP: u32 = libc::EPOLLHUP as u32;
+pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
+pub const EDGE: u32 = libc::EPOLLET as u32;
+pub const ONESHOT: u32 = libc::EPOLLONESHOT as u32;
+
+/// Nanoseconds on CLOCK_MONOTONIC (a vDSO call, no syscall).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is valid; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
