@@ -7,8 +7,10 @@
  * source at evl_backend_timeout() milliseconds for evloop's timers; when
  * either fires, evl_run_once(loop, 0) runs one iteration without blocking.
  * Beside it a GLib timer ticks every 100 ms, to show that neither loop
- * holds the other up. SIGINT or SIGTERM quits the GLib loop; then the
- * program prints how often the timer ticked and frees everything.
+ * holds the other up. SIGINT or SIGTERM, which evloop watches (a signalfd in
+ * its epoll set, so they wake GLib through the same fd), quits the GLib
+ * loop; then the program prints how often the timer ticked and frees
+ * everything.
  *
  *   glib_embed [--host H] [--port P] [--idle-timeout MS] [--quiet]
  *
@@ -62,9 +64,9 @@ static gboolean on_tick(gpointer userdata) {
     return G_SOURCE_CONTINUE;
 }
 
-static gboolean on_stop(gpointer userdata) {
+static void on_stop(evl_loop *loop, int signo, void *userdata) {
+    (void)loop, (void)signo;
     g_main_loop_quit(userdata);
-    return G_SOURCE_CONTINUE; /* removed with the others on the way out */
 }
 
 int main(int argc, char **argv) {
@@ -83,20 +85,19 @@ int main(int argc, char **argv) {
     say("glib_embed: stream echo server on %s port %d inside a GLib main loop", o.host, port);
 
     GMainLoop *main_loop = g_main_loop_new(NULL, FALSE);
+    if ((rc = evl_signal_start(e.loop, SIGINT, on_stop, main_loop)) < 0 ||
+        (rc = evl_signal_start(e.loop, SIGTERM, on_stop, main_loop)) < 0)
+        die("evl_signal_start", rc);
     int fd = evl_backend_fd(e.loop);
     if (fd < 0) die("evl_backend_fd", fd);
     e.fd_source = g_unix_fd_add(fd, G_IO_IN, on_evloop_ready, &e);
     run_evloop(&e); /* the first timeout, if evloop has timers already */
     unsigned long ticks = 0;
     guint tick_source = g_timeout_add(100, on_tick, &ticks);
-    guint sigint = g_unix_signal_add(SIGINT, on_stop, main_loop);
-    guint sigterm = g_unix_signal_add(SIGTERM, on_stop, main_loop);
 
     g_main_loop_run(main_loop);
 
     printf("glib timer ticked %lu times\n", ticks);
-    g_source_remove(sigint);
-    g_source_remove(sigterm);
     g_source_remove(tick_source);
     g_source_remove(e.fd_source);
     if (e.timeout_source) g_source_remove(e.timeout_source);

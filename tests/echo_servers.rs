@@ -4,21 +4,12 @@
 //! memcheck on every server stopped by SIGTERM.
 
 mod common;
+use common::echo::*;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A server program and the flags that select its variant; the client gets
-/// the same flags so that it knows which reply to expect.
-#[derive(Clone, Copy)]
-struct Mode {
-    server: &'static str,
-    flags: &'static [&'static str],
-    /// Flags for the server alone.
-    server_flags: &'static [&'static str],
-}
 
 const SELECT: Mode = Mode {
     server: "select_echo_server",
@@ -88,163 +79,6 @@ const PY_STREAM: Mode = Mode {
     flags: &[],
     server_flags: &[],
 };
-
-/// The command that runs `program`: a C example, or a Python one.
-fn program_command(program: &str) -> Command {
-    if program.ends_with(".py") {
-        let mut cmd = Command::new("python3");
-        cmd.arg(root().join("python/examples").join(program))
-            .env("EVLOOP_LIBRARY", lib_dir().join("libevloop.so"));
-        cmd
-    } else {
-        Command::new(build_example(program))
-    }
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    /// Reads the server's log as it comes, so a full pipe never blocks it.
-    log: std::thread::JoinHandle<String>,
-}
-
-impl Server {
-    /// Starts `mode` on a free port (the first line it prints).
-    fn start(mode: Mode, extra: &[&str]) -> Server {
-        let mut cmd = program_command(mode.server);
-        cmd.args(extra);
-        Server::spawn(cmd, mode)
-    }
-
-    /// Starts `mode` under valgrind's memcheck.
-    fn start_under_memcheck(mode: Mode) -> Server {
-        Server::spawn(valgrind_command(&build_example(mode.server)), mode)
-    }
-
-    fn spawn(mut cmd: Command, mode: Mode) -> Server {
-        cmd.args(["--port", "0"])
-            .args(mode.flags)
-            .args(mode.server_flags)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start the server");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).unwrap();
-        let port = first
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{}: first line {first:?} is not a port", mode.server));
-        let log = std::thread::spawn(move || {
-            let mut rest = String::new();
-            stdout.read_to_string(&mut rest).unwrap();
-            rest
-        });
-        Server { child, port, log }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// SIGTERM, then the exit status, the rest of stdout, and stderr.
-    fn stop(self) -> (ExitStatus, String, String) {
-        self.stop_with(libc::SIGTERM)
-    }
-
-    /// `signo`, then the exit status, the rest of stdout, and stderr.
-    fn stop_with(mut self, signo: i32) -> (ExitStatus, String, String) {
-        // SAFETY: a plain syscall; the pid is our child's, not yet reaped.
-        unsafe { libc::kill(self.pid(), signo) };
-        let status = wait_at_most(&mut self.child, Duration::from_secs(60));
-        let out = self.log.join().unwrap();
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (status, out, err)
-    }
-
-    /// Stops the server and checks that it exited with status 0.
-    fn stop_cleanly(self) -> String {
-        let (status, out, err) = self.stop();
-        assert!(
-            status.success(),
-            "the server ended with {status}\n{out}\n{err}"
-        );
-        out
-    }
-}
-
-fn wait_at_most(child: &mut Child, limit: Duration) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            child.kill().ok();
-            panic!("process {} did not end within {limit:?}", child.id());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn echo_client(port: u16, flags: &[&str], args: &[&str]) -> Output {
-    Command::new(build_example("echo_client"))
-        .args(["--port", &port.to_string(), "--timeout", "120"])
-        .args(flags)
-        .args(args)
-        .output()
-        .expect("run echo_client")
-}
-
-/// Runs echo_client with `args` and checks that every reply was right.
-fn assert_echoes(server: &Server, mode: Mode, args: &[&str]) {
-    let output = echo_client(server.port, mode.flags, args);
-    assert!(
-        output.status.success(),
-        "{} {:?} with echo_client {args:?}: {}",
-        mode.server,
-        mode.flags,
-        show(&output)
-    );
-}
-
-/// 1, 2 and 100 connections with the three messages, 1 byte and 1 KiB, and
-/// 4 MiB (forcing partial writes and the servers' queue limit) on 1, 2 and
-/// 100 connections unless `large` is false.
-fn echoes_every_byte(mode: Mode, large: bool) {
-    let server = Server::start(mode, &["--quiet"]);
-    for conns in ["1", "2", "100"] {
-        assert_echoes(&server, mode, &["--quiet", "--conns", conns]);
-        for size in ["1", "1024"] {
-            assert_echoes(
-                &server,
-                mode,
-                &["--quiet", "--conns", conns, "--size", size],
-            );
-        }
-        if large {
-            assert_echoes(
-                &server,
-                mode,
-                &["--quiet", "--conns", conns, "--size", "4194304"],
-            );
-        }
-    }
-    // The benchmarks' load: each connection at its own pace.
-    let load = ["--conns", "20", "--size", "64", "--rounds", "50"];
-    assert_echoes(
-        &server,
-        mode,
-        &[&load[..], &["--quiet", "--independent"]].concat(),
-    );
-    server.stop_cleanly();
-}
 
 #[test]
 fn select_echo_server_echoes_every_byte() {

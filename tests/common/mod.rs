@@ -2,6 +2,8 @@
 //! the library cargo just built, run programs, run them under valgrind.
 #![allow(dead_code)]
 
+pub mod echo;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -88,13 +90,33 @@ pub fn build_example(name: &str) -> PathBuf {
         return exe.clone();
     }
     let out = out_dir("examples").join(name);
-    let exe = compile_c(
-        &[root().join(format!("c-examples/{name}.c"))],
-        &out,
-        &["-O2"],
-    );
+    let mut flags = vec!["-O2".to_string()];
+    flags.extend(libraries_of_example(name));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let exe = compile_c(&[root().join(format!("c-examples/{name}.c"))], &out, &flags);
     built.push((name.to_string(), exe.clone()));
     exe
+}
+
+/// The compiler flags of the libraries an example needs besides evloop
+/// (its comment says so too): GLib for glib_embed.
+fn libraries_of_example(name: &str) -> Vec<String> {
+    if name != "glib_embed" {
+        return Vec::new();
+    }
+    let output = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "glib-2.0"])
+        .output();
+    match output {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+        _ => panic!(
+            "{name} needs GLib's development files and pkg-config: \
+             apt-get install libglib2.0-dev pkg-config (.ci/run does this)"
+        ),
+    }
 }
 
 pub fn show(output: &Output) -> String {
