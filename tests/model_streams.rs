@@ -79,9 +79,10 @@ struct Stream {
     abort_when_healthy: bool,
     /// The call in which pause was asked (DATA may still come in it).
     paused: Option<u64>,
-    /// Idle timeout and the earliest time a byte moved since it was set.
+    /// The shortest idle timeout ever set (0: none), and a lower bound of
+    /// when a byte last moved (the library's clock reads no earlier).
     idle_ms: u32,
-    idle_since: u64,
+    last_moved: u64,
     closed: Option<i32>,
 }
 
@@ -218,6 +219,7 @@ impl World {
                     s.peer_sent.len()
                 );
                 s.got += data.len();
+                s.last_moved = s.last_moved.max(self.call_started);
             }
             EVL_STREAM_EOF => {
                 assert!(!s.eof, "stream {k}: EOF twice");
@@ -237,7 +239,7 @@ impl World {
                     );
                 } else if status == -libc::ETIMEDOUT {
                     assert!(s.idle_ms > 0, "stream {k}: -ETIMEDOUT without an idle timeout");
-                    let due = s.idle_since + s.idle_ms as u64 * 1_000_000;
+                    let due = s.last_moved + s.idle_ms as u64 * 1_000_000;
                     let now = now_ns();
                     assert!(now >= due, "stream {k}: idle timeout {} ns early", due - now);
                 } else if status == 0 {
@@ -305,7 +307,7 @@ impl World {
             abort_when_healthy: false,
             paused: None,
             idle_ms: 0,
-            idle_since: 0,
+            last_moved: self.op_time(),
             closed: None,
         });
     }
@@ -335,6 +337,7 @@ impl World {
     /// What evl_stream_write (or an op of submit) returned, checked and
     /// recorded: `data` counts as sent when it says 0.
     fn wrote(&mut self, k: usize, data: &[u8], rc: i32) {
+        let t = self.op_time();
         let s = &mut self.streams[k];
         if s.closed.is_some() {
             assert_eq!(rc, -libc::ENOENT, "stream {k}: write after CLOSED");
@@ -345,6 +348,7 @@ impl World {
         }
         if rc == 0 {
             s.sent.extend_from_slice(data);
+            s.last_moved = s.last_moved.max(t);
         }
     }
 
@@ -574,9 +578,6 @@ impl World {
                 let rc = unsafe { evl_stream_write(self.lp, self.streams[k].id, data.as_ptr().cast(), len) };
                 trace(|| format!("{w} stream {k} write {len} -> {rc}"));
                 self.wrote(k, &data, rc);
-                if rc == 0 && self.streams[k].idle_ms > 0 {
-                    self.streams[k].idle_since = self.op_time().max(self.streams[k].idle_since);
-                }
             }
             2 => {
                 let Some(k) = self.pick() else { return };
@@ -620,17 +621,13 @@ impl World {
             7 => {
                 let Some(k) = self.pick() else { return };
                 let ms = if self.rng.percent(50) { 0 } else { self.rng.range(5, 60) as u32 };
-                let since = self.op_time();
                 // SAFETY: the loop is live.
                 let rc = unsafe { evl_stream_set_idle_timeout(self.lp, self.streams[k].id, ms) };
                 trace(|| format!("{w} stream {k} idle timeout {ms} -> {rc}"));
                 self.did(k, "set_idle_timeout", rc);
                 let s = &mut self.streams[k];
-                if rc == 0 && s.closed.is_none() && (ms > 0 || s.idle_ms > 0) {
-                    // Once set, it may have fired at any point: keep the
-                    // earliest bound for a later -ETIMEDOUT only if set now.
-                    s.idle_ms = s.idle_ms.max(ms);
-                    s.idle_since = if s.idle_since == 0 { since } else { s.idle_since.min(since) };
+                if rc == 0 && ms > 0 {
+                    s.idle_ms = if s.idle_ms == 0 { ms } else { s.idle_ms.min(ms) };
                 }
             }
             8 => self.submit(),
