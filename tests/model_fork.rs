@@ -63,7 +63,10 @@ fn poll_reported(lp: *mut evl_loop, regs: &BTreeMap<RawFd, Reg>, who: &str) -> V
     let mut fds = Vec::new();
     for e in &events[..n as usize] {
         let Some(reg) = regs.get(&e.fd) else {
-            panic!("{who}: event for fd {} that has no current registration (ud {})", e.fd, e.userdata as usize);
+            panic!(
+                "{who}: event for fd {} that has no current registration (ud {})",
+                e.fd, e.userdata as usize
+            );
         };
         assert_eq!(e.userdata as usize, reg.ud, "{who}: fd {}: userdata", e.fd);
         fds.push(e.fd);
@@ -104,7 +107,8 @@ fn build(rng: &mut Rng) -> Setup {
             0..=2 => {
                 let (fd, peer) = socketpair();
                 s.files.insert(fd, peer);
-                let mut interest = [EVL_WRITE, EVL_READ, EVL_READ | EVL_WRITE][rng.below(3) as usize];
+                let mut interest =
+                    [EVL_WRITE, EVL_READ, EVL_READ | EVL_WRITE][rng.below(3) as usize];
                 if interest == EVL_READ {
                     assert_eq!(write(peer, b"x"), Ok(1));
                 }
@@ -115,7 +119,14 @@ fn build(rng: &mut Rng) -> Setup {
                 // SAFETY: the loop is live; the fd is ours.
                 let rc = unsafe { evl_register(raw, fd, interest, None, ud as *mut c_void) };
                 assert_eq!(rc, 0, "register");
-                s.regs.insert(fd, Reg { ud, interest, disarmed: false });
+                s.regs.insert(
+                    fd,
+                    Reg {
+                        ud,
+                        interest,
+                        disarmed: false,
+                    },
+                );
             }
             // Close a registered fd without unregistering it.
             3 => {
@@ -139,7 +150,10 @@ fn build(rng: &mut Rng) -> Setup {
                 let (fd, peer) = socketpair();
                 let mut id = 0;
                 // SAFETY: the loop is live; the fd is given to the stream.
-                assert_eq!(unsafe { evl_stream_open(streams, fd, None, std::ptr::null_mut(), &mut id) }, 0);
+                assert_eq!(
+                    unsafe { evl_stream_open(streams, fd, None, std::ptr::null_mut(), &mut id) },
+                    0
+                );
                 s.stream_peers.push((id, peer));
             }
         }
@@ -175,12 +189,19 @@ fn stream_receives(lp: *mut evl_loop, id: u64, want: &[u8], who: &str) {
         revents: 0,
     }; 16];
     while got.len() < want.len() {
-        assert!(Instant::now() < give_up, "{who}: stream {id:#x} got {got:?} of {want:?}");
+        assert!(
+            Instant::now() < give_up,
+            "{who}: stream {id:#x} got {got:?} of {want:?}"
+        );
         // SAFETY: the loop is live; `events` has room for 16.
         let n = unsafe { evl_stream_poll(lp, 10, events.as_mut_ptr(), 16) };
         assert!(n >= 0, "{who}: evl_stream_poll -> {n}");
         for e in &events[..n as usize] {
-            assert!(e.kind == EVL_STREAM_DATA || e.kind == EVL_STREAM_DRAINED, "{who}: event kind {}", e.kind);
+            assert!(
+                e.kind == EVL_STREAM_DATA || e.kind == EVL_STREAM_DRAINED,
+                "{who}: event kind {}",
+                e.kind
+            );
             if e.kind == EVL_STREAM_DATA {
                 assert_eq!(e.stream, id, "{who}: DATA for another stream");
                 // SAFETY: the library says `data` holds `len` bytes for now.
@@ -207,7 +228,10 @@ fn peer_receives(lp: *mut evl_loop, peer: RawFd, want: &[u8], who: &str) {
         revents: 0,
     }; 16];
     while got.len() < want.len() {
-        assert!(Instant::now() < give_up, "{who}: peer got {got:?} of {want:?}");
+        assert!(
+            Instant::now() < give_up,
+            "{who}: peer got {got:?} of {want:?}"
+        );
         match read(peer, &mut buf) {
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(libc::EAGAIN) => {
@@ -234,19 +258,30 @@ fn child(s: &Setup, rng: &mut Rng) {
     assert_eq!(reported, must, "child: fds reported after evl_loop_fork");
     let again = poll_reported(s.raw, &s.regs, "child, second poll");
     for fd in again {
-        assert!(s.regs[&fd].interest & EVL_ONESHOT == 0, "child: ONESHOT fd {fd} reported twice");
+        assert!(
+            s.regs[&fd].interest & EVL_ONESHOT == 0,
+            "child: ONESHOT fd {fd} reported twice"
+        );
     }
     // Closed ones are gone.
     for &fd in &s.closed {
         // SAFETY: the loop is live.
         let rc = unsafe { evl_unregister(s.raw, fd) };
-        assert_eq!(rc, -libc::ENOENT, "child: unregister fd {fd}, closed before the fork");
+        assert_eq!(
+            rc,
+            -libc::ENOENT,
+            "child: unregister fd {fd}, closed before the fork"
+        );
     }
     // Unregister some current ones: the parent's set must not notice.
     for &fd in s.regs.keys() {
         if rng.percent(50) {
             // SAFETY: the loop is live.
-            assert_eq!(unsafe { evl_unregister(s.raw, fd) }, 0, "child: unregister fd {fd}");
+            assert_eq!(
+                unsafe { evl_unregister(s.raw, fd) },
+                0,
+                "child: unregister fd {fd}"
+            );
         }
     }
     // SAFETY: the loop is live.
@@ -296,7 +331,9 @@ fn one_seed(seed: u64) -> u64 {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(&s, &mut child_rng))).is_ok();
+        let ok =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(&s, &mut child_rng)))
+                .is_ok();
         if !ok {
             eprintln!("MODEL FAILURE in the child of model_fork seed {seed}; replay with\n  EVLOOP_MODEL_SEED={seed} cargo test --release --test model_fork");
         }
@@ -309,7 +346,10 @@ fn one_seed(seed: u64) -> u64 {
     reported.sort();
     let mut must = must_report(&s.regs, false);
     must.sort();
-    assert_eq!(reported, must, "parent: fds reported after the child ended (the child shares its epoll set?)");
+    assert_eq!(
+        reported, must,
+        "parent: fds reported after the child ended (the child shares its epoll set?)"
+    );
     for &(id, peer) in &s.stream_peers {
         let msg = format!("to parent {id:#x}");
         assert_eq!(write(peer, msg.as_bytes()), Ok(msg.len()));
@@ -332,5 +372,8 @@ fn one_seed(seed: u64) -> u64 {
 }
 
 fn main() {
+    if model::filtered_out(&["model_fork"]) {
+        return;
+    }
     run_seeds("model_fork", 30, one_seed);
 }

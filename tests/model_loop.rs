@@ -32,8 +32,8 @@ mod model;
 
 use evloop::ffi::*;
 use model::{
-    catch_in_callback, close, now_ns, read, run_seeds, socketpair, steps_per_seed, take_callback_failure,
-    trace, write, Rng,
+    catch_in_callback, close, now_ns, read, run_seeds, socketpair, steps_per_seed,
+    take_callback_failure, trace, write, Rng,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -49,7 +49,6 @@ const ALWAYS: u32 = EVL_ERROR | EVL_HUP | EVL_RDHUP;
 /// been fetched already: the header asks callers to unregister before
 /// closing. Outside that window it never may.
 const SAME_BATCH_AFTER_CLOSE: bool = true;
-
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Cb {
@@ -366,9 +365,11 @@ impl World {
         if t.fired == 0 {
             // Timers started before it with no later delay were due first.
             let delay = t.delay_ms;
-            if let Some((k, _)) = self.timers[..key].iter().enumerate().find(|(_, s)| {
-                s.state == TimerState::Armed && s.fired == 0 && s.delay_ms <= delay
-            }) {
+            if let Some((k, _)) = self.timers[..key]
+                .iter()
+                .enumerate()
+                .find(|(_, s)| s.state == TimerState::Armed && s.fired == 0 && s.delay_ms <= delay)
+            {
                 panic!("timer {key} fired before timer {k}, started earlier and due no later");
             }
         }
@@ -420,7 +421,8 @@ impl World {
     }
 
     fn random_interest(&mut self) -> u32 {
-        let mut i = [EVL_READ, EVL_READ, EVL_WRITE, EVL_READ | EVL_WRITE][self.rng.below(4) as usize];
+        let mut i =
+            [EVL_READ, EVL_READ, EVL_WRITE, EVL_READ | EVL_WRITE][self.rng.below(4) as usize];
         if self.rng.percent(20) {
             i |= EVL_EDGE;
         }
@@ -461,20 +463,20 @@ impl World {
     fn op(&mut self) -> Option<Run> {
         let top = !self.in_cb;
         let weights = [
-            4,  // open
-            8,  // register
-            6,  // modify
-            4,  // unregister
-            3,  // set_callback
-            2,  // close the watched end
-            2,  // close or shut down the peer
-            2,  // dup2 onto a registered fd
-            8,  // write to a peer
-            4,  // timer start
-            3,  // timer stop
-            4,  // post
-            1,  // stop
-            1,  // wake
+            4,                        // open
+            8,                        // register
+            6,                        // modify
+            4,                        // unregister
+            3,                        // set_callback
+            2,                        // close the watched end
+            2,                        // close or shut down the peer
+            2,                        // dup2 onto a registered fd
+            8,                        // write to a peer
+            4,                        // timer start
+            3,                        // timer stop
+            4,                        // post
+            1,                        // stop
+            1,                        // wake
             if top { 14 } else { 1 }, // run
         ];
         let w = self.where_();
@@ -499,8 +501,14 @@ impl World {
                 let cb = self.random_cb();
                 let ud = self.next_ud();
                 // SAFETY: the loop is live; the fd is ours.
-                let rc = unsafe { evl_register(self.lp, fd, interest, io_fn(cb), ud as *mut c_void) };
-                trace(|| format!("{w} register fd {fd} {} {cb:?} ud {ud} -> {rc}", interest_name(interest)));
+                let rc =
+                    unsafe { evl_register(self.lp, fd, interest, io_fn(cb), ud as *mut c_void) };
+                trace(|| {
+                    format!(
+                        "{w} register fd {fd} {} {cb:?} ud {ud} -> {rc}",
+                        interest_name(interest)
+                    )
+                });
                 let live = self.regs.get(&fd).is_some_and(|r| r.stale.is_none());
                 if live {
                     assert_eq!(rc, -libc::EEXIST, "register fd {fd} twice");
@@ -567,8 +575,15 @@ impl World {
                 }
             }
             5 => {
-                let fd = self.pick_target().filter(|fd| self.files.contains_key(fd))?;
-                trace(|| format!("{w} close fd {fd} (registered: {})", self.regs.contains_key(&fd)));
+                let fd = self
+                    .pick_target()
+                    .filter(|fd| self.files.contains_key(fd))?;
+                trace(|| {
+                    format!(
+                        "{w} close fd {fd} (registered: {})",
+                        self.regs.contains_key(&fd)
+                    )
+                });
                 let file = self.files.remove(&fd).unwrap();
                 close(fd);
                 if let Some(peer) = file.peer {
@@ -623,21 +638,49 @@ impl World {
                 trace(|| format!("{w} write {n} to fd {fd}"));
             }
             9 => {
-                if self.timers.iter().filter(|t| t.state == TimerState::Armed).count() < 12 {
-                    let delay_ms = if self.rng.percent(30) { 0 } else { self.rng.range(1, 15) };
-                    let repeat_ms = if self.rng.percent(70) { 0 } else { self.rng.range(1, 10) };
+                if self
+                    .timers
+                    .iter()
+                    .filter(|t| t.state == TimerState::Armed)
+                    .count()
+                    < 12
+                {
+                    let delay_ms = if self.rng.percent(30) {
+                        0
+                    } else {
+                        self.rng.range(1, 15)
+                    };
+                    let repeat_ms = if self.rng.percent(70) {
+                        0
+                    } else {
+                        self.rng.range(1, 10)
+                    };
                     let key = self.timers.len();
                     let started = now_ns();
                     let mut id = 0;
                     // SAFETY: the loop is live; `id` is a valid place.
                     let rc = unsafe {
-                        evl_timer_start(self.lp, delay_ms, repeat_ms, Some(on_timer), key as *mut c_void, &mut id)
+                        evl_timer_start(
+                            self.lp,
+                            delay_ms,
+                            repeat_ms,
+                            Some(on_timer),
+                            key as *mut c_void,
+                            &mut id,
+                        )
                     };
-                    trace(|| format!("{w} timer {key} start {delay_ms}/{repeat_ms} ms -> {rc} id {id:#x}"));
+                    trace(|| {
+                        format!(
+                            "{w} timer {key} start {delay_ms}/{repeat_ms} ms -> {rc} id {id:#x}"
+                        )
+                    });
                     assert_eq!(rc, 0, "timer start");
                     assert!(id != 0, "timer id 0");
                     assert!(
-                        !self.timers.iter().any(|t| t.id == id && t.state == TimerState::Armed),
+                        !self
+                            .timers
+                            .iter()
+                            .any(|t| t.id == id && t.state == TimerState::Armed),
                         "timer id {id:#x} given twice"
                     );
                     self.timers.push(Timer {
@@ -682,10 +725,18 @@ impl World {
             }
             _ if top => {
                 return Some(match self.rng.below(10) {
-                    0..=3 => Run::Once(if self.rng.percent(80) { 0 } else { 1 + self.rng.below(3) as i32 }),
+                    0..=3 => Run::Once(if self.rng.percent(80) {
+                        0
+                    } else {
+                        1 + self.rng.below(3) as i32
+                    }),
                     4 => Run::QuietOnce,
                     5 | 6 => Run::Poll(
-                        if self.rng.percent(80) { 0 } else { 1 + self.rng.below(3) as i32 },
+                        if self.rng.percent(80) {
+                            0
+                        } else {
+                            1 + self.rng.below(3) as i32
+                        },
                         1 + self.rng.below(16) as usize,
                     ),
                     7 => Run::QuietPoll,
@@ -712,7 +763,13 @@ impl World {
         let call = (!self.in_loop).then_some(self.call + 1);
         // SAFETY: the loop is live.
         let rc = unsafe { evl_post(self.lp, Some(on_task), seq as *mut c_void) };
-        trace(|| format!("{} post task {seq}{} -> {rc}", self.where_(), if stop { " (stop)" } else { "" }));
+        trace(|| {
+            format!(
+                "{} post task {seq}{} -> {rc}",
+                self.where_(),
+                if stop { " (stop)" } else { "" }
+            )
+        });
         assert_eq!(rc, 0, "post");
         self.tasks.push_back(Task { seq, call, stop });
     }
@@ -735,7 +792,11 @@ impl World {
             ]
         };
         trace(|| format!("cb run_once/poll/run/free/fork -> {rcs:?}"));
-        assert_eq!(rcs, [-libc::EBUSY; 5], "run_once, poll, run, free, fork from a callback");
+        assert_eq!(
+            rcs,
+            [-libc::EBUSY; 5],
+            "run_once, poll, run, free, fork from a callback"
+        );
     }
 
     /// Registrations the next iteration must report (ready, level-triggered,
@@ -795,7 +856,12 @@ fn run_once(timeout: i32, quiet: bool) {
     let lp = start_call(quiet, true);
     // SAFETY: the loop is live; no borrow of the world is held.
     let rc = unsafe { evl_run_once(lp, timeout) };
-    trace(|| format!("top run_once({timeout}){} -> {rc}", if quiet { " quiet" } else { "" }));
+    trace(|| {
+        format!(
+            "top run_once({timeout}){} -> {rc}",
+            if quiet { " quiet" } else { "" }
+        )
+    });
     end_call();
     with_world(|w| {
         assert_eq!(rc as i64, w.ran, "run_once's count of callbacks run");
@@ -819,18 +885,31 @@ fn poll(timeout: i32, max: usize, quiet: bool) {
     let lp = start_call(quiet, false);
     // SAFETY: the loop is live; `events` has room for `max`.
     let rc = unsafe { evl_poll(lp, timeout, events.as_mut_ptr(), max as i32) };
-    trace(|| format!("top poll({timeout}, {max}){} -> {rc}", if quiet { " quiet" } else { "" }));
+    trace(|| {
+        format!(
+            "top poll({timeout}, {max}){} -> {rc}",
+            if quiet { " quiet" } else { "" }
+        )
+    });
     take_failure();
     assert!(rc >= 0 && rc as usize <= max, "poll returned {rc}");
     let events = &events[..rc as usize];
     with_world(|w| {
         for e in events {
-            trace(|| format!("  poll event fd {} revents {:#x} ud {}", e.fd, e.revents, e.userdata as usize));
+            trace(|| {
+                format!(
+                    "  poll event fd {} revents {:#x} ud {}",
+                    e.fd, e.revents, e.userdata as usize
+                )
+            });
             w.check_report(e.fd, e.revents, e.userdata as usize, None);
         }
         if quiet && events.len() < max {
             let missed: Vec<_> = must.difference(&w.reported).collect();
-            assert!(missed.is_empty(), "ready fds {missed:?} not in poll's events");
+            assert!(
+                missed.is_empty(),
+                "ready fds {missed:?} not in poll's events"
+            );
         }
         // The caller handles the events as its callbacks would have.
         for e in events {
@@ -902,7 +981,11 @@ fn finish() {
         for key in 0..w.timers.len() {
             if w.timers[key].state == TimerState::Armed && w.timers[key].repeat_ms > 0 {
                 // SAFETY: the loop is live.
-                assert_eq!(unsafe { evl_timer_stop(w.lp, w.timers[key].id) }, 0, "stop timer {key}");
+                assert_eq!(
+                    unsafe { evl_timer_stop(w.lp, w.timers[key].id) },
+                    0,
+                    "stop timer {key}"
+                );
                 w.timers[key].state = TimerState::Stopped;
             }
         }
@@ -910,7 +993,11 @@ fn finish() {
     let give_up = now_ns() + 10_000_000_000;
     loop {
         let left = with_world(|w| {
-            let timers = w.timers.iter().filter(|t| t.state == TimerState::Armed).count();
+            let timers = w
+                .timers
+                .iter()
+                .filter(|t| t.state == TimerState::Armed)
+                .count();
             (timers, w.tasks.len())
         });
         if left == (0, 0) {
@@ -980,12 +1067,17 @@ fn one_seed(seed: u64) -> u64 {
 /// run) two seeds again under valgrind memcheck: no invalid access, no leak,
 /// the callbacks' re-entry into the loop included.
 fn main() {
+    if model::filtered_out(&["model_loop", "core_model", "core_model_is_memcheck_clean"]) {
+        return;
+    }
     if std::env::var_os("EVLOOP_MODEL_UNDER_VALGRIND").is_some() {
         run_seeds("model_loop", 2, one_seed);
         return;
     }
     run_seeds("model_loop", 40, one_seed);
-    if std::env::var_os("EVLOOP_MODEL_SEED").is_some() || std::env::var_os("EVLOOP_MODEL_SEEDS").is_some() {
+    if std::env::var_os("EVLOOP_MODEL_SEED").is_some()
+        || std::env::var_os("EVLOOP_MODEL_SEEDS").is_some()
+    {
         return;
     }
     let exe = std::env::current_exe().unwrap();
@@ -996,7 +1088,8 @@ fn main() {
         .output()
         .unwrap();
     assert!(
-        output.status.success() && String::from_utf8_lossy(&output.stderr).contains("all agreed with the model"),
+        output.status.success()
+            && String::from_utf8_lossy(&output.stderr).contains("all agreed with the model"),
         "the model under memcheck failed:\n{}",
         common::show(&output)
     );

@@ -80,7 +80,8 @@ struct Stream {
     /// The call in which pause was asked (DATA may still come in it).
     paused: Option<u64>,
     /// The shortest idle timeout ever set (0: none), and a lower bound of
-    /// when a byte last moved (the library's clock reads no earlier).
+    /// when a byte last moved (open, or the start of a call that delivered
+    /// DATA: the library's clock read no earlier).
     idle_ms: u32,
     last_moved: u64,
     closed: Option<i32>,
@@ -115,6 +116,8 @@ struct World {
     in_cb: bool,
     /// The end of a seed: no more random operations.
     finishing: bool,
+    /// Inside the CLOSED callback of this stream (its id may be dead).
+    delivering_closed: Option<usize>,
     tcp: std::net::TcpListener,
     buf: Vec<u8>,
 }
@@ -132,8 +135,12 @@ unsafe extern "C" fn on_stream(_lp: *mut evl_loop, event: *const evl_stream_even
     catch_in_callback(|| {
         with_world(|w| {
             w.in_cb = true;
+            if event.kind == EVL_STREAM_CLOSED {
+                w.delivering_closed = w.by_id.get(&event.stream).copied();
+            }
             w.on_event(&event);
             w.ops_from_callback();
+            w.delivering_closed = None;
             w.in_cb = false;
         })
     });
@@ -158,6 +165,7 @@ impl World {
             call_started: 0,
             in_cb: false,
             finishing: false,
+            delivering_closed: None,
             tcp: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
             buf: vec![0; 1 << 16],
         }
@@ -197,16 +205,28 @@ impl World {
         };
         let call = self.call;
         let s = &mut self.streams[k];
-        trace(|| format!("    stream {k} event {} len {} status {}", e.kind, e.len, e.status));
+        trace(|| {
+            format!(
+                "    stream {k} event {} len {} status {}",
+                e.kind, e.len, e.status
+            )
+        });
         assert_eq!(e.userdata as usize, s.ud, "stream {k}: userdata");
-        assert!(s.closed.is_none(), "stream {k}: event {} after CLOSED", e.kind);
+        assert!(
+            s.closed.is_none(),
+            "stream {k}: event {} after CLOSED",
+            e.kind
+        );
         match e.kind {
             EVL_STREAM_DATA => {
                 assert!(e.len > 0 && !e.data.is_null(), "stream {k}: empty DATA");
                 assert!(!s.asked_to_end(), "stream {k}: DATA after close/abort");
                 assert!(!s.eof, "stream {k}: DATA after EOF");
                 if let Some(since) = s.paused {
-                    assert!(since == call, "stream {k}: DATA while paused (since call {since})");
+                    assert!(
+                        since == call,
+                        "stream {k}: DATA while paused (since call {since})"
+                    );
                 }
                 // SAFETY: the library says `data` holds `len` bytes for now.
                 let data = unsafe { std::slice::from_raw_parts(e.data, e.len) };
@@ -223,8 +243,15 @@ impl World {
             }
             EVL_STREAM_EOF => {
                 assert!(!s.eof, "stream {k}: EOF twice");
-                assert!(s.peer_shut || s.peer_closed, "stream {k}: EOF but the peer did not end");
-                assert_eq!(s.got, s.peer_sent.len(), "stream {k}: EOF before all the peer's bytes");
+                assert!(
+                    s.peer_shut || s.peer_closed,
+                    "stream {k}: EOF but the peer did not end"
+                );
+                assert_eq!(
+                    s.got,
+                    s.peer_sent.len(),
+                    "stream {k}: EOF before all the peer's bytes"
+                );
                 s.eof = true;
             }
             EVL_STREAM_DRAINED => {}
@@ -238,10 +265,17 @@ impl World {
                         status_name(status)
                     );
                 } else if status == -libc::ETIMEDOUT {
-                    assert!(s.idle_ms > 0, "stream {k}: -ETIMEDOUT without an idle timeout");
+                    assert!(
+                        s.idle_ms > 0,
+                        "stream {k}: -ETIMEDOUT without an idle timeout"
+                    );
                     let due = s.last_moved + s.idle_ms as u64 * 1_000_000;
                     let now = now_ns();
-                    assert!(now >= due, "stream {k}: idle timeout {} ns early", due - now);
+                    assert!(
+                        now >= due,
+                        "stream {k}: idle timeout {} ns early",
+                        due - now
+                    );
                 } else if status == 0 {
                     assert!(
                         s.closing || s.shutdown && (s.peer_shut || s.peer_closed),
@@ -265,7 +299,13 @@ impl World {
         if self.streams.iter().filter(|s| s.closed.is_none()).count() >= 6 {
             return;
         }
-        let kind = [Peer::Unix, Peer::Unix, Peer::Tcp, Peer::PipeIn, Peer::PipeOut][self.rng.below(5) as usize];
+        let kind = [
+            Peer::Unix,
+            Peer::Unix,
+            Peer::Tcp,
+            Peer::PipeIn,
+            Peer::PipeOut,
+        ][self.rng.below(5) as usize];
         let (ours, theirs) = match kind {
             Peer::Unix => socketpair(),
             Peer::Tcp => {
@@ -285,7 +325,12 @@ impl World {
         let mut id = 0;
         // SAFETY: the loop is live; the fd is ours to give.
         let rc = unsafe { evl_stream_open(self.lp, theirs, self.cb(), ud as *mut c_void, &mut id) };
-        trace(|| format!("{} open stream {k} over {kind:?} -> {rc} id {id:#x}", self.where_()));
+        trace(|| {
+            format!(
+                "{} open stream {k} over {kind:?} -> {rc} id {id:#x}",
+                self.where_()
+            )
+        });
         assert_eq!(rc, 0, "evl_stream_open");
         self.by_id.insert(id, k);
         self.streams.push(Stream {
@@ -317,7 +362,9 @@ impl World {
             return None;
         }
         // Mostly streams still open; now and then an ended one.
-        let open: Vec<usize> = (0..self.streams.len()).filter(|&k| self.streams[k].closed.is_none()).collect();
+        let open: Vec<usize> = (0..self.streams.len())
+            .filter(|&k| self.streams[k].closed.is_none())
+            .collect();
         if !open.is_empty() && self.rng.percent(90) {
             self.rng.pick(&open)
         } else {
@@ -337,31 +384,49 @@ impl World {
     /// What evl_stream_write (or an op of submit) returned, checked and
     /// recorded: `data` counts as sent when it says 0.
     fn wrote(&mut self, k: usize, data: &[u8], rc: i32) {
-        let t = self.op_time();
+        let lenient = self.delivering_closed == Some(k);
         let s = &mut self.streams[k];
-        if s.closed.is_some() {
+        if lenient {
+            assert!(
+                rc == -libc::ENOENT || rc == -libc::EPIPE,
+                "stream {k}: write in its CLOSED callback: {rc}"
+            );
+        } else if s.closed.is_some() {
             assert_eq!(rc, -libc::ENOENT, "stream {k}: write after CLOSED");
-        } else if s.shutdown || s.closing {
-            assert!(rc == -libc::EPIPE || rc == -libc::ENOENT, "stream {k}: write after shutdown: {rc}");
+        } else if s.shutdown || s.closing || s.aborted {
+            assert_eq!(
+                rc,
+                -libc::EPIPE,
+                "stream {k}: write after shutdown, close or abort"
+            );
         } else if s.healthy() {
             assert_eq!(rc, 0, "stream {k}: write to a healthy stream");
+        } else {
+            // The peer may have gone: an error, but the id lives until CLOSED.
+            assert!(
+                rc != -libc::ENOENT,
+                "stream {k}: write -ENOENT before its CLOSED was delivered"
+            );
         }
         if rc == 0 {
+            // Not a move for the idle timeout: the bytes may only be queued.
             s.sent.extend_from_slice(data);
-            s.last_moved = s.last_moved.max(t);
         }
     }
 
-    /// An operation other than a write: 0 while the stream is open,
-    /// -ENOENT once CLOSED came, either in between.
+    /// An operation other than a write: 0 until CLOSED was delivered,
+    /// -ENOENT after.
     fn did(&mut self, k: usize, what: &str, rc: i32) {
         let s = &self.streams[k];
-        if s.closed.is_some() {
+        if self.delivering_closed == Some(k) {
+            assert!(
+                rc == 0 || rc == -libc::ENOENT,
+                "stream {k}: {what} in its CLOSED callback: {rc}"
+            );
+        } else if s.closed.is_some() {
             assert_eq!(rc, -libc::ENOENT, "stream {k}: {what} after CLOSED");
-        } else if s.healthy() {
-            assert_eq!(rc, 0, "stream {k}: {what}");
         } else {
-            assert!(rc == 0 || rc == -libc::ENOENT, "stream {k}: {what}: {rc}");
+            assert_eq!(rc, 0, "stream {k}: {what} before CLOSED was delivered");
         }
     }
 
@@ -376,7 +441,8 @@ impl World {
             EVL_OP_SHUTDOWN => s.shutdown = true,
             EVL_OP_CLOSE => s.closing = true,
             EVL_OP_ABORT => {
-                s.abort_when_healthy = !s.peer_shut && !s.peer_closed && s.idle_ms == 0 && !s.closing && !s.shutdown;
+                s.abort_when_healthy =
+                    !s.peer_shut && !s.peer_closed && s.idle_ms == 0 && !s.closing && !s.shutdown;
                 s.aborted = true;
             }
             EVL_OP_PAUSE => {
@@ -438,8 +504,20 @@ impl World {
             .collect();
         // SAFETY: the loop is live; `ops` and the bytes they point to are valid.
         let rc = unsafe { evl_stream_submit(self.lp, ops.as_mut_ptr(), ops.len() as i32) };
-        trace(|| format!("{} submit {:?} -> {rc}", self.where_(), plan.iter().map(|(k, op, d)| (*k, *op, d.len())).collect::<Vec<_>>()));
-        assert_eq!(rc, ops.iter().filter(|o| o.status < 0).count() as i32, "submit's count of failures");
+        trace(|| {
+            format!(
+                "{} submit {:?} -> {rc}",
+                self.where_(),
+                plan.iter()
+                    .map(|(k, op, d)| (*k, *op, d.len()))
+                    .collect::<Vec<_>>()
+            )
+        });
+        assert_eq!(
+            rc,
+            ops.iter().filter(|o| o.status < 0).count() as i32,
+            "submit's count of failures"
+        );
         for ((k, op, data), o) in plan.iter().zip(&ops) {
             if *op == EVL_OP_WRITE {
                 self.wrote(*k, data, o.status);
@@ -475,8 +553,22 @@ impl World {
             plan.push((k, bytes));
         }
         // SAFETY: the loop is live; the arrays and bytes are valid.
-        let rc = unsafe { evl_stream_write_batch(self.lp, ids.as_ptr(), lens.as_ptr(), ids.len() as i32, data.as_ptr().cast()) };
-        trace(|| format!("{} write_batch {:?} -> {rc}", self.where_(), plan.iter().map(|(k, b)| (*k, b.len())).collect::<Vec<_>>()));
+        let rc = unsafe {
+            evl_stream_write_batch(
+                self.lp,
+                ids.as_ptr(),
+                lens.as_ptr(),
+                ids.len() as i32,
+                data.as_ptr().cast(),
+            )
+        };
+        trace(|| {
+            format!(
+                "{} write_batch {:?} -> {rc}",
+                self.where_(),
+                plan.iter().map(|(k, b)| (*k, b.len())).collect::<Vec<_>>()
+            )
+        });
         assert_eq!(rc, 0, "write_batch to healthy streams");
         for (k, bytes) in plan {
             self.wrote(k, &bytes, 0);
@@ -489,13 +581,21 @@ impl World {
         let len = self.write_len().min(100_000);
         let data = self.rng.bytes(len);
         let s = &mut self.streams[k];
-        let Some(fd) = s.peer.filter(|_| !s.peer_shut && s.peer_kind.stream_reads()) else {
+        let Some(fd) = s
+            .peer
+            .filter(|_| !s.peer_shut && s.peer_kind.stream_reads())
+        else {
             return;
         };
         match write(fd, &data) {
             Ok(n) => {
                 s.peer_sent.extend_from_slice(&data[..n]);
-                trace(|| format!("{} peer {k} writes {n}", if self.in_cb { "cb" } else { "top" }));
+                trace(|| {
+                    format!(
+                        "{} peer {k} writes {n}",
+                        if self.in_cb { "cb" } else { "top" }
+                    )
+                });
             }
             Err(libc::EAGAIN) => {}
             // The stream was closed or aborted: nobody reads any more.
@@ -507,7 +607,10 @@ impl World {
     /// Reads what the peer can; true if it read anything or end of file.
     fn peer_read(&mut self, k: usize, max: usize) -> bool {
         let s = &mut self.streams[k];
-        let Some(fd) = s.peer.filter(|_| !s.peer_saw_eof && s.peer_kind.stream_writes()) else {
+        let Some(fd) = s
+            .peer
+            .filter(|_| !s.peer_saw_eof && s.peer_kind.stream_writes())
+        else {
             return false;
         };
         let max = max.min(self.buf.len());
@@ -518,7 +621,11 @@ impl World {
                 if s.shutdown || s.closing {
                     // A shutdown or close sends everything first.
                     if !s.aborted {
-                        assert_eq!(s.peer_got, s.sent.len(), "peer {k}: end of file before all was sent");
+                        assert_eq!(
+                            s.peer_got,
+                            s.sent.len(),
+                            "peer {k}: end of file before all was sent"
+                        );
                     }
                 }
                 true
@@ -536,7 +643,10 @@ impl World {
             }
             Err(libc::EAGAIN) => false,
             Err(libc::ECONNRESET) => {
-                assert!(s.aborted || s.peer_closed || s.closed.is_some(), "peer {k}: reset by a healthy stream");
+                assert!(
+                    s.aborted || s.peer_closed || s.closed.is_some(),
+                    "peer {k}: reset by a healthy stream"
+                );
                 s.peer_saw_eof = true;
                 true
             }
@@ -556,7 +666,10 @@ impl World {
             let rc = unsafe { libc::shutdown(fd, libc::SHUT_WR) };
             let errno = std::io::Error::last_os_error().raw_os_error();
             // ENOTCONN: a TCP connection the stream's side already reset.
-            assert!(rc == 0 || errno == Some(libc::ENOTCONN), "peer {k}: shutdown: {errno:?}");
+            assert!(
+                rc == 0 || errno == Some(libc::ENOTCONN),
+                "peer {k}: shutdown: {errno:?}"
+            );
         }
         s.peer_shut = true;
     }
@@ -575,7 +688,9 @@ impl World {
                 let len = self.write_len();
                 let data = self.rng.bytes(len);
                 // SAFETY: the loop is live; `data` is valid.
-                let rc = unsafe { evl_stream_write(self.lp, self.streams[k].id, data.as_ptr().cast(), len) };
+                let rc = unsafe {
+                    evl_stream_write(self.lp, self.streams[k].id, data.as_ptr().cast(), len)
+                };
                 trace(|| format!("{w} stream {k} write {len} -> {rc}"));
                 self.wrote(k, &data, rc);
             }
@@ -601,33 +716,54 @@ impl World {
             5 => {
                 let Some(k) = self.pick() else { return };
                 let close_it = self.rng.percent(40);
-                trace(|| format!("{w} peer {k} {}", if close_it { "closes" } else { "shuts down" }));
+                trace(|| {
+                    format!(
+                        "{w} peer {k} {}",
+                        if close_it { "closes" } else { "shuts down" }
+                    )
+                });
                 self.peer_end(k, close_it);
             }
             6 => {
                 let Some(k) = self.pick() else { return };
                 let high = [0, 1, 1000, 65536, 300_000][self.rng.below(5) as usize];
-                let low = if self.rng.percent(85) { self.rng.below(high as u64 + 1) as usize } else { high + 1 };
+                let low = if self.rng.percent(85) {
+                    self.rng.below(high as u64 + 1) as usize
+                } else {
+                    high + 1
+                };
                 // SAFETY: the loop is live.
-                let rc = unsafe { evl_stream_set_watermarks(self.lp, self.streams[k].id, high, low) };
+                let rc =
+                    unsafe { evl_stream_set_watermarks(self.lp, self.streams[k].id, high, low) };
                 trace(|| format!("{w} stream {k} watermarks {high}/{low} -> {rc}"));
                 if low > high && high != 0 {
                     let closed = self.streams[k].closed.is_some();
-                    assert!(rc == -libc::EINVAL || closed && rc == -libc::ENOENT, "watermarks low > high: {rc}");
+                    assert!(
+                        rc == -libc::EINVAL || closed && rc == -libc::ENOENT,
+                        "watermarks low > high: {rc}"
+                    );
                 } else {
                     self.did(k, "set_watermarks", rc);
                 }
             }
             7 => {
                 let Some(k) = self.pick() else { return };
-                let ms = if self.rng.percent(50) { 0 } else { self.rng.range(5, 60) as u32 };
+                let ms = if self.rng.percent(50) {
+                    0
+                } else {
+                    self.rng.range(5, 60) as u32
+                };
                 // SAFETY: the loop is live.
                 let rc = unsafe { evl_stream_set_idle_timeout(self.lp, self.streams[k].id, ms) };
                 trace(|| format!("{w} stream {k} idle timeout {ms} -> {rc}"));
                 self.did(k, "set_idle_timeout", rc);
                 let s = &mut self.streams[k];
                 if rc == 0 && ms > 0 {
-                    s.idle_ms = if s.idle_ms == 0 { ms } else { s.idle_ms.min(ms) };
+                    s.idle_ms = if s.idle_ms == 0 {
+                        ms
+                    } else {
+                        s.idle_ms.min(ms)
+                    };
                 }
             }
             8 => self.submit(),
@@ -638,9 +774,13 @@ impl World {
                 // SAFETY: the loop is live; `queued` is a valid place.
                 let rc = unsafe { evl_stream_queued(self.lp, self.streams[k].id, &mut queued) };
                 let s = &self.streams[k];
-                if s.closed.is_some() {
+                if self.delivering_closed == Some(k) {
+                } else if s.closed.is_some() {
                     assert_eq!(rc, -libc::ENOENT, "stream {k}: queued after CLOSED");
-                } else if rc == 0 && !s.aborted {
+                } else {
+                    assert_eq!(rc, 0, "stream {k}: queued before CLOSED was delivered");
+                }
+                if rc == 0 && !s.aborted {
                     assert!(
                         queued <= s.sent.len() - s.peer_got,
                         "stream {k}: {queued} queued, but the peer has only {} left to read",
@@ -753,7 +893,12 @@ fn iteration(timeout: i32) {
         let lp = begin_call();
         // SAFETY: the loop is live; `x` and what it points to are valid.
         let rc = unsafe { evl_stream_exchange(lp, &mut x) };
-        trace(|| format!("top exchange({timeout}, {max}) writes {:?} -> {rc}", plan.iter().map(|(k, b)| (*k, b.len())).collect::<Vec<_>>()));
+        trace(|| {
+            format!(
+                "top exchange({timeout}, {max}) writes {:?} -> {rc}",
+                plan.iter().map(|(k, b)| (*k, b.len())).collect::<Vec<_>>()
+            )
+        });
         take_callback_failure();
         assert!(rc >= 0, "exchange: {rc}");
         assert_eq!(x.write_count, 0, "exchange leaves write_count 0");
@@ -765,19 +910,34 @@ fn iteration(timeout: i32) {
         });
         // The run of DATA events lying end to end, as described.
         let run = &events[..x.data_events as usize];
-        assert!(run.iter().all(|e| e.kind == EVL_STREAM_DATA), "data_events counts a non-DATA event");
-        assert_eq!(run.iter().map(|e| e.len).sum::<usize>(), x.data_len, "data_len");
+        assert!(
+            run.iter().all(|e| e.kind == EVL_STREAM_DATA),
+            "data_events counts a non-DATA event"
+        );
+        assert_eq!(
+            run.iter().map(|e| e.len).sum::<usize>(),
+            x.data_len,
+            "data_len"
+        );
         for pair in run.windows(2) {
             // SAFETY: pointer arithmetic within the loop's read buffer.
-            assert_eq!(unsafe { pair[0].data.add(pair[0].len) }, pair[1].data, "DATA run not end to end");
+            assert_eq!(
+                unsafe { pair[0].data.add(pair[0].len) },
+                pair[1].data,
+                "DATA run not end to end"
+            );
         }
         if let (Some(last), Some(next)) = (run.last(), events[..rc as usize].get(run.len())) {
             // SAFETY: as above.
-            let follows = next.kind == EVL_STREAM_DATA && unsafe { last.data.add(last.len) } == next.data;
+            let follows =
+                next.kind == EVL_STREAM_DATA && unsafe { last.data.add(last.len) } == next.data;
             assert!(!follows, "data_events stops short of the run");
         } else if run.is_empty() {
             if let Some(first) = events[..rc as usize].first() {
-                assert!(first.kind != EVL_STREAM_DATA, "data_events 0 before a DATA event");
+                assert!(
+                    first.kind != EVL_STREAM_DATA,
+                    "data_events 0 before a DATA event"
+                );
             }
         }
         rc
@@ -842,7 +1002,11 @@ fn finish() {
                 for k in 0..w.streams.len() {
                     let s = &w.streams[k];
                     if s.closed.is_none() && !s.asked_to_end() && s.peer_kind.stream_reads() {
-                        assert_eq!(s.got, s.peer_sent.len(), "stream {k}: bytes lost before EOF");
+                        assert_eq!(
+                            s.got,
+                            s.peer_sent.len(),
+                            "stream {k}: bytes lost before EOF"
+                        );
                     }
                     if s.closed.is_none() && !s.aborted {
                         let rc = w.stream_op(k, EVL_OP_CLOSE);
@@ -859,7 +1023,12 @@ fn finish() {
         }
         if now_ns() > give_up {
             with_world(|w| {
-                for (k, s) in w.streams.iter().enumerate().filter(|(_, s)| s.closed.is_none()) {
+                for (k, s) in w
+                    .streams
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.closed.is_none())
+                {
                     eprintln!(
                         "stream {k} {:?}: sent {} (peer got {}, eof {}), peer sent {} (got {}, eof {}), \
                          shutdown {} closing {} aborted {} paused {:?} idle {} peer shut {} closed {}",
@@ -879,7 +1048,13 @@ fn finish() {
             // Everything given to a stream that was closed (not aborted) and
             // whose peer stayed to read, arrived.
             if !s.aborted && !s.peer_closed && s.closed == Some(0) && s.peer_kind.stream_writes() {
-                assert_eq!(s.peer_got, s.sent.len(), "stream {k}: the peer got {} of {} bytes", s.peer_got, s.sent.len());
+                assert_eq!(
+                    s.peer_got,
+                    s.sent.len(),
+                    "stream {k}: the peer got {} of {} bytes",
+                    s.peer_got,
+                    s.sent.len()
+                );
             }
             // SAFETY: the loop is live.
             let rc = unsafe { evl_stream_close(w.lp, s.id) };

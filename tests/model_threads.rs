@@ -81,7 +81,7 @@ unsafe extern "C" fn on_task(_lp: *mut evl_loop, ud: *mut c_void) {
 }
 
 fn poster(shared: &Shared, thread: usize, posts: u64, seed: u64) {
-    let mut rng = Rng::new(seed ^ (thread as u64 + 1) * 0x1234_5678);
+    let mut rng = Rng::new(seed ^ ((thread as u64 + 1) * 0x1234_5678));
     for seq in 0..posts {
         if shared.any_failed.load(Ordering::Acquire) {
             break;
@@ -139,7 +139,10 @@ fn one_seed(seed: u64) -> u64 {
     // A registration that never fires keeps evl_run waiting (for a stop).
     let (quiet, quiet_peer) = socketpair();
     // SAFETY: the loop is live; the fd is ours.
-    assert_eq!(unsafe { evl_register(lp, quiet, EVL_READ, None, std::ptr::null_mut()) }, 0);
+    assert_eq!(
+        unsafe { evl_register(lp, quiet, EVL_READ, None, std::ptr::null_mut()) },
+        0
+    );
     let shared = Shared {
         lp,
         done: Default::default(),

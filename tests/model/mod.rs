@@ -17,7 +17,7 @@ pub struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x5eed_0f_e71_00f)
+        Rng(seed ^ 0x5eed_0fe7_100f)
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -255,4 +255,17 @@ pub fn take_callback_failure() {
 /// Top-level steps per seed: `EVLOOP_MODEL_STEPS`, or `default`.
 pub fn steps_per_seed(default: u64) -> u64 {
     env_u64("EVLOOP_MODEL_STEPS").unwrap_or(default)
+}
+
+/// For the plain-main (`harness = false`) model tests: true when
+/// `cargo test -- FILTER` names tests and none of `names` matches.
+pub fn filtered_out(names: &[&str]) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    !filters.is_empty()
+        && !names
+            .iter()
+            .any(|n| filters.iter().any(|f| n.contains(f.as_str())))
 }
