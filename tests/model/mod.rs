@@ -122,10 +122,13 @@ pub fn trace(step: impl FnOnce() -> String) {
 
 /// Runs `one(seed)` for every seed of [`seeds`]; `one` returns how many
 /// steps it ran. A failing seed prints its trace and the command that
-/// replays it, then fails the test.
+/// replays it, then fails the test (with `EVLOOP_MODEL_KEEP_GOING=1`, after
+/// the other seeds, naming every seed that failed).
 pub fn run_seeds(test: &str, default_seeds: u64, one: impl Fn(u64) -> u64) {
     let seeds = seeds(default_seeds);
+    let keep_going = std::env::var_os("EVLOOP_MODEL_KEEP_GOING").is_some();
     let mut steps = 0;
+    let mut failed = Vec::new();
     for &seed in &seeds {
         TRACE.with(|t| t.borrow_mut().clear());
         match catch_unwind(AssertUnwindSafe(|| one(seed))) {
@@ -137,19 +140,30 @@ pub fn run_seeds(test: &str, default_seeds: u64, one: impl Fn(u64) -> u64) {
                     eprintln!("  {line}");
                 }
                 eprintln!(
-                    "MODEL FAILURE: {test} seed {seed}; replay with\n  \
-                     EVLOOP_MODEL_SEED={seed} cargo test --release --test {test}"
+                    "MODEL FAILURE: {test} seed {seed}: {}; replay with\n  \
+                     EVLOOP_MODEL_SEED={seed} cargo test --release --test {test}",
+                    panic_message(&*panic)
                 );
-                resume_unwind(panic);
+                if !keep_going {
+                    resume_unwind(panic);
+                }
+                failed.push(seed);
             }
         }
     }
     eprintln!(
-        "{test}: {} seeds ({}..={}), {steps} steps, all agreed with the model",
+        "{test}: {} seeds ({}..={}), {steps} steps, {} failed{}",
         seeds.len(),
         seeds.first().copied().unwrap_or(0),
-        seeds.last().copied().unwrap_or(0)
+        seeds.last().copied().unwrap_or(0),
+        failed.len(),
+        if failed.is_empty() {
+            ": all agreed with the model"
+        } else {
+            ""
+        }
     );
+    assert!(failed.is_empty(), "{test}: seeds {failed:?} failed");
 }
 
 /// CLOCK_MONOTONIC in nanoseconds, the clock the loop's timers use.
