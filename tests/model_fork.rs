@@ -46,17 +46,9 @@ struct Setup {
     stream_peers: Vec<(u64, RawFd)>,
 }
 
-fn empty_events<const N: usize>() -> [evl_event; N] {
-    [evl_event {
-        fd: -1,
-        revents: 0,
-        userdata: std::ptr::null_mut(),
-    }; N]
-}
-
 /// evl_poll(0) on a loop: the fds reported, checked against `regs`.
 fn poll_reported(lp: *mut evl_loop, regs: &BTreeMap<RawFd, Reg>, who: &str) -> Vec<RawFd> {
-    let mut events = empty_events::<64>();
+    let mut events = [model::NO_EVENT; 64];
     // SAFETY: the loop is live; `events` has room for 64.
     let n = unsafe { evl_poll(lp, 0, events.as_mut_ptr(), 64) };
     assert!(n >= 0, "{who}: evl_poll -> {n}");
@@ -178,16 +170,7 @@ fn build(rng: &mut Rng) -> Setup {
 fn stream_receives(lp: *mut evl_loop, id: u64, want: &[u8], who: &str) {
     let mut got = Vec::new();
     let give_up = Instant::now() + Duration::from_secs(10);
-    let mut events = [evl_stream_event {
-        kind: 0,
-        fd: -1,
-        stream: 0,
-        data: std::ptr::null(),
-        len: 0,
-        userdata: std::ptr::null_mut(),
-        status: 0,
-        revents: 0,
-    }; 16];
+    let mut events = [model::NO_STREAM_EVENT; 16];
     while got.len() < want.len() {
         assert!(
             Instant::now() < give_up,
@@ -217,16 +200,7 @@ fn peer_receives(lp: *mut evl_loop, peer: RawFd, want: &[u8], who: &str) {
     let mut got = Vec::new();
     let mut buf = [0u8; 256];
     let give_up = Instant::now() + Duration::from_secs(10);
-    let mut events = [evl_stream_event {
-        kind: 0,
-        fd: -1,
-        stream: 0,
-        data: std::ptr::null(),
-        len: 0,
-        userdata: std::ptr::null_mut(),
-        status: 0,
-        revents: 0,
-    }; 16];
+    let mut events = [model::NO_STREAM_EVENT; 16];
     while got.len() < want.len() {
         assert!(
             Instant::now() < give_up,

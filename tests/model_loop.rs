@@ -776,11 +776,7 @@ impl World {
 
     /// What a callback may not do: run the loop, free it, fork it.
     fn refused_from_callback(&mut self) {
-        let mut events = [evl_event {
-            fd: 0,
-            revents: 0,
-            userdata: std::ptr::null_mut(),
-        }; 4];
+        let mut events = [model::NO_EVENT; 4];
         // SAFETY: the loop is live; `events` has room for 4.
         let rcs = unsafe {
             [
@@ -874,14 +870,7 @@ fn run_once(timeout: i32, quiet: bool) {
 
 fn poll(timeout: i32, max: usize, quiet: bool) {
     let must = with_world(|w| w.must_report(true));
-    let mut events = vec![
-        evl_event {
-            fd: -1,
-            revents: 0,
-            userdata: std::ptr::null_mut(),
-        };
-        max
-    ];
+    let mut events = vec![model::NO_EVENT; max];
     let lp = start_call(quiet, false);
     // SAFETY: the loop is live; `events` has room for `max`.
     let rc = unsafe { evl_poll(lp, timeout, events.as_mut_ptr(), max as i32) };

@@ -818,7 +818,7 @@ impl World {
             self.op();
         }
         if self.rng.percent(3) {
-            let mut events = [empty_event(); 2];
+            let mut events = [model::NO_STREAM_EVENT; 2];
             // SAFETY: the loop is live; `events` has room for 2.
             let rc = unsafe { evl_stream_poll(self.lp, 0, events.as_mut_ptr(), 2) };
             assert_eq!(rc, -libc::EBUSY, "evl_stream_poll from a callback");
@@ -829,19 +829,6 @@ impl World {
 impl Stream {
     fn healthy_before_abort(&self) -> bool {
         self.abort_when_healthy
-    }
-}
-
-fn empty_event() -> evl_stream_event {
-    evl_stream_event {
-        kind: 0,
-        fd: -1,
-        stream: 0,
-        data: std::ptr::null(),
-        len: 0,
-        userdata: std::ptr::null_mut(),
-        status: 0,
-        revents: 0,
     }
 }
 
@@ -874,7 +861,7 @@ fn iteration(timeout: i32) {
         return;
     }
     let max = with_world(|w| w.rng.range(1, 16)) as usize;
-    let mut events = vec![empty_event(); max];
+    let mut events = vec![model::NO_STREAM_EVENT; max];
     let exchange = with_world(|w| w.rng.percent(50));
     let n = if exchange {
         let mut ids = Vec::new();

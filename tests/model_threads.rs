@@ -162,11 +162,7 @@ fn one_seed(seed: u64) -> u64 {
         }
         let side_ptr: *mut LoopSide = &mut side;
         LOOP_SIDE.with(|s| s.set(side_ptr.cast()));
-        let mut events = [evl_event {
-            fd: -1,
-            revents: 0,
-            userdata: std::ptr::null_mut(),
-        }; 4];
+        let mut events = [model::NO_EVENT; 4];
         while !shared.any_failed.load(Ordering::Acquire)
             && shared.finished.load(Ordering::Acquire) < threads as u64
         {

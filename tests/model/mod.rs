@@ -283,3 +283,22 @@ pub fn filtered_out(names: &[&str]) -> bool {
             .iter()
             .any(|n| filters.iter().any(|f| n.contains(f.as_str())))
 }
+
+/// An evl_event to fill an array with before evl_poll writes it.
+pub const NO_EVENT: evloop::ffi::evl_event = evloop::ffi::evl_event {
+    fd: -1,
+    revents: 0,
+    userdata: std::ptr::null_mut(),
+};
+
+/// An evl_stream_event to fill an array with before evl_stream_poll writes it.
+pub const NO_STREAM_EVENT: evloop::ffi::evl_stream_event = evloop::ffi::evl_stream_event {
+    kind: 0,
+    fd: -1,
+    stream: 0,
+    data: std::ptr::null(),
+    len: 0,
+    userdata: std::ptr::null_mut(),
+    status: 0,
+    revents: 0,
+};
