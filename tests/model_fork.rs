@@ -349,5 +349,5 @@ fn main() {
     if model::filtered_out(&["model_fork"]) {
         return;
     }
-    run_seeds("model_fork", 30, one_seed);
+    run_seeds("model_fork", 100, one_seed);
 }

@@ -1053,17 +1053,17 @@ fn one_seed(seed: u64) -> u64 {
 
 /// A plain main (`harness = false`): libtest's own threads would show as
 /// "possibly lost" under memcheck. Runs the seeds, then (unless it is that
-/// run) two seeds again under valgrind memcheck: no invalid access, no leak,
+/// run) three seeds again under valgrind memcheck: no invalid access, no leak,
 /// the callbacks' re-entry into the loop included.
 fn main() {
     if model::filtered_out(&["model_loop", "core_model", "core_model_is_memcheck_clean"]) {
         return;
     }
     if std::env::var_os("EVLOOP_MODEL_UNDER_VALGRIND").is_some() {
-        run_seeds("model_loop", 2, one_seed);
+        run_seeds("model_loop", 3, one_seed);
         return;
     }
-    run_seeds("model_loop", 40, one_seed);
+    run_seeds("model_loop", 200, one_seed);
     if std::env::var_os("EVLOOP_MODEL_SEED").is_some()
         || std::env::var_os("EVLOOP_MODEL_SEEDS").is_some()
     {
@@ -1073,7 +1073,7 @@ fn main() {
     let output = common::valgrind_command(&exe)
         .env("EVLOOP_MODEL_UNDER_VALGRIND", "1")
         .env("EVLOOP_MODEL_SEED_BASE", "1000")
-        .env("EVLOOP_MODEL_STEPS", "120")
+        .env("EVLOOP_MODEL_STEPS", "150")
         .output()
         .unwrap();
     assert!(
@@ -1083,5 +1083,5 @@ fn main() {
         common::show(&output)
     );
     common::assert_memcheck_clean(&output);
-    eprintln!("model_loop: 2 seeds under memcheck, clean");
+    eprintln!("model_loop: 3 seeds under memcheck, clean");
 }

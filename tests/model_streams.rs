@@ -1117,10 +1117,10 @@ fn one_seed(seed: u64, batch: bool) -> u64 {
 
 #[test]
 fn streams_model_callbacks() {
-    run_seeds("model_streams", 16, |seed| one_seed(seed, false));
+    run_seeds("model_streams", 100, |seed| one_seed(seed, false));
 }
 
 #[test]
 fn streams_model_batch() {
-    run_seeds("model_streams", 16, |seed| one_seed(seed, true));
+    run_seeds("model_streams", 100, |seed| one_seed(seed, true));
 }

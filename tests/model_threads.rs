@@ -203,5 +203,5 @@ fn one_seed(seed: u64) -> u64 {
 
 #[test]
 fn posts_wakes_and_stops_from_threads() {
-    run_seeds("model_threads", 6, one_seed);
+    run_seeds("model_threads", 20, one_seed);
 }
