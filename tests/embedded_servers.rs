@@ -40,12 +40,21 @@ fn host_timer_ticks_beside_the_echo(mode: Mode, last_line: &str) {
     let server = Server::start(mode, &["--quiet"]);
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(500) {
-        assert_echoes(&server, mode, &["--quiet", "--conns", "5", "--size", "1000"]);
+        assert_echoes(
+            &server,
+            mode,
+            &["--quiet", "--conns", "5", "--size", "1000"],
+        );
     }
     let out = server.stop_cleanly();
     let ticks: u64 = out
         .lines()
-        .find_map(|l| l.strip_prefix(last_line)?.strip_suffix(" times")?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(last_line)?
+                .strip_suffix(" times")?
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("{}: no {last_line:?} line in\n{out}", mode.server));
     assert!(ticks >= 1, "{}: the host's timer never ticked", mode.server);
 }
@@ -96,7 +105,11 @@ fn evloop_timers_fire_inside_the_host() {
             "{}: the silent connection is closed ({read:?})",
             mode.server
         );
-        assert!(start.elapsed() >= Duration::from_millis(290), "{}: early", mode.server);
+        assert!(
+            start.elapsed() >= Duration::from_millis(290),
+            "{}: early",
+            mode.server
+        );
         server.stop_cleanly();
     }
 }
@@ -105,7 +118,11 @@ fn evloop_timers_fire_inside_the_host() {
 fn glib_embed_is_clean_under_memcheck() {
     let server = Server::start_under_memcheck(GLIB);
     assert_echoes(&server, GLIB, &["--conns", "3"]);
-    assert_echoes(&server, GLIB, &["--quiet", "--conns", "2", "--size", "300000"]);
+    assert_echoes(
+        &server,
+        GLIB,
+        &["--quiet", "--conns", "2", "--size", "300000"],
+    );
     let (status, _, stderr) = server.stop();
     assert!(status.success(), "{status}\n{stderr}");
     assert_memcheck_report_clean(&stderr);

@@ -20,8 +20,18 @@
 //! - timers: never early (each beat of a repeating one too), first firings
 //!   in deadline order, one-shots exactly once, stopped timers never;
 //! - tasks: exactly once, in order, in the iteration after their post;
-//! - evl_run_once returns the number of callbacks run; evl_run returns at
-//!   once (running nothing) when a stop was pending;
+//! - evl_run_once returns the number of callbacks run (hooks not counted);
+//!   evl_run returns at once (running nothing) when a stop was pending;
+//! - hooks (evl_hook_start / evl_hook_stop, also from hooks): per iteration
+//!   prepare, then check, then idle, each kind in start order, each hook at
+//!   most once; every hook active from the call's start to its end runs
+//!   (idle ones only when the wait found nothing: then no other callback
+//!   follows them); none after it was stopped, none started during its
+//!   kind's turn (or after it) in the same iteration; tasks posted by a
+//!   prepare hook run in that iteration;
+//! - evl_backend_timeout: 0 with tasks queued or an idle hook, -1 with
+//!   neither and no timer, else at most the time to the first one-shot
+//!   timer's deadline, rounded up; evl_backend_fd: the same fd every time;
 //! - at the end, with everything unregistered, nothing calls back.
 //!
 //! `EVLOOP_MODEL_SEEDS=5000 cargo test --release --test model_loop` runs
@@ -102,8 +112,29 @@ struct Timer {
     repeat_ms: u64,
     /// Our clock before evl_timer_start: the loop's start is no earlier.
     started: u64,
+    /// Our clock after it: the loop's start is no later.
+    started_by: u64,
     fired: u64,
     state: TimerState,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum HookState {
+    Active,
+    Stopped,
+}
+
+/// A hook, named by its userdata: its index in `World::hooks`, which is
+/// also its start order.
+struct Hook {
+    id: u64,
+    kind: u32,
+    state: HookState,
+    /// The first run call it may run in (one started during its kind's
+    /// turn, or after it, waits for the next iteration).
+    earliest_call: u64,
+    /// Active when the current call started.
+    active_at_call_start: bool,
 }
 
 struct Task {
@@ -150,6 +181,17 @@ struct World {
     reported: BTreeSet<RawFd>,
     stop_pending: bool,
     buf: Vec<u8>,
+    hooks: Vec<Hook>,
+    /// Hooks run during the current call, in order: (kind, key).
+    hook_log: Vec<(u32, usize)>,
+    /// The kind of the hook whose callback is running (0: none).
+    in_hook: u32,
+    /// Hook callbacks since the last check of `finish`.
+    hook_calls: u64,
+    /// The last poll filled its array: the next call may go on with that
+    /// iteration, without waiting and so without hooks.
+    maybe_unfinished: bool,
+    backend_fd: Option<i32>,
 }
 
 thread_local! {
@@ -198,6 +240,19 @@ unsafe extern "C" fn on_task(_lp: *mut evl_loop, ud: *mut c_void) {
     in_callback(|w| w.on_task(ud as usize));
 }
 
+unsafe extern "C" fn on_hook(_lp: *mut evl_loop, id: u64, ud: *mut c_void) {
+    in_callback(|w| w.on_hook(id, ud as usize));
+}
+
+fn hook_kind_name(kind: u32) -> &'static str {
+    match kind {
+        EVL_HOOK_PREPARE => "prepare",
+        EVL_HOOK_CHECK => "check",
+        EVL_HOOK_IDLE => "idle",
+        _ => "bad kind",
+    }
+}
+
 fn interest_name(i: u32) -> String {
     let mut s = String::new();
     for (bit, name) in [
@@ -236,6 +291,12 @@ impl World {
             reported: BTreeSet::new(),
             stop_pending: false,
             buf: vec![0; 256],
+            hooks: Vec::new(),
+            hook_log: Vec::new(),
+            in_hook: 0,
+            hook_calls: 0,
+            maybe_unfinished: false,
+            backend_fd: None,
         }
     }
 
@@ -333,8 +394,73 @@ impl World {
         }
     }
 
-    fn on_io(&mut self, cb: Option<Cb>, fd: RawFd, revents: u32, ud: usize) {
+    /// A callback other than a hook: in one iteration, never after its idle hooks.
+    fn callback_starts(&mut self) {
         self.ran += 1;
+        if !self.in_loop {
+            assert!(
+                !self.hook_log.iter().any(|&(kind, _)| kind == EVL_HOOK_IDLE),
+                "a callback after the idle hooks of its iteration"
+            );
+        }
+    }
+
+    fn on_hook(&mut self, id: u64, key: usize) {
+        let hook = &self.hooks[key];
+        let kind = hook.kind;
+        trace(|| format!("  {} hook {key} runs", hook_kind_name(kind)));
+        assert_eq!(id, hook.id, "hook {key}: id");
+        assert_eq!(
+            hook.state,
+            HookState::Active,
+            "hook {key} ran after it was stopped"
+        );
+        assert!(self.in_call, "hook {key} ran outside a run call");
+        if !self.in_loop {
+            assert!(
+                self.call >= hook.earliest_call,
+                "hook {key} ran in the iteration it was started in, during or after its kind's turn"
+            );
+        }
+        self.hook_log.push((kind, key));
+        self.hook_calls += 1;
+        let outer = std::mem::replace(&mut self.in_hook, kind);
+        self.callback_ops();
+        self.in_hook = outer;
+    }
+
+    /// After a run call (not evl_run): the hooks ran in order, and all that
+    /// had to.
+    fn check_hook_log(&self) {
+        let log = &self.hook_log;
+        for pair in log.windows(2) {
+            let ((k1, h1), (k2, h2)) = (pair[0], pair[1]);
+            assert!(
+                k1 < k2 || k1 == k2 && h1 < h2,
+                "hooks out of order: {} hook {h1} before {} hook {h2}",
+                hook_kind_name(k1),
+                hook_kind_name(k2)
+            );
+        }
+        if self.maybe_unfinished {
+            return;
+        }
+        for (key, hook) in self.hooks.iter().enumerate() {
+            let must = hook.active_at_call_start
+                && hook.state == HookState::Active
+                && hook.kind != EVL_HOOK_IDLE;
+            if must {
+                assert!(
+                    log.contains(&(hook.kind, key)),
+                    "{} hook {key}, active all through the call, did not run",
+                    hook_kind_name(hook.kind)
+                );
+            }
+        }
+    }
+
+    fn on_io(&mut self, cb: Option<Cb>, fd: RawFd, revents: u32, ud: usize) {
+        self.callback_starts();
         trace(|| format!("  io cb {cb:?} fd {fd} revents {revents:#x} ud {ud}"));
         self.check_report(fd, revents, ud, cb);
         self.handle(fd, revents);
@@ -342,7 +468,7 @@ impl World {
     }
 
     fn on_timer(&mut self, id: u64, key: usize) {
-        self.ran += 1;
+        self.callback_starts();
         let now = now_ns();
         trace(|| format!("  timer {key} (id {id:#x}) fires"));
         let t = &self.timers[key];
@@ -382,7 +508,7 @@ impl World {
     }
 
     fn on_task(&mut self, seq: usize) {
-        self.ran += 1;
+        self.callback_starts();
         trace(|| format!("  task {seq} runs"));
         let Some(task) = self.tasks.pop_front() else {
             panic!("task {seq} ran, but none is queued");
@@ -477,6 +603,10 @@ impl World {
             4,                        // post
             1,                        // stop
             1,                        // wake
+            3,                        // hook start
+            2,                        // hook stop
+            if top { 2 } else { 0 },  // backend timeout
+            1,                        // backend fd
             if top { 14 } else { 1 }, // run
         ];
         let w = self.where_();
@@ -674,6 +804,7 @@ impl World {
                             "{w} timer {key} start {delay_ms}/{repeat_ms} ms -> {rc} id {id:#x}"
                         )
                     });
+                    let started_by = now_ns();
                     assert_eq!(rc, 0, "timer start");
                     assert!(id != 0, "timer id 0");
                     assert!(
@@ -688,6 +819,7 @@ impl World {
                         delay_ms,
                         repeat_ms,
                         started,
+                        started_by,
                         fired: 0,
                         state: TimerState::Armed,
                     });
@@ -722,6 +854,20 @@ impl World {
             13 => {
                 // SAFETY: the loop is live.
                 assert_eq!(unsafe { evl_wake(self.lp) }, 0);
+            }
+            14 => self.start_hook(),
+            15 => self.stop_hook(),
+            16 => self.check_backend_timeout(),
+            17 => {
+                // SAFETY: the loop is live.
+                let fd = unsafe { evl_backend_fd(self.lp) };
+                trace(|| format!("{w} backend_fd -> {fd}"));
+                assert!(fd >= 0, "evl_backend_fd: {fd}");
+                assert_eq!(
+                    *self.backend_fd.get_or_insert(fd),
+                    fd,
+                    "evl_backend_fd changed"
+                );
             }
             _ if top => {
                 return Some(match self.rng.below(10) {
@@ -760,7 +906,13 @@ impl World {
     fn post(&mut self, stop: bool) {
         let seq = self.next_task;
         self.next_task += 1;
-        let call = (!self.in_loop).then_some(self.call + 1);
+        // A prepare hook runs before the wait that takes the queue.
+        let next = if self.in_hook == EVL_HOOK_PREPARE {
+            0
+        } else {
+            1
+        };
+        let call = (!self.in_loop).then_some(self.call + next);
         // SAFETY: the loop is live.
         let rc = unsafe { evl_post(self.lp, Some(on_task), seq as *mut c_void) };
         trace(|| {
@@ -772,6 +924,122 @@ impl World {
         });
         assert_eq!(rc, 0, "post");
         self.tasks.push_back(Task { seq, call, stop });
+    }
+
+    fn start_hook(&mut self) {
+        if self
+            .hooks
+            .iter()
+            .filter(|h| h.state == HookState::Active)
+            .count()
+            >= 6
+        {
+            return;
+        }
+        let kind = [EVL_HOOK_PREPARE, EVL_HOOK_CHECK, EVL_HOOK_IDLE, 0, 4]
+            [self.rng.weighted(&[4, 4, 2, 1, 1])];
+        let key = self.hooks.len();
+        let mut id = 0;
+        // SAFETY: the loop is live; `id` is a valid place.
+        let rc =
+            unsafe { evl_hook_start(self.lp, kind, Some(on_hook), key as *mut c_void, &mut id) };
+        trace(|| {
+            format!(
+                "{} hook {key} start {} -> {rc} id {id:#x}",
+                self.where_(),
+                hook_kind_name(kind)
+            )
+        });
+        if !(EVL_HOOK_PREPARE..=EVL_HOOK_IDLE).contains(&kind) {
+            assert_eq!(rc, -libc::EINVAL, "hook of kind {kind}");
+            assert_eq!(id, 0, "an id written on error");
+            return;
+        }
+        assert_eq!(rc, 0, "hook start");
+        assert!(id != 0, "hook id 0");
+        assert!(
+            !self
+                .hooks
+                .iter()
+                .any(|h| h.id == id && h.state == HookState::Active),
+            "hook id {id:#x} given twice"
+        );
+        // Started during its kind's turn or after it: from the next
+        // iteration (between calls: the next call is the next iteration).
+        let waits = self.in_call && (self.in_hook == 0 || self.in_hook >= kind);
+        self.hooks.push(Hook {
+            id,
+            kind,
+            state: HookState::Active,
+            earliest_call: if waits || !self.in_call {
+                self.call + 1
+            } else {
+                self.call
+            },
+            active_at_call_start: false,
+        });
+    }
+
+    fn stop_hook(&mut self) {
+        let key = self.rng.below(self.hooks.len() as u64 + 1) as usize;
+        if key == self.hooks.len() {
+            // SAFETY: the loop is live.
+            let rc = unsafe { evl_hook_stop(self.lp, 0) };
+            assert_eq!(rc, -libc::ENOENT, "hook_stop(0)");
+            return;
+        }
+        // SAFETY: the loop is live.
+        let rc = unsafe { evl_hook_stop(self.lp, self.hooks[key].id) };
+        let w = self.where_();
+        let hook = &mut self.hooks[key];
+        trace(|| format!("{w} hook {key} stop ({:?}) -> {rc}", hook.state));
+        if hook.state == HookState::Active {
+            assert_eq!(rc, 0, "stop hook {key}");
+            hook.state = HookState::Stopped;
+        } else {
+            assert_eq!(rc, -libc::ENOENT, "stop hook {key} twice");
+        }
+    }
+
+    /// evl_backend_timeout between calls, against what the model knows.
+    fn check_backend_timeout(&mut self) {
+        let before = now_ns();
+        // SAFETY: the loop is live.
+        let rc = unsafe { evl_backend_timeout(self.lp) };
+        trace(|| format!("top backend_timeout -> {rc}"));
+        let idle = self
+            .hooks
+            .iter()
+            .any(|h| h.state == HookState::Active && h.kind == EVL_HOOK_IDLE);
+        let armed: Vec<&Timer> = self
+            .timers
+            .iter()
+            .filter(|t| t.state == TimerState::Armed)
+            .collect();
+        if idle || !self.tasks.is_empty() {
+            assert_eq!(rc, 0, "backend timeout with tasks queued or an idle hook");
+        } else if armed.is_empty() {
+            // 0 only for an iteration that a full poll left unfinished.
+            assert!(
+                rc == -1 || rc == 0 && self.maybe_unfinished,
+                "backend timeout with nothing to wait for: {rc}"
+            );
+        } else {
+            assert!(rc >= 0, "backend timeout {rc} with timers");
+            // The first one-shot deadline, at its latest, rounded up.
+            let first = armed
+                .iter()
+                .filter(|t| t.repeat_ms == 0)
+                .map(|t| t.started_by + t.delay_ms * 1_000_000)
+                .min();
+            if let Some(deadline) = first {
+                let bound = deadline.saturating_sub(before).div_ceil(1_000_000);
+                assert!(
+                    rc as u64 <= bound,
+                    "backend timeout {rc} ms, past a timer due in {bound} ms"
+                );
+            }
+        }
     }
 
     /// What a callback may not do: run the loop, free it, fork it.
@@ -835,6 +1103,10 @@ fn start_call(quiet: bool, callbacks: bool) -> *mut evl_loop {
         w.quiet = quiet;
         w.ran = 0;
         w.reported.clear();
+        w.hook_log.clear();
+        for hook in &mut w.hooks {
+            hook.active_at_call_start = hook.state == HookState::Active;
+        }
         w.lp
     })
 }
@@ -861,6 +1133,8 @@ fn run_once(timeout: i32, quiet: bool) {
     end_call();
     with_world(|w| {
         assert_eq!(rc as i64, w.ran, "run_once's count of callbacks run");
+        w.check_hook_log();
+        w.maybe_unfinished = false;
         if quiet {
             let missed: Vec<_> = must.difference(&w.reported).collect();
             assert!(missed.is_empty(), "ready fds {missed:?} not reported");
@@ -884,6 +1158,8 @@ fn poll(timeout: i32, max: usize, quiet: bool) {
     assert!(rc >= 0 && rc as usize <= max, "poll returned {rc}");
     let events = &events[..rc as usize];
     with_world(|w| {
+        w.check_hook_log();
+        w.maybe_unfinished = rc as usize == max;
         for e in events {
             trace(|| {
                 format!(
@@ -945,6 +1221,7 @@ fn run_loop() {
     assert!(!timed_out, "evl_run did not stop within 20 s");
     with_world(|w| {
         w.in_loop = false;
+        w.maybe_unfinished = false;
         assert_eq!(rc, 0, "evl_run");
         if was_pending {
             assert_eq!(w.ran, 0, "evl_run with a stop pending ran callbacks");
@@ -967,6 +1244,18 @@ fn perform(run: Run) {
 /// then ends everything and checks that nothing calls back.
 fn finish() {
     with_world(|w| {
+        for key in 0..w.hooks.len() {
+            if w.hooks[key].state == HookState::Active {
+                // SAFETY: the loop is live.
+                assert_eq!(
+                    unsafe { evl_hook_stop(w.lp, w.hooks[key].id) },
+                    0,
+                    "stop hook {key}"
+                );
+                w.hooks[key].state = HookState::Stopped;
+            }
+        }
+        w.hook_calls = 0;
         for key in 0..w.timers.len() {
             if w.timers[key].state == TimerState::Armed && w.timers[key].repeat_ms > 0 {
                 // SAFETY: the loop is live.
@@ -1011,6 +1300,7 @@ fn finish() {
     run_once(0, true);
     with_world(|w| {
         assert_eq!(w.ran, 0, "callbacks after everything ended");
+        assert_eq!(w.hook_calls, 0, "hooks ran after they were stopped");
         // SAFETY: the loop is live and not running.
         assert_eq!(unsafe { evl_loop_free(w.lp) }, 0, "evl_loop_free");
         for (fd, file) in std::mem::take(&mut w.files) {

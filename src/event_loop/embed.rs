@@ -25,8 +25,7 @@ pub(super) struct DeadlineClock {
 }
 
 impl DeadlineClock {
-    fn new(epoll: &sys::Epoll) -> Result<DeadlineClock, Errno> {
-        let timer = TimerFd::new()?;
+    fn new(epoll: &sys::Epoll, timer: TimerFd) -> Result<DeadlineClock, Errno> {
         // Edge-triggered: an expiry makes the set readable until one wait
         // has seen it, and the iteration re-arms it for the next deadline.
         epoll.add(timer.raw(), READ | EDGE, token(0, timer.raw()))?;
@@ -41,10 +40,25 @@ impl<D: Copy + Default> EventLoop<D> {
     /// the loop's (never close it) and changes after a fork.
     pub fn backend_fd(&mut self) -> Result<RawFd, Errno> {
         if self.deadline_clock.is_none() {
-            self.deadline_clock = Some(DeadlineClock::new(&self.epoll)?);
+            self.deadline_clock = Some(self.new_deadline_clock()?);
             self.follow_next_deadline()?;
         }
         Ok(self.epoll.raw())
+    }
+
+    /// A deadline clock whose fd number no registration has: one closed
+    /// without `unregister` keeps its slot, and `modify` or `unregister` of
+    /// it must not reach the loop's own timerfd.
+    fn new_deadline_clock(&self) -> Result<DeadlineClock, Errno> {
+        let mut timer = TimerFd::new()?;
+        while self
+            .registrations
+            .get(timer.raw() as usize)
+            .is_some_and(|slot| !slot.is_vacant())
+        {
+            timer.renumber_above(timer.raw())?;
+        }
+        DeadlineClock::new(&self.epoll, timer)
     }
 
     /// How long the host may wait before the loop needs an iteration:
@@ -91,7 +105,7 @@ impl<D: Copy + Default> EventLoop<D> {
     /// After a fork: a timerfd of the child's own in the new epoll set.
     pub(super) fn reinit_deadline_clock(&mut self) -> Result<(), Errno> {
         if self.deadline_clock.is_some() {
-            self.deadline_clock = Some(DeadlineClock::new(&self.epoll)?);
+            self.deadline_clock = Some(self.new_deadline_clock()?);
             self.follow_next_deadline()?;
         }
         Ok(())

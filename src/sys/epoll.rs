@@ -221,6 +221,15 @@ impl TimerFd {
         self.fd.raw()
     }
 
+    /// Gives the timer the lowest free fd number above `number`.
+    pub fn renumber_above(&mut self, number: RawFd) -> SysResult<()> {
+        // SAFETY: duplicates an fd we own into a new one we own; the old one
+        // is closed when `self.fd` is replaced.
+        let new = check(unsafe { libc::fcntl(self.fd.raw(), libc::F_DUPFD_CLOEXEC, number + 1) })?;
+        self.fd = Fd(new);
+        Ok(())
+    }
+
     /// Expires at `deadline` (CLOCK_MONOTONIC ns, as `now_ns`), or never
     /// for `None`. Setting it also clears an expiry nobody read.
     pub fn arm_at(&self, deadline: Option<u64>) -> SysResult<()> {
