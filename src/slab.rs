@@ -74,16 +74,30 @@ impl<T> Slab<T> {
         (entry.generation == (id >> 32) as u32 && entry.value.is_some()).then_some(slot as u32)
     }
 
+    /// The entry an id names if its generation is current (its value may
+    /// be gone). `get` and `get_mut` look the entry up once through it, so
+    /// that the hot path does not depend on the compiler merging two lookups.
+    #[inline]
+    fn entry(&self, id: u64) -> Option<&Entry<T>> {
+        let slot = (id & (SLOT_MASK | OTHER_KIND)) ^ self.kind;
+        self.entries
+            .get(slot as usize)
+            .filter(|entry| entry.generation == (id >> 32) as u32)
+    }
+
     #[inline]
     pub(crate) fn get(&self, id: u64) -> Option<&T> {
-        let slot = self.slot(id)?;
-        self.entries[slot as usize].value.as_ref()
+        self.entry(id)?.value.as_ref()
     }
 
     #[inline]
     pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut T> {
-        let slot = self.slot(id)?;
-        self.entries[slot as usize].value.as_mut()
+        let slot = (id & (SLOT_MASK | OTHER_KIND)) ^ self.kind;
+        let entry = self.entries.get_mut(slot as usize)?;
+        if entry.generation != (id >> 32) as u32 {
+            return None;
+        }
+        entry.value.as_mut()
     }
 
     /// The value in `slot`, whatever its generation.

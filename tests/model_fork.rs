@@ -142,10 +142,9 @@ fn build(rng: &mut Rng) -> Setup {
                 let (fd, peer) = socketpair();
                 let mut id = 0;
                 // SAFETY: the loop is live; the fd is given to the stream.
-                assert_eq!(
-                    unsafe { evl_stream_open(streams, fd, None, std::ptr::null_mut(), &mut id) },
-                    0
-                );
+                let rc =
+                    unsafe { evl_stream_open(streams, fd, None, std::ptr::null_mut(), &mut id) };
+                assert_eq!(rc, 0);
                 s.stream_peers.push((id, peer));
             }
         }
@@ -251,11 +250,8 @@ fn child(s: &Setup, rng: &mut Rng) {
     for &fd in s.regs.keys() {
         if rng.percent(50) {
             // SAFETY: the loop is live.
-            assert_eq!(
-                unsafe { evl_unregister(s.raw, fd) },
-                0,
-                "child: unregister fd {fd}"
-            );
+            let rc = unsafe { evl_unregister(s.raw, fd) };
+            assert_eq!(rc, 0, "child: unregister fd {fd}");
         }
     }
     // SAFETY: the loop is live.

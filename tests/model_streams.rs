@@ -147,7 +147,8 @@ fn with_world<T>(f: impl FnOnce(&mut World) -> T) -> T {
 }
 
 unsafe extern "C" fn on_stream(_lp: *mut evl_loop, event: *const evl_stream_event) {
-    let event = *event;
+    // SAFETY: the library passes a valid event for the length of the call.
+    let event = unsafe { *event };
     catch_in_callback(|| {
         with_world(|w| {
             w.in_cb = true;
@@ -927,11 +928,8 @@ fn iteration(timeout: i32) {
         );
         for pair in run.windows(2) {
             // SAFETY: pointer arithmetic within the loop's read buffer.
-            assert_eq!(
-                unsafe { pair[0].data.add(pair[0].len) },
-                pair[1].data,
-                "DATA run not end to end"
-            );
+            let end = unsafe { pair[0].data.add(pair[0].len) };
+            assert_eq!(end, pair[1].data, "DATA run not end to end");
         }
         if let (Some(last), Some(next)) = (run.last(), events[..rc as usize].get(run.len())) {
             // SAFETY: as above.

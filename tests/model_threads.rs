@@ -139,10 +139,8 @@ fn one_seed(seed: u64) -> u64 {
     // A registration that never fires keeps evl_run waiting (for a stop).
     let (quiet, quiet_peer) = socketpair();
     // SAFETY: the loop is live; the fd is ours.
-    assert_eq!(
-        unsafe { evl_register(lp, quiet, EVL_READ, None, std::ptr::null_mut()) },
-        0
-    );
+    let rc = unsafe { evl_register(lp, quiet, EVL_READ, None, std::ptr::null_mut()) };
+    assert_eq!(rc, 0);
     let shared = Shared {
         lp,
         done: Default::default(),

@@ -40,7 +40,7 @@ impl<D: Copy + Default> EventLoop<D> {
     /// the loop's (never close it) and changes after a fork.
     pub fn backend_fd(&mut self) -> Result<RawFd, Errno> {
         if self.deadline_clock.is_none() {
-            self.deadline_clock = Some(self.new_deadline_clock()?);
+            self.deadline_clock = Some(Box::new(self.new_deadline_clock()?));
             self.follow_next_deadline()?;
         }
         Ok(self.epoll.raw())
@@ -105,7 +105,7 @@ impl<D: Copy + Default> EventLoop<D> {
     /// After a fork: a timerfd of the child's own in the new epoll set.
     pub(super) fn reinit_deadline_clock(&mut self) -> Result<(), Errno> {
         if self.deadline_clock.is_some() {
-            self.deadline_clock = Some(self.new_deadline_clock()?);
+            self.deadline_clock = Some(Box::new(self.new_deadline_clock()?));
             self.follow_next_deadline()?;
         }
         Ok(())

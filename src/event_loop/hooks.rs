@@ -110,13 +110,15 @@ impl<D: Copy + Default> EventLoop<D> {
     /// Starts a hook of `kind`; it runs in every iteration from the next
     /// one on (the current one, if its turn has not come yet) until stopped.
     pub fn start_hook(&mut self, kind: HookKind, data: D) -> HookId {
-        self.hooks.start(kind, data)
+        self.hooks
+            .get_or_insert_with(|| Box::new(Hooks::new()))
+            .start(kind, data)
     }
 
     /// Stops a hook: it is not handed out again, not even later in the run
     /// that is handing it out. ENOENT for an unknown or stopped hook.
     pub fn stop_hook(&mut self, id: HookId) -> Result<(), Errno> {
-        if self.hooks.stop(id) {
+        if self.hooks.as_mut().is_some_and(|hooks| hooks.stop(id)) {
             Ok(())
         } else {
             Err(libc::ENOENT)
@@ -127,22 +129,32 @@ impl<D: Copy + Default> EventLoop<D> {
     /// hooks pays for.
     #[inline]
     pub fn has_hooks(&self) -> bool {
-        self.hooks.count() > 0
+        self.hooks.as_ref().is_some_and(|hooks| hooks.count() > 0)
     }
 
     /// Whether an idle hook is active, so the next wait must not block.
     pub fn has_idle_hooks(&self) -> bool {
-        self.hooks.any_of(HookKind::Idle)
+        self.hooks
+            .as_ref()
+            .is_some_and(|hooks| hooks.any_of(HookKind::Idle))
     }
 
     /// Starts handing out the hooks of `kind` that are active now.
     pub fn hook_run(&self, kind: HookKind) -> HookRun {
-        self.hooks.run(kind)
+        match &self.hooks {
+            Some(hooks) => hooks.run(kind),
+            // An empty run.
+            None => HookRun {
+                kind,
+                next: 0,
+                end: 0,
+            },
+        }
     }
 
     /// The next hook of the run that is still active, with its data.
     pub fn next_hook(&self, run: &mut HookRun) -> Option<(HookId, D)> {
-        self.hooks.next(run)
+        self.hooks.as_ref()?.next(run)
     }
 }
 

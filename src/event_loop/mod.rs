@@ -86,9 +86,11 @@ pub struct EventLoop<D: Copy + Default> {
     task_cursor: usize,
     /// Test-only: panic at the next `wait`, to prove the C boundary catches it.
     panic_armed: bool,
-    hooks: hooks::Hooks<D>,
+    /// Made by the first hook started; boxed (as the deadline clock) so that
+    /// a loop without hooks or host keeps its hot fields close together.
+    hooks: Option<Box<hooks::Hooks<D>>>,
     /// Made when a host loop asks for the backend fd (see `embed.rs`).
-    deadline_clock: Option<embed::DeadlineClock>,
+    deadline_clock: Option<Box<embed::DeadlineClock>>,
 }
 
 impl<D: Copy + Default> EventLoop<D> {
@@ -118,7 +120,7 @@ impl<D: Copy + Default> EventLoop<D> {
             tasks: Vec::new(),
             task_cursor: 0,
             panic_armed: false,
-            hooks: hooks::Hooks::new(),
+            hooks: None,
             deadline_clock: None,
         })
     }
