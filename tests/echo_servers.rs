@@ -390,18 +390,7 @@ fn interactive_client_sends_each_line() {
 #[test]
 fn half_closed_client_gets_its_echo_then_eof() {
     for mode in SERVERS {
-        let server = Server::start(mode, &["--quiet"]);
-        let mut conn = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let message: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        conn.write_all(&message).unwrap();
-        conn.shutdown(Shutdown::Write).unwrap();
-        let mut echoed = Vec::new();
-        conn.read_to_end(&mut echoed)
-            .unwrap_or_else(|e| panic!("{}: {e}", mode.server));
-        assert!(echoed == message, "{}: wrong echo", mode.server);
-        server.stop_cleanly();
+        assert_half_closed_echo(mode, 100_000);
     }
 }
 

@@ -22,13 +22,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static evl_loop *new_loop(void) {
-    evl_loop *loop = NULL;
-    CHECK_EQ(evl_loop_new(&loop), 0);
-    CHECK(loop != NULL);
-    return loop;
-}
-
 static int64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

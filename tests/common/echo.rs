@@ -3,7 +3,8 @@
 //! port, run `echo_client` against it, stop it with a signal.
 
 use super::*;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -171,5 +172,22 @@ pub fn echoes_every_byte(mode: Mode, large: bool) {
         mode,
         &[&load[..], &["--quiet", "--independent"]].concat(),
     );
+    server.stop_cleanly();
+}
+
+/// A client sends `len` bytes, shuts down its writing side, and must read
+/// exactly them back, then end-of-file.
+pub fn assert_half_closed_echo(mode: Mode, len: u32) {
+    let server = Server::start(mode, &["--quiet"]);
+    let mut conn = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let message: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    conn.write_all(&message).unwrap();
+    conn.shutdown(Shutdown::Write).unwrap();
+    let mut echoed = Vec::new();
+    conn.read_to_end(&mut echoed)
+        .unwrap_or_else(|e| panic!("{}: {e}", mode.server));
+    assert!(echoed == message, "{}: wrong echo", mode.server);
     server.stop_cleanly();
 }
