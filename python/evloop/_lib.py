@@ -123,6 +123,10 @@ EVL_OP_ABORT = 4
 EVL_OP_PAUSE = 5
 EVL_OP_RESUME = 6
 
+EVL_HOOK_PREPARE = 1
+EVL_HOOK_CHECK = 2
+EVL_HOOK_IDLE = 3
+
 # ---- types -----------------------------------------------------------------
 
 
