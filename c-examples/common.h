@@ -49,6 +49,12 @@ enum {
     OPT_WORKERS = 1 << 8,     /* --workers N */
     OPT_IDLE = 1 << 9,        /* --idle-timeout MS */
     OPT_MAX_CONNS = 1 << 10,  /* --max-conns N */
+    OPT_SIMPLE = 1 << 11,     /* --simple: S2, replies sent at once, no output queues */
+    OPT_DICT = 1 << 12,       /* --dict: S4, a dict of queues, outputs dropped once sent */
+    OPT_EVLOOP = 1 << 13,     /* --evloop: the same service on evloop (S8's twin) */
+    OPT_SECONDS = 1 << 14,    /* --seconds S: stop after S seconds */
+    OPT_MAX_IDLE = 1 << 15,   /* --max-idle S: stop after S seconds with nothing to do */
+    OPT_HELLO = 1 << 16,      /* --hello: C4, "PID hello" in a loop on one socket */
 };
 
 /* --quiet: no log lines (see say()). */
@@ -57,8 +63,10 @@ static bool quiet;
 struct options {
     const char *host;
     int port;
-    bool quiet, upper, sb, interactive, independent;
+    bool quiet, upper, sb, interactive, independent, simple, dict, evloop, hello;
+    bool rounds_given; /* --rounds was on the command line */
     long conns, rounds, timeout_s; /* timeout_s 0: the program's default */
+    long seconds, max_idle_s;      /* 0: no limit */
     size_t size; /* 0: the three messages of the articles */
     long workers, idle_ms, max_conns; /* 1, 0 (none), 0 (no limit) */
 };
@@ -77,6 +85,14 @@ static inline long number_arg(const char *usage, const char *name, const char *t
         usage_exit(usage, 2);
     }
     return value;
+}
+
+/* Whether `flag` is on the command line: for a default (the port) that
+ * depends on a flag, before parse_options. */
+static inline bool has_flag(int argc, char **argv, const char *flag) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], flag) == 0) return true;
+    return false;
 }
 
 /* Fills `o` from the command line; exits with status 2 (and the usage text)
@@ -100,11 +116,20 @@ static inline void parse_options(int argc, char **argv, unsigned accepted, int d
         else if (FLAG("--independent", OPT_INDEPENDENT)) o->independent = true;
         else if (VALUE("--conns", OPT_CONNS)) o->conns = number_arg(usage, arg, value, 1, 100000);
         else if (VALUE("--size", OPT_SIZE)) o->size = (size_t)number_arg(usage, arg, value, 1, 1L << 30);
-        else if (VALUE("--rounds", OPT_ROUNDS)) o->rounds = number_arg(usage, arg, value, 1, 1L << 40);
+        else if (VALUE("--rounds", OPT_ROUNDS)) {
+            o->rounds = number_arg(usage, arg, value, 1, 1L << 40);
+            o->rounds_given = true;
+        }
         else if (VALUE("--timeout", OPT_TIMEOUT)) o->timeout_s = number_arg(usage, arg, value, 1, 1L << 20);
         else if (VALUE("--workers", OPT_WORKERS)) o->workers = number_arg(usage, arg, value, 1, 64);
         else if (VALUE("--idle-timeout", OPT_IDLE)) o->idle_ms = number_arg(usage, arg, value, 0, UINT32_MAX);
         else if (VALUE("--max-conns", OPT_MAX_CONNS)) o->max_conns = number_arg(usage, arg, value, 0, INT32_MAX);
+        else if (FLAG("--simple", OPT_SIMPLE)) o->simple = true;
+        else if (FLAG("--dict", OPT_DICT)) o->dict = true;
+        else if (FLAG("--evloop", OPT_EVLOOP)) o->evloop = true;
+        else if (FLAG("--hello", OPT_HELLO)) o->hello = true;
+        else if (VALUE("--seconds", OPT_SECONDS)) o->seconds = number_arg(usage, arg, value, 1, 1L << 20);
+        else if (VALUE("--max-idle", OPT_MAX_IDLE)) o->max_idle_s = number_arg(usage, arg, value, 1, 1L << 20);
         else {
             fprintf(stderr, "unknown or incomplete option: %s\n", arg);
             usage_exit(usage, 2);

@@ -1,10 +1,12 @@
-/* echo_client: the articles' echo clients (C1, C2, C3), on evloop.
+/* echo_client: the articles' echo clients (C1, C2, C3, C4), on evloop.
  *
  * C1 opens 2 sockets; for each of its three messages ("This is the message.
  * ", "It will be sent ", "in parts.") it sends the message on every socket,
  * then reads the reply on every socket. C2 is the same with 10,000 sockets
  * (--conns 10000). C3 (--interactive) sends each line read from stdin and
- * prints the reply.
+ * prints the reply. C4 (--hello) sends "PID hello" on one socket and prints
+ * the reply, again and again, --rounds times or for --seconds (without
+ * either, until SIGINT/SIGTERM); its default port is S8's, 8083.
  *
  * What the original gets wrong, done right: it read one recv(1024) per
  * socket and took that for the whole reply; here every socket reads until
@@ -13,21 +15,28 @@
  * Sends and reads are driven by the loop, so a large message (--size) never
  * deadlocks against a server that stops reading until its replies are read.
  * The exit status says whether every reply was right: 0 yes, 1 no (the first
- * difference is reported), 2 bad arguments.
+ * difference is reported, or no reply came for --timeout seconds), 2 bad
+ * arguments. (C4 read one recv(1024) and printed it, whatever it was, and
+ * could only be stopped by killing it.)
  *
  *   echo_client [--host H] [--port P] [--conns N] [--size BYTES [--independent]]
- *               [--rounds R] [--upper | --sb] [--interactive] [--timeout S] [--quiet]
+ *               [--rounds R] [--upper | --sb] [--interactive | --hello [--seconds S]]
+ *               [--timeout S] [--quiet]
  */
 #include "common.h"
 
 #include <fcntl.h>
+#include <limits.h>
 
 static const char usage[] =
     "usage: echo_client [--host H] [--port P] [--conns N] [--size BYTES [--independent]]\n"
-    "                   [--rounds R] [--upper | --sb] [--interactive] [--timeout S] [--quiet]\n"
+    "                   [--rounds R] [--upper | --sb] [--interactive | --hello [--seconds S]]\n"
+    "                   [--timeout S] [--quiet]\n"
     "Sends the articles' three messages (or one of BYTES bytes), R times, on N sockets\n"
     "(default 2) to 127.0.0.1:10000 and checks every reply byte for byte (C1, C2);\n"
-    "--interactive sends the lines read from stdin on one socket (C3).\n";
+    "--interactive sends the lines read from stdin on one socket (C3);\n"
+    "--hello sends \"PID hello\" on one socket to 127.0.0.1:8083 and prints each reply,\n"
+    "R times, for S seconds, or until stopped (C4). Fails if no reply comes for --timeout S (60).\n";
 
 static const char *const messages[] = {"This is the message. ", "It will be sent ", "in parts."};
 
@@ -52,7 +61,8 @@ struct client {
     char *expected; /* what every peer must get back */
     size_t expected_len, expected_cap;
     long waiting; /* peers whose reply is not complete yet */
-    bool failed, stopping;
+    long replies, replies_at_last_tick; /* complete replies, for the --timeout watchdog */
+    bool failed, stopping, time_up;
 };
 
 static void fail(struct client *cl, const char *fmt, ...) {
@@ -109,7 +119,7 @@ static void receive(struct peer *p) {
              cl->expected_len);
         return;
     }
-    say("%s: received \"%s\"", p->name, printable(data, (size_t)n, '"'));
+    if (!cl->opt.hello) say("%s: received \"%s\"", p->name, printable(data, (size_t)n, '"'));
     size_t len = (size_t)n, left = cl->expected_len - p->received;
     if (len > left) {
         fail(cl, "%s: %zu bytes more than the reply", p->name, len - left);
@@ -124,7 +134,9 @@ static void receive(struct peer *p) {
     }
     p->received += len;
     if (p->received < cl->expected_len) return;
-    if (--p->repeats_left > 0) { /* --independent: the next one at once */
+    cl->replies++;
+    if (cl->opt.hello) say("%s", printable(cl->expected, cl->expected_len, 0)); /* C4: print(data.decode()) */
+    if (--p->repeats_left > 0 && !cl->time_up) { /* --independent, --hello: the next one at once */
         p->sent = p->received = 0;
         send_more(p);
     } else if (--cl->waiting == 0) {
@@ -141,12 +153,23 @@ static void on_peer(evl_loop *loop, int fd, uint32_t revents, void *userdata) {
     if (revents & (EVL_READ | EVL_ERROR | EVL_HUP)) receive(p); /* recv() reports the error */
 }
 
-static void on_timeout(evl_loop *loop, uint64_t timer_id, void *userdata) {
+/* Every --timeout seconds: fails unless some reply was completed since. */
+static void on_watchdog(evl_loop *loop, uint64_t timer_id, void *userdata) {
     struct client *cl = userdata;
     (void)loop;
     (void)timer_id;
-    fail(cl, "timed out after %ld s with %ld of %ld replies incomplete", cl->opt.timeout_s, cl->waiting,
-         cl->peer_count);
+    if (cl->replies == cl->replies_at_last_tick)
+        fail(cl, "timed out: no reply for %ld s, %ld of %ld replies incomplete", cl->opt.timeout_s, cl->waiting,
+             cl->peer_count);
+    cl->replies_at_last_tick = cl->replies;
+}
+
+/* --seconds: the exchange under way is the last. */
+static void on_time_up(evl_loop *loop, uint64_t timer_id, void *userdata) {
+    struct client *cl = userdata;
+    (void)loop;
+    (void)timer_id;
+    cl->time_up = true;
 }
 
 /* Sends `message` on every socket and waits for the reply, `repeats` times
@@ -245,6 +268,18 @@ done:
     free(sized);
 }
 
+/* C4: "PID hello", --rounds times or until --seconds are up or a stop
+ * signal, on one socket. */
+static void send_hellos(struct client *cl) {
+    char hello[32];
+    int len = snprintf(hello, sizeof hello, "%ld hello", (long)getpid());
+    if (cl->opt.seconds) {
+        int rc = evl_timer_start(cl->loop, (uint64_t)cl->opt.seconds * 1000, 0, on_time_up, cl, NULL);
+        if (rc < 0) die("evl_timer_start", rc);
+    }
+    exchange(cl, hello, (size_t)len, cl->opt.rounds_given ? cl->opt.rounds : LONG_MAX);
+}
+
 /* C3: each line of stdin (without its newline) is one message. */
 static void send_lines(struct client *cl) {
     char *line = NULL;
@@ -267,26 +302,37 @@ static void send_lines(struct client *cl) {
 int main(int argc, char **argv) {
     struct client cl = {0};
     parse_options(argc, argv,
-                  OPT_CONNS | OPT_SIZE | OPT_ROUNDS | OPT_UPPER | OPT_SB | OPT_INTERACTIVE | OPT_INDEPENDENT | OPT_TIMEOUT,
-                  10000, usage, &cl.opt);
+                  OPT_CONNS | OPT_SIZE | OPT_ROUNDS | OPT_UPPER | OPT_SB | OPT_INTERACTIVE | OPT_INDEPENDENT | OPT_TIMEOUT |
+                      OPT_HELLO | OPT_SECONDS,
+                  has_flag(argc, argv, "--hello") ? 8083 : 10000, usage, &cl.opt);
     if (cl.opt.independent && !cl.opt.size) {
         fputs("--independent needs --size\n", stderr);
         usage_exit(usage, 2);
     }
+    if (cl.opt.hello && (cl.opt.interactive || cl.opt.size)) {
+        fputs("--hello sends its own message: no --interactive, no --size\n", stderr);
+        usage_exit(usage, 2);
+    }
+    if (cl.opt.seconds && !cl.opt.hello) {
+        fputs("--seconds is for --hello\n", stderr);
+        usage_exit(usage, 2);
+    }
     if (!cl.opt.timeout_s) cl.opt.timeout_s = 60;
-    cl.peer_count = cl.opt.interactive ? 1 : cl.opt.conns;
+    cl.peer_count = cl.opt.interactive || cl.opt.hello ? 1 : cl.opt.conns;
     cl.peers = calloc((size_t)cl.peer_count, sizeof *cl.peers);
     if (!cl.peers) die("calloc", ENOMEM);
     int rc = evl_loop_new(&cl.loop);
     if (rc < 0) die("evl_loop_new", rc);
     watch_stop_signals(cl.loop, &cl.stopping);
     if (!cl.opt.interactive) { /* a person at the keyboard takes the time they need */
-        rc = evl_timer_start(cl.loop, (uint64_t)cl.opt.timeout_s * 1000, 0, on_timeout, &cl, NULL);
+        uint64_t every_ms = (uint64_t)cl.opt.timeout_s * 1000;
+        rc = evl_timer_start(cl.loop, every_ms, every_ms, on_watchdog, &cl, NULL);
         if (rc < 0) die("evl_timer_start", rc);
     }
     open_peers(&cl);
 
     if (cl.opt.interactive) send_lines(&cl);
+    else if (cl.opt.hello) send_hellos(&cl);
     else send_messages(&cl);
 
     for (long i = 0; i < cl.peer_count; i++) {

@@ -127,10 +127,8 @@ static void on_accept(evl_loop *loop, int fd, uint32_t revents, void *userdata) 
 }
 
 int main(int argc, char **argv) {
-    bool sb = false;
-    for (int i = 1; i < argc; i++) sb = sb || strcmp(argv[i], "--sb") == 0;
     struct server s;
-    server_start(&s, argc, argv, OPT_SB, sb ? 8088 : 10000, usage);
+    server_start(&s, argc, argv, OPT_SB, has_flag(argc, argv, "--sb") ? 8088 : 10000, usage);
     plain_echo = quiet && !s.opt.upper;
     int rc = evl_register(s.loop, s.listen_fd, EVL_READ, on_accept, &s);
     if (rc < 0) die("evl_register", rc);

@@ -67,33 +67,34 @@ impl<T> Slab<T> {
     /// The slot an id names, if the id is current.
     #[inline]
     pub(crate) fn slot(&self, id: u64) -> Option<u32> {
-        // An id of the other kind has its kind bit flipped here: a slot
-        // number past 2^31, beyond the end of any table.
-        let slot = (id & (SLOT_MASK | OTHER_KIND)) ^ self.kind;
+        let slot = Self::slot_bits(id, self.kind);
         let entry = self.entries.get(slot as usize)?;
         (entry.generation == (id >> 32) as u32 && entry.value.is_some()).then_some(slot as u32)
     }
 
-    /// The entry an id names if its generation is current (its value may
-    /// be gone). `get` and `get_mut` look the entry up once through it, so
-    /// that the hot path does not depend on the compiler merging two lookups.
+    /// The slot part of `id`. An id of the other kind has its kind bit
+    /// flipped here: a slot number past 2^31, beyond the end of any table.
     #[inline]
-    fn entry(&self, id: u64) -> Option<&Entry<T>> {
-        let slot = (id & (SLOT_MASK | OTHER_KIND)) ^ self.kind;
-        self.entries
-            .get(slot as usize)
-            .filter(|entry| entry.generation == (id >> 32) as u32)
+    fn slot_bits(id: u64, kind: u64) -> u64 {
+        (id & (SLOT_MASK | OTHER_KIND)) ^ kind
     }
 
+    // get and get_mut find the entry once (not through `slot`, which would
+    // have the value checked twice on the hot path of every stream call).
     #[inline]
     pub(crate) fn get(&self, id: u64) -> Option<&T> {
-        self.entry(id)?.value.as_ref()
+        let entry = self.entries.get(Self::slot_bits(id, self.kind) as usize)?;
+        if entry.generation != (id >> 32) as u32 {
+            return None;
+        }
+        entry.value.as_ref()
     }
 
     #[inline]
     pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut T> {
-        let slot = (id & (SLOT_MASK | OTHER_KIND)) ^ self.kind;
-        let entry = self.entries.get_mut(slot as usize)?;
+        let entry = self
+            .entries
+            .get_mut(Self::slot_bits(id, self.kind) as usize)?;
         if entry.generation != (id >> 32) as u32 {
             return None;
         }
@@ -133,7 +134,7 @@ impl<T> Slab<T> {
     /// Whether `id` names a value taken by `close` and not yet retired.
     #[cold]
     pub(crate) fn is_closed(&self, id: u64) -> bool {
-        let slot = (id & (SLOT_MASK | OTHER_KIND)) ^ self.kind;
+        let slot = Self::slot_bits(id, self.kind);
         matches!(self.entries.get(slot as usize),
             Some(entry) if entry.closed && entry.generation == (id >> 32) as u32)
     }

@@ -138,6 +138,7 @@ c_tests! {
         test_read_buffer_and_write_batch,
         test_exchange,
         test_stream_arguments,
+        test_held_over_data_keeps_its_bytes,
         test_library_closed_stream_id_lives_until_closed,
         test_stream_callbacks,
         test_stream_batches,

@@ -4,12 +4,21 @@
 //! memcheck on every server stopped by SIGTERM.
 
 mod common;
-use common::echo::*;
 use common::*;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+/// A server program and the flags that select its variant; the client gets
+/// the same flags so that it knows which reply to expect.
+#[derive(Clone, Copy)]
+struct Mode {
+    server: &'static str,
+    flags: &'static [&'static str],
+    /// Flags for the server alone.
+    server_flags: &'static [&'static str],
+}
 
 const SELECT: Mode = Mode {
     server: "select_echo_server",
@@ -80,6 +89,105 @@ const PY_STREAM: Mode = Mode {
     server_flags: &[],
 };
 
+struct Server {
+    child: Child,
+    port: u16,
+    /// Reads the server's log as it comes, so a full pipe never blocks it.
+    log: std::thread::JoinHandle<String>,
+}
+
+impl Server {
+    /// Starts `mode` on a free port (the first line it prints).
+    fn start(mode: Mode, extra: &[&str]) -> Server {
+        let mut cmd = example_command(mode.server);
+        cmd.args(extra);
+        Server::spawn(cmd, mode)
+    }
+
+    /// Starts `mode` under valgrind's memcheck.
+    fn start_under_memcheck(mode: Mode) -> Server {
+        Server::spawn(valgrind_command(&build_example(mode.server)), mode)
+    }
+
+    fn spawn(mut cmd: Command, mode: Mode) -> Server {
+        cmd.args(["--port", "0"])
+            .args(mode.flags)
+            .args(mode.server_flags)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start the server");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let port = first
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{}: first line {first:?} is not a port", mode.server));
+        let log = std::thread::spawn(move || {
+            let mut rest = String::new();
+            stdout.read_to_string(&mut rest).unwrap();
+            rest
+        });
+        Server { child, port, log }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGTERM, then the exit status, the rest of stdout, and stderr.
+    fn stop(self) -> (ExitStatus, String, String) {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// `signo`, then the exit status, the rest of stdout, and stderr.
+    fn stop_with(mut self, signo: i32) -> (ExitStatus, String, String) {
+        // SAFETY: a plain syscall; the pid is our child's, not yet reaped.
+        unsafe { libc::kill(self.pid(), signo) };
+        let status = wait_at_most(&mut self.child, Duration::from_secs(60));
+        let out = self.log.join().unwrap();
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status, out, err)
+    }
+
+    /// Stops the server and checks that it exited with status 0.
+    fn stop_cleanly(self) -> String {
+        let (status, out, err) = self.stop();
+        assert!(
+            status.success(),
+            "the server ended with {status}\n{out}\n{err}"
+        );
+        out
+    }
+}
+
+/// Runs echo_client with `args` and checks that every reply was right.
+fn assert_echoes(server: &Server, mode: Mode, args: &[&str]) {
+    let output = echo_client(server.port, mode.flags, args);
+    assert!(
+        output.status.success(),
+        "{} {:?} with echo_client {args:?}: {}",
+        mode.server,
+        mode.flags,
+        show(&output)
+    );
+}
+
+/// The byte-exact load of common::echo_loads.
+fn echoes_every_byte(mode: Mode, large: bool) {
+    let server = Server::start(mode, &["--quiet"]);
+    for args in echo_loads(large) {
+        assert_echoes(&server, mode, &args);
+    }
+    server.stop_cleanly();
+}
+
 #[test]
 fn select_echo_server_echoes_every_byte() {
     echoes_every_byte(SELECT, true);
@@ -146,7 +254,7 @@ fn python_echo_client_checks_every_byte() {
     let server = Server::start(STREAM, &["--quiet"]);
     let port = server.port.to_string();
     let run = |args: &[&str]| {
-        program_command("echo_client.py")
+        example_command("echo_client.py")
             .args(["--port", &port])
             .args(args)
             .output()
@@ -390,14 +498,10 @@ fn interactive_client_sends_each_line() {
 #[test]
 fn half_closed_client_gets_its_echo_then_eof() {
     for mode in SERVERS {
-        assert_half_closed_echo(mode, 100_000);
+        let server = Server::start(mode, &["--quiet"]);
+        assert_half_closed_echo(mode.server, server.port, 100_000);
+        server.stop_cleanly();
     }
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// One client sends and never reads; another resets its connection in the
@@ -407,61 +511,13 @@ fn rss_kib(pid: i32) -> u64 {
 fn misbehaving_clients_harm_no_one_else() {
     for mode in SERVERS {
         let server = Server::start(mode, &["--quiet"]);
-        let rss_before = rss_kib(server.pid());
-
-        let hog = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-        hog.set_nonblocking(true).unwrap();
-        let chunk = vec![b'x'; 1 << 16];
-        let mut sent = 0usize;
-        let mut last_progress = Instant::now();
-        while sent < (64 << 20) && last_progress.elapsed() < Duration::from_millis(500) {
-            match (&hog).write(&chunk) {
-                Ok(n) => {
-                    sent += n;
-                    last_progress = Instant::now();
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-        assert!(
-            sent < (32 << 20),
-            "{}: took {sent} bytes from a client that never reads",
-            mode.server
+        assert_misbehaving_clients_harm_no_one(
+            mode.server,
+            server.pid(),
+            server.port,
+            8 << 10,
+            |args| assert_echoes(&server, mode, args),
         );
-        let growth = rss_kib(server.pid()).saturating_sub(rss_before);
-        assert!(
-            growth < 8 << 10,
-            "{}: grew by {growth} KiB for a client that never reads",
-            mode.server
-        );
-
-        // A reset with a reply on its way: SO_LINGER 0 makes close() send RST.
-        let resetter = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-        (&resetter).write_all(&vec![b'y'; 1 << 20]).unwrap();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&resetter);
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: passes a valid linger of the stated size to our own socket.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                &linger as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::linger>() as u32,
-            )
-        };
-        drop(resetter);
-
-        assert_echoes(
-            &server,
-            mode,
-            &["--quiet", "--conns", "20", "--size", "65536"],
-        );
-        drop(hog);
-        assert_echoes(&server, mode, &["--quiet", "--conns", "2"]);
         server.stop_cleanly();
     }
 }
@@ -581,23 +637,6 @@ fn stream_server_echoes_a_half_closed_mebibyte_then_eof() {
     server.stop_cleanly();
 }
 
-/// Sends up to 64 MiB without reading; returns how much the server took.
-fn flood(conn: &TcpStream) -> usize {
-    conn.set_nonblocking(true).unwrap();
-    let chunk = vec![b'x'; 1 << 16];
-    let (mut sent, mut last_progress) = (0usize, Instant::now());
-    while sent < (64 << 20) && last_progress.elapsed() < Duration::from_millis(1000) {
-        match (&*conn).write(&chunk) {
-            Ok(n) => {
-                sent += n;
-                last_progress = Instant::now();
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    }
-    sent
-}
-
 /// A client that sends 64 MiB and never reads costs the server no more than
 /// the high watermark (1 MiB) plus a fixed overhead: reading from it pauses.
 #[test]
@@ -609,7 +648,7 @@ fn stream_server_memory_stays_under_the_high_watermark() {
     assert_round_trip(&mut connect(server.port), b"warm up");
     let rss_before = rss_kib(server.pid());
     let hog = connect(server.port);
-    let sent = flood(&hog);
+    let sent = flood(&hog, Duration::from_millis(1000));
     assert!(sent < (16 << 20), "the server took {sent} bytes");
     let growth = rss_kib(server.pid()).saturating_sub(rss_before);
     assert!(
@@ -623,15 +662,6 @@ fn stream_server_memory_stays_under_the_high_watermark() {
     );
     drop(hog);
     server.stop_cleanly();
-}
-
-/// CPU time (user + system, clock ticks) a process has used.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// Which of `conns` have their echo of `message` ready now (reads it).

@@ -1,23 +1,29 @@
 #!/usr/bin/env python3
-"""echo_client.py: the articles' echo clients (C1, C2, C3), on evloop.Loop.
+"""echo_client.py: the articles' echo clients (C1, C2, C3, C4), on evloop.Loop.
 Mirrors c-examples/echo_client.c.
 
 C1 opens 2 sockets; for each of its three messages it sends the message on
 every socket, then reads the reply on every socket. C2 is the same with
 10,000 sockets (--conns 10000). C3 (--interactive) sends each line read from
-stdin and prints the reply.
+stdin and prints the reply. C4 (--hello) sends "PID hello" on one socket and
+prints the reply, again and again, --rounds times or for --seconds (without
+either, until SIGINT/SIGTERM); its default port is S8's, 8083.
 
 Fixed: the original took one recv(1024) for the whole reply; here every
 socket reads until its whole reply has come back, and every byte is checked
 (upper case with --upper, upper + "_SB" with --sb). Sends and reads are
 driven by the loop, so a large message (--size) never deadlocks against a
 server that stops reading until its replies are read. Exit status: 0 every
-reply right, 1 not (the first difference is reported), 2 bad arguments.
+reply right, 1 not (the first difference is reported, or no reply came for
+--timeout seconds), 2 bad arguments. (C4 printed one recv(1024), whatever it
+was, and could only be stopped by killing it.)
 
     echo_client.py [--host H] [--port P] [--conns N] [--size BYTES [--independent]]
-                   [--rounds R] [--upper | --sb] [--interactive] [--timeout S] [--quiet]
+                   [--rounds R] [--upper | --sb] [--interactive | --hello [--seconds S]]
+                   [--timeout S] [--quiet]
 """
 
+import os
 import signal
 import socket
 import sys
@@ -30,19 +36,29 @@ MESSAGES = [b"This is the message. ", b"It will be sent ", b"in parts."]
 def add_options(parser) -> None:
     parser.add_argument("--conns", type=positive, default=2)
     parser.add_argument("--size", type=positive, default=0, metavar="BYTES")
-    parser.add_argument("--rounds", type=positive, default=1)
+    parser.add_argument("--rounds", type=positive, default=None, help="default 1 (--hello: no limit)")
     parser.add_argument("--upper", action="store_true")
     parser.add_argument("--sb", action="store_true")
-    parser.add_argument("--interactive", action="store_true")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--interactive", action="store_true", help="lines from stdin on one socket (C3)")
+    modes.add_argument("--hello", action="store_true", help='"PID hello" in a loop on one socket (C4), port 8083')
+    parser.add_argument("--seconds", type=positive, default=0, metavar="S", help="--hello: stop after S seconds")
     parser.add_argument("--independent", action="store_true")
     parser.add_argument("--timeout", type=positive, default=60, metavar="S")
 
 
 options = parse_options("Sends the articles' three messages (or one of BYTES bytes), R times, on N sockets "
-                        "to 127.0.0.1:10000 and checks every reply byte for byte.", 10000, add_options)
-if options.independent and not options.size:
-    print("--independent needs --size", file=sys.stderr)
-    sys.exit(2)
+                        "to 127.0.0.1:10000 and checks every reply byte for byte.",
+                        lambda o: 8083 if o.hello else 10000, add_options)
+for wrong, why in ((options.independent and not options.size, "--independent needs --size"),
+                   (options.hello and options.size, "--hello sends its own message: no --size"),
+                   (options.seconds and not options.hello, "--seconds is for --hello")):
+    if wrong:
+        print(why, file=sys.stderr)
+        sys.exit(2)
+rounds_given = options.rounds is not None
+if not rounds_given:
+    options.rounds = 1
 if options.sb:
     options.upper = True
 
@@ -89,7 +105,7 @@ class Peer:
             say(f"closing socket {self.name}")
             raise Failed(f"{self.name}: the server closed the connection after {self.received} of "
                          f"{len(client.expected)} reply bytes")
-        if not options.quiet:
+        if not options.quiet and not options.hello:
             say(f'{self.name}: received "{printable(data, chr(34))}"')
         expected = client.expected[self.received:self.received + len(data)]
         if len(data) > len(expected):
@@ -101,8 +117,11 @@ class Peer:
         self.received += len(data)
         if self.received < len(client.expected):
             return
+        client.replies += 1
+        if options.hello:
+            say(printable(client.expected))  # C4: print(data.decode())
         self.repeats_left -= 1
-        if self.repeats_left > 0:  # --independent: the next one at once
+        if self.repeats_left > 0 and not client.time_up:  # --independent, --hello: the next one at once
             self.sent = self.received = 0
             self.send_more()
         else:
@@ -123,7 +142,8 @@ class Client:
         self.loop = evloop.Loop()
         self.message = self.expected = b""
         self.waiting = 0
-        self.stopped = False
+        self.replies = self.replies_at_last_tick = 0  # for the --timeout watchdog
+        self.stopped = self.time_up = False
         self.peers = []
 
     def connect(self, count: int) -> None:
@@ -154,9 +174,17 @@ class Client:
         self.stopped = True
         self.loop.stop()
 
-    def timed_out(self) -> None:
-        raise Failed(f"timed out after {options.timeout} s with {self.waiting} of {len(self.peers)} "
-                     "replies incomplete")
+    def watchdog(self) -> None:
+        """Every --timeout seconds: fails unless some reply was completed since."""
+        if self.replies == self.replies_at_last_tick:
+            raise Failed(f"timed out: no reply for {options.timeout} s, {self.waiting} of {len(self.peers)} "
+                         "replies incomplete")
+        self.replies_at_last_tick = self.replies
+        self.loop.call_later(options.timeout, self.watchdog)
+
+    def end_of_time(self) -> None:
+        """--seconds: the exchange under way is the last."""
+        self.time_up = True
 
 
 def send_messages(client: Client) -> None:
@@ -174,6 +202,12 @@ def send_messages(client: Client) -> None:
             client.exchange(message)
             if client.stopped:
                 return
+
+
+def send_hellos(client: Client) -> None:
+    if options.seconds:
+        client.loop.call_later(options.seconds, client.end_of_time)
+    client.exchange(b"%d hello" % os.getpid(), options.rounds if rounds_given else 1 << 62)
 
 
 def send_lines(client: Client) -> None:
@@ -195,12 +229,14 @@ def main() -> int:
     client.loop.add_signal_handler(signal.SIGINT, client.stop)
     client.loop.add_signal_handler(signal.SIGTERM, client.stop)
     if not options.interactive:  # a person at the keyboard takes the time they need
-        client.loop.call_later(options.timeout, client.timed_out)
+        client.loop.call_later(options.timeout, client.watchdog)
     failed = False
     try:
-        client.connect(1 if options.interactive else options.conns)
+        client.connect(1 if options.interactive or options.hello else options.conns)
         if options.interactive:
             send_lines(client)
+        elif options.hello:
+            send_hellos(client)
         else:
             send_messages(client)
     except Failed as e:

@@ -1,20 +1,26 @@
 #!/usr/bin/env python3
-"""select_echo_server.py: the articles' select() echo server with output
-queues (S1; S3 with --upper), on evloop.Loop. Mirrors
-c-examples/select_echo_server.c.
+"""select_echo_server.py: the articles' select() echo servers, on
+evloop.Loop: S1 (default, output queues, 127.0.0.1:10000; S3 with --upper),
+S2 (--simple: replies sent straight back, no output queues, 127.0.0.1:9990),
+S4 (--dict: a dict of queues, a socket leaves "outputs" as soon as a message
+is sent, 127.0.0.1:9000). Mirrors c-examples/select_echo_server.c.
 
-The original keeps three lists and calls select() on them every turn. Here
+The originals keep three lists and call select() on them every turn. Here
 the loop keeps them: a connection is "in inputs" while registered for READ
 and "in outputs" while WRITE is in its interest, which is exactly while its
-queue is not empty. Each turn (one run_once) prints "waiting for the next
-event", as the original does.
+queue is not empty. Each turn is one run_once, whose callbacks only note
+what is ready: S1 prints "waiting for the next event" before it, S2 and S4
+print the three lists it returned, as the originals do.
 
-Fixed: a partial send() leaves the rest at the front of the queue; EOF closes
-the connection after its queued replies are sent (the original dropped
-them); an error closes that connection only; a client that sends and never
-reads is no longer read from once 1 MiB waits for it.
+Fixed: a partial send() leaves the rest at the front of the queue (S2 queues
+it: the only queue it has); S2 replied on the last accepted socket: the reply
+goes to the sender; EOF closes the connection after its queued replies are
+sent (S1 dropped them, S2 and S4 spun on a socket reading b'' forever); an
+error closes that connection only (S4 forgot to close it, and raised
+KeyError for a socket both readable and exceptional); a client that sends
+and never reads is no longer read from once 1 MiB waits for it.
 
-    select_echo_server.py [--host H] [--port P] [--upper] [--quiet]
+    select_echo_server.py [--host H] [--port P] [--upper] [--simple | --dict] [--quiet]
 """
 
 import collections
@@ -28,10 +34,17 @@ from common import (
 
 def add_options(parser) -> None:
     parser.add_argument("--upper", action="store_true", help="reply in upper case (S3)")
+    scripts = parser.add_mutually_exclusive_group()
+    scripts.add_argument("--simple", action="store_true", help="replies sent at once, no output queues (S2), port 9990")
+    scripts.add_argument("--dict", action="store_true", help="a dict of queues, outputs left once sent (S4), port 9000")
 
 
 options = parse_options("Echo server with per-connection output queues (S1; S3 with --upper), "
-                        "default 127.0.0.1:10000.", 10000, add_options)
+                        "default 127.0.0.1:10000.", lambda o: 9990 if o.simple else 9000 if o.dict else 10000,
+                        add_options)
+S1 = not options.simple and not options.dict
+#: What S2 and S4 say of a reset or an error; S1 its own line.
+EXCEPTIONAL = "handling exceptional condition" if S1 else "client disconnected"
 loop = evloop.Loop()
 connections = {}
 
@@ -55,7 +68,7 @@ class Conn:
 
 def drop(c: Conn, why: str = "") -> None:
     if why:
-        say(f"{why} for {c.peer}")
+        say(f"{why} for {c.peer}" if S1 else f"{why} {c.peer}")
     loop.unregister(c.sock)
     c.sock.close()
     del connections[c.sock]
@@ -68,74 +81,119 @@ def on_readable(c: Conn) -> bool:
     except (BlockingIOError, InterruptedError):
         return True
     except OSError:
-        drop(c, "handling exceptional condition")
+        drop(c, EXCEPTIONAL)
         return False
     if not data:
-        say(f"closing {c.peer} after reading no data")
+        if S1:
+            say(f"closing {c.peer} after reading no data")
         if not c.queue:
-            drop(c)
+            drop(c, "" if S1 else "client disconnected")
             return False
-        c.eof = True  # the original dropped the replies still queued: send them first
+        c.eof = True  # S1 dropped the replies still queued: send them first
         c.update()
         return True
     if not options.quiet:
-        say(f'received "{printable(data, chr(34))}" from {c.peer}')
+        say(f'received "{printable(data, chr(34))}" from {c.peer}' if S1 else f"received data {data!r}")
     reply = make_reply(options, data)
-    c.queue.append(reply)
-    c.queued += len(reply)
+    if options.simple and not c.queue:
+        # S2 sends at once (to the sender: the original used the last
+        # accepted socket), and queues only what the socket does not take.
+        try:
+            reply = reply[c.sock.send(reply):]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            drop(c, EXCEPTIONAL)
+            return False
+    if reply:
+        c.queue.append(reply)
+        c.queued += len(reply)
     c.update()  # "add output channel for response"
     return True
 
 
 def on_writable(c: Conn) -> None:
-    if c.queue:  # one message per writable event, as the original
+    while c.queue:  # one message per writable event, as S1 and S4; S2 sends all it can
         message = c.queue[0]
-        if not options.quiet:
+        if S1 and not options.quiet:
             say(f'sending "{printable(message, chr(34))}" to {c.peer}')
         try:
             sent = c.sock.send(message)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            drop(c, "handling exceptional condition")
+            drop(c, EXCEPTIONAL)
             return
         c.queued -= sent
-        if sent == len(message):
-            c.queue.popleft()
-        else:
+        if sent < len(message):
             c.queue[0] = message[sent:]
+            break
+        c.queue.popleft()
+        if not options.simple:
+            break
     if not c.queue:
         if c.eof:
-            drop(c)
+            drop(c, "" if S1 else "client disconnected")
             return
-        say(f"output queue for {c.peer} is empty")
+        if S1:  # S4 "removes it from outputs", silently
+            say(f"output queue for {c.peer} is empty")
     c.update()
 
 
-def on_client(sock: socket.socket, revents: int, c: Conn) -> None:
+def on_client(c: Conn, revents: int) -> None:
     if revents & evloop.ERROR or (revents & evloop.HUP and not revents & evloop.READ):
-        drop(c, "handling exceptional condition")
+        drop(c, EXCEPTIONAL)
     elif not revents & evloop.READ or on_readable(c):
         if revents & evloop.WRITE:
             on_writable(c)
 
 
-def on_listener(listener: socket.socket, revents: int) -> None:
+def on_listener(listener: socket.socket, note) -> None:
     for sock, peer in accept_all(listener, lambda: pause_listener(loop, listener)):
         c = Conn(sock, peer)
         connections[sock] = c
-        loop.register(sock, evloop.READ, on_client, c)
-        say(f"new connection from {c.peer}")
+        loop.register(sock, evloop.READ, note)
+        say(f"new connection from {c.peer}" if S1 else f"new connection {c.peer}")
+
+
+def print_lists(listener: socket.socket, ready: list) -> None:
+    """S2 and S4 print what select() returned: the readable, writable and
+    exceptional sockets, here by address (the listener by its own)."""
+    lists = []
+    for kind in (evloop.READ, evloop.WRITE, evloop.ERROR | evloop.HUP):
+        names = [connections[s].peer if s is not listener else address(s.getsockname())
+                 for s, revents in ready if revents & kind]
+        lists.append("[" + ", ".join(names) + "]")
+    say(" ".join(lists))
 
 
 def main() -> int:
     listener = open_listener(options)
-    say(f"starting up on {options.host} port {listener.getsockname()[1]}")
-    loop.register(listener, evloop.READ, on_listener)
+    if S1:
+        say(f"starting up on {options.host} port {listener.getsockname()[1]}")
+    ready = []
+
+    def note(sock: socket.socket, revents: int) -> None:
+        ready.append((sock, revents))
+
+    loop.register(listener, evloop.READ, note)
     stopping = stop_loop_on_signals(loop)
     while not stopping:
-        say("\nwaiting for the next event")
+        if S1:
+            say("\nwaiting for the next event")
+        ready.clear()
         loop.run_once()
+        if stopping:
+            break
+        if not S1 and not options.quiet:
+            print_lists(listener, ready)
+        # Handling an event closes at most its own connection, never another
+        # one of the batch, so every event here is for an open connection.
+        for sock, revents in ready:
+            if sock is listener:
+                on_listener(listener, note)
+            else:
+                on_client(connections[sock], revents)
     for c in list(connections.values()):
         drop(c)
     loop.unregister(listener)

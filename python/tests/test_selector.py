@@ -127,6 +127,21 @@ class Timeouts(unittest.TestCase):
         finally:
             signal.signal(signal.SIGUSR1, old)
 
+    def test_unusable_timeouts_raise_as_epoll_selectors_do(self):
+        # Each of these raises at once from both (none of them may wait): an
+        # infinity, more than an int of milliseconds (the first one over is
+        # 2**31 ms), NaN. Before, EvloopSelector said "NaN" for infinity and
+        # waited 24.8 days for the rest (infinity first: on such code the
+        # test fails there instead of waiting).
+        with selectors.EpollSelector() as epoll:
+            for timeout in (float("inf"), 1e300, 2**64, 2**31 / 1000, float("nan")):
+                mine = outcome(lambda: self.sel.select(timeout))
+                theirs = outcome(lambda: epoll.select(timeout))
+                self.assertEqual(mine, theirs, timeout)
+                self.assertEqual(mine[0], "raised", timeout)
+            for timeout in (float("-inf"), -1e300):  # not positive: no wait
+                self.assertEqual(outcome(lambda: self.sel.select(timeout)), ("ok", []))
+
     def test_many_fds_beyond_the_initial_array(self):
         pairs = [socket.socketpair() for _ in range(200)]
         for x, y in pairs:
@@ -161,13 +176,19 @@ class EveryReadyFd(unittest.TestCase):
 
 def _cpython_selector_tests():
     """CPython's own selectors tests (test.test_selectors), which some
-    distributions ship apart (Debian: libpython3.X-testsuite; .ci/run installs it)."""
+    distributions ship apart (Debian: libpython3.X-testsuite, and
+    pypy3-lib-testsuite for PyPy; .ci/run installs them)."""
     try:
         from test import test_selectors
     except ImportError as exc:
+        package = (
+            "pypy3-lib-testsuite"
+            if sys.implementation.name == "pypy"
+            else f"libpython3.{sys.version_info[1]}-testsuite"
+        )
         raise ImportError(
-            "CPython's test.test_selectors is needed: apt-get install "
-            f"libpython3.{sys.version_info[1]}-testsuite (.ci/run does this)"
+            f"CPython's test.test_selectors is needed: apt-get install {package} "
+            "(.ci/run does this)"
         ) from exc
     return test_selectors
 

@@ -101,6 +101,7 @@ impl Epoll {
 
     /// Waits for at most `max` events (`None` waits forever) into `events`.
     /// EINTR is returned as `Err(EINTR)`.
+    #[inline]
     pub fn wait(
         &mut self,
         events: &mut Events,
@@ -125,6 +126,7 @@ impl Epoll {
         Ok(())
     }
 
+    #[inline]
     fn pwait2(
         &self,
         events: &mut Events,
@@ -155,6 +157,7 @@ impl Epoll {
         }
     }
 
+    #[inline]
     fn wait_with_timerfd(
         &mut self,
         events: &mut Events,

@@ -1,0 +1,85 @@
+# Builds and installs evloop's C library (README.md, "Install"):
+#
+#   make && sudo make install         PREFIX (/usr/local), LIBDIR, INCLUDEDIR, PKGCONFIGDIR
+#   make install DESTDIR=/tmp/stage   stages the same tree under /tmp/stage
+#   sudo make uninstall               removes exactly the files install put there
+#
+# It calls cargo and needs nothing else. CARGO_TARGET_DIR (cargo's own
+# variable) says where cargo builds, as for cargo itself.
+
+PREFIX       ?= /usr/local
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR      ?=
+CARGO        ?= cargo
+INSTALL      ?= install
+STRIP        ?= strip
+CARGO_TARGET_DIR ?= target
+BUILD        := $(CARGO_TARGET_DIR)/release
+
+ABI     := $(shell sed -n 's/^pub const EVL_ABI_VERSION: u32 = \([0-9]*\);$$/\1/p' src/ffi/types.rs)
+VERSION := $(shell sed -n 's/^version = "\([0-9.]*\)"$$/\1/p' Cargo.toml | head -n 1)
+# libevloop.so.ABI.MINOR.PATCH: the major is the ABI version, as in the
+# SONAME (libevloop.so.ABI, set by build.rs); minor and patch are the crate's.
+SOVERSION := $(ABI).$(word 2,$(subst ., ,$(VERSION))).$(word 3,$(subst ., ,$(VERSION)))
+# What linking libevloop.a needs besides it: rustc's answer to
+#   cargo rustc --release --lib --crate-type staticlib -- --print native-static-libs
+# less -lgcc_s and -lc, which the compiler driver adds itself (and which a
+# -static link must not name: libgcc_s exists only as a shared library).
+LIBS_PRIVATE := -lutil -lrt -lpthread -lm -ldl
+
+SHARED := libevloop.so.$(SOVERSION)
+INSTALLED := \
+	$(LIBDIR)/$(SHARED) \
+	$(LIBDIR)/libevloop.so.$(ABI) \
+	$(LIBDIR)/libevloop.so \
+	$(LIBDIR)/libevloop.a \
+	$(INCLUDEDIR)/evloop.h \
+	$(PKGCONFIGDIR)/evloop.pc
+
+# The .pc names its directories relative to ${prefix} where it can, so that
+# pkg-config --define-prefix can move it.
+pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+SOURCES := Cargo.toml Cargo.lock build.rs evloop.map $(wildcard src/*.rs)
+
+.PHONY: all install uninstall print-installed
+all: $(BUILD)/libevloop.so $(BUILD)/libevloop.a
+
+# Built again only when a source is newer, so that `sudo make install` after
+# `make` does not need cargo on root's PATH. The touch: cargo leaves a library
+# that needed no rebuild as it was, older than the source that was touched.
+$(BUILD)/libevloop.so: $(SOURCES)
+	@test -n "$(ABI)" || { echo "EVL_ABI_VERSION not found in src/ffi/types.rs" >&2; exit 1; }
+	$(CARGO) build --release --lib
+	touch $@ $(BUILD)/libevloop.a
+$(BUILD)/libevloop.a: $(BUILD)/libevloop.so
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(INSTALL) -m 755 $(BUILD)/libevloop.so $(DESTDIR)$(LIBDIR)/$(SHARED)
+	ln -sf $(SHARED) $(DESTDIR)$(LIBDIR)/libevloop.so.$(ABI)
+	ln -sf libevloop.so.$(ABI) $(DESTDIR)$(LIBDIR)/libevloop.so
+	$(INSTALL) -m 644 $(BUILD)/libevloop.a $(DESTDIR)$(LIBDIR)/libevloop.a
+	$(STRIP) --strip-debug $(DESTDIR)$(LIBDIR)/libevloop.a
+	$(INSTALL) -m 644 include/evloop.h $(DESTDIR)$(INCLUDEDIR)/evloop.h
+	printf '%s\n' \
+		'prefix=$(PREFIX)' \
+		'libdir=$(call pc_dir,$(LIBDIR))' \
+		'includedir=$(call pc_dir,$(INCLUDEDIR))' \
+		'' \
+		'Name: evloop' \
+		'Description: An epoll event loop with a stable C ABI' \
+		'Version: $(VERSION)' \
+		'Libs: -L$${libdir} -levloop' \
+		'Libs.private: $(LIBS_PRIVATE)' \
+		'Cflags: -I$${includedir}' \
+		> $(DESTDIR)$(PKGCONFIGDIR)/evloop.pc
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+
+# The files install puts in place, one a line (the tests compare).
+print-installed:
+	@printf '%s\n' $(INSTALLED)
