@@ -485,4 +485,40 @@ static inline int server_finish(struct server *s) {
     return 0;
 }
 
+/* ---- streams ------------------------------------------------------------ */
+
+static COLD void log_stream_accepted(evl_loop *loop, const evl_stream_event *ev) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char peer[ADDR_LEN];
+    if (getpeername(evl_stream_fd(loop, ev->stream), (struct sockaddr *)&ss, &len) < 0) ss.ss_family = AF_UNSPEC;
+    format_addr((const struct sockaddr *)&ss, peer);
+    say("new connection from %s on fd %d", peer, ev->fd);
+}
+
+static COLD void log_stream_closed(const evl_stream_event *ev) {
+    say("connection on fd %d closed: %s", ev->fd, evl_strerror(ev->status));
+}
+
+/* The whole echo service on buffered streams: echo the bytes, close when the
+ * client has finished sending (what is queued still goes out first). */
+static inline void echo_stream_event(evl_loop *loop, const evl_stream_event *ev) {
+    switch (ev->kind) {
+    case EVL_STREAM_DATA:
+        /* A write that fails closes the stream; EVL_STREAM_CLOSED says why. */
+        evl_stream_write(loop, ev->stream, ev->data, ev->len);
+        break;
+    case EVL_STREAM_EOF:
+        /* The client has sent everything: close once its echo is out. */
+        evl_stream_close(loop, ev->stream);
+        break;
+    case EVL_STREAM_ACCEPTED:
+        if (!quiet) log_stream_accepted(loop, ev);
+        break;
+    case EVL_STREAM_CLOSED:
+        if (!quiet) log_stream_closed(ev);
+        break;
+    }
+}
+
 #endif /* EVLOOP_EXAMPLES_COMMON_H */

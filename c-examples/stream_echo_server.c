@@ -3,11 +3,12 @@
  *
  * The library accepts, reads into its own buffer, writes, queues what the
  * kernel does not take, and calls one function with what happened. So the
- * whole server is on_event(): echo the bytes, close when the client has
- * finished sending (what is queued still goes out first). A client that
- * sends without reading is stopped being read from once 1 MiB waits for it
- * (the default high watermark); a silent one is dropped after
- * --idle-timeout milliseconds; a reset closes only its own stream.
+ * whole server is echo_stream_event() (common.h): echo the bytes, close
+ * when the client has finished sending (what is queued still goes out
+ * first). A client that sends without reading is stopped being read from
+ * once 1 MiB waits for it (the default high watermark); a silent one is
+ * dropped after --idle-timeout milliseconds; a reset closes only its own
+ * stream.
  *
  * --workers N runs N threads, each with its own loop and its own listening
  * socket on the same port (SO_REUSEPORT): the kernel spreads connections
@@ -32,38 +33,6 @@ struct worker {
     pthread_t thread;
 };
 
-static COLD void log_accepted(evl_loop *loop, const evl_stream_event *ev) {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char peer[ADDR_LEN];
-    if (getpeername(evl_stream_fd(loop, ev->stream), (struct sockaddr *)&ss, &len) < 0) ss.ss_family = AF_UNSPEC;
-    format_addr((const struct sockaddr *)&ss, peer);
-    say("new connection from %s on fd %d", peer, ev->fd);
-}
-
-static COLD void log_closed(const evl_stream_event *ev) {
-    say("connection on fd %d closed: %s", ev->fd, evl_strerror(ev->status));
-}
-
-static void on_event(evl_loop *loop, const evl_stream_event *ev) {
-    switch (ev->kind) {
-    case EVL_STREAM_DATA:
-        /* A write that fails closes the stream; EVL_STREAM_CLOSED says why. */
-        evl_stream_write(loop, ev->stream, ev->data, ev->len);
-        break;
-    case EVL_STREAM_EOF:
-        /* The client has sent everything: close once its echo is out. */
-        evl_stream_close(loop, ev->stream);
-        break;
-    case EVL_STREAM_ACCEPTED:
-        if (!quiet) log_accepted(loop, ev);
-        break;
-    case EVL_STREAM_CLOSED:
-        if (!quiet) log_closed(ev);
-        break;
-    }
-}
-
 static void *run_worker(void *arg) {
     struct worker *w = arg;
     int rc = evl_run(w->loop);
@@ -77,7 +46,7 @@ static int start_worker(struct worker *w, const struct options *o, int port) {
     int rc = evl_loop_new(&w->loop);
     if (rc < 0) die("evl_loop_new", rc);
     uint32_t flags = o->workers > 1 ? EVL_LISTEN_REUSEPORT : 0;
-    rc = evl_listen(w->loop, o->host, port, 0, flags, on_event, NULL, &w->listener);
+    rc = evl_listen(w->loop, o->host, port, 0, flags, echo_stream_event, NULL, &w->listener);
     if (rc < 0) die("evl_listen", rc);
     if (o->idle_ms > 0) evl_stream_set_idle_timeout(w->loop, w->listener, (uint32_t)o->idle_ms);
     if (o->max_conns > 0) evl_listener_set_max_conns(w->loop, w->listener, (int)o->max_conns);

@@ -75,6 +75,27 @@
  */
 #define EVL_EPANIC (-1000)
 
+/**
+ * Hook kind: runs just before the loop waits, in every iteration of
+ * evl_run, evl_run_once, evl_poll, evl_stream_poll and evl_stream_exchange
+ * (whether or not the wait then blocks).
+ */
+#define EVL_HOOK_PREPARE 1
+
+/**
+ * Hook kind: runs just after the wait returns, before any callback for
+ * what it found.
+ */
+#define EVL_HOOK_CHECK 2
+
+/**
+ * Hook kind: runs, after the check hooks, in an iteration whose wait found
+ * nothing to do. While one is active the loop never blocks: its waits
+ * have timeout 0, so evl_run calls the idle hooks over and over until
+ * something else happens.
+ */
+#define EVL_HOOK_IDLE 3
+
 /* ==== Stream event kinds, listener flags, batch operations ==== */
 
 /**
@@ -209,6 +230,12 @@ typedef void (*evl_timer_cb)(struct evl_loop *loop, uint64_t timer_id, void *use
  * Called on the loop's thread when a watched signal arrived.
  */
 typedef void (*evl_signal_cb)(struct evl_loop *loop, int signo, void *userdata);
+
+/**
+ * Called in each iteration of the loop, as its kind says (EVL_HOOK_*).
+ * `hook_id` is the id evl_hook_start gave.
+ */
+typedef void (*evl_hook_cb)(struct evl_loop *loop, uint64_t hook_id, void *userdata);
 
 /**
  * Something that happened to a stream (or listener), as handed to an
@@ -535,6 +562,69 @@ int evl_signal_start(struct evl_loop *loop, int signo, evl_signal_cb cb, void *u
  * Thread-safety: the loop's thread only.
  */
 int evl_signal_stop(struct evl_loop *loop, int signo);
+
+/**
+ * Starts a hook that calls `cb(loop, id, userdata)` in every iteration, as
+ * `kind` says: EVL_HOOK_PREPARE (before the wait), EVL_HOOK_CHECK (after
+ * it) or EVL_HOOK_IDLE (in an iteration with nothing to do; the loop then
+ * never blocks), until evl_hook_stop. Hooks of one kind run in start
+ * order; one started from a hook of its own kind first runs in the next
+ * iteration. The hook's id is written to `*hook_id` unless it is NULL.
+ * A hook may do anything another callback may: start and stop hooks (its
+ * own included), timers, registrations and streams, or stop the loop. An
+ * active hook counts as work: evl_run does not return while one is left.
+ * Hook callbacks are not counted in what evl_run_once returns.
+ *
+ * Returns 0; -EINVAL for a NULL loop or callback, or an unknown kind
+ * (nothing is written to `*hook_id` then).
+ * Cost: none while no hook is active; one call per active hook per iteration.
+ * Ownership: `userdata` is the caller's and is only handed back.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_hook_start(struct evl_loop *loop, uint32_t kind, evl_hook_cb cb, void *userdata, uint64_t *hook_id);
+
+/**
+ * Stops a hook: it is not called again, not even later in the iteration
+ * under way. May be called from any callback, the hook's own included.
+ *
+ * Returns 0; -EINVAL for NULL; -ENOENT for an unknown or stopped hook.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_hook_stop(struct evl_loop *loop, uint64_t hook_id);
+
+/**
+ * For a host loop (GLib, Qt, libuv, asyncio...) that runs this one: an fd
+ * that becomes readable when the loop has something to do (ready I/O, a
+ * due timer, a task from evl_post, an evl_wake, a signal). Watch it for
+ * reading, and when it fires, or when evl_backend_timeout's time has come,
+ * run one iteration that does not block: evl_run_once(loop, 0), or
+ * evl_poll / evl_stream_poll / evl_stream_exchange with timeout 0.
+ * It is the loop's epoll fd. From the first call on, a timerfd follows
+ * the next timer deadline in its set (a loop nobody asked this of has none).
+ *
+ * Returns the fd; -EINVAL for NULL; -EMFILE, -ENOMEM... if the timerfd
+ * could not be made.
+ * Ownership: the fd is the loop's: never close, read or write it. It is
+ * closed by evl_loop_free and replaced by evl_loop_fork (ask again after).
+ * Thread-safety: the loop's thread only; a host on another thread may
+ * poll the fd.
+ */
+int evl_backend_fd(struct evl_loop *loop);
+
+/**
+ * For a host loop: how many milliseconds it may wait before the loop needs
+ * an iteration: 0 if it has work now (queued tasks, a signal or stream
+ * events not yet handed out, an iteration that evl_poll or evl_stream_poll
+ * cut short, an active idle hook), the time to the next timer rounded up
+ * (so an iteration then never finds the timer early), or -1 if only I/O,
+ * which makes evl_backend_fd readable, can give it work. Ask again after
+ * each iteration: callbacks change it.
+ *
+ * Returns 0, a positive time (at most INT_MAX), -1 as above (never an
+ * error here), or -EINVAL for NULL.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_backend_timeout(struct evl_loop *loop);
 
 /* ==== The stream API: listeners, connections, streams ==== */
 

@@ -18,6 +18,6 @@ mod sys;
 #[cfg(test)]
 mod test_rng;
 
-pub use event_loop::{Event, EventLoop, LoopHandle, TimerId};
+pub use event_loop::{Event, EventLoop, HookId, HookKind, LoopHandle, TimerId};
 pub use stream::{StreamEvent, StreamEventKind, StreamId, StreamLoop};
 pub use sys::{Errno, SockAddr};

@@ -1,5 +1,5 @@
 //! The C test programs (tests/c/test_api.c for the core, test_streams.c for
-//! the streams), compiled with -std=c11 -Wall -Wextra -Werror against the
+//! the streams, test_embed.c for hooks and host loops), compiled with -std=c11 -Wall -Wextra -Werror against the
 //! header. Each C test is a Rust test of its own, `test_api::NAME` or
 //! `test_streams::NAME` (so `cargo test --test c_api test_timer_order` runs
 //! one), run natively; each program also runs whole under memcheck. The
@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 fn test_program(name: &str) -> std::path::PathBuf {
     static BUILT: OnceLock<Vec<(String, std::path::PathBuf)>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        ["test_api", "test_streams"]
+        ["test_api", "test_streams", "test_embed"]
             .iter()
             .map(|name| {
                 let out = out_dir("c_api").join(name);
@@ -182,4 +182,21 @@ fn header_compiles_as_cpp() {
     assert!(output.status.success(), "{}", show(&output));
     let ran = run(&mut Command::new(&exe));
     assert!(ran.status.success(), "{}", show(&ran));
+}
+
+c_tests! {
+    test_embed:
+        test_bad_arguments,
+        test_backend_timeout_values,
+        test_backend_timeout_zero_while_stream_events_wait,
+        test_backend_fd_costs_nothing_until_asked,
+        test_hook_order_and_counts,
+        test_hooks_stop_themselves_and_each_other,
+        test_idle_hooks_keep_run_from_blocking,
+        test_an_active_hook_is_work_for_run,
+        test_a_hook_stops_the_loop,
+        test_hook_reentry_is_busy,
+        test_host_loop_wakes_once_per_timer_or_batch,
+        test_host_follows_timers_started_and_stopped_outside,
+        test_host_wakes_for_a_task_from_another_thread,
 }

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// A server program and the flags that select its variant; the client gets
@@ -166,13 +166,6 @@ impl Server {
         );
         out
     }
-}
-
-fn echo_client(port: u16, flags: &[&str], args: &[&str]) -> Output {
-    run(Command::new(build_example("echo_client"))
-        .args(["--port", &port.to_string(), "--timeout", "120"])
-        .args(flags)
-        .args(args))
 }
 
 /// Runs echo_client with `args` and checks that every reply was right.
@@ -505,16 +498,7 @@ fn interactive_client_sends_each_line() {
 fn half_closed_client_gets_its_echo_then_eof() {
     for mode in SERVERS {
         let server = Server::start(mode, &["--quiet"]);
-        let mut conn = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let message: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        conn.write_all(&message).unwrap();
-        conn.shutdown(Shutdown::Write).unwrap();
-        let mut echoed = Vec::new();
-        conn.read_to_end(&mut echoed)
-            .unwrap_or_else(|e| panic!("{}: {e}", mode.server));
-        assert!(echoed == message, "{}: wrong echo", mode.server);
+        assert_half_closed_echo(mode.server, server.port, 100_000);
         server.stop_cleanly();
     }
 }

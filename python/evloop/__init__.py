@@ -5,6 +5,7 @@
   asyncio's Protocol/Transport.
 - ``EvloopSelector`` (``DefaultSelector``): a drop-in ``selectors`` selector;
   ``import evloop as selectors`` runs a selectors program on it.
+- ``attach(loop)``: runs a ``Loop`` inside the running asyncio loop.
 
 Standard library only; the library is found as ``python/README.md`` says.
 """
@@ -13,6 +14,7 @@ from selectors import EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey
 
 from ._lib import ABI_VERSION, EvloopPanic, strerror, version
 from ._loop import Handle, Loop
+from .embed import Attachment, attach
 from .selector import DefaultSelector, EvloopSelector
 from .streams import Protocol, Server, Transport
 from ._lib import (
@@ -43,7 +45,7 @@ def open_connection(protocol_factory: Callable[[], Any], host: str, port: int, *
 __version__ = version()
 
 __all__ = [
-    "ABI_VERSION", "BaseSelector", "DefaultSelector", "EDGE", "ERROR", "EVENT_READ", "EVENT_WRITE",
+    "ABI_VERSION", "Attachment", "BaseSelector", "DefaultSelector", "EDGE", "ERROR", "EVENT_READ", "EVENT_WRITE",
     "EvloopPanic", "EvloopSelector", "HUP", "Handle", "Loop", "ONESHOT", "Protocol", "RDHUP", "READ",
-    "SelectorKey", "Server", "Transport", "WRITE", "open_connection", "start_server", "strerror", "version",
+    "SelectorKey", "Server", "Transport", "WRITE", "attach", "open_connection", "start_server", "strerror", "version",
 ]

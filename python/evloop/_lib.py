@@ -124,6 +124,10 @@ EVL_OP_ABORT = 4
 EVL_OP_PAUSE = 5
 EVL_OP_RESUME = 6
 
+EVL_HOOK_PREPARE = 1
+EVL_HOOK_CHECK = 2
+EVL_HOOK_IDLE = 3
+
 # ---- types -----------------------------------------------------------------
 
 
@@ -175,6 +179,7 @@ evl_io_cb = CFUNCTYPE(None, evl_loop_p, c_int, c_uint32, c_void_p)
 evl_task_cb = CFUNCTYPE(None, evl_loop_p, c_void_p)
 evl_timer_cb = CFUNCTYPE(None, evl_loop_p, c_uint64, c_void_p)
 evl_signal_cb = CFUNCTYPE(None, evl_loop_p, c_int, c_void_p)
+evl_hook_cb = CFUNCTYPE(None, evl_loop_p, c_uint64, c_void_p)
 evl_stream_cb = CFUNCTYPE(None, evl_loop_p, POINTER(evl_stream_event))
 # NULL callbacks: Python takes events from evl_poll and evl_stream_exchange.
 NO_IO_CB = evl_io_cb()
@@ -202,6 +207,10 @@ DECLARATIONS = {
     "evl_timer_stop": (c_int, [_L, _U64]),
     "evl_signal_start": (c_int, [_L, _I, evl_signal_cb, _P]),
     "evl_signal_stop": (c_int, [_L, _I]),
+    "evl_hook_start": (c_int, [_L, _U32, evl_hook_cb, _P, POINTER(c_uint64)]),
+    "evl_hook_stop": (c_int, [_L, _U64]),
+    "evl_backend_fd": (c_int, [_L]),
+    "evl_backend_timeout": (c_int, [_L]),
     "evl_listen": (c_int, [_L, c_char_p, _I, _I, _U32, evl_stream_cb, _P, POINTER(c_uint64)]),
     "evl_listener_port": (c_int, [_L, _U64]),
     "evl_listener_set_max_conns": (c_int, [_L, _U64, _I]),

@@ -381,6 +381,24 @@ class Loop:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler and self._exception is None:
             raise KeyboardInterrupt
 
+    # ---- inside another loop (see embed.py) --------------------------------
+
+    def fileno(self) -> int:
+        """An fd that becomes readable when the loop has something to do
+        (ready I/O, a due timer, a wakeup, a signal), for a host loop to
+        watch; when it is readable, or timeout() has passed, call
+        run_once(0). It is the loop's own: never close or read it."""
+        return check(_lib.evl_backend_fd(self._handle()), "evl_backend_fd")
+
+    def timeout(self) -> Optional[float]:
+        """Seconds until the loop needs run_once(0) even if fileno() stays
+        quiet (0 if it has work now, such as calls or writes waiting), never
+        before its next timer is due; None if only fileno() can give it work."""
+        if self._ready or self._saved or self._write_streams:
+            return 0.0
+        ms = _lib.evl_backend_timeout(self._handle())
+        return None if ms == -1 else check(ms, "evl_backend_timeout") / 1000
+
     # ---- running -----------------------------------------------------------
 
     def stop(self) -> None:

@@ -98,7 +98,11 @@ impl<D: Copy + Default> EventLoop<D> {
                 },
                 Phase::Timers => match self.timers.pop_due(self.now) {
                     Some((id, data)) => return Some(Event::Timer { id, data }),
-                    None => self.phase = Phase::Tasks,
+                    None => {
+                        // For a host loop: the fd follows the next deadline.
+                        self.deadline_moved();
+                        self.phase = Phase::Tasks;
+                    }
                 },
                 Phase::Tasks => {
                     if let Some(&task) = self.tasks.get(self.task_cursor) {
@@ -211,7 +215,7 @@ impl<D: Copy + Default> EventLoop<D> {
     /// Handles one of the loop's own fds (generation 0), met during the I/O
     /// phase. Signals read here are dispatched at the start of the next
     /// iteration, which then does not block. Anything else of generation 0
-    /// (the epoll fallback's timerfd) needs nothing.
+    /// (the epoll fallback's timerfd, `embed.rs`'s deadline clock) needs nothing.
     #[cold]
     fn handle_internal(&mut self, fd: RawFd) {
         if fd == self.shared.doorbell.load(Ordering::Relaxed) {

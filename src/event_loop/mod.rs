@@ -14,9 +14,13 @@
 //!
 //! One file per concern: `registrations.rs` (the table indexed by fd),
 //! `timers.rs` (the deadline heap), `signals.rs` (signalfd watchers),
-//! `tasks.rs` (the cross-thread queue and [`LoopHandle`]), and
-//! `iteration.rs`, where the order of one iteration reads top to bottom.
+//! `tasks.rs` (the cross-thread queue and [`LoopHandle`]), `hooks.rs`
+//! (prepare, check and idle hooks), `embed.rs` (the backend fd and timeout
+//! for a host loop), and `iteration.rs`, where the order of one iteration
+//! reads top to bottom.
 
+mod embed;
+mod hooks;
 mod iteration;
 mod registrations;
 mod signals;
@@ -30,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use crate::sys::{self, Epoll, Errno, Events};
 
 pub use crate::sys::{EDGE, ERROR, HUP, ONESHOT, RDHUP, READ, WRITE};
+pub use hooks::{HookId, HookKind, HookRun};
 pub use tasks::LoopHandle;
 
 use iteration::{Phase, BEFORE_IO};
@@ -81,6 +86,11 @@ pub struct EventLoop<D: Copy + Default> {
     task_cursor: usize,
     /// Test-only: panic at the next `wait`, to prove the C boundary catches it.
     panic_armed: bool,
+    /// Made by the first hook started; boxed (as the deadline clock) so that
+    /// a loop without hooks or host keeps its hot fields close together.
+    hooks: Option<Box<hooks::Hooks<D>>>,
+    /// Made when a host loop asks for the backend fd (see `embed.rs`).
+    deadline_clock: Option<Box<embed::DeadlineClock>>,
 }
 
 impl<D: Copy + Default> EventLoop<D> {
@@ -110,6 +120,8 @@ impl<D: Copy + Default> EventLoop<D> {
             tasks: Vec::new(),
             task_cursor: 0,
             panic_armed: false,
+            hooks: None,
+            deadline_clock: None,
         })
     }
 
@@ -125,6 +137,7 @@ impl<D: Copy + Default> EventLoop<D> {
             || self.timers.live() > 0
             || self.signals.watched > 0
             || self.shared.queued.load(Ordering::Acquire) > 0
+            || self.has_hooks()
     }
 
     #[doc(hidden)]
@@ -188,7 +201,7 @@ impl<D: Copy + Default> EventLoop<D> {
         let old = self.shared.doorbell.swap(doorbell, Ordering::AcqRel);
         sys::close(old);
         self.shared.wake_pending.store(false, Ordering::Release);
-        Ok(())
+        self.reinit_deadline_clock()
     }
 }
 

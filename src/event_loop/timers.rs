@@ -11,13 +11,17 @@ use crate::sys::{self, Errno};
 impl<D: Copy + Default> EventLoop<D> {
     /// Starts a timer that fires after `delay` and then every `repeat` (if non-zero).
     pub fn start_timer(&mut self, delay: Duration, repeat: Duration, data: D) -> TimerId {
-        self.timers
-            .start(sys::now_ns(), nanos(delay), nanos(repeat), data)
+        let id = self
+            .timers
+            .start(sys::now_ns(), nanos(delay), nanos(repeat), data);
+        self.deadline_moved();
+        id
     }
 
     /// Stops a timer. A one-shot timer is over once its callback starts.
     pub fn stop_timer(&mut self, id: TimerId) -> Result<(), Errno> {
         if self.timers.stop(id) {
+            self.deadline_moved();
             Ok(())
         } else {
             Err(libc::ENOENT)

@@ -63,6 +63,7 @@ callback_kind!(timer, as_timer, evl_timer_cb);
 callback_kind!(task, as_task, evl_task_cb);
 callback_kind!(signal, as_signal, evl_signal_cb);
 callback_kind!(stream, as_stream, evl_stream_cb);
+callback_kind!(hook, as_hook, evl_hook_cb);
 
 /// Runs `body`, turning `Err(errno)` into `-errno` and a panic into EVL_EPANIC.
 pub(super) fn guard(body: impl FnOnce() -> Result<c_int, Errno>) -> c_int {

@@ -4,6 +4,11 @@
 //! events (a callback, or an entry in the caller's array). Timers, tasks and
 //! signals always run their callbacks. The order of the events is the loop's:
 //! see `event_loop/iteration.rs` and `stream/dispatch.rs`.
+//!
+//! With hooks (evl_hook_start), the wait is surrounded by them: prepare
+//! hooks, the wait (which does not block while an idle hook is active),
+//! check hooks, and idle hooks if the wait found nothing; then the events
+//! as above. An iteration without hooks pays one test for them.
 
 use std::ffi::c_int;
 use std::os::fd::RawFd;
@@ -11,6 +16,7 @@ use std::time::Duration;
 
 use super::boundary::{core, Callback};
 use super::types::*;
+use crate::event_loop::HookKind;
 use crate::stream::{Event, Ready, StreamEvent};
 use crate::sys::Errno;
 
@@ -49,8 +55,8 @@ pub(super) unsafe fn iterate<S: Sink>(
     max_events: usize,
     sink: &mut S,
 ) -> Result<(), Errno> {
-    // SAFETY: as the caller promised; the borrow is over with the call.
-    unsafe { core(lp) }?.wait(timeout, max_events)?;
+    // SAFETY: as the caller promised.
+    unsafe { wait(lp, timeout, max_events) }?;
     while !sink.is_full() {
         // SAFETY: `lp` was checked above. This borrow serves one pull: it is
         // not used once the event goes to the sink, which may run callbacks
@@ -87,6 +93,71 @@ pub(super) unsafe fn iterate<S: Sink>(
                 }
                 None => return Ok(()),
             },
+        }
+    }
+    Ok(())
+}
+
+/// The wait of one iteration, with the hooks around it when there are any.
+///
+/// # Safety
+/// As [`iterate`].
+#[inline(always)]
+unsafe fn wait(lp: *mut evl_loop, timeout: Option<Duration>, max: usize) -> Result<(), Errno> {
+    // SAFETY: as the caller promised; the borrow is over before any hook runs.
+    let core = unsafe { core(lp) }?;
+    if core.has_hooks() && !core.continues_iteration() {
+        // SAFETY: as the caller promised.
+        return unsafe { wait_with_hooks(lp, timeout, max) };
+    }
+    core.wait(timeout, max)
+}
+
+/// Prepare hooks; the wait, which does not block while an idle hook is
+/// active (nor when the prepare hooks ended everything); check hooks; and
+/// idle hooks if the wait found nothing to hand out.
+///
+/// # Safety
+/// As [`iterate`].
+#[cold]
+#[inline(never)]
+unsafe fn wait_with_hooks(
+    lp: *mut evl_loop,
+    timeout: Option<Duration>,
+    max: usize,
+) -> Result<(), Errno> {
+    // SAFETY: as the caller promised.
+    unsafe { run_hooks(lp, HookKind::Prepare) }?;
+    // SAFETY: as the caller promised; this borrow is over before the check hooks.
+    let loop_core = unsafe { core(lp) }?;
+    let now = loop_core.has_idle_hooks() || !loop_core.is_alive();
+    loop_core.wait(if now { Some(Duration::ZERO) } else { timeout }, max)?;
+    // SAFETY: as the caller promised.
+    unsafe { run_hooks(lp, HookKind::Check) }?;
+    // SAFETY: as above.
+    if !unsafe { core(lp) }?.has_work() {
+        // SAFETY: as above.
+        unsafe { run_hooks(lp, HookKind::Idle) }?;
+    }
+    Ok(())
+}
+
+/// Calls every hook of `kind` that is active when the run starts and still
+/// active when its turn comes, in start order.
+///
+/// # Safety
+/// As [`iterate`].
+unsafe fn run_hooks(lp: *mut evl_loop, kind: HookKind) -> Result<(), Errno> {
+    // SAFETY: as the caller promised; each borrow ends before the hook runs.
+    let mut run = unsafe { core(lp) }?.hook_run(kind);
+    // SAFETY: as above.
+    while let Some((id, data)) = unsafe { core(lp) }?.next_hook(&mut run) {
+        // SAFETY: hooks hold hook callbacks, called as started, with their
+        // userdata; `lp` is live and not borrowed.
+        unsafe {
+            if let Some(cb) = data.as_hook() {
+                cb(lp, id, data.userdata);
+            }
         }
     }
     Ok(())

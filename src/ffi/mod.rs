@@ -10,8 +10,8 @@
 //! loop pointer is NULL or one this library made, used on its thread).
 //!
 //! One file per part of the header: `types.rs` (constants, structs,
-//! callback types), `loop_api.rs`, `timers.rs`, `signals.rs`,
-//! `stream_api.rs`, `batch.rs`, `errors.rs`; beside them `boundary.rs` (the
+//! callback types), `loop_api.rs`, `timers.rs`, `signals.rs`, `embed.rs`
+//! (hooks, and the backend fd and timeout for a host loop), `stream_api.rs`, `batch.rs`, `errors.rs`; beside them `boundary.rs` (the
 //! pattern every function follows) and `iteration.rs` (the one
 //! wait-then-dispatch loop every running function shares).
 
@@ -31,6 +31,8 @@ mod timers;
 
 mod signals;
 
+mod embed;
+
 mod stream_api;
 
 mod batch;
@@ -43,6 +45,7 @@ mod iteration;
 
 pub use batch::*;
 pub use boundary::arm_test_panic;
+pub use embed::*;
 pub use errors::*;
 pub use loop_api::*;
 pub use signals::*;

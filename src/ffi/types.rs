@@ -83,6 +83,24 @@ pub type evl_task_cb = Option<unsafe extern "C" fn(r#loop: *mut evl_loop, userda
 pub type evl_signal_cb =
     Option<unsafe extern "C" fn(r#loop: *mut evl_loop, signo: c_int, userdata: *mut c_void)>;
 
+/// Called in each iteration of the loop, as its kind says (EVL_HOOK_*).
+/// `hook_id` is the id evl_hook_start gave.
+pub type evl_hook_cb =
+    Option<unsafe extern "C" fn(r#loop: *mut evl_loop, hook_id: u64, userdata: *mut c_void)>;
+
+/// Hook kind: runs just before the loop waits, in every iteration of
+/// evl_run, evl_run_once, evl_poll, evl_stream_poll and evl_stream_exchange
+/// (whether or not the wait then blocks).
+pub const EVL_HOOK_PREPARE: u32 = 1;
+/// Hook kind: runs just after the wait returns, before any callback for
+/// what it found.
+pub const EVL_HOOK_CHECK: u32 = 2;
+/// Hook kind: runs, after the check hooks, in an iteration whose wait found
+/// nothing to do. While one is active the loop never blocks: its waits
+/// have timeout 0, so evl_run calls the idle hooks over and over until
+/// something else happens.
+pub const EVL_HOOK_IDLE: u32 = 3;
+
 /// One ready registration, as written by evl_poll.
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -25,10 +25,12 @@
 //! (`read_buffer.rs`), write queues (`write_queue.rs`), listeners
 //! (`listener.rs`), connections and what the application asks of them
 //! (`connection.rs`), watermarks and idle timeouts (`settings.rs`), and
-//! `dispatch.rs`, which turns the core loop's events into stream events.
+//! `dispatch.rs`, which turns the core loop's events into stream events;
+//! `embed.rs` passes the core loop's hooks and backend fd and timeout on.
 
 mod connection;
 mod dispatch;
+mod embed;
 mod listener;
 mod read_buffer;
 mod settings;

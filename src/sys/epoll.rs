@@ -68,6 +68,12 @@ impl Epoll {
         })
     }
 
+    /// The epoll fd itself: readable while any fd in the set is ready, so a
+    /// host loop can watch the whole set through it.
+    pub fn raw(&self) -> RawFd {
+        self.fd.raw()
+    }
+
     #[inline]
     fn ctl(&self, op: libc::c_int, fd: RawFd, interest: u32, data: u64) -> SysResult<()> {
         let mut ev = libc::epoll_event {
@@ -186,13 +192,13 @@ fn timespec(d: Duration) -> libc::timespec {
     }
 }
 
-/// A one-shot relative CLOCK_MONOTONIC timer.
-struct TimerFd {
+/// A one-shot CLOCK_MONOTONIC timer.
+pub struct TimerFd {
     fd: Fd,
 }
 
 impl TimerFd {
-    fn new() -> SysResult<TimerFd> {
+    pub fn new() -> SysResult<TimerFd> {
         // SAFETY: plain syscall returning a new fd we own.
         let fd = check(unsafe {
             libc::timerfd_create(
@@ -212,5 +218,42 @@ impl TimerFd {
         // SAFETY: `spec` is valid for the call; the old value is not wanted.
         check(unsafe { libc::timerfd_settime(self.fd.raw(), 0, &spec, std::ptr::null_mut()) })
             .map(drop)
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.raw()
+    }
+
+    /// Gives the timer the lowest free fd number above `number`.
+    pub fn renumber_above(&mut self, number: RawFd) -> SysResult<()> {
+        // SAFETY: duplicates an fd we own into a new one we own; the old one
+        // is closed when `self.fd` is replaced.
+        let new = check(unsafe { libc::fcntl(self.fd.raw(), libc::F_DUPFD_CLOEXEC, number + 1) })?;
+        self.fd = Fd(new);
+        Ok(())
+    }
+
+    /// Expires at `deadline` (CLOCK_MONOTONIC ns, as `now_ns`), or never
+    /// for `None`. Setting it also clears an expiry nobody read.
+    pub fn arm_at(&self, deadline: Option<u64>) -> SysResult<()> {
+        let value = match deadline {
+            // An absolute time in the past expires at once; 0 would disarm.
+            Some(ns) => timespec(Duration::from_nanos(ns.max(1))),
+            None => timespec(Duration::ZERO),
+        };
+        let spec = libc::itimerspec {
+            it_interval: timespec(Duration::ZERO),
+            it_value: value,
+        };
+        // SAFETY: `spec` is valid for the call; the old value is not wanted.
+        check(unsafe {
+            libc::timerfd_settime(
+                self.fd.raw(),
+                libc::TFD_TIMER_ABSTIME,
+                &spec,
+                std::ptr::null_mut(),
+            )
+        })
+        .map(drop)
     }
 }

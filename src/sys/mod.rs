@@ -14,7 +14,7 @@ mod io;
 mod signals;
 mod socket;
 
-pub use epoll::{Epoll, Events};
+pub use epoll::{Epoll, Events, TimerFd};
 pub use eventfd::{eventfd_drain, eventfd_new, eventfd_notify};
 pub use io::{close, discard_input, is_write_only, read, write};
 pub use signals::{

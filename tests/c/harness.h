@@ -1,8 +1,11 @@
 /* A tiny test harness for the C tests: CHECK records a failure and goes on;
  * harness_main() runs the tests (all, or those a name filter selects),
- * reports each by name and exits non-zero on any failure. */
+ * reports each by name and exits non-zero on any failure. new_loop() is
+ * the one helper every test program needs. */
 #ifndef EVL_TEST_HARNESS_H
 #define EVL_TEST_HARNESS_H
+
+#include "evloop.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,5 +81,13 @@ static int harness_main(int argc, char **argv, const harness_test *tests, size_t
 }
 
 #define TEST(fn) { #fn, fn }
+
+/* A new loop (checked; NULL if that failed). */
+static inline evl_loop *new_loop(void) {
+    evl_loop *loop = NULL;
+    CHECK_EQ(evl_loop_new(&loop), 0);
+    CHECK(loop != NULL);
+    return loop;
+}
 
 #endif

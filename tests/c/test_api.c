@@ -22,13 +22,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static evl_loop *new_loop(void) {
-    evl_loop *loop = NULL;
-    CHECK_EQ(evl_loop_new(&loop), 0);
-    CHECK(loop != NULL);
-    return loop;
-}
-
 static void pair(int sv[2]) {
     int rc = socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv);
     CHECK_EQ(rc, 0);

@@ -15,12 +15,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static evl_loop *new_loop(void) {
-    evl_loop *loop = NULL;
-    CHECK_EQ(evl_loop_new(&loop), 0);
-    return loop;
-}
-
 static void ignore_event(evl_loop *loop, const evl_stream_event *ev) {
     (void)loop;
     (void)ev;

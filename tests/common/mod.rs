@@ -177,13 +177,33 @@ pub fn build_example(name: &str) -> PathBuf {
         return exe.clone();
     }
     let out = out_dir("examples").join(name);
-    let exe = compile_c(
-        &[root().join(format!("c-examples/{name}.c"))],
-        &out,
-        &["-O2"],
-    );
+    let mut flags = vec!["-O2".to_string()];
+    flags.extend(libraries_of_example(name));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let exe = compile_c(&[root().join(format!("c-examples/{name}.c"))], &out, &flags);
     built.push((name.to_string(), exe.clone()));
     exe
+}
+
+/// The compiler flags of the libraries an example needs besides evloop
+/// (its comment says so too): GLib for glib_embed.
+fn libraries_of_example(name: &str) -> Vec<String> {
+    if name != "glib_embed" {
+        return Vec::new();
+    }
+    let output = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "glib-2.0"])
+        .output();
+    match output {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+        _ => panic!(
+            "{name} needs GLib's development files and pkg-config: \
+             apt-get install libglib2.0-dev pkg-config (.ci/run does this)"
+        ),
+    }
 }
 
 pub fn show(output: &Output) -> String {
@@ -375,6 +395,31 @@ pub fn echo_loads(large: bool) -> Vec<Vec<&'static str>> {
     let independent = "--quiet --conns 20 --size 64 --rounds 50 --independent";
     loads.push(independent.split(' ').collect());
     loads
+}
+
+/// c-examples' echo_client against `port`, with `flags` (the server's
+/// variant: --upper...) and `args`.
+pub fn echo_client(port: u16, flags: &[&str], args: &[&str]) -> Output {
+    run(Command::new(build_example("echo_client"))
+        .args(["--port", &port.to_string(), "--timeout", "120"])
+        .args(flags)
+        .args(args))
+}
+
+/// A client sends `len` bytes to the echo server `name` on `port`, shuts
+/// down its writing side, and must read exactly them back, then end-of-file.
+pub fn assert_half_closed_echo(name: &str, port: u16, len: u32) {
+    use std::io::Write;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let message: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    conn.write_all(&message).unwrap();
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut echoed = Vec::new();
+    conn.read_to_end(&mut echoed)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(echoed == message, "{name}: wrong echo");
 }
 
 /// A server started with `--port 0`, whose log is read line by line as it
