@@ -53,6 +53,10 @@ enum Peer {
     PipeIn,
     /// The stream writes a pipe the peer reads.
     PipeOut,
+    /// A TCP stream accepted by an evl_listen listener.
+    Accepted,
+    /// A TCP stream made by evl_connect.
+    Connected,
 }
 
 impl Peer {
@@ -61,6 +65,9 @@ impl Peer {
     }
     fn stream_reads(self) -> bool {
         self != Peer::PipeOut
+    }
+    fn tcp(self) -> bool {
+        matches!(self, Peer::Tcp | Peer::Accepted | Peer::Connected)
     }
 }
 
@@ -83,6 +90,8 @@ struct Stream {
     shutdown: bool,
     closing: bool,
     aborted: bool,
+    /// evl_connect's EVL_STREAM_CONNECTED is still to come.
+    connecting: bool,
     /// It was aborted while nothing else could have ended it.
     abort_when_healthy: bool,
     /// The call in which pause was asked (DATA may still come in it).
@@ -111,12 +120,18 @@ impl Stream {
         self.closing || self.aborted
     }
 
-    /// Open bug M2 may have reset the peer and dropped bytes (not strict).
-    fn m2_excused(&self) -> bool {
+    /// Open bug M2: closed with unread input, the socket resets its peer
+    /// (not strict)...
+    fn reset_excused(&self) -> bool {
         !strict()
-            && self.peer_kind == Peer::Tcp
+            && self.peer_kind != Peer::PipeIn
             && self.got < self.peer_sent.len()
             && (self.closing || self.shutdown || self.closed.is_some())
+    }
+
+    /// ... and over TCP, the reset drops the bytes still in the send buffer.
+    fn m2_excused(&self) -> bool {
+        self.reset_excused() && self.peer_kind.tcp()
     }
 }
 
@@ -135,6 +150,11 @@ struct World {
     /// Inside the CLOSED callback of this stream (its id may be dead).
     delivering_closed: Option<usize>,
     tcp: std::net::TcpListener,
+    /// An evl_listen listener, its port, and the peers connected to it
+    /// whose EVL_STREAM_ACCEPTED is still to come (in order).
+    listener: u64,
+    listener_port: u16,
+    pending_accepts: std::collections::VecDeque<RawFd>,
     buf: Vec<u8>,
 }
 
@@ -162,6 +182,9 @@ unsafe extern "C" fn on_stream(_lp: *mut evl_loop, event: *const evl_stream_even
     });
 }
 
+/// The userdata of the listener (and of the streams it accepts).
+const LISTENER_UD: usize = 7;
+
 fn status_name(rc: i32) -> String {
     format!("{rc}")
 }
@@ -171,7 +194,29 @@ impl World {
         let mut lp = std::ptr::null_mut();
         // SAFETY: `lp` is a valid place for the new loop.
         assert_eq!(unsafe { evl_loop_new(&mut lp) }, 0);
+        let mut listener = 0;
+        let cb: evl_stream_cb = if batch { None } else { Some(on_stream) };
+        // SAFETY: the loop is live; `listener` is a valid place.
+        let rc = unsafe {
+            evl_listen(
+                lp,
+                c"127.0.0.1".as_ptr(),
+                0,
+                0,
+                0,
+                cb,
+                LISTENER_UD as *mut c_void,
+                &mut listener,
+            )
+        };
+        assert_eq!(rc, 0, "evl_listen");
+        // SAFETY: the loop is live.
+        let port = unsafe { evl_listener_port(lp, listener) };
+        assert!(port > 0, "evl_listener_port -> {port}");
         World {
+            listener,
+            listener_port: port as u16,
+            pending_accepts: Default::default(),
             lp,
             rng: Rng::new(seed),
             batch,
@@ -216,6 +261,23 @@ impl World {
     // ---- events -------------------------------------------------------------
 
     fn on_event(&mut self, e: &evl_stream_event) {
+        if e.kind == EVL_STREAM_ACCEPTED {
+            trace(|| format!("    listener ACCEPTED stream {:#x}", e.stream));
+            assert_eq!(
+                e.userdata as usize, LISTENER_UD,
+                "ACCEPTED: the listener's userdata"
+            );
+            assert!(
+                !self.by_id.contains_key(&e.stream),
+                "ACCEPTED: a stream id given twice"
+            );
+            let peer = self
+                .pending_accepts
+                .pop_front()
+                .expect("ACCEPTED with no connection waiting");
+            self.add_stream(e.stream, LISTENER_UD, Peer::Accepted, peer);
+            return;
+        }
         let Some(&k) = self.by_id.get(&e.stream) else {
             panic!("event {} for unknown stream {:#x}", e.kind, e.stream);
         };
@@ -238,6 +300,7 @@ impl World {
                 assert!(e.len > 0 && !e.data.is_null(), "stream {k}: empty DATA");
                 assert!(!s.asked_to_end(), "stream {k}: DATA after close/abort");
                 assert!(!s.eof, "stream {k}: DATA after EOF");
+                assert!(!s.connecting, "stream {k}: DATA before CONNECTED");
                 if let Some(since) = s.paused {
                     assert!(
                         since == call,
@@ -271,6 +334,14 @@ impl World {
                 s.eof = true;
             }
             EVL_STREAM_DRAINED => {}
+            EVL_STREAM_CONNECTED => {
+                assert!(
+                    s.connecting,
+                    "stream {k}: CONNECTED twice, or not from evl_connect"
+                );
+                assert_eq!(e.status, 0, "stream {k}: connecting to our own listener");
+                s.connecting = false;
+            }
             EVL_STREAM_CLOSED => {
                 let status = e.status;
                 if s.aborted {
@@ -321,7 +392,9 @@ impl World {
             Peer::Tcp,
             Peer::PipeIn,
             Peer::PipeOut,
-        ][self.rng.below(5) as usize];
+            Peer::Accepted,
+            Peer::Connected,
+        ][self.rng.below(7) as usize];
         if kind == Peer::PipeOut && !strict() {
             kind = Peer::Unix; // open bug M3
         }
@@ -338,6 +411,38 @@ impl World {
                 (w, r)
             }
             Peer::PipeOut => pipe(),
+            Peer::Accepted => {
+                // The stream comes with its EVL_STREAM_ACCEPTED.
+                let client =
+                    std::net::TcpStream::connect(("127.0.0.1", self.listener_port)).unwrap();
+                client.set_nonblocking(true).unwrap();
+                trace(|| format!("{} connect to the listener", self.where_()));
+                self.pending_accepts.push_back(client.into_raw_fd());
+                return;
+            }
+            Peer::Connected => {
+                let k = self.streams.len();
+                let ud = 1000 + k;
+                let port = self.tcp.local_addr().unwrap().port() as i32;
+                let mut id = 0;
+                // SAFETY: the loop is live; `id` is a valid place.
+                let rc = unsafe {
+                    evl_connect(
+                        self.lp,
+                        c"127.0.0.1".as_ptr(),
+                        port,
+                        self.cb(),
+                        ud as *mut c_void,
+                        &mut id,
+                    )
+                };
+                trace(|| format!("{} connect stream {k} -> {rc} id {id:#x}", self.where_()));
+                assert_eq!(rc, 0, "evl_connect");
+                let (server, _) = self.tcp.accept().unwrap();
+                server.set_nonblocking(true).unwrap();
+                self.add_stream(id, ud, kind, server.into_raw_fd());
+                return;
+            }
         };
         let k = self.streams.len();
         let ud = 1000 + k;
@@ -351,6 +456,11 @@ impl World {
             )
         });
         assert_eq!(rc, 0, "evl_stream_open");
+        self.add_stream(id, ud, kind, ours);
+    }
+
+    fn add_stream(&mut self, id: u64, ud: usize, kind: Peer, ours: RawFd) {
+        let k = self.streams.len();
         self.by_id.insert(id, k);
         self.streams.push(Stream {
             id,
@@ -368,6 +478,7 @@ impl World {
             shutdown: false,
             closing: false,
             aborted: false,
+            connecting: kind == Peer::Connected,
             abort_when_healthy: false,
             paused: None,
             idle_ms: 0,
@@ -663,7 +774,7 @@ impl World {
             Err(libc::EAGAIN) => false,
             Err(libc::ECONNRESET) => {
                 assert!(
-                    s.aborted || s.peer_closed || s.closed.is_some() || s.m2_excused(),
+                    s.aborted || s.peer_closed || s.closed.is_some() || s.reset_excused(),
                     "peer {k}: reset by a healthy stream"
                 );
                 s.peer_saw_eof = true;
@@ -676,7 +787,7 @@ impl World {
     fn peer_end(&mut self, k: usize, close_it: bool) {
         let s = &mut self.streams[k];
         let Some(fd) = s.peer else { return };
-        if close_it || !matches!(s.peer_kind, Peer::Unix | Peer::Tcp) {
+        if close_it || !(s.peer_kind == Peer::Unix || s.peer_kind.tcp()) {
             close(fd);
             s.peer = None;
             s.peer_closed = true;
@@ -992,6 +1103,8 @@ fn finish() {
     loop {
         let (left, all_closed) = with_world(|w| {
             for k in 0..w.streams.len() {
+                // Streams accepted since also get their peer's end.
+                w.peer_end(k, false);
                 while w.peer_read(k, 1 << 16) {}
             }
             let left: Vec<usize> = (0..w.streams.len())
@@ -1000,9 +1113,12 @@ fn finish() {
                     s.closed.is_none() && !s.asked_to_end() && s.peer_kind.stream_reads() && !s.eof
                 })
                 .collect();
-            (left, w.streams.iter().all(|s| s.closed.is_some()))
+            let all_closed =
+                w.pending_accepts.is_empty() && w.streams.iter().all(|s| s.closed.is_some());
+            (left, all_closed)
         });
-        if left.is_empty() && !closing {
+        let accepted = with_world(|w| w.pending_accepts.is_empty());
+        if left.is_empty() && accepted && !closing {
             // Every stream that could read has read all the peer sent.
             with_world(|w| {
                 for k in 0..w.streams.len() {
@@ -1071,6 +1187,12 @@ fn finish() {
             let rc = unsafe { evl_stream_close(w.lp, s.id) };
             assert_eq!(rc, -libc::ENOENT, "stream {k}: its id lives after CLOSED");
         }
+        // SAFETY: the loop is live.
+        assert_eq!(
+            unsafe { evl_listener_close(w.lp, w.listener) },
+            0,
+            "evl_listener_close"
+        );
         // SAFETY: the loop is live and not running.
         assert_eq!(unsafe { evl_loop_free(w.lp) }, 0);
         for s in &mut w.streams {
@@ -1103,6 +1225,10 @@ fn one_seed(seed: u64, batch: bool) -> u64 {
     let world = WORLD.with(|w| w.borrow_mut().take());
     if let Err(panic) = result {
         if let Some(w) = world {
+            for fd in w.pending_accepts {
+                // SAFETY: our own fd.
+                unsafe { libc::close(fd) };
+            }
             for s in w.streams {
                 if let Some(fd) = s.peer {
                     // SAFETY: our own fd.
