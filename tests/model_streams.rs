@@ -310,9 +310,27 @@ impl World {
                 // SAFETY: the library says `data` holds `len` bytes for now.
                 let data = unsafe { std::slice::from_raw_parts(e.data, e.len) };
                 let expect = &s.peer_sent[s.got.min(s.peer_sent.len())..];
+                let first_diff = data.iter().zip(expect).position(|(a, b)| a != b);
+                if first_diff.is_some() {
+                    // Whose bytes are they? (Diagnosis only.)
+                    let probe =
+                        &data[first_diff.unwrap()..][..16.min(data.len() - first_diff.unwrap())];
+                    for (j, other) in self.streams.iter().enumerate() {
+                        for (name, bytes) in
+                            [("peer sent", &other.peer_sent), ("was given", &other.sent)]
+                        {
+                            if let Some(at) = bytes.windows(probe.len()).position(|w| w == probe) {
+                                eprintln!("stream {k}'s wrong DATA: stream {j} {name} them, at offset {at}");
+                            }
+                        }
+                    }
+                }
+                let s = &mut self.streams[k];
+                let expect = &s.peer_sent[s.got.min(s.peer_sent.len())..];
                 assert!(
-                    data.len() <= expect.len() && data == &expect[..data.len()],
-                    "stream {k}: DATA of {} bytes at offset {} differs from what the peer sent ({} bytes)",
+                    data.len() <= expect.len() && first_diff.is_none(),
+                    "stream {k}: DATA of {} bytes at offset {} differs from what the peer sent ({} bytes) \
+                     from byte {first_diff:?} on",
                     data.len(),
                     s.got,
                     s.peer_sent.len()
