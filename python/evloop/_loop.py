@@ -16,6 +16,7 @@ from array import array
 import errno
 import functools
 from io import BytesIO
+import math
 import signal
 import socket
 import struct
@@ -35,6 +36,8 @@ assert _EVENT.size == sizeof(_lib.evl_stream_event)
 _DATA = _lib.EVL_STREAM_DATA
 # A DATA event whose bytes were copied out of the read buffer (see _save).
 _SAVED_DATA = -1
+# The longest delay evl_timer_start takes (a uint64_t of milliseconds).
+_MAX_TIMER_MS = (1 << 64) - 1
 # The first event's `data`, in 64-bit words (the read buffer's offset of a
 # run of DATA events).
 _PTR = _lib.evl_stream_event.data.offset // 8
@@ -274,8 +277,12 @@ class Loop:
 
     def call_later(self, delay: float, callback: Callback, *args: Any) -> Handle:
         """Calls ``callback(*args)`` once, `delay` seconds from now (rounded
-        up to the millisecond: never early). Returns a cancellable Handle."""
-        ms = ceil_ms(max(delay, 0))
+        up to the millisecond: never early). Returns a cancellable Handle.
+        ValueError for an infinite or NaN delay."""
+        if delay != delay or delay == math.inf:
+            raise ValueError(f"call_later: the delay must be a finite number of seconds, not {delay!r}")
+        # Past 2**64 - 1 ms (585 million years) the timer is as good as never.
+        ms = min(ceil_ms(max(delay, 0)), _MAX_TIMER_MS)
         handle = Handle(self, callback, args)
         timer_id = c_uint64()
         check(

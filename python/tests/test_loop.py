@@ -124,6 +124,22 @@ class Callbacks(unittest.TestCase):
         self.assertGreaterEqual(fired[0][1], 0.01)
         self.assertGreaterEqual(fired[1][1], 0.03)
 
+    def test_unusable_delays_say_what_is_wrong(self):
+        for delay in (float("inf"), float("nan")):
+            with self.subTest(delay=delay):
+                with self.assertRaises(ValueError) as raised:
+                    self.loop.call_later(delay, print)
+                self.assertIn(repr(delay), str(raised.exception))
+                self.assertIn("finite", str(raised.exception))
+
+    def test_a_delay_beyond_the_librarys_range_is_never_early(self):
+        # 1e300 s used to wrap around the 64-bit millisecond count to 0.
+        fired = []
+        handle = self.loop.call_later(1e300, fired.append, 1)
+        self.loop.run_once(0.05)
+        self.assertEqual(fired, [])
+        handle.cancel()
+
     def test_timer_exception_is_raised_from_run(self):
         self.loop.call_later(0, lambda: 1 / 0)
         later = []

@@ -127,6 +127,21 @@ class Timeouts(unittest.TestCase):
         finally:
             signal.signal(signal.SIGUSR1, old)
 
+    def test_unusable_timeouts_raise_as_epoll_selectors_do(self):
+        # Each of these raises at once from both (none of them may wait): an
+        # infinity, more than an int of milliseconds (the first one over is
+        # 2**31 ms), NaN. Before, EvloopSelector said "NaN" for infinity and
+        # waited 24.8 days for the rest (infinity first: on such code the
+        # test fails there instead of waiting).
+        with selectors.EpollSelector() as epoll:
+            for timeout in (float("inf"), 1e300, 2**64, 2**31 / 1000, float("nan")):
+                mine = outcome(lambda: self.sel.select(timeout))
+                theirs = outcome(lambda: epoll.select(timeout))
+                self.assertEqual(mine, theirs, timeout)
+                self.assertEqual(mine[0], "raised", timeout)
+            for timeout in (float("-inf"), -1e300):  # not positive: no wait
+                self.assertEqual(outcome(lambda: self.sel.select(timeout)), ("ok", []))
+
     def test_many_fds_beyond_the_initial_array(self):
         pairs = [socket.socketpair() for _ in range(200)]
         for x, y in pairs:
