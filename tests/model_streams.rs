@@ -183,6 +183,16 @@ unsafe extern "C" fn on_stream(_lp: *mut evl_loop, event: *const evl_stream_even
     });
 }
 
+/// Writes planned for evl_stream_write_batch or evl_stream_exchange.
+#[derive(Default)]
+struct WritePlan {
+    ids: Vec<u64>,
+    lens: Vec<usize>,
+    data: Vec<u8>,
+    /// Which stream each write goes to, and its bytes.
+    plan: Vec<(usize, Vec<u8>)>,
+}
+
 /// The userdata of the listener (and of the streams it accepts).
 const LISTENER_UD: usize = 7;
 
@@ -312,10 +322,9 @@ impl World {
                 let data = unsafe { std::slice::from_raw_parts(e.data, e.len) };
                 let expect = &s.peer_sent[s.got.min(s.peer_sent.len())..];
                 let first_diff = data.iter().zip(expect).position(|(a, b)| a != b);
-                if first_diff.is_some() {
+                if let Some(at) = first_diff {
                     // Whose bytes are they? (Diagnosis only.)
-                    let probe =
-                        &data[first_diff.unwrap()..][..16.min(data.len() - first_diff.unwrap())];
+                    let probe = &data[at..][..16.min(data.len() - at)];
                     for (j, other) in self.streams.iter().enumerate() {
                         for (name, bytes) in
                             [("peer sent", &other.peer_sent), ("was given", &other.sent)]
@@ -679,27 +688,45 @@ impl World {
         }
     }
 
-    /// Several writes in one evl_stream_write_batch, to healthy streams
-    /// only (it does not say which failed).
-    fn write_batch(&mut self) {
-        let healthy: Vec<usize> = (0..self.streams.len())
+    /// Streams that can be written to and could not have ended.
+    fn healthy_writers(&self) -> Vec<usize> {
+        (0..self.streams.len())
             .filter(|&k| self.streams[k].healthy() && self.streams[k].peer_kind.stream_writes())
-            .collect();
+            .collect()
+    }
+
+    /// `count` writes of random bytes to healthy streams, in the shape of
+    /// evl_stream_write_batch's arguments.
+    fn plan_writes(&mut self, count: u64) -> WritePlan {
+        let healthy = self.healthy_writers();
+        let mut w = WritePlan::default();
         if healthy.is_empty() {
-            return;
+            return w;
         }
-        let mut ids = Vec::new();
-        let mut lens = Vec::new();
-        let mut data = Vec::new();
-        let mut plan = Vec::new();
-        for _ in 0..self.rng.range(1, 4) {
+        for _ in 0..count {
             let k = self.rng.pick(&healthy).unwrap();
             let len = self.write_len().min(30_000);
             let bytes = self.rng.bytes(len);
-            ids.push(self.streams[k].id);
-            lens.push(len);
-            data.extend_from_slice(&bytes);
-            plan.push((k, bytes));
+            w.ids.push(self.streams[k].id);
+            w.lens.push(len);
+            w.data.extend_from_slice(&bytes);
+            w.plan.push((k, bytes));
+        }
+        w
+    }
+
+    /// Several writes in one evl_stream_write_batch, to healthy streams
+    /// only (it does not say which failed).
+    fn write_batch(&mut self) {
+        let count = self.rng.range(1, 4);
+        let WritePlan {
+            ids,
+            lens,
+            data,
+            plan,
+        } = self.plan_writes(count);
+        if ids.is_empty() {
+            return;
         }
         // SAFETY: the loop is live; the arrays and bytes are valid.
         let rc = unsafe {
@@ -997,25 +1024,14 @@ fn iteration(timeout: i32) {
     let mut events = vec![model::NO_STREAM_EVENT; max];
     let exchange = with_world(|w| w.rng.percent(50));
     let n = if exchange {
-        let mut ids = Vec::new();
-        let mut lens = Vec::new();
-        let mut data = Vec::new();
-        let mut plan = Vec::new();
-        with_world(|w| {
-            let healthy: Vec<usize> = (0..w.streams.len())
-                .filter(|&k| w.streams[k].healthy() && w.streams[k].peer_kind.stream_writes())
-                .collect();
-            if !healthy.is_empty() && !w.finishing {
-                for _ in 0..w.rng.below(3) {
-                    let k = w.rng.pick(&healthy).unwrap();
-                    let len = w.write_len().min(30_000);
-                    let bytes = w.rng.bytes(len);
-                    ids.push(w.streams[k].id);
-                    lens.push(len);
-                    data.extend_from_slice(&bytes);
-                    plan.push((k, bytes));
-                }
-            }
+        let WritePlan {
+            ids,
+            lens,
+            data,
+            plan,
+        } = with_world(|w| {
+            let count = if w.finishing { 0 } else { w.rng.below(3) };
+            w.plan_writes(count)
         });
         let mut x = evl_stream_exchange_args {
             write_streams: ids.as_ptr(),
