@@ -724,11 +724,27 @@ impl<D: Copy + Default> StreamLoop<D> {
         (self.reads.buf.as_ptr(), self.reads.buf.len())
     }
 
-    /// Lets later reads reuse the whole read buffer: the bytes of every
-    /// `Data` event handed out so far are no longer needed.
+    /// Lets later reads reuse the read buffer: the bytes of every `Data`
+    /// event handed out so far are no longer needed. Those of `Data` events
+    /// not handed out yet (held over in `pending` when a batch was cut
+    /// short) are kept: reads go on after them.
     #[inline]
     pub fn release_reads(&mut self) {
-        self.reads.used = 0;
+        self.reads.used = if self.pending.is_empty() {
+            0
+        } else {
+            self.pending_reads_end()
+        };
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pending_reads_end(&self) -> usize {
+        let data = self
+            .pending
+            .iter()
+            .filter(|e| e.kind == StreamEventKind::Data);
+        data.map(|e| e.offset + e.len).max().unwrap_or(0)
     }
 
     // ---- listeners -------------------------------------------------------
