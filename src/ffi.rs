@@ -953,7 +953,10 @@ pub unsafe extern "C" fn evl_connect(
 }
 
 /// Makes a stream of `fd`, a connected socket (TCP, Unix) or a pipe, tty...
-/// and writes its id to `*out`. The fd is made non-blocking.
+/// and writes its id to `*out`. The fd is made non-blocking. An fd opened
+/// for writing only (a pipe's write end) is never read: the stream only
+/// writes, evl_stream_shutdown closes it once the queue is sent (the reader
+/// then reads end-of-file), and a reader that has gone gives -EPIPE.
 ///
 /// Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF;
 /// -EEXIST if the fd is registered already; -EPERM for a regular file.
@@ -1030,7 +1033,10 @@ pub unsafe extern "C" fn evl_stream_shutdown(r#loop: *mut evl_loop, stream: u64)
 
 /// Graceful close: stops reading, sends what is queued, then closes
 /// (EVL_STREAM_CLOSED, status 0, or an error if the peer went first). Events
-/// of the stream not yet delivered are dropped.
+/// of the stream not yet delivered are dropped. Input not read by then is
+/// read and dropped before the socket is closed, so that the close ends
+/// with FIN, not with a reset that would throw away what the kernel still
+/// has to send (a peer that sends more after that can still cause one).
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
 /// Thread-safety: the loop's thread only.

@@ -287,9 +287,11 @@ const SHUTDOWN_WANTED: u32 = 1 << 5;
 const WRITE_SHUT: u32 = 1 << 6;
 /// Close once the queue drains.
 const CLOSING: u32 = 1 << 7;
+/// The fd was opened for writing only (a pipe's write end): never read.
+const WRITE_ONLY: u32 = 1 << 8;
 
 /// What stops a stream from reading.
-const NOT_READING: u32 = CONNECTING | PAUSED | THROTTLED | PEER_EOF | CLOSING;
+const NOT_READING: u32 = CONNECTING | PAUSED | THROTTLED | PEER_EOF | CLOSING | WRITE_ONLY;
 /// What makes a write fail with EPIPE.
 const NO_MORE_WRITES: u32 = SHUTDOWN_WANTED | WRITE_SHUT | CLOSING;
 
@@ -931,9 +933,14 @@ impl<D: Copy + Default> StreamLoop<D> {
             SOCKET
         } else {
             sys::ignore_sigpipe_by_default();
-            0
+            if sys::is_write_only(fd) {
+                WRITE_ONLY
+            } else {
+                0
+            }
         };
-        self.add_stream(fd, flags, READ, data, DEFAULT_SETTINGS, 0)
+        let interest = if flags & WRITE_ONLY != 0 { EDGE } else { READ };
+        self.add_stream(fd, flags, interest, data, DEFAULT_SETTINGS, 0)
     }
 
     /// Starts connecting to `addr`; `Connected` tells how it ended. Writes
@@ -1031,7 +1038,8 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         if revents & ERROR != 0 {
             let error = match sys::take_socket_error(s.fd) {
-                Ok(0) => libc::EPIPE,
+                // A pipe's write end whose reader has gone is not a socket.
+                Ok(0) | Err(libc::ENOTSOCK) => libc::EPIPE,
                 Ok(error) | Err(error) => error,
             };
             self.close_now(id, error, false);
@@ -1204,7 +1212,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         match result {
             Err(error) => self.close_now(id, error, false),
             // Both directions are done: nothing more can happen.
-            Ok(()) if s.flags & PEER_EOF != 0 => self.close_now(id, 0, false),
+            Ok(()) if s.flags & (PEER_EOF | WRITE_ONLY) != 0 => self.close_now(id, 0, false),
             Ok(()) => {
                 if let Err(e) = sync_interest(&mut self.core, s) {
                     self.close_now(id, e, false);
@@ -1429,6 +1437,12 @@ impl<D: Copy + Default> StreamLoop<D> {
             let _ = self.core.stop_timer(s.idle_timer);
         }
         let _ = self.core.unregister(s.fd);
+        if error == 0 && s.socket() {
+            // A graceful end: unread input would make close(2) answer with
+            // RST, which throws away what the kernel still has to send (and
+            // the peer reads ECONNRESET, not end-of-file). Read it first.
+            sys::discard_input(s.fd);
+        }
         sys::close(s.fd);
         if purge {
             self.pending.retain(|e| e.stream != id);

@@ -583,6 +583,26 @@ pub fn is_socket(fd: RawFd) -> bool {
     int_option(fd, libc::SOL_SOCKET, libc::SO_TYPE).is_ok()
 }
 
+/// Reads and drops what a non-blocking socket has received, up to 1 MiB
+/// (a peer that keeps sending is not waited for).
+pub fn discard_input(fd: RawFd) {
+    let mut sink = [0u8; 16 << 10];
+    for _ in 0..64 {
+        match read(fd, &mut sink) {
+            Ok(n) if n > 0 => {}
+            Err(libc::EINTR) => {}
+            _ => return,
+        }
+    }
+}
+
+/// Whether `fd` was opened for writing only (a pipe's write end).
+pub fn is_write_only(fd: RawFd) -> bool {
+    // SAFETY: plain fcntl call; an error answers false.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_ACCMODE == libc::O_WRONLY
+}
+
 /// Sends small writes at once (TCP only; an error elsewhere is harmless).
 pub fn set_nodelay(fd: RawFd) {
     let _ = set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);

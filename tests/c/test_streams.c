@@ -7,6 +7,9 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -221,6 +224,121 @@ static void test_held_over_data_keeps_its_bytes(void) {
     CHECK_EQ(evl_loop_free(loop), 0);
     close(a[1]);
     close(b[1]);
+}
+
+/* Found by the model tests (FOUND-BUGS M3): a stream over a pipe's write end
+ * read from it at its first readiness, got EBADF and closed itself. */
+static void test_stream_over_a_pipes_write_end(void) {
+    evl_loop *loop = new_loop();
+    int fds[2];
+    CHECK_EQ(pipe2(fds, O_NONBLOCK), 0);
+    uint64_t stream;
+    CHECK_EQ(evl_stream_open(loop, fds[1], NULL, NULL, &stream), 0);
+    enum { SIZE = 200000 };
+    static char sent[SIZE], got[SIZE];
+    for (int i = 0; i < SIZE; i++) sent[i] = (char)(i * 7);
+    CHECK_EQ(evl_stream_write(loop, stream, sent, SIZE), 0);
+    CHECK_EQ(evl_stream_shutdown(loop, stream), 0); /* closes once all is sent */
+    size_t have = 0;
+    int closed = 0, status = 1, eof = 0;
+    evl_stream_event ev[8];
+    for (int round = 0; round < 1000 && !(closed && eof); round++) {
+        ssize_t n;
+        while ((n = read(fds[0], got + have, SIZE - have)) > 0) have += (size_t)n;
+        if (n == 0) eof = 1;
+        int count = evl_stream_poll(loop, 10, ev, 8);
+        CHECK(count >= 0);
+        for (int i = 0; i < count; i++) {
+            CHECK(ev[i].kind != EVL_STREAM_DATA && ev[i].kind != EVL_STREAM_EOF);
+            if (ev[i].kind == EVL_STREAM_CLOSED) {
+                closed++;
+                status = ev[i].status;
+            }
+        }
+    }
+    CHECK_EQ(have, SIZE);
+    CHECK(memcmp(sent, got, SIZE) == 0);
+    CHECK_EQ(closed, 1);
+    CHECK_EQ(status, 0);
+    CHECK(eof);
+    close(fds[0]);
+
+    /* A reader that has gone: -EPIPE, not an error about sockets. */
+    CHECK_EQ(pipe2(fds, O_NONBLOCK), 0);
+    CHECK_EQ(evl_stream_open(loop, fds[1], NULL, NULL, &stream), 0);
+    close(fds[0]);
+    CHECK_EQ(evl_stream_write(loop, stream, "x", 1), -EPIPE);
+    CHECK_EQ(evl_stream_poll(loop, 10, ev, 8), 1);
+    CHECK_EQ(ev[0].kind, EVL_STREAM_CLOSED);
+    CHECK_EQ(ev[0].status, -EPIPE);
+    /* The same with nothing written: epoll reports an error. */
+    CHECK_EQ(pipe2(fds, O_NONBLOCK), 0);
+    CHECK_EQ(evl_stream_open(loop, fds[1], NULL, NULL, &stream), 0);
+    close(fds[0]);
+    CHECK_EQ(evl_stream_poll(loop, 1000, ev, 8), 1);
+    CHECK_EQ(ev[0].kind, EVL_STREAM_CLOSED);
+    CHECK_EQ(ev[0].status, -EPIPE);
+    CHECK_EQ(evl_loop_free(loop), 0);
+}
+
+/* A connected TCP pair on loopback: fds[0] accepted, fds[1] the client. */
+static void tcp_pair(int fds[2]) {
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    CHECK_EQ(bind(listener, (struct sockaddr *)&addr, sizeof addr), 0);
+    CHECK_EQ(listen(listener, 1), 0);
+    CHECK_EQ(getsockname(listener, (struct sockaddr *)&addr, &len), 0);
+    fds[1] = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK_EQ(connect(fds[1], (struct sockaddr *)&addr, sizeof addr), 0);
+    fds[0] = accept(listener, NULL, NULL);
+    CHECK(fds[0] >= 0);
+    close(listener);
+}
+
+/* Found by the model tests (FOUND-BUGS M2): a graceful close of a socket
+ * with unread input made close(2) send RST, which threw away what the
+ * kernel still had to send: the peer got a prefix and ECONNRESET, while
+ * EVL_STREAM_CLOSED said 0. */
+static void test_graceful_close_with_unread_input_sends_everything(void) {
+    evl_loop *loop = new_loop();
+    int fds[2];
+    tcp_pair(fds);
+    uint64_t stream;
+    CHECK_EQ(evl_stream_open(loop, fds[0], NULL, NULL, &stream), 0);
+    CHECK_EQ(evl_stream_pause(loop, stream), 0);
+    CHECK_EQ(write(fds[1], "unread request", 14), 14);
+    enum { SIZE = 3000000 };
+    static char sent[SIZE], got[SIZE];
+    for (int i = 0; i < SIZE; i++) sent[i] = (char)(i * 13);
+    CHECK_EQ(evl_stream_set_watermarks(loop, stream, 0, 0), 0);
+    CHECK_EQ(evl_stream_write(loop, stream, sent, SIZE), 0);
+    CHECK_EQ(evl_stream_close(loop, stream), 0);
+    CHECK_EQ(fcntl(fds[1], F_SETFL, O_NONBLOCK), 0);
+    size_t have = 0;
+    int closed = 0, status = 1, eof = 0, reset = 0;
+    evl_stream_event ev[8];
+    for (int round = 0; round < 5000 && !eof && !reset; round++) {
+        ssize_t n;
+        while ((n = read(fds[1], got + have, SIZE - have)) > 0) have += (size_t)n;
+        if (n == 0) eof = 1;
+        if (n < 0 && errno == ECONNRESET) reset = 1;
+        int count = evl_stream_poll(loop, 1, ev, 8);
+        for (int i = 0; i < count; i++) {
+            if (ev[i].kind == EVL_STREAM_CLOSED) {
+                closed++;
+                status = ev[i].status;
+            }
+        }
+    }
+    CHECK_EQ(reset, 0);
+    CHECK(eof);
+    CHECK_EQ(have, SIZE);
+    CHECK(memcmp(sent, got, SIZE) == 0);
+    CHECK_EQ(closed, 1);
+    CHECK_EQ(status, 0);
+    close(fds[1]);
+    CHECK_EQ(evl_loop_free(loop), 0);
 }
 
 /* ---- a listener and a connection driven by callbacks ---------------------- */
@@ -594,6 +712,8 @@ int main(void) {
         TEST(test_exchange),
         TEST(test_stream_arguments),
         TEST(test_held_over_data_keeps_its_bytes),
+        TEST(test_stream_over_a_pipes_write_end),
+        TEST(test_graceful_close_with_unread_input_sends_everything),
         TEST(test_library_closed_stream_id_lives_until_closed),
         TEST(test_stream_callbacks),
         TEST(test_stream_batches),
