@@ -37,10 +37,10 @@ use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::os::fd::{IntoRawFd, RawFd};
 
-/// Bugs found by this model and still open (/work/wt/FOUND-BUGS.md): the
-/// default run steers around them; `EVLOOP_MODEL_STRICT=1` checks them.
-/// M2: a TCP stream closed with unread input resets its peer, dropping
-/// bytes it accepted. M3: a stream over a pipe's write end closes itself.
+/// A bug found by this model and still open (/work/wt/FOUND-BUGS.md, M2
+/// residue): a TCP stream closed with input it had not read may still reset
+/// its peer, which then loses the end of what the stream sent. The default
+/// run excuses that; `EVLOOP_MODEL_STRICT=1` checks it.
 fn strict() -> bool {
     std::env::var_os("EVLOOP_MODEL_STRICT").is_some()
 }
@@ -90,6 +90,8 @@ struct Stream {
     shutdown: bool,
     closing: bool,
     aborted: bool,
+    /// The peer wrote after the stream was asked to end (or ended).
+    peer_wrote_late: bool,
     /// evl_connect's EVL_STREAM_CONNECTED is still to come.
     connecting: bool,
     /// It was aborted while nothing else could have ended it.
@@ -120,18 +122,15 @@ impl Stream {
         self.closing || self.aborted
     }
 
-    /// Open bug M2: closed with unread input, the socket resets its peer
-    /// (not strict)...
+    /// TCP answers bytes that arrive after close(2) with a reset, which
+    /// drops what the closed socket had not sent yet: a peer that writes
+    /// after the stream was asked to end may lose the end of what it reads
+    /// (a lingering close would be needed to avoid that).
     fn reset_excused(&self) -> bool {
-        !strict()
-            && self.peer_kind != Peer::PipeIn
+        let open_m2 = !strict()
             && self.got < self.peer_sent.len()
-            && (self.closing || self.shutdown || self.closed.is_some())
-    }
-
-    /// ... and over TCP, the reset drops the bytes still in the send buffer.
-    fn m2_excused(&self) -> bool {
-        self.reset_excused() && self.peer_kind.tcp()
+            && (self.closing || self.shutdown || self.closed.is_some());
+        self.peer_kind.tcp() && (self.peer_wrote_late || open_m2)
     }
 }
 
@@ -392,7 +391,10 @@ impl World {
                     );
                 } else if status == 0 {
                     assert!(
-                        s.closing || s.shutdown && (s.peer_shut || s.peer_closed),
+                        // (A pipe's write end only writes: its shutdown ends it.)
+                        s.closing
+                            || s.shutdown
+                                && (s.peer_shut || s.peer_closed || s.peer_kind == Peer::PipeOut),
                         "stream {k}: CLOSED 0 without close, or both sides shut down"
                     );
                 } else {
@@ -413,7 +415,7 @@ impl World {
         if self.streams.iter().filter(|s| s.closed.is_none()).count() >= 6 {
             return;
         }
-        let mut kind = [
+        let kind = [
             Peer::Unix,
             Peer::Unix,
             Peer::Tcp,
@@ -422,9 +424,6 @@ impl World {
             Peer::Accepted,
             Peer::Connected,
         ][self.rng.below(7) as usize];
-        if kind == Peer::PipeOut && !strict() {
-            kind = Peer::Unix; // open bug M3
-        }
         let (ours, theirs) = match kind {
             Peer::Unix => socketpair(),
             Peer::Tcp => {
@@ -506,6 +505,7 @@ impl World {
             closing: false,
             aborted: false,
             connecting: kind == Peer::Connected,
+            peer_wrote_late: false,
             abort_when_healthy: false,
             paused: None,
             idle_ms: 0,
@@ -765,6 +765,7 @@ impl World {
         match write(fd, &data) {
             Ok(n) => {
                 s.peer_sent.extend_from_slice(&data[..n]);
+                s.peer_wrote_late |= s.asked_to_end() || s.closed.is_some();
                 trace(|| {
                     format!(
                         "{} peer {k} writes {n}",
@@ -798,7 +799,7 @@ impl World {
                     // Unless it ended otherwise: an idle timeout may end a
                     // flush the peer does not read (CLOSED says -ETIMEDOUT).
                     let ended_otherwise = s.idle_ms > 0 || s.closed.is_some_and(|st| st != 0);
-                    if !s.aborted && !ended_otherwise && !s.m2_excused() {
+                    if !s.aborted && !ended_otherwise && !s.reset_excused() {
                         assert_eq!(
                             s.peer_got,
                             s.sent.len(),
@@ -1210,7 +1211,7 @@ fn finish() {
                 && !s.peer_closed
                 && s.closed == Some(0)
                 && s.peer_kind.stream_writes()
-                && !s.m2_excused()
+                && !s.reset_excused()
             {
                 assert_eq!(
                     s.peer_got,
