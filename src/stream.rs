@@ -191,13 +191,18 @@ impl<T> Slab<T> {
         (entry.generation as u64) << 32 | self.kind | slot as u64
     }
 
+    /// The slot an id names. An id of the other kind has its kind bit
+    /// flipped here: a slot number past 2^31, beyond the end of any table.
+    #[inline]
+    fn index(&self, id: u64) -> usize {
+        ((id & (SLOT_MASK | LISTENER_KIND)) ^ self.kind) as usize
+    }
+
     #[inline]
     fn slot(&self, id: u64) -> Option<usize> {
-        // An id of the other kind has its kind bit flipped here: a slot
-        // number past 2^31, beyond the end of any table.
-        let slot = (id & (SLOT_MASK | LISTENER_KIND)) ^ self.kind;
-        let entry = self.entries.get(slot as usize)?;
-        (entry.generation == (id >> 32) as u32 && entry.value.is_some()).then_some(slot as usize)
+        let slot = self.index(id);
+        let entry = self.entries.get(slot)?;
+        (entry.generation == (id >> 32) as u32 && entry.value.is_some()).then_some(slot)
     }
 
     #[inline]
@@ -231,15 +236,14 @@ impl<T> Slab<T> {
     /// Whether `id` names a value taken by `close` and not yet retired.
     #[cold]
     fn is_closed(&self, id: u64) -> bool {
-        let slot = (id & (SLOT_MASK | LISTENER_KIND)) ^ self.kind;
-        matches!(self.entries.get(slot as usize),
+        matches!(self.entries.get(self.index(id)),
             Some(entry) if entry.closed && entry.generation == (id >> 32) as u32)
     }
 
     /// Frees the slot of a closed id: from now on the id matches nothing.
     fn retire(&mut self, id: u64) {
         if self.is_closed(id) {
-            let slot = (id & SLOT_MASK) as usize;
+            let slot = self.index(id);
             let entry = &mut self.entries[slot];
             entry.closed = false;
             entry.generation = entry.generation.checked_add(1).unwrap_or(1);

@@ -33,28 +33,24 @@ fn assert_all_passed(output: &std::process::Output) {
 
 #[test]
 fn c_api_tests_pass() {
-    assert_all_passed(&Command::new(test_program("test_api")).output().unwrap());
+    assert_all_passed(&run(&mut Command::new(test_program("test_api"))));
 }
 
 #[test]
 fn c_api_tests_are_memcheck_clean() {
-    let output = valgrind_command(&test_program("test_api"))
-        .output()
-        .unwrap();
+    let output = run(&mut valgrind_command(&test_program("test_api")));
     assert_all_passed(&output);
     assert_memcheck_clean(&output);
 }
 
 #[test]
 fn c_stream_tests_pass() {
-    assert_all_passed(&Command::new(test_program("test_streams")).output().unwrap());
+    assert_all_passed(&run(&mut Command::new(test_program("test_streams"))));
 }
 
 #[test]
 fn c_stream_tests_are_memcheck_clean() {
-    let output = valgrind_command(&test_program("test_streams"))
-        .output()
-        .unwrap();
+    let output = run(&mut valgrind_command(&test_program("test_streams")));
     assert_all_passed(&output);
     assert_memcheck_clean(&output);
 }
@@ -84,6 +80,6 @@ fn header_compiles_as_cpp() {
         .output()
         .expect("c++ is needed to check the header compiles as C++: apt-get install g++");
     assert!(output.status.success(), "{}", show(&output));
-    let run = Command::new(&exe).output().unwrap();
-    assert!(run.status.success(), "{}", show(&run));
+    let ran = run(&mut Command::new(&exe));
+    assert!(ran.status.success(), "{}", show(&ran));
 }

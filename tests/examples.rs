@@ -8,7 +8,7 @@ use std::process::Command;
 #[test]
 fn demo_pings_five_times_and_ends_by_itself() {
     let exe = build_example("demo");
-    let output = Command::new(&exe).output().unwrap();
+    let output = run(&mut Command::new(&exe));
     assert!(output.status.success(), "{}", show(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     for i in 1..=5 {
@@ -19,7 +19,7 @@ fn demo_pings_five_times_and_ends_by_itself() {
     }
     assert!(stdout.ends_with("loop ended: Success\n"), "{stdout}");
 
-    let checked = valgrind_command(&exe).output().unwrap();
+    let checked = run(&mut valgrind_command(&exe));
     assert!(checked.status.success(), "{}", show(&checked));
     assert_memcheck_clean(&checked);
 }
@@ -42,7 +42,7 @@ fn bench_pipes_relays_every_byte_in_both_modes() {
         let mut cmd = Command::new(&exe);
         cmd.args(["-n", "200", "-a", "20", "-w", "5000", "-r", "3"]);
         cmd.args(mode);
-        let output = cmd.output().unwrap();
+        let output = run(&mut cmd);
         assert!(output.status.success(), "{}", show(&output));
         let runs = numbers(&output.stdout);
         assert_eq!(runs.len(), 3, "{}", show(&output));
@@ -52,10 +52,7 @@ fn bench_pipes_relays_every_byte_in_both_modes() {
             show(&output)
         );
     }
-    let bad = Command::new(&exe)
-        .args(["-n", "5", "-a", "10"])
-        .output()
-        .unwrap();
+    let bad = run(Command::new(&exe).args(["-n", "5", "-a", "10"]));
     assert_eq!(
         bad.status.code(),
         Some(2),
@@ -66,10 +63,8 @@ fn bench_pipes_relays_every_byte_in_both_modes() {
 #[test]
 fn bench_timers_reports_both_waits() {
     let exe = build_example("bench_timers");
-    let output = Command::new(&exe)
-        .args(["--rounds", "5", "--pending", "1000", "--delay-ms", "2"])
-        .output()
-        .unwrap();
+    let output =
+        run(Command::new(&exe).args(["--rounds", "5", "--pending", "1000", "--delay-ms", "2"]));
     assert!(output.status.success(), "{}", show(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(

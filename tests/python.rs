@@ -7,12 +7,10 @@ use std::process::Command;
 
 #[test]
 fn python_package_unittests() {
-    let output = Command::new("python3")
+    let output = run(Command::new("python3")
         .args(["-m", "unittest", "discover", "-v", "-s"])
         .arg(root().join("python/tests"))
-        .env("EVLOOP_LIBRARY", lib_dir().join("libevloop.so"))
-        .output()
-        .expect("run python3");
+        .env("EVLOOP_LIBRARY", lib_dir().join("libevloop.so")));
     let report = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{}", show(&output));
     // Every test ran: none skipped silently.

@@ -16,6 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import evloop  # noqa: E402
 from evloop import _lib  # noqa: E402
 
+# subprocess.run kills a program that runs longer than this (a hang fails, never
+# blocks the suite); generous for a loaded machine.
+PATIENCE = 120
+
 HEADER = Path(__file__).resolve().parents[2] / "include" / "evloop.h"
 
 
@@ -63,8 +67,9 @@ class Declarations(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             source, program = Path(tmp) / "layout.c", Path(tmp) / "layout"
             source.write_text("\n".join(lines))
-            subprocess.run(["gcc", "-std=c11", "-I", str(HEADER.parent), "-o", str(program), str(source)], check=True)
-            printed = subprocess.run([str(program)], check=True, capture_output=True, text=True).stdout
+            subprocess.run(["gcc", "-std=c11", "-I", str(HEADER.parent), "-o", str(program), str(source)], check=True,
+                           timeout=PATIENCE)
+            printed = subprocess.run([str(program)], check=True, capture_output=True, text=True, timeout=PATIENCE).stdout
         expected = {}
         for struct in structs:
             expected[struct.__name__] = ctypes.sizeof(struct)
@@ -111,7 +116,7 @@ class Loading(unittest.TestCase):
     def run_import(self, env):
         code = "import evloop; print(evloop.version())"
         return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                              cwd=str(Path(__file__).resolve().parents[1]))
+                              cwd=str(Path(__file__).resolve().parents[1]), timeout=PATIENCE)
 
     def test_evloop_library_is_used(self):
         env = dict(os.environ, EVLOOP_LIBRARY=_lib.lib._name)
@@ -127,7 +132,7 @@ class Loading(unittest.TestCase):
 
     def test_a_library_that_is_not_evloop_is_refused(self):
         libc = subprocess.run(["sh", "-c", "ldd /bin/sh | grep -o '/[^ ]*libc.so[^ ]*'"],
-                              capture_output=True, text=True).stdout.strip()
+                              capture_output=True, text=True, timeout=PATIENCE).stdout.strip()
         if not libc:
             self.fail("libc path not found via ldd")
         result = self.run_import(dict(os.environ, EVLOOP_LIBRARY=libc))
@@ -137,7 +142,7 @@ class Loading(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             source, library = Path(tmp) / "other.c", Path(tmp) / "libevloop.so"
             source.write_text(f"unsigned evl_abi_version(void) {{ return {evloop.ABI_VERSION + 1}; }}\n")
-            subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+            subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True, timeout=PATIENCE)
             result = self.run_import(dict(os.environ, EVLOOP_LIBRARY=str(library)))
         self.assertNotEqual(result.returncode, 0)
         wanted = f"has ABI version {evloop.ABI_VERSION + 1}, this package needs {evloop.ABI_VERSION}"
