@@ -641,9 +641,11 @@ int evl_stream_shutdown(struct evl_loop *loop, uint64_t stream);
  * Graceful close: stops reading, sends what is queued, then closes
  * (EVL_STREAM_CLOSED, status 0, or an error if the peer went first). Events
  * of the stream not yet delivered are dropped. Input not read by then is
- * read and dropped before the socket is closed, so that the close ends
- * with FIN, not with a reset that would throw away what the kernel still
- * has to send (a peer that sends more after that can still cause one).
+ * read and dropped just before the socket is closed, so that the close
+ * ends with FIN, not with a reset that would throw away what the kernel
+ * still has to send. Input that arrives after that (still in flight, or
+ * sent by the peer once the close began) still makes TCP answer with a
+ * reset: a peer should stop sending before it expects the end.
  *
  * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
  * Thread-safety: the loop's thread only.
