@@ -1224,11 +1224,8 @@ fn finish() {
             assert_eq!(rc, -libc::ENOENT, "stream {k}: its id lives after CLOSED");
         }
         // SAFETY: the loop is live.
-        assert_eq!(
-            unsafe { evl_listener_close(w.lp, w.listener) },
-            0,
-            "evl_listener_close"
-        );
+        let rc = unsafe { evl_listener_close(w.lp, w.listener) };
+        assert_eq!(rc, 0, "evl_listener_close");
         // SAFETY: the loop is live and not running.
         assert_eq!(unsafe { evl_loop_free(w.lp) }, 0);
         for s in &mut w.streams {
