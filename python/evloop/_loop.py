@@ -115,6 +115,31 @@ def fileobj_to_fd(fileobj: Any) -> int:
     return fd
 
 
+class StreamEndpoint:
+    """What the loop calls on the owner of a stream (evloop.Transport, the
+    asyncio transport), one method per event; the stream's data goes to its
+    receiver (Loop.set_receiver) instead."""
+
+    def _stream_connected(self) -> None:
+        """The outgoing connection is up (or an accepted stream is new)."""
+
+    def _stream_eof(self) -> None:
+        """The peer shut down its writing side."""
+
+    def _stream_drained(self) -> None:
+        """The write queue emptied (only after something was queued)."""
+
+    def _stream_closed(self, status: int) -> None:
+        """The last event: 0 or a negative errno."""
+
+    def _receive_failed(self, exc: Exception) -> None:
+        """The receiver raised `exc` (raise it to stop the loop with it)."""
+        raise exc
+
+    def _loop_closed(self) -> None:
+        """The loop was freed with the stream still open: no more events."""
+
+
 class Loop:
     """An event loop: fds, timers, signals, thread-safe calls and buffered
     streams. All methods are for the thread that runs the loop, except
@@ -356,7 +381,8 @@ class Loop:
     # ---- running -----------------------------------------------------------
 
     def stop(self) -> None:
-        """Makes run() return after the current iteration. Any thread."""
+        """Makes run() return after the current iteration (called before
+        run(), that run returns at once). Any thread."""
         self._stopping = True
         if self._ptr is not None:
             _lib.evl_wake(self._ptr)
@@ -396,7 +422,6 @@ class Loop:
         if self._running:
             raise RuntimeError("the loop is already running")
         self._running = True
-        self._stopping = False
         self._thread = threading.get_ident()
 
     def _leave(self) -> None:
@@ -477,9 +502,14 @@ class Loop:
                 data = read(length)
                 try:
                     receive = receivers[stream]
-                except KeyError:  # closed (or paused) since it was read
+                except KeyError:  # closed since it was read
                     continue
-                receive(data)
+                try:
+                    receive(data)
+                except Exception as exc:
+                    # The stream's owner decides: an asyncio transport
+                    # reports it and closes, evloop.Transport raises it.
+                    self._streams[stream]._receive_failed(exc)
         except BaseException:
             self._save(self._batch(data_events - len(list(fields)) // 2, count))
             raise
@@ -495,10 +525,13 @@ class Loop:
                 if kind == 1:  # EVL_STREAM_DATA: the hot path
                     try:
                         receive = receivers[stream]
-                    except KeyError:  # closed (or paused) since it was read
+                    except KeyError:  # closed since it was read
                         continue
                     offset = data - start
-                    receive(reads[offset : offset + length])
+                    try:
+                        receive(reads[offset : offset + length])
+                    except Exception as exc:
+                        self._streams[stream]._receive_failed(exc)
                 else:
                     self._dispatch_other(kind, fd, stream, data, length, userdata, status, revents)
         except BaseException:
@@ -520,30 +553,32 @@ class Loop:
         elif kind == _SAVED_DATA:
             receiver = self._receivers.get(stream)
             if receiver is not None:
-                receiver(data)
+                try:
+                    receiver(data)
+                except Exception as exc:
+                    self._streams[stream]._receive_failed(exc)
         elif kind == _lib.EVL_STREAM_ACCEPTED:
             server = self._listeners.get(userdata)
             if server is None:  # closed since: the stream is not wanted
                 _lib.evl_stream_abort(self._ptr, stream)
                 return
-            self._new_transport(stream, fd, server._factory())._made()
-        elif kind == _lib.EVL_STREAM_CONNECTED:
-            transport = self._streams.get(stream)
-            if transport is not None and status == 0:
-                transport._made()
-            # A failure is reported by the CLOSED event that follows.
-        elif kind == _lib.EVL_STREAM_EOF:
-            transport = self._streams.get(stream)
-            if transport is not None and not transport._closing:
-                eof_received = getattr(transport._protocol, "eof_received", None)
-                if not (eof_received is not None and eof_received()):
-                    transport.close()
-        elif kind == _lib.EVL_STREAM_CLOSED:
-            transport = self._streams.pop(stream, None)
-            self._receivers.pop(stream, None)
-            if transport is not None:
-                transport._lost(status)
-        # EVL_STREAM_DRAINED: the library resumes reading by itself.
+            self._new_transport(stream, fd, server._factory())._stream_connected()
+        else:
+            endpoint = self._streams.get(stream)
+            if endpoint is None:
+                return
+            if kind == _lib.EVL_STREAM_CONNECTED:
+                if status == 0:
+                    endpoint._stream_connected()
+                # A failure is reported by the CLOSED event that follows.
+            elif kind == _lib.EVL_STREAM_EOF:
+                endpoint._stream_eof()
+            elif kind == _lib.EVL_STREAM_DRAINED:
+                endpoint._stream_drained()
+            elif kind == _lib.EVL_STREAM_CLOSED:
+                del self._streams[stream]
+                self._receivers.pop(stream, None)
+                endpoint._stream_closed(status)
 
     def _save(self, events: List[tuple]) -> None:
         """Keeps `events` for the next iteration, with the bytes of DATA
@@ -625,16 +660,55 @@ class Loop:
         stream = c_uint64()
         check(_lib.evl_stream_open(self._handle(), fd, _lib.NO_STREAM_CB, None, byref(stream)), "evl_stream_open")
         transport = self._new_transport(stream.value, fd, protocol_factory())
-        transport._made()
+        transport._stream_connected()
         return transport
 
     def _new_transport(self, stream: int, fd: int, protocol: Any) -> Transport:
-        """Its protocol's connection_made() and data come with _made()."""
+        """Its protocol's connection_made() and data come with _stream_connected()."""
         if fd < 0:
             fd = _lib.evl_stream_fd(self._ptr, stream)
         transport = Transport(self, stream, fd, protocol)
         self._streams[stream] = transport
         return transport
+
+    # ---- what stream owners use (evloop.Transport, the asyncio transport) ----
+
+    def adopt(self, fd: int, endpoint: "StreamEndpoint") -> int:
+        """Makes a library stream of the connected fd, which the library then
+        owns and closes, and returns its id. The stream's events go to
+        `endpoint`; its data to the receiver set with set_receiver(), none
+        until then (bytes read before are dropped: set it, or pause, first)."""
+        stream = c_uint64()
+        check(_lib.evl_stream_open(self._handle(), fd, _lib.NO_STREAM_CB, None, byref(stream)), "evl_stream_open")
+        self._streams[stream.value] = endpoint
+        return stream.value
+
+    def set_receiver(self, stream: int, receiver: Optional[Callable[[bytes], Any]]) -> None:
+        """Where the stream's data goes from now on (None: dropped)."""
+        if receiver is None:
+            self._receivers.pop(stream, None)
+        else:
+            self._receivers[stream] = receiver
+
+    def write_queue(self) -> Tuple[List[bytes], "array[int]", List[bytes]]:
+        """The lists a write is appended to, one item to each: the stream id
+        as 8 bytes (native order), the length, the bytes. They reach the
+        library with the next iteration's exchange, in order."""
+        return self._write_streams, self._write_lens, self._write_data
+
+    def stream_call(self, function: Callable[..., int], *args: Any) -> int:
+        """``function(loop pointer, *args)`` (one of the library's stream
+        functions) once the writes made before are handed over, so that the
+        order is kept; raises for a negative return."""
+        return self._call_after_writes(function, *args)
+
+    def forget_listener(self, key: int) -> None:
+        """A Server closed: accepted events of its listener are refused."""
+        self._listeners.pop(key, None)
+
+    def queued(self, stream: int) -> int:
+        """Bytes written to the stream that the kernel has not taken yet."""
+        return self._queued(stream)
 
     def _flush_writes(self, stage: bool = False) -> None:
         """Hands the writes made so far to the library, in the order they
@@ -685,10 +759,10 @@ class Loop:
             self._flush_writes()
         check(_lib.evl_loop_free(self._ptr), "evl_loop_free")
         self._ptr = None
-        for transport in self._streams.values():
-            transport._closing = True
+        for endpoint in self._streams.values():
+            endpoint._loop_closed()
         for server in self._listeners.values():
-            server._closed = True
+            server._loop_closed()
         self._streams.clear()
         self._receivers.clear()
         self._listeners.clear()
