@@ -444,6 +444,13 @@ class Loop:
             or self._write_streams
         )
 
+    def iterate(self, wait_ms: int) -> int:
+        """One iteration for a caller that runs its own loop around this one
+        (the asyncio loop's selector): the writes made since the last one go
+        out, then the wait (-1: until something happens) and the dispatch.
+        Returns the number of callbacks called."""
+        return self._iterate(wait_ms)
+
     def _iterate(self, wait_ms: int) -> int:
         called = 0
         if self._saved:
@@ -682,6 +689,10 @@ class Loop:
         check(_lib.evl_stream_open(self._handle(), fd, _lib.NO_STREAM_CB, None, byref(stream)), "evl_stream_open")
         self._streams[stream.value] = endpoint
         return stream.value
+
+    def pointer(self) -> int:
+        """The library's loop (RuntimeError once closed)."""
+        return self._handle()
 
     def set_receiver(self, stream: int, receiver: Optional[Callable[[bytes], Any]]) -> None:
         """Where the stream's data goes from now on (None: dropped)."""

@@ -105,13 +105,27 @@ class EvloopSelector(BaseSelector):
                     return key.fd
             raise
 
+    # What the library is told; a selector over an evloop.Loop tells the Loop.
+
+    def _watch(self, fd: int, events: int) -> None:
+        check(_lib.evl_register(self._pointer(), fd, events, _lib.NO_IO_CB, None), "evl_register")
+
+    def _rewatch(self, fd: int, events: int) -> None:
+        check(_lib.evl_modify(self._pointer(), fd, events), "evl_modify")
+
+    def _unwatch(self, fd: int) -> None:
+        if self._ptr is not None:
+            # Never fails for a registered fd, closed or not: the library
+            # forgets it either way.
+            _lib.evl_unregister(self._ptr, fd)
+
     def register(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
         if (not events) or (events & ~(EVENT_READ | EVENT_WRITE)):
             raise ValueError(f"Invalid events: {events!r}")
         key = SelectorKey(fileobj, self._fileobj_lookup(fileobj), events, data)
         if key.fd in self._fd_to_key:
             raise KeyError(f"{fileobj!r} (FD {key.fd}) is already registered")
-        check(_lib.evl_register(self._pointer(), key.fd, _TO_EVL[events], _lib.NO_IO_CB, None), "evl_register")
+        self._watch(key.fd, _TO_EVL[events])
         self._fd_to_key[key.fd] = key
         return key
 
@@ -120,10 +134,7 @@ class EvloopSelector(BaseSelector):
             key = self._fd_to_key.pop(self._fileobj_lookup(fileobj))
         except KeyError:
             raise KeyError(f"{fileobj!r} is not registered") from None
-        if self._ptr is not None:
-            # Never fails for a registered fd, closed or not: the library
-            # forgets it either way.
-            _lib.evl_unregister(self._ptr, key.fd)
+        self._unwatch(key.fd)
         return key
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
@@ -135,7 +146,7 @@ class EvloopSelector(BaseSelector):
         if events != key.events:
             # Not checked, as EpollSelector does not: the known bits are used.
             try:
-                check(_lib.evl_modify(self._pointer(), key.fd, _TO_EVL[events & 3]), "evl_modify")
+                self._rewatch(key.fd, _TO_EVL[events & 3])
             except BaseException:
                 # As EpollSelector: a registration that could not be changed is dropped.
                 self.unregister(fileobj)
