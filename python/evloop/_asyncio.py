@@ -126,6 +126,7 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         self._receiving = False  # data goes straight to the protocol
         self._backlog: List[Any] = []  # bytes, _EOF, ("closed", status)
         self._unconfirmed = 0  # bytes written since the queue was last known
+        self._close_when_drained = False  # close() waits for the queue to empty
         self._sending_file = False  # loop.sendfile() is writing
         self._sent_by_sendfile = 0
         self._drain_waiter: Optional[asyncio.Future] = None  # sendfile's wait for the queue
@@ -298,7 +299,7 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
             return None
-        if self._closing:
+        if self._closing and not self._close_when_drained:
             return None
         # A copy: the caller may change a bytearray (or reuse a buffer)
         # before the write reaches the library.
@@ -332,6 +333,9 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         self._unconfirmed = 0
         if self._protocol_paused:
             self._maybe_resume_protocol()
+        if self._close_when_drained and not self._conn_lost and not self.get_write_buffer_size():
+            self._close_when_drained = False
+            self._close_now()
         waiter, self._drain_waiter = self._drain_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -390,6 +394,17 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         self._update_fast_write()
         self._backlog.clear()
         self._engine.set_receiver(self._stream, None)
+        if not self._gone and self.get_write_buffer_size():
+            # As asyncio's transport: reading stops, and the protocol may
+            # still write (resume_writing() comes as the queue drains: an SSL
+            # protocol sends its close_notify then); the stream closes once
+            # the queue is empty.
+            self._stream_call(_lib.evl_stream_pause)
+            self._close_when_drained = True
+            return
+        self._close_now()
+
+    def _close_now(self) -> None:
         if self._gone or not self._stream_call(_lib.evl_stream_close) or not self._stream_exists():
             # Closed at once (nothing was queued): connection_lost() comes
             # next, as from asyncio's transport, not after the next wait.
