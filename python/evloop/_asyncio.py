@@ -188,7 +188,13 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
     def _start(self) -> None:
         """After connection_made(): what arrived meanwhile, then the rest."""
         self._started = True
-        self._replay()
+        if self._backlog:
+            # In the next callback round, as asyncio's transport reads what
+            # came before connection_made() after its next wait (a test of
+            # CPython's depends on that order).
+            self._loop.call_soon(self._replay)
+        else:
+            self._replay()
 
     def _replay(self) -> None:
         while self._started and not self._paused and not self._closing:
