@@ -82,8 +82,13 @@ fn next_generation(generation: u32) -> u32 {
     }
 }
 
+/// The bits worth reporting for `interest`: ERROR and HUP always, RDHUP
+/// only with READ (as epoll is asked for it: see `sys::to_epoll`), so that
+/// an event fetched under read interest and filtered after a change to
+/// write-only interest does not come through as a bare RDHUP.
 fn wanted(interest: u32) -> u32 {
-    interest | ERROR | HUP | RDHUP
+    let rdhup = if interest & READ != 0 { RDHUP } else { 0 };
+    (interest & !RDHUP) | ERROR | HUP | rdhup
 }
 
 /// The interest a registration was given, from its `wanted` bits.
@@ -121,6 +126,8 @@ struct Shared<D> {
     /// Length of `tasks`, readable without the lock.
     queued: AtomicUsize,
     /// The doorbell was rung and not yet drained: further rings can be skipped.
+    /// Set by `ring` after the task is counted in `queued`; cleared by the
+    /// loop only after draining the eventfd (see `handle_internal`).
     wake_pending: AtomicBool,
     stop: AtomicBool,
     /// The eventfd doorbell. Owned here, closed on drop, replaced after fork.
@@ -287,13 +294,25 @@ impl<D: Copy + Default> EventLoop<D> {
     }
 
     /// Replaces the interest of a registered fd (the whole mask, options
-    /// included, like `epoll.modify`). Re-arms an ONESHOT registration.
+    /// included, like `epoll.modify`). Re-arms an ONESHOT registration, and
+    /// then drops its events already fetched: they were the previous arm's.
     pub fn modify(&mut self, fd: RawFd, interest: u32) -> Result<(), Errno> {
         if interest & !VALID_INTEREST != 0 {
             return Err(libc::EINVAL);
         }
         let slot = registration_in(&mut self.registrations, fd)?;
-        self.epoll.modify(fd, interest, slot.token)?;
+        if interest & ONESHOT == 0 {
+            self.epoll.modify(fd, interest, slot.token)?;
+        } else {
+            // A new arm: events already fetched under the old token (the
+            // previous arm's, in this batch) no longer match, so this arm
+            // gives at most the one report the kernel makes for it.
+            let generation = self.next_generation;
+            let token = token(generation, fd);
+            self.epoll.modify(fd, interest, token)?;
+            self.next_generation = next_generation(generation);
+            slot.token = token;
+        }
         slot.wanted = wanted(interest);
         Ok(())
     }
@@ -430,7 +449,9 @@ impl<D: Copy + Default> EventLoop<D> {
     // ---- one iteration ---------------------------------------------------
 
     /// Waits at most `timeout` (`None`: until something happens) for up to
-    /// `max_events` events, then prepares the iteration that `next_event`
+    /// `max_events` events (`usize::MAX`: one batch of 1024; more than
+    /// a batch, as `evl_poll` with a big array asks: that many, up to what
+    /// the epoll set could report), then prepares the iteration that `next_event`
     /// hands out. Errors: EBUSY while an iteration is still being dispatched,
     /// EINTR when a signal handler interrupted the wait.
     pub fn wait(&mut self, timeout: Option<Duration>, max_events: usize) -> Result<(), Errno> {
@@ -441,6 +462,14 @@ impl<D: Copy + Default> EventLoop<D> {
             panic!("evloop: test panic");
         }
         let timeout = self.effective_timeout(timeout);
+        let max_events = if max_events == usize::MAX {
+            BATCH
+        } else {
+            max_events
+        };
+        if max_events > self.events.capacity() {
+            self.grow_events(max_events);
+        }
         self.epoll.wait(&mut self.events, max_events, timeout)?;
         self.now = if self.timers.live > 0 {
             sys::now_ns()
@@ -467,6 +496,19 @@ impl<D: Copy + Default> EventLoop<D> {
         Ok(())
     }
 
+    /// Makes room for `max_events` events in one wait, but never for more
+    /// than the set could report: every registration and the loop's own fds
+    /// (doorbell, signalfd, the fallback timerfd).
+    #[cold]
+    #[inline(never)]
+    fn grow_events(&mut self, max_events: usize) {
+        let reportable = self.registered + 3;
+        let capacity = max_events.min(reportable);
+        if capacity > self.events.capacity() {
+            self.events = Events::with_capacity(capacity);
+        }
+    }
+
     fn effective_timeout(&mut self, timeout: Option<Duration>) -> Option<Duration> {
         if self.shared.queued.load(Ordering::Acquire) > 0
             || self.shared.stop.load(Ordering::Acquire)
@@ -490,8 +532,15 @@ impl<D: Copy + Default> EventLoop<D> {
     #[cold]
     fn handle_internal(&mut self, fd: RawFd) {
         if fd == self.shared.doorbell.load(Ordering::Relaxed) {
-            self.shared.wake_pending.store(false, Ordering::Release);
+            // Drain first, then clear: a post whose ring this drain swallowed
+            // had set the flag (or found it set) before the clear below, so
+            // the clear, an acquiring swap reading that flag, sees its task
+            // in `queued`, and the next wait does not block (its timeout is
+            // zero while `queued` > 0). A post that finds the flag clear
+            // rings after this drain, so the eventfd stays readable. There is
+            // no third case: no post can lose both its ring and its count.
             sys::eventfd_drain(fd);
+            self.shared.wake_pending.swap(false, Ordering::AcqRel);
         } else {
             self.signals.read_pending(fd);
         }
@@ -568,6 +617,34 @@ impl<D: Copy + Default> EventLoop<D> {
         }
     }
 
+    /// Drops every registration whose fd was closed without `unregister`,
+    /// even when its number now names another file (reused by `open`,
+    /// `dup2`...). The epoll set knows: its entries are (file, number) pairs,
+    /// and the kernel removed the entry of a closed file. ADD of the number
+    /// answers EEXIST exactly when the registered entry is still there, and
+    /// changes nothing then (MOD would re-arm a spent ONESHOT in the set the
+    /// parent shares). Any other answer means the registration has ended; an
+    /// ADD that succeeded (the number was reused) is undone at once, and
+    /// until then can only report ERROR or HUP, once, under a token that no
+    /// loop takes for one of its registrations. Costs one epoll_ctl per
+    /// registration, at fork only.
+    fn drop_closed_registrations(&mut self) {
+        for fd in 0..self.registrations.len() {
+            if self.registrations[fd].is_vacant() {
+                continue;
+            }
+            match self.epoll.add(fd as RawFd, ONESHOT, PROBE_TOKEN) {
+                Err(libc::EEXIST) => continue,
+                Ok(()) => {
+                    let _ = self.epoll.delete(fd as RawFd);
+                }
+                Err(_) => {}
+            }
+            self.registrations[fd] = Registration::vacant();
+            self.registered -= 1;
+        }
+    }
+
     /// In a child after `fork()`: new epoll set, doorbell and signalfd, so the
     /// child and the parent stop sharing kernel objects. Registrations (whose
     /// fds are still open), timers and signal watchers are kept.
@@ -575,6 +652,10 @@ impl<D: Copy + Default> EventLoop<D> {
         if self.phase != Phase::Idle {
             return Err(libc::EBUSY);
         }
+        // First drop the registrations that ended, while their numbers
+        // cannot have been taken by the new kernel objects made below (a
+        // live registration's fd is open, so its number is never given out).
+        self.drop_closed_registrations();
         let epoll = Epoll::new()?;
         let doorbell = sys::eventfd_new()?;
         if let Err(e) = epoll.add(doorbell, READ, token(0, doorbell)) {
@@ -584,17 +665,8 @@ impl<D: Copy + Default> EventLoop<D> {
         self.signals.reinit(&epoll)?;
         for fd in 0..self.registrations.len() {
             let reg = self.registrations[fd];
-            if reg.is_vacant() {
-                continue;
-            }
-            match epoll.add(fd as RawFd, interest_of(reg.wanted), reg.token) {
-                Ok(()) => {}
-                // Closed before the fork without being unregistered: it has ended.
-                Err(libc::EBADF) => {
-                    self.registrations[fd] = Registration::vacant();
-                    self.registered -= 1;
-                }
-                Err(e) => return Err(e),
+            if !reg.is_vacant() {
+                epoll.add(fd as RawFd, interest_of(reg.wanted), reg.token)?;
             }
         }
         self.epoll = epoll;
@@ -604,6 +676,10 @@ impl<D: Copy + Default> EventLoop<D> {
         Ok(())
     }
 }
+
+/// The epoll token of `reinit_after_fork`'s probe: fd -1 of a generation no
+/// registration has, so a loop that fetches it (the parent's) ignores it.
+const PROBE_TOKEN: u64 = u64::MAX;
 
 /// The live registration of `fd`. Takes the table alone, so the epoll set
 /// can be used while the registration is held.

@@ -112,7 +112,17 @@ pub const EVL_STREAM_DRAINED: u32 = 3;
 /// The stream is over and its fd closed; `status` is 0 (closed as asked,
 /// or both sides shut down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle
 /// timeout), -ECONNABORTED (evl_stream_abort)... The last event of every
-/// stream: free what `userdata` points to here. The id is dead afterwards.
+/// stream: free what `userdata` points to here.
+///
+/// A stream's id stays valid until this event has been delivered (to the
+/// callback, or written by evl_stream_poll), also when the stream closed
+/// earlier (the library closed it, or evl_stream_close or evl_stream_abort
+/// did). Until then the functions answer as for a closed stream:
+/// evl_stream_write -EPIPE; evl_stream_shutdown, _close, _abort, _pause,
+/// _resume, _set_watermarks and _set_idle_timeout 0, with nothing to do;
+/// evl_stream_set_callback 0 (this event then goes to the new callback);
+/// evl_stream_fd -EBADF; evl_stream_queued 0 bytes. Once it has been
+/// delivered the id is dead: every function answers -ENOENT.
 pub const EVL_STREAM_CLOSED: u32 = 4;
 /// A listener accepted a connection: `stream` is the new stream, which
 /// starts with the listener's callback and userdata (`userdata` here) and
@@ -475,8 +485,9 @@ pub unsafe extern "C" fn evl_loop_free(r#loop: *mut evl_loop) -> c_int {
 // ---- registrations ---------------------------------------------------------
 
 /// Watches `fd` for `events` (EVL_READ, EVL_WRITE, optionally EVL_EDGE or
-/// EVL_ONESHOT; EVL_ERROR, EVL_HUP and EVL_RDHUP are accepted and always
-/// reported anyway). `cb` (may be NULL: the fd is then reported only by
+/// EVL_ONESHOT; EVL_ERROR, EVL_HUP and EVL_RDHUP are accepted and ignored:
+/// EVL_ERROR and EVL_HUP are always reported, EVL_RDHUP with EVL_READ).
+/// `cb` (may be NULL: the fd is then reported only by
 /// evl_poll) is called with `userdata` when the fd is ready.
 ///
 /// Returns 0; -EINVAL for a NULL loop, a negative fd or unknown event bits;
@@ -486,7 +497,11 @@ pub unsafe extern "C" fn evl_loop_free(r#loop: *mut evl_loop) -> c_int {
 /// An fd closed without evl_unregister drops out of the kernel's set; when
 /// its number is reused, the new fd can be registered and the old
 /// registration never calls back. (If the old fd was dup()ed, the kernel
-/// keeps watching the duplicate: unregister before closing.)
+/// keeps watching the duplicate: unregister before closing.) An event of
+/// the closed fd fetched before the close, in the batch being dispatched,
+/// is still delivered to the old callback unless the number was registered
+/// again first; by then the number may name another file: a callback that
+/// closes a registered fd should evl_unregister it before closing.
 /// Ownership: the fd stays the caller's; the loop never closes it.
 /// `userdata` is the caller's and is only handed back.
 /// Thread-safety: the loop's thread only.
@@ -507,10 +522,13 @@ pub unsafe extern "C" fn evl_register(
 
 /// Replaces the interest of a registered fd with `events` (the whole mask,
 /// options included, like Python's epoll.modify); re-arms an EVL_ONESHOT
-/// registration. Events already fetched are filtered by the new interest.
+/// registration. Events already fetched are filtered by the new interest;
+/// with EVL_ONESHOT in `events` they are dropped (they were the previous
+/// arm's), so that one arm gives at most one report.
 ///
 /// Returns 0; -EINVAL for a NULL loop, a negative fd or unknown bits;
-/// -ENOENT if `fd` is not registered; -EBADF if it was closed.
+/// -ENOENT if `fd` is not registered; -EBADF if it was closed; -EBUSY if
+/// `fd` is a stream's or a listener's (the library's registration).
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_modify(r#loop: *mut evl_loop, fd: c_int, events: u32) -> c_int {
@@ -520,7 +538,8 @@ pub unsafe extern "C" fn evl_modify(r#loop: *mut evl_loop, fd: c_int, events: u3
 /// Replaces the callback and userdata of a registered fd (`cb` may be NULL).
 ///
 /// Returns 0; -EINVAL for a NULL loop or a negative fd; -ENOENT if `fd` is
-/// not registered.
+/// not registered; -EBUSY if `fd` is a stream's or a listener's (the
+/// library's registration).
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_set_callback(
@@ -541,7 +560,8 @@ pub unsafe extern "C" fn evl_set_callback(
 /// that was closed already.
 ///
 /// Returns 0; -EINVAL for a NULL loop or a negative fd; -ENOENT if `fd` is
-/// not registered.
+/// not registered; -EBUSY if `fd` is a stream's or a listener's (close the
+/// stream or listener instead).
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_unregister(r#loop: *mut evl_loop, fd: c_int) -> c_int {
@@ -597,6 +617,9 @@ pub unsafe extern "C" fn evl_run_once(r#loop: *mut evl_loop, timeout_ms: c_int) 
 /// calling their I/O callbacks. Due timers, queued tasks and signal watchers
 /// run their callbacks as usual, before the events are written, so every
 /// event written is for a registration that is still current.
+///
+/// With `max_events` at least the number of registrations, every ready one
+/// is written (no internal batch size limits it).
 ///
 /// Returns the number of events written (0 on timeout); -EINVAL for a NULL
 /// loop or `events`, or `max_events` <= 0; -EBUSY from one of the loop's own
@@ -781,8 +804,12 @@ pub unsafe extern "C" fn evl_signal_stop(r#loop: *mut evl_loop, signo: c_int) ->
 /// Call in the child after fork(): re-creates every kernel object the loop
 /// owns (epoll set, eventfd, signalfd, timerfd), so parent and child no
 /// longer affect each other, and keeps all registrations, timers and signal
-/// watchers. A registration whose fd was closed is dropped. An EVL_ONESHOT
-/// registration comes back armed.
+/// watchers. A registration whose fd was closed without evl_unregister is
+/// dropped, also when the number now names another fd (which is then not
+/// watched): it never calls back again, and the number may be registered
+/// anew. (Finding out costs the parent's loop at most one wake-up with no
+/// callback, when such a number was reused.) An EVL_ONESHOT registration
+/// comes back armed.
 ///
 /// Returns 0; -EINVAL for NULL; -EBUSY from one of the loop's callbacks;
 /// the errno of a failed syscall (the loop is then unusable: free it).
@@ -970,8 +997,9 @@ unsafe fn bytes<'a>(data: *const c_void, len: usize) -> Result<&'a [u8], Errno> 
 /// high watermark, reading from the stream pauses (evl_stream_set_watermarks).
 ///
 /// Returns 0 (the bytes are sent or queued); -EINVAL for a NULL loop, or
-/// NULL `data` with a non-zero `len`; -ENOENT for an unknown or closed
-/// stream; -EPIPE after evl_stream_shutdown or evl_stream_close; -EPIPE,
+/// NULL `data` with a non-zero `len`; -ENOENT for an unknown stream (or
+/// one whose EVL_STREAM_CLOSED was delivered); -EPIPE after
+/// evl_stream_shutdown or evl_stream_close, or once the stream is closed; -EPIPE,
 /// -ECONNRESET... when the peer has gone, in which case the stream is
 /// closed (EVL_STREAM_CLOSED follows with the same status). Never SIGPIPE.
 /// Ownership: `data` stays the caller's; it is not used after the call.
@@ -1105,7 +1133,9 @@ pub unsafe extern "C" fn evl_stream_set_callback(
 /// The stream's fd, for getpeername, setsockopt and the like. It stays the
 /// stream's: do not close it, read from it or register it.
 ///
-/// Returns the fd; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
+/// Returns the fd; -EINVAL for a NULL loop; -ENOENT for an unknown stream;
+/// -EBADF for a stream closed already (its EVL_STREAM_CLOSED not delivered
+/// yet: see there).
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_fd(r#loop: *mut evl_loop, stream: u64) -> c_int {
@@ -1280,8 +1310,8 @@ pub unsafe extern "C" fn evl_stream_submit(
 /// evl_stream_write would, in order.
 ///
 /// Returns the number of writes that failed (0: all went well); a write
-/// fails only for an unknown or ended stream (-ENOENT), one shut down
-/// (-EPIPE), or a peer that has gone, in which case the stream is closed
+/// fails only for an unknown stream or one whose EVL_STREAM_CLOSED was
+/// delivered (-ENOENT), one shut down or closed (-EPIPE), or a peer that has gone, in which case the stream is closed
 /// and EVL_STREAM_CLOSED says why. -EINVAL for a NULL loop, a negative
 /// `count`, NULL arrays with a non-zero `count`, or NULL `data` with
 /// non-zero lengths (nothing is written then).

@@ -14,9 +14,12 @@
 //! is tried at once, and only what the kernel does not take is copied into
 //! the stream's queue, which alone makes the stream ask for EVL_WRITE.
 //!
-//! Every stream ends with exactly one `Closed` event, after which its id is
-//! dead (functions given it return ENOENT). When the application ends a
-//! stream itself, events of that stream not yet handed out are dropped.
+//! Every stream ends with exactly one `Closed` event. Its id lives until
+//! that event is handed out: a stream already closed (by the library or the
+//! application) answers calls as a closed stream would (see
+//! [`StreamLoop::write`]); afterwards the id is dead (ENOENT). When the
+//! application ends a stream itself, events of that stream not yet handed
+//! out are dropped.
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -153,6 +156,9 @@ struct Slab<T> {
 struct Entry<T> {
     generation: u32,
     value: Option<T>,
+    /// The value was taken by `close`: the id still names the slot (which
+    /// is not free) until `retire`.
+    closed: bool,
 }
 
 /// Listener ids have this bit set, stream ids not.
@@ -175,6 +181,7 @@ impl<T> Slab<T> {
                 self.entries.push(Entry {
                     generation: 1,
                     value: None,
+                    closed: false,
                 });
                 (self.entries.len() - 1) as u32
             }
@@ -211,6 +218,33 @@ impl<T> Slab<T> {
         entry.generation = entry.generation.checked_add(1).unwrap_or(1);
         self.free.push(slot as u32);
         entry.value.take()
+    }
+
+    /// Takes the value out, keeping the id for `is_closed` until `retire`.
+    fn close(&mut self, id: u64) -> Option<T> {
+        let slot = self.slot(id)?;
+        let entry = &mut self.entries[slot];
+        entry.closed = true;
+        entry.value.take()
+    }
+
+    /// Whether `id` names a value taken by `close` and not yet retired.
+    #[cold]
+    fn is_closed(&self, id: u64) -> bool {
+        let slot = (id & (SLOT_MASK | LISTENER_KIND)) ^ self.kind;
+        matches!(self.entries.get(slot as usize),
+            Some(entry) if entry.closed && entry.generation == (id >> 32) as u32)
+    }
+
+    /// Frees the slot of a closed id: from now on the id matches nothing.
+    fn retire(&mut self, id: u64) {
+        if self.is_closed(id) {
+            let slot = (id & SLOT_MASK) as usize;
+            let entry = &mut self.entries[slot];
+            entry.closed = false;
+            entry.generation = entry.generation.checked_add(1).unwrap_or(1);
+            self.free.push(slot as u32);
+        }
     }
 
     fn values(&self) -> impl Iterator<Item = &T> {
@@ -617,7 +651,12 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[cold]
     #[inline(never)]
     fn pop_pending(&mut self) -> Option<StreamEvent<D>> {
-        self.pending.pop_front()
+        let event = self.pending.pop_front()?;
+        if event.kind == StreamEventKind::Closed {
+            // Handed out: the stream's id dies now.
+            self.streams.retire(event.stream);
+        }
+        Some(event)
     }
 
     /// Signals, timers and tasks; then the iteration's I/O.
@@ -685,11 +724,27 @@ impl<D: Copy + Default> StreamLoop<D> {
         (self.reads.buf.as_ptr(), self.reads.buf.len())
     }
 
-    /// Lets later reads reuse the whole read buffer: the bytes of every
-    /// `Data` event handed out so far are no longer needed.
+    /// Lets later reads reuse the read buffer: the bytes of every `Data`
+    /// event handed out so far are no longer needed. Those of `Data` events
+    /// not handed out yet (held over in `pending` when a batch was cut
+    /// short) are kept: reads go on after them.
     #[inline]
     pub fn release_reads(&mut self) {
-        self.reads.used = 0;
+        self.reads.used = if self.pending.is_empty() {
+            0
+        } else {
+            self.pending_reads_end()
+        };
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pending_reads_end(&self) -> usize {
+        let data = self
+            .pending
+            .iter()
+            .filter(|e| e.kind == StreamEventKind::Data);
+        data.map(|e| e.offset + e.len).max().unwrap_or(0)
     }
 
     // ---- listeners -------------------------------------------------------
@@ -1031,8 +1086,16 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// closing; a write error (the peer has gone) closes the stream and is
     /// returned.
     #[inline(always)]
+    ///
+    /// A stream closed whose `Closed` has not been handed out yet answers
+    /// every call as a closed stream: EPIPE here, nothing to do (Ok) for
+    /// shutdown, close, abort, pause, resume and the settings, Ok for
+    /// `set_stream_data` (the `Closed` event then carries the new data),
+    /// EBADF for `stream_fd`, 0 for `queued`. ENOENT once it was handed out.
     pub fn write(&mut self, id: StreamId, bytes: &[u8]) -> Result<(), Errno> {
-        let s = self.streams.get_mut(id).ok_or(libc::ENOENT)?;
+        let Some(s) = self.streams.get_mut(id) else {
+            return self.not_live(id, Err(libc::EPIPE));
+        };
         if s.queue.is_some() || s.flags & (NO_MORE_WRITES | CONNECTING) != 0 || bytes.is_empty() {
             return self.write_slow(id, bytes);
         }
@@ -1152,14 +1215,25 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     // ---- what the application asks of a stream ------------------------------
 
-    fn stream(&mut self, id: StreamId) -> Result<&mut Stream<D>, Errno> {
-        self.streams.get_mut(id).ok_or(libc::ENOENT)
+    /// What a call given `id`, which names no live stream, answers:
+    /// `closed` while the stream's `Closed` waits to be handed out (see
+    /// [`write`](Self::write)), ENOENT otherwise.
+    #[cold]
+    #[inline(never)]
+    fn not_live<T>(&self, id: StreamId, closed: Result<T, Errno>) -> Result<T, Errno> {
+        if self.streams.is_closed(id) {
+            closed
+        } else {
+            Err(libc::ENOENT)
+        }
     }
 
     /// Shuts down the writing side once the queue drains (the peer then
     /// reads end-of-file); reading goes on. Later writes give EPIPE.
     pub fn shutdown(&mut self, id: StreamId) -> Result<(), Errno> {
-        let s = self.stream(id)?;
+        let Some(s) = self.streams.get_mut(id) else {
+            return self.not_live(id, Ok(()));
+        };
         if s.flags & NO_MORE_WRITES != 0 {
             return Ok(());
         }
@@ -1173,7 +1247,9 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// Stops reading and closes once the queue drains (`Closed` with 0).
     /// Events of this stream not yet handed out are dropped.
     pub fn close(&mut self, id: StreamId) -> Result<(), Errno> {
-        let s = self.streams.get_mut(id).ok_or(libc::ENOENT)?;
+        let Some(s) = self.streams.get_mut(id) else {
+            return self.not_live(id, Ok(()));
+        };
         if s.queue.is_none() {
             self.close_now(id, 0, true);
             return Ok(());
@@ -1188,7 +1264,9 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     /// Closes now, dropping whatever is queued (`Closed` with ECONNABORTED).
     pub fn abort(&mut self, id: StreamId) -> Result<(), Errno> {
-        self.stream(id)?;
+        if self.streams.get(id).is_none() {
+            return self.not_live(id, Ok(()));
+        }
         self.close_now(id, libc::ECONNABORTED, true);
         Ok(())
     }
@@ -1203,7 +1281,9 @@ impl<D: Copy + Default> StreamLoop<D> {
     }
 
     fn set_flag(&mut self, id: StreamId, flag: u32, on: bool) -> Result<(), Errno> {
-        let s = self.streams.get_mut(id).ok_or(libc::ENOENT)?;
+        let Some(s) = self.streams.get_mut(id) else {
+            return self.not_live(id, Ok(()));
+        };
         if on {
             s.flags |= flag;
         } else {
@@ -1243,7 +1323,10 @@ impl<D: Copy + Default> StreamLoop<D> {
             change(&mut l.settings);
             return Ok(());
         }
-        let mut settings = self.stream(id)?.settings;
+        let Some(s) = self.streams.get(id) else {
+            return self.not_live(id, Ok(()));
+        };
+        let mut settings = s.settings;
         change(&mut settings);
         self.apply_settings(id, settings);
         Ok(())
@@ -1305,17 +1388,32 @@ impl<D: Copy + Default> StreamLoop<D> {
             l.data = data;
             return Ok(());
         }
-        self.stream(id)?.data = data;
+        match self.streams.get_mut(id) {
+            Some(s) => s.data = data,
+            None => {
+                self.not_live(id, Ok(()))?;
+                let closed = self.pending.iter_mut();
+                for e in closed.filter(|e| e.stream == id && e.kind == StreamEventKind::Closed) {
+                    e.data = data;
+                }
+            }
+        }
         Ok(())
     }
 
     pub fn stream_fd(&self, id: StreamId) -> Result<RawFd, Errno> {
-        Ok(self.streams.get(id).ok_or(libc::ENOENT)?.fd)
+        match self.streams.get(id) {
+            Some(s) => Ok(s.fd),
+            None => self.not_live(id, Err(libc::EBADF)),
+        }
     }
 
     /// Bytes queued and not yet taken by the kernel.
     pub fn queued(&self, id: StreamId) -> Result<usize, Errno> {
-        Ok(self.streams.get(id).ok_or(libc::ENOENT)?.queued())
+        match self.streams.get(id) {
+            Some(s) => Ok(s.queued()),
+            None => self.not_live(id, Ok(0)),
+        }
     }
 
     /// Ends a stream now: `Closed` with `error`. `purge`: the application
@@ -1323,7 +1421,8 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[cold]
     #[inline(never)]
     fn close_now(&mut self, id: StreamId, error: Errno, purge: bool) {
-        let Some(s) = self.streams.remove(id) else {
+        // The id lives on until `Closed` is handed out (pop_pending).
+        let Some(s) = self.streams.close(id) else {
             return;
         };
         if s.idle_timer != 0 {

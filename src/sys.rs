@@ -80,6 +80,11 @@ impl Events {
         self.buf.len()
     }
 
+    /// How many events one wait can return.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }

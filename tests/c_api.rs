@@ -79,6 +79,7 @@ fn header_compiles_as_cpp() {
         .arg("-L")
         .arg(&lib)
         .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-Wl,--disable-new-dtags") // see compile_c
         .arg("-levloop")
         .output()
         .expect("c++ is needed to check the header compiles as C++: apt-get install g++");

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import math
 import os
 from ctypes import (
     CFUNCTYPE,
@@ -241,18 +242,24 @@ for _name, (_restype, _argtypes) in DECLARATIONS.items():
 
 def ceil_ms(seconds: float) -> int:
     """Seconds as whole milliseconds, rounded up, so that a wait or a timer
-    never ends early."""
-    return -int(-seconds * 1000 // 1)
+    never ends early. As math.ceil: OverflowError for an infinity,
+    ValueError for NaN."""
+    return math.ceil(seconds * 1000)
 
 
 def timeout_ms(timeout: Optional[float]) -> int:
     """A timeout in seconds as the library takes it: None waits for ever
-    (-1), anything not positive does not wait (0), the rest is ceil_ms."""
+    (-1), anything not positive does not wait (0), the rest is ceil_ms.
+    As EpollSelector: OverflowError for infinity and for more than an int of
+    milliseconds (about 24.8 days), ValueError for NaN."""
     if timeout is None:
         return -1
     if timeout <= 0:
         return 0
-    return min(ceil_ms(timeout), 0x7FFFFFFF)
+    ms = ceil_ms(timeout)
+    if ms > 0x7FFFFFFF:
+        raise OverflowError("timeout is too large")
+    return ms
 
 
 # ---- errors ----------------------------------------------------------------

@@ -16,6 +16,7 @@ from array import array
 import errno
 import functools
 from io import BytesIO
+import math
 import signal
 import socket
 import struct
@@ -35,6 +36,8 @@ assert _EVENT.size == sizeof(_lib.evl_stream_event)
 _DATA = _lib.EVL_STREAM_DATA
 # A DATA event whose bytes were copied out of the read buffer (see _save).
 _SAVED_DATA = -1
+# The longest delay evl_timer_start takes (a uint64_t of milliseconds).
+_MAX_TIMER_MS = (1 << 64) - 1
 # The first event's `data`, in 64-bit words (the read buffer's offset of a
 # run of DATA events).
 _PTR = _lib.evl_stream_event.data.offset // 8
@@ -209,6 +212,9 @@ class Loop:
         self._signal_handlers: Dict[int, Handle] = {}
         self._previous_handlers: Dict[int, Any] = {}
         self._wakeup: Optional[Tuple[socket.socket, socket.socket]] = None
+        # run() is running in the main thread: a SIGINT read from the wakeup
+        # socket must end it (see _sigint_arrived).
+        self._in_run = False
         self._exception: Optional[BaseException] = None
         self._stopping = False
         self._running = False
@@ -299,8 +305,12 @@ class Loop:
 
     def call_later(self, delay: float, callback: Callback, *args: Any) -> Handle:
         """Calls ``callback(*args)`` once, `delay` seconds from now (rounded
-        up to the millisecond: never early). Returns a cancellable Handle."""
-        ms = ceil_ms(max(delay, 0))
+        up to the millisecond: never early). Returns a cancellable Handle.
+        ValueError for an infinite or NaN delay."""
+        if delay != delay or delay == math.inf:
+            raise ValueError(f"call_later: the delay must be a finite number of seconds, not {delay!r}")
+        # Past 2**64 - 1 ms (585 million years) the timer is as good as never.
+        ms = min(ceil_ms(max(delay, 0)), _MAX_TIMER_MS)
         handle = Handle(self, callback, args)
         timer_id = c_uint64()
         check(
@@ -370,13 +380,31 @@ class Loop:
         check(_lib.evl_register(self._ptr, reader.fileno(), _lib.EVL_READ, _lib.NO_IO_CB, 0), "evl_register")
         self._wakeup = (reader, writer)
 
-    def _drain_wakeup(self) -> None:
+    def _drain_wakeup(self) -> bool:
+        """Empties the wakeup socket; returns whether SIGINT was among the
+        signal numbers Python's C handler wrote there."""
         assert self._wakeup is not None
+        sigint = False
         try:
-            while self._wakeup[0].recv(4096):
-                pass
+            while True:
+                data = self._wakeup[0].recv(4096)
+                if not data:
+                    break
+                sigint = sigint or signal.SIGINT in data
         except (BlockingIOError, InterruptedError):
             pass
+        return sigint
+
+    def _sigint_arrived(self) -> None:
+        """Ctrl-C came while run() ran. Its Python handler runs now if it has
+        not yet. If it has, but ran on entry to a callback the library called
+        (a timer's), before that callback's own try, ctypes dropped its
+        KeyboardInterrupt (it prints "Exception ignored" and goes on): raise
+        it again, so that Ctrl-C always ends run(). One that a callback
+        caught and kept is raised from run() already, before this."""
+        _lib.run_signal_handlers()
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler and self._exception is None:
+            raise KeyboardInterrupt
 
     # ---- running -----------------------------------------------------------
 
@@ -400,10 +428,14 @@ class Loop:
                 self._ensure_wakeup()
                 assert self._wakeup is not None
                 previous_wakeup = signal.set_wakeup_fd(self._wakeup[1].fileno(), warn_on_full_buffer=False)
+                # What is there is from before (a Ctrl-C that ended an earlier run).
+                self._drain_wakeup()
+                self._in_run = True
             while not self._stopping and self._has_work():
                 self._iterate(-1)
         finally:
             if main:
+                self._in_run = False
                 signal.set_wakeup_fd(-1 if previous_wakeup is None else previous_wakeup)
             self._leave()
 
@@ -556,7 +588,8 @@ class Loop:
             if registration is not None and registration.serial == userdata:
                 registration.callback(registration.fileobj, revents, *registration.args)
             elif userdata == 0 and self._wakeup is not None and fd == self._wakeup[0].fileno():
-                self._drain_wakeup()
+                if self._drain_wakeup() and self._in_run:
+                    self._sigint_arrived()
         elif kind == _SAVED_DATA:
             receiver = self._receivers.get(stream)
             if receiver is not None:

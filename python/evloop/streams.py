@@ -28,6 +28,7 @@ what it reads needs nothing more; ``set_write_buffer_limits`` moves the marks.
 from __future__ import annotations
 
 import errno
+import math
 import socket
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
@@ -338,10 +339,11 @@ def _ms(seconds: Optional[float]) -> int:
         return 0
     if seconds < 0:
         raise ValueError(f"a timeout cannot be negative: {seconds!r}")
-    ms = ceil_ms(seconds)
-    if ms > 0xFFFFFFFF:
+    if seconds != seconds:
+        raise ValueError(f"a timeout must be a number of seconds, not {seconds!r}")
+    if seconds == math.inf or ceil_ms(seconds) > 0xFFFFFFFF:
         raise ValueError(f"timeout too long: {seconds!r}")
-    return ms
+    return ceil_ms(seconds)
 
 
 def _limits(high: Optional[int], low: Optional[int]) -> "tuple[int, int]":

@@ -127,6 +127,21 @@ class Timeouts(unittest.TestCase):
         finally:
             signal.signal(signal.SIGUSR1, old)
 
+    def test_unusable_timeouts_raise_as_epoll_selectors_do(self):
+        # Each of these raises at once from both (none of them may wait): an
+        # infinity, more than an int of milliseconds (the first one over is
+        # 2**31 ms), NaN. Before, EvloopSelector said "NaN" for infinity and
+        # waited 24.8 days for the rest (infinity first: on such code the
+        # test fails there instead of waiting).
+        with selectors.EpollSelector() as epoll:
+            for timeout in (float("inf"), 1e300, 2**64, 2**31 / 1000, float("nan")):
+                mine = outcome(lambda: self.sel.select(timeout))
+                theirs = outcome(lambda: epoll.select(timeout))
+                self.assertEqual(mine, theirs, timeout)
+                self.assertEqual(mine[0], "raised", timeout)
+            for timeout in (float("-inf"), -1e300):  # not positive: no wait
+                self.assertEqual(outcome(lambda: self.sel.select(timeout)), ("ok", []))
+
     def test_many_fds_beyond_the_initial_array(self):
         pairs = [socket.socketpair() for _ in range(200)]
         for x, y in pairs:
@@ -137,6 +152,52 @@ class Timeouts(unittest.TestCase):
             self.sel.unregister(x)
             x.close()
             y.close()
+
+
+class EveryReadyFd(unittest.TestCase):
+    """select() returns every ready fd, as EpollSelector does, however many."""
+
+    def test_1500_writable_sockets(self):
+        pairs = [socket.socketpair() for _ in range(750)]
+        try:
+            for cls in (selectors.EpollSelector, evloop.EvloopSelector):
+                with cls() as sel:
+                    for x, y in pairs:
+                        sel.register(x, selectors.EVENT_WRITE)
+                        sel.register(y, selectors.EVENT_WRITE)
+                    ready = sel.select(0)
+                    self.assertEqual(len(ready), 1500, cls.__name__)
+                    self.assertEqual(len({key.fd for key, _ in ready}), 1500, cls.__name__)
+        finally:
+            for x, y in pairs:
+                x.close()
+                y.close()
+
+
+def _cpython_selector_tests():
+    """CPython's own selectors tests (test.test_selectors), which some
+    distributions ship apart (Debian: libpython3.X-testsuite; .ci/run installs it)."""
+    try:
+        from test import test_selectors
+    except ImportError as exc:
+        raise ImportError(
+            "CPython's test.test_selectors is needed: apt-get install "
+            f"libpython3.{sys.version_info[1]}-testsuite (.ci/run does this)"
+        ) from exc
+    return test_selectors
+
+
+class CPythonScalableSelectorTest(_cpython_selector_tests().ScalableSelectorMixIn, unittest.TestCase):
+    """CPython's test_above_fd_setsize: as many socket pairs as RLIMIT_NOFILE
+    allows (its hard limit, up to 65536), all ready, all returned."""
+
+    SELECTOR = evloop.EvloopSelector
+
+    def make_socketpair(self):
+        rd, wr = socket.socketpair()
+        self.addCleanup(rd.close)
+        self.addCleanup(wr.close)
+        return rd, wr
 
 
 class Asyncio(unittest.TestCase):

@@ -359,6 +359,92 @@ static void test_edge_and_oneshot(void) {
     close(sv[1]);
 }
 
+typedef struct {
+    int fds[2];
+    int calls[2];
+    int rearmed; /* index of the fd the first callback re-armed, or -1 */
+} rearm_state;
+
+/* The first callback re-arms the other fd, whose event is already in the batch. */
+static void rearm_other(evl_loop *loop, int fd, uint32_t revents, void *userdata) {
+    (void)revents;
+    rearm_state *s = userdata;
+    int me = fd == s->fds[1];
+    s->calls[me]++;
+    if (s->rearmed < 0) {
+        s->rearmed = !me;
+        CHECK_EQ(evl_modify(loop, s->fds[!me], EVL_WRITE | EVL_ONESHOT), 0);
+    }
+}
+
+/* Bug: an EVL_ONESHOT registration re-armed by evl_modify while an event of
+ * its previous arm was in the batch was reported for that stale event and
+ * then again for the kernel's fresh one: two reports for one arm. */
+static void test_oneshot_rearmed_during_its_batch_reports_once(void) {
+    evl_loop *loop = new_loop();
+    int a[2], b[2];
+    pair(a);
+    pair(b);
+    rearm_state s = {.fds = {a[0], b[0]}, .rearmed = -1};
+    /* Both always writable: both events come in the first batch. */
+    CHECK_EQ(evl_register(loop, a[0], EVL_WRITE | EVL_ONESHOT, rearm_other, &s), 0);
+    CHECK_EQ(evl_register(loop, b[0], EVL_WRITE | EVL_ONESHOT, rearm_other, &s), 0);
+    int total = 0;
+    for (int i = 0; i < 4; i++) total += evl_run_once(loop, 50);
+    CHECK(s.rearmed >= 0);
+    CHECK_EQ(total, 2);
+    CHECK_EQ(s.calls[0], 1);
+    CHECK_EQ(s.calls[1], 1);
+    CHECK_EQ(evl_unregister(loop, a[0]), 0);
+    CHECK_EQ(evl_unregister(loop, b[0]), 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+}
+
+typedef struct {
+    int fds[2];
+    uint32_t interest[2];
+    int calls, outside; /* callbacks, and those reporting bits beyond the interest */
+} interest_state;
+
+/* The first callback of the batch takes read interest away from the other fd,
+ * whose EPOLLIN|EPOLLRDHUP event is already in the batch. */
+static void drop_others_read(evl_loop *loop, int fd, uint32_t revents, void *userdata) {
+    interest_state *s = userdata;
+    int me = fd == s->fds[1];
+    uint32_t allowed = s->interest[me] | EVL_ERROR | EVL_HUP;
+    if (s->interest[me] & EVL_READ) allowed |= EVL_RDHUP;
+    if (revents & ~allowed) s->outside++;
+    if (s->calls++ == 0) {
+        s->interest[!me] = EVL_WRITE;
+        CHECK_EQ(evl_modify(loop, s->fds[!me], EVL_WRITE), 0);
+    }
+}
+
+/* Found by the model tests (FOUND-BUGS M1): EVL_RDHUP was in every
+ * registration's filter, so after evl_modify(fd, EVL_WRITE) an event fetched
+ * under read interest reached the callback as a bare EVL_RDHUP. */
+static void test_rdhup_only_with_read_interest(void) {
+    evl_loop *loop = new_loop();
+    int a[2], b[2];
+    pair(a);
+    pair(b);
+    shutdown(a[1], SHUT_WR); /* both readable, with RDHUP */
+    shutdown(b[1], SHUT_WR);
+    interest_state s = {.fds = {a[0], b[0]}, .interest = {EVL_READ, EVL_READ}};
+    CHECK_EQ(evl_register(loop, a[0], EVL_READ, drop_others_read, &s), 0);
+    CHECK_EQ(evl_register(loop, b[0], EVL_READ, drop_others_read, &s), 0);
+    CHECK_EQ(evl_run_once(loop, 1000), 1);
+    CHECK_EQ(s.outside, 0);
+    /* The modified one reports what it now asks for: writability. */
+    CHECK_EQ(evl_run_once(loop, 1000), 2);
+    CHECK_EQ(s.outside, 0);
+    CHECK_EQ(evl_unregister(loop, a[0]), 0);
+    CHECK_EQ(evl_unregister(loop, b[0]), 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+}
+
 /* ---- callbacks that change the loop ---------------------------------------- */
 
 typedef struct {
@@ -891,6 +977,103 @@ static void test_fork(void) {
     close(sv[1]);
 }
 
+/* Forks; the child runs `child` (which returns a bit set of failures) and
+ * exits with it; the parent checks that it exited with 0. */
+static void in_child(evl_loop *loop, int (*child)(evl_loop *, void *), void *arg) {
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) _exit(child(loop, arg));
+    int status = 0;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+}
+
+static int fork_over_closed_numbers(evl_loop *loop, void *arg) {
+    int *closed = arg;
+    int bad = 0, ran = 0;
+    if (evl_loop_fork(loop) != 0) bad |= 1;
+    /* Both closed registrations were dropped: their numbers now belong to
+     * the child's own epoll set and doorbell. */
+    if (evl_unregister(loop, closed[0]) != -ENOENT) bad |= 2;
+    if (evl_unregister(loop, closed[1]) != -ENOENT) bad |= 4;
+    if (evl_post(loop, count_task, &ran) != 0) bad |= 8;
+    if (evl_run_once(loop, 1000) != 1 || ran != 1) bad |= 16;
+    if (evl_run_once(loop, 0) != 0) bad |= 32; /* and the doorbell was drained */
+    evl_loop_free(loop);
+    return bad;
+}
+
+/* Bug: registrations closed without evl_unregister freed the numbers that
+ * the child's new epoll fd and eventfd then took; evl_loop_fork tried to
+ * add the new epoll fd to itself (-EINVAL) and the child kept sharing the
+ * parent's set. */
+static void test_fork_after_registered_fds_were_closed(void) {
+    evl_loop *loop = new_loop();
+    int sv[2];
+    pair(sv);
+    io_log log = {0};
+    CHECK_EQ(evl_register(loop, sv[0], EVL_READ, log_io, &log), 0);
+    CHECK_EQ(evl_register(loop, sv[1], EVL_WRITE, log_io, &log), 0);
+    close(sv[0]); /* never unregistered */
+    close(sv[1]);
+    /* The lowest free numbers: the child's new kernel objects take them. */
+    int probe = dup(0);
+    CHECK_EQ(probe, sv[0]);
+    close(probe);
+    in_child(loop, fork_over_closed_numbers, sv);
+    CHECK_EQ(evl_run_once(loop, 0), 0); /* the child's post never reached us */
+    CHECK_EQ(log.calls, 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+}
+
+typedef struct {
+    int pipe[2];
+    io_log *old_log;
+} reused_number;
+
+static int fork_over_reused_number(evl_loop *loop, void *arg) {
+    reused_number *r = arg;
+    int bad = 0;
+    if (evl_loop_fork(loop) != 0) bad |= 1;
+    if (write(r->pipe[1], "x", 1) != 1) bad |= 2;
+    if (evl_run_once(loop, 50) != 0) bad |= 4;
+    if (r->old_log->calls != 0) bad |= 8;
+    /* The old registration is gone: the number is free to register. */
+    if (evl_unregister(loop, r->pipe[0]) != -ENOENT) bad |= 16;
+    io_log fresh = {0};
+    if (evl_register(loop, r->pipe[0], EVL_READ, log_io, &fresh) != 0) bad |= 32;
+    if (evl_run_once(loop, 1000) != 1 || fresh.calls != 1) bad |= 64;
+    evl_loop_free(loop);
+    return bad;
+}
+
+/* Bug: a registration whose fd was closed without evl_unregister, its number
+ * since reused by an unrelated unregistered pipe, came back to life in the
+ * child, calling the old callback for the pipe. */
+static void test_fork_never_revives_a_closed_registration(void) {
+    evl_loop *loop = new_loop();
+    int sv[2];
+    pair(sv);
+    io_log log = {0};
+    CHECK_EQ(evl_register(loop, sv[0], EVL_READ, log_io, &log), 0);
+    close(sv[0]); /* never unregistered */
+    reused_number r = {.old_log = &log};
+    CHECK_EQ(pipe(r.pipe), 0);
+    move_to(r.pipe[0], sv[0]);
+    r.pipe[0] = sv[0];
+    in_child(loop, fork_over_reused_number, &r);
+    /* Nor in the parent. */
+    CHECK_EQ(write(r.pipe[1], "y", 1), 1);
+    CHECK_EQ(evl_run_once(loop, 50), 0);
+    CHECK_EQ(log.calls, 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(r.pipe[0]);
+    close(r.pipe[1]);
+    close(sv[1]);
+}
+
 static void test_many_fds(void) {
     enum { N = 500 };
     evl_loop *loop = new_loop();
@@ -923,6 +1106,8 @@ int main(void) {
         TEST(test_poll_reports_all_and_limits),
         TEST(test_hup_rdhup_error),
         TEST(test_edge_and_oneshot),
+        TEST(test_oneshot_rearmed_during_its_batch_reports_once),
+        TEST(test_rdhup_only_with_read_interest),
         TEST(test_callback_ends_other_registrations),
         TEST(test_fd_number_reused_in_batch),
         TEST(test_closed_without_unregister),
@@ -937,6 +1122,8 @@ int main(void) {
         TEST(test_signals),
         TEST(test_eintr),
         TEST(test_fork),
+        TEST(test_fork_after_registered_fds_were_closed),
+        TEST(test_fork_never_revives_a_closed_registration),
         TEST(test_many_fds),
     };
     return harness_main(tests, sizeof tests / sizeof tests[0]);

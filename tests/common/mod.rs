@@ -63,6 +63,10 @@ pub fn compile_c(sources: &[PathBuf], out: &Path, extra: &[&str]) -> PathBuf {
         .arg("-L")
         .arg(&lib)
         .arg(format!("-Wl,-rpath,{}", lib.display()))
+        // DT_RPATH, not DT_RUNPATH: it wins over LD_LIBRARY_PATH, which cargo
+        // test points at target/debug first, where an older `cargo build`
+        // may have left an older libevloop.so.
+        .arg("-Wl,--disable-new-dtags")
         .args(["-levloop", "-lpthread"])
         .args(extra);
     let output = cmd.output().expect("run the C compiler");
