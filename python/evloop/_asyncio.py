@@ -28,11 +28,12 @@ import sys
 import warnings
 from asyncio import base_events, constants, exceptions, futures, protocols, sslproto, transports, trsock
 from asyncio.log import logger
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import _lib
 from ._lib import timeout_ms
-from ._loop import Loop, StreamEndpoint
+from ._loop import Loop
+from .streams import StreamEndpoint
 from .selector import _TO_SELECTORS, EvloopSelector, _SelectorMapping
 
 # Stream events that came while the protocol could not take them (before
@@ -93,6 +94,15 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     _sock: Optional[socket.socket] = None
+    # What asyncio's base classes (BaseTransport, _FlowControlMixin) set and
+    # provide, which the standard library's type stubs leave out.
+    _extra: Dict[str, Any]
+    _loop: Any
+    _high_water: int
+    _low_water: int
+    _protocol_paused: bool
+    _maybe_pause_protocol: Callable[[], None]
+    _maybe_resume_protocol: Callable[[], None]
 
     def __init__(
         self,
@@ -481,7 +491,7 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
 
     # ---- what the engine calls (StreamEndpoint) ----------------------------
 
-    def _receive_failed(self, exc: Exception) -> None:
+    def _receive_failed(self, exc: BaseException) -> None:
         self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
 
     def _stream_eof(self) -> None:
@@ -541,6 +551,8 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
 class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     """asyncio's event loop on evloop (see the module's documentation)."""
 
+    _transports: Any  # asyncio's (fd -> transport), not in the type stubs
+
     def __init__(self) -> None:
         self._engine = Loop()
         super().__init__(_LoopSelector(self._engine))
@@ -571,7 +583,7 @@ class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
 
     async def _sendfile_native(self, transp: Any, file: Any, offset: int, count: int) -> int:
         if not isinstance(transp, _StreamTransport):
-            return await super()._sendfile_native(transp, file, offset, count)
+            return await super()._sendfile_native(transp, file, offset, count)  # type: ignore[misc]
         # The library owns the fd (asyncio's os.sendfile would need the
         # socket in the selector): the file goes through the stream.
         try:

@@ -22,11 +22,11 @@ import socket
 import struct
 import threading
 from ctypes import addressof, byref, c_char, c_size_t, c_uint64, c_void_p, sizeof
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, cast
 
 from . import _lib
 from ._lib import ceil_ms, check, timeout_ms
-from .streams import Server, Transport
+from .streams import Server, StreamEndpoint, Transport
 
 # What evl_stream_exchange writes (struct evl_stream_event), read with struct
 # rather than through ctypes fields, which cost far more per access.
@@ -58,7 +58,7 @@ def _data_run(count: int) -> struct.Struct:
     """Reads the stream and length of `count` events in one call: a flat
     tuple (stream, len, stream, len...)."""
     fields = _lib.evl_stream_event._fields_
-    one = "".join("Q" if name in ("stream", "len") else f"{sizeof(ctype)}x" for name, ctype in fields)
+    one = "".join("Q" if field[0] in ("stream", "len") else f"{sizeof(field[1])}x" for field in fields)
     return struct.Struct("=" + one * count)
 
 
@@ -118,31 +118,6 @@ def fileobj_to_fd(fileobj: Any) -> int:
     return fd
 
 
-class StreamEndpoint:
-    """What the loop calls on the owner of a stream (evloop.Transport, the
-    asyncio transport), one method per event; the stream's data goes to its
-    receiver (Loop.set_receiver) instead."""
-
-    def _stream_connected(self) -> None:
-        """The outgoing connection is up (or an accepted stream is new)."""
-
-    def _stream_eof(self) -> None:
-        """The peer shut down its writing side."""
-
-    def _stream_drained(self) -> None:
-        """The write queue emptied (only after something was queued)."""
-
-    def _stream_closed(self, status: int) -> None:
-        """The last event: 0 or a negative errno."""
-
-    def _receive_failed(self, exc: Exception) -> None:
-        """The receiver raised `exc` (raise it to stop the loop with it)."""
-        raise exc
-
-    def _loop_closed(self) -> None:
-        """The loop was freed with the stream still open: no more events."""
-
-
 class Loop:
     """An event loop: fds, timers, signals, thread-safe calls and buffered
     streams. All methods are for the thread that runs the loop, except
@@ -163,8 +138,8 @@ class Loop:
         start, size = c_void_p(), c_size_t()
         check(_lib.evl_stream_read_buffer(self._ptr, byref(start), byref(size)), "evl_stream_read_buffer")
         # Every DATA event's bytes are a slice of this (valid until the next poll).
-        self._reads = (c_char * size.value).from_address(start.value)
-        self._reads_start: int = start.value
+        self._reads_start: int = start.value or 0  # never NULL on success
+        self._reads = (c_char * size.value).from_address(self._reads_start)
         self._events = (c_char * (_EVENT.size * max_events))()
         self._events_view = memoryview(self._events).cast("B")
         # The same array as 64-bit words: where a run of DATA events starts.
@@ -206,7 +181,7 @@ class Loop:
         self._timer_callback = _lib.evl_timer_cb(self._on_timer)
         self._ready: Deque[Handle] = collections.deque()
         self._saved: List[tuple] = []  # events of an interrupted batch
-        self._streams: Dict[int, Transport] = {}
+        self._streams: Dict[int, StreamEndpoint] = {}
         self._receivers: Dict[int, Callback] = {}
         self._listeners: Dict[int, Server] = {}
         self._signal_handlers: Dict[int, Handle] = {}
@@ -322,6 +297,8 @@ class Loop:
         return handle
 
     def _cancel_timer(self, handle: Handle) -> None:
+        if handle._timer_id is None:
+            return
         if self._timers.pop(handle._timer_id, None) is not None and self._ptr is not None:
             check(_lib.evl_timer_stop(self._ptr, handle._timer_id), "evl_timer_stop")
 
@@ -533,7 +510,7 @@ class Loop:
         struct.unpack_from. If a handler raises, the events after it are
         saved, as _dispatch does."""
         offset = self._events_u64[_PTR] - self._reads_start
-        read = BytesIO(self._reads[offset : offset + self._exchange_words[_DATA_LEN]]).read
+        read = BytesIO(cast(bytes, self._reads[offset : offset + self._exchange_words[_DATA_LEN]])).read
         receivers = self._receivers
         fields = iter(_data_run(data_events).unpack_from(self._events))
         try:

@@ -162,7 +162,7 @@ class EvloopSelector(BaseSelector):
     def select(self, timeout: Optional[float] = None) -> List[Tuple[SelectorKey, int]]:
         pointer = self._pointer()
         wait_ms = -1 if timeout is None else timeout_ms(timeout)
-        deadline = time.monotonic() + timeout if wait_ms > 0 else 0.0
+        deadline = time.monotonic() + timeout if timeout is not None and wait_ms > 0 else 0.0
         want = len(self._fd_to_key) or 1
         if want > self._capacity:
             self._grow(max(want, 2 * self._capacity))

@@ -56,7 +56,34 @@ class Protocol:
         pass
 
 
-class Transport:
+class StreamEndpoint:
+    """What the loop calls on the owner of a stream (evloop.Transport, the
+    asyncio transport), one method per event; the stream's data goes to its
+    receiver (Loop.set_receiver) instead."""
+
+    __slots__ = ()
+
+    def _stream_connected(self) -> None:
+        """The outgoing connection is up (or an accepted stream is new)."""
+
+    def _stream_eof(self) -> None:
+        """The peer shut down its writing side."""
+
+    def _stream_drained(self) -> None:
+        """The write queue emptied (only after something was queued)."""
+
+    def _stream_closed(self, status: int) -> None:
+        """The last event: 0 or a negative errno."""
+
+    def _receive_failed(self, exc: BaseException) -> None:
+        """The receiver raised `exc` (raise it to stop the loop with it)."""
+        raise exc
+
+    def _loop_closed(self) -> None:
+        """The loop was freed with the stream still open: no more events."""
+
+
+class Transport(StreamEndpoint):
     """One buffered stream, named by the library's 64-bit stream id.
 
     Writes, shutdowns and closes are batched: they reach the library at the
@@ -259,7 +286,7 @@ class Transport:
     def _stream_drained(self) -> None:
         pass  # the library resumes reading by itself
 
-    def _receive_failed(self, exc: Exception) -> None:
+    def _receive_failed(self, exc: BaseException) -> None:
         raise exc  # stops the loop: run() raises it
 
     def _loop_closed(self) -> None:
