@@ -21,6 +21,7 @@ reported to the loop's exception handler, closing that transport only.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import os
 import socket
@@ -40,6 +41,9 @@ from .selector import _TO_SELECTORS, EvloopSelector, _SelectorMapping
 # connection_made ran, or while reading is paused) wait in the transport's
 # backlog with the data, in order.
 _EOF = object()
+# asyncio.Server counts its transports with _attach()/_detach(), which take
+# the transport from 3.13 on.
+_SERVER_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) > 1
 # What loop.sendfile() reads and writes at a time.
 _SENDFILE_BLOCK = 64 * 1024
 
@@ -104,6 +108,10 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
     _maybe_pause_protocol: Callable[[], None]
     _maybe_resume_protocol: Callable[[], None]
 
+    @property
+    def _as_server_argument(self) -> Tuple[Any, ...]:
+        return (self,) if _SERVER_TAKES_TRANSPORT else ()
+
     def __init__(
         self,
         loop: "EventLoop",
@@ -155,7 +163,7 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         self._protocol_connected = False
         self.set_protocol(protocol)
         if server is not None:
-            server._attach()
+            server._attach(*self._as_server_argument)
         loop._transports[self._sock_fd] = self
         loop.call_soon(self._protocol.connection_made, self)
         loop.call_soon(self._start)
@@ -469,7 +477,7 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
             self._loop = None  # type: ignore[assignment]
             server, self._server = self._server, None
             if server is not None:
-                server._detach()
+                server._detach(*self._as_server_argument)
             waiter, self._drain_waiter = self._drain_waiter, None
             if waiter is not None and not waiter.done():
                 waiter.set_exception(ConnectionError("Connection is closed by peer"))

@@ -85,9 +85,8 @@ async def exchange(port, payload, chunk=65536):
 
 
 def pattern(size, seed):
-    return random.Random(seed).randbytes(size) if hasattr(random.Random, "randbytes") else bytes(
-        random.Random(seed).getrandbits(8) for _ in range(size)
-    )
+    """`size` bytes that depend on `seed` (random.randbytes is 3.9+)."""
+    return random.Random(seed).getrandbits(8 * size).to_bytes(size, "little")
 
 
 class EntryPoints(unittest.TestCase):
