@@ -445,6 +445,18 @@ int evl_run_once(struct evl_loop *loop, int timeout_ms);
 int evl_poll(struct evl_loop *loop, int timeout_ms, struct evl_event *events, int max_events);
 
 /**
+ * The loop's epoll fd, for a program that waits on several things at once
+ * (another event loop, select()): it is readable while a registered fd is
+ * ready or evl_wake/evl_post/evl_stop was called; timers do not make it
+ * readable (wait on it with the timeout of the next timer). The fd stays
+ * the loop's: do not close it; evl_loop_fork replaces it.
+ *
+ * Returns the fd; -EINVAL for NULL.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_loop_fd(struct evl_loop *loop);
+
+/**
  * Makes evl_run return after the current iteration (or, if the loop is not
  * running, makes the next evl_run return at once). Wakes a blocked wait.
  *

@@ -402,6 +402,12 @@ impl<D: Copy + Default> EventLoop<D> {
         self.shared.stop.swap(false, Ordering::AcqRel)
     }
 
+    /// The epoll fd: readable while a registered fd (or the wake-up
+    /// eventfd) is ready, so that another poller can wait on this loop.
+    pub fn poll_fd(&self) -> RawFd {
+        self.epoll.raw()
+    }
+
     /// Whether anything is left that could produce an event.
     pub fn is_alive(&self) -> bool {
         self.registered > 0

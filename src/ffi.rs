@@ -667,6 +667,19 @@ pub unsafe extern "C" fn evl_poll(
     })
 }
 
+/// The loop's epoll fd, for a program that waits on several things at once
+/// (another event loop, select()): it is readable while a registered fd is
+/// ready or evl_wake/evl_post/evl_stop was called; timers do not make it
+/// readable (wait on it with the timeout of the next timer). The fd stays
+/// the loop's: do not close it; evl_loop_fork replaces it.
+///
+/// Returns the fd; -EINVAL for NULL.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_loop_fd(r#loop: *mut evl_loop) -> c_int {
+    guard(|| Ok(core(r#loop)?.poll_fd()))
+}
+
 /// Makes evl_run return after the current iteration (or, if the loop is not
 /// running, makes the next evl_run return at once). Wakes a blocked wait.
 ///

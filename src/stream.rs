@@ -532,6 +532,11 @@ impl<D: Copy + Default> StreamLoop<D> {
         self.core.take_stop()
     }
 
+    /// See [`EventLoop::poll_fd`].
+    pub fn poll_fd(&self) -> RawFd {
+        self.core.poll_fd()
+    }
+
     /// Whether anything is left that could produce an event.
     pub fn is_alive(&self) -> bool {
         self.core.is_alive() || !self.pending.is_empty()

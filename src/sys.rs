@@ -109,6 +109,11 @@ pub struct Epoll {
 }
 
 impl Epoll {
+    /// The epoll fd itself (readable while a registered fd is ready).
+    pub fn raw(&self) -> RawFd {
+        self.fd.raw()
+    }
+
     pub fn new() -> SysResult<Epoll> {
         // SAFETY: plain syscall; the returned fd is owned by us alone.
         let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;

@@ -86,6 +86,9 @@ class _LoopSelector(EvloopSelector):
                     result.append((key, events))
         return result
 
+    def fileno(self) -> int:
+        return self._engine.fileno()
+
     def close(self) -> None:
         self._fd_to_key.clear()
         self._map = None

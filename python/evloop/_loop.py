@@ -215,6 +215,11 @@ class Loop:
             raise RuntimeError("the loop is closed")
         return self._ptr
 
+    def fileno(self) -> int:
+        """The library's epoll fd: readable while a registered fd or stream
+        is ready (not for timers). It stays the loop's."""
+        return check(_lib.evl_loop_fd(self._handle()), "evl_loop_fd")
+
     def is_closed(self) -> bool:
         return self._ptr is None
 

@@ -184,6 +184,11 @@ class EvloopSelector(BaseSelector):
                 ready.append((key, _TO_SELECTORS[revents] & key.events))
         return ready
 
+    def fileno(self) -> int:
+        """The epoll fd underneath (as EpollSelector.fileno()): readable
+        while a registered fd is ready. It stays the selector's."""
+        return check(_lib.evl_loop_fd(self._pointer()), "evl_loop_fd")
+
     def close(self) -> None:
         if self._ptr is not None:
             check(_lib.evl_loop_free(self._ptr), "evl_loop_free")

@@ -133,6 +133,7 @@ static void test_null_pointers(void) {
     CHECK_EQ(evl_signal_start(NULL, SIGUSR1, on_signal_noop, NULL), -EINVAL);
     CHECK_EQ(evl_signal_stop(NULL, SIGUSR1), -EINVAL);
     CHECK_EQ(evl_loop_fork(NULL), -EINVAL);
+    CHECK_EQ(evl_loop_fd(NULL), -EINVAL);
 
     evl_loop *loop = new_loop();
     CHECK_EQ(evl_poll(loop, 0, NULL, 1), -EINVAL);
