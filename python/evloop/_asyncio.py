@@ -43,7 +43,7 @@ from .selector import _TO_SELECTORS, EvloopSelector, _SelectorMapping
 _EOF = object()
 # asyncio.Server counts its transports with _attach()/_detach(), which take
 # the transport from 3.13 on.
-_SERVER_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) > 1
+_SERVER_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) > 1  # type: ignore[attr-defined]
 # What loop.sendfile() reads and writes at a time.
 _SENDFILE_BLOCK = 64 * 1024
 
