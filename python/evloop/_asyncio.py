@@ -341,6 +341,8 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         self._unconfirmed = size = self.get_write_buffer_size()
         if size > self._high_water:
             self._maybe_pause_protocol()
+        elif not size and not self._closing and not self._stream_exists():
+            self._write_failed()
 
     def get_write_buffer_size(self) -> int:
         if self._gone or self._conn_lost:
@@ -348,13 +350,16 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         try:
             return self._engine.queued(self._stream)
         except FileNotFoundError:
-            # A write failed (the peer has gone): the stream's CLOSED event,
-            # with the reason, comes with the next wait. Closing already, so
-            # that a writer awaiting drain() gives the loop that wait.
-            self._closing = True
-            self._receiving = False
-            self._update_fast_write()
+            self._write_failed()
             return 0
+
+    def _write_failed(self) -> None:
+        """A write failed (the peer has gone) and ended the stream, whose
+        CLOSED event, with the reason, comes with the next wait. Closing
+        already, so that a writer awaiting drain() gives the loop that wait."""
+        self._closing = True
+        self._receiving = False
+        self._update_fast_write()
 
     def _stream_drained(self) -> None:
         self._unconfirmed = 0
