@@ -15,8 +15,11 @@ import socket
 import struct
 import sys
 import unittest
+from pathlib import Path
 
-import evloop
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import evloop  # noqa: E402  (after the path is set)
 
 MIB = 1 << 20
 
