@@ -44,8 +44,21 @@ def open_connection(protocol_factory: Callable[[], Any], host: str, port: int, *
 
 __version__ = version()
 
+# The asyncio loop (uvloop's names), imported on first use: asyncio is a
+# large import that selectors and Loop programs do not need.
+_ASYNCIO_NAMES = ("EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ASYNCIO_NAMES:
+        from . import _asyncio
+
+        return getattr(_asyncio, name)
+    raise AttributeError(f"module 'evloop' has no attribute {name!r}")
+
 __all__ = [
     "ABI_VERSION", "Attachment", "BaseSelector", "DefaultSelector", "EDGE", "ERROR", "EVENT_READ", "EVENT_WRITE",
-    "EvloopPanic", "EvloopSelector", "HUP", "Handle", "Loop", "ONESHOT", "Protocol", "RDHUP", "READ",
-    "SelectorKey", "Server", "Transport", "WRITE", "attach", "open_connection", "start_server", "strerror", "version",
+    "EventLoop", "EventLoopPolicy", "EvloopPanic", "EvloopSelector", "HUP", "Handle", "Loop", "ONESHOT", "Protocol",
+    "RDHUP", "READ", "SelectorKey", "Server", "Transport", "WRITE", "attach", "install", "new_event_loop",
+    "open_connection", "run", "start_server", "strerror", "version",
 ]

@@ -27,7 +27,7 @@ from ctypes import (
     c_void_p,
 )
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 #: The ABI this package was written for (``EVL_ABI_VERSION``).
 ABI_VERSION = 1
@@ -189,62 +189,67 @@ NO_STREAM_CB = evl_stream_cb()
 
 _L, _I, _U32, _U64, _SZ, _P = evl_loop_p, c_int, c_uint32, c_uint64, c_size_t, c_void_p
 
-DECLARATIONS = {
-    "evl_loop_new": (c_int, [POINTER(evl_loop_p)]),
-    "evl_loop_free": (c_int, [_L]),
-    "evl_register": (c_int, [_L, _I, _U32, evl_io_cb, _P]),
-    "evl_modify": (c_int, [_L, _I, _U32]),
-    "evl_set_callback": (c_int, [_L, _I, evl_io_cb, _P]),
-    "evl_unregister": (c_int, [_L, _I]),
-    "evl_run": (c_int, [_L]),
-    "evl_run_once": (c_int, [_L, _I]),
-    "evl_poll": (c_int, [_L, _I, _P, _I]),
-    "evl_stop": (c_int, [_L]),
-    "evl_wake": (c_int, [_L]),
-    "evl_post": (c_int, [_L, evl_task_cb, _P]),
-    "evl_loop_fork": (c_int, [_L]),
-    "evl_timer_start": (c_int, [_L, _U64, _U64, evl_timer_cb, _P, POINTER(c_uint64)]),
-    "evl_timer_stop": (c_int, [_L, _U64]),
-    "evl_signal_start": (c_int, [_L, _I, evl_signal_cb, _P]),
-    "evl_signal_stop": (c_int, [_L, _I]),
-    "evl_hook_start": (c_int, [_L, _U32, evl_hook_cb, _P, POINTER(c_uint64)]),
-    "evl_hook_stop": (c_int, [_L, _U64]),
-    "evl_backend_fd": (c_int, [_L]),
-    "evl_backend_timeout": (c_int, [_L]),
-    "evl_listen": (c_int, [_L, c_char_p, _I, _I, _U32, evl_stream_cb, _P, POINTER(c_uint64)]),
-    "evl_listener_port": (c_int, [_L, _U64]),
-    "evl_listener_set_max_conns": (c_int, [_L, _U64, _I]),
-    "evl_listener_close": (c_int, [_L, _U64]),
-    "evl_connect": (c_int, [_L, c_char_p, _I, evl_stream_cb, _P, POINTER(c_uint64)]),
-    "evl_stream_open": (c_int, [_L, _I, evl_stream_cb, _P, POINTER(c_uint64)]),
-    # data: c_char_p passes a bytes object's own buffer, without a copy.
-    "evl_stream_write": (c_int, [_L, _U64, c_char_p, _SZ]),
-    "evl_stream_shutdown": (c_int, [_L, _U64]),
-    "evl_stream_close": (c_int, [_L, _U64]),
-    "evl_stream_abort": (c_int, [_L, _U64]),
-    "evl_stream_pause": (c_int, [_L, _U64]),
-    "evl_stream_resume": (c_int, [_L, _U64]),
-    "evl_stream_set_watermarks": (c_int, [_L, _U64, _SZ, _SZ]),
-    "evl_stream_set_idle_timeout": (c_int, [_L, _U64, _U32]),
-    "evl_stream_set_callback": (c_int, [_L, _U64, evl_stream_cb, _P]),
-    "evl_stream_fd": (c_int, [_L, _U64]),
-    "evl_stream_queued": (c_int, [_L, _U64, POINTER(c_size_t)]),
-    "evl_stream_read_buffer": (c_int, [_L, POINTER(c_void_p), POINTER(c_size_t)]),
-    "evl_stream_poll": (c_int, [_L, _I, _P, _I]),
-    "evl_stream_submit": (c_int, [_L, _P, _I]),
-    # streams and data: c_char_p passes a bytes object's own buffer, without a copy.
-    "evl_stream_write_batch": (c_int, [_L, c_char_p, _P, _I, c_char_p]),
-    "evl_stream_exchange": (c_int, [_L, _P]),
-    "evl_strerror": (c_char_p, [_I]),
-    "evl_version": (c_char_p, []),
-    "evl_abi_version": (c_uint32, []),
-}
+#: Every function's (restype, argtypes), for the test that holds them to the header.
+DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {}
 
-for _name, (_restype, _argtypes) in DECLARATIONS.items():
-    _function = getattr(lib, _name)
-    _function.restype = _restype
-    _function.argtypes = _argtypes
-    globals()[_name] = _function
+
+def _declare(name: str, restype: Any, argtypes: List[Any]) -> Any:
+    """The library's function `name`, with its types set (ctypes then
+    converts and checks each argument)."""
+    function = getattr(lib, name)
+    function.restype, function.argtypes = restype, argtypes
+    DECLARATIONS[name] = (restype, argtypes)
+    return function
+
+
+evl_loop_new = _declare("evl_loop_new", c_int, [POINTER(evl_loop_p)])
+evl_loop_free = _declare("evl_loop_free", c_int, [_L])
+evl_register = _declare("evl_register", c_int, [_L, _I, _U32, evl_io_cb, _P])
+evl_modify = _declare("evl_modify", c_int, [_L, _I, _U32])
+evl_set_callback = _declare("evl_set_callback", c_int, [_L, _I, evl_io_cb, _P])
+evl_unregister = _declare("evl_unregister", c_int, [_L, _I])
+evl_run = _declare("evl_run", c_int, [_L])
+evl_run_once = _declare("evl_run_once", c_int, [_L, _I])
+evl_poll = _declare("evl_poll", c_int, [_L, _I, _P, _I])
+evl_stop = _declare("evl_stop", c_int, [_L])
+evl_wake = _declare("evl_wake", c_int, [_L])
+evl_post = _declare("evl_post", c_int, [_L, evl_task_cb, _P])
+evl_timer_start = _declare("evl_timer_start", c_int, [_L, _U64, _U64, evl_timer_cb, _P, POINTER(c_uint64)])
+evl_timer_stop = _declare("evl_timer_stop", c_int, [_L, _U64])
+evl_signal_start = _declare("evl_signal_start", c_int, [_L, _I, evl_signal_cb, _P])
+evl_signal_stop = _declare("evl_signal_stop", c_int, [_L, _I])
+evl_hook_start = _declare("evl_hook_start", c_int, [_L, _U32, evl_hook_cb, _P, POINTER(c_uint64)])
+evl_hook_stop = _declare("evl_hook_stop", c_int, [_L, _U64])
+evl_backend_fd = _declare("evl_backend_fd", c_int, [_L])
+evl_backend_timeout = _declare("evl_backend_timeout", c_int, [_L])
+evl_loop_fork = _declare("evl_loop_fork", c_int, [_L])
+evl_listen = _declare("evl_listen", c_int, [_L, c_char_p, _I, _I, _U32, evl_stream_cb, _P, POINTER(c_uint64)])
+evl_listener_port = _declare("evl_listener_port", c_int, [_L, _U64])
+evl_listener_set_max_conns = _declare("evl_listener_set_max_conns", c_int, [_L, _U64, _I])
+evl_listener_close = _declare("evl_listener_close", c_int, [_L, _U64])
+evl_connect = _declare("evl_connect", c_int, [_L, c_char_p, _I, evl_stream_cb, _P, POINTER(c_uint64)])
+evl_stream_open = _declare("evl_stream_open", c_int, [_L, _I, evl_stream_cb, _P, POINTER(c_uint64)])
+# data: c_char_p passes a bytes object's own buffer, without a copy.
+evl_stream_write = _declare("evl_stream_write", c_int, [_L, _U64, c_char_p, _SZ])
+evl_stream_shutdown = _declare("evl_stream_shutdown", c_int, [_L, _U64])
+evl_stream_close = _declare("evl_stream_close", c_int, [_L, _U64])
+evl_stream_abort = _declare("evl_stream_abort", c_int, [_L, _U64])
+evl_stream_pause = _declare("evl_stream_pause", c_int, [_L, _U64])
+evl_stream_resume = _declare("evl_stream_resume", c_int, [_L, _U64])
+evl_stream_set_watermarks = _declare("evl_stream_set_watermarks", c_int, [_L, _U64, _SZ, _SZ])
+evl_stream_set_idle_timeout = _declare("evl_stream_set_idle_timeout", c_int, [_L, _U64, _U32])
+evl_stream_set_callback = _declare("evl_stream_set_callback", c_int, [_L, _U64, evl_stream_cb, _P])
+evl_stream_fd = _declare("evl_stream_fd", c_int, [_L, _U64])
+evl_stream_queued = _declare("evl_stream_queued", c_int, [_L, _U64, POINTER(c_size_t)])
+evl_stream_read_buffer = _declare("evl_stream_read_buffer", c_int, [_L, POINTER(c_void_p), POINTER(c_size_t)])
+evl_stream_poll = _declare("evl_stream_poll", c_int, [_L, _I, _P, _I])
+evl_stream_submit = _declare("evl_stream_submit", c_int, [_L, _P, _I])
+# streams and data: c_char_p passes a bytes object's own buffer, without a copy.
+evl_stream_write_batch = _declare("evl_stream_write_batch", c_int, [_L, c_char_p, _P, _I, c_char_p])
+evl_stream_exchange = _declare("evl_stream_exchange", c_int, [_L, _P])
+evl_strerror = _declare("evl_strerror", c_char_p, [_I])
+evl_version = _declare("evl_version", c_char_p, [])
+evl_abi_version = _declare("evl_abi_version", c_uint32, [])
 
 # ---- time ----------------------------------------------------------------
 
@@ -312,13 +317,14 @@ def check(code: int, what: Optional[str] = None) -> int:
 # next event. CPython's own C function runs the pending handlers now. PyPy has
 # no ctypes.pythonapi; its interpreter runs them at the next bytecode boundary,
 # which calling a Python function is.
-try:
-    _check_signals = ctypes.pythonapi.PyErr_CheckSignals
-    _check_signals.restype, _check_signals.argtypes = c_int, []
-except AttributeError:
+def _no_check() -> int:
+    return 0
 
-    def _check_signals() -> int:
-        return 0
+
+_check_signals: Callable[[], int] = _no_check
+if hasattr(ctypes, "pythonapi"):
+    _check_signals = ctypes.pythonapi.PyErr_CheckSignals
+    _check_signals.restype, _check_signals.argtypes = c_int, []  # type: ignore[attr-defined]
 
 
 def run_signal_handlers() -> None:

@@ -22,11 +22,11 @@ import socket
 import struct
 import threading
 from ctypes import addressof, byref, c_char, c_size_t, c_uint64, c_void_p, sizeof
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, cast
 
 from . import _lib
 from ._lib import ceil_ms, check, timeout_ms
-from .streams import Server, Transport
+from .streams import Server, StreamEndpoint, Transport
 
 # What evl_stream_exchange writes (struct evl_stream_event), read with struct
 # rather than through ctypes fields, which cost far more per access.
@@ -58,7 +58,7 @@ def _data_run(count: int) -> struct.Struct:
     """Reads the stream and length of `count` events in one call: a flat
     tuple (stream, len, stream, len...)."""
     fields = _lib.evl_stream_event._fields_
-    one = "".join("Q" if name in ("stream", "len") else f"{sizeof(ctype)}x" for name, ctype in fields)
+    one = "".join("Q" if field[0] in ("stream", "len") else f"{sizeof(field[1])}x" for field in fields)
     return struct.Struct("=" + one * count)
 
 
@@ -138,8 +138,8 @@ class Loop:
         start, size = c_void_p(), c_size_t()
         check(_lib.evl_stream_read_buffer(self._ptr, byref(start), byref(size)), "evl_stream_read_buffer")
         # Every DATA event's bytes are a slice of this (valid until the next poll).
-        self._reads = (c_char * size.value).from_address(start.value)
-        self._reads_start: int = start.value
+        self._reads_start: int = start.value or 0  # never NULL on success
+        self._reads = (c_char * size.value).from_address(self._reads_start)
         self._events = (c_char * (_EVENT.size * max_events))()
         self._events_view = memoryview(self._events).cast("B")
         # The same array as 64-bit words: where a run of DATA events starts.
@@ -181,7 +181,7 @@ class Loop:
         self._timer_callback = _lib.evl_timer_cb(self._on_timer)
         self._ready: Deque[Handle] = collections.deque()
         self._saved: List[tuple] = []  # events of an interrupted batch
-        self._streams: Dict[int, Transport] = {}
+        self._streams: Dict[int, StreamEndpoint] = {}
         self._receivers: Dict[int, Callback] = {}
         self._listeners: Dict[int, Server] = {}
         self._signal_handlers: Dict[int, Handle] = {}
@@ -297,6 +297,8 @@ class Loop:
         return handle
 
     def _cancel_timer(self, handle: Handle) -> None:
+        if handle._timer_id is None:
+            return
         if self._timers.pop(handle._timer_id, None) is not None and self._ptr is not None:
             check(_lib.evl_timer_stop(self._ptr, handle._timer_id), "evl_timer_stop")
 
@@ -402,7 +404,8 @@ class Loop:
     # ---- running -----------------------------------------------------------
 
     def stop(self) -> None:
-        """Makes run() return after the current iteration. Any thread."""
+        """Makes run() return after the current iteration (called before
+        run(), that run returns at once). Any thread."""
         self._stopping = True
         if self._ptr is not None:
             _lib.evl_wake(self._ptr)
@@ -446,7 +449,6 @@ class Loop:
         if self._running:
             raise RuntimeError("the loop is already running")
         self._running = True
-        self._stopping = False
         self._thread = threading.get_ident()
 
     def _leave(self) -> None:
@@ -468,6 +470,13 @@ class Loop:
             or self._saved
             or self._write_streams
         )
+
+    def iterate(self, wait_ms: int) -> int:
+        """One iteration for a caller that runs its own loop around this one
+        (the asyncio loop's selector): the writes made since the last one go
+        out, then the wait (-1: until something happens) and the dispatch.
+        Returns the number of callbacks called."""
+        return self._iterate(wait_ms)
 
     def _iterate(self, wait_ms: int) -> int:
         called = 0
@@ -519,7 +528,7 @@ class Loop:
         struct.unpack_from. If a handler raises, the events after it are
         saved, as _dispatch does."""
         offset = self._events_u64[_PTR] - self._reads_start
-        read = BytesIO(self._reads[offset : offset + self._exchange_words[_DATA_LEN]]).read
+        read = BytesIO(cast(bytes, self._reads[offset : offset + self._exchange_words[_DATA_LEN]])).read
         receivers = self._receivers
         fields = iter(_data_run(data_events).unpack_from(self._events))
         try:
@@ -527,9 +536,14 @@ class Loop:
                 data = read(length)
                 try:
                     receive = receivers[stream]
-                except KeyError:  # closed (or paused) since it was read
+                except KeyError:  # closed since it was read
                     continue
-                receive(data)
+                try:
+                    receive(data)
+                except Exception as exc:
+                    # The stream's owner decides: an asyncio transport
+                    # reports it and closes, evloop.Transport raises it.
+                    self._streams[stream]._receive_failed(exc)
         except BaseException:
             self._save(self._batch(data_events - len(list(fields)) // 2, count))
             raise
@@ -545,10 +559,13 @@ class Loop:
                 if kind == 1:  # EVL_STREAM_DATA: the hot path
                     try:
                         receive = receivers[stream]
-                    except KeyError:  # closed (or paused) since it was read
+                    except KeyError:  # closed since it was read
                         continue
                     offset = data - start
-                    receive(reads[offset : offset + length])
+                    try:
+                        receive(reads[offset : offset + length])
+                    except Exception as exc:
+                        self._streams[stream]._receive_failed(exc)
                 else:
                     self._dispatch_other(kind, fd, stream, data, length, userdata, status, revents)
         except BaseException:
@@ -571,30 +588,32 @@ class Loop:
         elif kind == _SAVED_DATA:
             receiver = self._receivers.get(stream)
             if receiver is not None:
-                receiver(data)
+                try:
+                    receiver(data)
+                except Exception as exc:
+                    self._streams[stream]._receive_failed(exc)
         elif kind == _lib.EVL_STREAM_ACCEPTED:
             server = self._listeners.get(userdata)
             if server is None:  # closed since: the stream is not wanted
                 _lib.evl_stream_abort(self._ptr, stream)
                 return
-            self._new_transport(stream, fd, server._factory())._made()
-        elif kind == _lib.EVL_STREAM_CONNECTED:
-            transport = self._streams.get(stream)
-            if transport is not None and status == 0:
-                transport._made()
-            # A failure is reported by the CLOSED event that follows.
-        elif kind == _lib.EVL_STREAM_EOF:
-            transport = self._streams.get(stream)
-            if transport is not None and not transport._closing:
-                eof_received = getattr(transport._protocol, "eof_received", None)
-                if not (eof_received is not None and eof_received()):
-                    transport.close()
-        elif kind == _lib.EVL_STREAM_CLOSED:
-            transport = self._streams.pop(stream, None)
-            self._receivers.pop(stream, None)
-            if transport is not None:
-                transport._lost(status)
-        # EVL_STREAM_DRAINED: the library resumes reading by itself.
+            self._new_transport(stream, fd, server._factory())._stream_connected()
+        else:
+            endpoint = self._streams.get(stream)
+            if endpoint is None:
+                return
+            if kind == _lib.EVL_STREAM_CONNECTED:
+                if status == 0:
+                    endpoint._stream_connected()
+                # A failure is reported by the CLOSED event that follows.
+            elif kind == _lib.EVL_STREAM_EOF:
+                endpoint._stream_eof()
+            elif kind == _lib.EVL_STREAM_DRAINED:
+                endpoint._stream_drained()
+            elif kind == _lib.EVL_STREAM_CLOSED:
+                del self._streams[stream]
+                self._receivers.pop(stream, None)
+                endpoint._stream_closed(status)
 
     def _save(self, events: List[tuple]) -> None:
         """Keeps `events` for the next iteration, with the bytes of DATA
@@ -676,16 +695,59 @@ class Loop:
         stream = c_uint64()
         check(_lib.evl_stream_open(self._handle(), fd, _lib.NO_STREAM_CB, None, byref(stream)), "evl_stream_open")
         transport = self._new_transport(stream.value, fd, protocol_factory())
-        transport._made()
+        transport._stream_connected()
         return transport
 
     def _new_transport(self, stream: int, fd: int, protocol: Any) -> Transport:
-        """Its protocol's connection_made() and data come with _made()."""
+        """Its protocol's connection_made() and data come with _stream_connected()."""
         if fd < 0:
             fd = _lib.evl_stream_fd(self._ptr, stream)
         transport = Transport(self, stream, fd, protocol)
         self._streams[stream] = transport
         return transport
+
+    # ---- what stream owners use (evloop.Transport, the asyncio transport) ----
+
+    def adopt(self, fd: int, endpoint: "StreamEndpoint") -> int:
+        """Makes a library stream of the connected fd, which the library then
+        owns and closes, and returns its id. The stream's events go to
+        `endpoint`; its data to the receiver set with set_receiver(), none
+        until then (bytes read before are dropped: set it, or pause, first)."""
+        stream = c_uint64()
+        check(_lib.evl_stream_open(self._handle(), fd, _lib.NO_STREAM_CB, None, byref(stream)), "evl_stream_open")
+        self._streams[stream.value] = endpoint
+        return stream.value
+
+    def pointer(self) -> int:
+        """The library's loop (RuntimeError once closed)."""
+        return self._handle()
+
+    def set_receiver(self, stream: int, receiver: Optional[Callable[[bytes], Any]]) -> None:
+        """Where the stream's data goes from now on (None: dropped)."""
+        if receiver is None:
+            self._receivers.pop(stream, None)
+        else:
+            self._receivers[stream] = receiver
+
+    def write_queue(self) -> Tuple[List[bytes], "array[int]", List[bytes]]:
+        """The lists a write is appended to, one item to each: the stream id
+        as 8 bytes (native order), the length, the bytes. They reach the
+        library with the next iteration's exchange, in order."""
+        return self._write_streams, self._write_lens, self._write_data
+
+    def stream_call(self, function: Callable[..., int], *args: Any) -> int:
+        """``function(loop pointer, *args)`` (one of the library's stream
+        functions) once the writes made before are handed over, so that the
+        order is kept; raises for a negative return."""
+        return self._call_after_writes(function, *args)
+
+    def forget_listener(self, key: int) -> None:
+        """A Server closed: accepted events of its listener are refused."""
+        self._listeners.pop(key, None)
+
+    def queued(self, stream: int) -> int:
+        """Bytes written to the stream that the kernel has not taken yet."""
+        return self._queued(stream)
 
     def _flush_writes(self, stage: bool = False) -> None:
         """Hands the writes made so far to the library, in the order they
@@ -736,10 +798,10 @@ class Loop:
             self._flush_writes()
         check(_lib.evl_loop_free(self._ptr), "evl_loop_free")
         self._ptr = None
-        for transport in self._streams.values():
-            transport._closing = True
+        for endpoint in self._streams.values():
+            endpoint._loop_closed()
         for server in self._listeners.values():
-            server._closed = True
+            server._loop_closed()
         self._streams.clear()
         self._receivers.clear()
         self._listeners.clear()

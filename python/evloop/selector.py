@@ -105,13 +105,27 @@ class EvloopSelector(BaseSelector):
                     return key.fd
             raise
 
+    # What the library is told; a selector over an evloop.Loop tells the Loop.
+
+    def _watch(self, fd: int, events: int) -> None:
+        check(_lib.evl_register(self._pointer(), fd, events, _lib.NO_IO_CB, None), "evl_register")
+
+    def _rewatch(self, fd: int, events: int) -> None:
+        check(_lib.evl_modify(self._pointer(), fd, events), "evl_modify")
+
+    def _unwatch(self, fd: int) -> None:
+        if self._ptr is not None:
+            # Never fails for a registered fd, closed or not: the library
+            # forgets it either way.
+            _lib.evl_unregister(self._ptr, fd)
+
     def register(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
         if (not events) or (events & ~(EVENT_READ | EVENT_WRITE)):
             raise ValueError(f"Invalid events: {events!r}")
         key = SelectorKey(fileobj, self._fileobj_lookup(fileobj), events, data)
         if key.fd in self._fd_to_key:
             raise KeyError(f"{fileobj!r} (FD {key.fd}) is already registered")
-        check(_lib.evl_register(self._pointer(), key.fd, _TO_EVL[events], _lib.NO_IO_CB, None), "evl_register")
+        self._watch(key.fd, _TO_EVL[events])
         self._fd_to_key[key.fd] = key
         return key
 
@@ -120,10 +134,7 @@ class EvloopSelector(BaseSelector):
             key = self._fd_to_key.pop(self._fileobj_lookup(fileobj))
         except KeyError:
             raise KeyError(f"{fileobj!r} is not registered") from None
-        if self._ptr is not None:
-            # Never fails for a registered fd, closed or not: the library
-            # forgets it either way.
-            _lib.evl_unregister(self._ptr, key.fd)
+        self._unwatch(key.fd)
         return key
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
@@ -135,7 +146,7 @@ class EvloopSelector(BaseSelector):
         if events != key.events:
             # Not checked, as EpollSelector does not: the known bits are used.
             try:
-                check(_lib.evl_modify(self._pointer(), key.fd, _TO_EVL[events & 3]), "evl_modify")
+                self._rewatch(key.fd, _TO_EVL[events & 3])
             except BaseException:
                 # As EpollSelector: a registration that could not be changed is dropped.
                 self.unregister(fileobj)
@@ -151,7 +162,7 @@ class EvloopSelector(BaseSelector):
     def select(self, timeout: Optional[float] = None) -> List[Tuple[SelectorKey, int]]:
         pointer = self._pointer()
         wait_ms = -1 if timeout is None else timeout_ms(timeout)
-        deadline = time.monotonic() + timeout if wait_ms > 0 else 0.0
+        deadline = time.monotonic() + timeout if timeout is not None and wait_ms > 0 else 0.0
         want = len(self._fd_to_key) or 1
         if want > self._capacity:
             self._grow(max(want, 2 * self._capacity))
@@ -172,6 +183,11 @@ class EvloopSelector(BaseSelector):
             if key:
                 ready.append((key, _TO_SELECTORS[revents] & key.events))
         return ready
+
+    def fileno(self) -> int:
+        """The library's backend fd (as EpollSelector.fileno()): readable
+        while a registered fd is ready. It stays the selector's."""
+        return check(_lib.evl_backend_fd(self._pointer()), "evl_backend_fd")
 
     def close(self) -> None:
         if self._ptr is not None:

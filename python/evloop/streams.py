@@ -34,7 +34,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
 
 from . import _lib
-from ._lib import ceil_ms, check
+from ._lib import ceil_ms
 
 if TYPE_CHECKING:
     from ._loop import Loop
@@ -56,7 +56,34 @@ class Protocol:
         pass
 
 
-class Transport:
+class StreamEndpoint:
+    """What the loop calls on the owner of a stream (evloop.Transport, the
+    asyncio transport), one method per event; the stream's data goes to its
+    receiver (Loop.set_receiver) instead."""
+
+    __slots__ = ()
+
+    def _stream_connected(self) -> None:
+        """The outgoing connection is up (or an accepted stream is new)."""
+
+    def _stream_eof(self) -> None:
+        """The peer shut down its writing side."""
+
+    def _stream_drained(self) -> None:
+        """The write queue emptied (only after something was queued)."""
+
+    def _stream_closed(self, status: int) -> None:
+        """The last event: 0 or a negative errno."""
+
+    def _receive_failed(self, exc: BaseException) -> None:
+        """The receiver raised `exc` (raise it to stop the loop with it)."""
+        raise exc
+
+    def _loop_closed(self) -> None:
+        """The loop was freed with the stream still open: no more events."""
+
+
+class Transport(StreamEndpoint):
     """One buffered stream, named by the library's 64-bit stream id.
 
     Writes, shutdowns and closes are batched: they reach the library at the
@@ -67,7 +94,7 @@ class Transport:
 
     __slots__ = (
         "_loop", "_id", "_id_bytes", "_fd", "_protocol", "_closing", "_eof_sent", "_no_writes", "_paused", "_held",
-        "_extra", "_write_streams", "_write_lens", "_write_data",
+        "_extra", "_receiving", "_write_streams", "_write_lens", "_write_data",
     )
 
     def __init__(self, loop: "Loop", stream_id: int, fd: int, protocol: Any, extra: Optional[dict] = None) -> None:
@@ -81,11 +108,10 @@ class Transport:
         self._no_writes = False  # closing or write_eof(): write() takes the slow path
         self._paused = False
         self._held: List[bytes] = []
+        self._receiving = False  # connected: data goes to the protocol (or to _held)
         self._extra = extra or {}
         # The loop's lists of writes to hand over at the end of the iteration.
-        self._write_streams = loop._write_streams
-        self._write_lens = loop._write_lens
-        self._write_data = loop._write_data
+        self._write_streams, self._write_lens, self._write_data = loop.write_queue()
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
@@ -127,7 +153,7 @@ class Transport:
         if self._closing or self._eof_sent:
             return
         self._eof_sent = self._no_writes = True
-        self._loop._call_after_writes(_lib.evl_stream_shutdown, self._id)
+        self._loop.stream_call(_lib.evl_stream_shutdown, self._id)
 
     def can_write_eof(self) -> bool:
         return True
@@ -136,18 +162,18 @@ class Transport:
         """Bytes queued in the library, not yet taken by the kernel."""
         if self._closing:
             return 0
-        return self._loop._queued(self._id)
+        return self._loop.queued(self._id)
 
     def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
         """Above `high` queued bytes reading pauses; at `low` it resumes
         (defaults 1 MiB and high // 4; high 0: never pause)."""
         high, low = _limits(high, low)
-        self._loop._call_after_writes(_lib.evl_stream_set_watermarks, self._id, high, low)
+        self._loop.stream_call(_lib.evl_stream_set_watermarks, self._id, high, low)
 
     def set_idle_timeout(self, seconds: Optional[float]) -> None:
         """Closes the stream (connection_lost(TimeoutError)) after `seconds`
         without a byte moving; None or 0: never."""
-        self._loop._call_after_writes(_lib.evl_stream_set_idle_timeout, self._id, _ms(seconds))
+        self._loop.stream_call(_lib.evl_stream_set_idle_timeout, self._id, _ms(seconds))
 
     # ---- reading -------------------------------------------------------
 
@@ -157,15 +183,15 @@ class Transport:
         if self._closing or self._paused:
             return
         self._paused = True
-        self._loop._receivers[self._id] = self._held.append
-        self._loop._call_after_writes(_lib.evl_stream_pause, self._id)
+        self._loop.set_receiver(self._id, self._held.append)
+        self._loop.stream_call(_lib.evl_stream_pause, self._id)
 
     def resume_reading(self) -> None:
         if self._closing or not self._paused:
             return
         self._paused = False
-        self._loop._receivers[self._id] = self._protocol.data_received
-        self._loop._call_after_writes(_lib.evl_stream_resume, self._id)
+        self._loop.set_receiver(self._id, self._protocol.data_received)
+        self._loop.stream_call(_lib.evl_stream_resume, self._id)
         if self._held:
             held, self._held = b"".join(self._held), []
             self._loop.call_soon(self._deliver_held, held)
@@ -195,10 +221,10 @@ class Transport:
         self._closing = self._no_writes = True
         # Bytes of this iteration not yet delivered are dropped, as the
         # library drops the stream's events it has not handed out.
-        self._loop._receivers.pop(self._id, None)
+        self._loop.set_receiver(self._id, None)
         if not self._loop.is_closed():
             try:
-                self._loop._call_after_writes(function, self._id)
+                self._loop.stream_call(function, self._id)
             except FileNotFoundError:
                 pass  # ended in the library already (both sides shut down): CLOSED is on its way
 
@@ -212,8 +238,8 @@ class Transport:
 
     def set_protocol(self, protocol: Any) -> None:
         self._protocol = protocol
-        if self._id in self._loop._receivers and not self._paused:
-            self._loop._receivers[self._id] = protocol.data_received
+        if self._receiving and not self._paused and not self._closing:
+            self._loop.set_receiver(self._id, protocol.data_received)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """'peername', 'sockname' (looked up when asked) or 'socket' (a
@@ -238,15 +264,35 @@ class Transport:
         self._extra[name] = value
         return value
 
-    def _made(self) -> None:
+    # ---- what the loop calls (StreamEndpoint) --------------------------
+
+    def _stream_connected(self) -> None:
         """The stream is up (accepted, connected or opened)."""
-        if not self._closing and not self._paused:
-            self._loop._receivers[self._id] = self._protocol.data_received
+        if not self._closing:
+            self._receiving = True
+            if not self._paused:
+                self._loop.set_receiver(self._id, self._protocol.data_received)
         made = getattr(self._protocol, "connection_made", None)
         if made is not None:
             made(self)
 
-    def _lost(self, status: int) -> None:
+    def _stream_eof(self) -> None:
+        if self._closing:
+            return
+        eof_received = getattr(self._protocol, "eof_received", None)
+        if not (eof_received is not None and eof_received()):
+            self.close()
+
+    def _stream_drained(self) -> None:
+        pass  # the library resumes reading by itself
+
+    def _receive_failed(self, exc: BaseException) -> None:
+        raise exc  # stops the loop: run() raises it
+
+    def _loop_closed(self) -> None:
+        self._closing = self._no_writes = True
+
+    def _stream_closed(self, status: int) -> None:
         """The library's CLOSED event: the last one of this stream."""
         if self._closing and status == -errno.ECONNABORTED:
             status = 0  # our own abort(): asyncio reports it as None too
@@ -276,39 +322,33 @@ class Server:
     @property
     def port(self) -> int:
         """The port listened on (the one the kernel chose for port 0)."""
-        return check(_lib.evl_listener_port(self._loop._handle(), self._id), "evl_listener_port")
+        return self._loop.stream_call(_lib.evl_listener_port, self._id)
 
     def set_max_connections(self, limit: Optional[int]) -> None:
         """At most `limit` accepted streams open at once (None or 0: no
         limit); beyond it connections wait in the backlog."""
-        check(
-            _lib.evl_listener_set_max_conns(self._loop._handle(), self._id, limit or 0),
-            "evl_listener_set_max_conns",
-        )
+        self._loop.stream_call(_lib.evl_listener_set_max_conns, self._id, limit or 0)
 
     def set_idle_timeout(self, seconds: Optional[float]) -> None:
         """The idle timeout of the streams accepted from now on."""
-        check(
-            _lib.evl_stream_set_idle_timeout(self._loop._handle(), self._id, _ms(seconds)),
-            "evl_stream_set_idle_timeout",
-        )
+        self._loop.stream_call(_lib.evl_stream_set_idle_timeout, self._id, _ms(seconds))
 
     def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
         """The watermarks of the streams accepted from now on."""
         high, low = _limits(high, low)
-        check(
-            _lib.evl_stream_set_watermarks(self._loop._handle(), self._id, high, low),
-            "evl_stream_set_watermarks",
-        )
+        self._loop.stream_call(_lib.evl_stream_set_watermarks, self._id, high, low)
 
     def close(self) -> None:
         """Stops listening. Streams already accepted go on."""
         if self._closed:
             return
         self._closed = True
-        self._loop._listeners.pop(self._key, None)
+        self._loop.forget_listener(self._key)
         if not self._loop.is_closed():
-            check(_lib.evl_listener_close(self._loop._handle(), self._id), "evl_listener_close")
+            self._loop.stream_call(_lib.evl_listener_close, self._id)
+
+    def _loop_closed(self) -> None:
+        self._closed = True
 
     def is_serving(self) -> bool:
         return not self._closed

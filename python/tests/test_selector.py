@@ -81,6 +81,25 @@ class SameAsEpollSelector(unittest.TestCase):
         self.assertIsNone(sel.get_map())
 
 
+class Fileno(unittest.TestCase):
+    def test_the_epoll_fd_is_readable_while_a_registered_fd_is_ready(self):
+        import select
+
+        with evloop.EvloopSelector() as sel:
+            a, b = socket.socketpair()
+            with a, b:
+                fd = sel.fileno()
+                self.assertGreaterEqual(fd, 0)
+                self.assertEqual(fd, sel.fileno())
+                sel.register(a, selectors.EVENT_READ)
+                self.assertEqual(select.select([fd], [], [], 0)[0], [])
+                b.send(b"x")
+                self.assertEqual(select.select([fd], [], [], 5)[0], [fd])
+                self.assertEqual([(key.fileobj, mask) for key, mask in sel.select(0)], [(a, selectors.EVENT_READ)])
+        with self.assertRaises(ValueError):
+            sel.fileno()  # closed
+
+
 class Timeouts(unittest.TestCase):
     def setUp(self):
         self.sel = evloop.EvloopSelector()

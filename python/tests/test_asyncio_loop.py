@@ -1,0 +1,376 @@
+"""evloop's asyncio loop (evloop.new_event_loop()): the uvloop-style entry
+points, and byte-exact echo through an asyncio Protocol server and an
+asyncio streams server on it: 1 and 100 connections, 1 B to 4 MiB,
+half-close, a client that never reads (bounded memory, pause_writing
+called), peers that reset, protocol callbacks that raise, and seeded random
+sequences of writes and pauses checked against what was sent.
+
+CPython's own asyncio test suites are run against this loop by
+tests/asyncio_loop.rs (through cpython_asyncio.py).
+"""
+
+import asyncio
+import random
+import socket
+import struct
+import sys
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import evloop  # noqa: E402  (after the path is set)
+
+MIB = 1 << 20
+
+
+class EchoProtocol(asyncio.Protocol):
+    """data_received -> write; pauses reading while the peer does not read."""
+
+    paused_writing = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+    def eof_received(self):
+        return False  # close once the replies are sent
+
+    def pause_writing(self):
+        EchoProtocol.paused_writing += 1
+        self.transport.pause_reading()
+
+    def resume_writing(self):
+        self.transport.resume_reading()
+
+
+async def stream_echo(reader, writer):
+    try:
+        while True:
+            data = await reader.read(1000)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    writer.close()
+
+
+async def start(kind):
+    """An echo server of `kind` ("protocol" or "streams") and its port."""
+    loop = asyncio.get_running_loop()
+    if kind == "protocol":
+        server = await loop.create_server(EchoProtocol, "127.0.0.1", 0)
+    else:
+        server = await asyncio.start_server(stream_echo, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def exchange(port, payload, chunk=65536):
+    """Sends `payload`, half-closes, and returns everything read until EOF."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def send():
+        for at in range(0, len(payload), chunk):
+            writer.write(payload[at : at + chunk])
+            await writer.drain()
+        writer.write_eof()
+
+    sender = asyncio.ensure_future(send())
+    received = await reader.read(-1)
+    await sender
+    writer.close()
+    await writer.wait_closed()
+    return received
+
+
+def pattern(size, seed):
+    """`size` bytes that depend on `seed` (random.randbytes is 3.9+)."""
+    return random.Random(seed).getrandbits(8 * size).to_bytes(size, "little")
+
+
+class EntryPoints(unittest.TestCase):
+    def test_new_event_loop_is_an_asyncio_loop(self):
+        loop = evloop.new_event_loop()
+        try:
+            self.assertIsInstance(loop, asyncio.AbstractEventLoop)
+            self.assertIsInstance(loop, evloop.EventLoop)
+            self.assertEqual(loop.run_until_complete(asyncio.sleep(0, "done")), "done")
+        finally:
+            loop.close()
+
+    def test_run_returns_the_result_and_sets_debug(self):
+        async def main():
+            return asyncio.get_running_loop().get_debug(), type(asyncio.get_running_loop())
+
+        self.assertEqual(evloop.run(main(), debug=True), (True, evloop.EventLoop))
+
+    def test_policy_and_install(self):
+        previous = asyncio.get_event_loop_policy()
+        try:
+            evloop.install()
+            self.assertIsInstance(asyncio.get_event_loop_policy(), evloop.EventLoopPolicy)
+            loop = asyncio.new_event_loop()
+            self.assertIsInstance(loop, evloop.EventLoop)
+            loop.close()
+        finally:
+            asyncio.set_event_loop_policy(previous)
+
+    def test_loop_factory_of_runner_and_asyncio_run(self):
+        """asyncio.Runner(loop_factory=) from 3.11, asyncio.run(loop_factory=)
+        from 3.12: whichever this Python has."""
+
+        async def main():
+            return type(asyncio.get_running_loop())
+
+        if sys.version_info >= (3, 12):
+            self.assertIs(asyncio.run(main(), loop_factory=evloop.EventLoop), evloop.EventLoop)
+        if sys.version_info >= (3, 11):
+            with asyncio.Runner(loop_factory=evloop.new_event_loop) as runner:
+                self.assertIsInstance(runner.get_loop(), evloop.EventLoop)
+                self.assertIs(runner.run(main()), evloop.EventLoop)
+        else:
+            self.assertIs(evloop.run(main()), evloop.EventLoop)
+
+    def test_selector_is_the_loop_of_the_streams(self):
+        loop = evloop.new_event_loop()
+        try:
+            self.assertIs(loop._selector._engine, loop._engine)
+        finally:
+            loop.close()
+
+
+class Echo(unittest.TestCase):
+    """Both servers, byte for byte."""
+
+    def run_async(self, coro):
+        return evloop.run(coro)
+
+    def check_echo(self, kind, conns, size):
+        async def main():
+            server, port = await start(kind)
+            async with server:
+                payloads = [pattern(size, seed) for seed in range(conns)]
+                replies = await asyncio.gather(*(exchange(port, p) for p in payloads))
+                for payload, reply in zip(payloads, replies):
+                    self.assertEqual(len(reply), len(payload))
+                    self.assertTrue(reply == payload, "the echo differs")
+
+        self.run_async(main())
+
+    def test_one_connection_every_size(self):
+        for kind in ("protocol", "streams"):
+            for size in (1, 1000, 64 * 1024 + 1, 4 * MIB):
+                with self.subTest(kind=kind, size=size):
+                    self.check_echo(kind, 1, size)
+
+    def test_hundred_connections(self):
+        for kind in ("protocol", "streams"):
+            for size in (1, 4096, 256 * 1024):
+                with self.subTest(kind=kind, size=size):
+                    self.check_echo(kind, 100, size)
+
+    def test_half_close_keeps_the_other_direction(self):
+        """The client shuts down its side first; the server's replies still come."""
+
+        async def main():
+            for kind in ("protocol", "streams"):
+                server, port = await start(kind)
+                async with server:
+                    payload = pattern(MIB, 1)
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.write(payload)
+                    writer.write_eof()
+                    self.assertTrue(writer.can_write_eof())
+                    self.assertEqual(await reader.read(-1), payload)
+                    writer.close()
+                    await writer.wait_closed()
+
+        self.run_async(main())
+
+    def test_a_client_that_never_reads_gets_a_bounded_server(self):
+        """The Protocol server's write buffer stays near its high limit
+        (pause_writing stops it reading), the streams server's drain() waits."""
+
+        async def main():
+            for kind in ("protocol", "streams"):
+                EchoProtocol.paused_writing = 0
+                server, port = await start(kind)
+                async with server:
+                    sock = socket.create_connection(("127.0.0.1", port))
+                    sock.setblocking(False)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+                    loop = asyncio.get_running_loop()
+                    sent = 0
+                    block = b"x" * 65536
+                    # Sends until the server stops taking bytes (nothing is read).
+                    while True:
+                        try:
+                            await asyncio.wait_for(loop.sock_sendall(sock, block), 1.0)
+                        except asyncio.TimeoutError:
+                            break
+                        sent += len(block)
+                        if sent > 256 * MIB:
+                            self.fail("the server went on reading 256 MiB that it could not send")
+                    transports = [t for t in loop._transports.values() if not t.is_closing()]
+                    server_side = [t for t in transports if t.get_extra_info("peername") == sock.getsockname()]
+                    self.assertEqual(len(server_side), 1)
+                    self.assertLessEqual(server_side[0].get_write_buffer_size(), 8 * MIB)
+                    if kind == "protocol":
+                        self.assertGreaterEqual(EchoProtocol.paused_writing, 1)
+                    sock.close()  # with unread bytes: a reset, which ends the handler
+                    for _ in range(100):
+                        if server_side[0].is_closing():
+                            break
+                        await asyncio.sleep(0.01)
+                    self.assertTrue(server_side[0].is_closing())
+
+        self.run_async(main())
+
+    def test_a_peer_that_resets_ends_its_connection_only(self):
+        async def main():
+            for kind in ("protocol", "streams"):
+                server, port = await start(kind)
+                async with server:
+                    for _ in range(10):
+                        sock = socket.create_connection(("127.0.0.1", port))
+                        sock.sendall(b"x" * 100000)
+                        # RST instead of FIN: SO_LINGER with a zero timeout.
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        sock.close()
+                    await asyncio.sleep(0.05)
+                    self.assertEqual(await exchange(port, b"still here"), b"still here")
+
+        self.run_async(main())
+
+
+class CallbackErrors(unittest.TestCase):
+    def test_data_received_raising_closes_that_transport_only(self):
+        contexts = []
+        lost = []
+
+        class Faulty(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def data_received(self, data):
+                if data.startswith(b"boom"):
+                    raise ZeroDivisionError("boom")
+                self.transport.write(data)
+
+            def connection_lost(self, exc):
+                lost.append(exc)
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            loop.set_exception_handler(lambda loop, context: contexts.append(context))
+            server = await loop.create_server(Faulty, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            async with server:
+                bad_reader, bad_writer = await asyncio.open_connection("127.0.0.1", port)
+                good_reader, good_writer = await asyncio.open_connection("127.0.0.1", port)
+                bad_writer.write(b"boom")
+                self.assertEqual(await bad_reader.read(), b"")
+                good_writer.write(b"fine")
+                self.assertEqual(await good_reader.readexactly(4), b"fine")
+                for writer in (bad_writer, good_writer):
+                    writer.close()
+                    await writer.wait_closed()
+                await asyncio.sleep(0.05)
+
+        evloop.run(main())
+        self.assertEqual(len(contexts), 1, contexts)
+        self.assertIsInstance(contexts[0]["exception"], ZeroDivisionError)
+        self.assertIn("data_received", contexts[0]["message"])
+        self.assertIsInstance(lost[0], ZeroDivisionError)
+        self.assertEqual(len(lost), 2)
+
+
+class BufferedEcho(asyncio.BufferedProtocol):
+    def __init__(self, sizes, transports):
+        self.buffer = bytearray(7)  # small, so one read fills many buffers
+        self.sizes = sizes
+        self.transports = transports
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.transports.append(transport)
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.sizes.append(nbytes)
+        self.transport.write(bytes(self.buffer[:nbytes]))
+
+
+class RandomSequences(unittest.TestCase):
+    """Seeded random writes, pauses and resumes of the server's reading,
+    and limit changes: what comes back is what was sent, in order."""
+
+    SEEDS = range(8)
+
+    def run_seed(self, seed, buffered):
+        rng = random.Random(seed)
+        transports = []
+        sizes = []
+
+        class Recorder(EchoProtocol):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                transports.append(transport)
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            factory = (lambda: BufferedEcho(sizes, transports)) if buffered else Recorder
+            server = await loop.create_server(factory, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            async with server:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                sent = bytearray()
+                for _ in range(60):
+                    op = rng.random()
+                    if op < 0.6:
+                        chunk = pattern(rng.choice((1, 10, 1000, 70000)), rng.random())
+                        writer.write(chunk)
+                        sent += chunk
+                    elif op < 0.75 and transports:
+                        transports[0].pause_reading()
+                        self.assertFalse(transports[0].is_reading())
+                    elif op < 0.9 and transports:
+                        transports[0].resume_reading()
+                        self.assertTrue(transports[0].is_reading())
+                    elif transports:
+                        high = rng.choice((0, 1, 4096, 1 << 16))
+                        transports[0].set_write_buffer_limits(high=high)
+                        self.assertEqual(transports[0].get_write_buffer_limits()[1], high)
+                    await asyncio.sleep(0 if rng.random() < 0.8 else 0.001)
+                if transports:
+                    transports[0].resume_reading()
+                writer.write_eof()
+                received = await reader.read(-1)
+                self.assertEqual(len(received), len(sent))
+                self.assertTrue(received == bytes(sent), f"seed {seed}: the echo differs")
+                writer.close()
+                await writer.wait_closed()
+
+        evloop.run(main())
+        if buffered:
+            self.assertTrue(all(0 < n <= 7 for n in sizes))
+
+    def test_protocol(self):
+        for seed in self.SEEDS:
+            with self.subTest(seed=seed):
+                self.run_seed(seed, False)
+
+    def test_buffered_protocol(self):
+        for seed in self.SEEDS:
+            with self.subTest(seed=seed):
+                self.run_seed(seed, True)
+
+
+if __name__ == "__main__":
+    unittest.main()
