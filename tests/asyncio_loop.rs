@@ -7,9 +7,8 @@
 mod common;
 use common::*;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Tests of CPython's suites that may fail on evloop's loop although they
 /// pass on asyncio's, each with the reason. (None today.)
@@ -31,7 +30,13 @@ fn cpython_suites(loop_name: &str, only: &[String]) -> BTreeMap<String, String> 
     for id in only {
         cmd.args(["-k", id]);
     }
-    let output = python_env(&mut cmd).output().expect("run python3");
+    // The suites take about a minute here; a hang fails after 15.
+    let child = python_env(&mut cmd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let output = wait_with_output_within(ChildGuard(child), Duration::from_secs(900));
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     let outcomes: BTreeMap<String, String> = text
         .lines()
@@ -86,121 +91,27 @@ fn cpython_asyncio_suites_pass_on_evloop_as_on_asyncio() {
     );
 }
 
-/// The example server on a free port, with its log read as it comes.
-struct Server {
-    child: Child,
-    port: u16,
-    log: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Server {
-    fn start(loop_name: &str, extra: &[&str]) -> Server {
-        let mut cmd = Command::new("python3");
-        cmd.arg(root().join("python/examples/asyncio_echo_server.py"))
-            .args(["--port", "0", "--loop", loop_name])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = python_env(&mut cmd).spawn().expect("start the server");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).unwrap();
-        let Ok(port) = first.trim().parse() else {
-            child.kill().ok();
-            panic!("first line {first:?} is not a port");
-        };
-        let log = std::thread::spawn(move || {
-            let mut rest = String::new();
-            stdout.read_to_string(&mut rest).unwrap();
-            rest
-        });
-        Server {
-            child,
-            port,
-            log: Some(log),
-        }
-    }
-
-    /// SIGTERM; asserts the exit status 0 and returns the log.
-    fn stop(mut self) -> String {
-        // SAFETY: kill() with our own child's pid and a valid signal number.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                self.child.kill().ok();
-                panic!("the server did not stop within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let log = self.log.take().unwrap().join().unwrap();
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        assert!(
-            status.success(),
-            "the server ended with {status}\n{log}\n{err}"
-        );
-        log
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-    }
-}
-
-fn assert_echoes(server: &Server, args: &[&str]) {
-    let output = Command::new(build_example("echo_client"))
-        .args([
-            "--port",
-            &server.port.to_string(),
-            "--timeout",
-            "120",
-            "--quiet",
-        ])
-        .args(args)
-        .output()
-        .expect("run echo_client");
-    assert!(
-        output.status.success(),
-        "echo_client {args:?}: {}",
-        show(&output)
-    );
+/// python/examples/asyncio_echo_server.py on `loop_name`, on a free port.
+fn start_server(loop_name: &str, extra: &[&str]) -> ExampleServer {
+    let mut cmd = example_command("asyncio_echo_server.py");
+    cmd.args(["--loop", loop_name]).args(extra);
+    python_env(&mut cmd);
+    ExampleServer::spawn(cmd, false)
 }
 
 #[test]
 fn asyncio_echo_server_echoes_every_byte_on_both_loops() {
     for loop_name in ["evloop", "asyncio"] {
-        let server = Server::start(loop_name, &["--quiet"]);
-        for conns in ["1", "2", "100"] {
-            assert_echoes(&server, &["--conns", conns]);
-            for size in ["1", "1024", "4194304"] {
-                assert_echoes(&server, &["--conns", conns, "--size", size]);
-            }
+        let mut server = start_server(loop_name, &["--quiet"]);
+        for args in echo_loads(true) {
+            let output = echo_client(server.port, &[], &args);
+            assert!(
+                output.status.success(),
+                "{loop_name}: echo_client {args:?}: {}",
+                show(&output)
+            );
         }
-        // The benchmarks' load: each connection at its own pace.
-        assert_echoes(
-            &server,
-            &[
-                "--conns",
-                "20",
-                "--size",
-                "64",
-                "--rounds",
-                "50",
-                "--independent",
-            ],
-        );
-        server.stop();
+        server.stop_cleanly();
     }
 }
 
@@ -208,12 +119,10 @@ fn asyncio_echo_server_echoes_every_byte_on_both_loops() {
 fn c1_against_asyncio_echo_server() {
     const MESSAGES: [&str; 3] = ["This is the message. ", "It will be sent ", "in parts."];
     for loop_name in ["evloop", "asyncio"] {
-        let server = Server::start(loop_name, &[]);
-        let output = Command::new("python3")
+        let mut server = start_server(loop_name, &[]);
+        let output = run(Command::new("python3")
             .arg(root().join("tests/py/c1_client.py"))
-            .arg(server.port.to_string())
-            .output()
-            .expect("python3 runs");
+            .arg(server.port.to_string()));
         assert!(output.status.success(), "{}", show(&output));
         let transcript = String::from_utf8(output.stdout).unwrap();
         let lines: Vec<&str> = transcript.lines().collect();
@@ -234,7 +143,7 @@ fn c1_against_asyncio_echo_server() {
         }
         // Let the server see both connections close before stopping it.
         std::thread::sleep(Duration::from_millis(200));
-        let log = server.stop();
+        let log = server.stop_cleanly();
         let expected = [
             "starting up on 127.0.0.1 port ",
             "accepted <socket fd=",
