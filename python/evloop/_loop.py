@@ -22,7 +22,7 @@ import socket
 import struct
 import threading
 from ctypes import addressof, byref, c_char, c_size_t, c_uint64, c_void_p, sizeof
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, cast
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from . import _lib
 from ._lib import ceil_ms, check, timeout_ms
@@ -51,6 +51,7 @@ _DATA_LEN = _lib.evl_stream_exchange_args.data_len.offset // 8
 _STAGED_WRITES, _STAGED_BYTES = 1024, 256 * 1024
 
 Callback = Callable[..., Any]
+_raw_exchange, _raw_write_batch = _lib.raw_exchange, _lib.raw_write_batch
 
 
 @functools.lru_cache(maxsize=None)
@@ -150,7 +151,7 @@ class Loop:
         # (Each stream as its id's 8 bytes, made once per transport: joining
         # them is cheaper than converting ids of more than 30 bits.)
         self._write_streams: List[bytes] = []
-        self._write_lens = array("Q")
+        self._write_lens: List[int] = []  # a list: list.append costs less than array's
         self._write_data: List[bytes] = []
         # Where _flush_writes(stage=True) copies them for evl_stream_exchange.
         self._staged_streams = (c_uint64 * _STAGED_WRITES)()
@@ -171,6 +172,11 @@ class Loop:
             timeout_ms=-1,
         )
         self._exchange_address = addressof(self._exchange)
+        # The arguments of the iteration's raw calls (see _lib.raw_exchange),
+        # made once; _ptr_arg becomes None (NULL) when the loop is freed.
+        self._ptr_arg: Optional[c_void_p] = c_void_p(self._ptr)
+        self._exchange_arg = c_void_p(self._exchange_address)
+        self._staged_args = tuple(c_void_p(addressof(a)) for a in (self._staged_streams, self._staged_lens, self._staged_data))
         self._exchange_ints = memoryview(self._exchange).cast("B").cast("i")
         self._exchange_words = memoryview(self._exchange).cast("B").cast("Q")
         self._wait_ms = -1
@@ -208,7 +214,7 @@ class Loop:
     def __del__(self) -> None:
         if getattr(self, "_ptr", None) is not None and not self._running:
             _lib.evl_loop_free(self._ptr)
-            self._ptr = None
+            self._ptr = self._ptr_arg = None
 
     def _handle(self) -> int:
         if self._ptr is None:
@@ -427,7 +433,7 @@ class Loop:
                 self._drain_wakeup()
                 self._in_run = True
             while not self._stopping and self._has_work():
-                self._iterate(-1)
+                self.iterate(-1)
         finally:
             if main:
                 self._in_run = False
@@ -440,7 +446,7 @@ class Loop:
         callbacks called (stream events included)."""
         self._enter()
         try:
-            return self._iterate(timeout_ms(timeout))
+            return self.iterate(timeout_ms(timeout))
         finally:
             self._leave()
 
@@ -472,44 +478,46 @@ class Loop:
         )
 
     def iterate(self, wait_ms: int) -> int:
-        """One iteration for a caller that runs its own loop around this one
-        (the asyncio loop's selector): the writes made since the last one go
-        out, then the wait (-1: until something happens) and the dispatch.
-        Returns the number of callbacks called."""
-        return self._iterate(wait_ms)
-
-    def _iterate(self, wait_ms: int) -> int:
+        """One iteration (run() and run_once() are made of these, and the
+        asyncio loop's selector calls it): the writes made since the last
+        one go out, then the wait (-1: until something happens), the
+        dispatch, and the calls that were ready. Returns the number of
+        callbacks called."""
         called = 0
-        if self._saved:
-            saved, self._saved = self._saved, []
-            called += self._dispatch(saved)
+        if self._saved or self._ready:
             wait_ms = 0
-        if self._ready:
-            wait_ms = 0
-        exchange = self._exchange_ints
+            if self._saved:
+                saved, self._saved = self._saved, []
+                called = self._dispatch(saved)
         if self._write_streams:
             self._flush_writes(stage=True)
         if wait_ms != self._wait_ms:
-            exchange[_TIMEOUT_MS] = self._wait_ms = wait_ms
+            self._exchange_ints[_TIMEOUT_MS] = self._wait_ms = wait_ms
         # The writes made since the last iteration go out, then the wait.
-        count = _lib.evl_stream_exchange(self._ptr, self._exchange_address)
-        if count < 0:
+        count = _raw_exchange(self._ptr_arg, self._exchange_arg)
+        if count > 0:
+            if self._exception is not None:
+                self._save(self._batch(0, count))
+                self._raise_kept()
+            data_events = self._exchange_ints[_DATA_EVENTS]
+            if data_events:
+                self._dispatch_data(data_events, count)
+                # What the receivers wrote goes out now rather than with the
+                # next exchange: the peers answer while the rest of this
+                # iteration runs, and their answers come together in the
+                # next wait, instead of trickling in one or two per wait.
+                if self._write_streams:
+                    self._flush_writes()
+            if data_events < count:
+                self._dispatch(self._batch(data_events, count))
+            called += count
+        elif count < 0:
             if count == -errno.EINTR:
                 # A signal: its Python handler runs now (KeyboardInterrupt
                 # is raised from here on Ctrl-C).
                 _lib.run_signal_handlers()
                 return called
             raise _lib.error(count, "evl_stream_exchange")
-        if count:
-            if self._exception is not None:
-                self._save(self._batch(0, count))
-                self._raise_kept()
-            data_events = exchange[_DATA_EVENTS]
-            if data_events:
-                self._dispatch_data(data_events, count)
-            if data_events < count:
-                self._dispatch(self._batch(data_events, count))
-            called += count
         elif self._exception is not None:
             self._raise_kept()
         if self._ready:
@@ -528,7 +536,7 @@ class Loop:
         struct.unpack_from. If a handler raises, the events after it are
         saved, as _dispatch does."""
         offset = self._events_u64[_PTR] - self._reads_start
-        read = BytesIO(cast(bytes, self._reads[offset : offset + self._exchange_words[_DATA_LEN]])).read
+        read = BytesIO(self._reads[offset : offset + self._exchange_words[_DATA_LEN]]).read  # type: ignore[arg-type]
         receivers = self._receivers
         fields = iter(_data_run(data_events).unpack_from(self._events))
         try:
@@ -729,7 +737,7 @@ class Loop:
         else:
             self._receivers[stream] = receiver
 
-    def write_queue(self) -> Tuple[List[bytes], "array[int]", List[bytes]]:
+    def write_queue(self) -> Tuple[List[bytes], List[int], List[bytes]]:
         """The lists a write is appended to, one item to each: the stream id
         as 8 bytes (native order), the length, the bytes. They reach the
         library with the next iteration's exchange, in order."""
@@ -752,23 +760,30 @@ class Loop:
     def _flush_writes(self, stage: bool = False) -> None:
         """Hands the writes made so far to the library, in the order they
         were made (a failed write ends its stream, whose CLOSED event says
-        why). With `stage`, writes that fit are copied where the next
-        evl_stream_exchange makes them, instead of a call of their own."""
+        why). Writes that fit are copied to the staged arrays: with `stage`
+        the next evl_stream_exchange makes them, otherwise a raw
+        evl_stream_write_batch of those arrays now."""
         streams, lens, data = self._write_streams, self._write_lens, self._write_data
         count = len(streams)
         joined = b"".join(data)
-        if stage and count <= _STAGED_WRITES and len(joined) <= _STAGED_BYTES:
+        if count <= _STAGED_WRITES and len(joined) <= _STAGED_BYTES:
             self._staged_streams_view[: count * 8] = b"".join(streams)
-            self._staged_lens_view[:count] = lens
+            self._staged_lens_view[:count] = array("Q", lens)
             self._staged_data_view[: len(joined)] = joined
-            self._exchange_ints[_WRITE_COUNT] = count
-            failed = 0
+            if stage:
+                self._exchange_ints[_WRITE_COUNT] = count
+                failed = 0
+            else:
+                streams_arg, lens_arg, data_arg = self._staged_args
+                failed = _raw_write_batch(self._ptr_arg, streams_arg, lens_arg, count, data_arg)
         else:
-            failed = _lib.evl_stream_write_batch(self._ptr, b"".join(streams), lens.buffer_info()[0], count, joined)
+            lens_array = array("Q", lens)
+            failed = _lib.evl_stream_write_batch(self._ptr, b"".join(streams), lens_array.buffer_info()[0], count, joined)
         streams.clear()
-        del lens[:]
+        lens.clear()
         data.clear()
-        check(failed, "evl_stream_write_batch")
+        if failed < 0:
+            check(failed, "evl_stream_write_batch")
 
     def _call_after_writes(self, function: Callable[..., int], *args: Any) -> int:
         """Calls a stream function of the library once the writes made
@@ -797,7 +812,7 @@ class Loop:
         if self._write_streams:
             self._flush_writes()
         check(_lib.evl_loop_free(self._ptr), "evl_loop_free")
-        self._ptr = None
+        self._ptr = self._ptr_arg = None
         for endpoint in self._streams.values():
             endpoint._loop_closed()
         for server in self._listeners.values():
