@@ -21,13 +21,15 @@ reported to the loop's exception handler, closing that transport only.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import heapq
 import inspect
 import io
 import os
 import socket
 import sys
 import warnings
-from asyncio import base_events, constants, exceptions, futures, protocols, sslproto, transports, trsock
+from asyncio import base_events, constants, events, exceptions, futures, protocols, sslproto, transports, trsock
 from asyncio.log import logger
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -46,6 +48,29 @@ _EOF = object()
 _SERVER_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) > 1  # type: ignore[attr-defined]
 # What loop.sendfile() reads and writes at a time.
 _SENDFILE_BLOCK = 64 * 1024
+
+
+class Handle(events.Handle):
+    """asyncio's Handle as the loop's call_soon() makes it when debug mode
+    is off: the same fields set without asking the loop for its debug mode
+    (a call of a Python method for each callback of every iteration). Only
+    where asyncio's Handle has exactly these fields (see _LEAN_HANDLES)."""
+
+    __slots__ = ()
+
+    def __init__(self, callback: Callable[..., Any], args: Tuple[Any, ...], loop: Any, context: Any) -> None:
+        self._context = contextvars.copy_context() if context is None else context
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._repr = None
+        self._source_traceback = None
+
+
+_LEAN_HANDLES = getattr(events.Handle, "__slots__", None) == (
+    "_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr", "__weakref__", "_context",
+)
 
 
 class _LoopSelector(EvloopSelector):
@@ -74,7 +99,13 @@ class _LoopSelector(EvloopSelector):
             self._engine.unregister(fd)
 
     def select(self, timeout: Optional[float] = None) -> List[Tuple[Any, int]]:
-        self._engine.iterate(timeout_ms(timeout))
+        return self.select_ms(timeout_ms(timeout))
+
+    def select_ms(self, wait_ms: int) -> List[Tuple[Any, int]]:
+        """select() with the timeout in milliseconds (-1: none)."""
+        self._engine.iterate(wait_ms)
+        if not self._io_ready:
+            return []
         ready, self._io_ready = self._io_ready, []
         result = []
         fd_to_key = self._fd_to_key
@@ -151,7 +182,8 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         self._sending_file = False  # loop.sendfile() is writing
         self._sent_by_sendfile = 0
         self._drain_waiter: Optional[asyncio.Future] = None  # sendfile's wait for the queue
-        self._no_fast_write = False  # any of the above that stops write()'s fast path
+        # bytes, or None once any of the above stops write()'s fast path.
+        self._fast_write_type: Optional[type] = bytes
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             base_events._set_nodelay(sock)  # type: ignore[attr-defined]
         engine = loop._engine
@@ -296,20 +328,22 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
     # ---- writing -----------------------------------------------------------
 
     def write(self, data: Any) -> None:
-        if data.__class__ is not bytes or self._no_fast_write:
+        # The fast path (bytes, on a transport open for writing) in the
+        # fewest bytecodes: _fast_write_type is bytes then, None otherwise.
+        if data.__class__ is not self._fast_write_type:
             data = self._write_check(data)
             if data is None:
                 return
+        # Handed to the library after this iteration's stream events, or
+        # with the next iteration's exchange, with every other write made
+        # meanwhile, in one call. (An empty write costs nothing there.)
         n = len(data)
-        if n:
-            # Handed to the library with the next iteration's exchange, with
-            # every other write of this iteration, in one call.
-            self._write_streams.append(self._id_bytes)
-            self._write_lens.append(n)
-            self._write_data.append(data)
-            self._unconfirmed += n
-            if self._unconfirmed > self._high_water:
-                self._check_write_buffer()
+        self._write_streams.append(self._id_bytes)
+        self._write_lens.append(n)
+        self._write_data.append(data)
+        self._unconfirmed += n
+        if self._unconfirmed > self._high_water:
+            self._check_write_buffer()
 
     def _write_check(self, data: Any) -> Optional[bytes]:
         """The slow half of write(): None if nothing is to be written."""
@@ -373,7 +407,8 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
             waiter.set_result(None)
 
     def _update_fast_write(self) -> None:
-        self._no_fast_write = bool(self._eof or self._closing or self._gone or self._sending_file or self._conn_lost)
+        slow = self._eof or self._closing or self._gone or self._sending_file or self._conn_lost
+        self._fast_write_type = None if slow else bytes
 
     async def _send_file(self, fd: int, offset: int, count: int) -> int:
         """loop.sendfile(): the file's bytes through the stream, a block at
@@ -567,11 +602,56 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
 class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     """asyncio's event loop on evloop (see the module's documentation)."""
 
-    _transports: Any  # asyncio's (fd -> transport), not in the type stubs
+    # asyncio's, not in the type stubs: fd -> transport, the ready callbacks,
+    # the timers' heap, and the state _run_once reads.
+    _transports: Any
+    _ready: Any
+    _scheduled: List[Any]
+    _debug: bool
+    _closed: bool
+    _stopping: bool
+    _clock_resolution: float
+    _process_events: Callable[[List[Tuple[Any, int]]], None]
 
     def __init__(self) -> None:
         self._engine = Loop()
-        super().__init__(_LoopSelector(self._engine))
+        self._loop_selector = _LoopSelector(self._engine)
+        super().__init__(self._loop_selector)
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> events.Handle:  # type: ignore[override]
+        """asyncio's call_soon(), with a lean Handle when debug mode is off
+        (futures and tasks call it for every wakeup)."""
+        if self._debug or self._closed or not _LEAN_HANDLES:
+            return super().call_soon(callback, *args, context=context)
+        handle = Handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
+
+    def _run_once(self) -> None:
+        """asyncio's BaseEventLoop._run_once, without the steps that have
+        nothing to do when no timer is scheduled and debug mode is off (a
+        busy server's usual iteration): the wait (none if a callback is
+        ready), the events, the due timers, the ready callbacks. Otherwise
+        asyncio's own."""
+        if self._scheduled or self._debug:
+            return super()._run_once()  # type: ignore[misc]
+        ready = self._ready
+        events = self._loop_selector.select_ms(0 if ready or self._stopping else -1)
+        if events:
+            self._process_events(events)
+        if self._scheduled:
+            # Scheduled by the events just handled: due ones run now, as
+            # asyncio's would.
+            end_time = self.time() + self._clock_resolution
+            scheduled = self._scheduled
+            while scheduled and scheduled[0]._when < end_time:
+                handle = heapq.heappop(scheduled)
+                handle._scheduled = False
+                ready.append(handle)
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
 
     def _make_socket_transport(
         self, sock: socket.socket, protocol: Any, waiter: Any = None, *, extra: Any = None, server: Any = None
