@@ -50,27 +50,15 @@ _SERVER_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).para
 _SENDFILE_BLOCK = 64 * 1024
 
 
-class Handle(events.Handle):
-    """asyncio's Handle as the loop's call_soon() makes it when debug mode
-    is off: the same fields set without asking the loop for its debug mode
-    (a call of a Python method for each callback of every iteration). Only
-    where asyncio's Handle has exactly these fields (see _LEAN_HANDLES)."""
-
-    __slots__ = ()
-
-    def __init__(self, callback: Callable[..., Any], args: Tuple[Any, ...], loop: Any, context: Any) -> None:
-        self._context = contextvars.copy_context() if context is None else context
-        self._loop = loop
-        self._callback = callback
-        self._args = args
-        self._cancelled = False
-        self._repr = None
-        self._source_traceback = None
-
-
+# call_soon() builds asyncio's Handle itself, field by field, where the
+# Handle has exactly these fields: the same object as asyncio's, without a
+# Python __init__ that asks the loop for its debug mode (futures and tasks
+# call call_soon for every wakeup).
 _LEAN_HANDLES = getattr(events.Handle, "__slots__", None) == (
     "_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr", "__weakref__", "_context",
 )
+_new_handle = object.__new__
+_copy_context = contextvars.copy_context
 
 
 class _LoopSelector(EvloopSelector):
@@ -619,11 +607,18 @@ class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
         super().__init__(self._loop_selector)
 
     def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> events.Handle:  # type: ignore[override]
-        """asyncio's call_soon(), with a lean Handle when debug mode is off
-        (futures and tasks call it for every wakeup)."""
+        """asyncio's call_soon(); when debug mode is off, its Handle is made
+        here (see _LEAN_HANDLES)."""
         if self._debug or self._closed or not _LEAN_HANDLES:
             return super().call_soon(callback, *args, context=context)
-        handle = Handle(callback, args, self, context)
+        handle: Any = _new_handle(events.Handle)
+        handle._context = _copy_context() if context is None else context
+        handle._loop = self
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
         self._ready.append(handle)
         return handle
 

@@ -502,11 +502,12 @@ class Loop:
             data_events = self._exchange_ints[_DATA_EVENTS]
             if data_events:
                 self._dispatch_data(data_events, count)
-                # What the receivers wrote goes out now rather than with the
-                # next exchange: the peers answer while the rest of this
-                # iteration runs, and their answers come together in the
-                # next wait, instead of trickling in one or two per wait.
-                if self._write_streams:
+                # What the receivers of several streams wrote goes out now
+                # rather than with the next exchange: the peers answer while
+                # the rest of this iteration runs, and their answers come
+                # together in the next wait, instead of trickling in one or
+                # two per wait. (For one stream that is a call for nothing.)
+                if data_events > 1 and self._write_streams:
                     self._flush_writes()
             if data_events < count:
                 self._dispatch(self._batch(data_events, count))
