@@ -122,6 +122,8 @@ c_tests! {
         test_fork,
         test_fork_after_registered_fds_were_closed,
         test_fork_never_revives_a_closed_registration,
+        test_signalfd_never_takes_a_registered_number,
+        test_fork_with_signalfd_after_a_stale_registration,
         test_many_fds,
 }
 

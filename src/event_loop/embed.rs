@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::registrations::token;
+use super::registrations::{is_registered, token};
 use super::EventLoop;
 use crate::sys::{self, Errno, TimerFd, EDGE, READ};
 
@@ -50,14 +50,7 @@ impl<D: Copy + Default> EventLoop<D> {
     /// without `unregister` keeps its slot, and `modify` or `unregister` of
     /// it must not reach the loop's own timerfd.
     fn new_deadline_clock(&self) -> Result<DeadlineClock, Errno> {
-        let mut timer = TimerFd::new()?;
-        while self
-            .registrations
-            .get(timer.raw() as usize)
-            .is_some_and(|slot| !slot.is_vacant())
-        {
-            timer.renumber_above(timer.raw())?;
-        }
+        let timer = TimerFd::new(|fd| is_registered(&self.registrations, fd))?;
         DeadlineClock::new(&self.epoll, timer)
     }
 

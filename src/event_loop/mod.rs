@@ -38,7 +38,7 @@ pub use hooks::{HookId, HookKind, HookRun};
 pub use tasks::LoopHandle;
 
 use iteration::{Phase, BEFORE_IO};
-use registrations::{interest_of, token, Registration, INITIAL_SLOTS};
+use registrations::{interest_of, is_registered, token, Registration, INITIAL_SLOTS};
 use signals::Signals;
 use tasks::Shared;
 use timers::Timers;
@@ -95,8 +95,9 @@ pub struct EventLoop<D: Copy + Default> {
 
 impl<D: Copy + Default> EventLoop<D> {
     pub fn new() -> Result<EventLoop<D>, Errno> {
-        let epoll = Epoll::new()?;
-        let doorbell = sys::eventfd_new()?;
+        // No registration yet: no number to keep off.
+        let epoll = Epoll::new(|_| false)?;
+        let doorbell = sys::eventfd_new(|_| false)?;
         let shared = Arc::new(Shared {
             tasks: Mutex::new(Vec::new()),
             queued: AtomicUsize::new(0),
@@ -184,13 +185,15 @@ impl<D: Copy + Default> EventLoop<D> {
         // cannot have been taken by the new kernel objects made below (a
         // live registration's fd is open, so its number is never given out).
         self.drop_closed_registrations();
-        let epoll = Epoll::new()?;
-        let doorbell = sys::eventfd_new()?;
+        let registrations = &self.registrations;
+        let taken = |fd| is_registered(registrations, fd);
+        let epoll = Epoll::new(taken)?;
+        let doorbell = sys::eventfd_new(taken)?;
         if let Err(e) = epoll.add(doorbell, READ, token(0, doorbell)) {
             sys::close(doorbell);
             return Err(e);
         }
-        self.signals.reinit(&epoll)?;
+        self.signals.reinit(&epoll, taken)?;
         for fd in 0..self.registrations.len() {
             let reg = self.registrations[fd];
             if !reg.is_vacant() {

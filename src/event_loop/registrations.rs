@@ -180,6 +180,17 @@ impl<D: Copy + Default> EventLoop<D> {
     }
 }
 
+/// Whether a registration holds the number `fd`, also one whose fd was
+/// closed without `unregister`: the kernel may give that number out again,
+/// and the loop's own fds keep off it, or `modify` or `unregister` of the
+/// old registration would reach them.
+pub(super) fn is_registered<D: Default>(registrations: &[Registration<D>], fd: RawFd) -> bool {
+    // A negative fd becomes an index past the table: None.
+    registrations
+        .get(fd as usize)
+        .is_some_and(|slot| !slot.is_vacant())
+}
+
 /// The live registration of `fd`. Takes the table alone, so the epoll set
 /// can be used while the registration is held.
 #[inline]

@@ -2,7 +2,7 @@
 
 use std::os::fd::RawFd;
 
-use super::registrations::token;
+use super::registrations::{is_registered, token};
 use super::EventLoop;
 use crate::sys::{self, Epoll, Errno, SigSet, SignalFd, READ};
 
@@ -10,7 +10,9 @@ impl<D: Copy + Default> EventLoop<D> {
     /// Delivers `signo` as an event instead of its usual action. The signal
     /// is blocked in the calling thread and read through a signalfd.
     pub fn watch_signal(&mut self, signo: i32, data: D) -> Result<(), Errno> {
-        self.signals.watch(&self.epoll, signo, data)
+        let registrations = &self.registrations;
+        let taken = |fd| is_registered(registrations, fd);
+        self.signals.watch(&self.epoll, signo, data, taken)
     }
 
     pub fn unwatch_signal(&mut self, signo: i32) -> Result<(), Errno> {
@@ -42,7 +44,14 @@ impl<D: Copy> Signals<D> {
         }
     }
 
-    pub(super) fn watch(&mut self, epoll: &Epoll, signo: i32, data: D) -> Result<(), Errno> {
+    /// `taken`: the numbers the signalfd, if this makes it, keeps off.
+    pub(super) fn watch(
+        &mut self,
+        epoll: &Epoll,
+        signo: i32,
+        data: D,
+        taken: impl Fn(RawFd) -> bool,
+    ) -> Result<(), Errno> {
         if !sys::signal_is_watchable(signo) {
             return Err(libc::EINVAL);
         }
@@ -54,7 +63,7 @@ impl<D: Copy> Signals<D> {
         match &self.fd {
             Some(fd) => fd.set_mask(&mask)?,
             None => {
-                let fd = SignalFd::new(&mask)?;
+                let fd = SignalFd::new(&mask, taken)?;
                 epoll.add(fd.raw(), READ, token(0, fd.raw()))?;
                 self.fd = Some(fd);
             }
@@ -112,9 +121,13 @@ impl<D: Copy> Signals<D> {
         None
     }
 
-    pub(super) fn reinit(&mut self, epoll: &Epoll) -> Result<(), Errno> {
+    pub(super) fn reinit(
+        &mut self,
+        epoll: &Epoll,
+        taken: impl Fn(RawFd) -> bool,
+    ) -> Result<(), Errno> {
         if self.fd.is_some() {
-            let fd = SignalFd::new(&self.mask)?;
+            let fd = SignalFd::new(&self.mask, taken)?;
             epoll.add(fd.raw(), READ, token(0, fd.raw()))?;
             self.fd = Some(fd);
         }

@@ -49,7 +49,10 @@ impl Events {
 ///
 /// Data values whose high 32 bits are zero are reserved for the owner's
 /// internal fds: the fallback timerfd's events come back with its fd number
-/// as data, and the owner ignores internal data it does not recognise.
+/// as data, and the owner ignores internal data it does not recognise. The
+/// owner names the numbers it uses for anything else (`taken`), and the
+/// timerfd and the epoll fd keep off them, so that its `delete` or `modify`
+/// of such a number never reaches them.
 pub struct Epoll {
     fd: Fd,
     /// Fallback clock for kernels without epoll_pwait2, made on first need.
@@ -58,14 +61,23 @@ pub struct Epoll {
 }
 
 impl Epoll {
-    pub fn new() -> SysResult<Epoll> {
+    /// A new set, its fd at a number `taken` does not claim (see
+    /// [`Fd::renumber_clear_of`]).
+    pub fn new(taken: impl Fn(RawFd) -> bool) -> SysResult<Epoll> {
         // SAFETY: plain syscall; the returned fd is owned by us alone.
-        let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        let mut fd = Fd(check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?);
+        fd.renumber_clear_of(taken)?;
         Ok(Epoll {
-            fd: Fd(fd),
+            fd,
             timer: None,
             has_pwait2: true,
         })
+    }
+
+    /// Waits as on a kernel without `epoll_pwait2`, with the fallback timerfd.
+    #[cfg(test)]
+    pub fn force_timerfd_fallback(&mut self) {
+        self.has_pwait2 = false;
     }
 
     /// The epoll fd itself: readable while any fd in the set is ready, so a
@@ -100,13 +112,15 @@ impl Epoll {
     }
 
     /// Waits for at most `max` events (`None` waits forever) into `events`.
-    /// EINTR is returned as `Err(EINTR)`.
+    /// EINTR is returned as `Err(EINTR)`. `taken` is asked only when the
+    /// fallback timerfd is made, which then keeps off the numbers it claims.
     #[inline]
     pub fn wait(
         &mut self,
         events: &mut Events,
         max: usize,
         timeout: Option<Duration>,
+        taken: impl Fn(RawFd) -> bool,
     ) -> SysResult<()> {
         let max = max.clamp(1, events.buf.capacity()) as libc::c_int;
         events.buf.clear();
@@ -114,12 +128,12 @@ impl Epoll {
             match self.pwait2(events, max, timeout) {
                 Err(libc::ENOSYS) => {
                     self.has_pwait2 = false;
-                    self.wait_with_timerfd(events, max, timeout)?
+                    self.wait_with_timerfd(events, max, timeout, taken)?
                 }
                 other => other?,
             }
         } else {
-            self.wait_with_timerfd(events, max, timeout)?
+            self.wait_with_timerfd(events, max, timeout, taken)?
         };
         // SAFETY: the kernel initialised the first `n` (<= max <= capacity) events.
         unsafe { events.buf.set_len(n) };
@@ -163,13 +177,14 @@ impl Epoll {
         events: &mut Events,
         max: libc::c_int,
         timeout: Option<Duration>,
+        taken: impl Fn(RawFd) -> bool,
     ) -> SysResult<usize> {
         let ms = match timeout {
             None => -1,
             Some(d) if d.is_zero() => 0,
             Some(d) => {
                 if self.timer.is_none() {
-                    let timer = TimerFd::new()?;
+                    let timer = TimerFd::new(taken)?;
                     // Edge-triggered: an expiry nobody reads wakes the set once.
                     self.add(timer.fd.raw(), READ | EDGE, timer.fd.raw() as u64)?;
                     self.timer = Some(timer);
@@ -198,7 +213,9 @@ pub struct TimerFd {
 }
 
 impl TimerFd {
-    pub fn new() -> SysResult<TimerFd> {
+    /// A disarmed timer, at a number `taken` does not claim (see
+    /// [`Fd::renumber_clear_of`]).
+    pub fn new(taken: impl Fn(RawFd) -> bool) -> SysResult<TimerFd> {
         // SAFETY: plain syscall returning a new fd we own.
         let fd = check(unsafe {
             libc::timerfd_create(
@@ -206,7 +223,9 @@ impl TimerFd {
                 libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
             )
         })?;
-        Ok(TimerFd { fd: Fd(fd) })
+        let mut fd = Fd(fd);
+        fd.renumber_clear_of(taken)?;
+        Ok(TimerFd { fd })
     }
 
     fn arm(&self, after: Duration) -> SysResult<()> {
@@ -222,15 +241,6 @@ impl TimerFd {
 
     pub fn raw(&self) -> RawFd {
         self.fd.raw()
-    }
-
-    /// Gives the timer the lowest free fd number above `number`.
-    pub fn renumber_above(&mut self, number: RawFd) -> SysResult<()> {
-        // SAFETY: duplicates an fd we own into a new one we own; the old one
-        // is closed when `self.fd` is replaced.
-        let new = check(unsafe { libc::fcntl(self.fd.raw(), libc::F_DUPFD_CLOEXEC, number + 1) })?;
-        self.fd = Fd(new);
-        Ok(())
     }
 
     /// Expires at `deadline` (CLOCK_MONOTONIC ns, as `now_ns`), or never

@@ -2,13 +2,19 @@
 
 use std::os::fd::RawFd;
 
-use super::{check, SysResult};
+use super::{check, Fd, SysResult};
 
 /// A new non-blocking eventfd: the loop's doorbell for other threads and
-/// signal handlers. Returned raw because its owner swaps it after `fork`.
-pub fn eventfd_new() -> SysResult<RawFd> {
-    // SAFETY: plain syscall returning a new fd that the caller owns.
-    check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })
+/// signal handlers, at a number `taken` does not claim (see
+/// [`Fd::renumber_clear_of`]). Returned raw because its owner swaps it
+/// after `fork`.
+pub fn eventfd_new(taken: impl Fn(RawFd) -> bool) -> SysResult<RawFd> {
+    // SAFETY: plain syscall returning a new fd that we own.
+    let mut fd = Fd(check(unsafe {
+        libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
+    })?);
+    fd.renumber_clear_of(taken)?;
+    Ok(fd.into_raw())
 }
 
 /// Rings an eventfd. Async-signal-safe: one `write`, no allocation, no lock.

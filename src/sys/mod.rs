@@ -45,6 +45,26 @@ impl Fd {
     pub fn raw(&self) -> RawFd {
         self.0
     }
+
+    /// Gives up ownership without closing: for an fd kept as a plain number.
+    pub fn into_raw(self) -> RawFd {
+        std::mem::ManuallyDrop::new(self).0
+    }
+
+    /// Moves the fd to the lowest free number above its own that `taken`
+    /// does not claim, if its own is claimed. An owner that matches events
+    /// or calls to its fds by number passes the numbers it already uses
+    /// that the kernel may give out (those of fds closed behind its back).
+    /// On an error the fd keeps the number it had reached.
+    pub fn renumber_clear_of(&mut self, taken: impl Fn(RawFd) -> bool) -> SysResult<()> {
+        while taken(self.0) {
+            // SAFETY: duplicates an fd we own into a new one we own; the old
+            // one is closed when `self` is replaced.
+            let new = check(unsafe { libc::fcntl(self.0, libc::F_DUPFD_CLOEXEC, self.0 + 1) })?;
+            *self = Fd(new);
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Fd {

@@ -68,11 +68,15 @@ pub struct SignalFd {
 }
 
 impl SignalFd {
-    pub fn new(mask: &SigSet) -> SysResult<SignalFd> {
+    /// A signalfd for `mask`, at a number `taken` does not claim (see
+    /// [`Fd::renumber_clear_of`]).
+    pub fn new(mask: &SigSet, taken: impl Fn(RawFd) -> bool) -> SysResult<SignalFd> {
         // SAFETY: the mask is initialised; -1 asks for a new fd that we own.
         let fd =
             check(unsafe { libc::signalfd(-1, &mask.0, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
-        Ok(SignalFd { fd: Fd(fd) })
+        let mut fd = Fd(fd);
+        fd.renumber_clear_of(taken)?;
+        Ok(SignalFd { fd })
     }
 
     pub fn raw(&self) -> RawFd {

@@ -1086,6 +1086,100 @@ static void test_fork_never_revives_a_closed_registration(void) {
     close(sv[1]);
 }
 
+/* ---- the loop's own fds and stale registrations ------------------------- */
+
+/* Takes `signo` if it is pending (blocked and never read by the loop), so
+ * that unblocking it afterwards cannot kill the test program. */
+static void discard_pending(int signo) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signo);
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&set, NULL, &zero) == signo) {}
+}
+
+/* Registers one end of a new socket pair and closes it without
+ * evl_unregister; returns its number, the lowest free one, which the next
+ * fd made (by the loop, say) takes. The other end is closed too. */
+static int stale_registration(evl_loop *loop, io_log *log) {
+    int sv[2];
+    pair(sv);
+    CHECK_EQ(evl_register(loop, sv[0], EVL_READ, log_io, log), 0);
+    close(sv[0]); /* never unregistered */
+    close(sv[1]);
+    int probe = dup(0);
+    CHECK_EQ(probe, sv[0]);
+    close(probe);
+    return sv[0];
+}
+
+/* Bug: the signalfd took the number of a registration whose fd had been
+ * closed without evl_unregister, and evl_unregister of that registration
+ * then took the signalfd out of the epoll set: no signal came through. */
+static void test_signalfd_never_takes_a_registered_number(void) {
+    evl_loop *loop = new_loop();
+    io_log log = {0};
+    int number = stale_registration(loop, &log);
+    signal_log sig = {0};
+    CHECK_EQ(evl_signal_start(loop, SIGUSR1, log_signal, &sig), 0);
+    /* Ends the stale registration only. */
+    CHECK_EQ(evl_unregister(loop, number), 0);
+    CHECK_EQ(evl_unregister(loop, number), -ENOENT);
+    CHECK_EQ(raise(SIGUSR1), 0);
+    for (int i = 0; i < 10 && sig.count == 0; i++) CHECK(evl_run_once(loop, 100) >= 0);
+    CHECK_EQ(sig.count, 1);
+    CHECK_EQ(sig.signo, SIGUSR1);
+    CHECK_EQ(log.calls, 0);
+    if (sig.count == 0) {
+        discard_pending(SIGUSR1);
+        CHECK_EQ(evl_signal_stop(loop, SIGUSR1), 0);
+    }
+    CHECK_EQ(evl_loop_free(loop), 0);
+}
+
+typedef struct {
+    int number;
+    signal_log *sig;
+} stale_signal;
+
+static int fork_with_stale_registration(evl_loop *loop, void *arg) {
+    stale_signal *s = arg;
+    int bad = 0;
+    if (evl_loop_fork(loop) != 0) bad |= 1;
+    /* The stale registration was dropped at the fork. */
+    if (evl_unregister(loop, s->number) != -ENOENT) bad |= 2;
+    if (raise(SIGUSR2) != 0) bad |= 4;
+    for (int i = 0; i < 10 && s->sig->count == 0; i++) evl_run_once(loop, 100);
+    if (s->sig->count != 1) bad |= 8;
+    discard_pending(SIGUSR2);
+    evl_loop_free(loop);
+    return bad;
+}
+
+/* Bug: as above, the parent's signalfd had the stale registration's
+ * number; evl_loop_fork in the child took the old signalfd's epoll entry
+ * for the registration's, kept it, and failed re-adding it (-EBADF) once
+ * it had closed the old signalfd. */
+static void test_fork_with_signalfd_after_a_stale_registration(void) {
+    evl_loop *loop = new_loop();
+    io_log log = {0};
+    signal_log sig = {0};
+    stale_signal s = {.number = stale_registration(loop, &log), .sig = &sig};
+    CHECK_EQ(evl_signal_start(loop, SIGUSR2, log_signal, &sig), 0);
+    in_child(loop, fork_with_stale_registration, &s);
+    /* The parent's watcher still works too. */
+    CHECK_EQ(evl_unregister(loop, s.number), 0);
+    CHECK_EQ(raise(SIGUSR2), 0);
+    for (int i = 0; i < 10 && sig.count == 0; i++) CHECK(evl_run_once(loop, 100) >= 0);
+    CHECK_EQ(sig.count, 1);
+    CHECK_EQ(log.calls, 0);
+    if (sig.count == 0) {
+        discard_pending(SIGUSR2);
+        CHECK_EQ(evl_signal_stop(loop, SIGUSR2), 0);
+    }
+    CHECK_EQ(evl_loop_free(loop), 0);
+}
+
 static void test_many_fds(void) {
     enum { N = 500 };
     evl_loop *loop = new_loop();
@@ -1136,6 +1230,8 @@ int main(int argc, char **argv) {
         TEST(test_fork),
         TEST(test_fork_after_registered_fds_were_closed),
         TEST(test_fork_never_revives_a_closed_registration),
+        TEST(test_signalfd_never_takes_a_registered_number),
+        TEST(test_fork_with_signalfd_after_a_stale_registration),
         TEST(test_many_fds),
     };
     return harness_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
