@@ -7,9 +7,11 @@ of each iteration is the Loop's one foreign call, ``evl_stream_exchange``.
 Socket transports (TCP and Unix: create_server, create_connection,
 connect_accepted_socket, start_tls, and so asyncio's streams) are replaced by
 transports on the library's buffered streams: the library reads, writes and
-queues, and the bytes written in an iteration go out with the next
-exchange, so a round trip costs no foreign call of its own. Stream events
-and raw fd events come out of the same call.
+queues, and the bytes written in an iteration go out in one call (right
+after a batch of data from several streams, or with the next exchange), so
+a round trip costs no foreign call of its own. Stream events and raw fd
+events come out of the same call. call_soon() and _run_once() are
+asyncio's, made leaner where debug mode is off and no timer is due.
 
 Protocols see what asyncio's transports do: connection_made before any
 data, Protocol and BufferedProtocol, eof_received, flow control with

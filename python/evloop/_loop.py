@@ -3,8 +3,10 @@
 Each iteration is one foreign call, ``evl_stream_exchange``: it makes the
 writes of the iteration before, waits, and fills an array with everything
 ready (raw fds, and stream data, EOF, close...), which is then dispatched
-here in Python. A ctypes call costs thousands of instructions, so crossing
-once per iteration rather than once per event is what makes this fast.
+here in Python; when data came on several streams, what their receivers
+wrote goes out in a second call right after (see iterate()). A ctypes call
+costs thousands of instructions, so crossing once or twice per iteration
+rather than once per event is what makes this fast.
 Timers are the library's and call back through one ctypes callback per
 loop; signals use Python's own handlers.
 """
