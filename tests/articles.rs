@@ -102,36 +102,16 @@ fn assert_echo_load(mode: Mode, port: u16, large: bool) {
     );
 }
 
-const MESSAGES: [&str; 3] = ["This is the message. ", "It will be sent ", "in parts."];
-
-/// The articles' C1 (tests/py/c1_client.py) against `port`: every reply it
-/// prints is the one `expect` says. Returns its transcript.
+/// C1 against `port`, its whole transcript checked (the replies upper-cased
+/// where the mode expects `--upper`); returns the transcript.
 fn assert_c1_answered(port: u16, expect: &[&str]) -> String {
-    let output = Command::new("python3")
-        .arg(root().join("tests/py/c1_client.py"))
-        .arg(port.to_string())
-        .output()
-        .expect("python3 runs");
-    assert!(output.status.success(), "{}", show(&output));
-    let transcript = String::from_utf8(output.stdout).unwrap();
-    let received: Vec<&str> = transcript
-        .lines()
-        .filter(|l| l.contains(": received "))
-        .collect();
-    assert_eq!(received.len(), 6, "{transcript}");
-    for (i, line) in received.iter().enumerate() {
-        let message = MESSAGES[i / 2];
-        let reply = if expect == UPPER {
+    c1_transcript(port, |message| {
+        if expect == UPPER {
             message.to_uppercase()
         } else {
             message.to_string()
-        };
-        assert!(
-            line.ends_with(&format!(": received \"{reply}\"")),
-            "{transcript}"
-        );
-    }
-    transcript
+        }
+    })
 }
 
 /// Checks that `log` has lines containing each of `expected`, in that order.

@@ -117,30 +117,9 @@ fn asyncio_echo_server_echoes_every_byte_on_both_loops() {
 
 #[test]
 fn c1_against_asyncio_echo_server() {
-    const MESSAGES: [&str; 3] = ["This is the message. ", "It will be sent ", "in parts."];
     for loop_name in ["evloop", "asyncio"] {
         let mut server = start_server(loop_name, &[]);
-        let output = run(Command::new("python3")
-            .arg(root().join("tests/py/c1_client.py"))
-            .arg(server.port.to_string()));
-        assert!(output.status.success(), "{}", show(&output));
-        let transcript = String::from_utf8(output.stdout).unwrap();
-        let lines: Vec<&str> = transcript.lines().collect();
-        assert_eq!(lines.len(), 1 + 3 * 4, "{transcript}");
-        for (m, message) in MESSAGES.iter().enumerate() {
-            for line in &lines[1 + 4 * m..3 + 4 * m] {
-                assert!(
-                    line.ends_with(&format!("sending \"{message}\"")),
-                    "{transcript}"
-                );
-            }
-            for line in &lines[3 + 4 * m..5 + 4 * m] {
-                assert!(
-                    line.ends_with(&format!("received \"{message}\"")),
-                    "{transcript}"
-                );
-            }
-        }
+        c1_transcript(server.port, str::to_string);
         // Let the server see both connections close before stopping it.
         std::thread::sleep(Duration::from_millis(200));
         let log = server.stop_cleanly();

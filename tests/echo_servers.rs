@@ -304,16 +304,6 @@ fn echo_client_reports_a_wrong_reply() {
     server.stop_cleanly();
 }
 
-/// The client's address as C1 prints it, `('127.0.0.1', PORT)`, at the start
-/// of `line`; returns the rest.
-fn after_sockname(line: &str) -> &str {
-    let end = line.find("): ").expect("a sockname") + 3;
-    assert!(line.starts_with("('127.0.0.1', "), "{line}");
-    &line[end..]
-}
-
-const MESSAGES: [&str; 3] = ["This is the message. ", "It will be sent ", "in parts."];
-
 /// The reply `mode` gives to `message`.
 fn reply(mode: Mode, message: &str) -> String {
     match mode.flags {
@@ -327,30 +317,7 @@ fn reply(mode: Mode, message: &str) -> String {
 /// `mode`: its transcript, and the server's log lines for the session.
 fn c1_session(mode: Mode) -> (String, String) {
     let server = Server::start(mode, &[]);
-    let output = run(Command::new("python3")
-        .arg(root().join("tests/py/c1_client.py"))
-        .arg(server.port.to_string()));
-    assert!(output.status.success(), "{}", show(&output));
-    let transcript = String::from_utf8(output.stdout).unwrap();
-    let lines: Vec<&str> = transcript.lines().collect();
-    assert_eq!(
-        lines[0],
-        format!("connecting to 127.0.0.1 port {}", server.port)
-    );
-    assert_eq!(lines.len(), 1 + 3 * 4, "{transcript}");
-    for (m, message) in MESSAGES.iter().enumerate() {
-        let turn = &lines[1 + 4 * m..5 + 4 * m];
-        for line in &turn[..2] {
-            assert_eq!(after_sockname(line), format!("sending \"{message}\""));
-        }
-        for line in &turn[2..] {
-            assert_eq!(
-                after_sockname(line),
-                format!("received \"{}\"", reply(mode, message)),
-                "{transcript}"
-            );
-        }
-    }
+    let transcript = c1_transcript(server.port, |message| reply(mode, message));
     // Let the server see both connections close before stopping it.
     std::thread::sleep(Duration::from_millis(200));
     (transcript, server.stop_cleanly())

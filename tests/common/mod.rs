@@ -645,3 +645,41 @@ pub fn assert_misbehaving_clients_harm_no_one(
     drop(hog);
     echo(&["--quiet", "--conns", "2"]);
 }
+
+/// The articles' three messages, in the order their C1 client sends them.
+pub const C1_MESSAGES: [&str; 3] = ["This is the message. ", "It will be sent ", "in parts."];
+
+/// Runs the articles' C1 client (tests/py/c1_client.py, standard library
+/// only) against 127.0.0.1:`port`, under run()'s time limit, and checks its
+/// whole transcript: the connect line, then for each message both sockets'
+/// "sending" lines and both "received" lines, whose reply is
+/// `reply(message)`. Returns the transcript.
+pub fn c1_transcript(port: u16, reply: impl Fn(&str) -> String) -> String {
+    let output = run(Command::new("python3")
+        .arg(root().join("tests/py/c1_client.py"))
+        .arg(port.to_string()));
+    assert!(output.status.success(), "{}", show(&output));
+    let transcript = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = transcript.lines().collect();
+    assert_eq!(lines.len(), 1 + 3 * 4, "{transcript}");
+    assert_eq!(
+        lines[0],
+        format!("connecting to 127.0.0.1 port {port}"),
+        "{transcript}"
+    );
+    for (m, message) in C1_MESSAGES.iter().enumerate() {
+        for (i, line) in lines[1 + 4 * m..5 + 4 * m].iter().enumerate() {
+            // Each line starts with the client's address, ('127.0.0.1', PORT).
+            let said = if i < 2 {
+                format!("): sending \"{message}\"")
+            } else {
+                format!("): received \"{}\"", reply(message))
+            };
+            assert!(
+                line.starts_with("('127.0.0.1', ") && line.ends_with(&said),
+                "{transcript}"
+            );
+        }
+    }
+    transcript
+}
