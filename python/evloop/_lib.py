@@ -257,10 +257,9 @@ evl_abi_version = _declare("evl_abi_version", c_uint32, [])
 # instructions of 4,000 for evl_stream_write_batch's five). Returns are
 # ints, as declared above. raw_write_batch keeps the GIL (PyDLL), since a
 # write never waits; raw_exchange releases it for the wait.
-raw_exchange: Callable[..., int] = ctypes.CDLL(lib._name, handle=lib._handle).evl_stream_exchange
-raw_write_batch: Callable[..., int] = getattr(ctypes, "PyDLL", ctypes.CDLL)(
-    lib._name, handle=lib._handle
-).evl_stream_write_batch
+# (Loading the library again by name gives the same one: dlopen counts.)
+raw_exchange: Callable[..., int] = ctypes.CDLL(lib._name).evl_stream_exchange
+raw_write_batch: Callable[..., int] = getattr(ctypes, "PyDLL", ctypes.CDLL)(lib._name).evl_stream_write_batch
 
 # ---- time ----------------------------------------------------------------
 
