@@ -516,9 +516,16 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
                 waiter.set_exception(ConnectionError("Connection is closed by peer"))
 
     def _release_socket(self) -> None:
-        """The fd is the library's, which closes it: the socket object lets go."""
+        """The fd is the library's, which closes it: the socket object lets
+        go, and the loop's map of fds to transports forgets it (asyncio
+        refuses a new socket an fd its map gives a transport that is not
+        closing, and a new socket may take the number as soon as the library
+        has closed it, before this transport's connection_lost)."""
         if self._sock is not None and self._sock.fileno() >= 0:
             self._sock.detach()
+        loop = self._loop
+        if loop is not None and loop._transports.get(self._sock_fd) is self:
+            del loop._transports[self._sock_fd]
 
     def _stream_call(self, function: Callable[..., int]) -> bool:
         """A stream function of the library; False if the stream has ended."""

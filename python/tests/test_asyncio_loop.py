@@ -246,6 +246,30 @@ class Echo(unittest.TestCase):
 
         self.run_async(main())
 
+    def test_a_stream_the_library_ended_gives_up_its_fd_number_at_once(self):
+        # The peer resets a connection whose connection_made() has not run
+        # yet: the library closes the fd, and the transport keeps the end
+        # for after connection_made(). Meanwhile a new socket may take the
+        # fd's number, which asyncio refuses while its map gives the number
+        # to a transport that is not closing.
+        loop = evloop.new_event_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        try:
+            accepted.setblocking(False)
+            fd = accepted.fileno()
+            transport = loop._make_socket_transport(accepted, asyncio.Protocol())
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # RST, there before the iteration below
+            loop._run_once()  # connection_made() is due: the wait is 0
+            self.assertTrue(transport._gone, "the library has read the reset and closed the fd")
+            self.assertNotIn(fd, loop._transports)
+        finally:
+            client.close()
+            listener.close()
+            loop.close()
+
 
 class CallbackErrors(unittest.TestCase):
     def test_data_received_raising_closes_that_transport_only(self):
