@@ -504,16 +504,20 @@ class Loop:
             data_events = self._exchange_ints[_DATA_EVENTS]
             if data_events:
                 self._dispatch_data(data_events, count)
-                # What the receivers of several streams wrote goes out now
-                # rather than with the next exchange: the peers answer while
-                # the rest of this iteration runs, and their answers come
-                # together in the next wait, instead of trickling in one or
-                # two per wait. (For one stream that is a call for nothing.)
-                if data_events > 1 and self._write_streams:
-                    self._flush_writes()
             if data_events < count:
                 self._dispatch(self._batch(data_events, count))
             called += count
+            # What the receivers of several streams wrote goes out now
+            # rather than with the next exchange: the peers answer while the
+            # rest of this iteration runs, and their answers come together
+            # in the next wait, instead of trickling in one or two per wait.
+            # (For one stream that is a call for nothing.)
+            if data_events > 1 and self._write_streams and self._flush_writes():
+                # A write failed: its stream has ended and its fd is closed,
+                # and a socket made before the next exchange could take the
+                # number while the stream's owner still counts it as open
+                # (asyncio then refuses that socket). Its CLOSED, now.
+                called += self.iterate(0)
         elif count < 0:
             if count == -errno.EINTR:
                 # A signal: its Python handler runs now (KeyboardInterrupt
@@ -760,12 +764,13 @@ class Loop:
         """Bytes written to the stream that the kernel has not taken yet."""
         return self._queued(stream)
 
-    def _flush_writes(self, stage: bool = False) -> None:
+    def _flush_writes(self, stage: bool = False) -> int:
         """Hands the writes made so far to the library, in the order they
         were made (a failed write ends its stream, whose CLOSED event says
         why). Writes that fit are copied to the staged arrays: with `stage`
         the next evl_stream_exchange makes them, otherwise a raw
-        evl_stream_write_batch of those arrays now."""
+        evl_stream_write_batch of those arrays now. Returns how many of the
+        writes made now failed."""
         streams, lens, data = self._write_streams, self._write_lens, self._write_data
         count = len(streams)
         joined = b"".join(data)
@@ -785,8 +790,7 @@ class Loop:
         streams.clear()
         lens.clear()
         data.clear()
-        if failed < 0:
-            check(failed, "evl_stream_write_batch")
+        return check(failed, "evl_stream_write_batch")
 
     def _call_after_writes(self, function: Callable[..., int], *args: Any) -> int:
         """Calls a stream function of the library once the writes made
