@@ -640,9 +640,9 @@ class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
         if self._scheduled or self._debug:
             return super()._run_once()  # type: ignore[misc]
         ready = self._ready
-        events = self._loop_selector.select_ms(0 if ready or self._stopping else -1)
-        if events:
-            self._process_events(events)
+        fds_ready = self._loop_selector.select_ms(0 if ready or self._stopping else -1)
+        if fds_ready:
+            self._process_events(fds_ready)
         if self._scheduled:
             # Scheduled by the events just handled: due ones run now, as
             # asyncio's would.

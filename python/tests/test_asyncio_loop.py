@@ -270,6 +270,43 @@ class Echo(unittest.TestCase):
             listener.close()
             loop.close()
 
+    def test_a_failed_early_write_ends_its_transport_in_the_same_iteration(self):
+        # Data on two streams in one batch: their answers go out right after
+        # it. One peer has gone meanwhile, so its write fails and the library
+        # closes that fd; the transport must learn it before the iteration's
+        # callbacks run, or a socket they make could take the number.
+        loop = evloop.new_event_loop()
+        pairs = [socket.socketpair() for _ in range(2)]
+        try:
+            class Answer(asyncio.Protocol):
+                def connection_made(self, transport):
+                    self.transport = transport
+
+                def data_received(self, data):
+                    if self is protocols[0]:
+                        pairs[0][0].close()  # the peer goes before the answer
+                    self.transport.write(data)
+
+            protocols = []
+            transports = []
+            for _, ours in pairs:
+                transport, protocol = loop.run_until_complete(loop.connect_accepted_socket(Answer, ours))
+                protocols.append(protocol)
+                transports.append(transport)
+            fd = transports[0]._sock_fd
+            for theirs, _ in pairs:
+                theirs.sendall(b"ping")
+            loop._stopping = True  # the iteration below waits for nothing
+            loop._run_once()
+            self.assertEqual(pairs[1][0].recv(100), b"ping")
+            self.assertTrue(transports[0].is_closing())
+            self.assertNotIn(fd, loop._transports)
+        finally:
+            loop._stopping = False
+            for theirs, _ in pairs:
+                theirs.close()
+            loop.close()
+
 
 class CallbackErrors(unittest.TestCase):
     def test_data_received_raising_closes_that_transport_only(self):
