@@ -923,6 +923,25 @@ int evl_stream_write_batch(struct evl_loop *loop, const uint64_t *streams, const
  */
 int evl_stream_exchange(struct evl_loop *loop, struct evl_stream_exchange_args *x);
 
+/**
+ * The writes of evl_stream_exchange without its wait, for a caller that
+ * wants what it wrote on its way at once (before the rest of its
+ * iteration) and pays for each argument: makes `x->write_count` writes
+ * from `x->write_streams`, `x->write_lens` and `x->write_data` (as
+ * evl_stream_write_batch), stores how many failed in `x->write_failed`
+ * and sets `x->write_count` to 0. Polls nothing: the other fields of `x`
+ * are neither read nor changed, and the events of the last
+ * evl_stream_exchange (and their `data`) stay valid.
+ *
+ * Returns the number of writes that failed (as evl_stream_write_batch);
+ * -EINVAL for a NULL loop or `x`, or writes evl_stream_write_batch would
+ * refuse (then nothing is written, and `x` is not changed).
+ * Ownership: `x` and the arrays and bytes it points to are the caller's;
+ * the library reads them during the call only.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_exchange_writes(struct evl_loop *loop, struct evl_stream_exchange_args *x);
+
 /* ==== Errors and versions ==== */
 
 /**

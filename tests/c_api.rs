@@ -131,6 +131,7 @@ c_tests! {
     test_streams:
         test_read_buffer_and_write_batch,
         test_exchange,
+        test_exchange_writes,
         test_stream_arguments,
         test_held_over_data_keeps_its_bytes,
         test_stream_over_a_pipes_write_end,

@@ -8,7 +8,8 @@
 //! peers. One test drives everything through callbacks (evl_run_once, the
 //! operations made from inside the callbacks too); the other through the
 //! batch interface (evl_stream_poll, evl_stream_exchange with staged writes,
-//! evl_stream_submit, evl_stream_write_batch). What is checked:
+//! evl_stream_submit, evl_stream_write_batch, evl_stream_exchange_writes).
+//! What is checked:
 //! - bytes are exact both ways: every DATA event continues what the peer
 //!   sent, and what the peer reads continues what the stream was given;
 //!   at the end (peers half-close, then streams close) all of it arrived;
@@ -728,20 +729,56 @@ impl World {
         if ids.is_empty() {
             return;
         }
-        // SAFETY: the loop is live; the arrays and bytes are valid.
-        let rc = unsafe {
-            evl_stream_write_batch(
-                self.lp,
-                ids.as_ptr(),
-                lens.as_ptr(),
-                ids.len() as i32,
-                data.as_ptr().cast(),
-            )
+        // Half of them through evl_stream_exchange_writes: the same writes,
+        // from an exchange's arguments, whose other fields it leaves alone.
+        let staged = self.rng.percent(50);
+        let rc = if staged {
+            let mut x = evl_stream_exchange_args {
+                write_streams: ids.as_ptr(),
+                write_lens: lens.as_ptr(),
+                write_data: data.as_ptr().cast(),
+                events: std::ptr::null_mut(),
+                write_count: ids.len() as i32,
+                timeout_ms: 7,
+                max_events: 0,
+                write_failed: -1,
+                data_events: 5,
+                data_len: 9,
+            };
+            // SAFETY: the loop is live; the arrays and bytes are valid.
+            let rc = unsafe { evl_stream_exchange_writes(self.lp, &mut x) };
+            assert_eq!(
+                (x.write_count, x.write_failed),
+                (0, rc),
+                "exchange_writes' results"
+            );
+            assert_eq!(
+                (x.timeout_ms, x.max_events, x.data_events, x.data_len),
+                (7, 0, 5, 9),
+                "exchange_writes changed what is not its own"
+            );
+            rc
+        } else {
+            // SAFETY: the loop is live; the arrays and bytes are valid.
+            unsafe {
+                evl_stream_write_batch(
+                    self.lp,
+                    ids.as_ptr(),
+                    lens.as_ptr(),
+                    ids.len() as i32,
+                    data.as_ptr().cast(),
+                )
+            }
         };
         trace(|| {
             format!(
-                "{} write_batch {:?} -> {rc}",
+                "{} {} {:?} -> {rc}",
                 self.where_(),
+                if staged {
+                    "exchange_writes"
+                } else {
+                    "write_batch"
+                },
                 plan.iter().map(|(k, b)| (*k, b.len())).collect::<Vec<_>>()
             )
         });

@@ -247,19 +247,21 @@ evl_stream_submit = _declare("evl_stream_submit", c_int, [_L, _P, _I])
 # streams and data: c_char_p passes a bytes object's own buffer, without a copy.
 evl_stream_write_batch = _declare("evl_stream_write_batch", c_int, [_L, c_char_p, _P, _I, c_char_p])
 evl_stream_exchange = _declare("evl_stream_exchange", c_int, [_L, _P])
+evl_stream_exchange_writes = _declare("evl_stream_exchange_writes", c_int, [_L, _P])
 evl_strerror = _declare("evl_strerror", c_char_p, [_I])
 evl_version = _declare("evl_version", c_char_p, [])
 evl_abi_version = _declare("evl_abi_version", c_uint32, [])
 
 # The two calls of every loop iteration, without argument conversion: given
-# c_void_p objects made once (and a small int), ctypes skips the argtypes'
-# conversions and checks, which cost more than the call itself (about 2,000
-# instructions of 4,000 for evl_stream_write_batch's five). Returns are
-# ints, as declared above. raw_write_batch keeps the GIL (PyDLL), since a
-# write never waits; raw_exchange releases it for the wait.
+# byref() objects made once, ctypes skips the argtypes' conversions and
+# checks, which cost more than the call itself (a call of two such
+# arguments costs about 2,200 instructions; evl_stream_write_batch's five
+# cost 4,600 with c_void_p arguments, 3,300 with byref()s). Returns are
+# ints, as declared above. raw_exchange_writes keeps the GIL (PyDLL), since
+# a write never waits; raw_exchange releases it for the wait.
 # (Loading the library again by name gives the same one: dlopen counts.)
 raw_exchange: Callable[..., int] = ctypes.CDLL(lib._name).evl_stream_exchange
-raw_write_batch: Callable[..., int] = getattr(ctypes, "PyDLL", ctypes.CDLL)(lib._name).evl_stream_write_batch
+raw_exchange_writes: Callable[..., int] = getattr(ctypes, "PyDLL", ctypes.CDLL)(lib._name).evl_stream_exchange_writes
 
 # ---- time ----------------------------------------------------------------
 

@@ -53,7 +53,7 @@ _DATA_LEN = _lib.evl_stream_exchange_args.data_len.offset // 8
 _STAGED_WRITES, _STAGED_BYTES = 1024, 256 * 1024
 
 Callback = Callable[..., Any]
-_raw_exchange, _raw_write_batch = _lib.raw_exchange, _lib.raw_write_batch
+_raw_exchange, _raw_exchange_writes = _lib.raw_exchange, _lib.raw_exchange_writes
 
 
 @functools.lru_cache(maxsize=None)
@@ -176,9 +176,11 @@ class Loop:
         self._exchange_address = addressof(self._exchange)
         # The arguments of the iteration's raw calls (see _lib.raw_exchange),
         # made once; _ptr_arg becomes None (NULL) when the loop is freed.
-        self._ptr_arg: Optional[c_void_p] = c_void_p(self._ptr)
-        self._exchange_arg = c_void_p(self._exchange_address)
-        self._staged_args = tuple(c_void_p(addressof(a)) for a in (self._staged_streams, self._staged_lens, self._staged_data))
+        # They are byref()s, which ctypes passes as they are (a c_void_p
+        # costs it a search of its table of types, 300 instructions), the
+        # loop as a reference to its first byte.
+        self._ptr_arg: Optional[Any] = byref(c_char.from_address(pointer.value or 0))
+        self._exchange_arg = byref(self._exchange)
         self._exchange_ints = memoryview(self._exchange).cast("B").cast("i")
         self._exchange_words = memoryview(self._exchange).cast("B").cast("Q")
         self._wait_ms = -1
@@ -768,8 +770,8 @@ class Loop:
         """Hands the writes made so far to the library, in the order they
         were made (a failed write ends its stream, whose CLOSED event says
         why). Writes that fit are copied to the staged arrays: with `stage`
-        the next evl_stream_exchange makes them, otherwise a raw
-        evl_stream_write_batch of those arrays now. Returns how many of the
+        the next evl_stream_exchange makes them, otherwise
+        evl_stream_exchange_writes now. Returns how many of the
         writes made now failed."""
         streams, lens, data = self._write_streams, self._write_lens, self._write_data
         count = len(streams)
@@ -778,12 +780,8 @@ class Loop:
             self._staged_streams_view[: count * 8] = b"".join(streams)
             self._staged_lens_view[:count] = array("Q", lens)
             self._staged_data_view[: len(joined)] = joined
-            if stage:
-                self._exchange_ints[_WRITE_COUNT] = count
-                failed = 0
-            else:
-                streams_arg, lens_arg, data_arg = self._staged_args
-                failed = _raw_write_batch(self._ptr_arg, streams_arg, lens_arg, count, data_arg)
+            self._exchange_ints[_WRITE_COUNT] = count
+            failed = 0 if stage else _raw_exchange_writes(self._ptr_arg, self._exchange_arg)
         else:
             lens_array = array("Q", lens)
             failed = _lib.evl_stream_write_batch(self._ptr, b"".join(streams), lens_array.buffer_info()[0], count, joined)

@@ -314,6 +314,53 @@ pub unsafe extern "C" fn evl_stream_exchange(
     })
 }
 
+/// The writes of evl_stream_exchange without its wait, for a caller that
+/// wants what it wrote on its way at once (before the rest of its
+/// iteration) and pays for each argument: makes `x->write_count` writes
+/// from `x->write_streams`, `x->write_lens` and `x->write_data` (as
+/// evl_stream_write_batch), stores how many failed in `x->write_failed`
+/// and sets `x->write_count` to 0. Polls nothing: the other fields of `x`
+/// are neither read nor changed, and the events of the last
+/// evl_stream_exchange (and their `data`) stay valid.
+///
+/// Returns the number of writes that failed (as evl_stream_write_batch);
+/// -EINVAL for a NULL loop or `x`, or writes evl_stream_write_batch would
+/// refuse (then nothing is written, and `x` is not changed).
+/// Ownership: `x` and the arrays and bytes it points to are the caller's;
+/// the library reads them during the call only.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_exchange_writes(
+    r#loop: *mut evl_loop,
+    x: *mut evl_stream_exchange_args,
+) -> c_int {
+    guard(|| {
+        if x.is_null() {
+            return Err(libc::EINVAL);
+        }
+        // SAFETY: non-null, and the caller's struct (the header's contract).
+        let args = unsafe { x.read() };
+        // SAFETY: the header's contract: `loop` is NULL or a live loop, used
+        // on its thread; the arrays are as evl_stream_write_batch takes them.
+        let failed = unsafe {
+            write_batch(
+                r#loop,
+                args.write_streams,
+                args.write_lens,
+                args.write_count,
+                args.write_data,
+            )
+        }?;
+        // SAFETY: `x` is writable (the header's contract) and no reference
+        // to it is alive.
+        unsafe {
+            (*x).write_failed = failed;
+            (*x).write_count = 0;
+        }
+        Ok(failed)
+    })
+}
+
 /// How many events, from the first, are DATA whose bytes lie end to end,
 /// and their total length.
 fn data_run(events: &[evl_stream_event]) -> (c_int, usize) {

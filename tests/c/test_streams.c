@@ -700,10 +700,86 @@ static void test_exchange(void) {
     CHECK_EQ(evl_loop_free(loop), 0);
 }
 
+/* evl_stream_exchange_writes: an exchange's writes, made at once, with no
+ * poll: the events of the exchange before (and their bytes) stay valid,
+ * and the fields of x that are not the writes' are left alone. */
+static void test_exchange_writes(void) {
+    evl_stream_event events[4];
+    uint64_t ids[2];
+    size_t lens[2] = {3, 4};
+    evl_stream_exchange_args x = {
+        .write_streams = ids, .write_lens = lens, .write_data = "abcdefg",
+        .events = events, .write_count = 2, .timeout_ms = 0, .max_events = 4,
+    };
+    CHECK_EQ(evl_stream_exchange_writes(NULL, &x), -EINVAL);
+    evl_loop *loop = new_loop();
+    CHECK_EQ(evl_stream_exchange_writes(loop, NULL), -EINVAL);
+    evl_stream_exchange_args bad = x;
+    bad.write_count = -1;
+    CHECK_EQ(evl_stream_exchange_writes(loop, &bad), -EINVAL);
+    CHECK_EQ(bad.write_count, -1);
+    bad = x, bad.write_streams = NULL;
+    CHECK_EQ(evl_stream_exchange_writes(loop, &bad), -EINVAL);
+    CHECK_EQ(bad.write_count, 2); /* refused: nothing was written */
+
+    /* Two pipes: a stream writing to each, read here with read(2); and a
+     * stream reading a third, whose DATA event is polled first. */
+    int a[2], b[2], c[2];
+    CHECK_EQ(pipe(a), 0);
+    CHECK_EQ(pipe(b), 0);
+    CHECK_EQ(pipe(c), 0);
+    CHECK_EQ(evl_stream_open(loop, a[1], NULL, NULL, &ids[0]), 0);
+    CHECK_EQ(evl_stream_open(loop, b[1], NULL, NULL, &ids[1]), 0);
+    uint64_t reader;
+    CHECK_EQ(evl_stream_open(loop, c[0], NULL, NULL, &reader), 0);
+    CHECK_EQ(write(c[1], "xyz", 3), 3);
+    x.write_count = 0, x.timeout_ms = 1000;
+    int n = 0;
+    for (int i = 0; i < 20 && n == 0; i++) n = evl_stream_exchange(loop, &x);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(events[0].kind, EVL_STREAM_DATA);
+    CHECK_EQ(x.data_events, 1);
+
+    /* The writes go out in the call: the pipes hold them when it returns. */
+    x.write_count = 2;
+    CHECK_EQ(evl_stream_exchange_writes(loop, &x), 0);
+    CHECK_EQ(x.write_count, 0);
+    CHECK_EQ(x.write_failed, 0);
+    CHECK_EQ(x.timeout_ms, 1000);
+    CHECK_EQ(x.data_events, 1);
+    CHECK_EQ(x.data_len, 3);
+    char got[8] = {0};
+    CHECK_EQ(read(a[0], got, sizeof got), 3);
+    CHECK(memcmp(got, "abc", 3) == 0);
+    CHECK_EQ(read(b[0], got, sizeof got), 4);
+    CHECK(memcmp(got, "defg", 4) == 0);
+    CHECK_EQ(events[0].len, 3);
+    CHECK(memcmp(events[0].data, "xyz", 3) == 0); /* no poll reused the buffer */
+
+    /* Made once: a second call with write_count 0 writes nothing. */
+    CHECK_EQ(evl_stream_exchange_writes(loop, &x), 0);
+    CHECK_EQ(fcntl(a[0], F_SETFL, O_NONBLOCK), 0);
+    CHECK_EQ(read(a[0], got, sizeof got), -1);
+    CHECK_EQ(errno, EAGAIN);
+
+    /* A stale id fails alone, and is counted, returned and stored. */
+    uint64_t stale[2] = {ids[0] + (1ull << 32), ids[1]};
+    x.write_streams = stale, x.write_count = 2;
+    CHECK_EQ(evl_stream_exchange_writes(loop, &x), 1);
+    CHECK_EQ(x.write_failed, 1);
+    CHECK_EQ(x.write_count, 0);
+    CHECK_EQ(read(b[0], got, sizeof got), 4);
+    CHECK(memcmp(got, "defg", 4) == 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    int fds[] = {a[0], b[0], c[1]};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) CHECK_EQ(close(fds[i]), 0);
+}
+
 int main(int argc, char **argv) {
     static const harness_test tests[] = {
         TEST(test_read_buffer_and_write_batch),
         TEST(test_exchange),
+        TEST(test_exchange_writes),
         TEST(test_stream_arguments),
         TEST(test_held_over_data_keeps_its_bytes),
         TEST(test_stream_over_a_pipes_write_end),
