@@ -281,22 +281,12 @@ pub unsafe extern "C" fn evl_stream_exchange(
         if args.events.is_null() || args.max_events <= 0 {
             return Err(libc::EINVAL);
         }
-        // SAFETY: checked by Running::enter; the arrays are as
-        // evl_stream_write_batch takes them (the header's contract).
-        let failed = unsafe {
-            write_batch(
-                r#loop,
-                args.write_streams,
-                args.write_lens,
-                args.write_count,
-                args.write_data,
-            )
-        }?;
+        // SAFETY: checked by Running::enter; `x` is the caller's struct of
+        // arrays as evl_stream_write_batch takes them (the header's contract).
+        unsafe { staged_writes(r#loop, x, &args) }?;
         // SAFETY: `x` is writable (the header's contract) and no reference
         // to it is alive.
         unsafe {
-            (*x).write_failed = failed;
-            (*x).write_count = 0;
             (*x).data_events = 0;
             (*x).data_len = 0;
         }
@@ -341,24 +331,39 @@ pub unsafe extern "C" fn evl_stream_exchange_writes(
         // SAFETY: non-null, and the caller's struct (the header's contract).
         let args = unsafe { x.read() };
         // SAFETY: the header's contract: `loop` is NULL or a live loop, used
-        // on its thread; the arrays are as evl_stream_write_batch takes them.
-        let failed = unsafe {
-            write_batch(
-                r#loop,
-                args.write_streams,
-                args.write_lens,
-                args.write_count,
-                args.write_data,
-            )
-        }?;
-        // SAFETY: `x` is writable (the header's contract) and no reference
-        // to it is alive.
-        unsafe {
-            (*x).write_failed = failed;
-            (*x).write_count = 0;
-        }
-        Ok(failed)
+        // on its thread; `x` is as evl_stream_exchange takes it.
+        unsafe { staged_writes(r#loop, x, &args) }
     })
+}
+
+/// The writes of an exchange's arguments, for evl_stream_exchange and
+/// evl_stream_exchange_writes: made, then counted in `write_failed`, with
+/// `write_count` back to 0 so that they are never made twice.
+///
+/// # Safety
+/// `lp` is NULL or live and not borrowed; `x` is writable, `args` a copy of
+/// it, and its write arrays are as evl_stream_write_batch takes them.
+unsafe fn staged_writes(
+    lp: *mut evl_loop,
+    x: *mut evl_stream_exchange_args,
+    args: &evl_stream_exchange_args,
+) -> Result<c_int, Errno> {
+    // SAFETY: as the caller promised.
+    let failed = unsafe {
+        write_batch(
+            lp,
+            args.write_streams,
+            args.write_lens,
+            args.write_count,
+            args.write_data,
+        )
+    }?;
+    // SAFETY: `x` is writable and no reference to it is alive.
+    unsafe {
+        (*x).write_failed = failed;
+        (*x).write_count = 0;
+    }
+    Ok(failed)
 }
 
 /// How many events, from the first, are DATA whose bytes lie end to end,
