@@ -173,7 +173,6 @@ class Loop:
             max_events=max_events,
             timeout_ms=-1,
         )
-        self._exchange_address = addressof(self._exchange)
         # The arguments of the iteration's raw calls (see _lib.raw_exchange),
         # made once; _ptr_arg becomes None (NULL) when the loop is freed.
         # They are byref()s, which ctypes passes as they are (a c_void_p

@@ -283,7 +283,7 @@ pub unsafe extern "C" fn evl_stream_exchange(
         }
         // SAFETY: checked by Running::enter; `x` is the caller's struct of
         // arrays as evl_stream_write_batch takes them (the header's contract).
-        unsafe { staged_writes(r#loop, x, &args) }?;
+        unsafe { staged_writes(r#loop, x) }?;
         // SAFETY: `x` is writable (the header's contract) and no reference
         // to it is alive.
         unsafe {
@@ -328,11 +328,10 @@ pub unsafe extern "C" fn evl_stream_exchange_writes(
         if x.is_null() {
             return Err(libc::EINVAL);
         }
-        // SAFETY: non-null, and the caller's struct (the header's contract).
-        let args = unsafe { x.read() };
         // SAFETY: the header's contract: `loop` is NULL or a live loop, used
-        // on its thread; `x` is as evl_stream_exchange takes it.
-        unsafe { staged_writes(r#loop, x, &args) }
+        // on its thread; `x` is the caller's struct, as evl_stream_exchange
+        // takes it.
+        unsafe { staged_writes(r#loop, x) }
     })
 }
 
@@ -341,13 +340,15 @@ pub unsafe extern "C" fn evl_stream_exchange_writes(
 /// `write_count` back to 0 so that they are never made twice.
 ///
 /// # Safety
-/// `lp` is NULL or live and not borrowed; `x` is writable, `args` a copy of
-/// it, and its write arrays are as evl_stream_write_batch takes them.
+/// `lp` is NULL or live and not borrowed; `x` is non-null and writable, and
+/// its write arrays are as evl_stream_write_batch takes them.
 unsafe fn staged_writes(
     lp: *mut evl_loop,
     x: *mut evl_stream_exchange_args,
-    args: &evl_stream_exchange_args,
 ) -> Result<c_int, Errno> {
+    // A copy: no reference to `*x` is alive while it is written below.
+    // SAFETY: as the caller promised.
+    let args = unsafe { x.read() };
     // SAFETY: as the caller promised.
     let failed = unsafe {
         write_batch(

@@ -740,7 +740,9 @@ static void test_exchange_writes(void) {
     CHECK_EQ(events[0].kind, EVL_STREAM_DATA);
     CHECK_EQ(x.data_events, 1);
 
-    /* The writes go out in the call: the pipes hold them when it returns. */
+    /* The writes go out in the call: the pipes hold them when it returns.
+     * More input waits for the reader: a poll would read it over "xyz". */
+    CHECK_EQ(write(c[1], "XYZ", 3), 3);
     x.write_count = 2;
     CHECK_EQ(evl_stream_exchange_writes(loop, &x), 0);
     CHECK_EQ(x.write_count, 0);
@@ -755,6 +757,12 @@ static void test_exchange_writes(void) {
     CHECK(memcmp(got, "defg", 4) == 0);
     CHECK_EQ(events[0].len, 3);
     CHECK(memcmp(events[0].data, "xyz", 3) == 0); /* no poll reused the buffer */
+    /* ... and the waiting input is the next exchange's, whole. */
+    n = 0;
+    for (int i = 0; i < 20 && n == 0; i++) n = evl_stream_exchange(loop, &x);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(events[0].len, 3);
+    CHECK(memcmp(events[0].data, "XYZ", 3) == 0);
 
     /* Made once: a second call with write_count 0 writes nothing. */
     CHECK_EQ(evl_stream_exchange_writes(loop, &x), 0);
