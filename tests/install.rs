@@ -238,6 +238,120 @@ fn install_directories_follow_prefix_libdir_and_includedir() {
     );
 }
 
+/// A copy of what the Makefile builds from, in a directory of this test's
+/// own, modification times kept (`cp -a`), so that the copy's own target
+/// directory is rebuilt only when the checkout changed.
+fn copy_of_the_build_tree() -> std::path::PathBuf {
+    let tree = out_dir("install/tree");
+    std::fs::remove_dir_all(&tree).unwrap();
+    std::fs::create_dir_all(&tree).unwrap();
+    // tests/: Cargo.toml declares some of them, and cargo reads every target.
+    let inputs = [
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        "evloop.map",
+        "Makefile",
+        "src",
+        "include",
+        "tests",
+    ];
+    tool_output(
+        Command::new("cp")
+            .arg("-a")
+            .args(inputs.iter().map(|name| root().join(name)))
+            .arg(&tree),
+    );
+    tree
+}
+
+fn modified(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// `make GOAL VARIABLES...` in `tree`, building into `target`.
+fn make_in(tree: &Path, target: &Path, goal: &str, variables: &[&str]) -> std::process::Output {
+    run(Command::new("make")
+        .current_dir(tree)
+        .arg("--no-print-directory")
+        .arg(goal)
+        .args(variables)
+        .env("CARGO_TARGET_DIR", target))
+}
+
+/// Issue 25: the Makefile knew only src/*.rs, so after a change in a nested
+/// file (src/ffi/batch.rs) `make` said there was nothing to do and `make
+/// install` installed the stale library. `make` now always asks cargo, and
+/// `make install` asks it whenever the library is older than a file of the
+/// list cargo wrote beside it; when the library is up to date it needs no
+/// cargo (`sudo make install` after `make`, with no cargo on root's PATH).
+#[test]
+fn a_change_in_a_nested_source_is_built_and_installed() {
+    let tree = copy_of_the_build_tree();
+    let target = out_dir("install/tree-target");
+    let stage = out_dir("install/tree-stage");
+    let built = target.join("release/libevloop.so");
+    let installed = stage.join(format!("usr/local/lib/libevloop.so.{}", so_version()));
+    let without_cargo = "CARGO=false";
+    let ok = |output: std::process::Output| {
+        assert!(output.status.success(), "{}", show(&output));
+        output
+    };
+
+    ok(make_in(&tree, &target, "all", &[]));
+    let destdir = format!("DESTDIR={}", stage.display());
+    ok(make_in(
+        &tree,
+        &target,
+        "install",
+        &[&destdir, without_cargo],
+    ));
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&built).unwrap()
+    );
+
+    // A change in a nested file, a comment: cargo rebuilds all the same.
+    let nested = tree.join("src/ffi/batch.rs");
+    let mut text = std::fs::read_to_string(&nested).unwrap();
+    text.push_str("// changed by tests/install.rs\n");
+    std::fs::write(&nested, text).unwrap();
+    assert!(modified(&built) < modified(&nested));
+
+    let stale = make_in(&tree, &target, "install", &[&destdir, without_cargo]);
+    assert!(
+        !stale.status.success(),
+        "make install installed a library older than src/ffi/batch.rs without building it:\n{}",
+        show(&stale)
+    );
+    ok(make_in(&tree, &target, "all", &[]));
+    assert!(
+        modified(&built) >= modified(&nested),
+        "make did not rebuild after a change in src/ffi/batch.rs"
+    );
+    ok(make_in(
+        &tree,
+        &target,
+        "install",
+        &[&destdir, without_cargo],
+    ));
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&built).unwrap()
+    );
+
+    // And make install alone builds what changed, then installs it.
+    std::fs::write(&nested, std::fs::read(&nested).unwrap()).unwrap();
+    let before = modified(&built);
+    ok(make_in(&tree, &target, "install", &[&destdir]));
+    assert!(modified(&built) > before, "make install did not rebuild");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&built).unwrap()
+    );
+    ok(make_in(&tree, &target, "uninstall", &[&destdir]));
+}
+
 #[test]
 fn cargo_c_metadata_names_the_same_library_version() {
     let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
