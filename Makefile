@@ -6,6 +6,9 @@
 #
 # It calls cargo and needs nothing else. CARGO_TARGET_DIR (cargo's own
 # variable) says where cargo builds, as for cargo itself.
+#
+#   sudo make check                   installs what the tests need, then runs
+#                                     the gates and every test (README.md)
 
 PREFIX       ?= /usr/local
 LIBDIR       ?= $(PREFIX)/lib
@@ -53,7 +56,7 @@ LIBRARIES := $(BUILD)/libevloop.so $(BUILD)/libevloop.a
 # A file since deleted drops out (the change that deleted it touched another).
 CARGO_SOURCES := $(wildcard $(filter-out %:,$(shell cat $(BUILD)/libevloop.d 2>/dev/null)))
 
-.PHONY: all install uninstall print-installed
+.PHONY: all install uninstall print-installed check
 # cargo decides what to rebuild: it knows every file the library depends on.
 # Then the library rule below, which finds it up to date but when a change
 # needed no rebuild (and then only touches it), so that install needs no cargo.
@@ -70,6 +73,11 @@ $(BUILD)/libevloop.so: Cargo.toml Cargo.lock $(CARGO_SOURCES)
 	$(CARGO) build --release --lib
 	touch $@ $(BUILD)/libevloop.a
 $(BUILD)/libevloop.a: $(BUILD)/libevloop.so
+
+# The tests' own prerequisites (Debian packages, rustup components), then
+# .ci/run's gates and every test; .ci/run is this target (README.md, "Tests").
+check:
+	sh .ci/check
 
 install: $(LIBRARIES)
 	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)

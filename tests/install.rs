@@ -352,6 +352,53 @@ fn a_change_in_a_nested_source_is_built_and_installed() {
     ok(make_in(&tree, &target, "uninstall", &[&destdir]));
 }
 
+/// `make check` installs what .ci/prerequisites.sh lists and is missing:
+/// `.ci/check --missing` says what that is. With only a shell, valgrind and
+/// pkg-config on the PATH, valgrind, pkg-config and GLib (found through
+/// pkg-config) are there and the rest is missing.
+#[test]
+fn make_check_finds_what_is_missing() {
+    let bin = out_dir("install/bare-path");
+    for tool in ["sh", "dirname", "valgrind", "pkg-config"] {
+        let link = bin.join(tool);
+        let _ = std::fs::remove_file(&link);
+        let found = tool_output(Command::new("sh").args(["-c", &format!("command -v {tool}")]));
+        std::os::unix::fs::symlink(found.trim(), &link).unwrap();
+    }
+    let output = run(Command::new("sh")
+        .arg(root().join(".ci/check"))
+        .arg("--missing")
+        .env_clear()
+        .env("PATH", &bin));
+    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+    let report = String::from_utf8_lossy(&output.stdout);
+    let missing: Vec<&str> = report
+        .lines()
+        .map(|line| line.strip_prefix("missing: ").expect(line))
+        .map(|line| line.split(" (`").next().unwrap())
+        .collect();
+    for there in ["valgrind", "pkg-config", "libglib2.0-dev"] {
+        assert!(!missing.contains(&there), "{there}:\n{report}");
+    }
+    for absent in [
+        "g++",
+        "make",
+        "binutils",
+        "pypy3",
+        "pypy3-lib-testsuite",
+        "python3-venv",
+        "rustup component rustfmt",
+        "rustup component clippy",
+    ] {
+        assert!(missing.contains(&absent), "{absent}:\n{report}");
+    }
+
+    let bad = run(Command::new("sh")
+        .arg(root().join(".ci/check"))
+        .arg("--nothing"));
+    assert_eq!(bad.status.code(), Some(2), "{}", show(&bad));
+}
+
 #[test]
 fn cargo_c_metadata_names_the_same_library_version() {
     let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
