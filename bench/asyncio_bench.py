@@ -135,6 +135,7 @@ def main():
     os.environ.setdefault("EVLOOP_LIBRARY", build())
     os.environ["PYTHONHASHSEED"] = "0"  # the servers' start-up moves with the hash seed
     r1, r2 = (int(r) for r in args.rounds.split(","))
+    commit = git_commit()  # what is measured: the checkout as the runs start
     version = subprocess.run([python, "-c", "import sys, uvloop; print(sys.version.split()[0], uvloop.__version__)"],
                              capture_output=True, text=True, check=True).stdout.split()
     table = {}
@@ -150,7 +151,7 @@ def main():
           f"(callgrind; {args.conns} connections, {args.size} B, one in flight each, independent; "
           f"difference of {r1 * args.conns:,} and {r2 * args.conns:,} round trips; PYTHONHASHSEED=0; "
           f"median of {args.repeat}; CPython {version[0]}, uvloop {version[1]}; "
-          f"{datetime.date.today()}, commit {git_commit()})\n")
+          f"{datetime.date.today()}, commit {commit})\n")
     print("| server | " + " | ".join(label for label, _ in loops) + " |")
     print("|---|" + "---|" * len(loops))
     for server in servers:
