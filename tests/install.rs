@@ -292,24 +292,19 @@ fn a_change_in_a_nested_source_is_built_and_installed() {
     let stage = out_dir("install/tree-stage");
     let built = target.join("release/libevloop.so");
     let installed = stage.join(format!("usr/local/lib/libevloop.so.{}", so_version()));
-    let without_cargo = "CARGO=false";
+    let destdir = format!("DESTDIR={}", stage.display());
     let ok = |output: std::process::Output| {
         assert!(output.status.success(), "{}", show(&output));
-        output
+    };
+    let install_without_cargo = || make_in(&tree, &target, "install", &[&destdir, "CARGO=false"]);
+    let assert_installed_is_built = || {
+        let (installed, built) = (std::fs::read(&installed), std::fs::read(&built));
+        assert_eq!(installed.unwrap(), built.unwrap(), "installed, built");
     };
 
     ok(make_in(&tree, &target, "all", &[]));
-    let destdir = format!("DESTDIR={}", stage.display());
-    ok(make_in(
-        &tree,
-        &target,
-        "install",
-        &[&destdir, without_cargo],
-    ));
-    assert_eq!(
-        std::fs::read(&installed).unwrap(),
-        std::fs::read(&built).unwrap()
-    );
+    ok(install_without_cargo());
+    assert_installed_is_built();
 
     // A change in a nested file, a comment: cargo rebuilds all the same.
     let nested = tree.join("src/ffi/batch.rs");
@@ -318,7 +313,7 @@ fn a_change_in_a_nested_source_is_built_and_installed() {
     std::fs::write(&nested, text).unwrap();
     assert!(modified(&built) < modified(&nested));
 
-    let stale = make_in(&tree, &target, "install", &[&destdir, without_cargo]);
+    let stale = install_without_cargo();
     assert!(
         !stale.status.success(),
         "make install installed a library older than src/ffi/batch.rs without building it:\n{}",
@@ -329,26 +324,15 @@ fn a_change_in_a_nested_source_is_built_and_installed() {
         modified(&built) >= modified(&nested),
         "make did not rebuild after a change in src/ffi/batch.rs"
     );
-    ok(make_in(
-        &tree,
-        &target,
-        "install",
-        &[&destdir, without_cargo],
-    ));
-    assert_eq!(
-        std::fs::read(&installed).unwrap(),
-        std::fs::read(&built).unwrap()
-    );
+    ok(install_without_cargo());
+    assert_installed_is_built();
 
     // And make install alone builds what changed, then installs it.
     std::fs::write(&nested, std::fs::read(&nested).unwrap()).unwrap();
     let before = modified(&built);
     ok(make_in(&tree, &target, "install", &[&destdir]));
     assert!(modified(&built) > before, "make install did not rebuild");
-    assert_eq!(
-        std::fs::read(&installed).unwrap(),
-        std::fs::read(&built).unwrap()
-    );
+    assert_installed_is_built();
     ok(make_in(&tree, &target, "uninstall", &[&destdir]));
 }
 
