@@ -8,7 +8,10 @@
 #
 # TEST is a shell command, run in the repository's root, that succeeds when
 # the thing is already there. The Debian packages are installed first, then
-# the components, then the commands, in the order of the lines.
+# the components, then the commands, in the order of the lines. For example:
+#
+#   deb 'command -v openssl' openssl
+#   run 'test -x "$HOME/.pyenv/versions/3.8.18/bin/python3"' 'pyenv install 3.8.18'
 
 # The memcheck tests (C API, models, examples, servers).
 deb 'command -v valgrind' valgrind
