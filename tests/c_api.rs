@@ -122,6 +122,7 @@ c_tests! {
         test_fork,
         test_fork_after_registered_fds_were_closed,
         test_fork_never_revives_a_closed_registration,
+        test_fork_keeps_what_the_parent_lets_go_after_the_fork,
         test_signalfd_never_takes_a_registered_number,
         test_fork_with_signalfd_after_a_stale_registration,
         test_many_fds,
@@ -141,6 +142,7 @@ c_tests! {
         test_stream_batches,
         test_stream_reentry_is_busy,
         test_free_with_streams_open,
+        test_prefork_server_child_serves_what_the_parent_let_go,
 }
 
 #[test]

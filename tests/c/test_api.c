@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -1086,6 +1087,114 @@ static void test_fork_never_revives_a_closed_registration(void) {
     close(sv[1]);
 }
 
+/* Waits up to `ms` for `pid` to exit; kills and reaps it if it has not by
+ * then. Returns its exit status, or -1 if it was killed or died of a signal. */
+static int reap_within(pid_t pid, int ms) {
+    int status = 0;
+    for (int waited = 0;; waited++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        if (r < 0 || waited >= ms) break;
+        usleep(1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fprintf(stderr, "child %d did not end within %d ms: killed\n", (int)pid, ms);
+    return -1;
+}
+
+/* Blocks (at most `ms`) until `fd` has a byte, and reads it. */
+static int await_byte(int fd, int ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char c;
+    return poll(&p, 1, ms) == 1 && read(fd, &c, 1) == 1 ? 0 : -1;
+}
+
+/* What a stream's callback saw: the bytes of its DATA events. */
+typedef struct {
+    char bytes[64];
+    size_t len;
+    int closed;
+} stream_log;
+
+static void log_stream(evl_loop *loop, const evl_stream_event *ev) {
+    (void)loop;
+    stream_log *log = ev->userdata;
+    if (ev->kind == EVL_STREAM_DATA) {
+        size_t room = sizeof log->bytes - log->len;
+        size_t n = ev->len < room ? ev->len : room;
+        memcpy(log->bytes + log->len, ev->data, n);
+        log->len += n;
+    } else if (ev->kind == EVL_STREAM_CLOSED) {
+        log->closed++;
+    }
+}
+
+typedef struct {
+    int pipe[2], pair[2], go[2];
+    io_log *pipe_log;
+    stream_log *stream;
+    int delay_ms;
+} handed_over;
+
+static int child_after_the_parent_let_go(evl_loop *loop, void *arg) {
+    handed_over *h = arg;
+    int bad = 0;
+    /* The parent ends its own copies first. */
+    if (await_byte(h->go[0], 10000) != 0) bad |= 1;
+    usleep((useconds_t)h->delay_ms * 1000);
+    if (evl_loop_fork(loop) != 0) bad |= 2;
+    if (write(h->pipe[1], "p", 1) != 1) bad |= 4;
+    if (write(h->pair[1], "hello", 5) != 5) bad |= 8;
+    for (int i = 0; i < 100 && (h->pipe_log->calls == 0 || h->stream->len < 5); i++) {
+        evl_run_once(loop, 100);
+    }
+    if (h->pipe_log->calls == 0 || h->pipe_log->last_fd != h->pipe[0]) bad |= 16;
+    if (h->stream->len != 5 || memcmp(h->stream->bytes, "hello", 5) != 0) bad |= 32;
+    if (h->stream->closed != 0) bad |= 64;
+    evl_loop_free(loop);
+    return bad;
+}
+
+/* Bug (issue 25): after fork(), the parent unregistered a pipe and aborted a
+ * stream (the pre-fork server's hand-over) before the child called
+ * evl_loop_fork; the child then took both for closed and dropped them: the
+ * pipe's callback and the stream's DATA never came. What the child keeps is
+ * what was registered at the fork, whatever the parent does afterwards. */
+static void test_fork_keeps_what_the_parent_lets_go_after_the_fork(void) {
+    const int delays[] = {0, 50};
+    for (size_t d = 0; d < sizeof delays / sizeof delays[0]; d++) {
+        evl_loop *loop = new_loop();
+        io_log pipe_log = {0};
+        stream_log stream = {0};
+        handed_over h = {.pipe_log = &pipe_log, .stream = &stream, .delay_ms = delays[d]};
+        CHECK_EQ(pipe(h.pipe), 0);
+        pair(h.pair);
+        CHECK_EQ(pipe(h.go), 0);
+        CHECK_EQ(evl_register(loop, h.pipe[0], EVL_READ, log_io, &pipe_log), 0);
+        uint64_t id = 0;
+        CHECK_EQ(evl_stream_open(loop, h.pair[0], log_stream, &stream, &id), 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) _exit(child_after_the_parent_let_go(loop, &h));
+        /* The parent lets both go, and closes its copies. */
+        CHECK_EQ(evl_unregister(loop, h.pipe[0]), 0);
+        close(h.pipe[0]);
+        CHECK_EQ(evl_stream_abort(loop, id), 0);
+        CHECK_EQ(evl_run_once(loop, 0), 1); /* the stream's CLOSED */
+        CHECK_EQ(stream.closed, 1);
+        CHECK_EQ(write(h.go[1], "g", 1), 1);
+        CHECK_EQ(reap_within(pid, 20000), 0);
+        CHECK_EQ(pipe_log.calls, 0);
+        CHECK_EQ(evl_loop_free(loop), 0);
+        close(h.pipe[1]);
+        close(h.pair[1]);
+        close(h.go[0]);
+        close(h.go[1]);
+    }
+}
+
 /* ---- the loop's own fds and stale registrations ------------------------- */
 
 /* Takes `signo` if it is pending (blocked and never read by the loop), so
@@ -1230,6 +1339,7 @@ int main(int argc, char **argv) {
         TEST(test_fork),
         TEST(test_fork_after_registered_fds_were_closed),
         TEST(test_fork_never_revives_a_closed_registration),
+        TEST(test_fork_keeps_what_the_parent_lets_go_after_the_fork),
         TEST(test_signalfd_never_takes_a_registered_number),
         TEST(test_fork_with_signalfd_after_a_stale_registration),
         TEST(test_many_fds),

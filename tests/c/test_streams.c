@@ -10,9 +10,12 @@
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void ignore_event(evl_loop *loop, const evl_stream_event *ev) {
@@ -783,6 +786,134 @@ static void test_exchange_writes(void) {
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) CHECK_EQ(close(fds[i]), 0);
 }
 
+/* ---- the pre-fork server ---------------------------------------------------- */
+
+/* Waits up to `ms` for `pid` to exit; kills and reaps it if it has not by
+ * then. Returns its exit status, or -1 if it was killed or died of a signal. */
+static int reap_within(pid_t pid, int ms) {
+    int status = 0;
+    for (int waited = 0;; waited++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        if (r < 0 || waited >= ms) break;
+        usleep(1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fprintf(stderr, "child %d did not end within %d ms: killed\n", (int)pid, ms);
+    return -1;
+}
+
+enum { PREFORK_CONNS = 2 };
+
+typedef struct {
+    uint64_t streams[PREFORK_CONNS];
+    int accepted, closed, bad;
+} prefork;
+
+/* The server's one callback, in the parent (which only accepts) and in the
+ * child (which echoes, and closes at the client's end-of-file). */
+static void on_prefork(evl_loop *loop, const evl_stream_event *ev) {
+    prefork *p = ev->userdata;
+    switch (ev->kind) {
+    case EVL_STREAM_ACCEPTED:
+        if (p->accepted < PREFORK_CONNS) p->streams[p->accepted] = ev->stream;
+        p->accepted++;
+        break;
+    case EVL_STREAM_DATA:
+        if (evl_stream_write(loop, ev->stream, ev->data, ev->len) != 0) p->bad |= 1;
+        break;
+    case EVL_STREAM_EOF:
+        if (evl_stream_close(loop, ev->stream) != 0) p->bad |= 2;
+        break;
+    case EVL_STREAM_CLOSED:
+        p->closed++;
+        break;
+    }
+}
+
+/* Sends `size` bytes of a pattern on the non-blocking socket `fd` while
+ * reading the echo; 0 if exactly those bytes came back within 20 s. */
+static int echo_exchange(int fd, size_t size, unsigned seed) {
+    static char sent[1 << 20], got[1 << 20];
+    if (size > sizeof sent) return -1;
+    for (size_t i = 0; i < size; i++) sent[i] = (char)(i * 31 + seed);
+    size_t out = 0, in = 0;
+    for (int round = 0; in < size && round < 20000; round++) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN | (out < size ? POLLOUT : 0)};
+        if (poll(&pfd, 1, 1) < 0) return -1;
+        if (out < size) {
+            ssize_t n = send(fd, sent + out, size - out, MSG_NOSIGNAL);
+            if (n > 0) out += (size_t)n;
+            else if (n < 0 && errno != EAGAIN) return -1;
+        }
+        ssize_t n = recv(fd, got + in, size - in, 0);
+        if (n > 0) in += (size_t)n;
+        else if (n == 0 || errno != EAGAIN) return -1;
+    }
+    return in == size && memcmp(sent, got, size) == 0 ? 0 : -1;
+}
+
+static int prefork_child(evl_loop *loop, uint64_t listener, prefork *p, int go) {
+    struct pollfd wait_go = {.fd = go, .events = POLLIN};
+    char c;
+    if (poll(&wait_go, 1, 10000) != 1 || read(go, &c, 1) != 1) return 4;
+    if (evl_loop_fork(loop) != 0) return 8;
+    /* The parent accepts; this child serves what it was handed. */
+    if (evl_listener_close(loop, listener) != 0) return 16;
+    p->closed = 0;
+    if (evl_run(loop) != 0) p->bad |= 32; /* until both streams closed */
+    if (p->closed != PREFORK_CONNS) p->bad |= 64;
+    evl_loop_free(loop);
+    return p->bad;
+}
+
+/* The classic pre-fork server (issue 25): the parent accepts, forks, and
+ * lets its copies go (evl_stream_abort closes them, touching nothing the
+ * child shares) before the child calls evl_loop_fork; the child serves the
+ * connections, byte-exact, at every size. It used to lose them: the child
+ * took what the parent had let go for closed. */
+static void test_prefork_server_child_serves_what_the_parent_let_go(void) {
+    evl_loop *loop = new_loop();
+    prefork p = {0};
+    uint64_t listener;
+    CHECK_EQ(evl_listen(loop, "127.0.0.1", 0, 0, 0, on_prefork, &p, &listener), 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    addr.sin_port = htons((uint16_t)evl_listener_port(loop, listener));
+    int clients[PREFORK_CONNS];
+    for (int i = 0; i < PREFORK_CONNS; i++) {
+        clients[i] = socket(AF_INET, SOCK_STREAM, 0);
+        CHECK_EQ(connect(clients[i], (struct sockaddr *)&addr, sizeof addr), 0);
+        CHECK_EQ(fcntl(clients[i], F_SETFL, O_NONBLOCK), 0);
+    }
+    for (int i = 0; i < 100 && p.accepted < PREFORK_CONNS; i++) CHECK(evl_run_once(loop, 100) >= 0);
+    CHECK_EQ(p.accepted, PREFORK_CONNS);
+    int go[2];
+    CHECK_EQ(pipe(go), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) _exit(prefork_child(loop, listener, &p, go[0]));
+    for (int i = 0; i < PREFORK_CONNS; i++) CHECK_EQ(evl_stream_abort(loop, p.streams[i]), 0);
+    CHECK_EQ(evl_run_once(loop, 0), PREFORK_CONNS); /* their CLOSED */
+    CHECK_EQ(p.closed, PREFORK_CONNS);
+    CHECK_EQ(write(go[1], "g", 1), 1);
+    const size_t sizes[] = {1, 1000, 65536, 300001, 1 << 20};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        for (int i = 0; i < PREFORK_CONNS; i++) {
+            int rc = echo_exchange(clients[i], sizes[s], (unsigned)(s * 7 + i));
+            if (rc != 0) fprintf(stderr, "connection %d: %zu bytes not echoed\n", i, sizes[s]);
+            CHECK_EQ(rc, 0);
+        }
+    }
+    for (int i = 0; i < PREFORK_CONNS; i++) close(clients[i]);
+    CHECK_EQ(reap_within(pid, 20000), 0);
+    CHECK_EQ(evl_listener_close(loop, listener), 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(go[0]);
+    close(go[1]);
+}
+
 int main(int argc, char **argv) {
     static const harness_test tests[] = {
         TEST(test_read_buffer_and_write_batch),
@@ -797,6 +928,7 @@ int main(int argc, char **argv) {
         TEST(test_stream_batches),
         TEST(test_stream_reentry_is_busy),
         TEST(test_free_with_streams_open),
+        TEST(test_prefork_server_child_serves_what_the_parent_let_go),
     };
     return harness_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
