@@ -160,6 +160,24 @@ fn harness_filters_by_name_and_refuses_a_filter_that_matches_nothing() {
     assert_eq!(none.status.code(), Some(2), "{}", show(&none));
 }
 
+/// Unloading the library drops its fork handlers (tests/c/unload_then_fork.c).
+#[test]
+fn fork_after_the_library_was_unloaded() {
+    let dir = out_dir("c_api").join("unload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("libevloop-copy.so");
+    std::fs::copy(lib_dir().join("libevloop.so"), &copy).unwrap();
+    let src = root().join("tests/c/unload_then_fork.c");
+    let program = compile_c(&[src], &dir.join("unload_then_fork"), &["-ldl"]);
+    let output = run(Command::new(program).arg(&copy));
+    assert!(output.status.success(), "{}", show(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("forked after unloading"),
+        "{}",
+        show(&output)
+    );
+}
+
 #[test]
 fn header_compiles_as_cpp() {
     let src = out_dir("c_api").join("header_check.cpp");

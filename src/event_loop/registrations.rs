@@ -11,6 +11,7 @@
 
 use std::os::fd::RawFd;
 
+use super::fork;
 use super::EventLoop;
 use super::VALID_INTEREST;
 use crate::sys::{Errno, EDGE, ERROR, HUP, ONESHOT, RDHUP, READ, WRITE};
@@ -26,6 +27,10 @@ pub(super) struct Registration<D> {
     /// readiness bits: masking an event with it keeps what is worth
     /// reporting (epoll never reports the option bits).
     pub(super) wanted: u32,
+    /// The fork depth of the process that made `token` (see `fork.rs`):
+    /// tells, in the child of a fork, a registration made in the child
+    /// itself from one the parent had.
+    pub(super) born: u32,
     pub(super) data: D,
 }
 
@@ -37,6 +42,7 @@ impl<D: Default> Registration<D> {
         Registration {
             token: VACANT_TOKEN,
             wanted: 0,
+            born: 0,
             data: D::default(),
         }
     }
@@ -109,6 +115,7 @@ impl<D: Copy + Default> EventLoop<D> {
         *slot = Registration {
             token,
             wanted: wanted(interest),
+            born: fork::depth(),
             data,
         };
         Ok(())
@@ -145,6 +152,7 @@ impl<D: Copy + Default> EventLoop<D> {
             self.epoll.modify(fd, interest, token)?;
             self.next_generation = next_generation(generation);
             slot.token = token;
+            slot.born = fork::depth();
         }
         slot.wanted = wanted(interest);
         Ok(())

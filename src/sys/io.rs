@@ -68,3 +68,28 @@ pub fn is_write_only(fd: RawFd) -> bool {
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     flags >= 0 && flags & libc::O_ACCMODE == libc::O_WRONLY
 }
+
+/// What names an open file to the kernel: its device and inode, as fstat
+/// gives them and as /proc writes them (see [`super::epoll_entries`]). Two
+/// fds of one file have the same; so do fds of different files that have
+/// no inode of their own (eventfds, timerfds, signalfds, epoll sets: the
+/// kernel's "anonymous inode" is one for all of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    pub major: u32,
+    pub minor: u32,
+    pub ino: u64,
+}
+
+/// The [`FileId`] of what `fd` names; EBADF for a closed fd.
+pub fn file_id(fd: RawFd) -> SysResult<FileId> {
+    // SAFETY: fstat writes a `stat` into the zeroed one it is given.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is valid for writes for the call.
+    super::check(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(FileId {
+        major: libc::major(st.st_dev),
+        minor: libc::minor(st.st_dev),
+        ino: st.st_ino,
+    })
+}

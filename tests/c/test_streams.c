@@ -854,7 +854,9 @@ static int echo_exchange(int fd, size_t size, unsigned seed) {
     return in == size && memcmp(sent, got, size) == 0 ? 0 : -1;
 }
 
-static int prefork_child(evl_loop *loop, uint64_t listener, prefork *p, int go) {
+static int prefork_child(evl_loop *loop, uint64_t listener, prefork *p, int go, const int *clients) {
+    /* The clients' ends are the parent's: its closing them must end the streams. */
+    for (int i = 0; i < PREFORK_CONNS; i++) close(clients[i]);
     struct pollfd wait_go = {.fd = go, .events = POLLIN};
     char c;
     if (poll(&wait_go, 1, 10000) != 1 || read(go, &c, 1) != 1) return 4;
@@ -893,7 +895,7 @@ static void test_prefork_server_child_serves_what_the_parent_let_go(void) {
     fflush(NULL);
     pid_t pid = fork();
     CHECK(pid >= 0);
-    if (pid == 0) _exit(prefork_child(loop, listener, &p, go[0]));
+    if (pid == 0) _exit(prefork_child(loop, listener, &p, go[0], clients));
     for (int i = 0; i < PREFORK_CONNS; i++) CHECK_EQ(evl_stream_abort(loop, p.streams[i]), 0);
     CHECK_EQ(evl_run_once(loop, 0), PREFORK_CONNS); /* their CLOSED */
     CHECK_EQ(p.closed, PREFORK_CONNS);

@@ -120,6 +120,17 @@ pub fn trace(step: impl FnOnce() -> String) {
     });
 }
 
+/// Prints the steps noted so far (for a forked child, whose trace the
+/// parent never sees).
+pub fn print_trace(who: &str) {
+    TRACE.with(|t| {
+        eprintln!("---- last steps of {who}:");
+        for line in t.borrow().iter() {
+            eprintln!("  {line}");
+        }
+    });
+}
+
 /// Runs `one(seed)` for every seed of [`seeds`]; `one` returns how many
 /// steps it ran. A failing seed prints its trace and the command that
 /// replays it, then fails the test (with `EVLOOP_MODEL_KEEP_GOING=1`, after
