@@ -126,6 +126,9 @@ c_tests! {
         test_signalfd_never_takes_a_registered_number,
         test_fork_with_signalfd_after_a_stale_registration,
         test_many_fds,
+        test_fd_numbers_that_are_not_open_cost_nothing,
+        test_fd_at_the_last_number_the_limit_allows,
+        test_huge_and_negative_numbers_cost_nothing,
 }
 
 c_tests! {
@@ -142,6 +145,7 @@ c_tests! {
         test_stream_batches,
         test_stream_reentry_is_busy,
         test_free_with_streams_open,
+        test_huge_and_negative_numbers_cost_nothing,
         test_prefork_server_child_serves_what_the_parent_let_go,
 }
 

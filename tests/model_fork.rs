@@ -37,7 +37,7 @@
 mod model;
 
 use evloop::ffi::*;
-use model::{close, pipe, read, run_seeds, socketpair, trace, write, Rng};
+use model::{close, is_open, pipe, read, run_seeds, socketpair, trace, write, Rng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::c_void;
 use std::os::fd::RawFd;
@@ -214,11 +214,6 @@ fn ready(fd: RawFd, interest: u32) -> bool {
     // SAFETY: one pollfd, valid for the call.
     let n = unsafe { libc::poll(&mut pfd, 1, 0) };
     n == 1 && pfd.revents & libc::POLLNVAL == 0
-}
-
-fn is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD only asks.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
 /// The registrations that must be reported now (level-triggered, ready:

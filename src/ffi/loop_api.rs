@@ -68,9 +68,14 @@ pub unsafe extern "C" fn evl_loop_free(r#loop: *mut evl_loop) -> c_int {
 /// evl_poll) is called with `userdata` when the fd is ready.
 ///
 /// Returns 0; -EINVAL for a NULL loop, a negative fd or unknown event bits;
-/// -EBADF for a closed fd; -EEXIST if `fd` is registered already; -EPERM for
-/// a regular file or directory (epoll cannot watch them); -ENOMEM, -ENOSPC.
-/// On error nothing is registered.
+/// -EBADF for an fd that is not open, whatever its number (INT_MAX
+/// included: it is refused before anything is allocated for it); -EEXIST
+/// if `fd` is registered already; -EPERM for a regular file or directory
+/// (epoll cannot watch them); -ENOMEM, -ENOSPC. On error nothing is
+/// registered.
+/// Cost: the loop keeps one slot per fd number up to the highest it has
+/// registered (40 bytes each), never more than RLIMIT_NOFILE allows fds
+/// (8192 are made with the loop).
 /// An fd closed without evl_unregister drops out of the kernel's set; when
 /// its number is reused, the new fd can be registered and the old
 /// registration never calls back. (If the old fd was dup()ed, the kernel
@@ -199,7 +204,9 @@ pub unsafe extern "C" fn evl_run_once(r#loop: *mut evl_loop, timeout_ms: c_int) 
 /// event written is for a registration that is still current.
 ///
 /// With `max_events` at least the number of registrations, every ready one
-/// is written (no internal batch size limits it).
+/// is written (no internal batch size limits it). A huge `max_events`
+/// costs nothing: the loop makes room for at most as many events as it has
+/// registrations.
 ///
 /// Returns the number of events written (0 on timeout); -EINVAL for a NULL
 /// loop or `events`, or `max_events` <= 0; -EBUSY from one of the loop's own

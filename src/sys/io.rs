@@ -62,6 +62,26 @@ pub fn discard_input(fd: RawFd) {
     }
 }
 
+/// Ok if `fd` is open, EBADF if not; asks the kernel, changes nothing.
+pub fn check_open(fd: RawFd) -> SysResult<()> {
+    // SAFETY: F_GETFD only reads the fd's flags.
+    super::check(unsafe { libc::fcntl(fd, libc::F_GETFD) }).map(drop)
+}
+
+/// How many fds the process may have open (RLIMIT_NOFILE's soft limit):
+/// every fd it can open now is below this number.
+pub fn open_files_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit, which `limit` is.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return usize::MAX;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
 /// Whether `fd` was opened for writing only (a pipe's write end).
 pub fn is_write_only(fd: RawFd) -> bool {
     // SAFETY: plain fcntl call; an error answers false.

@@ -16,7 +16,9 @@ mod socket;
 
 pub use epoll::{epoll_entries, hide_proc_for_tests, Epoll, EpollEntry, Events, TimerFd};
 pub use eventfd::{eventfd_drain, eventfd_new, eventfd_notify};
-pub use io::{close, discard_input, file_id, is_write_only, read, write, FileId};
+pub use io::{
+    check_open, close, discard_input, file_id, is_write_only, open_files_limit, read, write, FileId,
+};
 pub use signals::{
     ignore_sigpipe_by_default, set_signal_blocked, signal_is_watchable, SigSet, SignalFd,
 };

@@ -213,6 +213,24 @@ pub fn pipe() -> (RawFd, RawFd) {
     (fds[0], fds[1])
 }
 
+/// Whether `fd` names an open fd.
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only asks.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// RLIMIT_NOFILE's soft limit (at most i32::MAX): no fd is open at it.
+pub fn fd_limit() -> RawFd {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit, which `limit` is.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(rc, 0);
+    limit.rlim_cur.min(i32::MAX as u64) as RawFd
+}
+
 pub fn close(fd: RawFd) {
     // SAFETY: closing an fd the caller owns.
     let rc = unsafe { libc::close(fd) };
