@@ -529,8 +529,9 @@ int evl_post(struct evl_loop *loop, evl_task_cb cb, void *userdata);
  *
  * How: fork() runs a handler (pthread_atfork) that lists each loop's
  * epoll set from /proc/self/fdinfo, read-only, into the memory the child
- * inherits; this costs each fork() in the process about a microsecond per
- * registration of every loop (and nothing when there is no loop). A child
+ * inherits; this costs each fork() in the process a few microseconds per
+ * registration of every loop, most of it the kernel's (nothing without a
+ * loop; c-examples/bench_fork.c measures it). A child
  * made without fork()'s handlers (a raw clone() or fork syscall), or a
  * fork() while /proc could not be read, has no such list: the loop then
  * reads the set it shares with the parent as it is now, so a registration

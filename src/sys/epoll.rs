@@ -295,51 +295,85 @@ pub fn epoll_entries(epfd: RawFd) -> SysResult<Vec<EpollEntry>> {
     if PROC_HIDDEN.load(Ordering::Relaxed) {
         return Err(libc::ENOENT);
     }
-    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{epfd}"))
-        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-    Ok(parse_fdinfo(&text))
+    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    let mut file = std::fs::File::open(format!("/proc/self/fdinfo/{epfd}")).map_err(errno)?;
+    // Room for a few hundred entries (about 80 bytes each), so that a small
+    // set takes one read and the one that finds the end; a larger one grows
+    // the buffer (the kernel makes the whole text at the first read anyway).
+    let mut text = vec![0; 32 << 10];
+    let mut len = 0;
+    loop {
+        if len == text.len() {
+            text.resize(len * 2, 0);
+        }
+        match std::io::Read::read(&mut file, &mut text[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(errno(e)),
+        }
+    }
+    Ok(parse_fdinfo(&text[..len]))
 }
 
 /// The `tfd:` lines of an epoll fd's fdinfo, one per entry:
 /// `tfd:        5 events:       19 data:                5  pos:0 ino:3d0c sdev:9`
 /// (numbers in hex but the fd; `sdev` is the kernel's dev_t, the major
-/// number above the low 20 bits).
-fn parse_fdinfo(text: &str) -> Vec<EpollEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.strip_prefix("tfd:")?.split_whitespace();
-            let fd = words.next()?.parse().ok()?;
-            let (mut data, mut ino, mut sdev) = (None, None, None);
-            while let Some(word) = words.next() {
-                // "key: value" or "key:value".
-                let (key, value) = match word.split_once(':') {
-                    Some((key, "")) => (key, words.next()?),
-                    Some(pair) => pair,
-                    None => continue,
-                };
-                let value = u64::from_str_radix(value, 16).ok();
-                match key {
-                    "data" => data = value,
-                    "ino" => ino = value,
-                    "sdev" => sdev = value,
-                    _ => {}
-                }
-            }
-            let file = match (ino, sdev) {
-                (Some(ino), Some(sdev)) => Some(FileId {
-                    major: (sdev >> 20) as u32,
-                    minor: (sdev & 0xf_ffff) as u32,
-                    ino,
-                }),
-                _ => None,
-            };
-            Some(EpollEntry {
-                fd,
-                data: data?,
-                file,
-            })
-        })
+/// number above the low 20 bits). Bytes, not text: a fork pays for this,
+/// once per entry.
+fn parse_fdinfo(text: &[u8]) -> Vec<EpollEntry> {
+    text.split(|&b| b == b'\n')
+        .filter_map(parse_entry)
         .collect()
+}
+
+fn parse_entry(line: &[u8]) -> Option<EpollEntry> {
+    let mut words = line
+        .strip_prefix(b"tfd:")?
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|word| !word.is_empty());
+    let fd = std::str::from_utf8(words.next()?).ok()?.parse().ok()?;
+    let (mut data, mut ino, mut sdev) = (None, None, None);
+    while let Some(word) = words.next() {
+        // "key: value" or "key:value".
+        let Some(colon) = word.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (key, value) = match &word[colon + 1..] {
+            [] => (&word[..colon], words.next()?),
+            value => (&word[..colon], value),
+        };
+        let value = hex(value);
+        match key {
+            b"data" => data = value,
+            b"ino" => ino = value,
+            b"sdev" => sdev = value,
+            _ => {}
+        }
+    }
+    let file = match (ino, sdev) {
+        (Some(ino), Some(sdev)) => Some(FileId {
+            major: (sdev >> 20) as u32,
+            minor: (sdev & 0xf_ffff) as u32,
+            ino,
+        }),
+        _ => None,
+    };
+    Some(EpollEntry {
+        fd,
+        data: data?,
+        file,
+    })
+}
+
+fn hex(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let digit = (d as char).to_digit(16)?;
+        Some(n << 4 | digit as u64)
+    })
 }
 
 #[cfg(test)]
@@ -352,7 +386,7 @@ mod tests {
             tfd:        6 events: 40000019 data:                6  pos:0 ino:238b03 sdev:f\n\
             tfd:       12 events:       19 data: ffffffff0000000c  pos:0 ino:40e sdev:100010\n\
             tfd:        4 events:       19 data:                4\n";
-        let entries = parse_fdinfo(text);
+        let entries = parse_fdinfo(text.as_bytes());
         assert_eq!(
             entries,
             [
