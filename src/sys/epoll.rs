@@ -1,6 +1,7 @@
 //! epoll, with sub-millisecond waits: `epoll_pwait2` where the kernel has it,
 //! else a timerfd in the set.
 
+use std::io::Read;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -297,23 +298,16 @@ pub fn epoll_entries(epfd: RawFd) -> SysResult<Vec<EpollEntry>> {
     }
     let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
     let mut file = std::fs::File::open(format!("/proc/self/fdinfo/{epfd}")).map_err(errno)?;
-    // Room for a few hundred entries (about 80 bytes each), so that a small
-    // set takes one read and the one that finds the end; a larger one grows
-    // the buffer (the kernel makes the whole text at the first read anyway).
-    let mut text = vec![0; 32 << 10];
-    let mut len = 0;
-    loop {
-        if len == text.len() {
-            text.resize(len * 2, 0);
-        }
-        match std::io::Read::read(&mut file, &mut text[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(errno(e)),
-        }
-    }
-    Ok(parse_fdinfo(&text[..len]))
+    // Room for about 50 entries (80 bytes each): a small set takes one read
+    // and the one that finds the end; a larger one grows the buffer (the
+    // kernel makes the whole text at the first read anyway). Through
+    // `take`, so that std does not ask the file's size and position first
+    // (two more syscalls, for a size /proc does not know).
+    let mut text = Vec::with_capacity(4 << 10);
+    Read::take(&mut file, u64::MAX)
+        .read_to_end(&mut text)
+        .map_err(errno)?;
+    Ok(parse_fdinfo(&text))
 }
 
 /// The `tfd:` lines of an epoll fd's fdinfo, one per entry:
