@@ -150,12 +150,20 @@ unsafe extern "C" fn prepare() {
                 .map(|entries| Snapshot::of(entries, depth));
         }
     }));
-    HELD.with(|held| *held.borrow_mut() = Some(loops));
+    // (Outside a thread's life, with its locals gone: the lock is let go.)
+    let _ = HELD.try_with(|held| *held.borrow_mut() = Some(loops));
+}
+
+/// The lock the prepare handler took, in the thread that forked.
+fn held() -> Option<MutexGuard<'static, Vec<Watched>>> {
+    HELD.try_with(|held| held.borrow_mut().take())
+        .ok()
+        .flatten()
 }
 
 /// In the parent, once fork() has returned: the snapshots were the child's.
 unsafe extern "C" fn parent() {
-    if let Some(mut loops) = HELD.with(|held| held.borrow_mut().take()) {
+    if let Some(mut loops) = held() {
         for watched in loops.iter_mut() {
             watched.taken = None;
         }
@@ -166,7 +174,7 @@ unsafe extern "C" fn parent() {
 /// of this process.
 unsafe extern "C" fn child() {
     DEPTH.fetch_add(1, Ordering::Relaxed);
-    if let Some(mut loops) = HELD.with(|held| held.borrow_mut().take()) {
+    if let Some(mut loops) = held() {
         for watched in loops.iter_mut() {
             if let Some(snapshot) = watched.taken.take() {
                 watched.inherited = Some(snapshot);
