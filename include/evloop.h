@@ -374,9 +374,14 @@ int evl_loop_free(struct evl_loop *loop);
  * evl_poll) is called with `userdata` when the fd is ready.
  *
  * Returns 0; -EINVAL for a NULL loop, a negative fd or unknown event bits;
- * -EBADF for a closed fd; -EEXIST if `fd` is registered already; -EPERM for
- * a regular file or directory (epoll cannot watch them); -ENOMEM, -ENOSPC.
- * On error nothing is registered.
+ * -EBADF for an fd that is not open, whatever its number (INT_MAX
+ * included: it is refused before anything is allocated for it); -EEXIST
+ * if `fd` is registered already; -EPERM for a regular file or directory
+ * (epoll cannot watch them); -ENOMEM, -ENOSPC. On error nothing is
+ * registered.
+ * Cost: the loop keeps one slot per fd number up to the highest it has
+ * registered (40 bytes each), never more than RLIMIT_NOFILE allows fds
+ * (8192 are made with the loop).
  * An fd closed without evl_unregister drops out of the kernel's set; when
  * its number is reused, the new fd can be registered and the old
  * registration never calls back. (If the old fd was dup()ed, the kernel
@@ -460,7 +465,9 @@ int evl_run_once(struct evl_loop *loop, int timeout_ms);
  * event written is for a registration that is still current.
  *
  * With `max_events` at least the number of registrations, every ready one
- * is written (no internal batch size limits it).
+ * is written (no internal batch size limits it). A huge `max_events`
+ * costs nothing: the loop makes room for at most as many events as it has
+ * registrations.
  *
  * Returns the number of events written (0 on timeout); -EINVAL for a NULL
  * loop or `events`, or `max_events` <= 0; -EBUSY from one of the loop's own
@@ -500,15 +507,41 @@ int evl_wake(struct evl_loop *loop);
 int evl_post(struct evl_loop *loop, evl_task_cb cb, void *userdata);
 
 /**
- * Call in the child after fork(): re-creates every kernel object the loop
- * owns (epoll set, eventfd, signalfd, timerfd), so parent and child no
- * longer affect each other, and keeps all registrations, timers and signal
- * watchers. A registration whose fd was closed without evl_unregister is
- * dropped, also when the number now names another fd (which is then not
- * watched): it never calls back again, and the number may be registered
- * anew. (Finding out costs the parent's loop at most one wake-up with no
- * callback, when such a number was reused.) An EVL_ONESHOT registration
- * comes back armed.
+ * Call in the child after fork(), before any other use of the loop there:
+ * re-creates every kernel object the loop owns (epoll set, eventfd,
+ * signalfd, timerfd), so parent and child no longer affect each other
+ * (until then the child's loop works on the parent's epoll set), and keeps
+ * the timers, signal watchers, streams, listeners and registrations.
+ *
+ * The registrations kept are those current at the fork, whatever the
+ * parent has done with its copies since: a pre-fork server's parent may
+ * hand a connection to the child, then evl_unregister it (or
+ * evl_stream_abort its stream) and close its copy, before or after the
+ * child calls this. (Hand a stream over with evl_stream_abort:
+ * evl_stream_close and evl_stream_shutdown act on the socket itself,
+ * which the child shares.) A registration whose fd was closed without
+ * evl_unregister before the fork is dropped, also when the number now
+ * names another fd (which is then not watched): it never calls back
+ * again, and the number may be registered anew. So is one whose fd the
+ * child has closed (or closed and reused) since the fork. Registrations
+ * the child made itself before calling this are kept. An EVL_ONESHOT
+ * registration comes back armed.
+ *
+ * How: fork() runs a handler (pthread_atfork) that lists each loop's
+ * epoll set from /proc/self/fdinfo, read-only, into the memory the child
+ * inherits; this costs each fork() in the process a few microseconds per
+ * registration of every loop, most of it the kernel's (nothing without a
+ * loop; c-examples/bench_fork.c measures it). A child
+ * made without fork()'s handlers (a raw clone() or fork syscall), or a
+ * fork() while /proc could not be read, has no such list: the loop then
+ * reads the set it shares with the parent as it is now, so a registration
+ * the parent has ended in the meantime is dropped too; without /proc at
+ * all, it keeps every registration whose fd is open in the child, even
+ * one closed and reused before the fork. A registered fd closed without
+ * evl_unregister while a dup() of it (or another process's copy) stays
+ * open is still watched by the kernel, and kept if its number was reused
+ * by a file of the same inode (eventfds, timerfds and signalfds share
+ * one): evl_unregister before closing such an fd.
  *
  * Returns 0; -EINVAL for NULL; -EBUSY from one of the loop's callbacks;
  * the errno of a failed syscall (the loop is then unusable: free it).
@@ -522,7 +555,9 @@ int evl_loop_fork(struct evl_loop *loop);
  * Starts a timer that calls `cb` after `delay_ms` milliseconds, then every
  * `repeat_ms` if that is non-zero. Timers are never early; they fire in
  * deadline order, equal deadlines in start order. The timer's id is
- * written to `*timer_id` unless it is NULL.
+ * written to `*timer_id` unless it is NULL. Any delay or period is
+ * accepted: one that reaches past the clock's range (about 584 years of
+ * CLOCK_MONOTONIC) never comes.
  *
  * Returns 0; -EINVAL for a NULL loop or callback.
  * A one-shot timer is over once its callback starts; a repeating one goes
@@ -632,8 +667,8 @@ int evl_backend_timeout(struct evl_loop *loop);
  * Listens for TCP connections on `host` (a numeric IPv4 or IPv6 address;
  * a name is resolved with getaddrinfo, which may block; NULL or "": every
  * IPv4 address) and `port` (0: any free port, see evl_listener_port), with
- * a backlog of `backlog` (<= 0: SOMAXCONN). `flags`: 0 or
- * EVL_LISTEN_REUSEPORT. The listener's id is written to `*out`.
+ * a backlog of `backlog` (<= 0: SOMAXCONN; the kernel caps a larger one
+ * at net.core.somaxconn). `flags`: 0 or EVL_LISTEN_REUSEPORT. The listener's id is written to `*out`.
  *
  * Each connection accepted becomes a stream (TCP_NODELAY set), announced
  * by EVL_STREAM_ACCEPTED to `cb` with `userdata`; the stream starts with
@@ -663,7 +698,8 @@ int evl_listener_port(struct evl_loop *loop, uint64_t listener);
  * backlog; it resumes as streams close.
  *
  * Returns 0; -EINVAL for a NULL loop or a negative `max`; -ENOENT for an
- * unknown listener. Thread-safety: the loop's thread only.
+ * unknown listener. A `max` beyond what the process can open (INT_MAX) is
+ * no limit. Thread-safety: the loop's thread only.
  */
 int evl_listener_set_max_conns(struct evl_loop *loop, uint64_t listener, int max);
 
@@ -695,8 +731,10 @@ int evl_connect(struct evl_loop *loop, const char *host, int port, evl_stream_cb
  * writes, evl_stream_shutdown closes it once the queue is sent (the reader
  * then reads end-of-file), and a reader that has gone gives -EPIPE.
  *
- * Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF;
- * -EEXIST if the fd is registered already; -EPERM for a regular file.
+ * Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF
+ * for an fd that is not open, whatever its number (nothing is allocated
+ * for it); -EEXIST if the fd is registered already; -EPERM for a regular
+ * file; -ENOMEM (see evl_register for what a stream's fd costs).
  * Ownership: on success the stream owns `fd` and closes it when it ends
  * (do not close it yourself); on error it stays yours. Over anything but a
  * socket, the process ignores SIGPIPE from then on unless it had set its
@@ -711,8 +749,8 @@ int evl_stream_open(struct evl_loop *loop, int fd, evl_stream_cb cb, void *userd
  * copied into the stream's queue and sent as the peer reads. Over the
  * high watermark, reading from the stream pauses (evl_stream_set_watermarks).
  *
- * Returns 0 (the bytes are sent or queued); -EINVAL for a NULL loop, or
- * NULL `data` with a non-zero `len`; -ENOENT for an unknown stream (or
+ * Returns 0 (the bytes are sent or queued); -EINVAL for a NULL loop,
+ * NULL `data` with a non-zero `len`, or a `len` over PTRDIFF_MAX; -ENOENT for an unknown stream (or
  * one whose EVL_STREAM_CLOSED was delivered); -EPIPE after
  * evl_stream_shutdown or evl_stream_close, or once the stream is closed; -EPIPE,
  * -ECONNRESET... when the peer has gone, in which case the stream is
@@ -782,14 +820,16 @@ int evl_stream_resume(struct evl_loop *loop, uint64_t stream);
  * streams it accepts from then on start with.
  *
  * Returns 0; -EINVAL for a NULL loop or `low` > `high` (with `high` not 0);
- * -ENOENT for an unknown stream or listener.
+ * -ENOENT for an unknown stream or listener. Any sizes are accepted
+ * (SIZE_MAX: never pause); they bound what is queued, and allocate nothing.
  * Thread-safety: the loop's thread only.
  */
 int evl_stream_set_watermarks(struct evl_loop *loop, uint64_t stream, size_t high, size_t low);
 
 /**
  * Closes the stream (EVL_STREAM_CLOSED, -ETIMEDOUT) once no byte has moved
- * either way for `timeout_ms` milliseconds (0: never, the default): a
+ * either way for `timeout_ms` milliseconds (0: never, the default; at most
+ * UINT32_MAX, about 49 days): a
  * peer that connects and stays silent is dropped. Given a listener, sets
  * what the streams it accepts from then on start with.
  *
@@ -854,7 +894,8 @@ int evl_stream_read_buffer(struct evl_loop *loop, const uint8_t **start, size_t 
  *
  * The `data` of EVL_STREAM_DATA events stays valid until the next call of
  * evl_stream_poll on this loop. If more events were ready than fit, the
- * next call returns them without waiting.
+ * next call returns them without waiting. A huge `max_events` costs
+ * nothing: only the events that are ready are made and written.
  *
  * Returns the number of events written (0 on timeout); -EINVAL for a NULL
  * loop or `events`, or `max_events` <= 0; -EBUSY from one of the loop's own
@@ -888,8 +929,9 @@ int evl_stream_submit(struct evl_loop *loop, struct evl_stream_op *ops, int coun
  * fails only for an unknown stream or one whose EVL_STREAM_CLOSED was
  * delivered (-ENOENT), one shut down or closed (-EPIPE), or a peer that has gone, in which case the stream is closed
  * and EVL_STREAM_CLOSED says why. -EINVAL for a NULL loop, a negative
- * `count`, NULL arrays with a non-zero `count`, or NULL `data` with
- * non-zero lengths (nothing is written then).
+ * `count`, NULL arrays with a non-zero `count`, NULL `data` with non-zero
+ * lengths, or lengths whose sum is over PTRDIFF_MAX (nothing is written
+ * then).
  * Ownership: the arrays and bytes stay the caller's; they are not used
  * after the call. Thread-safety: the loop's thread only.
  */

@@ -122,9 +122,13 @@ c_tests! {
         test_fork,
         test_fork_after_registered_fds_were_closed,
         test_fork_never_revives_a_closed_registration,
+        test_fork_keeps_what_the_parent_lets_go_after_the_fork,
         test_signalfd_never_takes_a_registered_number,
         test_fork_with_signalfd_after_a_stale_registration,
         test_many_fds,
+        test_fd_numbers_that_are_not_open_cost_nothing,
+        test_fd_at_the_last_number_the_limit_allows,
+        test_huge_and_negative_numbers_cost_nothing,
 }
 
 c_tests! {
@@ -141,6 +145,8 @@ c_tests! {
         test_stream_batches,
         test_stream_reentry_is_busy,
         test_free_with_streams_open,
+        test_huge_and_negative_numbers_cost_nothing,
+        test_prefork_server_child_serves_what_the_parent_let_go,
 }
 
 #[test]
@@ -156,6 +162,24 @@ fn harness_filters_by_name_and_refuses_a_filter_that_matches_nothing() {
     assert!(!stdout.contains("test_versions"), "{}", show(&output));
     let none = run(Command::new(&program).arg("no_such_test"));
     assert_eq!(none.status.code(), Some(2), "{}", show(&none));
+}
+
+/// Unloading the library drops its fork handlers (tests/c/unload_then_fork.c).
+#[test]
+fn fork_after_the_library_was_unloaded() {
+    let dir = out_dir("c_api").join("unload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("libevloop-copy.so");
+    std::fs::copy(lib_dir().join("libevloop.so"), &copy).unwrap();
+    let src = root().join("tests/c/unload_then_fork.c");
+    let program = compile_c(&[src], &dir.join("unload_then_fork"), &["-ldl"]);
+    let output = run(Command::new(program).arg(&copy));
+    assert!(output.status.success(), "{}", show(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("forked after unloading"),
+        "{}",
+        show(&output)
+    );
 }
 
 #[test]

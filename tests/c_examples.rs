@@ -61,6 +61,22 @@ fn bench_pipes_relays_every_byte_in_both_modes() {
 }
 
 #[test]
+fn bench_fork_reports_the_fork_and_the_childs_evl_loop_fork() {
+    let exe = build_example("bench_fork");
+    let output = run(Command::new(&exe).args(["--regs", "50", "--forks", "5"]));
+    assert!(output.status.success(), "{}", show(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("50 registrations: fork()") && stdout.contains("evl_loop_fork"),
+        "{stdout}"
+    );
+    let output = run(Command::new(&exe).args(["--register", "1000"]));
+    assert!(output.status.success(), "{}", show(&output));
+    let bad = run(Command::new(&exe).arg("--nonsense"));
+    assert_eq!(bad.status.code(), Some(2), "{}", show(&bad));
+}
+
+#[test]
 fn bench_timers_reports_both_waits() {
     let exe = build_example("bench_timers");
     let output =

@@ -44,7 +44,7 @@ mod boundary;
 mod iteration;
 
 pub use batch::*;
-pub use boundary::arm_test_panic;
+pub use boundary::{arm_test_panic, hide_proc_for_tests};
 pub use embed::*;
 pub use errors::*;
 pub use loop_api::*;

@@ -62,9 +62,54 @@ pub fn discard_input(fd: RawFd) {
     }
 }
 
+/// Ok if `fd` is open, EBADF if not; asks the kernel, changes nothing.
+pub fn check_open(fd: RawFd) -> SysResult<()> {
+    // SAFETY: F_GETFD only reads the fd's flags.
+    super::check(unsafe { libc::fcntl(fd, libc::F_GETFD) }).map(drop)
+}
+
+/// How many fds the process may have open (RLIMIT_NOFILE's soft limit):
+/// every fd it can open now is below this number.
+pub fn open_files_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit, which `limit` is.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return usize::MAX;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
 /// Whether `fd` was opened for writing only (a pipe's write end).
 pub fn is_write_only(fd: RawFd) -> bool {
     // SAFETY: plain fcntl call; an error answers false.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     flags >= 0 && flags & libc::O_ACCMODE == libc::O_WRONLY
+}
+
+/// What names an open file to the kernel: its device and inode, as fstat
+/// gives them and as /proc writes them (see [`super::epoll_entries`]). Two
+/// fds of one file have the same; so do fds of different files that have
+/// no inode of their own (eventfds, timerfds, signalfds, epoll sets: the
+/// kernel's "anonymous inode" is one for all of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    pub major: u32,
+    pub minor: u32,
+    pub ino: u64,
+}
+
+/// The [`FileId`] of what `fd` names; EBADF for a closed fd.
+pub fn file_id(fd: RawFd) -> SysResult<FileId> {
+    // SAFETY: fstat writes a `stat` into the zeroed one it is given.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is valid for writes for the call.
+    super::check(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(FileId {
+        major: libc::major(st.st_dev),
+        minor: libc::minor(st.st_dev),
+        ino: st.st_ino,
+    })
 }

@@ -14,9 +14,11 @@ mod io;
 mod signals;
 mod socket;
 
-pub use epoll::{Epoll, Events, TimerFd};
+pub use epoll::{epoll_entries, hide_proc_for_tests, Epoll, EpollEntry, Events, TimerFd};
 pub use eventfd::{eventfd_drain, eventfd_new, eventfd_notify};
-pub use io::{close, discard_input, is_write_only, read, write};
+pub use io::{
+    check_open, close, discard_input, file_id, is_write_only, open_files_limit, read, write, FileId,
+};
 pub use signals::{
     ignore_sigpipe_by_default, set_signal_blocked, signal_is_watchable, SigSet, SignalFd,
 };
@@ -70,6 +72,23 @@ impl Fd {
 impl Drop for Fd {
     fn drop(&mut self) {
         close(self.0);
+    }
+}
+
+/// Has `prepare` run in the parent just before every fork() (from the C
+/// library, any thread), and `parent` and `child` in each just after, in
+/// the thread that forked. glibc drops them if this library is unloaded
+/// (pthread_atfork passes the library's own handle). They do not run for a
+/// process made some other way (a raw clone(), vfork(), posix_spawn()).
+pub fn at_fork(
+    prepare: unsafe extern "C" fn(),
+    parent: unsafe extern "C" fn(),
+    child: unsafe extern "C" fn(),
+) -> SysResult<()> {
+    // SAFETY: three plain functions with the signature pthread_atfork calls.
+    match unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) } {
+        0 => Ok(()),
+        e => Err(e),
     }
 }
 
