@@ -65,16 +65,20 @@ impl SockAddr {
         self
     }
 
-    fn family(&self) -> i32 {
+    pub(crate) fn family(&self) -> i32 {
         self.storage.ss_family as i32
     }
 
-    fn as_ptr(&self) -> *const libc::sockaddr {
+    pub(crate) fn as_ptr(&self) -> *const libc::sockaddr {
         &self.storage as *const _ as *const libc::sockaddr
+    }
+
+    pub(crate) fn len(&self) -> libc::socklen_t {
+        self.len
     }
 }
 
-fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> SysResult<()> {
+pub(super) fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> SysResult<()> {
     // SAFETY: passes a valid int of the stated size.
     check(unsafe {
         libc::setsockopt(
