@@ -537,3 +537,15 @@ pub unsafe extern "C" fn evl_udp_membership(
             .map(|()| 0)
     })
 }
+
+/// Test-only (tests/model_udp.rs), not part of the C header: while `hold`,
+/// the UDP socket's sends are queued as if its send buffer were full, and
+/// the queue waits; afterwards it is sent. Loopback never fills a UDP
+/// socket's send buffer, so the queue could not be tested without this.
+///
+/// # Safety
+/// `lp` is NULL or a live loop, used on its thread.
+#[doc(hidden)]
+pub unsafe fn test_hold_udp_sends(lp: *mut evl_loop, udp: u64, hold: bool) -> c_int {
+    with_loop!(lp, |core| core.udp_hold_sends(udp, hold).map(|()| 0))
+}

@@ -38,6 +38,10 @@ const PAUSED: u32 = 1 << 0;
 const THROTTLED: u32 = 1 << 1;
 /// Close once the queue drains.
 const CLOSING: u32 = 1 << 2;
+/// Test-only: the kernel is taken to refuse every send for now (EAGAIN),
+/// as it does on a real network when the socket's send buffer is full,
+/// which loopback never makes happen (its datagrams leave at once).
+const HELD: u32 = 1 << 3;
 
 const NOT_RECEIVING: u32 = PAUSED | THROTTLED | CLOSING;
 
@@ -98,7 +102,11 @@ impl<D: Copy> UdpSocket<D> {
         } else {
             0
         };
-        let write = if self.queue.is_some() { WRITE } else { 0 };
+        let write = if self.queue.is_some() && self.flags & HELD == 0 {
+            WRITE
+        } else {
+            0
+        };
         match read | write {
             0 => EDGE,
             interest => interest,
@@ -272,6 +280,21 @@ impl<D: Copy + Default> StreamLoop<D> {
         })
     }
 
+    /// Test-only: while `hold`, sends are queued as if the kernel's send
+    /// buffer were full, and the queue is not sent; afterwards it is, as
+    /// the socket becomes writable. (Loopback never fills a UDP socket's
+    /// send buffer, so the queue could not be tested without this.)
+    #[doc(hidden)]
+    pub fn udp_hold_sends(&mut self, id: UdpId, hold: bool) -> Result<(), Errno> {
+        self.update_udp(id, |u| {
+            if hold {
+                u.flags |= HELD;
+            } else {
+                u.flags &= !HELD;
+            }
+        })
+    }
+
     pub fn udp_pause(&mut self, id: UdpId) -> Result<(), Errno> {
         self.update_udp(id, |u| u.flags |= PAUSED)
     }
@@ -370,7 +393,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         let mut refused = 0;
         let mut next = 0;
-        if u.queue.is_none() {
+        if u.queue.is_none() && u.flags & HELD == 0 {
             let buffer = &mut self.udp.buffer;
             while next < datagrams.len() {
                 let batch = &datagrams[next..datagrams.len().min(next + SEND_WIDTH)];
@@ -411,6 +434,9 @@ impl<D: Copy + Default> StreamLoop<D> {
         let Some(u) = self.udp.sockets.get_mut(id) else {
             return;
         };
+        if u.flags & HELD != 0 {
+            return;
+        }
         let Some(queue) = u.queue.as_mut() else {
             return;
         };
