@@ -233,7 +233,7 @@
  * size (evl_udp_set_recv_size): `len` bytes of it are here, the rest was
  * dropped. A datagram is never cut short without this flag.
  */
-#define EVL_UDP_TRUNCATED 1
+#define EVL_UDP_TRUNCATED 32
 
 /**
  * evl_udp_set_option: SO_BROADCAST, 0 or 1.

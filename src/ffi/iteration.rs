@@ -76,6 +76,12 @@ pub(super) unsafe fn iterate<S: Sink>(
                     unsafe { sink.stream(lp, event) }
                 }
             }
+            Some(Ready::Udp { socket, revents }) => {
+                if let Some(event) = core.udp_ready(socket, revents) {
+                    // SAFETY: as above.
+                    unsafe { sink.stream(lp, event) }
+                }
+            }
             None => match core.next_event() {
                 Some(Event::Io { fd, revents, data }) => {
                     // SAFETY: as above.

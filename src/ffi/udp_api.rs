@@ -42,7 +42,7 @@ pub const EVL_UDP_IPV6_ONLY: u32 = 4;
 /// evl_udp_datagram flag: the datagram was longer than the socket's receive
 /// size (evl_udp_set_recv_size): `len` bytes of it are here, the rest was
 /// dropped. A datagram is never cut short without this flag.
-pub const EVL_UDP_TRUNCATED: u32 = 1;
+pub const EVL_UDP_TRUNCATED: u32 = 0x20;
 
 /// evl_udp_set_option: SO_BROADCAST, 0 or 1.
 pub const EVL_UDP_OPT_BROADCAST: u32 = 1;
@@ -213,7 +213,6 @@ pub unsafe extern "C" fn evl_udp_send(
             addr_len,
             flags: 0,
         };
-        check_datagram(&datagram)?;
         // SAFETY: one datagram, whose pointers the caller vouches for.
         let datagrams = unsafe { as_datagrams(&datagram, 1) };
         let mut status = [0];
@@ -222,20 +221,6 @@ pub unsafe extern "C" fn evl_udp_send(
             _ => Err(status[0]),
         }
     })
-}
-
-/// What the kernel would refuse of a datagram's pointers, refused before
-/// they are handed to it or copied: NULL bytes (EFAULT), a NULL address
-/// with a length, or a length longer than any address (EINVAL).
-fn check_datagram(datagram: &evl_udp_datagram) -> Result<(), Errno> {
-    if datagram.data.is_null() && datagram.len != 0 {
-        return Err(libc::EFAULT);
-    }
-    let too_long = datagram.addr_len as usize > std::mem::size_of::<libc::sockaddr_storage>();
-    if (datagram.addr.is_null() && datagram.addr_len != 0) || too_long {
-        return Err(libc::EINVAL);
-    }
-    Ok(())
 }
 
 /// Sends `count` datagrams in order, with sendmmsg (up to 64 a call), as
@@ -272,16 +257,13 @@ pub unsafe extern "C" fn evl_udp_send_batch(
         }
         // SAFETY: non-null with `count` entries (the header's contract).
         let list = unsafe { as_datagrams(datagrams, count) };
-        // Bad addresses are refused before anything is sent, each in its place.
-        // SAFETY: as above; the same entries, read as the C structs.
-        let c_list = unsafe { std::slice::from_raw_parts(datagrams, count) };
         let mut status = if status.is_null() {
             None
         } else {
             // SAFETY: non-null with room for `count` ints (the header's contract).
             Some(unsafe { std::slice::from_raw_parts_mut(status, count) })
         };
-        let refused = send_checked(core, udp, list, c_list, status.as_deref_mut())?;
+        let refused = core.udp_send(udp, list, status.as_deref_mut())?;
         if refused > 0 {
             // The stream layer's errnos are positive.
             for result in status.into_iter().flatten() {
@@ -290,36 +272,6 @@ pub unsafe extern "C" fn evl_udp_send_batch(
         }
         Ok(refused as c_int)
     })
-}
-
-/// The datagrams of `list` that `check_datagram` refuses get its error in
-/// their place; the runs between them are sent.
-fn send_checked(
-    core: &mut crate::stream::StreamLoop<Callback>,
-    udp: u64,
-    list: &[Datagram<'_>],
-    c_list: &[evl_udp_datagram],
-    mut status: Option<&mut [c_int]>,
-) -> Result<usize, Errno> {
-    let mut refused = 0;
-    let mut start = 0;
-    loop {
-        let bad = c_list[start..]
-            .iter()
-            .enumerate()
-            .find_map(|(i, d)| check_datagram(d).err().map(|e| (start + i, e)));
-        let end = bad.map_or(list.len(), |(at, _)| at);
-        let run_status = status.as_deref_mut().map(|s| &mut s[start..end]);
-        refused += core.udp_send(udp, &list[start..end], run_status)?;
-        let Some((at, error)) = bad else {
-            return Ok(refused);
-        };
-        if let Some(s) = status.as_deref_mut() {
-            s[at] = error;
-        }
-        refused += 1;
-        start = at + 1;
-    }
 }
 
 /// Stops receiving, sends what is queued, then closes the socket

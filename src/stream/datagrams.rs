@@ -14,11 +14,11 @@
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
 
-use crate::sys::{self, SysResult};
+use crate::sys::{self, Errno, SysResult};
 
 /// The datagram's receive slot was shorter than it: `len` bytes of it
-/// are here, the rest was dropped.
-pub const TRUNCATED: u32 = 1;
+/// are here, the rest was dropped. (MSG_TRUNC's value, as recvmmsg says it.)
+pub const TRUNCATED: u32 = libc::MSG_TRUNC as u32;
 
 /// One datagram: its bytes and its peer's address (a `sockaddr_in` or
 /// `sockaddr_in6`). Received, it points into the loop's receive buffer; to
@@ -90,6 +90,34 @@ impl<'a> Datagram<'a> {
         }
     }
 
+    /// What the kernel would refuse of a datagram's pointers and lengths,
+    /// refused before they reach it or are copied (a datagram made by the
+    /// C caller may have anything): NULL bytes with a length (EFAULT); more
+    /// bytes than any UDP datagram has (EMSGSIZE); a NULL address with a
+    /// length, or a length longer than any address (EINVAL).
+    #[inline]
+    pub(crate) fn check(&self) -> Result<(), Errno> {
+        let too_long = self.addr_len as usize > size_of::<libc::sockaddr_storage>();
+        let no_bytes = self.data.is_null() & (self.len != 0);
+        let no_addr = self.addr.is_null() & (self.addr_len != 0);
+        let too_big = self.len > MAX_DATAGRAM;
+        if no_bytes | no_addr | too_long | too_big {
+            return Err(self.why_malformed());
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn why_malformed(&self) -> Errno {
+        if self.data.is_null() && self.len != 0 {
+            libc::EFAULT
+        } else if self.len > MAX_DATAGRAM {
+            libc::EMSGSIZE
+        } else {
+            libc::EINVAL
+        }
+    }
+
     /// The peer's address as the kernel takes it: NULL and 0 for none.
     pub(crate) fn raw_addr(&self) -> (*const libc::sockaddr, u32) {
         (self.addr, self.addr_len)
@@ -98,9 +126,27 @@ impl<'a> Datagram<'a> {
     pub(crate) fn raw_bytes(&self) -> (*const u8, usize) {
         (self.data, self.len)
     }
+
+    /// The datagram's bytes as an iovec: its first two fields are one.
+    #[inline]
+    pub(crate) fn as_iovec(&self) -> *mut libc::iovec {
+        self as *const Datagram<'_> as *mut libc::iovec
+    }
 }
 
 use std::mem::size_of;
+
+// A datagram's bytes are an iovec where they are (see `as_iovec`).
+const _: () = {
+    assert!(
+        std::mem::offset_of!(Datagram<'static>, data)
+            == std::mem::offset_of!(libc::iovec, iov_base)
+    );
+    assert!(
+        std::mem::offset_of!(Datagram<'static>, len) == std::mem::offset_of!(libc::iovec, iov_len)
+    );
+    assert!(size_of::<*const u8>() == size_of::<*mut libc::c_void>());
+};
 
 /// The receive buffer's size: 64 slots of the largest receive size.
 pub(super) const RECEIVE_BYTES: usize = 64 * MAX_RECEIVE_SIZE;
@@ -108,6 +154,10 @@ pub(super) const RECEIVE_BYTES: usize = 64 * MAX_RECEIVE_SIZE;
 /// The largest receive size: room for any UDP datagram (65,507 bytes of
 /// payload over IPv4, 65,527 over IPv6).
 pub const MAX_RECEIVE_SIZE: usize = 64 << 10;
+
+/// The most bytes a UDP datagram has (IPv6's 65,535 less its 8-byte
+/// header; IPv4 allows 65,507): the kernel refuses more (EMSGSIZE).
+const MAX_DATAGRAM: usize = 65_527;
 
 /// Datagrams one recvmmsg takes at most.
 const RECEIVE_WIDTH: usize = 32;
@@ -125,6 +175,9 @@ struct Layout {
     offset: usize,
     slot: usize,
     count: usize,
+    /// The room for each source address: exactly its family's length, so
+    /// that the kernel writes back the same length every time.
+    addr_room: u32,
 }
 
 /// The loop's datagram buffers, made with the first UDP socket.
@@ -132,9 +185,12 @@ pub(super) struct DatagramBuffer {
     /// RECEIVE_BYTES, filled from `used` on.
     data: Vec<u8>,
     used: usize,
-    /// The datagrams received and not yet released (capacity MAX_HELD,
-    /// never moved: events point into it), their addresses beside.
+    /// MAX_HELD datagrams (made with `data`, never moved: events point into
+    /// them), the first `held` received and not yet released; their
+    /// addresses beside. A slot's bytes and address pointers are set with
+    /// the recvmmsg headers (`set_up`); a receive writes the rest.
     received: Vec<Datagram<'static>>,
+    held: usize,
     addrs: Vec<libc::sockaddr_in6>,
     recv_hdrs: Vec<libc::mmsghdr>,
     recv_iovs: Vec<libc::iovec>,
@@ -151,8 +207,6 @@ fn empty_mmsghdr() -> libc::mmsghdr {
     unsafe { std::mem::zeroed() }
 }
 
-const ADDR_LEN: u32 = size_of::<libc::sockaddr_in6>() as u32;
-
 impl DatagramBuffer {
     pub(super) fn new() -> DatagramBuffer {
         let empty_iov = libc::iovec {
@@ -163,6 +217,7 @@ impl DatagramBuffer {
             data: Vec::new(),
             used: 0,
             received: Vec::new(),
+            held: 0,
             addrs: Vec::new(),
             recv_hdrs: vec![empty_mmsghdr(); RECEIVE_WIDTH],
             recv_iovs: vec![empty_iov; RECEIVE_WIDTH],
@@ -170,10 +225,10 @@ impl DatagramBuffer {
             send_hdrs: vec![empty_mmsghdr(); SEND_WIDTH],
             send_iovs: vec![empty_iov; SEND_WIDTH],
         };
-        // Each send header has its one iovec for good; a send fills in the
-        // address and the iovec.
-        for (hdr, iov) in buffer.send_hdrs.iter_mut().zip(&mut buffer.send_iovs) {
-            hdr.msg_hdr.msg_iov = iov;
+        // Each send has one iovec (the datagram itself, or one of
+        // `send_iovs` for a queued datagram); a send fills in where it is
+        // and the address.
+        for hdr in buffer.send_hdrs.iter_mut() {
             hdr.msg_hdr.msg_iovlen = 1;
         }
         buffer
@@ -184,7 +239,7 @@ impl DatagramBuffer {
     #[cold]
     fn allocate(&mut self) {
         self.data = vec![0; RECEIVE_BYTES];
-        self.received = Vec::with_capacity(MAX_HELD);
+        self.received = (0..MAX_HELD).map(|_| Datagram::new(&[], None)).collect();
         // SAFETY: sockaddr_in6 is plain data; zeroed is a valid value.
         self.addrs = vec![unsafe { std::mem::zeroed() }; MAX_HELD];
     }
@@ -192,22 +247,28 @@ impl DatagramBuffer {
     /// Whether a batch of `slot`-byte datagrams fits now.
     #[inline]
     pub(super) fn has_room(&self, slot: usize) -> bool {
-        self.received.len() < MAX_HELD && self.used + slot <= RECEIVE_BYTES
+        self.held < MAX_HELD && self.used + slot <= RECEIVE_BYTES
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.received.is_empty()
+        self.held == 0
     }
 
     /// Receives a batch from `fd` into slots of `slot` bytes (<=
-    /// MAX_RECEIVE_SIZE). Returns where its datagrams start in `received`
+    /// MAX_RECEIVE_SIZE), its sources' addresses `addr_room` bytes long (the
+    /// socket family's). Returns where its datagrams start in `received`
     /// and how many came (0 never: EAGAIN when none waits).
     #[inline]
-    pub(super) fn receive(&mut self, fd: RawFd, slot: usize) -> SysResult<(usize, usize)> {
+    pub(super) fn receive(
+        &mut self,
+        fd: RawFd,
+        slot: usize,
+        addr_room: u32,
+    ) -> SysResult<(usize, usize)> {
         if self.data.is_empty() {
             self.allocate();
         }
-        let first = self.received.len();
+        let first = self.held;
         let offset = self.used;
         let count = RECEIVE_WIDTH
             .min(MAX_HELD - first)
@@ -217,6 +278,7 @@ impl DatagramBuffer {
             offset,
             slot,
             count,
+            addr_room,
         };
         if self.layout != Some(layout) {
             self.set_up(layout);
@@ -224,43 +286,57 @@ impl DatagramBuffer {
         // SAFETY: set_up pointed the first `count` headers at slots of the
         // data buffer and at addresses, `slot` and ADDR_LEN bytes each.
         let n = unsafe { sys::recvmmsg(fd, &mut self.recv_hdrs[..count]) }?;
-        let hdrs = &mut self.recv_hdrs[..n];
-        for (i, hdr) in hdrs.iter_mut().enumerate() {
-            let truncated = hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            self.received.push(Datagram {
-                // SAFETY: within the data buffer (set_up's slot i).
-                data: unsafe { self.data.as_ptr().add(offset + i * slot) },
-                len: (hdr.msg_len as usize).min(slot),
-                addr: &self.addrs[first + i] as *const libc::sockaddr_in6 as *const libc::sockaddr,
-                addr_len: hdr.msg_hdr.msg_namelen,
-                flags: if truncated { TRUNCATED } else { 0 },
-                _bytes: PhantomData,
-            });
-            // The kernel wrote the address's length here: room for the next.
-            hdr.msg_hdr.msg_namelen = ADDR_LEN;
+        // What the kernel wrote: each datagram's length and whether it was
+        // cut. (Its address's length is the family's, which set_up wrote:
+        // the kernel writes the same back, so the room stays as it was.)
+        let hdrs = self.recv_hdrs[..n].iter();
+        for (datagram, hdr) in self.received[first..first + n].iter_mut().zip(hdrs) {
+            debug_assert_eq!(hdr.msg_hdr.msg_namelen, addr_room);
+            datagram.len = hdr.msg_len as usize;
+            datagram.flags = hdr.msg_hdr.msg_flags as u32 & TRUNCATED;
         }
+        self.held += n;
         self.used += n * slot;
         Ok((first, n))
     }
 
-    /// Points the recvmmsg headers at the slots `layout` says.
+    /// Points the recvmmsg headers, and the datagrams they fill, at the
+    /// slots and addresses `layout` says.
     #[cold]
     #[inline(never)]
     fn set_up(&mut self, layout: Layout) {
         let base = self.data.as_mut_ptr();
         for i in 0..layout.count {
+            // SAFETY: receive() keeps offset + count * slot within the buffer.
+            let bytes = unsafe { base.add(layout.offset + i * layout.slot) };
+            let addr = &mut self.addrs[layout.first + i] as *mut libc::sockaddr_in6;
             self.recv_iovs[i] = libc::iovec {
-                // SAFETY: receive() keeps offset + count * slot within the buffer.
-                iov_base: unsafe { base.add(layout.offset + i * layout.slot) }.cast(),
+                iov_base: bytes.cast(),
                 iov_len: layout.slot,
             };
             let hdr = &mut self.recv_hdrs[i].msg_hdr;
-            hdr.msg_name = (&mut self.addrs[layout.first + i] as *mut libc::sockaddr_in6).cast();
-            hdr.msg_namelen = ADDR_LEN;
+            hdr.msg_name = addr.cast();
+            hdr.msg_namelen = layout.addr_room;
             hdr.msg_iov = &mut self.recv_iovs[i];
             hdr.msg_iovlen = 1;
+            let datagram = &mut self.received[layout.first + i];
+            datagram.data = bytes;
+            datagram.addr = addr.cast();
+            datagram.addr_len = layout.addr_room;
         }
         self.layout = Some(layout);
+    }
+
+    /// Whether `datagrams` lie in the array of datagrams received (exactly
+    /// on its entries): then each is well-formed, whatever its age, its
+    /// pointers into the buffer and its lengths within them.
+    #[inline]
+    pub(super) fn holds(&self, datagrams: &[Datagram<'_>]) -> bool {
+        let start = self.received.as_ptr() as usize;
+        let end = start + self.received.len() * size_of::<Datagram<'_>>();
+        let at = datagrams.as_ptr() as usize;
+        let size = datagrams.len() * size_of::<Datagram<'_>>();
+        at >= start && (at - start) % size_of::<Datagram<'_>>() == 0 && at + size <= end
     }
 
     /// The datagrams of an event: `count` from `first`.
@@ -275,7 +351,7 @@ impl DatagramBuffer {
     /// Every datagram handed out is done with.
     #[inline]
     pub(super) fn release(&mut self) {
-        self.received.clear();
+        self.held = 0;
         self.used = 0;
     }
 }

@@ -61,6 +61,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             Owner::Stream(stream) if self.reads.room() >= MIN_READ => {
                 Some(Ready::Stream { stream, revents })
             }
+            Owner::Udp(socket) => Some(Ready::Udp { socket, revents }),
             _ => {
                 // A listener's, or the read buffer is nearly full: next_event's.
                 self.core.unread();
@@ -96,11 +97,6 @@ impl<D: Copy + Default> StreamLoop<D> {
                     }
                     Owner::Listener(id) => self.on_listener_ready(id),
                     Owner::Udp(id) => {
-                        if !self.udp_has_room(id) {
-                            // Keep this event for after release_reads.
-                            self.core.unread();
-                            return None;
-                        }
                         if let Some(event) = self.udp_ready(id, revents) {
                             return Some(Event::Stream(event));
                         }

@@ -124,6 +124,9 @@ pub enum Ready<D> {
     /// A stream's fd is ready: [`StreamLoop::stream_ready`] reads it and
     /// says what happened (usually `Data`).
     Stream { stream: StreamId, revents: u32 },
+    /// A UDP socket is ready: [`StreamLoop::udp_ready`] receives a batch
+    /// (usually `Datagrams`).
+    Udp { socket: UdpId, revents: u32 },
 }
 
 /// One thing for the caller to dispatch.

@@ -52,6 +52,9 @@ pub(super) struct UdpSocket<D> {
     interest: u32,
     /// The receive slot: longer datagrams are truncated (and say so).
     receive_size: usize,
+    /// The length of its family's addresses (sockaddr_in or sockaddr_in6),
+    /// the room the kernel gets for each datagram's source.
+    addr_room: u32,
     high_water: usize,
     low_water: usize,
     queue: Option<Box<DatagramQueue>>,
@@ -172,6 +175,11 @@ impl<D: Copy + Default> StreamLoop<D> {
             flags: 0,
             interest: READ,
             receive_size: MAX_RECEIVE_SIZE,
+            addr_room: if addr.family() == libc::AF_INET {
+                std::mem::size_of::<libc::sockaddr_in>() as u32
+            } else {
+                std::mem::size_of::<libc::sockaddr_in6>() as u32
+            },
             high_water: DEFAULT_HIGH_WATER,
             low_water: DEFAULT_LOW_WATER,
             queue: None,
@@ -395,9 +403,12 @@ impl<D: Copy + Default> StreamLoop<D> {
         let mut next = 0;
         if u.queue.is_none() && u.flags & HELD == 0 {
             let buffer = &mut self.udp.buffer;
+            // Datagrams received are well-formed: an echo of them (the same
+            // array) needs no check.
+            let checked = !buffer.holds(datagrams);
             while next < datagrams.len() {
                 let batch = &datagrams[next..datagrams.len().min(next + SEND_WIDTH)];
-                match send_now(u.fd, buffer, batch) {
+                match send_now(u.fd, buffer, batch, checked) {
                     Ok(sent) => next += sent,
                     Err(libc::EINTR) => {}
                     Err(libc::EAGAIN) => break,
@@ -484,19 +495,30 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
     }
 
-    /// Whether the receive buffer has room for the socket's next batch (a
-    /// socket that does not receive now needs none).
+    /// What a socket's readiness makes: usually one recvmmsg and its
+    /// `Datagrams`; a flush of the queue when writable. The second half of
+    /// the fast path, after [`next_ready`](Self::next_ready)'s `Ready::Udp`.
+    /// When the receive buffer has no room for a batch (a batch of events
+    /// holds it), nothing is received: the socket's readiness, level-
+    /// triggered, is reported again once it is released.
     #[inline]
-    pub(super) fn udp_has_room(&self, id: UdpId) -> bool {
-        match self.udp.sockets.get(id) {
-            Some(u) if u.flags & NOT_RECEIVING == 0 => self.udp.buffer.has_room(u.receive_size),
-            _ => true,
+    pub fn udp_ready(&mut self, id: UdpId, revents: u32) -> Option<StreamEvent<D>> {
+        let u = self.udp.sockets.get(id)?;
+        if u.queue.is_some() || u.flags & NOT_RECEIVING != 0 || revents & ERROR != 0 {
+            return self.udp_ready_slow(id, revents);
         }
+        let event = self.udp_receive(id)?;
+        if self.pending.is_empty() {
+            return Some(event);
+        }
+        // Keep the order in which things happened.
+        self.pending.push_back(event);
+        self.pop_pending()
     }
 
-    /// What a socket's readiness makes: usually one recvmmsg and its
-    /// `Datagrams`; a flush of the queue when writable.
-    pub(super) fn udp_ready(&mut self, id: UdpId, revents: u32) -> Option<StreamEvent<D>> {
+    #[cold]
+    #[inline(never)]
+    fn udp_ready_slow(&mut self, id: UdpId, revents: u32) -> Option<StreamEvent<D>> {
         let u = self.udp.sockets.get(id)?;
         if u.queue.is_some() && revents & (WRITE | ERROR) != 0 {
             self.udp_flush(id);
@@ -513,20 +535,20 @@ impl<D: Copy + Default> StreamLoop<D> {
         } else {
             None
         };
-        match event {
-            Some(event) if self.pending.is_empty() => Some(event),
-            Some(event) => {
-                self.pending.push_back(event);
-                self.pop_pending()
-            }
-            None => self.pop_pending(),
+        if let Some(event) = event {
+            self.pending.push_back(event);
         }
+        self.pop_pending()
     }
 
+    /// One recvmmsg into the receive buffer, if it has room.
     #[inline]
     fn udp_receive(&mut self, id: UdpId) -> Option<StreamEvent<D>> {
         let u = self.udp.sockets.get(id)?;
-        match self.udp.buffer.receive(u.fd, u.receive_size) {
+        if !self.udp.buffer.has_room(u.receive_size) {
+            return None;
+        }
+        match self.udp.buffer.receive(u.fd, u.receive_size, u.addr_room) {
             Ok((first, count)) => Some(StreamEvent {
                 kind: StreamEventKind::Datagrams,
                 stream: id,
@@ -568,34 +590,45 @@ impl<D: Copy + Default> StreamLoop<D> {
 }
 
 /// One sendmmsg of `batch` (at most SEND_WIDTH), or a sendto for one
-/// datagram (less work for the kernel); how many went.
+/// datagram (less work for the kernel); how many went. A malformed datagram
+/// (see [`Datagram::malformed`]) is never handed to the kernel: the send
+/// stops before it, or fails with its error if it is the first.
 #[inline]
 fn send_now(
     fd: RawFd,
     buffer: &mut DatagramBuffer,
     batch: &[Datagram<'_>],
+    checked: bool,
 ) -> Result<usize, Errno> {
     if let [datagram] = batch {
+        datagram.check()?;
         let (data, len) = datagram.raw_bytes();
         let (addr, addr_len) = datagram.raw_addr();
-        // SAFETY: the datagram's maker vouches for its bytes and address
-        // (Datagram::new, or the C caller); the kernel refuses NULL bytes.
+        // SAFETY: checked well-formed; the datagram's maker vouches for its
+        // bytes and address (Datagram::new, or the C caller).
         return unsafe { sys::sendto(fd, data, len, addr, addr_len) }.map(|_| 1);
     }
-    for (i, datagram) in batch.iter().enumerate() {
-        let (data, len) = datagram.raw_bytes();
+    let mut count = 0;
+    for (datagram, hdr) in batch.iter().zip(buffer.send_hdrs.iter_mut()) {
+        if checked {
+            if let Err(error) = datagram.check() {
+                if count == 0 {
+                    return Err(error);
+                }
+                break;
+            }
+        }
+        // A datagram starts with its bytes' pointer and length, laid out as
+        // an iovec: the kernel reads them where they are.
+        hdr.msg_hdr.msg_iov = datagram.as_iovec();
         let (addr, addr_len) = datagram.raw_addr();
-        buffer.send_iovs[i] = libc::iovec {
-            iov_base: data as *mut libc::c_void,
-            iov_len: len,
-        };
-        let hdr = &mut buffer.send_hdrs[i].msg_hdr;
-        hdr.msg_name = addr as *mut libc::c_void;
-        hdr.msg_namelen = addr_len;
+        hdr.msg_hdr.msg_name = addr as *mut libc::c_void;
+        hdr.msg_hdr.msg_namelen = addr_len;
+        count += 1;
     }
     // SAFETY: the headers point at the datagrams' bytes and addresses,
-    // which their makers vouch for (Datagram::new, or the C caller).
-    unsafe { sys::sendmmsg(fd, &mut buffer.send_hdrs[..batch.len()]) }
+    // checked well-formed, which their makers vouch for.
+    unsafe { sys::sendmmsg(fd, &mut buffer.send_hdrs[..count]) }
 }
 
 /// One sendmmsg from the front of the queue; what went leaves it.
@@ -612,6 +645,7 @@ fn send_queued(
             iov_len: bytes.len(),
         };
         let hdr = &mut buffer.send_hdrs[i].msg_hdr;
+        hdr.msg_iov = &mut buffer.send_iovs[i];
         hdr.msg_name = if addr.is_empty() {
             std::ptr::null_mut()
         } else {
@@ -628,24 +662,18 @@ fn send_queued(
 }
 
 /// Copies `datagram` into the queue, unless it is over its high watermark
-/// (ENOBUFS) or the datagram is malformed (EFAULT for NULL bytes, EINVAL
-/// for an address longer than any).
+/// (ENOBUFS) or the datagram is malformed.
 fn enqueue<D: Copy>(u: &mut UdpSocket<D>, datagram: &Datagram<'_>) -> Result<(), Errno> {
+    datagram.check()?;
     if u.flags & THROTTLED != 0 {
         return Err(libc::ENOBUFS);
     }
     let (data, len) = datagram.raw_bytes();
     let (addr, addr_len) = datagram.raw_addr();
     let addr_len = if addr.is_null() { 0 } else { addr_len as usize };
-    if (data.is_null() && len > 0) || len > isize::MAX as usize / 2 {
-        return Err(libc::EFAULT);
-    }
-    if addr_len > std::mem::size_of::<libc::sockaddr_storage>() {
-        return Err(libc::EINVAL);
-    }
     let mut addr_and_bytes = Vec::with_capacity(addr_len + len);
-    // SAFETY: non-null (or empty), and valid for these lengths as the
-    // datagram's maker vouches.
+    // SAFETY: checked well-formed (non-null where there are bytes), and
+    // valid for these lengths as the datagram's maker vouches.
     unsafe {
         if addr_len > 0 {
             addr_and_bytes

@@ -65,8 +65,8 @@ pub fn udp_connect(fd: RawFd, addr: Option<&SockAddr>) -> SysResult<()> {
 // threads, and a non-blocking socket never waits.
 
 /// Receives up to `hdrs.len()` datagrams; returns how many. Each header's
-/// `msg_len` is the datagram's whole length (MSG_TRUNC) and its
-/// `msg_hdr.msg_flags` has MSG_TRUNC when the buffer was shorter.
+/// `msg_len` is the length received, and its `msg_hdr.msg_flags` has
+/// MSG_TRUNC when the datagram was longer than its buffer.
 ///
 /// # Safety
 /// Every header's name and iovec buffers are valid for writes of the
@@ -81,7 +81,7 @@ pub unsafe fn recvmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> SysResult<usize
             fd,
             hdrs.as_mut_ptr(),
             hdrs.len() as libc::c_uint,
-            libc::MSG_TRUNC,
+            0,
             none,
         )
     };
