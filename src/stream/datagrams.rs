@@ -335,7 +335,7 @@ impl DatagramBuffer {
         let start = self.received.as_ptr() as usize;
         let end = start + self.received.len() * size_of::<Datagram<'_>>();
         let at = datagrams.as_ptr() as usize;
-        let size = datagrams.len() * size_of::<Datagram<'_>>();
+        let size = std::mem::size_of_val(datagrams);
         at >= start && (at - start) % size_of::<Datagram<'_>>() == 0 && at + size <= end
     }
 
