@@ -1279,6 +1279,22 @@ int evl_udp_set_multicast_interface(struct evl_loop *loop, uint64_t udp, const c
  */
 int evl_udp_membership(struct evl_loop *loop, uint64_t udp, const char *group, const char *iface, int join);
 
+/**
+ * Where the bytes and the source addresses of every received datagram lie
+ * (what `data` and `addr` of an evl_udp_datagram point into): `*data_len`
+ * bytes from `*data`, and `*addrs_len` bytes of addresses from `*addrs`.
+ * Both stay at these addresses until the loop is freed, so a caller that
+ * pays for each call into the library (Python through ctypes) can map them
+ * once and slice each datagram's bytes and address at `data - *data` and
+ * `addr - *addrs`, with no call per datagram.
+ *
+ * Returns 0; -EINVAL for a NULL pointer.
+ * Ownership: the regions are the loop's; a datagram's bytes and address
+ * may be read (never written) while its event is current (see
+ * EVL_STREAM_DATAGRAMS). Thread-safety: the loop's thread only.
+ */
+int evl_udp_read_buffer(struct evl_loop *loop, const uint8_t **data, size_t *data_len, const uint8_t **addrs, size_t *addrs_len);
+
 /* ==== Unix-domain sockets: listeners, connects, credentials, passing fds ==== */
 
 /**

@@ -490,6 +490,42 @@ pub unsafe extern "C" fn evl_udp_membership(
     })
 }
 
+/// Where the bytes and the source addresses of every received datagram lie
+/// (what `data` and `addr` of an evl_udp_datagram point into): `*data_len`
+/// bytes from `*data`, and `*addrs_len` bytes of addresses from `*addrs`.
+/// Both stay at these addresses until the loop is freed, so a caller that
+/// pays for each call into the library (Python through ctypes) can map them
+/// once and slice each datagram's bytes and address at `data - *data` and
+/// `addr - *addrs`, with no call per datagram.
+///
+/// Returns 0; -EINVAL for a NULL pointer.
+/// Ownership: the regions are the loop's; a datagram's bytes and address
+/// may be read (never written) while its event is current (see
+/// EVL_STREAM_DATAGRAMS). Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_udp_read_buffer(
+    r#loop: *mut evl_loop,
+    data: *mut *const u8,
+    data_len: *mut usize,
+    addrs: *mut *const u8,
+    addrs_len: *mut usize,
+) -> c_int {
+    with_loop!(r#loop, |core| {
+        if data.is_null() || data_len.is_null() || addrs.is_null() || addrs_len.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let ((bytes, bytes_len), (addr, addr_len)) = core.datagram_regions();
+        // SAFETY: all four non-null; the caller gives writable places (header).
+        unsafe {
+            data.write(bytes);
+            data_len.write(bytes_len);
+            addrs.write(addr);
+            addrs_len.write(addr_len);
+        }
+        Ok(0)
+    })
+}
+
 /// Test-only (tests/model_udp.rs), not part of the C header: while `hold`,
 /// the UDP socket's sends are queued as if its send buffer were full, and
 /// the queue waits; afterwards it is sent. Loopback never fills a UDP

@@ -339,6 +339,20 @@ impl DatagramBuffer {
         at >= start && (at - start) % size_of::<Datagram<'_>>() == 0 && at + size <= end
     }
 
+    /// Where received datagrams' bytes and addresses lie: the data buffer
+    /// and the address array, made here if no receive made them yet. They
+    /// stay at these addresses for the loop's life.
+    pub(super) fn regions(&mut self) -> ((*const u8, usize), (*const u8, usize)) {
+        if self.data.is_empty() {
+            self.allocate();
+        }
+        let addrs = (
+            self.addrs.as_ptr().cast(),
+            std::mem::size_of_val(&self.addrs[..]),
+        );
+        ((self.data.as_ptr(), self.data.len()), addrs)
+    }
+
     /// The datagrams of an event: `count` from `first`.
     pub(super) fn batch(&self, first: usize, count: usize) -> &[Datagram<'_>] {
         &self.received[first..first + count]

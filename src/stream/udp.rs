@@ -381,8 +381,8 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// kernel takes them, the rest copied into the queue. A datagram the
     /// kernel refuses (EMSGSIZE, EACCES for a broadcast without the
     /// option, a bad address...) is skipped; so is one the full queue
-    /// refuses (ENOBUFS). `status`, if given (as long as `datagrams`), gets
-    /// 0 or the errno of each. Returns how many were refused; EPIPE once
+    /// refuses (ENOBUFS). `status`, if given, gets 0 or the errno of each
+    /// (as many as it has room for). Returns how many were refused; EPIPE once
     /// the socket is closing or closed, ENOENT for an unknown id.
     pub fn udp_send(
         &mut self,
@@ -413,8 +413,8 @@ impl<D: Copy + Default> StreamLoop<D> {
                     Err(libc::EINTR) => {}
                     Err(libc::EAGAIN) => break,
                     Err(error) => {
-                        if let Some(status) = status.as_deref_mut() {
-                            status[next] = error;
+                        if let Some(slot) = status.as_deref_mut().and_then(|s| s.get_mut(next)) {
+                            *slot = error;
                         }
                         refused += 1;
                         next += 1;
@@ -427,8 +427,8 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         for (i, datagram) in datagrams.iter().enumerate().skip(next) {
             if let Err(error) = enqueue(u, datagram) {
-                if let Some(status) = status.as_deref_mut() {
-                    status[i] = error;
+                if let Some(slot) = status.as_deref_mut().and_then(|s| s.get_mut(i)) {
+                    *slot = error;
                 }
                 refused += 1;
             }
@@ -563,6 +563,14 @@ impl<D: Copy + Default> StreamLoop<D> {
             // socket goes on.
             Err(error) => Some(u.event(StreamEventKind::UdpError, id, error)),
         }
+    }
+
+    /// The regions every received datagram's bytes and source address
+    /// lie in, (start, length) each, for callers that pay per call into
+    /// the library (Python through ctypes): mapped once, sliced per
+    /// datagram. They stay at these addresses for the loop's life.
+    pub(crate) fn datagram_regions(&mut self) -> ((*const u8, usize), (*const u8, usize)) {
+        self.udp.buffer.regions()
     }
 
     /// The datagrams of a `Datagrams` event, valid until

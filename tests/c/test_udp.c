@@ -334,6 +334,24 @@ static void test_udp_truncation_is_reported(void) {
     CHECK_EQ(server.len[3], 16);
     CHECK(memcmp(server.data[0], msg, 16) == 0);
     CHECK(memcmp(server.data[3], msg, 16) == 0);
+    /* Every datagram's bytes and address lie in the regions the loop shows. */
+    const uint8_t *data, *addrs;
+    size_t data_len, addrs_len;
+    CHECK_EQ(evl_udp_read_buffer(NULL, &data, &data_len, &addrs, &addrs_len), -EINVAL);
+    CHECK_EQ(evl_udp_read_buffer(loop, NULL, &data_len, &addrs, &addrs_len), -EINVAL);
+    CHECK_EQ(evl_udp_read_buffer(loop, &data, &data_len, &addrs, NULL), -EINVAL);
+    CHECK_EQ(evl_udp_read_buffer(loop, &data, &data_len, &addrs, &addrs_len), 0);
+    CHECK(data_len >= 64 * 65536 && addrs_len >= 64 * sizeof(struct sockaddr_in6));
+    CHECK_EQ(evl_udp_send(loop, c, msg, 20, &to, sizeof to), 0);
+    evl_stream_event ev[2];
+    CHECK_EQ(evl_udp_set_callback(loop, s, NULL, NULL), 0);
+    int n = 0;
+    for (int i = 0; i < 100 && n == 0; i++) n = evl_stream_poll(loop, 10, ev, 2);
+    CHECK_EQ(n, 1);
+    const evl_udp_datagram *d = (const evl_udp_datagram *)ev[0].data;
+    CHECK(d->data >= data && d->data + d->len <= data + data_len);
+    CHECK((const uint8_t *)d->addr >= addrs && (const uint8_t *)d->addr + d->addr_len <= addrs + addrs_len);
+    CHECK_EQ(evl_udp_set_callback(loop, s, record, &server), 0);
     /* Back to the default: nothing is cut. */
     CHECK_EQ(evl_udp_set_recv_size(loop, s, 65536), 0);
     static char big[65507];
