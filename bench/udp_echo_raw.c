@@ -92,12 +92,16 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     if (blocking) {
-        /* No SA_RESTART: a signal ends the blocking receive with EINTR. */
+        /* No SA_RESTART: a signal ends the blocking receive with EINTR; and
+         * a receive gives up after a second (EAGAIN), for valgrind, under
+         * which a signal does not end it. */
         struct sigaction sa = {.sa_handler = on_signal};
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
+        struct timeval second = {.tv_sec = 1};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &second, sizeof second);
         while (!stopping)
-            if (echo_batch(fd, MSG_WAITFORONE) < 0 && errno != EINTR) die("recvmmsg");
+            if (echo_batch(fd, MSG_WAITFORONE) < 0 && errno != EINTR && errno != EAGAIN) die("recvmmsg");
         return 0;
     }
     sigset_t stop;

@@ -549,15 +549,12 @@ impl<D: Copy + Default> StreamLoop<D> {
             return None;
         }
         match self.udp.buffer.receive(u.fd, u.receive_size, u.addr_room) {
-            Ok((first, count)) => Some(StreamEvent {
-                kind: StreamEventKind::Datagrams,
-                stream: id,
-                fd: u.fd,
-                error: 0,
-                offset: first,
-                len: count,
-                data: u.data,
-            }),
+            Ok((first, count)) => {
+                let mut event = u.event(StreamEventKind::Datagrams, id, 0);
+                event.offset = first;
+                event.len = count;
+                Some(event)
+            }
             Err(libc::EAGAIN | libc::EINTR) => None,
             // An ICMP error for a connected socket (ECONNREFUSED...): the
             // socket goes on.
@@ -609,7 +606,9 @@ fn send_now(
     checked: bool,
 ) -> Result<usize, Errno> {
     if let [datagram] = batch {
-        datagram.check()?;
+        if checked {
+            datagram.check()?;
+        }
         let (data, len) = datagram.raw_bytes();
         let (addr, addr_len) = datagram.raw_addr();
         // SAFETY: checked well-formed; the datagram's maker vouches for its

@@ -4,7 +4,7 @@
 
 use super::connection::{CONNECTING, SOCKET};
 use super::settings::DEFAULT_SETTINGS;
-use super::{ListenerId, StreamEvent, StreamEventKind, StreamId, StreamLoop};
+use super::{ListenerId, StreamEventKind, StreamId, StreamLoop};
 use crate::sys::{self, Errno, UnixAddr, EDGE, READ};
 
 /// The credentials of the process at the other end of a Unix-domain
@@ -47,17 +47,12 @@ impl<D: Copy + Default> StreamLoop<D> {
             Err(_) => (SOCKET | CONNECTING, EDGE),
         };
         let id = self.add_stream(fd.raw(), flags, interest, data, DEFAULT_SETTINGS, 0)?;
-        let fd = fd.into_raw(); // now the stream's
+        fd.into_raw(); // now the stream's
         let error = result.err().unwrap_or(0);
-        self.pending.push_back(StreamEvent {
-            kind: StreamEventKind::Connected,
-            stream: id,
-            fd,
-            error,
-            offset: 0,
-            len: 0,
-            data,
-        });
+        if let Some(s) = self.streams.get(id) {
+            self.pending
+                .push_back(s.event(StreamEventKind::Connected, id, error));
+        }
         if error != 0 {
             self.close_now(id, error, false);
         }

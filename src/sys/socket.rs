@@ -92,7 +92,7 @@ pub(super) fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> Sy
     .map(drop)
 }
 
-fn int_option(fd: RawFd, level: i32, name: i32) -> SysResult<i32> {
+pub(super) fn int_option(fd: RawFd, level: i32, name: i32) -> SysResult<i32> {
     let mut value: i32 = 0;
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
     // SAFETY: room for one int, whose size is passed.
@@ -180,6 +180,11 @@ pub fn local_port(fd: RawFd) -> SysResult<u16> {
 /// non-blocking connect ended.
 pub fn take_socket_error(fd: RawFd) -> SysResult<i32> {
     int_option(fd, libc::SOL_SOCKET, libc::SO_ERROR)
+}
+
+/// The address family of a socket (AF_INET, AF_INET6, AF_UNIX...).
+pub fn socket_family(fd: RawFd) -> SysResult<i32> {
+    int_option(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)
 }
 
 /// Whether `fd` is a socket (sends take MSG_NOSIGNAL) or something else,

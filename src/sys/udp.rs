@@ -5,7 +5,7 @@
 use std::ffi::CStr;
 use std::os::fd::RawFd;
 
-use super::socket::set_int_option;
+use super::socket::{set_int_option, socket_family};
 use super::{check, errno, Fd, SockAddr, SysResult};
 
 /// What a datagram socket is made with.
@@ -217,23 +217,6 @@ fn set_option<T>(fd: RawFd, level: i32, name: i32, value: &T) -> SysResult<()> {
         )
     })
     .map(drop)
-}
-
-/// The address family of a socket.
-pub fn socket_family(fd: RawFd) -> SysResult<i32> {
-    let mut family: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    // SAFETY: room for one int, whose size is passed.
-    check(unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_DOMAIN,
-            &mut family as *mut i32 as *mut libc::c_void,
-            &mut len,
-        )
-    })?;
-    Ok(family)
 }
 
 /// Joins (or leaves) the multicast `group` on `interface`. An IPv4 group

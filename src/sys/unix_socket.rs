@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::os::fd::RawFd;
 
+use super::socket::socket_family;
 use super::{check, errno, Fd, SysResult};
 
 /// The most fds one message carries (the kernel's SCM_MAX_FD).
@@ -190,19 +191,7 @@ pub fn unix_connect(addr: &UnixAddr) -> SysResult<(Fd, SysResult<()>)> {
 /// Whether `fd` is a Unix-domain socket: ENOTSOCK for anything that is no
 /// socket, EOPNOTSUPP for a socket of another family.
 pub fn check_unix_socket(fd: RawFd) -> SysResult<()> {
-    let mut domain: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    // SAFETY: room for one int, whose size is passed.
-    check(unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_DOMAIN,
-            &mut domain as *mut i32 as *mut libc::c_void,
-            &mut len,
-        )
-    })?;
-    if domain == libc::AF_UNIX {
+    if socket_family(fd)? == libc::AF_UNIX {
         Ok(())
     } else {
         Err(libc::EOPNOTSUPP)
