@@ -1100,6 +1100,22 @@ int evl_stream_exchange_writes(struct evl_loop *loop, struct evl_stream_exchange
 int evl_udp_bind(struct evl_loop *loop, const char *host, int port, uint32_t flags, evl_stream_cb cb, void *userdata, uint64_t *out);
 
 /**
+ * Makes a UDP socket of `fd`, a datagram socket the caller made (IPv4 or
+ * IPv6, bound or not, connected or not, with whatever options it set),
+ * and writes its id to `*out`. The fd is made non-blocking. Its events are
+ * as for evl_udp_bind.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF;
+ * -ENOTSOCK for no socket; -EPROTOTYPE for a stream socket;
+ * -EAFNOSUPPORT for a family other than IPv4 and IPv6; -EEXIST if the fd
+ * is registered already.
+ * Ownership: on success the socket owns `fd` and closes it when it ends
+ * (do not close it yourself); on error it stays yours.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_open(struct evl_loop *loop, int fd, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
  * Connects a UDP socket to `host` and `port` (as for evl_udp_bind; on a
  * dual-stack socket an IPv4 address is fine): from then on it sends there
  * when a datagram gives no address, receives only from there, and gets

@@ -224,6 +224,7 @@ c_tests! {
         test_udp_close,
         test_udp_pause_and_free,
         test_udp_without_callback_keeps_receiving,
+        test_udp_open_an_fd,
 }
 
 c_tests! {

@@ -153,6 +153,37 @@ pub unsafe extern "C" fn evl_udp_bind(
     })
 }
 
+/// Makes a UDP socket of `fd`, a datagram socket the caller made (IPv4 or
+/// IPv6, bound or not, connected or not, with whatever options it set),
+/// and writes its id to `*out`. The fd is made non-blocking. Its events are
+/// as for evl_udp_bind.
+///
+/// Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF;
+/// -ENOTSOCK for no socket; -EPROTOTYPE for a stream socket;
+/// -EAFNOSUPPORT for a family other than IPv4 and IPv6; -EEXIST if the fd
+/// is registered already.
+/// Ownership: on success the socket owns `fd` and closes it when it ends
+/// (do not close it yourself); on error it stays yours.
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_udp_open(
+    r#loop: *mut evl_loop,
+    fd: c_int,
+    cb: evl_stream_cb,
+    userdata: *mut c_void,
+    out: *mut u64,
+) -> c_int {
+    with_loop!(r#loop, |core| {
+        if out.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let id = core.udp_open(fd, Callback::stream(cb, userdata))?;
+        // SAFETY: checked non-null above; the caller gives a writable u64 (header).
+        unsafe { store(out, id) }?;
+        Ok(0)
+    })
+}
+
 /// Connects a UDP socket to `host` and `port` (as for evl_udp_bind; on a
 /// dual-stack socket an IPv4 address is fine): from then on it sends there
 /// when a datagram gives no address, receives only from there, and gets

@@ -170,12 +170,38 @@ impl<D: Copy + Default> StreamLoop<D> {
         data: D,
     ) -> Result<UdpId, Errno> {
         let fd = sys::udp_bind(addr, options)?;
+        let id = self.add_udp(fd.raw(), addr.family(), data)?;
+        fd.into_raw(); // now the socket's
+        Ok(id)
+    }
+
+    /// A UDP socket over `fd`, a datagram socket of the caller's (IPv4 or
+    /// IPv6: EAFNOSUPPORT for another family, EPROTOTYPE for a stream
+    /// socket, ENOTSOCK for no socket), made non-blocking. On success the
+    /// socket owns the fd and closes it when it ends; on error it stays the
+    /// caller's.
+    pub fn udp_open(&mut self, fd: RawFd, data: D) -> Result<UdpId, Errno> {
+        if fd < 0 {
+            return Err(libc::EINVAL);
+        }
+        let family = sys::socket_family(fd)?;
+        if family != libc::AF_INET && family != libc::AF_INET6 {
+            return Err(libc::EAFNOSUPPORT);
+        }
+        if !sys::is_datagram_socket(fd)? {
+            return Err(libc::EPROTOTYPE);
+        }
+        sys::set_nonblocking(fd)?;
+        self.add_udp(fd, family, data)
+    }
+
+    fn add_udp(&mut self, fd: RawFd, family: i32, data: D) -> Result<UdpId, Errno> {
         let id = self.udp.sockets.insert(UdpSocket {
-            fd: fd.raw(),
+            fd,
             flags: 0,
             interest: READ,
             receive_size: MAX_RECEIVE_SIZE,
-            addr_room: if addr.family() == libc::AF_INET {
+            addr_room: if family == libc::AF_INET {
                 std::mem::size_of::<libc::sockaddr_in>() as u32
             } else {
                 std::mem::size_of::<libc::sockaddr_in6>() as u32
@@ -185,11 +211,10 @@ impl<D: Copy + Default> StreamLoop<D> {
             queue: None,
             data,
         });
-        if let Err(e) = self.core.register(fd.raw(), READ, Owner::Udp(id)) {
+        if let Err(e) = self.core.register(fd, READ, Owner::Udp(id)) {
             self.udp.sockets.remove(id);
             return Err(e);
         }
-        fd.into_raw(); // now the socket's
         Ok(id)
     }
 

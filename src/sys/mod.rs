@@ -24,8 +24,8 @@ pub use signals::{
     ignore_sigpipe_by_default, set_signal_blocked, signal_is_watchable, SigSet, SignalFd,
 };
 pub use socket::{
-    accept, is_socket, local_port, set_nodelay, set_nonblocking, shutdown_write, take_socket_error,
-    tcp_connect, tcp_listen, SockAddr,
+    accept, is_datagram_socket, is_socket, local_port, set_nodelay, set_nonblocking,
+    shutdown_write, socket_family, take_socket_error, tcp_connect, tcp_listen, SockAddr,
 };
 pub use udp::{
     multicast_membership, recvmmsg, sendmmsg, sendto, set_multicast_interface, set_udp_option,

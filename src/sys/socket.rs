@@ -187,6 +187,11 @@ pub fn socket_family(fd: RawFd) -> SysResult<i32> {
     int_option(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)
 }
 
+/// Whether a socket is a datagram socket (SOCK_DGRAM).
+pub fn is_datagram_socket(fd: RawFd) -> SysResult<bool> {
+    Ok(int_option(fd, libc::SOL_SOCKET, libc::SO_TYPE)? == libc::SOCK_DGRAM)
+}
+
 /// Whether `fd` is a socket (sends take MSG_NOSIGNAL) or something else,
 /// such as a pipe (writes take `write`).
 pub fn is_socket(fd: RawFd) -> bool {

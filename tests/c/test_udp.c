@@ -506,6 +506,42 @@ static void test_udp_pause_and_free(void) {
     CHECK_EQ(evl_loop_free(loop), 0);
 }
 
+/* A socket the caller made, handed over: it echoes like one bound by the
+ * library, and is closed with it. Stream sockets, Unix-domain sockets and
+ * non-sockets are refused, and stay the caller's. */
+static void test_udp_open_an_fd(void) {
+    evl_loop *loop = new_loop();
+    static seen server;
+    memset(&server, 0, sizeof server);
+    server.echo = 1;
+    uint64_t s, c;
+    CHECK_EQ(evl_udp_open(NULL, 0, record, NULL, &s), -EINVAL);
+    CHECK_EQ(evl_udp_open(loop, -1, record, NULL, &s), -EINVAL);
+    CHECK_EQ(evl_udp_open(loop, 0, record, NULL, NULL), -EINVAL);
+    CHECK_EQ(evl_udp_open(loop, 1 << 20, record, NULL, &s), -EBADF);
+    int p[2];
+    CHECK_EQ(pipe(p), 0);
+    CHECK_EQ(evl_udp_open(loop, p[0], record, NULL, &s), -ENOTSOCK);
+    int tcp = socket(AF_INET, SOCK_STREAM, 0), local = socket(AF_UNIX, SOCK_DGRAM, 0);
+    CHECK_EQ(evl_udp_open(loop, tcp, record, NULL, &s), -EPROTOTYPE);
+    CHECK_EQ(evl_udp_open(loop, local, record, NULL, &s), -EAFNOSUPPORT);
+    int refused[] = {p[0], p[1], tcp, local};
+    for (int i = 0; i < 4; i++) CHECK_EQ(close(refused[i]), 0); /* still the caller's */
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in addr = v4("127.0.0.1", 0);
+    CHECK_EQ(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    CHECK_EQ(evl_udp_open(loop, fd, record, &server, &s), 0);
+    CHECK_EQ(evl_udp_fd(loop, s), fd);
+    CHECK_EQ(evl_udp_open(loop, fd, record, &server, &c), -EEXIST);
+    CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, NULL, NULL, &c), 0);
+    struct sockaddr_in to = v4("127.0.0.1", evl_udp_port(loop, s));
+    CHECK_EQ(evl_udp_send(loop, c, "opened", 6, &to, sizeof to), 0);
+    run_until(loop, &server.datagrams, 1);
+    CHECK_EQ(server.len[0], 6);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    CHECK_EQ(close(fd), -1); /* the library closed it */
+}
+
 /* A socket without a callback under evl_run_once: its events are dropped,
  * and what they pointed to released with them. (The library used to keep
  * a dropped event's bytes until a callback ran: with no callback at all,
@@ -544,6 +580,7 @@ int main(int argc, char **argv) {
         TEST(test_udp_close),
         TEST(test_udp_pause_and_free),
         TEST(test_udp_without_callback_keeps_receiving),
+        TEST(test_udp_open_an_fd),
     };
     return harness_main(argc, argv, tests, sizeof tests / sizeof *tests);
 }
