@@ -21,17 +21,22 @@
  *
  *   echo_client [--host H] [--port P] [--conns N] [--size BYTES [--independent]]
  *               [--rounds R] [--upper | --sb] [--interactive | --hello [--seconds S]]
- *               [--timeout S] [--quiet]
+ *               [--timeout S] [--quiet] [--unix PATH]
+ *
+ * --unix PATH connects to a Unix-domain socket instead of TCP (a leading
+ * '@' names an abstract socket: "@name").
  */
 #include "common.h"
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
+#include <sys/un.h>
 
 static const char usage[] =
     "usage: echo_client [--host H] [--port P] [--conns N] [--size BYTES [--independent]]\n"
     "                   [--rounds R] [--upper | --sb] [--interactive | --hello [--seconds S]]\n"
-    "                   [--timeout S] [--quiet]\n"
+    "                   [--timeout S] [--quiet] [--unix PATH ('@name': abstract)]\n"
     "Sends the articles' three messages (or one of BYTES bytes), R times, on N sockets\n"
     "(default 2) to 127.0.0.1:10000 and checks every reply byte for byte (C1, C2);\n"
     "--interactive sends the lines read from stdin on one socket (C3);\n"
@@ -217,7 +222,51 @@ static int connect_to(const struct addrinfo *ai) {
     return fd;
 }
 
+/* --unix PATH: the Unix-domain socket to connect to instead (NULL: TCP). */
+static const char *unix_path;
+
+/* Takes --unix PATH out of argv (the common options know nothing of it). */
+static void take_unix_option(int *argc, char **argv) {
+    int kept = 1;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--unix") == 0 && i + 1 < *argc) unix_path = argv[++i];
+        else argv[kept++] = argv[i];
+    }
+    *argc = kept;
+}
+
+/* One blocking connection to unix_path, made non-blocking once connected. */
+static int connect_unix(void) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    size_t len = strlen(unix_path);
+    if (len >= sizeof addr.sun_path) die(unix_path, -ENAMETOOLONG);
+    memcpy(addr.sun_path, unix_path, len);
+    if (unix_path[0] == '@') addr.sun_path[0] = '\0'; /* abstract: the name after the NUL */
+    socklen_t addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (unix_path[0] != '@'));
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, addr_len) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+        int err = errno;
+        if (fd >= 0) close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
 static void open_peers(struct client *cl) {
+    if (unix_path) {
+        say("connecting to %s", unix_path);
+        for (long i = 0; i < cl->peer_count; i++) {
+            struct peer *p = &cl->peers[i];
+            p->client = cl;
+            if ((p->fd = connect_unix()) < 0) die("connect", errno);
+            int rc = evl_register(cl->loop, p->fd, EVL_READ, on_peer, p);
+            if (rc < 0) die("evl_register", rc);
+            p->interest = EVL_READ;
+            snprintf(p->name, sizeof p->name, "(unix %ld)", i);
+        }
+        return;
+    }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
     char port[8];
     snprintf(port, sizeof port, "%d", cl->opt.port);
@@ -301,6 +350,7 @@ static void send_lines(struct client *cl) {
 
 int main(int argc, char **argv) {
     struct client cl = {0};
+    take_unix_option(&argc, argv);
     parse_options(argc, argv,
                   OPT_CONNS | OPT_SIZE | OPT_ROUNDS | OPT_UPPER | OPT_SB | OPT_INTERACTIVE | OPT_INDEPENDENT | OPT_TIMEOUT |
                       OPT_HELLO | OPT_SECONDS,

@@ -189,6 +189,113 @@
  */
 #define EVL_OP_RESUME 6
 
+/* ==== UDP: event kinds, socket flags, datagram flags, options ==== */
+
+/**
+ * A UDP socket received datagrams: `data` points to `len` (at least 1)
+ * `evl_udp_datagram`s, in the order they came (cast it:
+ * `const evl_udp_datagram *d = (const evl_udp_datagram *)ev->data`).
+ * They, their bytes and their addresses are valid until the callback
+ * returns (with evl_stream_poll: until the next evl_stream_poll), and may
+ * be passed as they are to evl_udp_send_batch (an echo). `stream` is the
+ * socket's id, `fd` its fd.
+ */
+#define EVL_STREAM_DATAGRAMS 8
+
+/**
+ * A UDP socket's error, in `status`; the socket goes on. A datagram the
+ * kernel refused after it had to wait in the queue (it was dropped), or an
+ * ICMP error for a connected socket (-ECONNREFUSED: nobody listens at the
+ * peer's port).
+ */
+#define EVL_STREAM_UDP_ERROR 9
+
+/**
+ * evl_udp_bind flag: SO_REUSEPORT (several sockets, one per thread, share
+ * the port and the kernel spreads datagrams by peer).
+ */
+#define EVL_UDP_REUSEPORT 1
+
+/**
+ * evl_udp_bind flag: SO_BROADCAST (sending to a broadcast address).
+ */
+#define EVL_UDP_BROADCAST 2
+
+/**
+ * evl_udp_bind flag: an IPv6 socket takes IPv6 only. Without it an IPv6
+ * socket is dual-stack: IPv4 peers appear as IPv4-mapped IPv6 addresses
+ * (::ffff:a.b.c.d), and it may send to IPv4 addresses too.
+ */
+#define EVL_UDP_IPV6_ONLY 4
+
+/**
+ * evl_udp_datagram flag: the datagram was longer than the socket's receive
+ * size (evl_udp_set_recv_size): `len` bytes of it are here, the rest was
+ * dropped. A datagram is never cut short without this flag.
+ */
+#define EVL_UDP_TRUNCATED 32
+
+/**
+ * evl_udp_set_option: SO_BROADCAST, 0 or 1.
+ */
+#define EVL_UDP_OPT_BROADCAST 1
+
+/**
+ * evl_udp_set_option: whether multicast sent comes back to this host's
+ * own members (IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP), 0 or 1.
+ */
+#define EVL_UDP_OPT_MULTICAST_LOOP 2
+
+/**
+ * evl_udp_set_option: hop limit of multicast sent (IP_MULTICAST_TTL /
+ * IPV6_MULTICAST_HOPS), 0 to 255.
+ */
+#define EVL_UDP_OPT_MULTICAST_TTL 3
+
+/**
+ * evl_udp_set_option: hop limit of unicast sent (IP_TTL /
+ * IPV6_UNICAST_HOPS), 1 to 255.
+ */
+#define EVL_UDP_OPT_TTL 4
+
+/**
+ * What a queued datagram counts for besides its length (evl_udp_queued,
+ * the watermarks): empty datagrams fill the queue too.
+ */
+#define EVL_UDP_DATAGRAM_OVERHEAD 64
+
+/* ==== Unix-domain sockets: flags, the fd-passing event ==== */
+
+/**
+ * evl_listen_unix and evl_connect_unix flag: `path` is a name in Linux's
+ * abstract namespace (no file; the name is gone with the last socket
+ * bound to it), not a filesystem path.
+ */
+#define EVL_UNIX_ABSTRACT 1
+
+/**
+ * evl_listen_unix flag: if a socket file is at `path` and nobody listens
+ * on it any more (a connect to it is refused: a server that crashed left
+ * it), remove it first. Nothing else is ever removed: a socket someone
+ * listens on, or a file that is no socket, gives -EADDRINUSE.
+ */
+#define EVL_UNIX_REMOVE_STALE 2
+
+/**
+ * A Unix-domain stream received fds (evl_stream_accept_fds), sent with
+ * the bytes of the EVL_STREAM_DATA event that follows (a sender's
+ * evl_stream_write_fds attaches them to its first byte). `len` is how
+ * many; `data` is NULL. They are the library's until evl_stream_take_fds
+ * moves them to the application; those not taken when the callback
+ * returns (with evl_stream_poll: by the next evl_stream_poll) are closed.
+ */
+#define EVL_STREAM_FDS 10
+
+/**
+ * The most fds one evl_stream_write_fds passes, and one message brings.
+ */
+#define EVL_MAX_FDS 253
+
 /* ==== Types ==== */
 
 /**
@@ -336,6 +443,29 @@ typedef struct evl_stream_exchange_args {
   int data_events;
   size_t data_len;
 } evl_stream_exchange_args;
+
+/**
+ * One datagram: as EVL_STREAM_DATAGRAMS hands them out, and as
+ * evl_udp_send_batch takes them.
+ */
+typedef struct evl_udp_datagram {
+  /**
+   * The bytes (NULL only with `len` 0).
+   */
+  const uint8_t *data;
+  size_t len;
+  /**
+   * The peer's address: a `struct sockaddr_in` or `sockaddr_in6` (the
+   * source of a datagram received; where to send one, or NULL for a
+   * connected socket's peer), of `addr_len` bytes.
+   */
+  const void *addr;
+  uint32_t addr_len;
+  /**
+   * EVL_UDP_TRUNCATED on a datagram received; ignored when sending.
+   */
+  uint32_t flags;
+} evl_udp_datagram;
 
 #ifdef __cplusplus
 extern "C" {
@@ -983,6 +1113,351 @@ int evl_stream_exchange(struct evl_loop *loop, struct evl_stream_exchange_args *
  * Thread-safety: the loop's thread only.
  */
 int evl_stream_exchange_writes(struct evl_loop *loop, struct evl_stream_exchange_args *x);
+
+/* ==== UDP sockets ==== */
+
+/**
+ * Makes a UDP socket bound to `host` (a numeric IPv4 or IPv6 address, or
+ * a name resolved with getaddrinfo, which may block; NULL or "": every
+ * IPv4 address; "::": every address, IPv6 and IPv4 unless
+ * EVL_UDP_IPV6_ONLY) and `port` (0: any free port, see evl_udp_port), and
+ * writes its id to `*out`. `flags`: EVL_UDP_REUSEPORT, EVL_UDP_BROADCAST,
+ * EVL_UDP_IPV6_ONLY.
+ *
+ * Its events go to `cb` with `userdata` (evl_stream_poll writes them for
+ * a loop driven by it): EVL_STREAM_DATAGRAMS for each batch received,
+ * EVL_STREAM_DRAINED when its send queue emptied, EVL_STREAM_UDP_ERROR,
+ * and last EVL_STREAM_CLOSED. Its id lives until that event is delivered,
+ * as a stream's does (see EVL_STREAM_CLOSED). Up to 32 datagrams come per
+ * event; each datagram takes a slot of the receive size (64 KiB, any UDP
+ * datagram; evl_udp_set_recv_size), so a batch never cuts one short unless
+ * told to, and then says so.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `out`, a port outside 0..65535 or
+ * unknown flags; -EADDRINUSE, -EADDRNOTAVAIL (also for a host that does
+ * not resolve), -EACCES, -EMFILE...
+ * Ownership: the socket is the library's until evl_udp_close or
+ * evl_loop_free. Thread-safety: the loop's thread only.
+ */
+int evl_udp_bind(struct evl_loop *loop, const char *host, int port, uint32_t flags, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * Makes a UDP socket of `fd`, a datagram socket the caller made (IPv4 or
+ * IPv6, bound or not, connected or not, with whatever options it set),
+ * and writes its id to `*out`. The fd is made non-blocking. Its events are
+ * as for evl_udp_bind.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF;
+ * -ENOTSOCK for no socket; -EPROTOTYPE for a stream socket;
+ * -EAFNOSUPPORT for a family other than IPv4 and IPv6; -EEXIST if the fd
+ * is registered already.
+ * Ownership: on success the socket owns `fd` and closes it when it ends
+ * (do not close it yourself); on error it stays yours.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_open(struct evl_loop *loop, int fd, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * Connects a UDP socket to `host` and `port` (as for evl_udp_bind; on a
+ * dual-stack socket an IPv4 address is fine): from then on it sends there
+ * when a datagram gives no address, receives only from there, and gets
+ * the peer's ICMP errors (EVL_STREAM_UDP_ERROR with -ECONNREFUSED). NULL
+ * `host` dissolves the association.
+ *
+ * Returns 0; -EINVAL for a NULL loop or a port outside 0..65535; -ENOENT
+ * for an unknown socket; -EBADF for one closed already; -EAFNOSUPPORT
+ * (an IPv6 address for an IPv4 socket), -EADDRNOTAVAIL...
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_connect(struct evl_loop *loop, uint64_t udp, const char *host, int port);
+
+/**
+ * Sends one datagram of `len` bytes to `addr` (a `struct sockaddr_in` or
+ * `sockaddr_in6` of `addr_len` bytes, such as a received datagram's
+ * `addr`; NULL for a connected socket's peer): at once if the kernel
+ * takes it, else copied into the socket's queue, sent when it can be.
+ *
+ * Returns 0 (sent or queued); -EINVAL for a NULL loop, or NULL `addr`
+ * with a non-zero `addr_len`, or an `addr_len` over 128; -EFAULT for NULL
+ * `data` with a non-zero `len`; -ENOBUFS when the queue is over its high
+ * watermark (evl_udp_set_watermarks: the datagram is dropped; try again
+ * after EVL_STREAM_DRAINED); what the kernel refuses the datagram for:
+ * -EMSGSIZE, -EACCES (a broadcast address without EVL_UDP_BROADCAST),
+ * -EDESTADDRREQ (no address, not connected), -EAFNOSUPPORT,
+ * -ENETUNREACH...; -EPIPE once the socket is closing or closed; -ENOENT
+ * for an unknown socket.
+ * Ownership: `data` and `addr` stay the caller's; not used after the call.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_send(struct evl_loop *loop, uint64_t udp, const void *data, size_t len, const void *addr, uint32_t addr_len);
+
+/**
+ * Sends `count` datagrams in order, with sendmmsg (up to 64 a call), as
+ * far as the kernel takes them; the rest is copied into the socket's
+ * queue. A datagram refused (as evl_udp_send would refuse it: -EMSGSIZE,
+ * -ENOBUFS for a full queue, -EFAULT for NULL bytes, -EINVAL for a NULL
+ * address with a length or one over 128 bytes...) is skipped, the others
+ * go on. `status`, if not
+ * NULL, has room for `count` results: 0 or the negative errno of each.
+ * The datagrams of an EVL_STREAM_DATAGRAMS event may be passed as they
+ * are: that is an echo, one call per batch. `flags` of each is ignored.
+ *
+ * Returns how many datagrams were refused (0: all sent or queued);
+ * -EINVAL for a NULL loop, a negative `count`, or NULL `datagrams` with a
+ * non-zero `count` (nothing is sent); -EPIPE once the socket is closing or
+ * closed; -ENOENT for an unknown socket.
+ * Ownership: the array, the bytes and the addresses stay the caller's; not
+ * used after the call. Thread-safety: the loop's thread only.
+ */
+int evl_udp_send_batch(struct evl_loop *loop, uint64_t udp, const struct evl_udp_datagram *datagrams, int count, int *status);
+
+/**
+ * Stops receiving, sends what is queued, then closes the socket
+ * (EVL_STREAM_CLOSED with 0 follows). Events of the socket not yet
+ * delivered are dropped.
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket (0 for
+ * one closed whose EVL_STREAM_CLOSED is not delivered yet).
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_close(struct evl_loop *loop, uint64_t udp);
+
+/**
+ * The local port of a UDP socket (the one chosen for port 0).
+ *
+ * Returns the port; -EINVAL for a NULL loop; -ENOENT for an unknown
+ * socket; -EBADF for one closed already. Thread-safety: the loop's thread only.
+ */
+int evl_udp_port(struct evl_loop *loop, uint64_t udp);
+
+/**
+ * The socket's fd, for getsockname, setsockopt and the like. It stays the
+ * library's: do not close it, read from it or register it.
+ *
+ * Returns the fd; -EINVAL for a NULL loop; -ENOENT for an unknown socket;
+ * -EBADF for one closed already. Thread-safety: the loop's thread only.
+ */
+int evl_udp_fd(struct evl_loop *loop, uint64_t udp);
+
+/**
+ * Writes to `*out` what the socket's queue holds: the datagrams' lengths,
+ * each plus EVL_UDP_DATAGRAM_OVERHEAD (0: nothing waits).
+ *
+ * Returns 0; -EINVAL for a NULL loop or `out`; -ENOENT for an unknown socket.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_queued(struct evl_loop *loop, uint64_t udp, size_t *out);
+
+/**
+ * The send queue's bound, as a stream's watermarks: once it holds more
+ * than `high` (see evl_udp_queued), sends are refused with -ENOBUFS and
+ * receiving pauses (an echo then stops taking what it cannot answer), until
+ * it is down to `low`; EVL_STREAM_DRAINED says when it emptied. Defaults:
+ * 1 MiB and 256 KiB. `high` 0: no bound and no pause (the queue may then
+ * grow without limit).
+ *
+ * Returns 0; -EINVAL for a NULL loop or `low` > `high` (with `high` not 0);
+ * -ENOENT for an unknown socket. Thread-safety: the loop's thread only.
+ */
+int evl_udp_set_watermarks(struct evl_loop *loop, uint64_t udp, size_t high, size_t low);
+
+/**
+ * The longest datagram received whole, 1 to 65536 (the default, room for
+ * any UDP datagram). A longer one is received truncated to `size` bytes,
+ * with EVL_UDP_TRUNCATED. A smaller size fits more datagrams in the
+ * loop's receive buffer at once (64 of 64 KiB; with evl_stream_poll, a
+ * batch of events from many sockets shares it).
+ *
+ * Returns 0; -EINVAL for a NULL loop or `size` out of range; -ENOENT for
+ * an unknown socket. Thread-safety: the loop's thread only.
+ */
+int evl_udp_set_recv_size(struct evl_loop *loop, uint64_t udp, size_t size);
+
+/**
+ * Stops receiving until evl_udp_resume (datagrams wait in the kernel's
+ * buffer, which drops what does not fit).
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_pause(struct evl_loop *loop, uint64_t udp);
+
+/**
+ * Receives again after evl_udp_pause (unless the queue is still over its
+ * high watermark).
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_resume(struct evl_loop *loop, uint64_t udp);
+
+/**
+ * Replaces the callback and userdata of a UDP socket (`cb` may be NULL for
+ * a loop driven by evl_stream_poll; evl_run drops the events of a socket
+ * without a callback). A closed socket's EVL_STREAM_CLOSED not delivered
+ * yet goes to the new callback.
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket.
+ * Ownership: `userdata` is the caller's and only handed back.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_set_callback(struct evl_loop *loop, uint64_t udp, evl_stream_cb cb, void *userdata);
+
+/**
+ * Sets an option (EVL_UDP_OPT_*) to `value`, for the socket's family (on
+ * a dual-stack socket, for its IPv4 traffic too).
+ *
+ * Returns 0; -EINVAL for a NULL loop, an unknown option or a value out of
+ * its range; -ENOENT for an unknown socket; -EBADF for one closed already.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_set_option(struct evl_loop *loop, uint64_t udp, uint32_t option, int value);
+
+/**
+ * The interface multicast datagrams leave by: NULL or "" (the routing
+ * table's choice), an interface name ("eth0", "lo"), an index ("2"), or
+ * for IPv4 the interface's address ("192.0.2.1").
+ *
+ * Returns 0; -EINVAL for a NULL loop (or an IPv4 address for an IPv6-only
+ * socket); -ENODEV for an unknown interface; -ENOENT for an unknown
+ * socket; -EBADF for one closed already. Thread-safety: the loop's thread only.
+ */
+int evl_udp_set_multicast_interface(struct evl_loop *loop, uint64_t udp, const char *iface);
+
+/**
+ * Joins (`join` 1) or leaves (0) the multicast group `group` (a numeric
+ * IPv4 or IPv6 address) on `iface` (as for evl_udp_set_multicast_interface;
+ * an IPv6 group takes a name or an index).
+ *
+ * Returns 0; -EINVAL for a NULL loop or group, or a group that is not
+ * multicast; -EADDRNOTAVAIL for a group that does not resolve, or leaving
+ * a group not joined; -ENODEV for an unknown interface; -EADDRINUSE for a
+ * group joined already; -ENOENT for an unknown socket; -EBADF for one
+ * closed already. Thread-safety: the loop's thread only.
+ */
+int evl_udp_membership(struct evl_loop *loop, uint64_t udp, const char *group, const char *iface, int join);
+
+/**
+ * Where the bytes and the source addresses of every received datagram lie
+ * (what `data` and `addr` of an evl_udp_datagram point into): `*data_len`
+ * bytes from `*data`, and `*addrs_len` bytes of addresses from `*addrs`.
+ * Both stay at these addresses until the loop is freed, so a caller that
+ * pays for each call into the library (Python through ctypes) can map them
+ * once and slice each datagram's bytes and address at `data - *data` and
+ * `addr - *addrs`, with no call per datagram.
+ *
+ * Returns 0; -EINVAL for a NULL pointer.
+ * Ownership: the regions are the loop's; a datagram's bytes and address
+ * may be read (never written) while its event is current (see
+ * EVL_STREAM_DATAGRAMS). Thread-safety: the loop's thread only.
+ */
+int evl_udp_read_buffer(struct evl_loop *loop, const uint8_t **data, size_t *data_len, const uint8_t **addrs, size_t *addrs_len);
+
+/* ==== Unix-domain sockets: listeners, connects, credentials, passing fds ==== */
+
+/**
+ * Listens for Unix-domain stream connections on `path`: a filesystem path,
+ * or with EVL_UNIX_ABSTRACT a Linux abstract name (without the leading
+ * NUL byte the kernel uses; `path` is then the name's bytes up to its
+ * NUL). `backlog` <= 0: SOMAXCONN. `flags`: EVL_UNIX_ABSTRACT,
+ * EVL_UNIX_REMOVE_STALE. The listener's id is written to `*out`; it takes
+ * every listener call (evl_listener_close, evl_listener_set_max_conns,
+ * evl_stream_set_callback, _set_watermarks, _set_idle_timeout).
+ *
+ * Each connection accepted becomes an ordinary stream (every stream call
+ * works on it), announced by EVL_STREAM_ACCEPTED to `cb` with `userdata`,
+ * as for evl_listen.
+ *
+ * Returns 0; -EINVAL for a NULL loop, `path` or `out`, an empty path or
+ * unknown flags; -ENAMETOOLONG for a path or name over 107 bytes;
+ * -EADDRINUSE when something is at the path already (without
+ * EVL_UNIX_REMOVE_STALE, or when it is not a stale socket) or the
+ * abstract name is taken; -EACCES, -ENOENT (no such directory), -EMFILE...
+ * Ownership: the listener owns its socket, and its socket file: when the
+ * listener closes (evl_listener_close, evl_loop_free) the file is removed,
+ * if it is still the one it bound and this is the process that bound it
+ * (a child after fork() never removes its parent's). Thread-safety: the
+ * loop's thread only.
+ */
+int evl_listen_unix(struct evl_loop *loop, const char *path, int backlog, uint32_t flags, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * Connects to the Unix-domain stream socket at `path` (with
+ * EVL_UNIX_ABSTRACT in `flags`, an abstract name, as for evl_listen_unix)
+ * and writes the stream's id to `*out`. A Unix-domain connect never waits:
+ * `cb` gets EVL_STREAM_CONNECTED in the next iteration, with status 0 (the
+ * stream is open, and writes made before then went out at once), or with
+ * why it failed, then EVL_STREAM_CLOSED: -ECONNREFUSED (nobody listens),
+ * -ENOENT (no such socket), -EAGAIN (the listener's backlog is full),
+ * -EACCES, -EPROTOTYPE (not a stream socket)...
+ *
+ * Returns 0; -EINVAL for a NULL loop, `path` or `out`, an empty path or
+ * unknown flags; -ENAMETOOLONG for a path or name over 107 bytes; -EMFILE...
+ * Ownership: the stream owns its socket. Thread-safety: the loop's thread only.
+ */
+int evl_connect_unix(struct evl_loop *loop, const char *path, uint32_t flags, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * The credentials of the process at the other end of a Unix-domain stream
+ * (SO_PEERCRED: as they were when it connected, or made the socket pair),
+ * written to `*pid`, `*uid` and `*gid` (each may be NULL).
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream;
+ * -EBADF for a stream closed already; -EOPNOTSUPP for a socket of another
+ * family (TCP), -ENOTSOCK for a pipe.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_peer_cred(struct evl_loop *loop, uint64_t stream, int *pid, uint32_t *uid, uint32_t *gid);
+
+/**
+ * Writes `len` bytes (at least 1) as evl_stream_write does, with the
+ * `count` fds of `fds` (1 to EVL_MAX_FDS) attached to the first of them
+ * (SCM_RIGHTS), on a Unix-domain stream. The peer receives them with that
+ * byte (if it accepts fds: see evl_stream_accept_fds; otherwise its kernel
+ * closes them).
+ *
+ * Returns 0 (sent, or queued with the bytes); -EINVAL for a NULL loop,
+ * `data` or `fds`, `len` 0, or `count` out of range; -EBADF for an fd in
+ * `fds` that is not open, -EMFILE when the duplicates below cannot be
+ * made (nothing is written then); -EOPNOTSUPP for a stream that is not a
+ * Unix-domain socket (-ENOTSOCK for a pipe); otherwise as evl_stream_write.
+ * Ownership: `data` and `fds` stay the caller's, and so do the fds: the
+ * kernel passes its own references to the files, and when the bytes must
+ * wait in the stream's queue, the stream holds duplicates of the fds
+ * until they leave (or the stream ends), then closes them. The caller may
+ * close its fds as soon as this returns.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_write_fds(struct evl_loop *loop, uint64_t stream, const void *data, size_t len, const int *fds, int count);
+
+/**
+ * Lets a Unix-domain stream receive fds: up to `max` (0 to EVL_MAX_FDS)
+ * from one message, delivered as EVL_STREAM_FDS events; those past `max`
+ * are closed at once. 0 (the default) stops receiving them: the stream
+ * then reads with read(2), and the kernel closes any fd that comes. Call
+ * it before the fds can arrive: on EVL_STREAM_ACCEPTED or
+ * EVL_STREAM_CONNECTED, or right after evl_stream_open.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `max` out of range; -ENOENT for
+ * an unknown stream; -EOPNOTSUPP for a stream that is not a Unix-domain
+ * socket (-ENOTSOCK for a pipe).
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_accept_fds(struct evl_loop *loop, uint64_t stream, int max);
+
+/**
+ * Takes the fds of the EVL_STREAM_FDS events of `stream` delivered so far
+ * and not yet taken: up to `max` of them, in the order they came, into
+ * `fds`. Call it in the EVL_STREAM_FDS callback (with evl_stream_poll:
+ * before the next evl_stream_poll); what is left then is closed.
+ *
+ * Returns how many fds were written (0: none waits); -EINVAL for a NULL
+ * loop, or NULL `fds` with `max` > 0, or a negative `max`.
+ * Ownership: each fd written is the caller's from then on, to close
+ * (close-on-exec is set). An fd is never given twice.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_take_fds(struct evl_loop *loop, uint64_t stream, int *fds, int max);
 
 /* ==== Errors and versions ==== */
 

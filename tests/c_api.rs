@@ -1,5 +1,6 @@
 //! The C test programs (tests/c/test_api.c for the core, test_streams.c for
-//! the streams, test_embed.c for hooks and host loops), compiled with -std=c11 -Wall -Wextra -Werror against the
+//! the streams, test_embed.c for hooks and host loops, test_udp.c and
+//! test_unix.c for UDP and Unix-domain sockets), compiled with -std=c11 -Wall -Wextra -Werror against the
 //! header. Each C test is a Rust test of its own, `test_api::NAME` or
 //! `test_streams::NAME` (so `cargo test --test c_api test_timer_order` runs
 //! one), run natively; each program also runs whole under memcheck. The
@@ -14,14 +15,20 @@ use std::sync::OnceLock;
 fn test_program(name: &str) -> std::path::PathBuf {
     static BUILT: OnceLock<Vec<(String, std::path::PathBuf)>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        ["test_api", "test_streams", "test_embed"]
-            .iter()
-            .map(|name| {
-                let out = out_dir("c_api").join(name);
-                let src = root().join(format!("tests/c/{name}.c"));
-                (name.to_string(), compile_c(&[src], &out, &[]))
-            })
-            .collect()
+        [
+            "test_api",
+            "test_streams",
+            "test_embed",
+            "test_udp",
+            "test_unix",
+        ]
+        .iter()
+        .map(|name| {
+            let out = out_dir("c_api").join(name);
+            let src = root().join(format!("tests/c/{name}.c"));
+            (name.to_string(), compile_c(&[src], &out, &[]))
+        })
+        .collect()
     });
     built.iter().find(|(n, _)| n == name).unwrap().1.clone()
 }
@@ -226,4 +233,30 @@ c_tests! {
         test_host_loop_wakes_once_per_timer_or_batch,
         test_host_follows_timers_started_and_stopped_outside,
         test_host_wakes_for_a_task_from_another_thread,
+}
+
+c_tests! {
+    test_udp:
+        test_udp_arguments,
+        test_udp_echo_callbacks,
+        test_udp_echo_batch,
+        test_udp_dual_stack,
+        test_udp_truncation_is_reported,
+        test_udp_connected,
+        test_udp_broadcast_and_multicast,
+        test_udp_reuseport,
+        test_udp_close,
+        test_udp_pause_and_free,
+        test_udp_without_callback_keeps_receiving,
+        test_udp_open_an_fd,
+}
+
+c_tests! {
+    test_unix:
+        test_unix_arguments,
+        test_unix_listen_and_connect,
+        test_unix_stale_socket_file,
+        test_pass_fds,
+        test_pass_fds_behind_a_queue,
+        test_pass_fds_batch,
 }

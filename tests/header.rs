@@ -17,6 +17,14 @@ const SECTIONS: &[(&str, &str)] = &[
         "#define EVL_STREAM_DATA ",
         "Stream event kinds, listener flags, batch operations",
     ),
+    (
+        "#define EVL_STREAM_DATAGRAMS ",
+        "UDP: event kinds, socket flags, datagram flags, options",
+    ),
+    (
+        "#define EVL_UNIX_ABSTRACT ",
+        "Unix-domain sockets: flags, the fd-passing event",
+    ),
     ("typedef struct evl_loop ", "Types"),
     (
         "int evl_loop_new(",
@@ -31,6 +39,11 @@ const SECTIONS: &[(&str, &str)] = &[
     (
         "int evl_stream_poll(",
         "The batch API: many events and operations per call",
+    ),
+    ("int evl_udp_bind(", "UDP sockets"),
+    (
+        "int evl_listen_unix(",
+        "Unix-domain sockets: listeners, connects, credentials, passing fds",
     ),
     ("const char *evl_strerror(", "Errors and versions"),
 ];

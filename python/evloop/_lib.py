@@ -117,6 +117,24 @@ EVL_STREAM_IO = 7
 
 EVL_LISTEN_REUSEPORT = 1
 
+EVL_STREAM_DATAGRAMS = 8
+EVL_STREAM_UDP_ERROR = 9
+EVL_STREAM_FDS = 10
+
+EVL_UDP_REUSEPORT = 1
+EVL_UDP_BROADCAST = 2
+EVL_UDP_IPV6_ONLY = 4
+EVL_UDP_TRUNCATED = 32
+EVL_UDP_OPT_BROADCAST = 1
+EVL_UDP_OPT_MULTICAST_LOOP = 2
+EVL_UDP_OPT_MULTICAST_TTL = 3
+EVL_UDP_OPT_TTL = 4
+EVL_UDP_DATAGRAM_OVERHEAD = 64
+
+EVL_UNIX_ABSTRACT = 1
+EVL_UNIX_REMOVE_STALE = 2
+EVL_MAX_FDS = 253
+
 EVL_OP_WRITE = 1
 EVL_OP_SHUTDOWN = 2
 EVL_OP_CLOSE = 3
@@ -170,6 +188,16 @@ class evl_stream_exchange_args(Structure):
         ("write_failed", c_int),
         ("data_events", c_int),
         ("data_len", c_size_t),
+    ]
+
+
+class evl_udp_datagram(Structure):
+    _fields_ = [
+        ("data", POINTER(c_uint8)),
+        ("len", c_size_t),
+        ("addr", c_void_p),
+        ("addr_len", c_uint32),
+        ("flags", c_uint32),
     ]
 
 
@@ -248,6 +276,34 @@ evl_stream_submit = _declare("evl_stream_submit", c_int, [_L, _P, _I])
 evl_stream_write_batch = _declare("evl_stream_write_batch", c_int, [_L, c_char_p, _P, _I, c_char_p])
 evl_stream_exchange = _declare("evl_stream_exchange", c_int, [_L, _P])
 evl_stream_exchange_writes = _declare("evl_stream_exchange_writes", c_int, [_L, _P])
+evl_udp_bind = _declare("evl_udp_bind", c_int, [_L, c_char_p, _I, _U32, evl_stream_cb, _P, POINTER(c_uint64)])
+evl_udp_open = _declare("evl_udp_open", c_int, [_L, _I, evl_stream_cb, _P, POINTER(c_uint64)])
+evl_udp_connect = _declare("evl_udp_connect", c_int, [_L, _U64, c_char_p, _I])
+evl_udp_send = _declare("evl_udp_send", c_int, [_L, _U64, c_char_p, _SZ, c_char_p, _U32])
+evl_udp_send_batch = _declare("evl_udp_send_batch", c_int, [_L, _U64, _P, _I, _P])
+evl_udp_close = _declare("evl_udp_close", c_int, [_L, _U64])
+evl_udp_port = _declare("evl_udp_port", c_int, [_L, _U64])
+evl_udp_fd = _declare("evl_udp_fd", c_int, [_L, _U64])
+evl_udp_queued = _declare("evl_udp_queued", c_int, [_L, _U64, POINTER(c_size_t)])
+evl_udp_set_watermarks = _declare("evl_udp_set_watermarks", c_int, [_L, _U64, _SZ, _SZ])
+evl_udp_set_recv_size = _declare("evl_udp_set_recv_size", c_int, [_L, _U64, _SZ])
+evl_udp_pause = _declare("evl_udp_pause", c_int, [_L, _U64])
+evl_udp_resume = _declare("evl_udp_resume", c_int, [_L, _U64])
+evl_udp_set_callback = _declare("evl_udp_set_callback", c_int, [_L, _U64, evl_stream_cb, _P])
+evl_udp_set_option = _declare("evl_udp_set_option", c_int, [_L, _U64, _U32, _I])
+evl_udp_set_multicast_interface = _declare("evl_udp_set_multicast_interface", c_int, [_L, _U64, c_char_p])
+evl_udp_membership = _declare("evl_udp_membership", c_int, [_L, _U64, c_char_p, c_char_p, _I])
+evl_udp_read_buffer = _declare(
+    "evl_udp_read_buffer", c_int, [_L, POINTER(c_void_p), POINTER(c_size_t), POINTER(c_void_p), POINTER(c_size_t)]
+)
+evl_listen_unix = _declare("evl_listen_unix", c_int, [_L, c_char_p, _I, _U32, evl_stream_cb, _P, POINTER(c_uint64)])
+evl_connect_unix = _declare("evl_connect_unix", c_int, [_L, c_char_p, _U32, evl_stream_cb, _P, POINTER(c_uint64)])
+evl_stream_peer_cred = _declare(
+    "evl_stream_peer_cred", c_int, [_L, _U64, POINTER(c_int), POINTER(c_uint32), POINTER(c_uint32)]
+)
+evl_stream_write_fds = _declare("evl_stream_write_fds", c_int, [_L, _U64, c_char_p, _SZ, POINTER(c_int), _I])
+evl_stream_accept_fds = _declare("evl_stream_accept_fds", c_int, [_L, _U64, _I])
+evl_stream_take_fds = _declare("evl_stream_take_fds", c_int, [_L, _U64, POINTER(c_int), _I])
 evl_strerror = _declare("evl_strerror", c_char_p, [_I])
 evl_version = _declare("evl_version", c_char_p, [])
 evl_abi_version = _declare("evl_abi_version", c_uint32, [])

@@ -11,7 +11,8 @@
 //!
 //! One file per part of the header: `types.rs` (constants, structs,
 //! callback types), `loop_api.rs`, `timers.rs`, `signals.rs`, `embed.rs`
-//! (hooks, and the backend fd and timeout for a host loop), `stream_api.rs`, `batch.rs`, `errors.rs`; beside them `boundary.rs` (the
+//! (hooks, and the backend fd and timeout for a host loop), `stream_api.rs`, `batch.rs`,
+//! `udp_api.rs`, `unix_api.rs` (Unix-domain sockets), `errors.rs`; beside them `boundary.rs` (the
 //! pattern every function follows) and `iteration.rs` (the one
 //! wait-then-dispatch loop every running function shares).
 
@@ -37,6 +38,10 @@ mod stream_api;
 
 mod batch;
 
+mod udp_api;
+
+mod unix_api;
+
 mod errors;
 
 // The two parts every function above uses.
@@ -52,3 +57,5 @@ pub use signals::*;
 pub use stream_api::*;
 pub use timers::*;
 pub use types::*;
+pub use udp_api::*;
+pub use unix_api::*;

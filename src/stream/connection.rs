@@ -3,6 +3,7 @@
 
 use std::os::fd::RawFd;
 
+use super::fd_passing::FdPassing;
 use super::settings::{Settings, DEFAULT_SETTINGS};
 use super::write_queue::WriteQueue;
 use super::{ListenerId, Owner, StreamEvent, StreamEventKind, StreamId, StreamLoop};
@@ -37,6 +38,9 @@ pub(super) const CLOSING: u32 = 1 << 7;
 /// The fd was opened for writing only (a pipe's write end): never read.
 pub(super) const WRITE_ONLY: u32 = 1 << 8;
 
+/// The stream takes fds with what it reads (`fd_passing.rs`).
+pub(super) const RECV_FDS: u32 = 1 << 9;
+
 /// What stops a stream from reading.
 pub(super) const NOT_READING: u32 =
     CONNECTING | PAUSED | THROTTLED | PEER_EOF | CLOSING | WRITE_ONLY;
@@ -59,6 +63,8 @@ pub(super) struct Stream<D> {
     /// timeout is set.
     pub(super) last_active: u64,
     pub(super) data: D,
+    /// Made when the application passes fds or accepts them.
+    pub(super) fd_passing: Option<Box<FdPassing>>,
 }
 
 impl<D: Copy> Stream<D> {
@@ -129,6 +135,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             idle_timer: 0,
             last_active: 0,
             data,
+            fd_passing: None,
         });
         if let Err(e) = self.core.register(fd, interest, Owner::Stream(id)) {
             self.streams.remove(id);
@@ -290,7 +297,11 @@ impl<D: Copy + Default> StreamLoop<D> {
         let Some(queue) = s.queue.as_mut() else {
             return;
         };
-        let queued = match queue.write_to(fd, socket) {
+        let written = match s.fd_passing.as_deref_mut() {
+            Some(passing) if passing.has_outgoing() => passing.write_queue(queue, fd),
+            _ => queue.write_to(fd, socket),
+        };
+        let queued = match written {
             Ok(queued) => queued,
             Err(error) => {
                 self.close_now(id, error, false);

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, WRITE_SHUT};
+use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, RECV_FDS, WRITE_SHUT};
 use super::read_buffer::MIN_READ;
 use super::{Event, Owner, Ready, StreamEvent, StreamEventKind, StreamId, StreamLoop};
 use crate::event_loop;
@@ -61,6 +61,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             Owner::Stream(stream) if self.reads.room() >= MIN_READ => {
                 Some(Ready::Stream { stream, revents })
             }
+            Owner::Udp(socket) => Some(Ready::Udp { socket, revents }),
             _ => {
                 // A listener's, or the read buffer is nearly full: next_event's.
                 self.core.unread();
@@ -95,6 +96,11 @@ impl<D: Copy + Default> StreamLoop<D> {
                         }
                     }
                     Owner::Listener(id) => self.on_listener_ready(id),
+                    Owner::Udp(id) => {
+                        if let Some(event) = self.udp_ready(id, revents) {
+                            return Some(Event::Stream(event));
+                        }
+                    }
                     // Timers own no registration.
                     Owner::IdleTimer(_) | Owner::AcceptRetry(_) => {}
                 },
@@ -102,8 +108,8 @@ impl<D: Copy + Default> StreamLoop<D> {
                     Owner::User(data) => return Some(Event::Timer { id, data }),
                     Owner::IdleTimer(stream) => self.on_idle_timer(stream),
                     Owner::AcceptRetry(listener) => self.on_accept_retry(listener),
-                    // Streams and listeners own no timer of their own kind.
-                    Owner::Stream(_) | Owner::Listener(_) => {}
+                    // Streams, listeners and UDP sockets own no timer of their own kind.
+                    Owner::Stream(_) | Owner::Listener(_) | Owner::Udp(_) => {}
                 },
                 event_loop::Event::Task(Owner::User(data)) => return Some(Event::Task(data)),
                 event_loop::Event::Signal {
@@ -119,11 +125,12 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// The oldest event in `pending`: the one way events leave it.
     #[cold]
     #[inline(never)]
-    fn pop_pending(&mut self) -> Option<StreamEvent<D>> {
+    pub(super) fn pop_pending(&mut self) -> Option<StreamEvent<D>> {
         let event = self.pending.pop_front()?;
         if event.kind == StreamEventKind::Closed {
-            // Handed out: the stream's id dies now.
+            // Handed out: the stream's (or UDP socket's) id dies now.
             self.streams.retire(event.stream);
+            self.udp.retire(event.stream);
         }
         Some(event)
     }
@@ -135,7 +142,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[inline(always)]
     pub fn stream_ready(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
-        let event = if s.flags & (CONNECTING | CLOSING | NOT_READING) != 0
+        let event = if s.flags & (CONNECTING | CLOSING | NOT_READING | RECV_FDS) != 0
             || s.queue.is_some()
             || revents & ERROR != 0
         {
@@ -166,6 +173,9 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         let s = self.streams.get_mut(id)?;
         if s.flags & NOT_READING == 0 && (s.socket() || revents & ERROR == 0) {
+            if s.flags & RECV_FDS != 0 {
+                return self.read_stream_with_fds(id);
+            }
             return self.read_stream(id);
         }
         if revents & ERROR != 0 {
@@ -208,7 +218,7 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     #[cold]
     #[inline(never)]
-    fn on_peer_eof(&mut self, id: StreamId) -> Option<StreamEvent<D>> {
+    pub(super) fn on_peer_eof(&mut self, id: StreamId) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
         s.flags |= PEER_EOF;
         let event = s.event(StreamEventKind::Eof, id, 0);

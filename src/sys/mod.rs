@@ -1,5 +1,6 @@
 //! Raw Linux syscalls behind thin safe wrappers: epoll, eventfd, signalfd,
-//! timerfd, the signal mask, sockets and plain reads and writes. Nothing here
+//! timerfd, the signal mask, sockets (TCP in `socket.rs`, UDP in `udp.rs`,
+//! Unix-domain in `unix_socket.rs`) and plain reads and writes. Nothing here
 //! knows about loops or callbacks.
 //!
 //! Errors are plain positive errno values ([`Errno`]); the layers above turn
@@ -13,6 +14,8 @@ mod eventfd;
 mod io;
 mod signals;
 mod socket;
+mod udp;
+mod unix_socket;
 
 pub use epoll::{epoll_entries, hide_proc_for_tests, Epoll, EpollEntry, Events, TimerFd};
 pub use eventfd::{eventfd_drain, eventfd_new, eventfd_notify};
@@ -23,8 +26,16 @@ pub use signals::{
     ignore_sigpipe_by_default, set_signal_blocked, signal_is_watchable, SigSet, SignalFd,
 };
 pub use socket::{
-    accept, is_socket, local_port, set_nodelay, set_nonblocking, shutdown_write, take_socket_error,
-    tcp_connect, tcp_listen, SockAddr,
+    accept, is_datagram_socket, is_socket, local_port, set_nodelay, set_nonblocking,
+    shutdown_write, socket_family, take_socket_error, tcp_connect, tcp_listen, SockAddr,
+};
+pub use udp::{
+    multicast_membership, recvmmsg, sendmmsg, sendto, set_multicast_interface, set_udp_option,
+    udp_bind, udp_connect, Interface, UdpOption, UdpOptions,
+};
+pub use unix_socket::{
+    check_unix_socket, duplicate, peer_credentials, recv_with_fds, send_with_fds, unix_connect,
+    unix_listen, BoundPath, UnixAddr, MAX_FDS_PER_MESSAGE,
 };
 
 use std::os::fd::RawFd;
