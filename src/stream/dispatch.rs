@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, WRITE_SHUT};
+use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, TLS, WRITE_SHUT};
 use super::read_buffer::MIN_READ;
 use super::{Event, Owner, Ready, StreamEvent, StreamEventKind, StreamId, StreamLoop};
 use crate::event_loop;
@@ -119,7 +119,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// The oldest event in `pending`: the one way events leave it.
     #[cold]
     #[inline(never)]
-    fn pop_pending(&mut self) -> Option<StreamEvent<D>> {
+    pub(super) fn pop_pending(&mut self) -> Option<StreamEvent<D>> {
         let event = self.pending.pop_front()?;
         if event.kind == StreamEventKind::Closed {
             // Handed out: the stream's id dies now.
@@ -135,7 +135,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[inline(always)]
     pub fn stream_ready(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
-        let event = if s.flags & (CONNECTING | CLOSING | NOT_READING) != 0
+        let event = if s.flags & (CONNECTING | CLOSING | NOT_READING | TLS) != 0
             || s.queue.is_some()
             || revents & ERROR != 0
         {
@@ -158,6 +158,10 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[inline(never)]
     fn stream_ready_slow(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
+        if s.flags & TLS != 0 {
+            // TLS hook: the session reads, writes and connects.
+            return self.tls_ready(id, revents);
+        }
         if s.flags & CONNECTING != 0 {
             return self.finish_connect(id);
         }
@@ -208,7 +212,7 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     #[cold]
     #[inline(never)]
-    fn on_peer_eof(&mut self, id: StreamId) -> Option<StreamEvent<D>> {
+    pub(super) fn on_peer_eof(&mut self, id: StreamId) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
         s.flags |= PEER_EOF;
         let event = s.event(StreamEventKind::Eof, id, 0);

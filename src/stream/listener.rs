@@ -25,6 +25,8 @@ pub(super) struct Listener<D> {
     pub(super) accepting: bool,
     pub(super) retry_timer: TimerId,
     pub(super) settings: Settings,
+    /// The TLS configuration its streams start with (stream/tls.rs).
+    pub(super) tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -47,6 +49,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             accepting: true,
             retry_timer: 0,
             settings: DEFAULT_SETTINGS,
+            tls: None,
         });
         if let Err(e) = self.core.register(fd.raw(), READ, Owner::Listener(id)) {
             self.listeners.remove(id);
@@ -93,6 +96,7 @@ impl<D: Copy + Default> StreamLoop<D> {
                 break;
             }
             let (listener_fd, data, settings) = (l.fd, l.data, l.settings);
+            let tls = l.tls.clone();
             match sys::accept(listener_fd) {
                 Ok(fd) => {
                     sys::set_nodelay(fd);
@@ -100,6 +104,11 @@ impl<D: Copy + Default> StreamLoop<D> {
                         Ok(stream) => {
                             if let Some(l) = self.listeners.get_mut(id) {
                                 l.live += 1;
+                            }
+                            if let Some(config) = tls {
+                                // TLS hook: ACCEPTED once the handshake is done.
+                                self.tls_accepted(stream, config);
+                                continue;
                             }
                             self.pending.push_back(StreamEvent {
                                 kind: StreamEventKind::Accepted,

@@ -26,6 +26,8 @@
 //! (`listener.rs`), connections and what the application asks of them
 //! (`connection.rs`), watermarks and idle timeouts (`settings.rs`), and
 //! `dispatch.rs`, which turns the core loop's events into stream events;
+//! `tls.rs` runs TLS sessions on streams, through a few marked hooks in
+//! the others;
 //! `embed.rs` passes the core loop's hooks and backend fd and timeout on.
 
 mod connection;
@@ -34,6 +36,7 @@ mod embed;
 mod listener;
 mod read_buffer;
 mod settings;
+mod tls;
 mod write_queue;
 
 use std::collections::VecDeque;
@@ -162,6 +165,8 @@ pub struct StreamLoop<D: Copy + Default> {
     /// Stream events made by something other than a read (accepts, closes,
     /// drains), handed out before anything else.
     pending: VecDeque<StreamEvent<D>>,
+    /// What the loop's TLS streams share (stream/tls.rs).
+    tls: tls::TlsShared,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -176,6 +181,7 @@ impl<D: Copy + Default> StreamLoop<D> {
                 used: 0,
             },
             pending: VecDeque::new(),
+            tls: Default::default(),
         })
     }
 
