@@ -17,6 +17,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "#define EVL_STREAM_DATA ",
         "Stream event kinds, listener flags, batch operations",
     ),
+    (
+        "#define EVL_ETLS_HANDSHAKE ",
+        "TLS error codes, verification modes, versions",
+    ),
     ("typedef struct evl_loop ", "Types"),
     (
         "int evl_loop_new(",
@@ -31,6 +35,10 @@ const SECTIONS: &[(&str, &str)] = &[
     (
         "int evl_stream_poll(",
         "The batch API: many events and operations per call",
+    ),
+    (
+        "int evl_tls_config_new_server(",
+        "TLS: configurations, TLS streams and what they negotiated",
     ),
     ("const char *evl_strerror(", "Errors and versions"),
 ];

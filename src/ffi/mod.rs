@@ -11,7 +11,8 @@
 //!
 //! One file per part of the header: `types.rs` (constants, structs,
 //! callback types), `loop_api.rs`, `timers.rs`, `signals.rs`, `embed.rs`
-//! (hooks, and the backend fd and timeout for a host loop), `stream_api.rs`, `batch.rs`, `errors.rs`; beside them `boundary.rs` (the
+//! (hooks, and the backend fd and timeout for a host loop), `stream_api.rs`, `batch.rs`, `tls_api.rs` (TLS
+//! configurations and streams), `errors.rs`; beside them `boundary.rs` (the
 //! pattern every function follows) and `iteration.rs` (the one
 //! wait-then-dispatch loop every running function shares).
 
@@ -37,6 +38,8 @@ mod stream_api;
 
 mod batch;
 
+mod tls_api;
+
 mod errors;
 
 // The two parts every function above uses.
@@ -51,4 +54,5 @@ pub use loop_api::*;
 pub use signals::*;
 pub use stream_api::*;
 pub use timers::*;
+pub use tls_api::*;
 pub use types::*;

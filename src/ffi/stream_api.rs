@@ -11,7 +11,7 @@ use crate::sys::{Errno, SockAddr};
 ///
 /// # Safety
 /// `host` is NULL or a NUL-terminated string.
-unsafe fn socket_addr(host: *const c_char, port: c_int) -> Result<SockAddr, Errno> {
+pub(super) unsafe fn socket_addr(host: *const c_char, port: c_int) -> Result<SockAddr, Errno> {
     let port = u16::try_from(port).map_err(|_| libc::EINVAL)?;
     let host = if host.is_null() {
         c""

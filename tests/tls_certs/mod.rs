@@ -86,3 +86,38 @@ pub fn write_to(certs: &Certs, dir: &Path) -> PathBuf {
     }
     dir.to_path_buf()
 }
+
+/// A valgrind suppression file for what memcheck gets wrong about ring:
+/// it loses track of what ring's AES-GCM assembly (AES-NI, carry-less
+/// multiplies) makes defined, and reports the records' bytes as
+/// uninitialised (their origin: "a stack allocation" in rustls's
+/// `AeadAlgorithm::encrypter`, the key schedule) when they reach a write.
+/// The peer decrypts and authenticates every one of those records in the
+/// tests, so the bytes are what they must be. Only writes of TLS records
+/// are excused: those rustls makes itself, and the queued ones a TLS
+/// stream flushes; and the comparison of a record's tag on the way in. valgrind matches a syscall parameter's name literally,
+/// hence one entry per iovec.
+pub fn ring_suppressions(dir: &Path) -> PathBuf {
+    let mut text = String::new();
+    let mut entry = |param: &str, frames: &str| {
+        text.push_str(&format!(
+            "{{\n   ring-{param}\n   Memcheck:Param\n   {param}\n   ...\n{frames}}}\n"
+        ));
+    };
+    for i in 0..64 {
+        entry(
+            &format!("sendmsg(msg.msg_iov[{i}])"),
+            "   fun:*write_tls*\n",
+        );
+        entry(&format!("writev(vector[{i}])"), "   fun:*write_tls*\n");
+    }
+    entry("sendto(buf)", "   fun:*flush*\n   ...\n   fun:*tls_*\n");
+    entry("write(buf)", "   fun:*flush*\n   ...\n   fun:*tls_*\n");
+    // The same on the way in: the tag computed over a record is compared
+    // with the one it carries.
+    text.push_str("{\n   ring-tag-check\n   Memcheck:Cond\n   fun:*verify_slices_are_equal*\n   ...\n   fun:*open_within*\n}\n");
+    let path = dir.join("ring.supp");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
+}
