@@ -57,8 +57,8 @@ pub(super) const TLS_HANDSHAKE: u32 = 1 << 21;
 pub(super) const TLS_HIDDEN: u32 = 1 << 22;
 
 /// Input decrypted or read but not delivered (the stream was paused, or
-/// the read buffer full): it asks for EVL_WRITE, which a socket almost
-/// always is, so that the loop comes back to it once it reads again.
+/// the read buffer full): no readiness will tell of it, so a zero-delay
+/// timer brings the loop back to it once it reads again (sync_interest).
 pub(super) const TLS_HELD: u32 = 1 << 23;
 
 pub(super) struct Stream<D> {
@@ -116,17 +116,11 @@ impl<D: Copy> Stream<D> {
             || self.flags & (TLS_HANDSHAKE | CONNECTING | PEER_EOF | WRITE_ONLY) == TLS_HANDSHAKE
     }
 
-    /// TLS input held back that the stream may take now (see TLS_HELD).
-    #[inline]
-    fn held_input(&self) -> bool {
-        self.flags & TLS_HELD != 0 && self.flags & NOT_READING == 0
-    }
-
     /// The interest this stream needs now. With none, it is edge-triggered
     /// nothing: a hang-up or error then wakes the loop once, not forever.
     pub(super) fn wanted_interest(&self) -> u32 {
         let read = if self.reads_now() { READ } else { 0 };
-        let write = if self.queue.is_some() || self.flags & CONNECTING != 0 || self.held_input() {
+        let write = if self.queue.is_some() || self.flags & CONNECTING != 0 {
             WRITE
         } else {
             0
@@ -404,6 +398,16 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
     }
 
+    /// The application ends a stream the library has closed already: its
+    /// events not handed out yet are dropped, as for a live one, all but
+    /// its `Closed` (a TLS read may make DATA and the end in one step).
+    #[cold]
+    #[inline(never)]
+    fn drop_undelivered(&mut self, id: StreamId) {
+        self.pending
+            .retain(|e| e.stream != id || e.kind == StreamEventKind::Closed);
+    }
+
     /// What a call given `id`, which names no live stream, answers:
     /// `closed` while the stream's `Closed` waits to be handed out (see
     /// [`write`](Self::write)), ENOENT otherwise.
@@ -437,12 +441,15 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// Events of this stream not yet handed out are dropped.
     pub fn close(&mut self, id: StreamId) -> Result<(), Errno> {
         let Some(s) = self.streams.get_mut(id) else {
+            self.drop_undelivered(id);
             return self.not_live(id, Ok(()));
         };
         // TLS hook: close_notify goes out first; what was written during
         // the handshake waits for it to end.
         let wait = s.flags & TLS != 0 && self.tls_before_close(id);
         let Some(s) = self.streams.get_mut(id) else {
+            // Its close_notify found the peer gone: closed, as asked.
+            self.drop_undelivered(id);
             return Ok(());
         };
         if s.queue.is_none() && !wait {
@@ -460,6 +467,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// Closes now, dropping whatever is queued (`Closed` with ECONNABORTED).
     pub fn abort(&mut self, id: StreamId) -> Result<(), Errno> {
         if self.streams.get(id).is_none() {
+            self.drop_undelivered(id);
             return self.not_live(id, Ok(()));
         }
         self.close_now(id, libc::ECONNABORTED, true);
@@ -572,6 +580,10 @@ pub(super) fn sync_interest<D: Copy + Default>(
     if wanted != s.interest {
         core.modify(s.fd, wanted)?;
         s.interest = wanted;
+    }
+    if s.flags & TLS_HELD != 0 {
+        // TLS hook: come back for what it holds once it reads.
+        super::tls::come_back_for_held(core, s);
     }
     Ok(())
 }

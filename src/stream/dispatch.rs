@@ -96,12 +96,18 @@ impl<D: Copy + Default> StreamLoop<D> {
                     }
                     Owner::Listener(id) => self.on_listener_ready(id),
                     // Timers own no registration.
-                    Owner::IdleTimer(_) | Owner::AcceptRetry(_) => {}
+                    Owner::IdleTimer(_) | Owner::AcceptRetry(_) | Owner::TlsHeld(_) => {}
                 },
                 event_loop::Event::Timer { id, data } => match data {
                     Owner::User(data) => return Some(Event::Timer { id, data }),
                     Owner::IdleTimer(stream) => self.on_idle_timer(stream),
                     Owner::AcceptRetry(listener) => self.on_accept_retry(listener),
+                    // TLS hook: held input, taken without a readiness.
+                    Owner::TlsHeld(stream) => {
+                        if let Some(event) = self.tls_held_timer(stream) {
+                            return Some(Event::Stream(event));
+                        }
+                    }
                     // Streams and listeners own no timer of their own kind.
                     Owner::Stream(_) | Owner::Listener(_) => {}
                 },

@@ -125,6 +125,8 @@ enum Owner<D> {
     Listener(ListenerId),
     IdleTimer(StreamId),
     AcceptRetry(ListenerId),
+    /// A TLS stream has input held back that it may take now (stream/tls.rs).
+    TlsHeld(StreamId),
 }
 
 impl<D: Default> Default for Owner<D> {

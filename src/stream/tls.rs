@@ -27,7 +27,8 @@
 //! the handshake the stream reads even when paused, throttled or closing:
 //! it needs the peer's messages. Plaintext that comes then while the
 //! application does not take any is held, in the session or as ciphertext
-//! (`held`), until it does (flag TLS_HELD).
+//! (`held`), until it does (flag TLS_HELD, and a zero-delay timer to come
+//! back for it, since no readiness will).
 //!
 //! The hooks in the other files are marked "TLS hook".
 
@@ -42,8 +43,10 @@ use super::connection::{
     sync_interest, Stream, CLOSING, CONNECTING, NOT_READING, SHUTDOWN_WANTED, THROTTLED, TLS,
     TLS_HANDSHAKE, TLS_HELD, TLS_HIDDEN, WRITE_ONLY,
 };
+use super::read_buffer::MIN_READ;
 use super::write_queue::WriteQueue;
-use super::{ListenerId, StreamEvent, StreamEventKind, StreamId, StreamLoop};
+use super::{ListenerId, Owner, StreamEvent, StreamEventKind, StreamId, StreamLoop};
+use crate::event_loop::{EventLoop, TimerId};
 use crate::sys::{self, Errno, ERROR, HUP, RDHUP, READ, WRITE};
 use crate::tls::{classify, TlsRole, ETLS_CONFIG, ETLS_HANDSHAKE};
 
@@ -88,6 +91,8 @@ pub(super) struct TlsSession {
     app_queued: bool,
     /// Ciphertext read and not fed to the session yet (see TLS_HELD).
     held: Vec<u8>,
+    /// The zero-delay timer that comes back for held input (0: none).
+    held_timer: TimerId,
 }
 
 impl TlsSession {
@@ -261,6 +266,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             early_plain: 0,
             app_queued: false,
             held: Vec::new(),
+            held_timer: 0,
         }));
         s.flags |= TLS | TLS_HANDSHAKE;
         // A client's hello goes out now (or into the queue, while connecting).
@@ -431,12 +437,6 @@ impl<D: Copy + Default> StreamLoop<D> {
                 Ok(error) | Err(error) => error,
             };
             self.close_now(id, error, false);
-        }
-        if let Some(s) = self.streams.get_mut(id) {
-            if s.flags & TLS_HELD != 0 && !s.reads_now() {
-                // Not reading now: the held input waits for a resume.
-                let _ = sync_interest(&mut self.core, s);
-            }
         }
         None
     }
@@ -646,6 +646,20 @@ impl<D: Copy + Default> StreamLoop<D> {
         self.close_now(id, code, false);
     }
 
+    /// The held-input timer of a stream fired: it reads what it holds, or
+    /// (the read buffer too full for now) comes back once more.
+    pub(super) fn tls_held_timer(&mut self, id: StreamId) -> Option<StreamEvent<D>> {
+        let s = self.streams.get_mut(id)?;
+        if let Some(t) = s.tls.as_deref_mut() {
+            t.held_timer = 0;
+        }
+        if self.reads.room() < MIN_READ {
+            come_back_for_held(&mut self.core, s);
+            return None;
+        }
+        self.stream_ready(id, 0)
+    }
+
     // ---- queries ----------------------------------------------------------
 
     fn session(&self, id: StreamId) -> Result<&TlsSession, Errno> {
@@ -702,6 +716,26 @@ impl<D: Copy + Default> StreamLoop<D> {
     pub fn tls_error_reason(&self, id: StreamId) -> Option<&str> {
         let mut reasons = self.tls.reasons.iter().rev();
         reasons.find(|(s, _)| *s == id).map(|(_, r)| r.as_str())
+    }
+}
+
+/// Starts the zero-delay timer that brings the loop back to a stream with
+/// held input (TLS_HELD), once it reads again: no readiness would.
+pub(super) fn come_back_for_held<D: Copy + Default>(
+    core: &mut EventLoop<Owner<D>>,
+    s: &mut Stream<D>,
+) {
+    if !s.reads_now() {
+        return;
+    }
+    let Some(t) = s.tls.as_deref_mut() else {
+        return;
+    };
+    if t.held_timer == 0 {
+        if let Ok(Owner::Stream(id)) = core.data(s.fd) {
+            let zero = std::time::Duration::ZERO;
+            t.held_timer = core.start_timer(zero, zero, Owner::TlsHeld(id));
+        }
     }
 }
 
