@@ -179,14 +179,22 @@ impl<D: Copy + Default> StreamLoop<D> {
             return self.read_stream(id);
         }
         if revents & ERROR != 0 {
-            let error = match sys::take_socket_error(s.fd) {
-                // A pipe's write end whose reader has gone is not a socket.
-                Ok(0) | Err(libc::ENOTSOCK) => libc::EPIPE,
-                Ok(error) | Err(error) => error,
-            };
-            self.close_now(id, error, false);
+            self.close_on_fd_error(id);
         }
         None
+    }
+
+    /// The fd reported an error: the stream ends with it.
+    pub(super) fn close_on_fd_error(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get(id) else {
+            return;
+        };
+        let error = match sys::take_socket_error(s.fd) {
+            // A pipe's write end whose reader has gone is not a socket.
+            Ok(0) | Err(libc::ENOTSOCK) => libc::EPIPE,
+            Ok(error) | Err(error) => error,
+        };
+        self.close_now(id, error, false);
     }
 
     #[inline(always)]

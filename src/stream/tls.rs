@@ -432,11 +432,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             return self.tls_read(id);
         }
         if revents & ERROR != 0 {
-            let error = match sys::take_socket_error(s.fd) {
-                Ok(0) | Err(libc::ENOTSOCK) => libc::EPIPE,
-                Ok(error) | Err(error) => error,
-            };
-            self.close_now(id, error, false);
+            self.close_on_fd_error(id);
         }
         None
     }

@@ -140,7 +140,7 @@ impl TlsConfig {
         })
     }
 
-    /// The reason of the last error a setter or [`build`](Self::build) returned.
+    /// The reason of the last error a setter or [`role`](Self::role) returned.
     pub fn last_error(&self) -> String {
         self.lock().last_error.clone()
     }
