@@ -95,7 +95,7 @@ class Server:
 
 def client(port, cert, *args):
     cmd = ["taskset", "-c", "1", os.path.join(OUT, "echo_client"), "--tls", "--ca", cert, "--server-name",
-           "localhost", "--port", str(port), "--quiet", *args]
+           "localhost", "--port", str(port), "--quiet", "--timeout", "300", *args]
     sh(cmd, timeout=600)
 
 
