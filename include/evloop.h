@@ -296,12 +296,77 @@
  */
 #define EVL_MAX_FDS 253
 
+/* ==== TLS error codes, verification modes, versions ==== */
+
+/**
+ * A stream's TLS handshake failed: a protocol error, no version, cipher
+ * suite or ALPN protocol in common, a peer that sent something other than
+ * TLS or closed during the handshake, or a fatal alert from the peer (also
+ * one saying it refused our certificate). evl_tls_error_reason says more.
+ */
+#define EVL_ETLS_HANDSHAKE (-1001)
+
+/**
+ * The peer's certificate failed verification here: expired or not yet
+ * valid, signed by no trusted root, self-signed, issued for another name.
+ * evl_tls_error_reason says which.
+ */
+#define EVL_ETLS_CERT (-1002)
+
+/**
+ * After the handshake: a record that failed to decrypt, a message out of
+ * place, a fatal alert from the peer.
+ */
+#define EVL_ETLS_PROTOCOL (-1003)
+
+/**
+ * A TLS configuration refused what it was given, or cannot be built with
+ * it (no certificate, a key that does not match, no trust anchors):
+ * evl_tls_config_last_error says why.
+ */
+#define EVL_ETLS_CONFIG (-1004)
+
+/**
+ * evl_tls_config_set_verify: check the peer's certificate chain up to a
+ * trusted root and, on a client, that it names the server (the default).
+ */
+#define EVL_TLS_VERIFY_PEER 0
+
+/**
+ * evl_tls_config_set_verify: check the chain but not the name (Python's
+ * `check_hostname = False`).
+ */
+#define EVL_TLS_VERIFY_CHAIN_ONLY 1
+
+/**
+ * evl_tls_config_set_verify: DANGEROUS: accept any certificate, so that
+ * anyone on the path can pose as the server. For tests only.
+ */
+#define EVL_TLS_VERIFY_NONE_DANGEROUS 2
+
+/**
+ * TLS 1.2, as on the wire (evl_tls_config_set_versions, evl_tls_version).
+ */
+#define EVL_TLS_1_2 771
+
+/**
+ * TLS 1.3, as on the wire.
+ */
+#define EVL_TLS_1_3 772
+
 /* ==== Types ==== */
 
 /**
  * An event loop. Opaque: create it with evl_loop_new, free it with evl_loop_free.
  */
 typedef struct evl_loop evl_loop;
+
+/**
+ * A TLS configuration: a server's (its certificate) or a client's (what
+ * it trusts). Opaque: made by evl_tls_config_new_server or
+ * evl_tls_config_new_client, freed by evl_tls_config_free.
+ */
+typedef struct evl_tls_config evl_tls_config;
 
 /**
  * Called when a registered fd is ready. `revents` holds EVL_* readiness bits.
@@ -1459,11 +1524,279 @@ int evl_stream_accept_fds(struct evl_loop *loop, uint64_t stream, int max);
  */
 int evl_stream_take_fds(struct evl_loop *loop, uint64_t stream, int *fds, int max);
 
+/* ==== TLS: configurations, TLS streams and what they negotiated ==== */
+
+/**
+ * Makes a server's TLS configuration and stores it in `*out`. Give it its
+ * certificate (evl_tls_config_set_certificate_pem or _files); CA
+ * certificates added to a server's configuration make it ask clients for
+ * theirs and verify them. ALPN: the server's order of preference decides.
+ *
+ * Returns 0; -EINVAL for a NULL `out`.
+ * Ownership: the caller owns the configuration and frees it with
+ * evl_tls_config_free, which it may do at any time: streams and listeners
+ * keep what they need of it. It is built on first use (by a listener or a
+ * stream); from then on it is frozen and its setters answer -EBUSY.
+ * Thread-safety: any function may be called on one configuration from any
+ * thread (it locks itself), except evl_tls_config_free, which must be the
+ * last call; loops on several threads may use one configuration.
+ */
+int evl_tls_config_new_server(struct evl_tls_config **out);
+
+/**
+ * Makes a client's TLS configuration and stores it in `*out`. It trusts
+ * what evl_tls_config_add_ca_pem, _add_ca_file and _add_system_roots
+ * give it; if given none, the system's roots (/etc/ssl/certs, or the
+ * files SSL_CERT_FILE and SSL_CERT_DIR name) when it is built. It checks
+ * the server's certificate and name (see evl_tls_config_set_verify). A
+ * certificate set on it is sent to servers that ask for one.
+ *
+ * Returns 0; -EINVAL for a NULL `out`.
+ * Ownership and thread-safety: as evl_tls_config_new_server.
+ */
+int evl_tls_config_new_client(struct evl_tls_config **out);
+
+/**
+ * Frees a configuration. Listeners and streams that use it keep working
+ * (they hold their own reference to what was built).
+ *
+ * Returns 0; -EINVAL for NULL.
+ * Thread-safety: any thread, once no other call on `cfg` is under way or
+ * will come.
+ */
+int evl_tls_config_free(struct evl_tls_config *cfg);
+
+/**
+ * Why the last call on `cfg` that failed did (a static "" if none did,
+ * never NULL): "certificate PEM: ...", "a key that does not match"...
+ *
+ * Ownership: the string is the configuration's; it stays valid until the
+ * next call on `cfg` that fails, or evl_tls_config_free.
+ * Thread-safety: any thread (read it on the thread whose call failed).
+ */
+const char *evl_tls_config_last_error(const struct evl_tls_config *cfg);
+
+/**
+ * Sets the certificate chain (PEM, the certificate first, then the
+ * intermediates) and its private key (PEM: PKCS#8, PKCS#1 or SEC1), as
+ * `chain_len` and `key_len` bytes. A server presents them; a client sends
+ * them to a server that asks.
+ *
+ * Returns 0; -EINVAL for a NULL `cfg` or NULL data with a non-zero
+ * length; EVL_ETLS_CONFIG when the PEM holds no certificate or no key;
+ * -EBUSY once the configuration is in use. A key that does not match the
+ * certificate is found when the configuration is built (EVL_ETLS_CONFIG
+ * then, from the call that uses it).
+ * Ownership: the bytes stay the caller's; they are copied.
+ * Thread-safety: any thread.
+ */
+int evl_tls_config_set_certificate_pem(struct evl_tls_config *cfg, const char *chain, size_t chain_len, const char *key, size_t key_len);
+
+/**
+ * As evl_tls_config_set_certificate_pem, from the PEM files `chain_path`
+ * and `key_path`.
+ *
+ * Returns 0; -EINVAL for a NULL argument; -ENOENT, -EACCES... when a file
+ * cannot be read; EVL_ETLS_CONFIG; -EBUSY once in use.
+ * Thread-safety: any thread (it reads the files, which may block).
+ */
+int evl_tls_config_set_certificate_files(struct evl_tls_config *cfg, const char *chain_path, const char *key_path);
+
+/**
+ * Trusts the CA certificates of a PEM bundle of `len` bytes.
+ *
+ * Returns how many were added; -EINVAL for a NULL `cfg` or NULL data with
+ * a non-zero length; EVL_ETLS_CONFIG when it holds no certificate or one
+ * that cannot be a trust anchor; -EBUSY once in use.
+ * Ownership: the bytes stay the caller's. Thread-safety: any thread.
+ */
+int evl_tls_config_add_ca_pem(struct evl_tls_config *cfg, const char *pem, size_t len);
+
+/**
+ * As evl_tls_config_add_ca_pem, from the PEM file `path`.
+ *
+ * Returns how many were added; -EINVAL for a NULL argument; -ENOENT,
+ * -EACCES... when the file cannot be read; EVL_ETLS_CONFIG; -EBUSY.
+ * Thread-safety: any thread.
+ */
+int evl_tls_config_add_ca_file(struct evl_tls_config *cfg, const char *path);
+
+/**
+ * Trusts the system's roots: /etc/ssl/certs (the files SSL_CERT_FILE and
+ * SSL_CERT_DIR name, if set).
+ *
+ * Returns how many were added; -EINVAL for a NULL `cfg`; EVL_ETLS_CONFIG
+ * when none was found; -EBUSY once in use.
+ * Thread-safety: any thread (it reads files).
+ */
+int evl_tls_config_add_system_roots(struct evl_tls_config *cfg);
+
+/**
+ * The ALPN protocols, `count` NUL-terminated names ("h2", "http/1.1"), in
+ * order of preference; a server picks the first of its own that the
+ * client offers and refuses a client that offers none of them
+ * (EVL_ETLS_HANDSHAKE). `count` 0: no ALPN.
+ *
+ * Returns 0; -EINVAL for a NULL `cfg`, NULL `protocols` with a non-zero
+ * `count`, a negative `count`, or a name empty or over 255 bytes; -EBUSY
+ * once in use.
+ * Ownership: the strings stay the caller's. Thread-safety: any thread.
+ */
+int evl_tls_config_set_alpn(struct evl_tls_config *cfg, const char *const *protocols, int count);
+
+/**
+ * How the peer's certificate is checked: EVL_TLS_VERIFY_PEER (the
+ * default), EVL_TLS_VERIFY_CHAIN_ONLY or EVL_TLS_VERIFY_NONE_DANGEROUS. On
+ * a server it matters only with CA certificates added (client
+ * certificates); EVL_TLS_VERIFY_NONE_DANGEROUS then asks for none.
+ *
+ * Returns 0; -EINVAL for a NULL `cfg` or an unknown mode; -EBUSY once in use.
+ * Thread-safety: any thread.
+ */
+int evl_tls_config_set_verify(struct evl_tls_config *cfg, uint32_t mode);
+
+/**
+ * The lowest and highest TLS version allowed: EVL_TLS_1_2 or EVL_TLS_1_3
+ * (0: the default, 1.2 and 1.3 respectively).
+ *
+ * Returns 0; -EINVAL for a NULL `cfg`, another version or `min` > `max`;
+ * -EBUSY once in use. Thread-safety: any thread.
+ */
+int evl_tls_config_set_versions(struct evl_tls_config *cfg, uint32_t min, uint32_t max);
+
+/**
+ * Makes the streams a listener accepts from now on TLS streams of `cfg`, a
+ * server's configuration (NULL: plain streams again). Such a stream is
+ * announced by EVL_STREAM_ACCEPTED once its handshake is done (so ALPN,
+ * the server name and the version can be asked at once); one whose
+ * handshake fails (a client that sends garbage, stalls past the
+ * listener's idle timeout, refuses the certificate) is closed without an
+ * event, its fd and memory freed. The listener's idle timeout, watermarks
+ * and connection limit count the handshake too.
+ *
+ * Returns 0; -EINVAL for a NULL loop or a client's configuration;
+ * -ENOENT for an unknown listener; EVL_ETLS_CONFIG when the configuration
+ * cannot be built (evl_tls_config_last_error says why).
+ * Ownership: the listener keeps what it needs of `cfg`, which may be freed.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_listener_set_tls(struct evl_loop *loop, uint64_t listener, struct evl_tls_config *cfg);
+
+/**
+ * Starts a TLS connection to `host` and `port` (as evl_connect), checking
+ * the server's certificate against `server_name`, which is also sent as
+ * SNI (NULL: `host`; an IP address is checked against the certificate's
+ * addresses and sends no SNI). `cb` gets EVL_STREAM_CONNECTED once the
+ * TLS handshake is done (status 0) or the connect or handshake failed
+ * (-ECONNREFUSED, EVL_ETLS_CERT, EVL_ETLS_HANDSHAKE...; EVL_STREAM_CLOSED
+ * follows). Writes made before then are sent once it is done.
+ *
+ * Returns 0; -EINVAL for a NULL loop, host, configuration or `out`, a
+ * server's configuration, or a `server_name` that is neither a DNS name
+ * nor an IP address; as evl_connect otherwise; EVL_ETLS_CONFIG when the
+ * configuration cannot be built.
+ * Ownership: the stream keeps what it needs of `cfg`, which may be freed.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_connect(struct evl_loop *loop, const char *host, int port, struct evl_tls_config *cfg, const char *server_name, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * Starts TLS on a stream (STARTTLS, or a stream of evl_stream_open): a
+ * server's session with a server's configuration, a client's with a
+ * client's, checking and sending `server_name` (required then). What was
+ * written before is sent first, in the clear; from now on what the stream
+ * reads and writes goes through TLS. EVL_STREAM_CONNECTED comes when the
+ * handshake ends, with its status (EVL_STREAM_CLOSED follows a failure).
+ *
+ * Returns 0; -EINVAL for a NULL loop or configuration, a client's without
+ * `server_name`, or a write-only stream; -ENOENT for an unknown stream;
+ * -EALREADY if it is a TLS stream already; -EPIPE for one that is
+ * ending (shut down, closing, closed, or its peer's end came);
+ * EVL_ETLS_CONFIG when the configuration cannot be built.
+ * Ownership: the stream keeps what it needs of `cfg`, which may be freed.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_start(struct evl_loop *loop, uint64_t stream, struct evl_tls_config *cfg, const char *server_name);
+
+/**
+ * Whether a TLS stream's handshake is still under way: 1 or 0.
+ *
+ * Returns 1 or 0; -EINVAL for a NULL loop or a stream that is not a TLS
+ * stream; -ENOENT for an unknown stream; -EBADF for a closed one.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_handshaking(struct evl_loop *loop, uint64_t stream);
+
+/**
+ * The TLS version agreed on: EVL_TLS_1_2 or EVL_TLS_1_3; 0 during the
+ * handshake.
+ *
+ * Returns it; errors as evl_tls_handshaking.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_version(struct evl_loop *loop, uint64_t stream);
+
+/**
+ * The cipher suite agreed on, as its IANA number (0x1302:
+ * TLS_AES_256_GCM_SHA384); 0 during the handshake.
+ *
+ * Returns it; errors as evl_tls_handshaking.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_cipher_suite(struct evl_loop *loop, uint64_t stream);
+
+/**
+ * The ALPN protocol agreed on, copied into `buf` (room for `cap` bytes:
+ * as much as fits, NUL-terminated when there is room; `cap` 0 copies
+ * nothing).
+ *
+ * Returns its length, 0 if none was agreed on (or during the handshake);
+ * -EINVAL for NULL `buf` with a non-zero `cap`; otherwise as
+ * evl_tls_handshaking. Thread-safety: the loop's thread only.
+ */
+int evl_tls_alpn(struct evl_loop *loop, uint64_t stream, char *buf, size_t cap);
+
+/**
+ * The server name: on a client, the one it asked for; on a server, the
+ * one the client sent (SNI). Copied as by evl_tls_alpn.
+ *
+ * Returns its length, 0 if there is none (a client that connected to an
+ * IP address sends none); errors as evl_tls_alpn.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_server_name(struct evl_loop *loop, uint64_t stream, char *buf, size_t cap);
+
+/**
+ * The peer's certificate `index` (0: its own; then the rest of the chain
+ * it sent), DER, copied into `buf` as far as `cap` bytes go (no NUL is
+ * meaningful in DER: compare the length returned with `cap`). Call with
+ * `cap` 0 to learn the length.
+ *
+ * Returns its length, 0 if the peer sent no certificate at `index` (a
+ * client without one; the handshake under way); errors as evl_tls_alpn.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_peer_certificate(struct evl_loop *loop, uint64_t stream, size_t index, uint8_t *buf, size_t cap);
+
+/**
+ * Why a TLS stream failed, in words ("invalid peer certificate: Expired",
+ * "received fatal alert: BadCertificate"...), copied as by evl_tls_alpn:
+ * for the status EVL_ETLS_* of its EVL_STREAM_CONNECTED or
+ * EVL_STREAM_CLOSED. It can be asked during those events and after them
+ * (also once the id is dead): the loop remembers the last 64 failures.
+ *
+ * Returns its length, 0 if none is known for `stream`; -EINVAL for a
+ * NULL loop, or NULL `buf` with a non-zero `cap`.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_error_reason(struct evl_loop *loop, uint64_t stream, char *buf, size_t cap);
+
 /* ==== Errors and versions ==== */
 
 /**
  * A static, NUL-terminated description of `code`: a negative errno as the
- * functions here return it (a positive errno works too), EVL_EPANIC, or 0.
+ * functions here return it (a positive errno works too), EVL_EPANIC, an
+ * EVL_ETLS_* code (evl_tls_error_reason tells a stream's details), or 0.
  * Never NULL, for any int.
  * Thread-safety: any thread.
  */

@@ -5,6 +5,7 @@
 //! matrix through `echo_client --unix`.
 
 mod common;
+mod tls_certs;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -537,6 +538,7 @@ fn bad_arguments_exit_with_status_2() {
         "selectors_echo_server",
         "epoll_echo_server",
         "stream_echo_server",
+        "tls_echo_server",
         "echo_client",
         "unix_echo_server",
         "udp_echo_server",
@@ -905,4 +907,54 @@ fn unix_echo_server_removes_a_stale_socket_only_when_told_and_is_clean_under_mem
     assert_memcheck_report_clean(&err);
     assert!(!std::path::Path::new(path).exists());
     std::fs::remove_dir(&dir).unwrap();
+}
+
+// ---- tls_echo_server: the matrix over TLS -----------------------------------
+
+/// The certificates (tls_certs, made by this run) as `--ca` for echo_client
+/// and `--cert`/`--key` for tls_echo_server, leaked for `Mode`'s statics.
+fn tls_flags() -> (&'static [&'static str], Mode) {
+    static FLAGS: std::sync::OnceLock<(Vec<&'static str>, Vec<&'static str>)> =
+        std::sync::OnceLock::new();
+    let (client, server) = FLAGS.get_or_init(|| {
+        let dir = tls_certs::write_to(&tls_certs::make(), &out_dir("echo_servers").join("certs"));
+        let path = |name: &str| &*Box::leak(dir.join(name).display().to_string().into_boxed_str());
+        let client = vec![
+            "--tls",
+            "--ca",
+            path("ca.pem"),
+            "--server-name",
+            "localhost",
+        ];
+        let server = vec!["--cert", path("server.pem"), "--key", path("server.key")];
+        (client, server)
+    });
+    let mode = Mode {
+        server: "tls_echo_server",
+        flags: &[],
+        server_flags: server,
+    };
+    (client, mode)
+}
+
+/// The byte-exact matrix every echo server passes, over TLS (echo_client
+/// --tls); tests/tls_interop.rs has the other TLS stacks and memcheck.
+#[test]
+fn tls_echo_server_echoes_every_byte() {
+    let (client_flags, mode) = tls_flags();
+    let server = Server::start(mode, &["--quiet"]);
+    for args in echo_loads(true) {
+        let output = echo_client(server.port, client_flags, &args);
+        assert!(
+            output.status.success(),
+            "tls_echo_server with echo_client --tls {args:?}: {}",
+            show(&output)
+        );
+    }
+    // C1's transcript over TLS: the same lines as in the clear.
+    let output = echo_client(server.port, client_flags, &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", show(&output));
+    assert!(stdout.contains("received \"in parts.\""), "{stdout}");
+    server.stop_cleanly();
 }

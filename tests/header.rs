@@ -25,6 +25,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "#define EVL_UNIX_ABSTRACT ",
         "Unix-domain sockets: flags, the fd-passing event",
     ),
+    (
+        "#define EVL_ETLS_HANDSHAKE ",
+        "TLS error codes, verification modes, versions",
+    ),
     ("typedef struct evl_loop ", "Types"),
     (
         "int evl_loop_new(",
@@ -44,6 +48,10 @@ const SECTIONS: &[(&str, &str)] = &[
     (
         "int evl_listen_unix(",
         "Unix-domain sockets: listeners, connects, credentials, passing fds",
+    ),
+    (
+        "int evl_tls_config_new_server(",
+        "TLS: configurations, TLS streams and what they negotiated",
     ),
     ("const char *evl_strerror(", "Errors and versions"),
 ];

@@ -146,6 +146,17 @@ EVL_HOOK_PREPARE = 1
 EVL_HOOK_CHECK = 2
 EVL_HOOK_IDLE = 3
 
+# TLS (python/evloop/tls.py).
+EVL_ETLS_HANDSHAKE = -1001
+EVL_ETLS_CERT = -1002
+EVL_ETLS_PROTOCOL = -1003
+EVL_ETLS_CONFIG = -1004
+EVL_TLS_VERIFY_PEER = 0
+EVL_TLS_VERIFY_CHAIN_ONLY = 1
+EVL_TLS_VERIFY_NONE_DANGEROUS = 2
+EVL_TLS_1_2 = 0x0303
+EVL_TLS_1_3 = 0x0304
+
 # ---- types -----------------------------------------------------------------
 
 
@@ -304,6 +315,34 @@ evl_stream_peer_cred = _declare(
 evl_stream_write_fds = _declare("evl_stream_write_fds", c_int, [_L, _U64, c_char_p, _SZ, POINTER(c_int), _I])
 evl_stream_accept_fds = _declare("evl_stream_accept_fds", c_int, [_L, _U64, _I])
 evl_stream_take_fds = _declare("evl_stream_take_fds", c_int, [_L, _U64, POINTER(c_int), _I])
+# TLS (python/evloop/tls.py): configurations are opaque pointers too.
+_C = c_void_p
+evl_tls_config_new_server = _declare("evl_tls_config_new_server", c_int, [POINTER(_C)])
+evl_tls_config_new_client = _declare("evl_tls_config_new_client", c_int, [POINTER(_C)])
+evl_tls_config_free = _declare("evl_tls_config_free", c_int, [_C])
+evl_tls_config_last_error = _declare("evl_tls_config_last_error", c_char_p, [_C])
+evl_tls_config_set_certificate_pem = _declare(
+    "evl_tls_config_set_certificate_pem", c_int, [_C, c_char_p, _SZ, c_char_p, _SZ]
+)
+evl_tls_config_set_certificate_files = _declare("evl_tls_config_set_certificate_files", c_int, [_C, c_char_p, c_char_p])
+evl_tls_config_add_ca_pem = _declare("evl_tls_config_add_ca_pem", c_int, [_C, c_char_p, _SZ])
+evl_tls_config_add_ca_file = _declare("evl_tls_config_add_ca_file", c_int, [_C, c_char_p])
+evl_tls_config_add_system_roots = _declare("evl_tls_config_add_system_roots", c_int, [_C])
+evl_tls_config_set_alpn = _declare("evl_tls_config_set_alpn", c_int, [_C, POINTER(c_char_p), _I])
+evl_tls_config_set_verify = _declare("evl_tls_config_set_verify", c_int, [_C, _U32])
+evl_tls_config_set_versions = _declare("evl_tls_config_set_versions", c_int, [_C, _U32, _U32])
+evl_listener_set_tls = _declare("evl_listener_set_tls", c_int, [_L, _U64, _C])
+evl_tls_connect = _declare(
+    "evl_tls_connect", c_int, [_L, c_char_p, _I, _C, c_char_p, evl_stream_cb, _P, POINTER(c_uint64)]
+)
+evl_tls_start = _declare("evl_tls_start", c_int, [_L, _U64, _C, c_char_p])
+evl_tls_handshaking = _declare("evl_tls_handshaking", c_int, [_L, _U64])
+evl_tls_version = _declare("evl_tls_version", c_int, [_L, _U64])
+evl_tls_cipher_suite = _declare("evl_tls_cipher_suite", c_int, [_L, _U64])
+evl_tls_alpn = _declare("evl_tls_alpn", c_int, [_L, _U64, _P, _SZ])
+evl_tls_server_name = _declare("evl_tls_server_name", c_int, [_L, _U64, _P, _SZ])
+evl_tls_peer_certificate = _declare("evl_tls_peer_certificate", c_int, [_L, _U64, _SZ, _P, _SZ])
+evl_tls_error_reason = _declare("evl_tls_error_reason", c_int, [_L, _U64, _P, _SZ])
 evl_strerror = _declare("evl_strerror", c_char_p, [_I])
 evl_version = _declare("evl_version", c_char_p, [])
 evl_abi_version = _declare("evl_abi_version", c_uint32, [])

@@ -12,7 +12,8 @@
 //! One file per part of the header: `types.rs` (constants, structs,
 //! callback types), `loop_api.rs`, `timers.rs`, `signals.rs`, `embed.rs`
 //! (hooks, and the backend fd and timeout for a host loop), `stream_api.rs`, `batch.rs`,
-//! `udp_api.rs`, `unix_api.rs` (Unix-domain sockets), `errors.rs`; beside them `boundary.rs` (the
+//! `udp_api.rs`, `unix_api.rs` (Unix-domain sockets), `tls_api.rs` (TLS configurations and
+//! streams), `errors.rs`; beside them `boundary.rs` (the
 //! pattern every function follows) and `iteration.rs` (the one
 //! wait-then-dispatch loop every running function shares).
 
@@ -42,6 +43,8 @@ mod udp_api;
 
 mod unix_api;
 
+mod tls_api;
+
 mod errors;
 
 // The two parts every function above uses.
@@ -56,6 +59,7 @@ pub use loop_api::*;
 pub use signals::*;
 pub use stream_api::*;
 pub use timers::*;
+pub use tls_api::*;
 pub use types::*;
 pub use udp_api::*;
 pub use unix_api::*;

@@ -48,6 +48,23 @@ pub(super) const NOT_READING: u32 =
 /// What makes a write fail with EPIPE.
 pub(super) const NO_MORE_WRITES: u32 = SHUTDOWN_WANTED | WRITE_SHUT | CLOSING;
 
+// TLS (stream/tls.rs): flags in a range of their own.
+/// A TLS stream: reads, writes, shutdown and close go through its session.
+pub(super) const TLS: u32 = 1 << 20;
+
+/// Its handshake is under way: it reads even when paused, throttled or
+/// closing, since the handshake needs the peer's messages.
+pub(super) const TLS_HANDSHAKE: u32 = 1 << 21;
+
+/// Accepted by a TLS listener and not announced yet (EVL_STREAM_ACCEPTED
+/// comes once the handshake is done): if it ends before, it ends unseen.
+pub(super) const TLS_HIDDEN: u32 = 1 << 22;
+
+/// Input decrypted or read but not delivered (the stream was paused, or
+/// the read buffer full): no readiness will tell of it, so a zero-delay
+/// timer brings the loop back to it once it reads again (sync_interest).
+pub(super) const TLS_HELD: u32 = 1 << 23;
+
 pub(super) struct Stream<D> {
     pub(super) fd: RawFd,
     pub(super) flags: u32,
@@ -65,6 +82,8 @@ pub(super) struct Stream<D> {
     pub(super) data: D,
     /// Made when the application passes fds or accepts them.
     pub(super) fd_passing: Option<Box<FdPassing>>,
+    /// A TLS stream's session (flag TLS).
+    pub(super) tls: Option<Box<super::tls::TlsSession>>,
 }
 
 impl<D: Copy> Stream<D> {
@@ -94,14 +113,19 @@ impl<D: Copy> Stream<D> {
         self.queue.as_ref().map_or(0, |q| q.bytes)
     }
 
+    /// Whether the stream reads from its fd now. A TLS handshake reads
+    /// whatever else stops reading, except a connect under way, the peer's
+    /// end and a write-only fd.
+    #[inline]
+    pub(super) fn reads_now(&self) -> bool {
+        self.flags & NOT_READING == 0
+            || self.flags & (TLS_HANDSHAKE | CONNECTING | PEER_EOF | WRITE_ONLY) == TLS_HANDSHAKE
+    }
+
     /// The interest this stream needs now. With none, it is edge-triggered
     /// nothing: a hang-up or error then wakes the loop once, not forever.
     pub(super) fn wanted_interest(&self) -> u32 {
-        let read = if self.flags & NOT_READING == 0 {
-            READ
-        } else {
-            0
-        };
+        let read = if self.reads_now() { READ } else { 0 };
         let write = if self.queue.is_some() || self.flags & CONNECTING != 0 {
             WRITE
         } else {
@@ -136,6 +160,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             last_active: 0,
             data,
             fd_passing: None,
+            tls: None,
         });
         if let Err(e) = self.core.register(fd, interest, Owner::Stream(id)) {
             self.streams.remove(id);
@@ -201,6 +226,10 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         s.flags &= !CONNECTING;
         s.last_active = self.core.now();
+        if s.flags & TLS != 0 {
+            // TLS hook: CONNECTED waits for the handshake.
+            return self.tls_connected(id);
+        }
         if s.queue.is_none() && s.flags & SHUTDOWN_WANTED != 0 {
             self.pending.push_back(event);
             self.shutdown_now(id);
@@ -242,7 +271,10 @@ impl<D: Copy + Default> StreamLoop<D> {
         let Some(s) = self.streams.get_mut(id) else {
             return self.not_live(id, Err(libc::EPIPE));
         };
-        if s.queue.is_some() || s.flags & (NO_MORE_WRITES | CONNECTING) != 0 || bytes.is_empty() {
+        if s.queue.is_some()
+            || s.flags & (NO_MORE_WRITES | CONNECTING | TLS) != 0
+            || bytes.is_empty()
+        {
             return self.write_slow(id, bytes);
         }
         match sys::write(s.fd, bytes, s.socket()) {
@@ -268,6 +300,10 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         if bytes.is_empty() {
             return Ok(());
+        }
+        if s.flags & TLS != 0 {
+            // TLS hook: encrypted, then sent or queued.
+            return self.tls_write(id, bytes);
         }
         // Behind a queue (or a connect): keep the order.
         self.enqueue(id, bytes)
@@ -329,8 +365,11 @@ impl<D: Copy + Default> StreamLoop<D> {
             self.close_now(id, 0, false);
             return;
         }
-        self.pending
-            .push_back(s.event(StreamEventKind::Drained, id, 0));
+        // TLS hook: a queue of handshake messages only is no news.
+        if s.tls.as_mut().map_or(true, |t| t.take_app_queued()) {
+            self.pending
+                .push_back(s.event(StreamEventKind::Drained, id, 0));
+        }
         if s.flags & SHUTDOWN_WANTED != 0 {
             self.shutdown_now(id);
             return;
@@ -341,6 +380,13 @@ impl<D: Copy + Default> StreamLoop<D> {
     }
 
     pub(super) fn shutdown_now(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get_mut(id) else {
+            return;
+        };
+        // TLS hook: close_notify first, after the handshake, then its drain.
+        if s.flags & TLS != 0 && !self.tls_close_notify(id) {
+            return;
+        }
         let Some(s) = self.streams.get_mut(id) else {
             return;
         };
@@ -361,6 +407,16 @@ impl<D: Copy + Default> StreamLoop<D> {
                 }
             }
         }
+    }
+
+    /// The application ends a stream the library has closed already: its
+    /// events not handed out yet are dropped, as for a live one, all but
+    /// its `Closed` (a TLS read may make DATA and the end in one step).
+    #[cold]
+    #[inline(never)]
+    fn drop_undelivered(&mut self, id: StreamId) {
+        self.pending
+            .retain(|e| e.stream != id || e.kind == StreamEventKind::Closed);
     }
 
     /// What a call given `id`, which names no live stream, answers:
@@ -396,9 +452,18 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// Events of this stream not yet handed out are dropped.
     pub fn close(&mut self, id: StreamId) -> Result<(), Errno> {
         let Some(s) = self.streams.get_mut(id) else {
+            self.drop_undelivered(id);
             return self.not_live(id, Ok(()));
         };
-        if s.queue.is_none() {
+        // TLS hook: close_notify goes out first; what was written during
+        // the handshake waits for it to end.
+        let wait = s.flags & TLS != 0 && self.tls_before_close(id);
+        let Some(s) = self.streams.get_mut(id) else {
+            // Its close_notify found the peer gone: closed, as asked.
+            self.drop_undelivered(id);
+            return Ok(());
+        };
+        if s.queue.is_none() && !wait {
             self.close_now(id, 0, true);
             return Ok(());
         }
@@ -413,6 +478,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// Closes now, dropping whatever is queued (`Closed` with ECONNABORTED).
     pub fn abort(&mut self, id: StreamId) -> Result<(), Errno> {
         if self.streams.get(id).is_none() {
+            self.drop_undelivered(id);
             return self.not_live(id, Ok(()));
         }
         self.close_now(id, libc::ECONNABORTED, true);
@@ -473,7 +539,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// Bytes queued and not yet taken by the kernel.
     pub fn queued(&self, id: StreamId) -> Result<usize, Errno> {
         match self.streams.get(id) {
-            Some(s) => Ok(s.queued()),
+            Some(s) => Ok(s.queued() + s.tls.as_ref().map_or(0, |t| t.early_plain)),
             None => self.not_live(id, Ok(0)),
         }
     }
@@ -501,8 +567,13 @@ impl<D: Copy + Default> StreamLoop<D> {
         if purge {
             self.pending.retain(|e| e.stream != id);
         }
-        self.pending
-            .push_back(s.event(StreamEventKind::Closed, id, error));
+        if s.flags & TLS_HIDDEN != 0 {
+            // TLS hook: never announced, so it ends unseen.
+            self.tls_forget_hidden(id);
+        } else {
+            self.pending
+                .push_back(s.event(StreamEventKind::Closed, id, error));
+        }
         if let Some(l) = self.listeners.get_mut(s.listener) {
             l.live -= 1;
             self.update_accepting(s.listener);
@@ -520,6 +591,10 @@ pub(super) fn sync_interest<D: Copy + Default>(
     if wanted != s.interest {
         core.modify(s.fd, wanted)?;
         s.interest = wanted;
+    }
+    if s.flags & TLS_HELD != 0 {
+        // TLS hook: come back for what it holds once it reads.
+        super::tls::come_back_for_held(core, s);
     }
     Ok(())
 }

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, RECV_FDS, WRITE_SHUT};
+use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, RECV_FDS, TLS, WRITE_SHUT};
 use super::read_buffer::MIN_READ;
 use super::{Event, Owner, Ready, StreamEvent, StreamEventKind, StreamId, StreamLoop};
 use crate::event_loop;
@@ -102,12 +102,18 @@ impl<D: Copy + Default> StreamLoop<D> {
                         }
                     }
                     // Timers own no registration.
-                    Owner::IdleTimer(_) | Owner::AcceptRetry(_) => {}
+                    Owner::IdleTimer(_) | Owner::AcceptRetry(_) | Owner::TlsHeld(_) => {}
                 },
                 event_loop::Event::Timer { id, data } => match data {
                     Owner::User(data) => return Some(Event::Timer { id, data }),
                     Owner::IdleTimer(stream) => self.on_idle_timer(stream),
                     Owner::AcceptRetry(listener) => self.on_accept_retry(listener),
+                    // TLS hook: held input, taken without a readiness.
+                    Owner::TlsHeld(stream) => {
+                        if let Some(event) = self.tls_held_timer(stream) {
+                            return Some(Event::Stream(event));
+                        }
+                    }
                     // Streams, listeners and UDP sockets own no timer of their own kind.
                     Owner::Stream(_) | Owner::Listener(_) | Owner::Udp(_) => {}
                 },
@@ -142,7 +148,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[inline(always)]
     pub fn stream_ready(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
-        let event = if s.flags & (CONNECTING | CLOSING | NOT_READING | RECV_FDS) != 0
+        let event = if s.flags & (CONNECTING | CLOSING | NOT_READING | RECV_FDS | TLS) != 0
             || s.queue.is_some()
             || revents & ERROR != 0
         {
@@ -165,6 +171,10 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[inline(never)]
     fn stream_ready_slow(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
+        if s.flags & TLS != 0 {
+            // TLS hook: the session reads, writes and connects.
+            return self.tls_ready(id, revents);
+        }
         if s.flags & CONNECTING != 0 {
             return self.finish_connect(id);
         }
@@ -179,14 +189,22 @@ impl<D: Copy + Default> StreamLoop<D> {
             return self.read_stream(id);
         }
         if revents & ERROR != 0 {
-            let error = match sys::take_socket_error(s.fd) {
-                // A pipe's write end whose reader has gone is not a socket.
-                Ok(0) | Err(libc::ENOTSOCK) => libc::EPIPE,
-                Ok(error) | Err(error) => error,
-            };
-            self.close_now(id, error, false);
+            self.close_on_fd_error(id);
         }
         None
+    }
+
+    /// The fd reported an error: the stream ends with it.
+    pub(super) fn close_on_fd_error(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get(id) else {
+            return;
+        };
+        let error = match sys::take_socket_error(s.fd) {
+            // A pipe's write end whose reader has gone is not a socket.
+            Ok(0) | Err(libc::ENOTSOCK) => libc::EPIPE,
+            Ok(error) | Err(error) => error,
+        };
+        self.close_now(id, error, false);
     }
 
     #[inline(always)]

@@ -30,6 +30,8 @@ pub(super) struct Listener<D> {
     /// its socket file, which dropping the listener removes.
     pub(super) unix: bool,
     pub(super) _socket_file: Option<Box<BoundPath>>,
+    /// The TLS configuration its streams start with (stream/tls.rs).
+    pub(super) tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -65,6 +67,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             settings: DEFAULT_SETTINGS,
             unix: unix.is_some(),
             _socket_file: unix.flatten().map(Box::new),
+            tls: None,
         });
         if let Err(e) = self.core.register(fd.raw(), READ, Owner::Listener(id)) {
             self.listeners.remove(id);
@@ -111,6 +114,7 @@ impl<D: Copy + Default> StreamLoop<D> {
                 break;
             }
             let (listener_fd, data, settings, unix) = (l.fd, l.data, l.settings, l.unix);
+            let tls = l.tls.clone();
             match sys::accept(listener_fd) {
                 Ok(fd) => {
                     if !unix {
@@ -120,6 +124,11 @@ impl<D: Copy + Default> StreamLoop<D> {
                         Ok(stream) => {
                             if let Some(l) = self.listeners.get_mut(id) {
                                 l.live += 1;
+                            }
+                            if let Some(config) = tls {
+                                // TLS hook: ACCEPTED once the handshake is done.
+                                self.tls_accepted(stream, config);
+                                continue;
                             }
                             self.pending.push_back(StreamEvent {
                                 kind: StreamEventKind::Accepted,

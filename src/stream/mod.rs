@@ -27,6 +27,8 @@
 //! (`listener.rs`), connections and what the application asks of them
 //! (`connection.rs`), watermarks and idle timeouts (`settings.rs`), and
 //! `dispatch.rs`, which turns the core loop's events into stream events;
+//! `tls.rs` runs TLS sessions on streams, through a few marked hooks in
+//! the others;
 //! `embed.rs` passes the core loop's hooks and backend fd and timeout on.
 //! Unix-domain listeners and connects are `unix.rs`, passing fds over
 //! them `fd_passing.rs`; UDP sockets `udp.rs`, over the datagram buffers
@@ -40,6 +42,7 @@ mod fd_passing;
 mod listener;
 mod read_buffer;
 mod settings;
+mod tls;
 mod udp;
 mod unix;
 mod write_queue;
@@ -149,6 +152,8 @@ enum Owner<D> {
     IdleTimer(StreamId),
     AcceptRetry(ListenerId),
     Udp(UdpId),
+    /// A TLS stream has input held back that it may take now (stream/tls.rs).
+    TlsHeld(StreamId),
 }
 
 impl<D: Default> Default for Owner<D> {
@@ -192,6 +197,8 @@ pub struct StreamLoop<D: Copy + Default> {
     udp: UdpSockets<D>,
     /// Fds received over Unix-domain streams, not yet taken or closed.
     passed: ReceivedFds,
+    /// What the loop's TLS streams share (stream/tls.rs).
+    tls: tls::TlsShared,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -208,6 +215,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             pending: VecDeque::new(),
             udp: UdpSockets::new(),
             passed: ReceivedFds::default(),
+            tls: Default::default(),
         })
     }
 

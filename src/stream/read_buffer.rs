@@ -11,8 +11,9 @@ pub(super) const READ_BUFFER: usize = 256 << 10;
 /// The most one read takes.
 pub(super) const READ_CHUNK: usize = 64 << 10;
 
-/// Below this much room, a batch stops before reading more.
-pub(super) const MIN_READ: usize = 16 << 10;
+/// Below this much room, a batch stops before reading more. A TLS read
+/// needs room for a whole record beyond what it reads (stream/tls.rs).
+pub(super) const MIN_READ: usize = 32 << 10;
 
 /// The loop's read buffer: reads go at `used`, and stay valid until released.
 pub(super) struct ReadBuffer {

@@ -113,3 +113,28 @@ pub fn file_id(fd: RawFd) -> SysResult<FileId> {
         ino: st.st_ino,
     })
 }
+
+/// Writes from several buffers in one call, as [`write`] does from one:
+/// `sendmsg` with MSG_NOSIGNAL on a socket, `writev` on anything else.
+pub fn write_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>], socket: bool) -> SysResult<usize> {
+    // IoSlice is an iovec on Unix (std guarantees the layout).
+    let iov = bufs.as_ptr() as *mut libc::iovec;
+    let count = bufs.len().min(libc::UIO_MAXIOV as usize);
+    // SAFETY: `iov` points to `count` valid iovecs whose buffers are valid
+    // for reads; the kernel only reads them. The msghdr names no address.
+    let n = unsafe {
+        if socket {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov;
+            msg.msg_iovlen = count as _;
+            libc::syscall(libc::SYS_sendmsg, fd, &msg, libc::MSG_NOSIGNAL)
+        } else {
+            libc::syscall(libc::SYS_writev, fd, iov, count)
+        }
+    };
+    if n < 0 {
+        Err(errno())
+    } else {
+        Ok(n as usize)
+    }
+}

@@ -20,7 +20,8 @@ mod unix_socket;
 pub use epoll::{epoll_entries, hide_proc_for_tests, Epoll, EpollEntry, Events, TimerFd};
 pub use eventfd::{eventfd_drain, eventfd_new, eventfd_notify};
 pub use io::{
-    check_open, close, discard_input, file_id, is_write_only, open_files_limit, read, write, FileId,
+    check_open, close, discard_input, file_id, is_write_only, open_files_limit, read, write,
+    write_vectored, FileId,
 };
 pub use signals::{
     ignore_sigpipe_by_default, set_signal_blocked, signal_is_watchable, SigSet, SignalFd,
