@@ -31,6 +31,8 @@ deb "python3 -c 'import test.test_selectors'" \
 # under CI=true), with CPython's selectors tests there too.
 deb 'command -v pypy3' pypy3
 deb "pypy3 -c 'import test.test_selectors'" pypy3-lib-testsuite
+# tests/tls_interop.rs and python/tests/test_tls.py talk to `openssl`.
+deb 'command -v openssl' openssl
 # tests/wheel.rs makes virtual environments (Debian splits venv out of python3).
 deb "python3 -c 'import ensurepip, venv'" python3-venv
 
