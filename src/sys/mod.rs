@@ -11,12 +11,20 @@
 mod epoll;
 mod eventfd;
 mod io;
+mod process;
+mod resolve;
 mod signals;
 mod socket;
 
 pub use epoll::{Epoll, Events, TimerFd};
 pub use eventfd::{eventfd_drain, eventfd_new, eventfd_notify};
 pub use io::{close, discard_input, is_write_only, read, write};
+pub use process::{
+    find_program, kill_and_reap, kill_and_reap_pid, kill_pid, pidfd_open, pidfd_send_signal, pipe,
+    spawn, wait_pid, wait_pid_ended, wait_pidfd, with_signals_blocked, ChildStdio, Spawn,
+};
+pub use resolve::{gai_strerror, getaddrinfo, numeric_addr, AddrInfo, AddrList, GaiError, Hints};
+pub(crate) use resolve::{AI_FLAGS, EAI_CANCELED};
 pub use signals::{
     ignore_sigpipe_by_default, set_signal_blocked, signal_is_watchable, SigSet, SignalFd,
 };
