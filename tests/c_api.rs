@@ -1,5 +1,6 @@
 //! The C test programs (tests/c/test_api.c for the core, test_streams.c for
-//! the streams, test_embed.c for hooks and host loops), compiled with -std=c11 -Wall -Wextra -Werror against the
+//! the streams, test_embed.c for hooks and host loops, test_jobs.c for the
+//! thread pool, name resolution and child processes), compiled with -std=c11 -Wall -Wextra -Werror against the
 //! header. Each C test is a Rust test of its own, `test_api::NAME` or
 //! `test_streams::NAME` (so `cargo test --test c_api test_timer_order` runs
 //! one), run natively; each program also runs whole under memcheck. The
@@ -14,7 +15,7 @@ use std::sync::OnceLock;
 fn test_program(name: &str) -> std::path::PathBuf {
     static BUILT: OnceLock<Vec<(String, std::path::PathBuf)>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        ["test_api", "test_streams", "test_embed"]
+        ["test_api", "test_streams", "test_embed", "test_jobs"]
             .iter()
             .map(|name| {
                 let out = out_dir("c_api").join(name);
@@ -202,4 +203,19 @@ c_tests! {
         test_host_loop_wakes_once_per_timer_or_batch,
         test_host_follows_timers_started_and_stopped_outside,
         test_host_wakes_for_a_task_from_another_thread,
+}
+
+c_tests! {
+    test_jobs:
+        test_jobs_bad_arguments,
+        test_work_runs_on_the_pool_and_done_on_the_loop,
+        test_work_cancel,
+        test_free_waits_for_running_work_and_calls_no_done,
+        test_getaddrinfo_numeric_names_errors_and_cancel,
+        test_connect_host_numeric_and_by_name,
+        test_connect_host_refused_and_unresolvable,
+        test_spawn_pipes_are_byte_exact,
+        test_spawn_exit_codes_signals_env_cwd,
+        test_kill_and_free_with_children_running,
+        test_spawn_leaves_other_children_alone,
 }

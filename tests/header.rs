@@ -17,6 +17,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "#define EVL_STREAM_DATA ",
         "Stream event kinds, listener flags, batch operations",
     ),
+    (
+        "#define EVL_POOL_MAX_SIZE ",
+        "Thread pool, name resolution and child process constants",
+    ),
     ("typedef struct evl_loop ", "Types"),
     (
         "int evl_loop_new(",
@@ -32,6 +36,12 @@ const SECTIONS: &[(&str, &str)] = &[
         "int evl_stream_poll(",
         "The batch API: many events and operations per call",
     ),
+    ("int evl_work_submit(", "Work on the thread pool"),
+    (
+        "int evl_getaddrinfo(",
+        "Name resolution and connecting by name",
+    ),
+    ("int evl_spawn(", "Child processes"),
     ("const char *evl_strerror(", "Errors and versions"),
 ];
 

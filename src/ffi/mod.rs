@@ -11,7 +11,10 @@
 //!
 //! One file per part of the header: `types.rs` (constants, structs,
 //! callback types), `loop_api.rs`, `timers.rs`, `signals.rs`, `embed.rs`
-//! (hooks, and the backend fd and timeout for a host loop), `stream_api.rs`, `batch.rs`, `errors.rs`; beside them `boundary.rs` (the
+//! (hooks, and the backend fd and timeout for a host loop), `stream_api.rs`, `batch.rs`,
+//! `work_api.rs` (the thread pool), `resolve_api.rs` (name resolution,
+//! connecting by name), `process_api.rs` (child processes), `errors.rs`;
+//! beside them `boundary.rs` (the
 //! pattern every function follows) and `iteration.rs` (the one
 //! wait-then-dispatch loop every running function shares).
 
@@ -37,6 +40,12 @@ mod stream_api;
 
 mod batch;
 
+mod work_api;
+
+mod resolve_api;
+
+mod process_api;
+
 mod errors;
 
 // The two parts every function above uses.
@@ -48,7 +57,10 @@ pub use boundary::arm_test_panic;
 pub use embed::*;
 pub use errors::*;
 pub use loop_api::*;
+pub use process_api::*;
+pub use resolve_api::*;
 pub use signals::*;
 pub use stream_api::*;
 pub use timers::*;
 pub use types::*;
+pub use work_api::*;

@@ -95,6 +95,11 @@ impl<D: Copy + Default> StreamLoop<D> {
                         }
                     }
                     Owner::Listener(id) => self.on_listener_ready(id),
+                    Owner::Job(job) => {
+                        if let Some(event) = self.job_ready(job, fd, revents) {
+                            return Some(event);
+                        }
+                    }
                     // Timers own no registration.
                     Owner::IdleTimer(_) | Owner::AcceptRetry(_) => {}
                 },
@@ -102,15 +107,22 @@ impl<D: Copy + Default> StreamLoop<D> {
                     Owner::User(data) => return Some(Event::Timer { id, data }),
                     Owner::IdleTimer(stream) => self.on_idle_timer(stream),
                     Owner::AcceptRetry(listener) => self.on_accept_retry(listener),
+                    Owner::Job(job) => self.job_timer(job, id),
                     // Streams and listeners own no timer of their own kind.
                     Owner::Stream(_) | Owner::Listener(_) => {}
                 },
                 event_loop::Event::Task(Owner::User(data)) => return Some(Event::Task(data)),
+                event_loop::Event::Task(Owner::Job(job)) => {
+                    if let Some(event) = self.job_task(job) {
+                        return Some(event);
+                    }
+                }
                 event_loop::Event::Signal {
                     signo,
                     data: Owner::User(data),
                 } => return Some(Event::Signal { signo, data }),
-                // Only the application posts tasks and watches signals.
+                // Only the application and the jobs post tasks; only the
+                // application watches signals.
                 event_loop::Event::Task(_) | event_loop::Event::Signal { .. } => {}
             }
         }

@@ -27,10 +27,13 @@
 //! (`connection.rs`), watermarks and idle timeouts (`settings.rs`), and
 //! `dispatch.rs`, which turns the core loop's events into stream events;
 //! `embed.rs` passes the core loop's hooks and backend fd and timeout on.
+//! `jobs/` is what runs beside the streams: work on the thread pool, name
+//! resolution, connections by name, child processes.
 
 mod connection;
 mod dispatch;
 mod embed;
+mod jobs;
 mod listener;
 mod read_buffer;
 mod settings;
@@ -44,6 +47,10 @@ use crate::event_loop::{EventLoop, LoopHandle, TimerId};
 use crate::sys::{self, Errno};
 
 pub use crate::event_loop::{EDGE, ERROR, HUP, RDHUP, READ, WRITE};
+pub use jobs::{
+    gai_errno, resolve_message, ExitStatus, HostResolver, JobEvent, ProcessId, Resolution,
+    ResolveRequest, SpawnOptions, Spawned, Stdio, WorkId,
+};
 pub use settings::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 
 use crate::slab::{Slab, OTHER_KIND};
@@ -106,11 +113,23 @@ pub enum Ready<D> {
 /// One thing for the caller to dispatch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<D> {
-    Io { fd: RawFd, revents: u32, data: D },
+    Io {
+        fd: RawFd,
+        revents: u32,
+        data: D,
+    },
     Stream(StreamEvent<D>),
-    Timer { id: TimerId, data: D },
+    Timer {
+        id: TimerId,
+        data: D,
+    },
     Task(D),
-    Signal { signo: i32, data: D },
+    Signal {
+        signo: i32,
+        data: D,
+    },
+    /// Work done, a resolution, a child's exit (see `jobs/`).
+    Job(JobEvent<D>),
 }
 
 /// Who owns a registration or a timer of the core loop: the application, or
@@ -122,6 +141,8 @@ enum Owner<D> {
     Listener(ListenerId),
     IdleTimer(StreamId),
     AcceptRetry(ListenerId),
+    /// Work, resolutions, child processes, connections by name.
+    Job(jobs::JobOwner),
 }
 
 impl<D: Default> Default for Owner<D> {
@@ -162,6 +183,8 @@ pub struct StreamLoop<D: Copy + Default> {
     /// Stream events made by something other than a read (accepts, closes,
     /// drains), handed out before anything else.
     pending: VecDeque<StreamEvent<D>>,
+    /// Made at first use (see `jobs/`).
+    jobs: Option<Box<jobs::Jobs<D>>>,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -176,6 +199,7 @@ impl<D: Copy + Default> StreamLoop<D> {
                 used: 0,
             },
             pending: VecDeque::new(),
+            jobs: None,
         })
     }
 
@@ -240,11 +264,12 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     /// Whether anything is left that could produce an event.
     pub fn is_alive(&self) -> bool {
-        self.core.is_alive() || !self.pending.is_empty()
+        self.core.is_alive() || !self.pending.is_empty() || self.jobs_alive()
     }
 
     pub fn reinit_after_fork(&mut self) -> Result<(), Errno> {
-        self.core.reinit_after_fork()
+        self.core.reinit_after_fork()?;
+        self.reinit_jobs_after_fork()
     }
 
     #[doc(hidden)]
