@@ -268,6 +268,20 @@ pub unsafe extern "C" fn evl_process_pid(r#loop: *mut evl_loop, process: u64) ->
     with_loop!(r#loop, |core| core.process_pid(process))
 }
 
+/// Test-only: children spawned from now on are watched as where pidfds
+/// are missing (a waiter thread each, as under valgrind). Not part of the
+/// C header.
+///
+/// # Safety
+/// `lp` is NULL or a live loop, used on its thread, not borrowed.
+#[doc(hidden)]
+pub unsafe fn test_use_waiter_threads(lp: *mut evl_loop, on: bool) {
+    // SAFETY: as the caller promised.
+    if let Ok(core) = unsafe { super::boundary::core(lp) } {
+        core.use_waiter_threads(on);
+    }
+}
+
 /// Calls a child's exit callback; returns whether one ran.
 ///
 /// # Safety

@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use super::boundary::{core, store, with_loop, Callback};
 use super::errors::evl_strerror;
 use super::types::*;
-use crate::stream::{resolve_message, ResolveRequest};
+use crate::stream::{resolve_message, HostResolver, ResolveRequest};
 use crate::sys::{AddrInfo, Errno, Hints, AI_FLAGS, EAI_CANCELED};
 
 /// The status of a resolution that was cancelled: glibc's EAI_CANCELED.
@@ -228,6 +228,19 @@ pub unsafe extern "C" fn evl_connect_host(
         unsafe { store(out, id) }?;
         Ok(0)
     })
+}
+
+/// Test-only: evl_connect_host resolves names with `resolver` instead of
+/// getaddrinfo (None: getaddrinfo again). Not part of the C header.
+///
+/// # Safety
+/// `lp` is NULL or a live loop, used on its thread, not borrowed.
+#[doc(hidden)]
+pub unsafe fn test_set_host_resolver(lp: *mut evl_loop, resolver: Option<HostResolver>) {
+    // SAFETY: as the caller promised.
+    if let Ok(core) = unsafe { core(lp) } {
+        core.set_host_resolver(resolver);
+    }
 }
 
 /// An address as C sees it.

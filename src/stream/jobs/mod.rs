@@ -113,6 +113,8 @@ pub(super) struct Jobs<D> {
     delivered: Option<Resolution>,
     /// Test hook: resolves connect_host's names instead of getaddrinfo.
     host_resolver: Option<HostResolver>,
+    /// Test hook: children are watched as without pidfds (waiter threads).
+    no_pidfds: bool,
 }
 
 impl<D> Jobs<D> {
@@ -126,6 +128,7 @@ impl<D> Jobs<D> {
             host_connects: HashMap::new(),
             delivered: None,
             host_resolver: None,
+            no_pidfds: false,
         }
     }
 

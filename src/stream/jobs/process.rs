@@ -181,6 +181,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         D: Send + 'static,
     {
         let pidfd = match sys::pidfd_open(pid) {
+            Ok(_) if self.jobs().no_pidfds => None,
             Ok(pidfd) => Some(pidfd),
             Err(libc::ENOSYS) => None,
             // Ended and reaped already (SIGCHLD ignored): its status is
@@ -263,6 +264,13 @@ impl<D: Copy + Default> StreamLoop<D> {
             let _ = self.core.unregister(s.fd);
             sys::close(s.fd);
         }
+    }
+
+    /// Watches the children spawned from now on as where pidfds are
+    /// missing (a waiter thread each), for tests of that path.
+    #[doc(hidden)]
+    pub fn use_waiter_threads(&mut self, on: bool) {
+        self.jobs().no_pidfds = on;
     }
 
     /// Sends `signo` (0: only checks the child is there) to a child.
