@@ -235,6 +235,12 @@
 #define EVL_STDIO_FD 3
 
 /**
+ * evl_spawn_options.stdio, for stderr only: the same file as the child's
+ * stdout (2>&1: with EVL_STDIO_PIPE for stdout, both go to its stream).
+ */
+#define EVL_STDIO_STDOUT 4
+
+/**
  * evl_spawn_options.flags: the child starts a session of its own
  * (setsid): no controlling terminal, and a terminal's signals (^C) do not
  * reach it.
@@ -246,6 +252,14 @@
  * (setpgid(0, 0)).
  */
 #define EVL_SPAWN_SETPGROUP 2
+
+/**
+ * evl_spawn_options.flags: every fd above 2 is closed in the child, also
+ * those without close-on-exec (as Python's close_fds); without it the
+ * child inherits the caller's fds that lack close-on-exec (every fd of
+ * the library's has it).
+ */
+#define EVL_SPAWN_CLOSE_FDS 4
 
 /**
  * The most entries evl_spawn reads from `argv` or `env` (E2BIG past it).
@@ -1246,6 +1260,8 @@ int evl_stream_exchange_writes(struct evl_loop *loop, struct evl_stream_exchange
  * with -ECANCELED (with 0 for one whose work_fn had returned before the
  * fork): no pool thread survives a fork, and a work_fn that was running
  * at the fork may have left its userdata half-done in the child's copy.
+ * (A child that frees the loop without evl_loop_fork does not wait for
+ * the parent's work functions.)
  *
  * Returns 0; -EINVAL for a NULL loop or `work`; -EAGAIN if no thread could
  * be started and none exists (nothing is queued then).
@@ -1259,8 +1275,10 @@ int evl_work_submit(struct evl_loop *loop, evl_work_fn work, evl_work_done_cb do
  * its `done` gets -ECANCELED in a later iteration.
  *
  * Returns 0 (also for an item cancelled already); -EBUSY once its work_fn
- * has started (its `done` then gets 0); -EINVAL for a NULL loop; -ENOENT
- * for an unknown id or one whose `done` has been called.
+ * has started (its `done` then gets 0), and in a child after fork for
+ * every item submitted before the fork (its outcome is settled: see
+ * evl_work_submit); -EINVAL for a NULL loop; -ENOENT for an unknown id or
+ * one whose `done` has been called.
  * Thread-safety: the loop's thread only.
  */
 int evl_work_cancel(struct evl_loop *loop, uint64_t work_id);
@@ -1356,8 +1374,9 @@ int evl_connect_host(struct evl_loop *loop, const char *host, int port, evl_stre
  * what it made to `*out` unless it is NULL. The child starts with every
  * signal at its default action and none blocked (whatever the loop's
  * signal watchers or the caller's handlers do in this process), and with
- * the fds the caller left open without close-on-exec (every fd of the
- * library's is close-on-exec) besides its stdio.
+ * the fds the caller left open without close-on-exec besides its stdio
+ * (none with EVL_SPAWN_CLOSE_FDS; every fd of the library's is
+ * close-on-exec).
  *
  * Its end comes through its pidfd in the loop's epoll set: `exit_cb` is
  * called once, on the loop's thread, with the child reaped. Only children
@@ -1367,14 +1386,17 @@ int evl_connect_host(struct evl_loop *loop, const char *host, int port, evl_stre
  * until EOF to get all the output).
  *
  * evl_loop_free kills (SIGKILL) and reaps every child still running, and
- * calls no `exit_cb`: no zombie is left behind. In a child after fork,
+ * calls no `exit_cb`: no zombie is left behind. (In a child of a fork
+ * that frees the loop without evl_loop_fork, the children are the
+ * parent's: they are left alone.) In a child after fork,
  * evl_loop_fork gives up the parent's children (they are not its to wait
  * for): each gets its `exit_cb` there with status -ECHILD, while the
  * parent goes on watching them; the pipes' streams are kept there, as
  * every stream is. evl_spawn works in the child as anywhere.
  *
  * Returns 0; -EINVAL for a NULL loop or `options`, a NULL or empty
- * `argv`, an unknown stdio mode or flag; -E2BIG for more than
+ * `argv`, an unknown stdio mode or flag, EVL_STDIO_STDOUT other than for
+ * stderr; -E2BIG for more than
  * EVL_SPAWN_MAX_STRINGS arguments or environment strings (or what the
  * kernel refuses); -ENOENT for a program not found (no child is made);
  * -EACCES, -ENOEXEC... when it cannot be executed (glibc reports a failed

@@ -218,6 +218,9 @@ impl Pool {
     /// parent may have held its lock at the fork: then the pool's memory
     /// stays, as the threads' own references to it do).
     pub(crate) fn abandon_after_fork(mut self) {
+        // Nothing here can free what the threads held (they do not exist
+        // in this process): their handles, and the shared state they keep
+        // a reference to, stay allocated.
         for handle in self.workers.drain(..).flatten() {
             std::mem::forget(handle);
         }
@@ -227,7 +230,7 @@ impl Pool {
             drop(state);
             drop(queued);
         }
-        // Nothing else to do: `self` holds no thread (Drop has nothing to join).
+        // `self` now holds no thread: Drop has nothing to join.
     }
 
     #[cfg(test)]

@@ -218,4 +218,6 @@ c_tests! {
         test_spawn_exit_codes_signals_env_cwd,
         test_kill_and_free_with_children_running,
         test_spawn_leaves_other_children_alone,
+        test_spawn_stderr_to_stdout_and_close_fds,
+        test_a_fork_child_freeing_the_loop_leaves_the_parents_work_and_children,
 }

@@ -101,8 +101,9 @@ fn spawn_streams_the_output_and_reports_how_the_child_ended() {
     let output = run(Command::new(&exe).args(["head", "-c", "1000000", "/dev/zero"]));
     assert!(output.status.success(), "{}", show(&output));
     assert!(output.stdout[..1_000_000].iter().all(|&b| b == 0));
-    assert!(String::from_utf8_lossy(&output.stdout[1_000_000..])
-        .ends_with("exited with status 0]\n"));
+    assert!(
+        String::from_utf8_lossy(&output.stdout[1_000_000..]).ends_with("exited with status 0]\n")
+    );
 
     let output = run(Command::new(&exe).args(["sh", "-c", "kill -TERM $$"]));
     assert_eq!(output.status.code(), Some(128 + libc::SIGTERM));
@@ -144,7 +145,10 @@ fn spawn_passes_sigterm_on_to_its_child() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{rest}");
-    assert!(rest.contains("sleep: pid") || rest.contains("sh: pid"), "{rest}");
+    assert!(
+        rest.contains("sleep: pid") || rest.contains("sh: pid"),
+        "{rest}"
+    );
     assert!(rest.contains("killed by signal 15"), "{rest}");
 }
 
@@ -158,13 +162,19 @@ fn resolve_prints_each_names_addresses_and_connects_by_name() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let mut lines: Vec<&str> = stdout.lines().collect();
     lines.sort();
-    assert!(lines.contains(&"127.0.0.1: 127.0.0.1 port 0 (IPv4)"), "{stdout}");
+    assert!(
+        lines.contains(&"127.0.0.1: 127.0.0.1 port 0 (IPv4)"),
+        "{stdout}"
+    );
     assert!(lines.contains(&"::1: ::1 port 0 (IPv6)"), "{stdout}");
     assert!(
         lines.contains(&"bad..name: Name or service not known"),
         "{stdout}"
     );
-    assert!(lines.iter().any(|l| l.starts_with("localhost: ")), "{stdout}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("localhost: ")),
+        "{stdout}"
+    );
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
@@ -181,7 +191,10 @@ fn resolve_prints_each_names_addresses_and_connects_by_name() {
         String::from_utf8_lossy(&output.stdout),
         "127.0.0.1: could not connect: Connection refused\n"
     );
-    assert_eq!(run(Command::new(&exe).arg("--connect")).status.code(), Some(2));
+    assert_eq!(
+        run(Command::new(&exe).arg("--connect")).status.code(),
+        Some(2)
+    );
 }
 
 #[test]

@@ -32,8 +32,8 @@ NOT_WRAPPED_YET = {
     "evl_getaddrinfo", "evl_getaddrinfo_cancel", "evl_connect_host",
     "evl_spawn", "evl_process_kill", "evl_process_pid",
     "EVL_POOL_MAX_SIZE", "EVL_EAI_CANCELED", "EVL_SOCKADDR_SIZE", "EVL_NAME_MAX",
-    "EVL_STDIO_INHERIT", "EVL_STDIO_NULL", "EVL_STDIO_PIPE", "EVL_STDIO_FD",
-    "EVL_SPAWN_SETSID", "EVL_SPAWN_SETPGROUP", "EVL_SPAWN_MAX_STRINGS",
+    "EVL_STDIO_INHERIT", "EVL_STDIO_NULL", "EVL_STDIO_PIPE", "EVL_STDIO_FD", "EVL_STDIO_STDOUT",
+    "EVL_SPAWN_SETSID", "EVL_SPAWN_SETPGROUP", "EVL_SPAWN_CLOSE_FDS", "EVL_SPAWN_MAX_STRINGS",
 }
 
 

@@ -20,6 +20,10 @@ pub const EVL_STDIO_PIPE: u32 = 2;
 /// socket...), which the child gets as its fd i; it stays the caller's.
 pub const EVL_STDIO_FD: u32 = 3;
 
+/// evl_spawn_options.stdio, for stderr only: the same file as the child's
+/// stdout (2>&1: with EVL_STDIO_PIPE for stdout, both go to its stream).
+pub const EVL_STDIO_STDOUT: u32 = 4;
+
 /// evl_spawn_options.flags: the child starts a session of its own
 /// (setsid): no controlling terminal, and a terminal's signals (^C) do not
 /// reach it.
@@ -27,6 +31,12 @@ pub const EVL_SPAWN_SETSID: u32 = 1;
 /// evl_spawn_options.flags: the child gets a process group of its own
 /// (setpgid(0, 0)).
 pub const EVL_SPAWN_SETPGROUP: u32 = 2;
+
+/// evl_spawn_options.flags: every fd above 2 is closed in the child, also
+/// those without close-on-exec (as Python's close_fds); without it the
+/// child inherits the caller's fds that lack close-on-exec (every fd of
+/// the library's has it).
+pub const EVL_SPAWN_CLOSE_FDS: u32 = 4;
 
 /// The most entries evl_spawn reads from `argv` or `env` (E2BIG past it).
 pub const EVL_SPAWN_MAX_STRINGS: u32 = 1 << 20;
@@ -128,7 +138,8 @@ unsafe fn strings(list: *const *const c_char) -> Result<Vec<CString>, Errno> {
 /// # Safety
 /// `o`'s pointers are NULL or as the header describes.
 unsafe fn spawn_options(o: &evl_spawn_options) -> Result<SpawnOptions, Errno> {
-    if o.argv.is_null() || o.flags & !(EVL_SPAWN_SETSID | EVL_SPAWN_SETPGROUP) != 0 {
+    let flags = EVL_SPAWN_SETSID | EVL_SPAWN_SETPGROUP | EVL_SPAWN_CLOSE_FDS;
+    if o.argv.is_null() || o.flags & !flags != 0 {
         return Err(libc::EINVAL);
     }
     // SAFETY: a NULL-terminated array of strings (the header's contract).
@@ -161,6 +172,7 @@ unsafe fn spawn_options(o: &evl_spawn_options) -> Result<SpawnOptions, Errno> {
             EVL_STDIO_NULL => Stdio::Null,
             EVL_STDIO_PIPE => Stdio::Pipe,
             EVL_STDIO_FD => Stdio::Fd(o.stdio_fd[i]),
+            EVL_STDIO_STDOUT if i == 2 => Stdio::Stdout,
             _ => return Err(libc::EINVAL),
         };
     }
@@ -172,6 +184,7 @@ unsafe fn spawn_options(o: &evl_spawn_options) -> Result<SpawnOptions, Errno> {
         stdio,
         new_session: o.flags & EVL_SPAWN_SETSID != 0,
         new_process_group: o.flags & EVL_SPAWN_SETPGROUP != 0,
+        close_fds: o.flags & EVL_SPAWN_CLOSE_FDS != 0,
     })
 }
 
@@ -179,8 +192,9 @@ unsafe fn spawn_options(o: &evl_spawn_options) -> Result<SpawnOptions, Errno> {
 /// what it made to `*out` unless it is NULL. The child starts with every
 /// signal at its default action and none blocked (whatever the loop's
 /// signal watchers or the caller's handlers do in this process), and with
-/// the fds the caller left open without close-on-exec (every fd of the
-/// library's is close-on-exec) besides its stdio.
+/// the fds the caller left open without close-on-exec besides its stdio
+/// (none with EVL_SPAWN_CLOSE_FDS; every fd of the library's is
+/// close-on-exec).
 ///
 /// Its end comes through its pidfd in the loop's epoll set: `exit_cb` is
 /// called once, on the loop's thread, with the child reaped. Only children
@@ -190,14 +204,17 @@ unsafe fn spawn_options(o: &evl_spawn_options) -> Result<SpawnOptions, Errno> {
 /// until EOF to get all the output).
 ///
 /// evl_loop_free kills (SIGKILL) and reaps every child still running, and
-/// calls no `exit_cb`: no zombie is left behind. In a child after fork,
+/// calls no `exit_cb`: no zombie is left behind. (In a child of a fork
+/// that frees the loop without evl_loop_fork, the children are the
+/// parent's: they are left alone.) In a child after fork,
 /// evl_loop_fork gives up the parent's children (they are not its to wait
 /// for): each gets its `exit_cb` there with status -ECHILD, while the
 /// parent goes on watching them; the pipes' streams are kept there, as
 /// every stream is. evl_spawn works in the child as anywhere.
 ///
 /// Returns 0; -EINVAL for a NULL loop or `options`, a NULL or empty
-/// `argv`, an unknown stdio mode or flag; -E2BIG for more than
+/// `argv`, an unknown stdio mode or flag, EVL_STDIO_STDOUT other than for
+/// stderr; -E2BIG for more than
 /// EVL_SPAWN_MAX_STRINGS arguments or environment strings (or what the
 /// kernel refuses); -ENOENT for a program not found (no child is made);
 /// -EACCES, -ENOEXEC... when it cannot be executed (glibc reports a failed

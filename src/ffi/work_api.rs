@@ -61,6 +61,8 @@ impl WorkCall {
 /// with -ECANCELED (with 0 for one whose work_fn had returned before the
 /// fork): no pool thread survives a fork, and a work_fn that was running
 /// at the fork may have left its userdata half-done in the child's copy.
+/// (A child that frees the loop without evl_loop_fork does not wait for
+/// the parent's work functions.)
 ///
 /// Returns 0; -EINVAL for a NULL loop or `work`; -EAGAIN if no thread could
 /// be started and none exists (nothing is queued then).
@@ -92,8 +94,10 @@ pub unsafe extern "C" fn evl_work_submit(
 /// its `done` gets -ECANCELED in a later iteration.
 ///
 /// Returns 0 (also for an item cancelled already); -EBUSY once its work_fn
-/// has started (its `done` then gets 0); -EINVAL for a NULL loop; -ENOENT
-/// for an unknown id or one whose `done` has been called.
+/// has started (its `done` then gets 0), and in a child after fork for
+/// every item submitted before the fork (its outcome is settled: see
+/// evl_work_submit); -EINVAL for a NULL loop; -ENOENT for an unknown id or
+/// one whose `done` has been called.
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_work_cancel(r#loop: *mut evl_loop, work_id: u64) -> c_int {

@@ -17,6 +17,8 @@ pub enum ChildStdio {
     Null,
     /// This fd of the parent's (a pipe's end, a file, a socket), dup2()ed.
     Fd(RawFd),
+    /// For stderr: the same file as the child's stdout (2>&1).
+    Stdout,
 }
 
 /// A spawn, as `posix_spawn` takes it. The pointer arrays end with NULL
@@ -33,6 +35,8 @@ pub struct Spawn<'a> {
     pub new_session: bool,
     /// A process group of its own (setpgid(0, 0)).
     pub new_process_group: bool,
+    /// Every fd above 2 closed in the child (close-on-exec or not).
+    pub close_fds: bool,
 }
 
 extern "C" {
@@ -175,6 +179,10 @@ impl SpawnSetup {
                     0,
                 )
             },
+            // SAFETY: the actions are initialised; fd 1 is set up before 2.
+            ChildStdio::Stdout => unsafe {
+                libc::posix_spawn_file_actions_adddup2(&mut self.actions, 1, target)
+            },
             ChildStdio::Fd(source) => {
                 let source = if source < 3 && source != target {
                     // SAFETY: duplicates the caller's fd into one we own.
@@ -258,6 +266,14 @@ pub fn spawn(spawn: &Spawn) -> SysResult<libc::pid_t> {
     let mut setup = SpawnSetup::new()?;
     for (target, stdio) in spawn.stdio.iter().enumerate() {
         setup.stdio(target as RawFd, *stdio)?;
+    }
+    if spawn.close_fds {
+        // After the stdio's dup2s, which may read fds above 2.
+        // SAFETY: the actions are initialised.
+        let rc = unsafe { libc::posix_spawn_file_actions_addclosefrom_np(&mut setup.actions, 3) };
+        if rc != 0 {
+            return Err(rc);
+        }
     }
     if let Some(cwd) = spawn.cwd {
         // SAFETY: the actions are initialised; `cwd` is NUL-terminated and

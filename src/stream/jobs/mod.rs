@@ -115,6 +115,10 @@ pub(super) struct Jobs<D> {
     host_resolver: Option<HostResolver>,
     /// Test hook: children are watched as without pidfds (waiter threads).
     no_pidfds: bool,
+    /// The process the pool's threads and the children belong to: a child
+    /// of a fork that frees the loop without evl_loop_fork must neither
+    /// wait for the parent's threads nor kill the parent's children.
+    pid: u32,
 }
 
 impl<D> Jobs<D> {
@@ -129,6 +133,7 @@ impl<D> Jobs<D> {
             delivered: None,
             host_resolver: None,
             no_pidfds: false,
+            pid: std::process::id(),
         }
     }
 
@@ -145,11 +150,22 @@ impl<D> Jobs<D> {
     }
 
     /// The pool, if made, without its threads: queued jobs dropped, running
-    /// work functions waited for. Freeing the loop starts with this.
+    /// work functions waited for. Freeing the loop starts with this. (In a
+    /// child of a fork, whose threads are the parent's, it is abandoned.)
     pub(super) fn shutdown_pool(&mut self) {
         if let Some(mut pool) = self.pool.take() {
-            pool.shutdown();
+            if self.is_forked() {
+                pool.abandon_after_fork();
+            } else {
+                pool.shutdown();
+            }
         }
+    }
+
+    /// Whether this is a child of a fork that has not called
+    /// `reinit_after_fork` (the threads and children are the parent's).
+    fn is_forked(&self) -> bool {
+        self.pid != std::process::id()
     }
 }
 
@@ -240,6 +256,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         let Some(jobs) = self.jobs.as_mut() else {
             return Ok(());
         };
+        jobs.pid = std::process::id();
         if let Some(pool) = jobs.pool.take() {
             pool.abandon_after_fork();
         }

@@ -36,6 +36,8 @@ pub enum Stdio {
     Pipe,
     /// This fd of the caller's (it stays the caller's).
     Fd(RawFd),
+    /// For stderr only: the same as the child's stdout (2>&1).
+    Stdout,
 }
 
 /// A spawn: what runs, where, with what.
@@ -54,6 +56,8 @@ pub struct SpawnOptions {
     pub new_session: bool,
     /// setpgid(0, 0): a process group of its own.
     pub new_process_group: bool,
+    /// Every fd above 2 closed in the child, close-on-exec or not.
+    pub close_fds: bool,
 }
 
 /// A child just spawned.
@@ -100,7 +104,8 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// Spawns a child. Its exit comes as `JobEvent::Exited` with
     /// `exit_data`; its pipes' streams start with `stream_data`.
     ///
-    /// Errors: those of finding the program (ENOENT, EACCES), of making
+    /// Errors: EINVAL for no `args` or `Stdio::Stdout` other than for
+    /// stderr; those of finding the program (ENOENT, EACCES), of making
     /// the pipes (EMFILE...), of posix_spawn (glibc reports a failed exec:
     /// ENOENT, EACCES, ENOEXEC, E2BIG...; a bad `Stdio::Fd` gives EBADF),
     /// and ENOSYS on a kernel without pidfds (before 5.3). On error no
@@ -127,6 +132,8 @@ impl<D: Copy + Default> StreamLoop<D> {
                 Stdio::Null => ChildStdio::Null,
                 Stdio::Fd(fd) if fd < 0 => return Err(libc::EBADF),
                 Stdio::Fd(fd) => ChildStdio::Fd(fd),
+                Stdio::Stdout if i == 2 => ChildStdio::Stdout,
+                Stdio::Stdout => return Err(libc::EINVAL),
                 Stdio::Pipe => {
                     let (read, write) = sys::pipe()?;
                     let (parent, child) = if i == 0 { (write, read) } else { (read, write) };
@@ -147,6 +154,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             stdio,
             new_session: options.new_session,
             new_process_group: options.new_process_group,
+            close_fds: options.close_fds,
         })?;
         drop(child_ends);
         let id = self.watch_child(pid, exit_data)?;
@@ -394,13 +402,22 @@ impl<D: Copy + Default> StreamLoop<D> {
 }
 
 impl<D> Jobs<D> {
-    /// Kills and reaps every child still watched (the loop is being freed).
+    /// Kills and reaps every child still watched (the loop is being
+    /// freed). In a child of a fork that did not call `reinit_after_fork`
+    /// they are the parent's: only our copies of their pidfds close.
     pub(super) fn kill_children(&mut self) {
+        let forked = self.is_forked();
         let slots: Vec<u32> = self.processes.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
             let id = self.processes.id_of(slot);
-            if let Some(p) = self.processes.remove(id) {
-                end_child(p.pid, p.watch);
+            let Some(p) = self.processes.remove(id) else {
+                continue;
+            };
+            match (forked, p.watch) {
+                (false, watch) => end_child(p.pid, watch),
+                (true, Watch::Pidfd(pidfd)) => sys::close(pidfd),
+                (true, Watch::Waiter(thread)) => std::mem::forget(thread),
+                (true, Watch::GivenUp) => {}
             }
         }
     }
