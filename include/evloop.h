@@ -566,18 +566,18 @@ typedef void (*evl_process_cb)(struct evl_loop *loop, const struct evl_process_e
 
 /**
  * What to spawn. Zero-initialise it, then set `argv` (and what else is
- * wanted): all zero means the program argv[0] from PATH, the parent's
+ * wanted): all zero means the program `argv[0]` from PATH, the parent's
  * environment, directory and stdio.
  */
 typedef struct evl_spawn_options {
   /**
    * The program: a path if it has a '/', else searched in the PATH of
    * the calling process (as execvp does: "/bin:/usr/bin" without PATH).
-   * NULL: argv[0].
+   * NULL: `argv[0]`.
    */
   const char *file;
   /**
-   * The arguments, argv[0] first, ending with NULL. Required.
+   * The arguments, `argv[0]` first, ending with NULL. Required.
    */
   const char *const *argv;
   /**

@@ -70,16 +70,16 @@ pub type evl_process_cb =
     Option<unsafe extern "C" fn(r#loop: *mut evl_loop, exit: *const evl_process_exit)>;
 
 /// What to spawn. Zero-initialise it, then set `argv` (and what else is
-/// wanted): all zero means the program argv[0] from PATH, the parent's
+/// wanted): all zero means the program `argv[0]` from PATH, the parent's
 /// environment, directory and stdio.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct evl_spawn_options {
     /// The program: a path if it has a '/', else searched in the PATH of
     /// the calling process (as execvp does: "/bin:/usr/bin" without PATH).
-    /// NULL: argv[0].
+    /// NULL: `argv[0]`.
     pub file: *const c_char,
-    /// The arguments, argv[0] first, ending with NULL. Required.
+    /// The arguments, `argv[0]` first, ending with NULL. Required.
     pub argv: *const *const c_char,
     /// The environment ("NAME=value" strings ending with NULL); NULL: the
     /// calling process's.

@@ -45,7 +45,7 @@ pub enum Stdio {
 pub struct SpawnOptions {
     /// The program: a path if it has a '/', else searched in PATH.
     pub file: CString,
-    /// argv, argv[0] included (at least it).
+    /// argv, `argv[0]` included (at least it).
     pub args: Vec<CString>,
     /// The environment ("NAME=value"); `None`: the parent's.
     pub env: Option<Vec<CString>>,
