@@ -8,7 +8,8 @@
 //! reaches the loop through one [`Owner`] variant, `Owner::Job`, whose
 //! [`JobOwner`] says what a registration, timer or task is for:
 //! - tasks: the pool posts `WorkDone` through the loop's cross-thread
-//!   queue when a job has run; the loop posts itself `WorkCancelled` and
+//!   queue when a job has run (a child's waiter thread, where there are
+//!   no pidfds, `ProcessEnded`); the loop posts itself `WorkCancelled` and
 //!   `ProcessOrphaned`, so that every outcome arrives the same way;
 //! - registrations: a child's pidfd, a connection attempt's socket;
 //! - timers: the stagger between connection attempts.
@@ -18,12 +19,15 @@
 //! connection by name, the pipes of a child).
 //!
 //! Rules the loop keeps for all of it: each work item, resolution and child
-//! gets exactly one event, on the loop's thread; outstanding work and
-//! resolutions keep the loop alive (`is_alive`); freeing the loop waits for
-//! work functions running, drops what has not started, kills and reaps
-//! children still running, and calls nothing; in a child after fork the
-//! pool's threads are gone, so see [`StreamLoop::reinit_after_fork`]'s part
-//! here, `reinit_jobs_after_fork`.
+//! gets exactly one event, on the loop's thread; outstanding work,
+//! resolutions and children keep the loop alive (`is_alive`); freeing the
+//! loop waits for work functions running, drops what has not started,
+//! kills and reaps children still running, and calls nothing; in a child
+//! after fork the pool's threads are gone and the children are the
+//! parent's: `reinit_jobs_after_fork` (from
+//! [`StreamLoop::reinit_after_fork`]) settles each outcome, and a child
+//! that frees the loop without it leaves the parent's work and children
+//! alone (`Jobs::pid`).
 
 mod connect_host;
 mod happy_eyeballs;
@@ -41,8 +45,7 @@ use crate::pool::{self, Job, Notify, Pool};
 use crate::slab::{Slab, OTHER_KIND};
 use crate::sys::Errno;
 
-pub use connect_host::gai_errno;
-pub use connect_host::HostResolver;
+pub use connect_host::{gai_errno, HostResolver};
 pub use process::{ExitStatus, SpawnOptions, Spawned, Stdio};
 pub use resolve::{resolve_message, Resolution, ResolveRequest};
 
