@@ -185,7 +185,37 @@ fn resolve_prints_each_names_addresses_and_connects_by_name() {
         format!("localhost: connected to 127.0.0.1 port {port}\n")
     );
     drop(listener);
+    // A port that refuses: a socket bound there, not listening (a dropped
+    // listener is not enough while other tests start processes: a child
+    // between its fork and its exec holds a copy).
+    // SAFETY: plain socket calls on a socket this test owns and closes.
+    let refusing =
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(refusing >= 0);
+    // SAFETY: sockaddr_in is plain data; zeroed is valid.
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as libc::sa_family_t;
+    sin.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: `sin` is a sockaddr_in of `len` bytes.
+    unsafe {
+        assert_eq!(
+            libc::bind(refusing, (&sin as *const libc::sockaddr_in).cast(), len),
+            0
+        );
+        assert_eq!(
+            libc::getsockname(
+                refusing,
+                (&mut sin as *mut libc::sockaddr_in).cast(),
+                &mut len
+            ),
+            0
+        );
+    }
+    let port = u16::from_be(sin.sin_port).to_string();
     let output = run(Command::new(&exe).args(["--connect", "127.0.0.1", &port]));
+    // SAFETY: ours, closed once.
+    unsafe { libc::close(refusing) };
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),

@@ -97,7 +97,12 @@ struct Blackhole {
     _filler: TcpStream,
 }
 
-fn blackhole(addr: SocketAddr) -> std::io::Result<Blackhole> {
+/// A TCP socket bound to `addr`, listening with `backlog` if given. Bound
+/// and not listening, it holds the port: a connect to it is refused, and
+/// no other socket can take the port meanwhile. (A listener dropped to
+/// make a refused port is not enough in a test binary whose other threads
+/// start processes: a child between its fork and its exec holds a copy.)
+fn bound(addr: SocketAddr, backlog: Option<i32>) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let family = if addr.is_ipv4() {
         libc::AF_INET
@@ -105,19 +110,44 @@ fn blackhole(addr: SocketAddr) -> std::io::Result<Blackhole> {
         libc::AF_INET6
     };
     // SAFETY: plain socket calls on a socket this function owns.
-    let listener = unsafe {
+    unsafe {
         let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         assert!(fd >= 0);
         let owned = OwnedFd::from_raw_fd(fd);
         let raw = evloop::SockAddr::from_std(addr);
         let bytes = raw.as_bytes();
         if libc::bind(fd, bytes.as_ptr().cast(), bytes.len() as u32) != 0
-            || libc::listen(fd, 0) != 0
+            || backlog.is_some_and(|b| libc::listen(fd, b) != 0)
         {
             return Err(std::io::Error::last_os_error());
         }
-        owned
+        Ok(owned)
+    }
+}
+
+/// The port a bound socket holds.
+fn port_of(fd: &std::os::fd::OwnedFd) -> u16 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: room for any address, its size passed.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: as above.
+    let rc = unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
     };
+    assert_eq!(rc, 0);
+    // SAFETY: sin_port and sin6_port sit at the same offset.
+    u16::from_be(unsafe {
+        (*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()).sin_port
+    })
+}
+
+fn blackhole(addr: SocketAddr) -> std::io::Result<Blackhole> {
+    let listener = bound(addr, Some(0))?;
     // One connection fills the queue of a backlog 0 listener.
     let filler = TcpStream::connect(addr)?;
     Ok(Blackhole {
@@ -140,10 +170,17 @@ fn dark_and_open(dark: &str, open: &str) -> (Blackhole, TcpListener, u16) {
     panic!("no port free on both addresses");
 }
 
-/// A port with nothing listening on `host`.
-fn closed_port(host: &str) -> u16 {
-    let listener = TcpListener::bind(format!("{host}:0")).unwrap();
-    listener.local_addr().unwrap().port()
+/// Two bound, not listening sockets on the same port, on 127.0.0.1 and
+/// ::1: a connect to either is refused while they are held.
+fn refusing_port() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd, u16) {
+    for _ in 0..50 {
+        let v4 = bound("127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let port = port_of(&v4);
+        if let Ok(v6) = bound(format!("[::1]:{port}").parse().unwrap(), None) {
+            return (v4, v6, port);
+        }
+    }
+    panic!("no port free on both addresses");
 }
 
 fn peer_of(lp: &StreamLoop<u32>, stream: StreamId) -> SocketAddr {
@@ -203,11 +240,11 @@ fn a_refused_address_hands_over_at_once_and_the_families_interleave() {
     // families alternate), so the open IPv4 listener wins second. (The test
     // resolver's addresses all get the connect's port: nothing may listen
     // on ::1 there.)
-    let (listener, port) = loop {
+    let (listener, _refusing, port) = loop {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        if TcpListener::bind(format!("[::1]:{port}")).is_ok() {
-            break (listener, port);
+        if let Ok(refusing) = bound(format!("[::1]:{port}").parse().unwrap(), None) {
+            break (listener, refusing, port);
         }
     };
     name(
@@ -227,11 +264,7 @@ fn a_refused_address_hands_over_at_once_and_the_families_interleave() {
 
 #[test]
 fn every_address_failing_gives_one_connected_with_the_last_error_then_closed() {
-    let port = closed_port("127.0.0.1");
-    // Nothing listens on either address at that port (::1 checked free).
-    if TcpListener::bind(format!("[::1]:{port}")).is_err() {
-        return; // taken on ::1 by someone else right now: nothing to learn
-    }
+    let (_v4, _v6, port) = refusing_port();
     name("refused.test", Ok(vec!["127.0.0.1:1", "[::1]:1"]));
     name("nowhere.test", Err(libc::EAI_NONAME));
     name("later.test", Err(libc::EAI_AGAIN));
