@@ -354,6 +354,83 @@
  */
 #define EVL_TLS_1_3 772
 
+/* ==== Thread pool, name resolution and child process constants ==== */
+
+/**
+ * The most threads a loop's pool may have (evl_pool_set_size).
+ */
+#define EVL_POOL_MAX_SIZE 1024
+
+/**
+ * The status of a resolution that was cancelled: glibc's EAI_CANCELED.
+ */
+#define EVL_EAI_CANCELED (-101)
+
+/**
+ * Room for any address getaddrinfo gives: a struct sockaddr_in6.
+ */
+#define EVL_SOCKADDR_SIZE 28
+
+/**
+ * The longest name or service evl_getaddrinfo takes, in bytes.
+ */
+#define EVL_NAME_MAX 1024
+
+/**
+ * evl_spawn_options.stdio: the parent's own (the default, 0).
+ */
+#define EVL_STDIO_INHERIT 0
+
+/**
+ * evl_spawn_options.stdio: /dev/null, opened for reading and writing.
+ */
+#define EVL_STDIO_NULL 1
+
+/**
+ * evl_spawn_options.stdio: a pipe to the child, whose other end is a
+ * stream of the loop (evl_spawned.stdio). For stdin it only writes:
+ * evl_stream_shutdown (or close) is the child's end-of-file.
+ */
+#define EVL_STDIO_PIPE 2
+
+/**
+ * evl_spawn_options.stdio: `stdio_fd[i]`, an fd of the caller's (a file, a
+ * socket...), which the child gets as its fd i; it stays the caller's.
+ */
+#define EVL_STDIO_FD 3
+
+/**
+ * evl_spawn_options.stdio, for stderr only: the same file as the child's
+ * stdout (2>&1: with EVL_STDIO_PIPE for stdout, both go to its stream).
+ */
+#define EVL_STDIO_STDOUT 4
+
+/**
+ * evl_spawn_options.flags: the child starts a session of its own
+ * (setsid): no controlling terminal, and a terminal's signals (^C) do not
+ * reach it.
+ */
+#define EVL_SPAWN_SETSID 1
+
+/**
+ * evl_spawn_options.flags: the child gets a process group of its own
+ * (setpgid(0, 0)).
+ */
+#define EVL_SPAWN_SETPGROUP 2
+
+/**
+ * evl_spawn_options.flags: every fd above 2 is closed in the child, also
+ * those without close-on-exec (as Python's close_fds); without it the
+ * child inherits the caller's fds that lack close-on-exec (every fd of
+ * the library's has it).
+ */
+#define EVL_SPAWN_CLOSE_FDS 4
+
+/**
+ * The most entries evl_spawn reads from `argv` or `env` (E2BIG past it).
+ */
+#define EVL_SPAWN_MAX_STRINGS (1 << 20)
+
 /* ==== Types ==== */
 
 /**
@@ -532,6 +609,223 @@ typedef struct evl_udp_datagram {
   uint32_t flags;
 } evl_udp_datagram;
 
+/**
+ * Called on a pool thread with the userdata given to evl_work_submit. It
+ * may block; it must not call the loop's functions (only evl_post,
+ * evl_wake and evl_stop, which any thread may call).
+ */
+typedef void (*evl_work_fn)(void *userdata);
+
+/**
+ * Called once on the loop's thread when a work item is over: `status` 0
+ * (its work_fn ran and returned) or -ECANCELED (it never started:
+ * evl_work_cancel, or a child after fork, see evl_work_submit).
+ * `work_id` is the id evl_work_submit gave.
+ */
+typedef void (*evl_work_done_cb)(struct evl_loop *loop, uint64_t work_id, int status, void *userdata);
+
+/**
+ * What evl_getaddrinfo asks besides the names: the fields of
+ * getaddrinfo's `struct addrinfo` hints. All zero: any family, any socket
+ * type, no flags.
+ */
+typedef struct evl_addrinfo_hints {
+  /**
+   * AI_* flags of <netdb.h> (AI_PASSIVE, AI_CANONNAME, AI_NUMERICHOST,
+   * AI_NUMERICSERV, AI_V4MAPPED, AI_ALL, AI_ADDRCONFIG, AI_IDN...).
+   */
+  int flags;
+  /**
+   * AF_UNSPEC (0), AF_INET or AF_INET6.
+   */
+  int family;
+  /**
+   * 0 (any), SOCK_STREAM, SOCK_DGRAM or SOCK_RAW.
+   */
+  int socktype;
+  /**
+   * 0 (any) or an IPPROTO_*.
+   */
+  int protocol;
+} evl_addrinfo_hints;
+
+/**
+ * One address of a resolution.
+ */
+typedef struct evl_addrinfo {
+  /**
+   * AF_INET or AF_INET6.
+   */
+  int family;
+  /**
+   * SOCK_STREAM, SOCK_DGRAM...
+   */
+  int socktype;
+  int protocol;
+  /**
+   * How many bytes of `addr` hold the address.
+   */
+  uint32_t addrlen;
+  /**
+   * The address as the kernel takes it: a struct sockaddr_in or
+   * sockaddr_in6 (cast `addr` to `const struct sockaddr *`; aligned for
+   * either).
+   */
+  uint8_t addr[EVL_SOCKADDR_SIZE];
+} evl_addrinfo;
+
+/**
+ * The outcome of evl_getaddrinfo, as handed to its callback. It and all
+ * it points to are valid during the callback only: copy what you keep.
+ */
+typedef struct evl_resolve_result {
+  /**
+   * The id evl_getaddrinfo gave.
+   */
+  uint64_t request;
+  /**
+   * 0, or what getaddrinfo returned: an EAI_* code of <netdb.h>
+   * (EAI_NONAME, EAI_AGAIN, EAI_SERVICE, EAI_SYSTEM...), or
+   * EVL_EAI_CANCELED when the request was cancelled.
+   */
+  int status;
+  /**
+   * With EAI_SYSTEM: the errno, negative (-ENOMEM...); 0 otherwise.
+   */
+  int error;
+  /**
+   * A static description of `status` (gai_strerror's; evl_strerror's of
+   * `error` for EAI_SYSTEM; "Success" for 0). Never NULL.
+   */
+  const char *message;
+  /**
+   * `count` addresses in getaddrinfo's order (NULL when 0).
+   */
+  const struct evl_addrinfo *addrs;
+  size_t count;
+  /**
+   * The canonical name when AI_CANONNAME asked for it and one came, or NULL.
+   */
+  const char *canonname;
+  /**
+   * The userdata given to evl_getaddrinfo.
+   */
+  void *userdata;
+} evl_resolve_result;
+
+/**
+ * Called once on the loop's thread with the outcome of evl_getaddrinfo.
+ */
+typedef void (*evl_resolve_cb)(struct evl_loop *loop, const struct evl_resolve_result *result);
+
+/**
+ * How a child ended, as handed to its evl_process_cb.
+ */
+typedef struct evl_process_exit {
+  /**
+   * The id evl_spawn gave.
+   */
+  uint64_t process;
+  int pid;
+  /**
+   * Its exit status (0 to 255), or -1 when a signal ended it (or the
+   * status is unknown: see `status`).
+   */
+  int exit_code;
+  /**
+   * The signal that ended it, or 0.
+   */
+  int term_signal;
+  /**
+   * 1 if it dumped core.
+   */
+  int core_dumped;
+  /**
+   * 0, or -ECHILD when this process could not wait for the child: in a
+   * child after fork (the child is the parent's), or when something else
+   * reaped it (SIGCHLD set to SIG_IGN, a waitpid(-1) of the
+   * application's).
+   */
+  int status;
+  /**
+   * The userdata of evl_spawn_options.
+   */
+  void *userdata;
+} evl_process_exit;
+
+/**
+ * Called once on the loop's thread when a child has ended (it has been
+ * reaped: no zombie is left). `exit` is valid during the call only.
+ */
+typedef void (*evl_process_cb)(struct evl_loop *loop, const struct evl_process_exit *exit);
+
+/**
+ * What to spawn. Zero-initialise it, then set `argv` (and what else is
+ * wanted): all zero means the program `argv[0]` from PATH, the parent's
+ * environment, directory and stdio.
+ */
+typedef struct evl_spawn_options {
+  /**
+   * The program: a path if it has a '/', else searched in the PATH of
+   * the calling process (as execvp does: "/bin:/usr/bin" without PATH).
+   * NULL: `argv[0]`.
+   */
+  const char *file;
+  /**
+   * The arguments, `argv[0]` first, ending with NULL. Required.
+   */
+  const char *const *argv;
+  /**
+   * The environment ("NAME=value" strings ending with NULL); NULL: the
+   * calling process's.
+   */
+  const char *const *env;
+  /**
+   * The child's working directory; NULL: the caller's.
+   */
+  const char *cwd;
+  /**
+   * What the child's stdin, stdout and stderr are: EVL_STDIO_*.
+   */
+  uint32_t stdio[3];
+  /**
+   * With EVL_STDIO_FD: the caller's fd for that stdio.
+   */
+  int stdio_fd[3];
+  /**
+   * EVL_SPAWN_* flags.
+   */
+  uint32_t flags;
+  /**
+   * Called when the child has ended; may be NULL.
+   */
+  evl_process_cb exit_cb;
+  /**
+   * The callback of the pipes' streams (EVL_STDIO_PIPE).
+   */
+  evl_stream_cb stream_cb;
+  /**
+   * Passed to `exit_cb` and to `stream_cb` for the pipes' streams.
+   */
+  void *userdata;
+} evl_spawn_options;
+
+/**
+ * A child just spawned.
+ */
+typedef struct evl_spawned {
+  /**
+   * Names the child for evl_process_kill and its evl_process_exit.
+   */
+  uint64_t process;
+  int pid;
+  /**
+   * The streams of the child's stdin, stdout and stderr pipes (0 where
+   * the stdio is not EVL_STDIO_PIPE).
+   */
+  uint64_t stdio[3];
+} evl_spawned;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -553,6 +847,10 @@ int evl_loop_new(struct evl_loop **out);
  * Frees a loop and the kernel objects it owns (epoll set, eventfd,
  * signalfd). Registered fds stay open: they belong to the caller. Signals
  * the loop blocked are unblocked again. Queued tasks are dropped uncalled.
+ * Work on the pool that has not started is dropped, and work functions
+ * running are waited for; children still running are killed and reaped;
+ * no work, resolution or exit callback is called (see evl_work_submit,
+ * evl_getaddrinfo, evl_spawn).
  *
  * Returns 0, -EINVAL for NULL, -EBUSY when called from one of the loop's
  * own callbacks (the loop is left intact).
@@ -1790,6 +2088,197 @@ int evl_tls_peer_certificate(struct evl_loop *loop, uint64_t stream, size_t inde
  * Thread-safety: the loop's thread only.
  */
 int evl_tls_error_reason(struct evl_loop *loop, uint64_t stream, char *buf, size_t cap);
+
+/* ==== Work on the thread pool ==== */
+
+/**
+ * Runs `work(userdata)` on one of the loop's pool threads, then
+ * `done(loop, id, status, userdata)` on the loop's thread, in a later
+ * iteration (through the loop's task queue, like evl_post). `done` may be
+ * NULL. The pool starts its threads as work comes, at most
+ * evl_pool_size(loop) of them (default: the number of CPUs); work waits in
+ * order for a free one. Every signal is blocked in pool threads. The id
+ * is written to `*work_id` unless it is NULL.
+ *
+ * Work not done yet keeps evl_run running. Every item gets its `done`
+ * exactly once, except at evl_loop_free: that drops work not started
+ * (calling nothing), waits for work functions already running to return,
+ * and calls no `done` either; so free `userdata` in `done`, and let evl_run
+ * finish (or cancel and run) before freeing the loop. In a child after
+ * fork, evl_loop_fork gives each item not done in the parent its `done`
+ * with -ECANCELED (with 0 for one whose work_fn had returned before the
+ * fork): no pool thread survives a fork, and a work_fn that was running
+ * at the fork may have left its userdata half-done in the child's copy.
+ * (A child that frees the loop without evl_loop_fork does not wait for
+ * the parent's work functions.)
+ *
+ * Returns 0; -EINVAL for a NULL loop or `work`; -EAGAIN if no thread could
+ * be started and none exists (nothing is queued then).
+ * Ownership: `userdata` stays the caller's; the library only passes it on.
+ * Thread-safety: the loop's thread only (not from `work`).
+ */
+int evl_work_submit(struct evl_loop *loop, evl_work_fn work, evl_work_done_cb done, void *userdata, uint64_t *work_id);
+
+/**
+ * Cancels a work item whose work_fn has not started: it never runs, and
+ * its `done` gets -ECANCELED in a later iteration.
+ *
+ * Returns 0 (also for an item cancelled already); -EBUSY once its work_fn
+ * has started (its `done` then gets 0), and in a child after fork for
+ * every item submitted before the fork (its outcome is settled: see
+ * evl_work_submit); -EINVAL for a NULL loop; -ENOENT for an unknown id or
+ * one whose `done` has been called.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_work_cancel(struct evl_loop *loop, uint64_t work_id);
+
+/**
+ * Lets the loop's pool have at most `size` threads (1 to
+ * EVL_POOL_MAX_SIZE; default: the number of CPUs this process may run
+ * on). Threads over the new size end once their work function returns;
+ * work waiting gets new threads up to it. Name resolution (evl_getaddrinfo,
+ * evl_connect_host) runs on the same pool.
+ *
+ * Returns 0; -EINVAL for a NULL loop or a size out of range.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_pool_set_size(struct evl_loop *loop, uint32_t size);
+
+/**
+ * The most threads the loop's pool may have (see evl_pool_set_size).
+ *
+ * Returns the size; -EINVAL for a NULL loop.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_pool_size(struct evl_loop *loop);
+
+/* ==== Name resolution and connecting by name ==== */
+
+/**
+ * Resolves `node` and/or `service` (either may be NULL, not both) with
+ * getaddrinfo on the loop's thread pool (see evl_pool_set_size) and calls
+ * `cb` on the loop's thread in a later iteration with the outcome: the
+ * addresses, or getaddrinfo's EAI_* error with its text. `hints` may be
+ * NULL (any family and socket type). The request's id is written to
+ * `*request` unless it is NULL.
+ *
+ * `cb` is called exactly once per request: with the outcome, or with
+ * EVL_EAI_CANCELED after evl_getaddrinfo_cancel. A pending request keeps
+ * evl_run running. evl_loop_free drops pending requests without calling
+ * `cb` (and does not wait for a getaddrinfo under way: its result is
+ * dropped when it comes). In a child after fork, evl_loop_fork asks
+ * again every request not answered in the parent.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `cb`, both names NULL, or hints
+ * with unknown flags, a family other than AF_UNSPEC, AF_INET and
+ * AF_INET6, an unknown socket type or a negative protocol;
+ * -ENAMETOOLONG for a name longer than EVL_NAME_MAX bytes; -EAGAIN if no
+ * pool thread could be started.
+ * Ownership: the names and hints are copied; `userdata` stays the
+ * caller's. The result passed to `cb` is the library's, valid during the
+ * call only.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_getaddrinfo(struct evl_loop *loop, const char *node, const char *service, const struct evl_addrinfo_hints *hints, evl_resolve_cb cb, void *userdata, uint64_t *request);
+
+/**
+ * Cancels a resolution: its callback gets EVL_EAI_CANCELED in a later
+ * iteration, never the addresses, whether or not its getaddrinfo had
+ * started (one under way finishes on its thread, unseen).
+ *
+ * Returns 0 (also for a request cancelled already); -EINVAL for a NULL
+ * loop; -ENOENT for an unknown id or one whose callback has been called.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_getaddrinfo_cancel(struct evl_loop *loop, uint64_t request);
+
+/**
+ * Starts a TCP connection to `host`, a name or a numeric IPv4 or IPv6
+ * address, and `port`, without blocking: a name is resolved on the pool
+ * (as evl_getaddrinfo, SOCK_STREAM), then its addresses are tried with
+ * Happy Eyeballs (RFC 8305): the two families alternate, starting with
+ * getaddrinfo's first; an attempt starts every 250 ms, or at once when one
+ * fails; the first to connect wins and the others are closed. The stream's
+ * id is written to `*out` and is valid at once (an ordinary stream, as
+ * from evl_connect): `cb` gets one EVL_STREAM_CONNECTED, with status 0,
+ * or, when every address failed, with the last attempt's error
+ * (-ECONNREFUSED, -ETIMEDOUT...) followed by EVL_STREAM_CLOSED. A name
+ * that does not resolve fails that way with -EADDRNOTAVAIL (-EAGAIN for a
+ * temporary failure of the resolver). Writes made before the connection
+ * are queued; evl_stream_fd answers -ENOTCONN until an attempt has won;
+ * closing the stream ends every attempt and the lookup.
+ *
+ * Returns 0; -EINVAL for a NULL loop, host or `out`, an empty host or a
+ * port outside 0..65535; -ENAMETOOLONG for a host longer than
+ * EVL_NAME_MAX bytes; -EAGAIN if no pool thread could be started.
+ * Ownership: the stream owns its socket; `host` is copied.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_connect_host(struct evl_loop *loop, const char *host, int port, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/* ==== Child processes ==== */
+
+/**
+ * Starts a child process with posix_spawn, as `options` says, and writes
+ * what it made to `*out` unless it is NULL. The child starts with every
+ * signal at its default action and none blocked (whatever the loop's
+ * signal watchers or the caller's handlers do in this process), and with
+ * the fds the caller left open without close-on-exec besides its stdio
+ * (none with EVL_SPAWN_CLOSE_FDS; every fd of the library's is
+ * close-on-exec).
+ *
+ * Its end comes through its pidfd in the loop's epoll set: `exit_cb` is
+ * called once, on the loop's thread, with the child reaped. Only children
+ * spawned here are waited for (by pidfd; no SIGCHLD handler, no
+ * waitpid(-1)). A running child keeps evl_run running. Its pipes are
+ * ordinary streams (their EOF may come before or after the exit: read
+ * until EOF to get all the output).
+ *
+ * evl_loop_free kills (SIGKILL) and reaps every child still running, and
+ * calls no `exit_cb`: no zombie is left behind. (In a child of a fork
+ * that frees the loop without evl_loop_fork, the children are the
+ * parent's: they are left alone.) In a child after fork,
+ * evl_loop_fork gives up the parent's children (they are not its to wait
+ * for): each gets its `exit_cb` there with status -ECHILD, while the
+ * parent goes on watching them; the pipes' streams are kept there, as
+ * every stream is. evl_spawn works in the child as anywhere.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `options`, a NULL or empty
+ * `argv`, an unknown stdio mode or flag, EVL_STDIO_STDOUT other than for
+ * stderr; -E2BIG for more than
+ * EVL_SPAWN_MAX_STRINGS arguments or environment strings (or what the
+ * kernel refuses); -ENOENT for a program not found (no child is made);
+ * -EACCES, -ENOEXEC... when it cannot be executed (glibc reports a failed
+ * exec; no child is left); -EBADF for a bad EVL_STDIO_FD fd; -ENOENT or
+ * -ENOTDIR for a bad `cwd`; -EMFILE...; -ENOSYS on a kernel without pidfds
+ * (before 5.3). On error no child is left and no fd is kept.
+ * Ownership: everything `options` points to is copied; the pipes' streams
+ * are the loop's, as any stream; `userdata` stays the caller's.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_spawn(struct evl_loop *loop, const struct evl_spawn_options *options, struct evl_spawned *out);
+
+/**
+ * Sends signal `signo` to a child (0: only checks it is there). The
+ * signal goes through the child's pidfd, so it never reaches another
+ * process that reused a pid.
+ *
+ * Returns 0 (also for a child that has ended but whose `exit_cb` has not
+ * been called yet: the signal does nothing then); -EINVAL for a NULL loop
+ * or a signal outside 0..64; -ENOENT for an unknown child or one whose
+ * `exit_cb` has been called; -ESRCH for a child given up by evl_loop_fork.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_process_kill(struct evl_loop *loop, uint64_t process, int signo);
+
+/**
+ * A child's pid.
+ *
+ * Returns the pid; -EINVAL for a NULL loop; -ENOENT for an unknown child
+ * or one whose `exit_cb` has been called.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_process_pid(struct evl_loop *loop, uint64_t process);
 
 /* ==== Errors and versions ==== */
 

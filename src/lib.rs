@@ -9,10 +9,12 @@
 //! - [`ffi`]: the C ABI (`include/evloop.h`), argument checks and panic catching.
 //!
 //! Beside them, `slab` (private): the generational ids of timers, streams
-//! and listeners.
+//! and listeners; and `pool` (private): the thread pool a loop runs work
+//! and name resolution on.
 
 pub mod event_loop;
 pub mod ffi;
+mod pool;
 mod slab;
 pub mod stream;
 mod sys;
@@ -22,4 +24,4 @@ pub mod tls;
 
 pub use event_loop::{Event, EventLoop, HookId, HookKind, LoopHandle, TimerId};
 pub use stream::{StreamEvent, StreamEventKind, StreamId, StreamLoop};
-pub use sys::{Errno, SockAddr};
+pub use sys::{AddrInfo, AddrList, Errno, GaiError, Hints, SockAddr};

@@ -1,6 +1,7 @@
 //! The C test programs (tests/c/test_api.c for the core, test_streams.c for
 //! the streams, test_embed.c for hooks and host loops, test_udp.c and
-//! test_unix.c for UDP and Unix-domain sockets), compiled with -std=c11 -Wall -Wextra -Werror against the
+//! test_unix.c for UDP and Unix-domain sockets, test_jobs.c for the
+//! thread pool, name resolution and child processes), compiled with -std=c11 -Wall -Wextra -Werror against the
 //! header. Each C test is a Rust test of its own, `test_api::NAME` or
 //! `test_streams::NAME` (so `cargo test --test c_api test_timer_order` runs
 //! one), run natively; each program also runs whole under memcheck. The
@@ -21,6 +22,7 @@ fn test_program(name: &str) -> std::path::PathBuf {
             "test_embed",
             "test_udp",
             "test_unix",
+            "test_jobs",
         ]
         .iter()
         .map(|name| {
@@ -259,4 +261,21 @@ c_tests! {
         test_pass_fds,
         test_pass_fds_behind_a_queue,
         test_pass_fds_batch,
+}
+
+c_tests! {
+    test_jobs:
+        test_jobs_bad_arguments,
+        test_work_runs_on_the_pool_and_done_on_the_loop,
+        test_work_cancel,
+        test_free_waits_for_running_work_and_calls_no_done,
+        test_getaddrinfo_numeric_names_errors_and_cancel,
+        test_connect_host_numeric_and_by_name,
+        test_connect_host_refused_and_unresolvable,
+        test_spawn_pipes_are_byte_exact,
+        test_spawn_exit_codes_signals_env_cwd,
+        test_kill_and_free_with_children_running,
+        test_spawn_leaves_other_children_alone,
+        test_spawn_stderr_to_stdout_and_close_fds,
+        test_a_fork_child_freeing_the_loop_leaves_the_parents_work_and_children,
 }

@@ -202,3 +202,176 @@ fn udp_echo_server_and_client_are_clean_under_memcheck() {
     assert_memcheck_clean(&output);
     native.stop_cleanly();
 }
+
+// ---- spawn and resolve --------------------------------------------------------
+
+/// `spawn CMD [ARG...]`: the child's stdout and stderr streamed to its
+/// own, then how the child ended, and its status as spawn's own.
+#[test]
+fn spawn_streams_the_output_and_reports_how_the_child_ended() {
+    let exe = build_example("spawn");
+    let output = run(Command::new(&exe).args([
+        "sh",
+        "-c",
+        "echo out; echo err >&2; printf 'no newline'; exit 3",
+    ]));
+    assert_eq!(output.status.code(), Some(3), "{}", show(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with("out\nno newline[sh: pid "),
+        "{}",
+        show(&output)
+    );
+    assert!(
+        stdout.ends_with(" exited with status 3]\n"),
+        "{}",
+        show(&output)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
+
+    // A megabyte through the pipe, byte for byte.
+    let output = run(Command::new(&exe).args(["head", "-c", "1000000", "/dev/zero"]));
+    assert!(output.status.success(), "{}", show(&output));
+    assert!(output.stdout[..1_000_000].iter().all(|&b| b == 0));
+    assert!(
+        String::from_utf8_lossy(&output.stdout[1_000_000..]).ends_with("exited with status 0]\n")
+    );
+
+    let output = run(Command::new(&exe).args(["sh", "-c", "kill -TERM $$"]));
+    assert_eq!(output.status.code(), Some(128 + libc::SIGTERM));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("killed by signal 15"),
+        "{}",
+        show(&output)
+    );
+
+    let output = run(Command::new(&exe).arg("no-such-program-for-evloop"));
+    assert_eq!(output.status.code(), Some(127), "{}", show(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "spawn: no-such-program-for-evloop: No such file or directory\n"
+    );
+    let output = run(&mut Command::new(&exe));
+    assert_eq!(output.status.code(), Some(2), "no command");
+}
+
+#[test]
+fn spawn_passes_sigterm_on_to_its_child() {
+    let exe = build_example("spawn");
+    let child = Command::new(&exe)
+        .args(["sh", "-c", "echo ready; exec sleep 30"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = ChildGuard(child);
+    // Once the child has started (its line came through), signal spawn.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut ready = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut ready).unwrap();
+    assert_eq!(&ready, b"ready\n");
+    // SAFETY: signals our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_at_most(&mut child, PATIENCE);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{rest}");
+    assert!(
+        rest.contains("sleep: pid") || rest.contains("sh: pid"),
+        "{rest}"
+    );
+    assert!(rest.contains("killed by signal 15"), "{rest}");
+}
+
+/// `resolve NAME...`: every name looked up at once on the pool, each
+/// address or error printed; `resolve --connect HOST PORT`.
+#[test]
+fn resolve_prints_each_names_addresses_and_connects_by_name() {
+    let exe = build_example("resolve");
+    let output = run(Command::new(&exe).args(["127.0.0.1", "::1", "bad..name", "localhost"]));
+    assert_eq!(output.status.code(), Some(1), "one name fails");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    assert!(
+        lines.contains(&"127.0.0.1: 127.0.0.1 port 0 (IPv4)"),
+        "{stdout}"
+    );
+    assert!(lines.contains(&"::1: ::1 port 0 (IPv6)"), "{stdout}");
+    assert!(
+        lines.contains(&"bad..name: Name or service not known"),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("localhost: ")),
+        "{stdout}"
+    );
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let output = run(Command::new(&exe).args(["--connect", "localhost", &port]));
+    assert!(output.status.success(), "{}", show(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("localhost: connected to 127.0.0.1 port {port}\n")
+    );
+    drop(listener);
+    // A port that refuses: a socket bound there, not listening (a dropped
+    // listener is not enough while other tests start processes: a child
+    // between its fork and its exec holds a copy).
+    // SAFETY: plain socket calls on a socket this test owns and closes.
+    let refusing =
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(refusing >= 0);
+    // SAFETY: sockaddr_in is plain data; zeroed is valid.
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as libc::sa_family_t;
+    sin.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: `sin` is a sockaddr_in of `len` bytes.
+    unsafe {
+        assert_eq!(
+            libc::bind(refusing, (&sin as *const libc::sockaddr_in).cast(), len),
+            0
+        );
+        assert_eq!(
+            libc::getsockname(
+                refusing,
+                (&mut sin as *mut libc::sockaddr_in).cast(),
+                &mut len
+            ),
+            0
+        );
+    }
+    let port = u16::from_be(sin.sin_port).to_string();
+    let output = run(Command::new(&exe).args(["--connect", "127.0.0.1", &port]));
+    // SAFETY: ours, closed once.
+    unsafe { libc::close(refusing) };
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "127.0.0.1: could not connect: Connection refused\n"
+    );
+    assert_eq!(
+        run(Command::new(&exe).arg("--connect")).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn spawn_and_resolve_are_memcheck_clean() {
+    let spawn = build_example("spawn");
+    let mut cmd = valgrind_command(&spawn);
+    cmd.args(["sh", "-c", "echo out; echo err >&2; exit 4"]);
+    let checked = run(&mut cmd);
+    assert_eq!(checked.status.code(), Some(4), "{}", show(&checked));
+    assert_memcheck_clean(&checked);
+
+    let resolve = build_example("resolve");
+    let mut cmd = valgrind_command(&resolve);
+    cmd.args(["127.0.0.1", "::1", "localhost"]);
+    let checked = run(&mut cmd);
+    assert!(checked.status.success(), "{}", show(&checked));
+    assert_memcheck_clean(&checked);
+}

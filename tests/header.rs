@@ -29,6 +29,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "#define EVL_ETLS_HANDSHAKE ",
         "TLS error codes, verification modes, versions",
     ),
+    (
+        "#define EVL_POOL_MAX_SIZE ",
+        "Thread pool, name resolution and child process constants",
+    ),
     ("typedef struct evl_loop ", "Types"),
     (
         "int evl_loop_new(",
@@ -53,6 +57,12 @@ const SECTIONS: &[(&str, &str)] = &[
         "int evl_tls_config_new_server(",
         "TLS: configurations, TLS streams and what they negotiated",
     ),
+    ("int evl_work_submit(", "Work on the thread pool"),
+    (
+        "int evl_getaddrinfo(",
+        "Name resolution and connecting by name",
+    ),
+    ("int evl_spawn(", "Child processes"),
     ("const char *evl_strerror(", "Errors and versions"),
 ];
 

@@ -64,6 +64,9 @@ callback_kind!(task, as_task, evl_task_cb);
 callback_kind!(signal, as_signal, evl_signal_cb);
 callback_kind!(stream, as_stream, evl_stream_cb);
 callback_kind!(hook, as_hook, evl_hook_cb);
+callback_kind!(work_done, as_work_done, super::work_api::evl_work_done_cb);
+callback_kind!(resolve, as_resolve, super::resolve_api::evl_resolve_cb);
+callback_kind!(exit, as_exit, super::process_api::evl_process_cb);
 
 /// Runs `body`, turning `Err(errno)` into `-errno` and a panic into EVL_EPANIC.
 pub(super) fn guard(body: impl FnOnce() -> Result<c_int, Errno>) -> c_int {

@@ -197,6 +197,7 @@ unsafe fn run_callback(lp: *mut evl_loop, event: Event<Callback>) -> bool {
                 None => return false,
             },
             Event::Stream(event) => return dispatch_stream(lp, event),
+            Event::Job(event) => return super::work_api::run_job_callback(lp, event),
         }
     }
     true

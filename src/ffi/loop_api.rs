@@ -43,6 +43,10 @@ pub unsafe extern "C" fn evl_loop_new(out: *mut *mut evl_loop) -> c_int {
 /// Frees a loop and the kernel objects it owns (epoll set, eventfd,
 /// signalfd). Registered fds stay open: they belong to the caller. Signals
 /// the loop blocked are unblocked again. Queued tasks are dropped uncalled.
+/// Work on the pool that has not started is dropped, and work functions
+/// running are waited for; children still running are killed and reaped;
+/// no work, resolution or exit callback is called (see evl_work_submit,
+/// evl_getaddrinfo, evl_spawn).
 ///
 /// Returns 0, -EINVAL for NULL, -EBUSY when called from one of the loop's
 /// own callbacks (the loop is left intact).
@@ -54,6 +58,10 @@ pub unsafe extern "C" fn evl_loop_free(r#loop: *mut evl_loop) -> c_int {
         // SAFETY: the header's contract: `loop` is NULL or a live loop, used on
         // its thread, and no other thread uses it while or after it is freed.
         unsafe { not_running(r#loop) }?;
+        // Work functions still running may post to the loop: wait for them
+        // while it is whole.
+        // SAFETY: as above; no borrow of the loop is in use.
+        unsafe { core(r#loop) }?.shutdown_jobs();
         // SAFETY: as above; made by Box::into_raw in evl_loop_new, and no
         // callback (so no borrow of it) is running.
         drop(unsafe { Box::from_raw(r#loop) });

@@ -87,6 +87,24 @@ pub(super) struct Stream<D> {
 }
 
 impl<D: Copy> Stream<D> {
+    /// A stream of `fd` (-1 for one connecting by name, which has none
+    /// yet), with the default settings and no queue.
+    pub(super) fn new(fd: RawFd, flags: u32, interest: u32, listener: ListenerId, data: D) -> Self {
+        Stream {
+            fd,
+            flags,
+            interest,
+            settings: DEFAULT_SETTINGS,
+            queue: None,
+            listener,
+            idle_timer: 0,
+            last_active: 0,
+            data,
+            fd_passing: None,
+            tls: None,
+        }
+    }
+
     /// An event of this stream that carries no bytes.
     pub(super) fn event(
         &self,
@@ -149,19 +167,9 @@ impl<D: Copy + Default> StreamLoop<D> {
         listener: ListenerId,
     ) -> Result<StreamId, Errno> {
         self.reads.ensure();
-        let id = self.streams.insert(Stream {
-            fd,
-            flags,
-            interest,
-            settings: DEFAULT_SETTINGS,
-            queue: None,
-            listener,
-            idle_timer: 0,
-            last_active: 0,
-            data,
-            fd_passing: None,
-            tls: None,
-        });
+        let id = self
+            .streams
+            .insert(Stream::new(fd, flags, interest, listener, data));
         if let Err(e) = self.core.register(fd, interest, Owner::Stream(id)) {
             self.streams.remove(id);
             return Err(e);
@@ -531,6 +539,8 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     pub fn stream_fd(&self, id: StreamId) -> Result<RawFd, Errno> {
         match self.streams.get(id) {
+            // Connecting by name, no attempt has won yet.
+            Some(s) if s.fd < 0 => Err(libc::ENOTCONN),
             Some(s) => Ok(s.fd),
             None => self.not_live(id, Err(libc::EBADF)),
         }
@@ -553,6 +563,10 @@ impl<D: Copy + Default> StreamLoop<D> {
         let Some(s) = self.streams.close(id) else {
             return;
         };
+        if s.fd < 0 {
+            // Connecting by name: its attempts and lookup end too.
+            self.end_host_connect(id);
+        }
         if s.idle_timer != 0 {
             let _ = self.core.stop_timer(s.idle_timer);
         }
@@ -588,7 +602,8 @@ pub(super) fn sync_interest<D: Copy + Default>(
     s: &mut Stream<D>,
 ) -> Result<(), Errno> {
     let wanted = s.wanted_interest();
-    if wanted != s.interest {
+    // A stream connecting by name has no fd in epoll until an attempt wins.
+    if wanted != s.interest && s.fd >= 0 {
         core.modify(s.fd, wanted)?;
         s.interest = wanted;
     }

@@ -101,6 +101,11 @@ impl<D: Copy + Default> StreamLoop<D> {
                             return Some(Event::Stream(event));
                         }
                     }
+                    Owner::Job(job) => {
+                        if let Some(event) = self.job_ready(job, fd, revents) {
+                            return Some(event);
+                        }
+                    }
                     // Timers own no registration.
                     Owner::IdleTimer(_) | Owner::AcceptRetry(_) | Owner::TlsHeld(_) => {}
                 },
@@ -114,15 +119,22 @@ impl<D: Copy + Default> StreamLoop<D> {
                             return Some(Event::Stream(event));
                         }
                     }
+                    Owner::Job(job) => self.job_timer(job, id),
                     // Streams, listeners and UDP sockets own no timer of their own kind.
                     Owner::Stream(_) | Owner::Listener(_) | Owner::Udp(_) => {}
                 },
                 event_loop::Event::Task(Owner::User(data)) => return Some(Event::Task(data)),
+                event_loop::Event::Task(Owner::Job(job)) => {
+                    if let Some(event) = self.job_task(job) {
+                        return Some(event);
+                    }
+                }
                 event_loop::Event::Signal {
                     signo,
                     data: Owner::User(data),
                 } => return Some(Event::Signal { signo, data }),
-                // Only the application posts tasks and watches signals.
+                // Only the application and the jobs post tasks; only the
+                // application watches signals.
                 event_loop::Event::Task(_) | event_loop::Event::Signal { .. } => {}
             }
         }

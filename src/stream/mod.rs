@@ -33,12 +33,15 @@
 //! Unix-domain listeners and connects are `unix.rs`, passing fds over
 //! them `fd_passing.rs`; UDP sockets `udp.rs`, over the datagram buffers
 //! of `datagrams.rs`.
+//! `jobs/` is what runs beside the streams: work on the thread pool, name
+//! resolution, connections by name, child processes.
 
 mod connection;
 mod datagrams;
 mod dispatch;
 mod embed;
 mod fd_passing;
+mod jobs;
 mod listener;
 mod read_buffer;
 mod settings;
@@ -56,6 +59,10 @@ use crate::sys::{self, Errno};
 
 pub use crate::event_loop::{EDGE, ERROR, HUP, RDHUP, READ, WRITE};
 pub use datagrams::{Datagram, MAX_RECEIVE_SIZE, TRUNCATED};
+pub use jobs::{
+    gai_errno, resolve_message, ExitStatus, HostResolver, JobEvent, ProcessId, Resolution,
+    ResolveRequest, SpawnOptions, Spawned, Stdio, WorkId,
+};
 pub use settings::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 pub use udp::{UdpId, DATAGRAM_OVERHEAD};
 pub use unix::PeerCredentials;
@@ -135,11 +142,23 @@ pub enum Ready<D> {
 /// One thing for the caller to dispatch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<D> {
-    Io { fd: RawFd, revents: u32, data: D },
+    Io {
+        fd: RawFd,
+        revents: u32,
+        data: D,
+    },
     Stream(StreamEvent<D>),
-    Timer { id: TimerId, data: D },
+    Timer {
+        id: TimerId,
+        data: D,
+    },
     Task(D),
-    Signal { signo: i32, data: D },
+    Signal {
+        signo: i32,
+        data: D,
+    },
+    /// Work done, a resolution, a child's exit (see `jobs/`).
+    Job(JobEvent<D>),
 }
 
 /// Who owns a registration or a timer of the core loop: the application, or
@@ -154,6 +173,8 @@ enum Owner<D> {
     Udp(UdpId),
     /// A TLS stream has input held back that it may take now (stream/tls.rs).
     TlsHeld(StreamId),
+    /// Work, resolutions, child processes, connections by name.
+    Job(jobs::JobOwner),
 }
 
 impl<D: Default> Default for Owner<D> {
@@ -199,6 +220,8 @@ pub struct StreamLoop<D: Copy + Default> {
     passed: ReceivedFds,
     /// What the loop's TLS streams share (stream/tls.rs).
     tls: tls::TlsShared,
+    /// Made at first use (see `jobs/`).
+    jobs: Option<Box<jobs::Jobs<D>>>,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -216,6 +239,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             udp: UdpSockets::new(),
             passed: ReceivedFds::default(),
             tls: Default::default(),
+            jobs: None,
         })
     }
 
@@ -280,11 +304,12 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     /// Whether anything is left that could produce an event.
     pub fn is_alive(&self) -> bool {
-        self.core.is_alive() || !self.pending.is_empty()
+        self.core.is_alive() || !self.pending.is_empty() || self.jobs_alive()
     }
 
     pub fn reinit_after_fork(&mut self) -> Result<(), Errno> {
-        self.core.reinit_after_fork()
+        self.core.reinit_after_fork()?;
+        self.reinit_jobs_after_fork()
     }
 
     #[doc(hidden)]

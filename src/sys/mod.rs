@@ -12,6 +12,8 @@
 mod epoll;
 mod eventfd;
 mod io;
+mod process;
+mod resolve;
 mod signals;
 mod socket;
 mod udp;
@@ -23,6 +25,12 @@ pub use io::{
     check_open, close, discard_input, file_id, is_write_only, open_files_limit, read, write,
     write_vectored, FileId,
 };
+pub use process::{
+    find_program, kill_and_reap, kill_and_reap_pid, kill_pid, pidfd_open, pidfd_send_signal, pipe,
+    spawn, wait_pid, wait_pid_ended, wait_pidfd, with_signals_blocked, ChildStdio, Spawn,
+};
+pub use resolve::{gai_strerror, getaddrinfo, numeric_addr, AddrInfo, AddrList, GaiError, Hints};
+pub(crate) use resolve::{AI_FLAGS, EAI_CANCELED};
 pub use signals::{
     ignore_sigpipe_by_default, set_signal_blocked, signal_is_watchable, SigSet, SignalFd,
 };

@@ -7,8 +7,8 @@ use super::{check, errno, Fd, SysResult};
 /// A socket address, IPv4 or IPv6, as the kernel takes it.
 #[derive(Clone, Copy)]
 pub struct SockAddr {
-    storage: libc::sockaddr_storage,
-    len: libc::socklen_t,
+    pub(super) storage: libc::sockaddr_storage,
+    pub(super) len: libc::socklen_t,
 }
 
 impl SockAddr {
@@ -65,7 +65,7 @@ impl SockAddr {
         self
     }
 
-    pub(crate) fn family(&self) -> i32 {
+    pub fn family(&self) -> i32 {
         self.storage.ss_family as i32
     }
 
