@@ -618,9 +618,15 @@ class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> events.Handle:  # type: ignore[override]
         """asyncio's call_soon(); when debug mode is off, its Handle is made
         here (see _LEAN_HANDLES)."""
+        handle: Any
         if self._debug or self._closed or not _LEAN_HANDLES:
-            return super().call_soon(callback, *args, context=context)
-        handle: Any = _new_handle(events.Handle)
+            handle = super().call_soon(callback, *args, context=context)
+            if handle._source_traceback:
+                # asyncio's call_soon took its own frame off the traceback;
+                # this one goes too, so that it ends at our caller.
+                del handle._source_traceback[-1]
+            return handle  # type: ignore[no-any-return]
+        handle = _new_handle(events.Handle)
         handle._context = _copy_context() if context is None else context
         handle._loop = self
         handle._callback = callback
