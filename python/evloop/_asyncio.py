@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import heapq
 import inspect
 import io
@@ -129,7 +130,6 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
     _high_water: int
     _low_water: int
     _protocol_paused: bool
-    _maybe_pause_protocol: Callable[[], None]
     _maybe_resume_protocol: Callable[[], None]
 
     @property
@@ -172,6 +172,16 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         self._sending_file = False  # loop.sendfile() is writing
         self._sent_by_sendfile = 0
         self._drain_waiter: Optional[asyncio.Future] = None  # sendfile's wait for the queue
+        # asyncio runs a transport's protocol callbacks in copies of the
+        # context that made it (its reader's handle, made then), not in the
+        # context of whoever runs the loop: the library's events come to the
+        # transport from the loop's own, so they are run in this copy. After
+        # resume_reading(), a copy of its caller's (asyncio adds the reader
+        # again then); resume_writing() and what the queue's draining
+        # brings, in a copy of the context that made the protocol pause
+        # (asyncio's writer handle is added by the write that fills its buffer).
+        self._context = contextvars.copy_context()
+        self._write_context: Optional[contextvars.Context] = None
         # bytes, or None once any of the above stops write()'s fast path.
         self._fast_write_type: Optional[type] = bytes
         if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -191,7 +201,7 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
             server._attach(*self._as_server_argument)
         loop._transports[self._sock_fd] = self
         loop.call_soon(self._protocol.connection_made, self)
-        loop.call_soon(self._start)
+        loop.call_soon(self._start, context=self._context)
         if waiter is not None:
             loop.call_soon(futures._set_result_unless_cancelled, waiter, None)  # type: ignore[attr-defined]
 
@@ -220,8 +230,14 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
             self._deliver: Callable[[bytes], Any] = self._receive_buffered
         else:
             self._deliver = protocol.data_received
+        self._make_receiver()
+
+    def _make_receiver(self) -> None:
+        """What the loop hands this stream's data to: the protocol, in the
+        transport's context."""
+        self._receiver = functools.partial(self._context.run, self._deliver)  # type: ignore[call-arg]
         if self._receiving:
-            self._engine.set_receiver(self._stream, self._deliver)
+            self._engine.set_receiver(self._stream, self._receiver)
 
     def get_protocol(self) -> Any:
         return self._protocol
@@ -235,7 +251,7 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
             # In the next callback round, as asyncio's transport reads what
             # came before connection_made() after its next wait (a test of
             # CPython's depends on that order).
-            self._loop.call_soon(self._replay)
+            self._loop.call_soon(self._replay, context=self._context)
         else:
             self._replay()
 
@@ -243,7 +259,7 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         while self._started and not self._paused and not self._closing:
             if not self._backlog:
                 self._receiving = True
-                self._engine.set_receiver(self._stream, self._deliver)
+                self._engine.set_receiver(self._stream, self._receiver)
                 return
             item = self._backlog.pop(0)
             if item.__class__ is bytes:
@@ -308,10 +324,12 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         if self._closing or not self._paused:
             return
         self._paused = False
+        self._context = contextvars.copy_context()
+        self._make_receiver()
         self._stream_call(_lib.evl_stream_resume)
         # What was held is delivered first, in a later callback, as
         # asyncio's own transport delivers after the next wait.
-        self._loop.call_soon(self._replay)
+        self._loop.call_soon(self._replay, context=self._context)
         if self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
@@ -385,7 +403,13 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         self._receiving = False
         self._update_fast_write()
 
-    def _stream_drained(self) -> None:
+    def _maybe_pause_protocol(self) -> None:
+        paused = self._protocol_paused
+        super()._maybe_pause_protocol()  # type: ignore[misc]
+        if self._protocol_paused and not paused:
+            self._write_context = contextvars.copy_context()
+
+    def _drained(self) -> None:
         self._unconfirmed = 0
         if self._protocol_paused:
             self._maybe_resume_protocol()
@@ -539,14 +563,25 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
 
     # ---- what the engine calls (StreamEndpoint) ----------------------------
 
+    # Each runs what it brings in the context of the protocol's callbacks.
+
     def _receive_failed(self, exc: BaseException) -> None:
-        self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        self._context.run(self._fatal_error, exc, "Fatal error: protocol.data_received() call failed.")
 
     def _stream_eof(self) -> None:
         if self._receiving:
-            self._eof_received()
+            self._context.run(self._eof_received)
         elif not self._closing:
             self._backlog.append(_EOF)
+
+    def _stream_drained(self) -> None:
+        (self._write_context or self._context).run(self._drained)
+
+    def _stream_closed(self, status: int) -> None:
+        # The end of a close() that waited for the queue to be sent comes
+        # from the writing side, the rest from the reading side.
+        writing = self._closing and self._write_context is not None
+        (self._write_context if writing else self._context).run(self._stream_ended, status)  # type: ignore[union-attr]
 
     def _eof_received(self) -> None:
         if self._loop.get_debug():
@@ -561,7 +596,7 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         if not keep_open:
             self.close()
 
-    def _stream_closed(self, status: int) -> None:
+    def _stream_ended(self, status: int) -> None:
         self._gone = True
         self._update_fast_write()
         self._release_socket()

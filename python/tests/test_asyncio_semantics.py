@@ -2,6 +2,9 @@
 (issue 25, item 3), each scenario run on both loops (see loops.py) with the
 same expected outcome:
 
+- a protocol's callbacks run in the contextvars context that was current
+  when create_server, create_connection, connect_accepted_socket or
+  create_unix_server made its transport (TLS servers included);
 - in debug mode, a handle's source traceback ends at the caller of call_soon.
 """
 
@@ -33,6 +36,191 @@ async def wait_until(predicate, seconds=10.0):
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the condition did not come true in time")
+
+
+class _Recording:
+    """Notes each callback with the value of VAR it sees. Answers b"big"
+    with BIG through small kernel buffers and a 16 KiB high-water mark, so
+    that pause_writing and resume_writing come; closes on EOF."""
+
+    def __init__(self, seen, done):
+        self.seen = seen
+        self.done = done
+        self.received = b""
+
+    def note(self, name):
+        self.seen.append((name, VAR.get()))
+
+    def connection_made(self, transport):
+        self.note("connection_made")
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        transport.set_write_buffer_limits(high=16384)
+
+    def got(self, data):
+        self.received += data
+        if self.received.endswith(b"big"):
+            self.received = b""
+            self.transport.write(BIG)
+
+    def pause_writing(self):
+        self.note("pause_writing")
+
+    def resume_writing(self):
+        self.note("resume_writing")
+
+    def eof_received(self):
+        self.note("eof_received")
+        return False
+
+    def connection_lost(self, exc):
+        self.note("connection_lost")
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class Recorder(_Recording, asyncio.Protocol):
+    def data_received(self, data):
+        self.note("data_received")
+        self.got(data)
+
+
+class BufferedRecorder(_Recording, asyncio.BufferedProtocol):
+    def __init__(self, seen, done):
+        super().__init__(seen, done)
+        self.buffer = bytearray(1000)
+
+    def get_buffer(self, sizehint):
+        self.note("get_buffer")
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.note("buffer_updated")
+        self.got(bytes(self.buffer[:nbytes]))
+
+
+async def drive(loop, peer):
+    """The peer of a Recorder: asks for BIG, reads it, then shuts down its
+    side and reads until the Recorder closes."""
+    peer.setblocking(False)
+    await loop.sock_sendall(peer, b"big")
+    got = 0
+    while got < len(BIG):
+        chunk = await loop.sock_recv(peer, 65536)
+        if not chunk:
+            raise AssertionError(f"EOF after {got} bytes")
+        got += len(chunk)
+    peer.shutdown(socket.SHUT_WR)
+    while await loop.sock_recv(peer, 65536):
+        pass
+    peer.close()
+
+
+class ProtocolContext(unittest.TestCase):
+    """asyncio copies the context when it makes a transport: the protocol's
+    callbacks see what was set before the call, not what is set after it,
+    nor the context of whoever runs the loop."""
+
+    ALL = {"connection_made", "data_received", "pause_writing", "resume_writing", "eof_received", "connection_lost"}
+
+    def check(self, scenario, expected_value, protocol=Recorder, expected=None):
+        if expected is None:
+            expected = set(self.ALL)
+            if protocol is BufferedRecorder:
+                expected = (expected - {"data_received"}) | {"get_buffer", "buffer_updated"}
+        names = {}
+        for name, factory in LOOPS:
+            with self.subTest(loop=name, protocol=protocol.__name__):
+                seen = []
+
+                async def main():
+                    loop = asyncio.get_running_loop()
+                    done = loop.create_future()
+                    await scenario(loop, lambda: protocol(seen, done))
+                    await asyncio.wait_for(done, 30)
+
+                VAR.set("the runner's")
+                run(factory, main)
+                self.assertEqual({value for _, value in seen}, {expected_value}, seen)
+                names[name] = {callback for callback, _ in seen}
+                self.assertLessEqual(expected, names[name])
+        self.assertEqual(len(set(map(frozenset, names.values()))), 1, f"callbacks differ between loops: {names}")
+
+    def small_receive_buffer(self, sock):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+    def test_create_server(self):
+        async def scenario(loop, factory):
+            VAR.set("create_server")
+            server = await loop.create_server(factory, "127.0.0.1", 0)
+            VAR.set("after")
+            peer = socket.socket()
+            self.small_receive_buffer(peer)
+            await loop.sock_connect(peer, server.sockets[0].getsockname())
+            await drive(loop, peer)
+            server.close()
+
+        for protocol in (Recorder, BufferedRecorder):
+            self.check(scenario, "create_server", protocol)
+
+    def test_create_connection(self):
+        async def scenario(loop, factory):
+            listener = socket.create_server(("127.0.0.1", 0))
+            self.small_receive_buffer(listener)  # the accepted socket's
+            listener.setblocking(False)
+            VAR.set("create_connection")
+            await loop.create_connection(factory, *listener.getsockname())
+            VAR.set("after")
+            peer, _ = await loop.sock_accept(listener)
+            listener.close()
+            await drive(loop, peer)
+
+        for protocol in (Recorder, BufferedRecorder):
+            self.check(scenario, "create_connection", protocol)
+
+    def test_connect_accepted_socket(self):
+        async def scenario(loop, factory):
+            ours, peer = socket.socketpair()
+            self.small_receive_buffer(peer)
+            VAR.set("connect_accepted_socket")
+            await loop.connect_accepted_socket(factory, ours)
+            VAR.set("after")
+            await drive(loop, peer)
+
+        self.check(scenario, "connect_accepted_socket")
+
+    def test_create_unix_server(self):
+        async def scenario(loop, factory):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "sock")
+                VAR.set("create_unix_server")
+                server = await loop.create_unix_server(factory, path)
+                VAR.set("after")
+                peer = socket.socket(socket.AF_UNIX)
+                self.small_receive_buffer(peer)
+                await loop.sock_connect(peer, path)
+                await drive(loop, peer)
+                server.close()
+
+        self.check(scenario, "create_unix_server")
+
+    def test_tls_server(self):
+        """asyncio's SSLProtocol over the loop's transport: the application
+        protocol's callbacks come through it, in the same context."""
+
+        async def scenario(loop, factory):
+            VAR.set("tls")
+            server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ssl_context())
+            VAR.set("after")
+            reader, writer = await asyncio.open_connection(
+                *server.sockets[0].getsockname(), ssl=client_ssl_context(), server_hostname="localhost"
+            )
+            writer.write(b"big")
+            self.assertEqual(await reader.readexactly(len(BIG)), BIG)
+            writer.close()
+            server.close()
+
+        self.check(scenario, "tls", expected={"connection_made", "data_received", "connection_lost"})
 
 
 class DebugMode(unittest.TestCase):
