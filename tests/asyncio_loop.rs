@@ -115,6 +115,55 @@ fn asyncio_echo_server_echoes_every_byte_on_both_loops() {
     }
 }
 
+/// Connects to 127.0.0.1:`port` and resets the connection at once
+/// (SO_LINGER 0 makes close() send RST).
+fn connect_and_reset(port: u16) {
+    let conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` is a valid struct of the size given, for an open socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&conn),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
+}
+
+#[test]
+fn asyncio_echo_server_writes_no_traceback_under_a_storm_of_resets() {
+    // Its handler asks the connection's socket for its address: the
+    // socket must be open until connection_lost, even for a connection
+    // the peer reset before the handler ran (issue 25: on evloop's loop it
+    // raised EBADF, and each task's exception was printed).
+    for loop_name in ["evloop", "asyncio"] {
+        let mut server = start_server(loop_name, &[]);
+        for _ in 0..300 {
+            connect_and_reset(server.port);
+        }
+        let output = echo_client(server.port, &[], &["--quiet", "--conns", "2"]);
+        assert!(output.status.success(), "{loop_name}: {}", show(&output));
+        std::thread::sleep(Duration::from_millis(200));
+        let (status, log, stderr) = server.stop_with(libc::SIGTERM);
+        assert!(status.success(), "{loop_name}: {status}\n{stderr}");
+        assert!(
+            stderr.trim().is_empty(),
+            "{loop_name}: wrote to stderr under resets:\n{stderr}"
+        );
+        let accepted = log.lines().filter(|l| l.starts_with("accepted")).count();
+        assert!(
+            accepted >= 302,
+            "{loop_name}: {accepted} connections accepted, 302 made"
+        );
+    }
+}
+
 #[test]
 fn c1_against_asyncio_echo_server() {
     for loop_name in ["evloop", "asyncio"] {

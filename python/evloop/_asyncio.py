@@ -163,7 +163,7 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         self._closing = False  # close(), abort() or a fatal error
         self._paused = False  # pause_reading()
         self._eof = False  # write_eof()
-        self._gone = False  # the library ended the stream (and closed the fd)
+        self._gone = False  # the library ended the stream (and closed its duplicate fd)
         self._started = False  # connection_made() has run
         self._receiving = False  # data goes straight to the protocol
         self._backlog: List[Any] = []  # bytes, _EOF, ("closed", status)
@@ -188,7 +188,17 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
             base_events._set_nodelay(sock)  # type: ignore[attr-defined]
         engine = loop._engine
         self._engine = engine
-        self._stream = engine.adopt(self._sock_fd, self)
+        # The library's stream gets a duplicate of the fd, which it closes
+        # when the stream ends: the socket itself stays open, as asyncio's
+        # does, until connection_lost() has returned (and its number taken,
+        # so no new socket can get it while the loop's map gives it to this
+        # transport).
+        duplicate = os.dup(self._sock_fd)
+        try:
+            self._stream = engine.adopt(duplicate, self)
+        except BaseException:
+            os.close(duplicate)
+            raise
         self._id_bytes = self._stream.to_bytes(8, sys.byteorder)
         self._write_streams, self._write_lens, self._write_data = engine.write_queue()
         engine.set_receiver(self._stream, self._backlog.append)
@@ -218,8 +228,10 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         return "<{}>".format(" ".join(info))
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if self._sock is not None and not self._gone:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+        if self._sock is not None:
+            if not self._gone:
+                _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
 
     # ---- protocol ----------------------------------------------------------
 
@@ -490,7 +502,6 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
             # Closed at once (nothing was queued): connection_lost() comes
             # next, as from asyncio's transport, not after the next wait.
             self._gone = True
-            self._release_socket()
             self._conn_lost += 1
             self._loop.call_soon(self._call_connection_lost, None)
 
@@ -528,8 +539,11 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
             if self._protocol_connected:
                 self._protocol.connection_lost(exc)
         finally:
-            self._release_socket()
-            self._sock = None
+            # As asyncio's transport: the socket is closed once
+            # connection_lost() has returned.
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
             self._protocol = None
             self._loop = None  # type: ignore[assignment]
             server, self._server = self._server, None
@@ -538,18 +552,6 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
             waiter, self._drain_waiter = self._drain_waiter, None
             if waiter is not None and not waiter.done():
                 waiter.set_exception(ConnectionError("Connection is closed by peer"))
-
-    def _release_socket(self) -> None:
-        """The fd is the library's, which closes it: the socket object lets
-        go, and the loop's map of fds to transports forgets it (asyncio
-        refuses a new socket an fd its map gives a transport that is not
-        closing, and a new socket may take the number as soon as the library
-        has closed it, before this transport's connection_lost)."""
-        if self._sock is not None and self._sock.fileno() >= 0:
-            self._sock.detach()
-        loop = self._loop
-        if loop is not None and loop._transports.get(self._sock_fd) is self:
-            del loop._transports[self._sock_fd]
 
     def _stream_call(self, function: Callable[..., int]) -> bool:
         """A stream function of the library; False if the stream has ended."""
@@ -599,7 +601,6 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
     def _stream_ended(self, status: int) -> None:
         self._gone = True
         self._update_fast_write()
-        self._release_socket()
         if self._conn_lost:
             return
         if self._closing:  # close() asked for it
@@ -627,8 +628,12 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         pass  # adopted streams are connected already
 
     def _loop_closed(self) -> None:
+        """The loop was closed with the transport open (its stream is gone):
+        the connection ends, no connection_lost() will come."""
         self._gone = self._closing = True
-        self._release_socket()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]

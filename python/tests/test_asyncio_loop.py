@@ -10,6 +10,7 @@ tests/asyncio_loop.rs (through cpython_asyncio.py).
 """
 
 import asyncio
+import os
 import random
 import socket
 import struct
@@ -246,12 +247,13 @@ class Echo(unittest.TestCase):
 
         self.run_async(main())
 
-    def test_a_stream_the_library_ended_gives_up_its_fd_number_at_once(self):
+    def test_a_stream_the_library_ended_keeps_its_fd_number_until_connection_lost(self):
         # The peer resets a connection whose connection_made() has not run
-        # yet: the library closes the fd, and the transport keeps the end
-        # for after connection_made(). Meanwhile a new socket may take the
-        # fd's number, which asyncio refuses while its map gives the number
-        # to a transport that is not closing.
+        # yet: the library closes its duplicate of the fd, and the transport
+        # keeps the end for after connection_made(). The socket keeps the
+        # fd's number meanwhile (asyncio refuses a new socket whose number
+        # its map gives to a transport that is not closing), and closes once
+        # connection_lost() has returned.
         loop = evloop.new_event_loop()
         listener = socket.create_server(("127.0.0.1", 0))
         client = socket.create_connection(listener.getsockname())
@@ -259,12 +261,23 @@ class Echo(unittest.TestCase):
         try:
             accepted.setblocking(False)
             fd = accepted.fileno()
-            transport = loop._make_socket_transport(accepted, asyncio.Protocol())
+            lost = []
+
+            class Lost(asyncio.Protocol):
+                def connection_lost(self, exc):
+                    lost.append(accepted.fileno())
+
+            transport = loop._make_socket_transport(accepted, Lost())
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()  # RST, there before the iteration below
             loop._run_once()  # connection_made() is due: the wait is 0
-            self.assertTrue(transport._gone, "the library has read the reset and closed the fd")
-            self.assertNotIn(fd, loop._transports)
+            self.assertTrue(transport._gone, "the library has read the reset and closed its fd")
+            self.assertEqual(accepted.fileno(), fd)
+            os.fstat(fd)  # still open
+            loop.run_until_complete(asyncio.sleep(0.01))
+            self.assertEqual(lost, [fd], "open while connection_lost() ran")
+            self.assertEqual(accepted.fileno(), -1, "closed after")
+            self.assertTrue(transport.is_closing())
         finally:
             client.close()
             listener.close()
@@ -299,8 +312,10 @@ class Echo(unittest.TestCase):
             loop._stopping = True  # the iteration below waits for nothing
             loop._run_once()
             self.assertEqual(pairs[1][0].recv(100), b"ping")
+            # Closing: asyncio gives a socket the number again once its
+            # transport is (the socket keeps it until connection_lost()).
             self.assertTrue(transports[0].is_closing())
-            self.assertNotIn(fd, loop._transports)
+            self.assertIs(loop._transports.get(fd), transports[0])
         finally:
             loop._stopping = False
             for theirs, _ in pairs:

@@ -5,7 +5,9 @@ same expected outcome:
 - a protocol's callbacks run in the contextvars context that was current
   when create_server, create_connection, connect_accepted_socket or
   create_unix_server made its transport (TLS servers included);
-- in debug mode, a handle's source traceback ends at the caller of call_soon.
+- in debug mode, a handle's source traceback ends at the caller of call_soon;
+- the transport's socket stays open, and attached, until connection_lost
+  has returned (then asyncio closes it).
 """
 
 import asyncio
@@ -240,6 +242,74 @@ class DebugMode(unittest.TestCase):
                     handle.cancel()
                 finally:
                     loop.close()
+
+
+class SocketUntilConnectionLost(unittest.TestCase):
+    """The transport's socket is open until connection_lost has returned,
+    also when the peer has reset the connection; asyncio closes it then."""
+
+    def test_a_handler_of_a_reset_connection_can_ask_its_socket(self):
+        connections = 50
+
+        async def main():
+            failures = []
+            handled = []
+
+            async def handler(reader, writer):
+                try:
+                    writer.get_extra_info("socket").getsockname()
+                except OSError as exc:
+                    failures.append(exc)
+                handled.append(None)
+                writer.close()
+
+            server = await asyncio.start_server(handler, "127.0.0.1", 0)
+            for _ in range(connections):
+                reset(socket.create_connection(server.sockets[0].getsockname()))
+            await wait_until(lambda: len(handled) == connections)
+            server.close()
+            return failures
+
+        for name, factory in LOOPS:
+            with self.subTest(loop=name):
+                self.assertEqual(run(factory, main), [])
+
+    def test_connection_lost_sees_the_socket_open_and_it_closes_after(self):
+        async def main():
+            loop = asyncio.get_running_loop()
+            seen = {}
+            done = loop.create_future()
+
+            class Watcher(asyncio.Protocol):
+                def connection_made(self, transport):
+                    self.sock = transport.get_extra_info("socket")
+
+                def connection_lost(self, exc):
+                    seen["error"] = type(exc).__name__
+                    seen["open in connection_lost"] = self.sock.fileno() != -1
+                    seen["its address"] = self.sock.getsockname() == address
+                    loop.call_soon(lambda: done.set_result(self.sock.fileno()))
+
+            listener = socket.create_server(("127.0.0.1", 0))
+            listener.setblocking(False)
+            await loop.create_connection(Watcher, *listener.getsockname())
+            peer, address = await loop.sock_accept(listener)
+            listener.close()
+            reset(peer)
+            seen["fileno after connection_lost"] = await asyncio.wait_for(done, 10)
+            return seen
+
+        for name, factory in LOOPS:
+            with self.subTest(loop=name):
+                self.assertEqual(
+                    run(factory, main),
+                    {
+                        "error": "ConnectionResetError",
+                        "open in connection_lost": True,
+                        "its address": True,
+                        "fileno after connection_lost": -1,
+                    },
+                )
 
 
 if __name__ == "__main__":
