@@ -75,6 +75,15 @@ class _LoopSelector(EvloopSelector):
         self._fd_to_key: dict = {}
         self._map: Optional[_SelectorMapping] = _SelectorMapping(self)
         self._io_ready: List[Tuple[int, int]] = []
+        # The asyncio loop's queue of ready callbacks, and a callback that
+        # dispatches the stream events select() kept (see select_ms).
+        self._asyncio_ready: Any = None
+        self._dispatch_kept: Optional[events.Handle] = None
+
+    def serve(self, loop: asyncio.AbstractEventLoop, ready: Any) -> None:
+        """The asyncio loop this selector serves, and its ready queue."""
+        self._asyncio_ready = ready
+        self._dispatch_kept = events.Handle(self._engine.dispatch_kept, (), loop, contextvars.Context())
 
     def _on_ready(self, fd: int, revents: int) -> None:
         self._io_ready.append((fd, revents))
@@ -93,8 +102,17 @@ class _LoopSelector(EvloopSelector):
         return self.select_ms(timeout_ms(timeout))
 
     def select_ms(self, wait_ms: int) -> List[Tuple[Any, int]]:
-        """select() with the timeout in milliseconds (-1: none)."""
-        self._engine.iterate(wait_ms)
+        """select() with the timeout in milliseconds (-1: none). The
+        streams' events are dispatched here (their protocols run from
+        inside), unless callbacks were ready before this wait: asyncio runs
+        those before the wait's I/O callbacks, so the streams' events are
+        then dispatched by a callback queued after them."""
+        ready = self._asyncio_ready
+        if wait_ms == 0 and ready:
+            if self._engine.iterate(0, keep_streams=True):
+                ready.append(self._dispatch_kept)
+        else:
+            self._engine.iterate(wait_ms)
         if not self._io_ready:
             return []
         ready, self._io_ready = self._io_ready, []
@@ -654,6 +672,7 @@ class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
         self._engine = Loop()
         self._loop_selector = _LoopSelector(self._engine)
         super().__init__(self._loop_selector)
+        self._loop_selector.serve(self, self._ready)
 
     def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> events.Handle:  # type: ignore[override]
         """asyncio's call_soon(); when debug mode is off, its Handle is made

@@ -480,16 +480,20 @@ class Loop:
             or self._write_streams
         )
 
-    def iterate(self, wait_ms: int) -> int:
+    def iterate(self, wait_ms: int, keep_streams: bool = False) -> int:
         """One iteration (run() and run_once() are made of these, and the
         asyncio loop's selector calls it): the writes made since the last
         one go out, then the wait (-1: until something happens), the
         dispatch, and the calls that were ready. Returns the number of
-        callbacks called."""
+        callbacks called (with `keep_streams`, of events).
+
+        `keep_streams`: the stream events are kept, not dispatched, until
+        dispatch_kept() (the raw fds' callbacks run): for a caller with
+        callbacks of its own to run first."""
         called = 0
         if self._saved or self._ready:
             wait_ms = 0
-            if self._saved:
+            if self._saved and not keep_streams:
                 saved, self._saved = self._saved, []
                 called = self._dispatch(saved)
         if self._write_streams:
@@ -502,6 +506,9 @@ class Loop:
             if self._exception is not None:
                 self._save(self._batch(0, count))
                 self._raise_kept()
+            if keep_streams:
+                self._keep(self._batch(0, count))
+                return count
             data_events = self._exchange_ints[_DATA_EVENTS]
             if data_events:
                 self._dispatch_data(data_events, count)
@@ -630,6 +637,35 @@ class Loop:
                 del self._streams[stream]
                 self._receivers.pop(stream, None)
                 endpoint._stream_closed(status)
+
+    def _keep(self, batch: List[tuple]) -> None:
+        """iterate(keep_streams=True): the batch's raw fd events are
+        dispatched, its stream events kept (after those kept already) for
+        dispatch_kept()."""
+        streams = []
+        events = iter(batch)
+        try:
+            for event in events:
+                if event[0] == _lib.EVL_STREAM_IO:
+                    self._dispatch_other(*event)
+                else:
+                    streams.append(event)
+        except BaseException:
+            streams.extend(events)
+            raise
+        finally:
+            saved = self._saved
+            self._saved = []
+            self._save(streams)
+            self._saved = saved + self._saved
+
+    def dispatch_kept(self) -> int:
+        """Dispatches the stream events iterate(keep_streams=True) kept (and
+        any an exception left undispatched); returns how many."""
+        if not self._saved:
+            return 0
+        saved, self._saved = self._saved, []
+        return self._dispatch(saved)
 
     def _save(self, events: List[tuple]) -> None:
         """Keeps `events` for the next iteration, with the bytes of DATA

@@ -7,7 +7,9 @@ same expected outcome:
   create_unix_server made its transport (TLS servers included);
 - in debug mode, a handle's source traceback ends at the caller of call_soon;
 - the transport's socket stays open, and attached, until connection_lost
-  has returned (then asyncio closes it).
+  has returned (then asyncio closes it);
+- callbacks scheduled before the loop waits run before the I/O callbacks
+  of that wait.
 """
 
 import asyncio
@@ -310,6 +312,34 @@ class SocketUntilConnectionLost(unittest.TestCase):
                         "fileno after connection_lost": -1,
                     },
                 )
+
+
+class Order(unittest.TestCase):
+    def test_callbacks_scheduled_before_a_wait_run_before_its_io_callbacks(self):
+        async def main():
+            loop = asyncio.get_running_loop()
+            order = []
+            ours, peer = socket.socketpair()
+
+            class Reader(asyncio.Protocol):
+                def data_received(self, data):
+                    order.append("data_received")
+
+            await loop.connect_accepted_socket(Reader, ours)
+            await asyncio.sleep(0.01)  # connection_made and the reader are set up
+
+            def before_the_wait():
+                peer.send(b"x")  # ready when the loop next looks
+                loop.call_soon(order.append, "call_soon")
+
+            loop.call_soon(before_the_wait)
+            await wait_until(lambda: len(order) == 2)
+            peer.close()
+            return order
+
+        for name, factory in LOOPS:
+            with self.subTest(loop=name):
+                self.assertEqual(run(factory, main), ["call_soon", "data_received"])
 
 
 if __name__ == "__main__":
