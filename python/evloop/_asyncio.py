@@ -79,11 +79,28 @@ class _LoopSelector(EvloopSelector):
         # dispatches the stream events select() kept (see select_ms).
         self._asyncio_ready: Any = None
         self._dispatch_kept: Optional[events.Handle] = None
+        # Transports whose protocol is paused (pause_writing): asked after
+        # each wait whether their queue is down to the low-water mark.
+        self._paused_writers: Dict[_StreamTransport, None] = {}
 
     def serve(self, loop: asyncio.AbstractEventLoop, ready: Any) -> None:
         """The asyncio loop this selector serves, and its ready queue."""
         self._asyncio_ready = ready
-        self._dispatch_kept = events.Handle(self._engine.dispatch_kept, (), loop, contextvars.Context())
+        self._dispatch_kept = events.Handle(self._after_the_wait, (), loop, contextvars.Context())
+
+    def watch_queue(self, transport: "_StreamTransport") -> None:
+        self._paused_writers[transport] = None
+
+    def _after_the_wait(self) -> None:
+        """The stream events of the last wait, when select() kept them."""
+        self._engine.dispatch_kept()
+        if self._paused_writers:
+            self._check_paused_writers()
+
+    def _check_paused_writers(self) -> None:
+        for transport in list(self._paused_writers):
+            if not transport._queue_progressed():
+                del self._paused_writers[transport]
 
     def _on_ready(self, fd: int, revents: int) -> None:
         self._io_ready.append((fd, revents))
@@ -109,10 +126,12 @@ class _LoopSelector(EvloopSelector):
         then dispatched by a callback queued after them."""
         ready = self._asyncio_ready
         if wait_ms == 0 and ready:
-            if self._engine.iterate(0, keep_streams=True):
+            if self._engine.iterate(0, keep_streams=True) or self._paused_writers:
                 ready.append(self._dispatch_kept)
         else:
             self._engine.iterate(wait_ms)
+            if self._paused_writers:
+                self._check_paused_writers()
         if not self._io_ready:
             return []
         ready, self._io_ready = self._io_ready, []
@@ -438,6 +457,20 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         super()._maybe_pause_protocol()  # type: ignore[misc]
         if self._protocol_paused and not paused:
             self._write_context = contextvars.copy_context()
+            # The library says when the queue is empty, not when it is down
+            # to the low-water mark: the selector asks after each wait.
+            self._loop._loop_selector.watch_queue(self)
+
+    def _queue_progressed(self) -> bool:
+        """While the protocol is paused, after a wait: resume_writing()
+        once the queue is down to the low-water mark, as asyncio's
+        transport does after each send. Returns whether it is still paused."""
+        if not self._protocol_paused or self._gone or self._conn_lost:
+            return False
+        self._unconfirmed = size = self.get_write_buffer_size()
+        if size <= self._low_water:
+            (self._write_context or self._context).run(self._maybe_resume_protocol)
+        return self._protocol_paused
 
     def _drained(self) -> None:
         self._unconfirmed = 0

@@ -9,7 +9,9 @@ same expected outcome:
 - the transport's socket stays open, and attached, until connection_lost
   has returned (then asyncio closes it);
 - callbacks scheduled before the loop waits run before the I/O callbacks
-  of that wait.
+  of that wait;
+- resume_writing comes once the write buffer is down to the low-water
+  mark, not only once it is empty.
 """
 
 import asyncio
@@ -340,6 +342,45 @@ class Order(unittest.TestCase):
         for name, factory in LOOPS:
             with self.subTest(loop=name):
                 self.assertEqual(run(factory, main), ["call_soon", "data_received"])
+
+
+class FlowControl(unittest.TestCase):
+    def test_resume_writing_comes_at_the_low_water_mark(self):
+        high, low = 256 * 1024, 128 * 1024
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            sizes = {}
+
+            class Writer(asyncio.Protocol):
+                def connection_made(self, transport):
+                    self.transport = transport
+                    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                    transport.set_write_buffer_limits(high=high, low=low)
+                    transport.write(BIG)
+
+                def pause_writing(self):
+                    sizes["at pause"] = self.transport.get_write_buffer_size()
+
+                def resume_writing(self):
+                    sizes["at resume"] = self.transport.get_write_buffer_size()
+
+            ours, peer = socket.socketpair()
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            peer.setblocking(False)
+            await loop.connect_accepted_socket(Writer, ours)
+            got = 0
+            while got < len(BIG):
+                got += len(await loop.sock_recv(peer, 4096))
+            peer.close()
+            return sizes
+
+        for name, factory in LOOPS:
+            with self.subTest(loop=name):
+                sizes = run(factory, main)
+                self.assertGreater(sizes["at pause"], high)
+                self.assertGreater(sizes["at resume"], 0, "resume_writing came only once the buffer was empty")
+                self.assertLessEqual(sizes["at resume"], low)
 
 
 if __name__ == "__main__":
