@@ -18,6 +18,12 @@ data, Protocol and BufferedProtocol, eof_received, flow control with
 pause_writing()/resume_writing() at the write-buffer limits (64 KiB high by
 default), pause_reading()/resume_reading(), exceptions in protocol callbacks
 reported to the loop's exception handler, closing that transport only.
+
+A socket given as ``sock=`` (create_server, create_connection,
+connect_accepted_socket, create_unix_server, open_connection...) is read and
+written by the library through its fd: the ``recv``/``send`` methods of a
+``socket.socket`` subclass are not called (as on uvloop); its other methods
+(getsockname, setsockopt...) work until connection_lost() has returned.
 """
 
 from __future__ import annotations
@@ -688,7 +694,12 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
 
 
 class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
-    """asyncio's event loop on evloop (see the module's documentation)."""
+    """asyncio's event loop on evloop (see the module's documentation).
+
+    A socket passed as ``sock=`` to create_server, create_connection,
+    connect_accepted_socket or create_unix_server is read and written by the
+    library through its fd: a ``socket.socket`` subclass's ``recv``/``send``
+    overrides are bypassed, as on uvloop."""
 
     # asyncio's, not in the type stubs: fd -> transport, the ready callbacks,
     # the timers' heap, and the state _run_once reads.

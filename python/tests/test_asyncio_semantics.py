@@ -11,7 +11,9 @@ same expected outcome:
 - callbacks scheduled before the loop waits run before the I/O callbacks
   of that wait;
 - resume_writing comes once the write buffer is down to the low-water
-  mark, not only once it is empty.
+  mark, not only once it is empty;
+- a socket.socket subclass given as sock= has its recv/send overrides
+  bypassed on evloop (the library does the I/O on the fd), not on asyncio's.
 """
 
 import asyncio
@@ -381,6 +383,51 @@ class FlowControl(unittest.TestCase):
                 self.assertGreater(sizes["at pause"], high)
                 self.assertGreater(sizes["at resume"], 0, "resume_writing came only once the buffer was empty")
                 self.assertLessEqual(sizes["at resume"], low)
+
+
+class SocketSubclass(unittest.TestCase):
+    """evloop reads and writes the fd of a socket given as sock= itself
+    (as uvloop does), so a subclass's recv/send are not called; asyncio's
+    transport calls them. Either way the bytes arrive."""
+
+    def test_recv_and_send_overrides_are_bypassed_on_evloop(self):
+        calls = []
+
+        class Spy(socket.socket):
+            def recv(self, *args):
+                calls.append("recv")
+                return super().recv(*args)
+
+            def recv_into(self, *args):
+                calls.append("recv_into")
+                return super().recv_into(*args)
+
+            def send(self, *args):
+                calls.append("send")
+                return super().send(*args)
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            a, peer = socket.socketpair()
+            ours = Spy(a.family, a.type, fileno=a.detach())
+            reader, writer = await asyncio.open_connection(sock=ours)
+            peer.sendall(b"ping")
+            self.assertEqual(await reader.readexactly(4), b"ping")
+            writer.write(b"pong")
+            await writer.drain()
+            peer.setblocking(False)
+            self.assertEqual(await loop.sock_recv(peer, 4), b"pong")
+            writer.close()
+            peer.close()
+
+        for name, factory in LOOPS:
+            with self.subTest(loop=name):
+                calls.clear()
+                run(factory, main)
+                if name == "asyncio":
+                    self.assertTrue(calls, "asyncio's transport calls the socket's methods")
+                else:
+                    self.assertEqual(calls, [])
 
 
 if __name__ == "__main__":
