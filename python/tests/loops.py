@@ -1,10 +1,13 @@
-"""The asyncio event loops the tests hold against each other: asyncio's own
-SelectorEventLoop (the reference) and evloop's.
+"""The asyncio event loops the tests run on: asyncio's own
+SelectorEventLoop (the reference), and each implementation of evloop's
+asyncio loop that can run in this process (evloop/_implementation.py: the
+ctypes path everywhere, the native path where it is built), whatever
+EVLOOP_IMPL chose for evloop.new_event_loop().
 
 Not a test module (its name does not start with "test"): the asyncio test
 modules import it. ``LOOPS`` lists (name, factory) pairs, the reference
-first; a test runs its scenario on each (``subTest(loop=name)``) and
-asserts the same outcome.
+first; ``EVLOOP_LOOPS`` only evloop's. A test runs its scenario on each
+(``subTest(loop=name)``) and asserts the same outcome.
 """
 
 import asyncio
@@ -13,14 +16,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import evloop  # noqa: E402  (after the path is set)
+from evloop import _implementation  # noqa: E402  (after the path is set)
 
 HERE = Path(__file__).resolve().parent
 #: A self-signed certificate for "localhost" and 127.0.0.1 (until 2126), with its key.
 KEYCERT = str(HERE / "keycert.pem")
 
 REFERENCE = ("asyncio", asyncio.SelectorEventLoop)
-LOOPS = [REFERENCE, ("evloop", evloop.new_event_loop)]
+EVLOOP_LOOPS = [
+    (f"evloop-{name}", _implementation.event_loop_class(name))
+    for name, unavailable in _implementation.availability().items()
+    if unavailable is None
+]
+LOOPS = [REFERENCE] + EVLOOP_LOOPS
 
 
 def run(factory, main, *args, debug=False):
