@@ -1,18 +1,19 @@
-"""The C ABI of libevloop, as ctypes sees it: loading the library, one
-declaration per function of ``include/evloop.h`` (same order, same names),
-the header's constants, and the rule that turns a negative return into an
-exception.
+"""The C ABI of libevloop, as ctypes sees it: loading the library (once),
+one declaration per function of ``include/evloop.h`` (same order, same
+names), the header's constants and structs, and the rule that turns a
+negative return into an exception.
 
-Nothing here knows about loops or selectors; the other modules are written
-against this one only. A test fails when a function of the header has no
-declaration here, or one with a different number of arguments.
+This is the one way the other modules talk to the library: through the
+functions declared here (and, for the two calls of every loop iteration,
+the raw forms of two of them, see ``raw_exchange``). Nothing here knows
+about loops or selectors. A test fails when a function of the header has
+no declaration here, or one with a different number of arguments.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno as _errno
-import math
 import os
 from ctypes import (
     CFUNCTYPE,
@@ -347,41 +348,27 @@ evl_strerror = _declare("evl_strerror", c_char_p, [_I])
 evl_version = _declare("evl_version", c_char_p, [])
 evl_abi_version = _declare("evl_abi_version", c_uint32, [])
 
+
+
+def _raw(function: Any, prototype: Any) -> Callable[..., int]:
+    """`function` of the library called through `prototype` (returning an
+    int, declaring no argument), so that ctypes passes the arguments as they
+    are, without the declared conversions and checks."""
+    raw = prototype(c_int)(ctypes.cast(function, c_void_p).value)
+    raw.argtypes = None
+    return raw  # type: ignore[no-any-return]
+
+
 # The two calls of every loop iteration, without argument conversion: given
 # byref() objects made once, ctypes skips the argtypes' conversions and
 # checks, which cost more than the call itself (a call of two such
 # arguments costs about 2,200 instructions; evl_stream_write_batch's five
-# cost 4,600 with c_void_p arguments, 3,300 with byref()s). Returns are
-# ints, as declared above. raw_exchange_writes keeps the GIL (PyDLL), since
-# a write never waits; raw_exchange releases it for the wait.
-# (Loading the library again by name gives the same one: dlopen counts.)
-raw_exchange: Callable[..., int] = ctypes.CDLL(lib._name).evl_stream_exchange
-raw_exchange_writes: Callable[..., int] = getattr(ctypes, "PyDLL", ctypes.CDLL)(lib._name).evl_stream_exchange_writes
-
-# ---- time ----------------------------------------------------------------
-
-
-def ceil_ms(seconds: float) -> int:
-    """Seconds as whole milliseconds, rounded up, so that a wait or a timer
-    never ends early. As math.ceil: OverflowError for an infinity,
-    ValueError for NaN."""
-    return math.ceil(seconds * 1000)
-
-
-def timeout_ms(timeout: Optional[float]) -> int:
-    """A timeout in seconds as the library takes it: None waits for ever
-    (-1), anything not positive does not wait (0), the rest is ceil_ms.
-    As EpollSelector: OverflowError for infinity and for more than an int of
-    milliseconds (about 24.8 days), ValueError for NaN."""
-    if timeout is None:
-        return -1
-    if timeout <= 0:
-        return 0
-    ms = ceil_ms(timeout)
-    if ms > 0x7FFFFFFF:
-        raise OverflowError("timeout is too large")
-    return ms
-
+# cost 4,600 with c_void_p arguments, 3,300 with byref()s). Both are the
+# loaded library's own functions, by address. raw_exchange_writes keeps the
+# GIL (a PYFUNCTYPE), since a write never waits; raw_exchange releases it
+# for the wait.
+raw_exchange = _raw(evl_stream_exchange, CFUNCTYPE)
+raw_exchange_writes = _raw(evl_stream_exchange_writes, getattr(ctypes, "PYFUNCTYPE", CFUNCTYPE))
 
 # ---- errors ----------------------------------------------------------------
 
@@ -416,27 +403,6 @@ def check(code: int, what: Optional[str] = None) -> int:
     if code < 0:
         raise error(code, what)
     return code
-
-
-# A foreign call that was interrupted by a signal returns to Python before
-# the signal's Python handler has run (it raises KeyboardInterrupt on Ctrl-C),
-# and a loop that waited again at once would leave Ctrl-C unanswered until its
-# next event. CPython's own C function runs the pending handlers now. PyPy has
-# no ctypes.pythonapi; its interpreter runs them at the next bytecode boundary,
-# which calling a Python function is.
-def _no_check() -> int:
-    return 0
-
-
-_check_signals: Callable[[], int] = _no_check
-if hasattr(ctypes, "pythonapi"):
-    _check_signals = ctypes.pythonapi.PyErr_CheckSignals
-    _check_signals.restype, _check_signals.argtypes = c_int, []  # type: ignore[attr-defined]
-
-
-def run_signal_handlers() -> None:
-    """Runs the handlers of pending signals now; raises what they raise."""
-    _check_signals()
 
 
 def version() -> str:
