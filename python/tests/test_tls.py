@@ -224,8 +224,8 @@ class DefaultContextTests(unittest.TestCase):
                 self.assertIsInstance(ours, EvloopSSLContext)
                 attributes = ["verify_mode", "check_hostname", "maximum_version"]
                 if sys.version_info >= (3, 10):
-                    # Before, the stdlib made PROTOCOL_TLS contexts with no
-                    # floor; ours always have a role and TLS 1.2 at least.
+                    # Before, the stdlib made PROTOCOL_TLS contexts; ours
+                    # always have a role.
                     attributes += ["protocol", "minimum_version"]
                 for attribute in attributes:
                     self.assertEqual(getattr(ours, attribute), getattr(theirs, attribute), attribute)
