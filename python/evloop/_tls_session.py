@@ -211,8 +211,9 @@ def tls_error(status: int, reason: str, server_hostname: Optional[str] = None) -
             if words in reason:
                 code, message = verify_code, text.format(name=server_hostname or "")
                 break
+        detail = message if message == reason or not reason else f"{message} ({reason})"
         exc: Exception = ssl.SSLCertVerificationError(
-            1, f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {message} ({reason})"
+            1, f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {detail}"
         )
         exc.verify_code = code  # type: ignore[attr-defined]
         exc.verify_message = message  # type: ignore[attr-defined]
