@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tls_certs  # noqa: E402
 from loops import EVLOOP_LOOPS, REFERENCE, run  # noqa: E402
+from test_asyncio_loop import pattern, stream_echo  # noqa: E402
 
 import evloop  # noqa: E402
 from evloop import TLSConfig  # noqa: E402
@@ -28,13 +29,6 @@ SIZES = (1, 1000, 16384, 100_003, 1 << 20)
 
 def setUpModule():
     tls_certs.cert_dir()
-
-
-def pattern(size, seed=0):
-    out = bytearray(size)
-    for i in range(0, size, 251):
-        out[i] = (i // 251 + seed) & 0xFF
-    return bytes(out)
 
 
 def server_context(alpn=None):
@@ -197,7 +191,7 @@ class LoopTLS(unittest.TestCase):
                     events.append(("client tls", self.transport.tls.selected_alpn_protocol()))
 
             server = loop.start_server(StartTLSServer, "127.0.0.1", 0)
-            client = StartTLSClient(loop, pattern(200_000))
+            client = StartTLSClient(loop, pattern(200_000, 0))
             loop.open_connection(lambda: client, "127.0.0.1", server.port)
             loop.run()
             self.assertIsNone(client.lost)
@@ -226,19 +220,6 @@ class AsyncioEcho(asyncio.Protocol):
 
     def data_received(self, data):
         self.transport.write(data)
-
-
-async def stream_echo(reader, writer):
-    try:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    writer.close()
 
 
 class OnEvloop(unittest.TestCase):
@@ -286,6 +267,13 @@ class AsyncioTLS(OnEvloop):
             with self.assertRaises(ssl.SSLCertVerificationError):
                 await asyncio.open_connection("127.0.0.1", port, ssl=evloop.create_default_context(),
                                               server_hostname="localhost")
+            # The server's failed handshakes cost it nothing: it serves the next client.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(),
+                                                           server_hostname="localhost")
+            writer.write(b"still here")
+            self.assertEqual(await reader.readexactly(10), b"still here")
+            writer.close()
+            await writer.wait_closed()
             server.close()
             await server.wait_closed()
 
@@ -322,7 +310,7 @@ class AsyncioTLS(OnEvloop):
                 self.assertTrue(is_library_tls(transport))
                 self.assertTrue(is_library_tls(server_transport))
             self.assertEqual(transport.get_extra_info("ssl_object").version(), "TLSv1.3")
-            payload = pattern(300_000)
+            payload = pattern(300_000, 0)
             transport.write(payload)
             self.assertTrue(await reader.readexactly(len(payload)) == payload)
             transport.close()
@@ -357,8 +345,8 @@ class AsyncioTLS(OnEvloop):
                                                                server_hostname="localhost")
                 self.assertFalse(is_library_tls(writer.transport))
                 self.assertIsInstance(writer.get_extra_info("ssl_object"), ssl.SSLObject)
-                writer.write(pattern(70_000))
-                self.assertTrue(await reader.readexactly(70_000) == pattern(70_000))
+                writer.write(pattern(70_000, 0))
+                self.assertTrue(await reader.readexactly(70_000) == pattern(70_000, 0))
                 writer.close()
                 await writer.wait_closed()
             server.close()
