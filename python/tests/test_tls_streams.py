@@ -331,6 +331,31 @@ class AsyncioTLS(OnEvloop):
 
         self.run_async(main)
 
+    @unittest.skipIf(sys.version_info < (3, 11), "ssl_shutdown_timeout is new in Python 3.11")
+    def test_shutdown_timeout_bounds_a_close_whose_queue_is_not_read(self):
+        async def main(name):
+            loop = asyncio.get_running_loop()
+            lost = loop.create_future()
+
+            class Flooder(asyncio.Protocol):
+                def connection_made(self, transport):
+                    transport.write(bytes(32 << 20))  # more than the sockets hold
+                    transport.close()  # waits for the queue, which the client never reads
+
+                def connection_lost(self, exc):
+                    lost.set_result(exc)
+
+            server = await loop.create_server(Flooder, "127.0.0.1", 0, ssl=server_context(), ssl_shutdown_timeout=0.3)
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(),
+                                                           server_hostname="localhost")
+            self.assertIsNone(await asyncio.wait_for(lost, 60))  # aborted by the timeout, not by the peer
+            writer.close()
+            server.close()
+            await server.wait_closed()
+
+        self.run_async(main)
+
     def test_a_plain_ssl_context_still_goes_through_sslprotocol(self):
         async def main(name):
             server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
