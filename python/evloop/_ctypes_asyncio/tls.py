@@ -14,9 +14,15 @@ when it is done (connection_made() then, as asyncio's SSL transport does),
 turns a failure into the ssl module's exception for the waiter
 (ssl.SSLCertVerificationError with verify_code and verify_message, or
 ssl.SSLError, with the library's reason), bounds a close that waits for
-its queue (``ssl_shutdown_timeout``: then it aborts), and answers
+its queue (``ssl_shutdown_timeout``: then connection_lost(TimeoutError)),
+and answers
 get_extra_info('sslcontext' | 'ssl_object' | 'peercert' | 'cipher' |
 'compression') as asyncio's SSL transport does, as far as rustls can say.
+
+Both bounds are the stream's idle timeout in the library (the handshake's
+bound there): no Python timer, so the loop's iterations stay on their fast
+path (a cancelled asyncio timer stays in the heap until it is due). So they
+count the time without a byte moving, where asyncio counts from the start.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ import ssl
 from asyncio import constants
 from typing import TYPE_CHECKING, Any, Optional
 
+import errno
+
 from .. import _lib
+from .._timeouts import idle_ms
 from .._tls_session import TLSSession
 from ..tls import EvloopSSLContext, TLSConfig
 
@@ -77,7 +86,6 @@ class TLSLink:
         self.session: Optional[TLSSession] = None
         self._transport: Optional["StreamTransport"] = None
         self._waiter: Any = None
-        self._timer: Any = None
 
     def start(self, transport: "StreamTransport", waiter: Any) -> None:
         """The handshake begins on the transport's stream; `waiter` (a
@@ -89,23 +97,19 @@ class TLSLink:
             # the library checks IP addresses; without one (check_hostname
             # off), the context checks the chain only, any name will do.
             name = (self.server_hostname or "localhost").encode("idna")
-        transport._streams.call(_lib.evl_tls_start, transport._stream, self._config.handle, name)
+        streams, stream = transport._streams, transport._stream
+        streams.call(_lib.evl_stream_set_idle_timeout, stream, idle_ms(self._handshake_timeout))
+        streams.call(_lib.evl_tls_start, stream, self._config.handle, name)
         self.handshaking = True
-        self._timer = transport._loop.call_later(self._handshake_timeout, self._handshake_timed_out)
-
-    def _finish(self) -> None:
-        self.handshaking = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def handshake_done(self) -> None:
         """The library's CONNECTED event with status 0."""
         transport = self._transport
         if not self.handshaking or transport is None:
             return
-        self._finish()
+        self.handshaking = False
         streams, stream = transport._streams, transport._stream
+        streams.call(_lib.evl_stream_set_idle_timeout, stream, 0)  # asyncio's transports have none
         self.session = TLSSession(
             lambda function, *args: streams.call(function, stream, *args),
             server_side=self.server_side,
@@ -125,29 +129,21 @@ class TLSLink:
     def handshake_failed(self, status: int) -> None:
         """The stream ended before its handshake was done."""
         transport = self._transport
-        self._finish()
+        self.handshaking = False
         if transport is None:
             return
-        exc = transport._streams.failure(transport._stream, status, self.server_hostname) if status else None
-        if exc is None or status == 0:
+        exc: BaseException
+        if status == -errno.ETIMEDOUT:
+            exc = ConnectionAbortedError(
+                f"SSL handshake is taking longer than {self._handshake_timeout} seconds: aborting the connection"
+            )
+        elif status:
+            exc = transport._streams.failure(transport._stream, status, self.server_hostname)
+        else:
             exc = ConnectionResetError("Connection lost during the TLS handshake")
         if not self._upgrade:
             transport._protocol_connected = False  # connection_made() never ran
         self._settle(exc)
-
-    def _handshake_timed_out(self) -> None:
-        transport = self._transport
-        self._timer = None
-        if not self.handshaking or transport is None:
-            return
-        self._finish()
-        exc = ConnectionAbortedError(
-            f"SSL handshake is taking longer than {self._handshake_timeout} seconds: aborting the connection"
-        )
-        if not self._upgrade:
-            transport._protocol_connected = False
-        self._settle(exc)
-        transport._force_close(exc)
 
     def _settle(self, exc: Optional[BaseException]) -> None:
         waiter, self._waiter = self._waiter, None
@@ -160,22 +156,14 @@ class TLSLink:
 
     def closing(self) -> None:
         """close() waits for the queue to be sent (close_notify follows it):
-        at most ssl_shutdown_timeout, then the transport is aborted."""
+        if nothing moves for ssl_shutdown_timeout, the library ends the
+        stream, and connection_lost() gets TimeoutError, as from asyncio."""
         transport = self._transport
-        if transport is not None and self._timer is None:
-            self._timer = transport._loop.call_later(self._shutdown_timeout, self._shutdown_timed_out)
-
-    def _shutdown_timed_out(self) -> None:
-        self._timer = None
-        transport = self._transport
-        if transport is not None and not transport._gone:
-            transport._force_close(None)
-
-    def ended(self) -> None:
-        """The stream is gone: no timer of ours is needed any more."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if transport is not None and not self.handshaking and not transport._gone:
+            try:
+                transport._streams.call(_lib.evl_stream_set_idle_timeout, transport._stream, idle_ms(self._shutdown_timeout))
+            except FileNotFoundError:
+                pass  # ended meanwhile: its CLOSED event is on its way
 
     def extra(self, name: str, default: Any) -> Any:
         """get_extra_info() of the TLS names, as asyncio's SSL transport."""

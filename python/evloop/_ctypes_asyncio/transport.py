@@ -279,10 +279,8 @@ class StreamTransport(Reading, Writing, transports._FlowControlMixin, transports
     def _stream_ended(self, status: int) -> None:
         self._gone = True
         self._update_fast_write()
-        if self._tls is not None:
-            if self._tls.handshaking:
-                self._tls.handshake_failed(status)
-            self._tls.ended()
+        if self._tls is not None and self._tls.handshaking:
+            self._tls.handshake_failed(status)
         if self._conn_lost:
             return
         if self._closing:  # close() asked for it
