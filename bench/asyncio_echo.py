@@ -2,6 +2,7 @@
 """The two echo servers of bench/asyncio_bench.py, on any asyncio event loop.
 
     asyncio_echo.py --loop NAME|MODULE:CALLABLE --server protocol|streams [--port P] [--quiet]
+                    [--cert PEM --key PEM [--ssl stdlib|evloop]]
 
 --loop names the loop factory: `asyncio`, `uvloop` and `evloop` stand for
 their `new_event_loop`; anything else is MODULE:CALLABLE, a callable taking no
@@ -12,6 +13,10 @@ python/ directory comes first on sys.path, so `evloop` is the checkout's.
 protocol: data_received -> transport.write. streams: asyncio.start_server,
 await reader.read(1000), writer.write, await writer.drain(). With --port 0
 the port is printed on the first line; SIGTERM ends it with status 0.
+
+--cert and --key: a TLS server (ssl=), with an ssl.SSLContext of the
+standard library (--ssl stdlib, the default) or evloop.create_default_context()
+(--ssl evloop: on evloop's loop, the library's TLS streams).
 """
 import argparse
 import asyncio
@@ -63,12 +68,28 @@ async def echo(reader, writer):
     writer.close()
 
 
+def server_context(args):
+    if not args.cert:
+        return None
+    import ssl
+
+    if args.ssl == "evloop":
+        import evloop
+
+        context = evloop.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    else:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.cert, args.key)
+    return context
+
+
 async def main(args):
     loop = asyncio.get_running_loop()
+    context = server_context(args)
     if args.server == "protocol":
-        server = await loop.create_server(Echo, "127.0.0.1", args.port)
+        server = await loop.create_server(Echo, "127.0.0.1", args.port, ssl=context)
     else:
-        server = await asyncio.start_server(echo, "127.0.0.1", args.port)
+        server = await asyncio.start_server(echo, "127.0.0.1", args.port, ssl=context)
     print(server.sockets[0].getsockname()[1], flush=True)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -96,6 +117,10 @@ def run():
     parser.add_argument("--server", choices=("protocol", "streams"), required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--cert", help="TLS: the certificate chain (PEM)")
+    parser.add_argument("--key", help="TLS: its key (PEM)")
+    parser.add_argument("--ssl", choices=("stdlib", "evloop"), default="stdlib",
+                        help="TLS: the standard library's SSLContext or evloop.create_default_context()")
     args = parser.parse_args()
     run_on(loop_factory(args.loop), main(args))
 

@@ -5,6 +5,15 @@ with OpenSSL memory BIOs (bench/tls/libuv_tls_echo.c).
 
     bench/tls_bench.py [--rounds 5] [--messages 2000] [--sizes 64,16384]
                        [--handshakes 2000] [--callgrind] [--servers evloop,libevent,libuv]
+                       [--python PATH]
+
+Python servers (--servers py-asyncio,py-uvloop,py-evloop): the asyncio
+Protocol echo of bench/asyncio_echo.py with ssl=, on the standard library's
+loop and on uvloop (an ssl.SSLContext of the standard library: OpenSSL
+through SSLProtocol), and on evloop's loop with
+evloop.create_default_context() (the library's TLS streams), all on one
+interpreter (--python, default pyenv's CPython 3.11.7) in the venv of
+bench/asyncio_bench.py (uvloop from PyPI); their ratios are to py-uvloop.
 
 Needs libevent-dev, libuv1-dev and libssl-dev (Debian: apt-get install
 libevent-dev libuv1-dev libssl-dev; the tests never do), openssl (the
@@ -47,9 +56,11 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
-def build():
+def build(names=("evloop", "libevent", "libuv")):
     os.makedirs(OUT, exist_ok=True)
     sh(["cargo", "build", "--profile", "profiling", "--quiet"], cwd=ROOT)
+    if any(name.startswith("py-") for name in names):
+        sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)  # what python/evloop loads
     cflags = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror"]
     evloop = ["-I", os.path.join(ROOT, "include"), "-L", PROFILING, "-levloop", f"-Wl,-rpath,{PROFILING}"]
     for name in ("tls_echo_server", "echo_client"):
@@ -59,10 +70,12 @@ def build():
         return subprocess.run(["pkg-config", "--cflags", "--libs", *names], check=True, capture_output=True,
                               text=True).stdout.split()
 
-    sh(["cc", *cflags, os.path.join(ROOT, "bench/tls/libevent_tls_echo.c"), *pkg("libevent_openssl", "openssl"),
-        "-o", os.path.join(OUT, "libevent_tls_echo")])
-    sh(["cc", *cflags, os.path.join(ROOT, "bench/tls/libuv_tls_echo.c"), *pkg("libuv", "openssl"),
-        "-o", os.path.join(OUT, "libuv_tls_echo")])
+    if "libevent" in names:
+        sh(["cc", *cflags, os.path.join(ROOT, "bench/tls/libevent_tls_echo.c"), *pkg("libevent_openssl", "openssl"),
+            "-o", os.path.join(OUT, "libevent_tls_echo")])
+    if "libuv" in names:
+        sh(["cc", *cflags, os.path.join(ROOT, "bench/tls/libuv_tls_echo.c"), *pkg("libuv", "openssl"),
+            "-o", os.path.join(OUT, "libuv_tls_echo")])
     cert, key = os.path.join(OUT, "cert.pem"), os.path.join(OUT, "key.pem")
     sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
         "-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN=localhost",
@@ -76,11 +89,23 @@ SERVERS = {
     "libevent": "libevent_tls_echo",
     "libuv": "libuv_tls_echo",
 }
+# The Python servers: bench/asyncio_echo.py's Protocol echo with ssl= (--loop, --ssl).
+PYTHON_SERVERS = {
+    "py-asyncio": ("asyncio", "stdlib"),
+    "py-uvloop": ("uvloop", "stdlib"),
+    "py-evloop": ("evloop", "evloop"),
+}
+PYTHON = [sys.executable]  # the venv's interpreter, set by main()
 
 
 class Server:
     def __init__(self, name, cert, key, wrap=()):
-        cmd = [*wrap, os.path.join(OUT, SERVERS[name]), "--cert", cert, "--key", key, "--port", "0", "--quiet"]
+        if name in PYTHON_SERVERS:
+            loop, context = PYTHON_SERVERS[name]
+            cmd = [*wrap, *PYTHON, os.path.join(ROOT, "bench", "asyncio_echo.py"), "--loop", loop, "--server",
+                   "protocol", "--ssl", context, "--cert", cert, "--key", key, "--port", "0", "--quiet"]
+        else:
+            cmd = [*wrap, os.path.join(OUT, SERVERS[name]), "--cert", cert, "--key", key, "--port", "0", "--quiet"]
         self.proc = subprocess.Popen(["taskset", "-c", "0", *cmd], stdout=subprocess.PIPE, text=True)
         self.port = int(self.proc.stdout.readline())
 
@@ -161,36 +186,10 @@ def callgrind_per_round_trip(name, cert, key, size, n1, n2):
     return (instructions(n2) - instructions(n1)) / (20 * (n2 - n1))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--sizes", default="64,16384")
-    parser.add_argument("--handshakes", type=int, default=2000)
-    parser.add_argument("--callgrind", action="store_true")
-    parser.add_argument("--servers", default="evloop,libevent,libuv")
-    args = parser.parse_args()
-    for tool in ("taskset", "openssl", "pkg-config"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is needed")
-    cert, key = build()
-    names = args.servers.split(",")
-    for name in names:
-        print(f"{name}: {negotiated(name, cert, key)}")
-    sizes = [int(s) for s in args.sizes.split(",")]
-    results = {(n, s): [] for n in names for s in sizes}
-    shakes = {n: [] for n in names}
-    for r in range(args.rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for size in sizes:
-            for name in order:
-                results[name, size].append(per_round_trip_ns(name, cert, key, size, args.messages))
-        for name in order:
-            shakes[name].append(handshakes_per_cpu_second(name, cert, key, args.handshakes))
-        print(f"round {r + 1} of {args.rounds} done", file=sys.stderr)
-    base = "libevent" if "libevent" in names else names[0]
+def table(names, base, sizes, results, shakes, rounds):
+    """The CPU per round trip and the handshake rate of `names`, as ratios to `base`."""
     print()
-    print("| server CPU per round trip (median of %d) | " % args.rounds
+    print("| server CPU per round trip (median of %d) | " % rounds
           + " | ".join(f"{s} B" for s in sizes) + " | ratio to " + base + " |")
     print("|---|" + "---|" * (len(sizes) + 1))
     for name in names:
@@ -204,11 +203,52 @@ def main():
     for name in names:
         rate = statistics.median(shakes[name])
         print(f"| {name} | {rate:,.0f} | {rate / statistics.median(shakes[base]):.2f} |")
-    if args.callgrind:
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--sizes", default="64,16384")
+    parser.add_argument("--handshakes", type=int, default=2000)
+    parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--servers", default="evloop,libevent,libuv")
+    parser.add_argument("--python", default=None, help="the interpreter of the Python servers")
+    args = parser.parse_args()
+    for tool in ("taskset", "openssl", "pkg-config"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is needed")
+    names = args.servers.split(",")
+    if any(name in PYTHON_SERVERS for name in names):
+        from asyncio_bench import PYENV_311, venv_python  # bench/, beside this script
+
+        base_python = args.python or (PYENV_311 if os.path.exists(PYENV_311) else sys.executable)
+        PYTHON[:] = [venv_python(base_python)]
+        os.environ["PYTHONHASHSEED"] = "0"
+    cert, key = build(names)
+    for name in names:
+        print(f"{name}: {negotiated(name, cert, key)}")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = {(n, s): [] for n in names for s in sizes}
+    shakes = {n: [] for n in names}
+    for r in range(args.rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for size in sizes:
+            for name in order:
+                results[name, size].append(per_round_trip_ns(name, cert, key, size, args.messages))
+        for name in order:
+            shakes[name].append(handshakes_per_cpu_second(name, cert, key, args.handshakes))
+        print(f"round {r + 1} of {args.rounds} done", file=sys.stderr)
+    c_names = [n for n in names if n not in PYTHON_SERVERS]
+    py_names = [n for n in names if n in PYTHON_SERVERS]
+    for group, preferred in ((c_names, "libevent"), (py_names, "py-uvloop")):
+        if group:
+            table(group, preferred if preferred in group else group[0], sizes, results, shakes, args.rounds)
+    if args.callgrind and c_names:
         print()
         print("| instructions per round trip (callgrind) | 64 B | 16384 B |")
         print("|---|---|---|")
-        for name in names:
+        for name in c_names:
             counts = [callgrind_per_round_trip(name, cert, key, s, 100, 300) for s in (64, 16384)]
             print(f"| {name} | " + " | ".join(f"{c:,.0f}" for c in counts) + " |")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 import threading
 from ctypes import byref, c_void_p
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import _lib
 from ._dispatch import Dispatcher
@@ -32,6 +32,9 @@ from ._signals import Signals, run_signal_handlers
 from ._stream_table import StreamTable
 from ._timeouts import timeout_ms
 from .streams import Server, Transport
+
+if TYPE_CHECKING:
+    from .tls import TLSConfig
 
 Callback = Callable[..., Any]
 __all__ = ["Handle", "Loop", "fileobj_to_fd"]
@@ -161,18 +164,38 @@ class Loop:
         reuse_port: bool = False,
         max_connections: Optional[int] = None,
         idle_timeout: Optional[float] = None,
+        tls: Optional["TLSConfig"] = None,
     ) -> Server:
         """Listens on host:port (None or "": every IPv4 address; port 0: any,
         see Server.port). Each accepted connection gets a protocol from
-        `protocol_factory()` and a Transport. `backlog` 0: SOMAXCONN."""
-        return self.streams.listen(protocol_factory, host, port, backlog, reuse_port, max_connections, idle_timeout)
+        `protocol_factory()` and a Transport. `backlog` 0: SOMAXCONN.
 
-    def open_connection(self, protocol_factory: Callable[[], Any], host: str, port: int) -> Transport:
+        With `tls` (a server's ``evloop.TLSConfig``) the accepted streams
+        are TLS streams, announced once their handshake is done (a client
+        that fails it, or stalls past `idle_timeout`, is closed unseen)."""
+        return self.streams.listen(protocol_factory, host, port, backlog, reuse_port, max_connections, idle_timeout, tls)
+
+    def open_connection(
+        self,
+        protocol_factory: Callable[[], Any],
+        host: str,
+        port: int,
+        *,
+        tls: Optional["TLSConfig"] = None,
+        server_hostname: Optional[str] = None,
+    ) -> Transport:
         """Connects to host:port without blocking (a name is resolved first).
         The protocol's connection_made() comes once connected; a failure
         comes as connection_lost(ConnectionRefusedError...) without it.
-        Writes made before the connection is up are queued."""
-        return self.streams.connect(protocol_factory, host, port)
+        Writes made before the connection is up are queued.
+
+        With `tls` (a client's ``evloop.TLSConfig``) it is a TLS connection:
+        connection_made() once the handshake is done, which checks the
+        server's certificate against `server_hostname` (default: `host`),
+        also sent as SNI; a failure comes as
+        connection_lost(ssl.SSLCertVerificationError) for the certificate,
+        connection_lost(ssl.SSLError) for the rest of the handshake."""
+        return self.streams.connect(protocol_factory, host, port, tls, server_hostname)
 
     def open_stream(self, fd: int, protocol_factory: Callable[[], Any]) -> Transport:
         """A stream over a connected fd (socket, pipe...), which the library

@@ -18,8 +18,11 @@ from .streams import Server, StreamEndpoint, Transport
 if TYPE_CHECKING:
     from ._exchange import Exchange
     from ._loop import Loop
+    from ._tls_session import TLSSession
+    from .tls import TLSConfig
 
 Receiver = Callable[[bytes], Any]
+_TLS_STATUSES = (_lib.EVL_ETLS_CERT, _lib.EVL_ETLS_HANDSHAKE, _lib.EVL_ETLS_PROTOCOL)
 
 
 class StreamTable:
@@ -45,6 +48,7 @@ class StreamTable:
         reuse_port: bool,
         max_connections: Optional[int],
         idle_timeout: Optional[float],
+        tls: Optional["TLSConfig"] = None,
     ) -> Server:
         self._keys += 1
         key = self._keys
@@ -55,6 +59,11 @@ class StreamTable:
         server = Server(self, listener.value, key, factory)
         self.listeners[key] = server
         try:
+            if tls is not None:
+                if not tls.server:
+                    raise ValueError("start_server(tls=...) takes a server's TLSConfig (TLSConfig(server=True))")
+                self.call(_lib.evl_listener_set_tls, listener.value, tls.handle)
+                server._tls = True
             if max_connections:
                 server.set_max_connections(max_connections)
             if idle_timeout:
@@ -64,10 +73,27 @@ class StreamTable:
             raise
         return server
 
-    def connect(self, factory: Callable[[], Any], host: str, port: int) -> Transport:
+    def connect(
+        self,
+        factory: Callable[[], Any],
+        host: str,
+        port: int,
+        tls: Optional["TLSConfig"] = None,
+        server_hostname: Optional[str] = None,
+    ) -> Transport:
         stream = c_uint64()
-        check(_lib.evl_connect(self._loop.pointer(), _host(host), port, _lib.NO_STREAM_CB, None, byref(stream)), "evl_connect")
-        return self._new_transport(stream.value, -1, factory())
+        pointer = self._loop.pointer()
+        if tls is None:
+            check(_lib.evl_connect(pointer, _host(host), port, _lib.NO_STREAM_CB, None, byref(stream)), "evl_connect")
+            return self._new_transport(stream.value, -1, factory())
+        if tls.server:
+            raise ValueError("open_connection(tls=...) takes a client's TLSConfig (TLSConfig(server=False))")
+        name = _host(server_hostname) if server_hostname else None
+        rc = _lib.evl_tls_connect(pointer, _host(host), port, tls.handle, name, _lib.NO_STREAM_CB, None, byref(stream))
+        check(rc, "evl_tls_connect")
+        transport = self._new_transport(stream.value, -1, factory())
+        transport._tls = self.tls_session(stream.value, server_side=False, server_hostname=server_hostname or host)
+        return transport
 
     def open(self, fd: int, factory: Callable[[], Any]) -> Transport:
         fd = fileobj_to_fd(fd)
@@ -84,7 +110,10 @@ class StreamTable:
         if server is None:  # closed since: the stream is not wanted
             _lib.evl_stream_abort(self._loop.pointer(), stream)
             return
-        self._new_transport(stream, fd, server._factory())._stream_connected()
+        transport = self._new_transport(stream, fd, server._factory())
+        if server._tls:
+            transport._tls = self.tls_session(stream, server_side=True)
+        transport._stream_connected()
 
     def _new_transport(self, stream: int, fd: int, protocol: Any) -> Transport:
         """Its protocol's connection_made() and data come with _stream_connected()."""
@@ -149,6 +178,25 @@ class StreamTable:
     def forget_listener(self, key: int) -> None:
         """A Server closed: accepted events of its listener are refused."""
         self.listeners.pop(key, None)
+
+    # ---- TLS -------------------------------------------------------------------------
+
+    def tls_session(self, stream: int, **kwargs: Any) -> "TLSSession":
+        """What the TLS stream agreed on, asked when wanted (_tls_session.py)."""
+        from ._tls_session import TLSSession
+
+        return TLSSession(lambda function, *args: self.call(function, stream, *args), **kwargs)
+
+    def failure(self, stream: int, status: int, server_hostname: Optional[str] = None) -> Exception:
+        """The exception for a stream's end with a negative `status`: the
+        ssl module's for a TLS failure (with the library's reason), else
+        the OSError of the errno."""
+        if status not in _TLS_STATUSES:
+            return _lib.error(status)
+        from ._tls_session import error_reason, tls_error
+
+        reason = error_reason(lambda function, *args: self.call(function, stream, *args))
+        return tls_error(status, reason, server_hostname)
 
     # ---- the end of streams ------------------------------------------------------
 

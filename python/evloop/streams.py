@@ -37,6 +37,8 @@ from ._timeouts import idle_ms
 
 if TYPE_CHECKING:
     from ._stream_table import StreamTable
+    from ._tls_session import TLSSession
+    from .tls import TLSConfig
 
 
 class Protocol:
@@ -93,7 +95,7 @@ class Transport(StreamEndpoint):
 
     __slots__ = (
         "_streams", "_id", "_id_bytes", "_fd", "_protocol", "_closing", "_eof_sent", "_no_writes", "_paused", "_held",
-        "_extra", "_receiving", "_write_streams", "_write_lens", "_write_data",
+        "_extra", "_receiving", "_write_streams", "_write_lens", "_write_data", "_tls", "_tls_starting",
     )
 
     def __init__(self, streams: "StreamTable", stream_id: int, fd: int, protocol: Any, extra: Optional[dict] = None) -> None:
@@ -109,6 +111,8 @@ class Transport(StreamEndpoint):
         self._held: List[bytes] = []
         self._receiving = False  # connected: data goes to the protocol (or to _held)
         self._extra = extra or {}
+        self._tls: Optional["TLSSession"] = None  # a TLS stream: what its handshake agreed on
+        self._tls_starting = False  # start_tls(): the handshake is under way
         # The loop's lists of writes to hand over at the end of the iteration.
         self._write_streams, self._write_lens, self._write_data = streams.write_queue()
 
@@ -240,11 +244,41 @@ class Transport(StreamEndpoint):
         if self._receiving and not self._paused and not self._closing:
             self._streams.set_receiver(self._id, protocol.data_received)
 
+    # ---- TLS -----------------------------------------------------------------
+
+    def start_tls(self, config: "TLSConfig", server_hostname: Optional[str] = None) -> None:
+        """TLS from now on (STARTTLS): a server's session with a server's
+        ``TLSConfig``, a client's with a client's, checking and sending
+        `server_hostname` (required then). What was written before goes
+        out first, in the clear; what is written from now on goes out
+        once the handshake is done. Then the protocol's ``tls_started()``
+        is called if it has one; a failed handshake ends the transport
+        with connection_lost(ssl.SSLCertVerificationError or ssl.SSLError)."""
+        if self._closing:
+            raise ConnectionError("start_tls() on a closing transport")
+        if not config.server and not server_hostname:
+            raise ValueError("start_tls() with a client's TLSConfig needs server_hostname")
+        name = None if config.server else server_hostname.encode("idna")  # type: ignore[union-attr]
+        self._streams.call(_lib.evl_tls_start, self._id, config.handle, name)
+        self._tls_starting = True
+        self._tls = self._streams.tls_session(self._id, server_side=config.server, server_hostname=server_hostname)
+
+    @property
+    def tls(self) -> Optional["TLSSession"]:
+        """What the TLS handshake agreed on (``version()``,
+        ``selected_alpn_protocol()``, ``getpeercert(True)``, ``sni``...,
+        asked while the stream is open); None for a plain stream."""
+        return self._tls
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """'peername', 'sockname' (looked up when asked) or 'socket' (a
-        socket object over the stream's fd, which must not be closed)."""
+        socket object over the stream's fd, which must not be closed); on
+        a TLS stream 'ssl_object' (``tls``), 'peercert', 'cipher',
+        'compression' as asyncio's."""
         if name in self._extra:
             return self._extra[name]
+        if self._tls is not None and name in _TLS_EXTRA:
+            return _TLS_EXTRA[name](self._tls)
         if name not in ("peername", "sockname", "socket") or self._closing:
             return default
         try:
@@ -266,7 +300,14 @@ class Transport(StreamEndpoint):
     # ---- what the loop calls (StreamEndpoint) --------------------------
 
     def _stream_connected(self) -> None:
-        """The stream is up (accepted, connected or opened)."""
+        """The stream is up (accepted, connected or opened), or the
+        handshake of start_tls() is done."""
+        if self._tls_starting:
+            self._tls_starting = False
+            started = getattr(self._protocol, "tls_started", None)
+            if started is not None and not self._closing:
+                started()
+            return
         if not self._closing:
             self._receiving = True
             if not self._paused:
@@ -299,7 +340,7 @@ class Transport(StreamEndpoint):
         sock = self._extra.pop("socket", None)
         if sock is not None:
             sock.detach()
-        exc = None if status == 0 else _lib.error(status)
+        exc = None if status == 0 else self._streams.failure(self._id, status, self._tls.server_hostname if self._tls else None)
         lost = getattr(self._protocol, "connection_lost", None)
         if lost is not None:
             lost(exc)
@@ -314,6 +355,7 @@ class Server:
         self._key = key  # the listener's userdata: what ACCEPTED events carry
         self._factory = factory
         self._closed = False
+        self._tls = False  # its streams are TLS streams (start_server(tls=...))
 
     def __repr__(self) -> str:
         return f"<evloop.Server listener={self._id:#x} port={self.port if not self._closed else None}>"
@@ -357,6 +399,14 @@ class Server:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+_TLS_EXTRA: "dict[str, Callable[[TLSSession], Any]]" = {
+    "ssl_object": lambda session: session,
+    "peercert": lambda session: session.getpeercert(),
+    "cipher": lambda session: session.cipher(),
+    "compression": lambda session: session.compression(),
+}
 
 
 def _limits(high: Optional[int], low: Optional[int]) -> "tuple[int, int]":

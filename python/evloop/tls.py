@@ -190,6 +190,13 @@ class EvloopSSLContext(ssl.SSLContext):
     _evloop_default_certs: bool
     _evloop_alpn: Optional[List[str]]
     _evloop_unsupported: List[str]
+    _evloop_native: Optional[tuple]
+
+    def __new__(cls, protocol: Any = None, *args: Any, **kwargs: Any) -> "EvloopSSLContext":
+        # As ssl.SSLContext() chooses when no protocol is given.
+        context = super().__new__(cls, *args, **kwargs) if protocol is None else super().__new__(cls, protocol, *args, **kwargs)
+        context._evloop_init()
+        return context
 
     def _evloop_init(self) -> None:
         self._evloop_chain = None
@@ -197,6 +204,7 @@ class EvloopSSLContext(ssl.SSLContext):
         self._evloop_default_certs = False
         self._evloop_alpn = None
         self._evloop_unsupported = []
+        self._evloop_native = None  # (the settings it was built from, TLSConfig)
 
     def load_cert_chain(self, certfile: Any, keyfile: Any = None, password: Any = None) -> None:
         super().load_cert_chain(certfile, keyfile, password)
@@ -275,6 +283,30 @@ class EvloopSSLContext(ssl.SSLContext):
             raise
         return config
 
+    def _settings(self) -> tuple:
+        """Everything to_tls_config() reads: a change means a new TLSConfig."""
+        return (
+            self._evloop_chain, tuple(self._evloop_trust), self._evloop_default_certs,
+            tuple(self._evloop_alpn or ()), tuple(self._evloop_unsupported), self.protocol,
+            self.verify_mode, self.check_hostname, self.minimum_version, self.maximum_version,
+            self.options, getattr(self, "keylog_filename", None), getattr(self, "post_handshake_auth", False),
+        )
+
+    def native_config(self) -> Optional[TLSConfig]:
+        """The ``TLSConfig`` of this context as it is now, built on first
+        use and kept (made again if the context was changed since); None
+        if the library cannot do what it was told (see ``unsupported``)."""
+        settings = self._settings()
+        cached = self._evloop_native
+        if cached is not None and cached[0] == settings:
+            return cached[1]  # type: ignore[no-any-return]
+        try:
+            config: Optional[TLSConfig] = self.to_tls_config()
+        except TLSUnsupported:
+            config = None
+        self._evloop_native = (settings, config)
+        return config
+
     def _verify(self) -> int:
         if self.protocol == ssl.PROTOCOL_TLS_SERVER:
             # The library asks clients for certificates when it has CAs to
@@ -301,12 +333,10 @@ def create_default_context(
         raise TypeError(purpose)
     if purpose == ssl.Purpose.SERVER_AUTH:
         context = EvloopSSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context._evloop_init()
         context.verify_mode = ssl.CERT_REQUIRED
         context.check_hostname = True
     else:
         context = EvloopSSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context._evloop_init()
     if cafile or capath or cadata:
         context.load_verify_locations(cafile, capath, cadata)
     elif context.verify_mode != ssl.CERT_NONE:

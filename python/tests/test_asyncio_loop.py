@@ -5,7 +5,8 @@ through an asyncio Protocol server and an asyncio streams server: 1
 connection from 1 B to 4 MiB and 100 from 1 B to 256 KiB, half-close, a
 client that never reads (the server's memory bounded, pause_writing
 called, drain() waiting), peers that reset, alone and among 100 echoes,
-protocol callbacks that raise, and seeded random sequences of writes and
+protocol callbacks that raise, and seeded random sequences (plain and over
+the library's TLS) of writes and
 pauses checked against what was sent.
 
 CPython's own asyncio test suites are run against this loop by
@@ -16,6 +17,7 @@ import asyncio
 import os
 import random
 import socket
+import ssl
 import struct
 import sys
 import unittest
@@ -463,7 +465,15 @@ class RandomSequences(OnEachImplementation):
 
     SEEDS = range(8)
 
-    def run_seed(self, seed, buffered):
+    def run_seed(self, seed, buffered, tls=False):
+        server_ssl = client_ssl = None
+        if tls:  # the library's TLS streams (evloop.create_default_context)
+            import tls_certs
+
+            server_ssl = evloop.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            server_ssl.load_cert_chain(tls_certs.path("server.pem"), tls_certs.path("server.key"))
+            client_ssl = evloop.create_default_context(cafile=tls_certs.path("ca.pem"))
+
         async def main():
             rng = random.Random(seed)
             transports = []
@@ -476,10 +486,12 @@ class RandomSequences(OnEachImplementation):
 
             loop = asyncio.get_running_loop()
             factory = (lambda: BufferedEcho(sizes, transports)) if buffered else Recorder
-            server = await loop.create_server(factory, "127.0.0.1", 0)
+            server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ssl)
             port = server.sockets[0].getsockname()[1]
             async with server:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", port, ssl=client_ssl, server_hostname="localhost" if tls else None
+                )
                 sent = bytearray()
                 for _ in range(60):
                     op = rng.random()
@@ -520,6 +532,16 @@ class RandomSequences(OnEachImplementation):
         for seed in self.SEEDS:
             with self.subTest(seed=seed):
                 self.run_seed(seed, True)
+
+    def test_protocol_over_tls(self):
+        for seed in self.SEEDS:
+            with self.subTest(seed=seed):
+                self.run_seed(seed, False, tls=True)
+
+    def test_buffered_protocol_over_tls(self):
+        for seed in range(4):
+            with self.subTest(seed=seed):
+                self.run_seed(seed, True, tls=True)
 
 
 if __name__ == "__main__":

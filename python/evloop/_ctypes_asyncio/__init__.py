@@ -25,6 +25,11 @@ context that made the transport; callbacks ready before a wait run before
 that wait's stream callbacks; the socket open until connection_lost() has
 returned.
 
+TLS (``ssl=``, ``start_tls``) with an ``evloop.EvloopSSLContext`` the
+library can honour runs on the library's TLS streams (tls.py): rustls
+encrypts and decrypts in the library, no Python runs per record; any other
+``ssl.SSLContext`` goes through asyncio's SSLProtocol over these transports.
+
 A socket given as ``sock=`` (create_server, create_connection,
 connect_accepted_socket, create_unix_server, open_connection...) is read and
 written by the library through its fd: the ``recv``/``send`` methods of a

@@ -14,6 +14,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from .._loop import Loop
 from .selector import LoopSelector
 from .sendfile import send_file
+from .tls import TLSLink, native_config
 from .transport import StreamTransport
 
 # call_soon() builds asyncio's Handle itself, field by field, where the
@@ -119,11 +120,55 @@ class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
         server: Any = None,
         **timeouts: Any,  # ssl_handshake_timeout, and ssl_shutdown_timeout from 3.11
     ) -> Any:
+        config = native_config(sslcontext, server_side)
+        if config is not None:
+            # The library's TLS stream: no SSLProtocol, no Python per record.
+            link = TLSLink(config, sslcontext, server_side=server_side, server_hostname=server_hostname, **timeouts)
+            return StreamTransport(self, rawsock, protocol, waiter, extra, server, tls=link)
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
         )
         StreamTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
+
+    async def start_tls(  # type: ignore[override]
+        self,
+        transport: Any,
+        protocol: Any,
+        sslcontext: Any,
+        *,
+        server_side: bool = False,
+        server_hostname: Optional[str] = None,
+        ssl_handshake_timeout: Optional[float] = None,
+        ssl_shutdown_timeout: Optional[float] = None,
+    ) -> Any:
+        """asyncio's start_tls(); with an evloop.EvloopSSLContext on one of
+        this loop's transports, TLS in the library on the same stream, and
+        the same transport (now speaking TLS) is returned."""
+        config = native_config(sslcontext, server_side)
+        if config is None or type(transport) is not StreamTransport or transport._tls is not None:
+            timeouts = {"ssl_handshake_timeout": ssl_handshake_timeout}
+            if ssl_shutdown_timeout is not None:
+                timeouts["ssl_shutdown_timeout"] = ssl_shutdown_timeout
+            return await super().start_tls(
+                transport, protocol, sslcontext, server_side=server_side, server_hostname=server_hostname, **timeouts
+            )
+        if transport.is_closing():
+            raise ConnectionResetError("start_tls() on a closing transport")
+        link = TLSLink(
+            config, sslcontext, server_side=server_side, server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout, upgrade=True,
+        )
+        waiter = self.create_future()
+        transport.set_protocol(protocol)
+        link.start(transport, waiter)
+        transport._tls = link
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport
 
     async def _sendfile_native(self, transp: Any, file: Any, offset: int, count: int) -> int:
         if not isinstance(transp, StreamTransport):

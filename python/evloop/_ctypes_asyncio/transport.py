@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 from .. import _lib
 from ..streams import StreamEndpoint
 from .reading import EOF, Reading
+from .tls import EXTRA_NAMES as TLS_EXTRA_NAMES
 from .writing import Writing
 
 if TYPE_CHECKING:
     from .loop import EventLoop
+    from .tls import TLSLink
 
 # asyncio.Server counts its transports with _attach()/_detach(), which take
 # the transport from 3.13 on.
@@ -62,8 +64,10 @@ class StreamTransport(Reading, Writing, transports._FlowControlMixin, transports
         waiter: Optional[asyncio.Future] = None,
         extra: Optional[dict] = None,
         server: Any = None,
+        tls: Optional["TLSLink"] = None,
     ) -> None:
         super().__init__(extra, loop)
+        self._tls = tls  # a TLS stream of the library (tls.py)
         self._extra["socket"] = trsock.TransportSocket(sock)
         try:
             self._extra["sockname"] = sock.getsockname()
@@ -100,10 +104,23 @@ class StreamTransport(Reading, Writing, transports._FlowControlMixin, transports
         if server is not None:
             server._attach(*self._as_server_argument)
         loop._transports[self._sock_fd] = self
+        if tls is None:
+            self._connection_up(waiter)
+        else:
+            tls.start(self, waiter)  # _connection_up() once its handshake is done
+
+    def _connection_up(self, waiter: Optional[asyncio.Future]) -> None:
+        """connection_made(), then the data (and the waiter's result)."""
+        loop = self._loop
         loop.call_soon(self._protocol.connection_made, self)
         loop.call_soon(self._start, context=self._context)
         if waiter is not None:
             loop.call_soon(futures._set_result_unless_cancelled, waiter, None)  # type: ignore[attr-defined]
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if self._tls is not None and name in TLS_EXTRA_NAMES:
+            return self._tls.extra(name, default)
+        return self._extra.get(name, default)
 
     def __repr__(self) -> str:
         info = [self.__class__.__name__]
@@ -141,6 +158,8 @@ class StreamTransport(Reading, Writing, transports._FlowControlMixin, transports
             # the queue is empty.
             self._stream_call(_lib.evl_stream_pause)
             self._close_when_drained = True
+            if self._tls is not None:
+                self._tls.closing()
             return
         self._close_now()
 
@@ -232,7 +251,9 @@ class StreamTransport(Reading, Writing, transports._FlowControlMixin, transports
         (self._write_context if writing else self._context).run(self._stream_ended, status)  # type: ignore[union-attr]
 
     def _stream_connected(self) -> None:
-        pass  # adopted streams are connected already
+        # Adopted streams are connected already: this is a TLS handshake's end.
+        if self._tls is not None:
+            self._context.run(self._tls.handshake_done)
 
     def _loop_closed(self) -> None:
         """The loop was closed with the transport open (its stream is gone):
@@ -258,11 +279,13 @@ class StreamTransport(Reading, Writing, transports._FlowControlMixin, transports
     def _stream_ended(self, status: int) -> None:
         self._gone = True
         self._update_fast_write()
+        if self._tls is not None and self._tls.handshaking:
+            self._tls.handshake_failed(status)
         if self._conn_lost:
             return
         if self._closing:  # close() asked for it
             self._conn_lost += 1
-            exc = None if status == 0 else _lib.error(status)
+            exc = None if status == 0 else self._streams.failure(self._stream, status)
             self._loop.call_soon(self._call_connection_lost, exc)
         elif self._started and (status != 0 or not self._backlog):
             # Paused or not, as asyncio's transport learns of an error
@@ -279,4 +302,4 @@ class StreamTransport(Reading, Writing, transports._FlowControlMixin, transports
         if status == 0:
             self._force_close(None)
         else:
-            self._fatal_error(_lib.error(status), "Fatal read error on socket transport")
+            self._fatal_error(self._streams.failure(self._stream, status), "Fatal read error on socket transport")
