@@ -341,9 +341,8 @@ def create_default_context(
         context.load_verify_locations(cafile, capath, cadata)
     elif context.verify_mode != ssl.CERT_NONE:
         context.load_default_certs(purpose)
-    # minimum_version stays what the constructor gave, as the stdlib's: TLS
-    # 1.2 on most builds, MINIMUM_SUPPORTED on Debian's (whose OpenSSL
-    # policy sets the floor); to_tls_config() never goes below TLS 1.2.
+    # As ssl.create_default_context does (3.10+): no TLS below 1.2.
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
 
