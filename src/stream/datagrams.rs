@@ -9,7 +9,9 @@
 //! takes a slot of its socket's receive size; its source address goes into
 //! an array beside. The recvmmsg headers keep pointing at the slots they
 //! were set up for: the usual receive (the buffer empty, the same receive
-//! size as last time) sets up nothing.
+//! size as last time) sets up nothing. Beside each datagram received waits
+//! a sendmmsg header pointing at it and its address, so that an echo (a
+//! batch sent back as it came) is one sendmmsg of headers already made.
 
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
@@ -192,9 +194,18 @@ pub(super) struct DatagramBuffer {
     received: Vec<Datagram<'static>>,
     held: usize,
     addrs: Vec<libc::sockaddr_in6>,
+    /// One sendmmsg header per entry of `received`, pointing at it (its
+    /// bytes are an iovec, see [`Datagram::as_iovec`]) and at its address,
+    /// which `set_up` writes with the entry's: an echo sends them as they are.
+    echo_hdrs: Vec<libc::mmsghdr>,
     recv_hdrs: Vec<libc::mmsghdr>,
     recv_iovs: Vec<libc::iovec>,
     layout: Option<Layout>,
+    /// The receive size and address room the recvmmsg headers are set up
+    /// for from the buffer's start ((0, 0): none), and how many datagrams
+    /// they take then: the usual receive checks these and nothing else.
+    ready: (usize, u32),
+    ready_count: usize,
     pub(super) send_hdrs: Vec<libc::mmsghdr>,
     pub(super) send_iovs: Vec<libc::iovec>,
 }
@@ -219,9 +230,12 @@ impl DatagramBuffer {
             received: Vec::new(),
             held: 0,
             addrs: Vec::new(),
+            echo_hdrs: Vec::new(),
             recv_hdrs: vec![empty_mmsghdr(); RECEIVE_WIDTH],
             recv_iovs: vec![empty_iov; RECEIVE_WIDTH],
             layout: None,
+            ready: (0, 0),
+            ready_count: 0,
             send_hdrs: vec![empty_mmsghdr(); SEND_WIDTH],
             send_iovs: vec![empty_iov; SEND_WIDTH],
         };
@@ -242,11 +256,18 @@ impl DatagramBuffer {
         self.received = (0..MAX_HELD).map(|_| Datagram::new(&[], None)).collect();
         // SAFETY: sockaddr_in6 is plain data; zeroed is a valid value.
         self.addrs = vec![unsafe { std::mem::zeroed() }; MAX_HELD];
+        // Each echo header sends its entry of `received` (no bytes and no
+        // address until set_up gives it some).
+        self.echo_hdrs = vec![empty_mmsghdr(); MAX_HELD];
+        for (hdr, datagram) in self.echo_hdrs.iter_mut().zip(self.received.iter()) {
+            hdr.msg_hdr.msg_iov = datagram.as_iovec();
+            hdr.msg_hdr.msg_iovlen = 1;
+        }
     }
 
     /// Whether a batch of `slot`-byte datagrams fits now.
     #[inline]
-    pub(super) fn has_room(&self, slot: usize) -> bool {
+    fn has_room(&self, slot: usize) -> bool {
         self.held < MAX_HELD && self.used + slot <= RECEIVE_BYTES
     }
 
@@ -254,10 +275,11 @@ impl DatagramBuffer {
         self.held == 0
     }
 
-    /// Receives a batch from `fd` into slots of `slot` bytes (<=
+    /// Receives a batch from `fd` into slots of `slot` bytes (1 to
     /// MAX_RECEIVE_SIZE), its sources' addresses `addr_room` bytes long (the
     /// socket family's). Returns where its datagrams start in `received`
-    /// and how many came (0 never: EAGAIN when none waits).
+    /// and how many came (0 never: EAGAIN when none waits, and when the
+    /// buffer has no room for a batch).
     #[inline]
     pub(super) fn receive(
         &mut self,
@@ -265,26 +287,14 @@ impl DatagramBuffer {
         slot: usize,
         addr_room: u32,
     ) -> SysResult<(usize, usize)> {
-        if self.data.is_empty() {
-            self.allocate();
-        }
         let first = self.held;
-        let offset = self.used;
-        let count = RECEIVE_WIDTH
-            .min(MAX_HELD - first)
-            .min((RECEIVE_BYTES - offset) / slot);
-        let layout = Layout {
-            first,
-            offset,
-            slot,
-            count,
-            addr_room,
+        let count = if first == 0 && self.ready == (slot, addr_room) {
+            self.ready_count
+        } else {
+            self.prepare(slot, addr_room)?
         };
-        if self.layout != Some(layout) {
-            self.set_up(layout);
-        }
         // SAFETY: set_up pointed the first `count` headers at slots of the
-        // data buffer and at addresses, `slot` and ADDR_LEN bytes each.
+        // data buffer and at addresses, `slot` and `addr_room` bytes each.
         let n = unsafe { sys::recvmmsg(fd, &mut self.recv_hdrs[..count]) }?;
         // What the kernel wrote: each datagram's length and whether it was
         // cut. (Its address's length is the family's, which set_up wrote:
@@ -300,10 +310,35 @@ impl DatagramBuffer {
         Ok((first, n))
     }
 
-    /// Points the recvmmsg headers, and the datagrams they fill, at the
-    /// slots and addresses `layout` says.
+    /// What a receive not of the usual kind needs first: room (EAGAIN when
+    /// there is none), the buffers, and the headers set up for where it
+    /// goes. Returns how many datagrams it may take.
     #[cold]
     #[inline(never)]
+    fn prepare(&mut self, slot: usize, addr_room: u32) -> SysResult<usize> {
+        if !self.has_room(slot) {
+            return Err(libc::EAGAIN);
+        }
+        if self.data.is_empty() {
+            self.allocate();
+        }
+        let layout = Layout {
+            first: self.held,
+            offset: self.used,
+            slot,
+            count: RECEIVE_WIDTH
+                .min(MAX_HELD - self.held)
+                .min((RECEIVE_BYTES - self.used) / slot),
+            addr_room,
+        };
+        if self.layout != Some(layout) {
+            self.set_up(layout);
+        }
+        Ok(layout.count)
+    }
+
+    /// Points the recvmmsg headers, and the datagrams they fill (with their
+    /// echo headers), at the slots and addresses `layout` says.
     fn set_up(&mut self, layout: Layout) {
         let base = self.data.as_mut_ptr();
         for i in 0..layout.count {
@@ -323,20 +358,38 @@ impl DatagramBuffer {
             datagram.data = bytes;
             datagram.addr = addr.cast();
             datagram.addr_len = layout.addr_room;
+            let echo = &mut self.echo_hdrs[layout.first + i].msg_hdr;
+            echo.msg_name = addr.cast();
+            echo.msg_namelen = layout.addr_room;
         }
         self.layout = Some(layout);
+        self.ready = if layout.first == 0 {
+            (layout.slot, layout.addr_room)
+        } else {
+            (0, 0)
+        };
+        self.ready_count = layout.count;
     }
 
-    /// Whether `datagrams` lie in the array of datagrams received (exactly
-    /// on its entries): then each is well-formed, whatever its age, its
-    /// pointers into the buffer and its lengths within them.
+    /// Where `datagrams` start in the array of datagrams received, if they
+    /// lie in it (exactly on its entries): then each is well-formed,
+    /// whatever its age, its pointers into the buffer and its lengths
+    /// within them, and has its sendmmsg header in `echo_hdrs`.
     #[inline]
-    pub(super) fn holds(&self, datagrams: &[Datagram<'_>]) -> bool {
+    pub(super) fn echo_start(&self, datagrams: &[Datagram<'_>]) -> Option<usize> {
         let start = self.received.as_ptr() as usize;
-        let end = start + self.received.len() * size_of::<Datagram<'_>>();
-        let at = datagrams.as_ptr() as usize;
-        let size = std::mem::size_of_val(datagrams);
-        at >= start && (at - start) % size_of::<Datagram<'_>>() == 0 && at + size <= end
+        let at = (datagrams.as_ptr() as usize).wrapping_sub(start);
+        let first = at / size_of::<Datagram<'_>>();
+        let whole = at % size_of::<Datagram<'_>>() == 0;
+        (whole && first <= self.received.len() && datagrams.len() <= self.received.len() - first)
+            .then_some(first)
+    }
+
+    /// The echo headers of `count` datagrams received from `first` (as
+    /// [`echo_start`](Self::echo_start) found them), for sendmmsg.
+    #[inline]
+    pub(super) fn echo_hdrs(&mut self, first: usize, count: usize) -> &mut [libc::mmsghdr] {
+        &mut self.echo_hdrs[first..first + count]
     }
 
     /// Where received datagrams' bytes and addresses lie: the data buffer
