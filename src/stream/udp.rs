@@ -409,7 +409,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// refuses (ENOBUFS). `status`, if given, gets 0 or the errno of each
     /// (as many as it has room for). Returns how many were refused; EPIPE once
     /// the socket is closing or closed, ENOENT for an unknown id.
-    #[inline]
+    #[inline(always)]
     pub fn udp_send(
         &mut self,
         id: UdpId,
@@ -637,10 +637,11 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[inline]
     pub(super) fn release_datagrams(&mut self) {
         if !self.udp.buffer.is_empty()
-            && !self
-                .pending
-                .iter()
-                .any(|e| e.kind == StreamEventKind::Datagrams)
+            && (self.pending.is_empty()
+                || !self
+                    .pending
+                    .iter()
+                    .any(|e| e.kind == StreamEventKind::Datagrams))
         {
             self.udp.buffer.release();
         }
@@ -707,7 +708,7 @@ fn send_now(
 /// An echo: `batch`, datagrams received lying from `first` on in the
 /// receive buffer's array, goes back with one sendmmsg of the headers made
 /// for them when they came (a sendto for one); how many went.
-#[inline]
+#[inline(always)]
 fn send_echo(
     fd: RawFd,
     buffer: &mut DatagramBuffer,
