@@ -772,12 +772,20 @@ impl World {
         }
     }
 
-    /// Sends a received batch back as it came: each datagram to its source.
+    /// Sends a received batch back as it came (sometimes only a run of it,
+    /// from its middle): each datagram to its source.
     fn echo(&mut self, k: usize, list: &[evl_udp_datagram]) {
         let s = &self.socks[k];
         if s.closing || s.closed.is_some() {
             return;
         }
+        let list = if list.len() > 1 && self.rng.percent(30) {
+            let start = self.rng.below(list.len() as u64) as usize;
+            let end = self.rng.range(start as u64 + 1, list.len() as u64) as usize;
+            &list[start..end]
+        } else {
+            list
+        };
         // Who each went to, by port; skip the echo if a peer has no room.
         let mut plan = Vec::new();
         for d in list {

@@ -9,7 +9,9 @@
 //! takes a slot of its socket's receive size; its source address goes into
 //! an array beside. The recvmmsg headers keep pointing at the slots they
 //! were set up for: the usual receive (the buffer empty, the same receive
-//! size as last time) sets up nothing.
+//! size as last time) sets up nothing. Beside each datagram received waits
+//! a sendmmsg header pointing at it and its address, so that an echo (a
+//! batch sent back as it came) is one sendmmsg of headers already made.
 
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
@@ -191,10 +193,23 @@ pub(super) struct DatagramBuffer {
     /// the recvmmsg headers (`set_up`); a receive writes the rest.
     received: Vec<Datagram<'static>>,
     held: usize,
+    /// Some of the first `held` datagrams were cut short and say so. Every
+    /// other entry's flags are 0, so that a receive writes only lengths
+    /// (see `receive`); a release clears the flags written.
+    flagged: bool,
     addrs: Vec<libc::sockaddr_in6>,
+    /// One sendmmsg header per entry of `received`, pointing at it (its
+    /// bytes are an iovec, see [`Datagram::as_iovec`]) and at its address,
+    /// which `set_up` writes with the entry's: an echo sends them as they are.
+    echo_hdrs: Vec<libc::mmsghdr>,
     recv_hdrs: Vec<libc::mmsghdr>,
     recv_iovs: Vec<libc::iovec>,
     layout: Option<Layout>,
+    /// The receive size and address room the recvmmsg headers are set up
+    /// for from the buffer's start ((0, 0): none), and how many datagrams
+    /// they take then: the usual receive checks these and nothing else.
+    ready: (usize, u32),
+    ready_count: usize,
     pub(super) send_hdrs: Vec<libc::mmsghdr>,
     pub(super) send_iovs: Vec<libc::iovec>,
 }
@@ -218,10 +233,14 @@ impl DatagramBuffer {
             used: 0,
             received: Vec::new(),
             held: 0,
+            flagged: false,
             addrs: Vec::new(),
+            echo_hdrs: Vec::new(),
             recv_hdrs: vec![empty_mmsghdr(); RECEIVE_WIDTH],
             recv_iovs: vec![empty_iov; RECEIVE_WIDTH],
             layout: None,
+            ready: (0, 0),
+            ready_count: 0,
             send_hdrs: vec![empty_mmsghdr(); SEND_WIDTH],
             send_iovs: vec![empty_iov; SEND_WIDTH],
         };
@@ -242,11 +261,18 @@ impl DatagramBuffer {
         self.received = (0..MAX_HELD).map(|_| Datagram::new(&[], None)).collect();
         // SAFETY: sockaddr_in6 is plain data; zeroed is a valid value.
         self.addrs = vec![unsafe { std::mem::zeroed() }; MAX_HELD];
+        // Each echo header sends its entry of `received` (no bytes and no
+        // address until set_up gives it some).
+        self.echo_hdrs = vec![empty_mmsghdr(); MAX_HELD];
+        for (hdr, datagram) in self.echo_hdrs.iter_mut().zip(self.received.iter()) {
+            hdr.msg_hdr.msg_iov = datagram.as_iovec();
+            hdr.msg_hdr.msg_iovlen = 1;
+        }
     }
 
     /// Whether a batch of `slot`-byte datagrams fits now.
     #[inline]
-    pub(super) fn has_room(&self, slot: usize) -> bool {
+    fn has_room(&self, slot: usize) -> bool {
         self.held < MAX_HELD && self.used + slot <= RECEIVE_BYTES
     }
 
@@ -254,10 +280,11 @@ impl DatagramBuffer {
         self.held == 0
     }
 
-    /// Receives a batch from `fd` into slots of `slot` bytes (<=
+    /// Receives a batch from `fd` into slots of `slot` bytes (1 to
     /// MAX_RECEIVE_SIZE), its sources' addresses `addr_room` bytes long (the
     /// socket family's). Returns where its datagrams start in `received`
-    /// and how many came (0 never: EAGAIN when none waits).
+    /// and how many came (0 never: EAGAIN when none waits, and when the
+    /// buffer has no room for a batch).
     #[inline]
     pub(super) fn receive(
         &mut self,
@@ -265,45 +292,76 @@ impl DatagramBuffer {
         slot: usize,
         addr_room: u32,
     ) -> SysResult<(usize, usize)> {
-        if self.data.is_empty() {
-            self.allocate();
-        }
         let first = self.held;
-        let offset = self.used;
-        let count = RECEIVE_WIDTH
-            .min(MAX_HELD - first)
-            .min((RECEIVE_BYTES - offset) / slot);
-        let layout = Layout {
-            first,
-            offset,
-            slot,
-            count,
-            addr_room,
+        let count = if first == 0 && self.ready == (slot, addr_room) {
+            self.ready_count
+        } else {
+            self.prepare(slot, addr_room)?
         };
-        if self.layout != Some(layout) {
-            self.set_up(layout);
-        }
         // SAFETY: set_up pointed the first `count` headers at slots of the
-        // data buffer and at addresses, `slot` and ADDR_LEN bytes each.
+        // data buffer and at addresses, `slot` and `addr_room` bytes each.
         let n = unsafe { sys::recvmmsg(fd, &mut self.recv_hdrs[..count]) }?;
-        // What the kernel wrote: each datagram's length and whether it was
-        // cut. (Its address's length is the family's, which set_up wrote:
-        // the kernel writes the same back, so the room stays as it was.)
+        // What the kernel wrote: each datagram's length. (Its address's
+        // length is the family's, which set_up wrote: the kernel writes the
+        // same back, so the room stays as it was.) A datagram cut short
+        // filled its slot, and the lengths OR-ed are at least the longest:
+        // only a batch where that reaches the slot has flags to write.
+        let mut lengths = 0;
         let hdrs = self.recv_hdrs[..n].iter();
         for (datagram, hdr) in self.received[first..first + n].iter_mut().zip(hdrs) {
             debug_assert_eq!(hdr.msg_hdr.msg_namelen, addr_room);
             datagram.len = hdr.msg_len as usize;
-            datagram.flags = hdr.msg_hdr.msg_flags as u32 & TRUNCATED;
+            lengths |= hdr.msg_len;
+        }
+        if lengths as usize >= slot {
+            self.flag_truncated(first, n);
         }
         self.held += n;
         self.used += n * slot;
         Ok((first, n))
     }
 
-    /// Points the recvmmsg headers, and the datagrams they fill, at the
-    /// slots and addresses `layout` says.
+    /// Writes whether each of the `n` datagrams received from `first` was
+    /// cut short (their flags are 0 until then: see `flagged`).
     #[cold]
     #[inline(never)]
+    fn flag_truncated(&mut self, first: usize, n: usize) {
+        let hdrs = self.recv_hdrs[..n].iter();
+        for (datagram, hdr) in self.received[first..first + n].iter_mut().zip(hdrs) {
+            datagram.flags = hdr.msg_hdr.msg_flags as u32 & TRUNCATED;
+            self.flagged |= datagram.flags != 0;
+        }
+    }
+
+    /// What a receive not of the usual kind needs first: room (EAGAIN when
+    /// there is none), the buffers, and the headers set up for where it
+    /// goes. Returns how many datagrams it may take.
+    #[cold]
+    #[inline(never)]
+    fn prepare(&mut self, slot: usize, addr_room: u32) -> SysResult<usize> {
+        if !self.has_room(slot) {
+            return Err(libc::EAGAIN);
+        }
+        if self.data.is_empty() {
+            self.allocate();
+        }
+        let layout = Layout {
+            first: self.held,
+            offset: self.used,
+            slot,
+            count: RECEIVE_WIDTH
+                .min(MAX_HELD - self.held)
+                .min((RECEIVE_BYTES - self.used) / slot),
+            addr_room,
+        };
+        if self.layout != Some(layout) {
+            self.set_up(layout);
+        }
+        Ok(layout.count)
+    }
+
+    /// Points the recvmmsg headers, and the datagrams they fill (with their
+    /// echo headers), at the slots and addresses `layout` says.
     fn set_up(&mut self, layout: Layout) {
         let base = self.data.as_mut_ptr();
         for i in 0..layout.count {
@@ -323,20 +381,38 @@ impl DatagramBuffer {
             datagram.data = bytes;
             datagram.addr = addr.cast();
             datagram.addr_len = layout.addr_room;
+            let echo = &mut self.echo_hdrs[layout.first + i].msg_hdr;
+            echo.msg_name = addr.cast();
+            echo.msg_namelen = layout.addr_room;
         }
         self.layout = Some(layout);
+        self.ready = if layout.first == 0 {
+            (layout.slot, layout.addr_room)
+        } else {
+            (0, 0)
+        };
+        self.ready_count = layout.count;
     }
 
-    /// Whether `datagrams` lie in the array of datagrams received (exactly
-    /// on its entries): then each is well-formed, whatever its age, its
-    /// pointers into the buffer and its lengths within them.
+    /// Where `datagrams` start in the array of datagrams received, if they
+    /// lie in it (exactly on its entries): then each is well-formed,
+    /// whatever its age, its pointers into the buffer and its lengths
+    /// within them, and has its sendmmsg header in `echo_hdrs`.
     #[inline]
-    pub(super) fn holds(&self, datagrams: &[Datagram<'_>]) -> bool {
+    pub(super) fn echo_start(&self, datagrams: &[Datagram<'_>]) -> Option<usize> {
         let start = self.received.as_ptr() as usize;
-        let end = start + self.received.len() * size_of::<Datagram<'_>>();
-        let at = datagrams.as_ptr() as usize;
-        let size = std::mem::size_of_val(datagrams);
-        at >= start && (at - start) % size_of::<Datagram<'_>>() == 0 && at + size <= end
+        let at = (datagrams.as_ptr() as usize).wrapping_sub(start);
+        let first = at / size_of::<Datagram<'_>>();
+        let whole = at % size_of::<Datagram<'_>>() == 0;
+        (whole && first <= self.received.len() && datagrams.len() <= self.received.len() - first)
+            .then_some(first)
+    }
+
+    /// The echo headers of `count` datagrams received from `first` (as
+    /// [`echo_start`](Self::echo_start) found them), for sendmmsg.
+    #[inline]
+    pub(super) fn echo_hdrs(&mut self, first: usize, count: usize) -> &mut [libc::mmsghdr] {
+        &mut self.echo_hdrs[first..first + count]
     }
 
     /// Where received datagrams' bytes and addresses lie: the data buffer
@@ -365,7 +441,128 @@ impl DatagramBuffer {
     /// Every datagram handed out is done with.
     #[inline]
     pub(super) fn release(&mut self) {
+        if self.flagged {
+            self.clear_flags();
+        }
         self.held = 0;
         self.used = 0;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn clear_flags(&mut self) {
+        for datagram in &mut self.received[..self.held] {
+            datagram.flags = 0;
+        }
+        self.flagged = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    const ROOM: u32 = size_of::<libc::sockaddr_in>() as u32;
+
+    fn pair() -> (UdpSocket, UdpSocket) {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver.set_nonblocking(true).unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.connect(receiver.local_addr().unwrap()).unwrap();
+        (receiver, sender)
+    }
+
+    /// Receives everything `sent` (loopback delivers at once, in order).
+    fn receive_all(buffer: &mut DatagramBuffer, fd: RawFd, slot: usize, sent: usize) -> usize {
+        let (first, n) = buffer.receive(fd, slot, ROOM).unwrap();
+        assert_eq!(n, sent, "one recvmmsg takes what loopback holds");
+        first
+    }
+
+    fn seen(buffer: &DatagramBuffer, first: usize, n: usize) -> Vec<(Vec<u8>, bool)> {
+        let batch = buffer.batch(first, n);
+        batch
+            .iter()
+            .map(|d| (d.bytes().to_vec(), d.is_truncated()))
+            .collect()
+    }
+
+    #[test]
+    fn truncation_is_flagged_exactly_and_cleared_with_the_release() {
+        let (receiver, sender) = pair();
+        let fd = receiver.as_raw_fd();
+        let mut buffer = DatagramBuffer::new();
+        sender.send(b"0123456789").unwrap();
+        sender.send(b"abc").unwrap();
+        let first = receive_all(&mut buffer, fd, 8, 2);
+        let expected = vec![(b"01234567".to_vec(), true), (b"abc".to_vec(), false)];
+        assert_eq!(seen(&buffer, first, 2), expected);
+        // A later batch before the release lands after it: its own flags.
+        sender.send(b"defgh").unwrap();
+        let later = receive_all(&mut buffer, fd, 8, 1);
+        assert_eq!(later, 2);
+        assert_eq!(seen(&buffer, later, 1), vec![(b"defgh".to_vec(), false)]);
+        buffer.release();
+        // The slot that held a truncated datagram now holds a short one.
+        sender.send(b"xy").unwrap();
+        let first = receive_all(&mut buffer, fd, 8, 1);
+        assert_eq!(seen(&buffer, first, 1), vec![(b"xy".to_vec(), false)]);
+        buffer.release();
+        // A whole one, then a truncated one.
+        sender.send(b"xy").unwrap();
+        sender.send(b"klmnopqrstu").unwrap();
+        let first = receive_all(&mut buffer, fd, 8, 2);
+        let expected = vec![(b"xy".to_vec(), false), (b"klmnopqr".to_vec(), true)];
+        assert_eq!(seen(&buffer, first, 2), expected);
+        buffer.release();
+        // Exactly the slot's length is whole; at the largest receive size
+        // nothing is cut.
+        sender.send(b"ABCDEFGH").unwrap();
+        sender.send(b"z").unwrap();
+        let first = receive_all(&mut buffer, fd, 8, 2);
+        let expected = vec![(b"ABCDEFGH".to_vec(), false), (b"z".to_vec(), false)];
+        assert_eq!(seen(&buffer, first, 2), expected);
+        buffer.release();
+        sender.send(&[7; 1000]).unwrap();
+        let first = receive_all(&mut buffer, fd, MAX_RECEIVE_SIZE, 1);
+        assert_eq!(seen(&buffer, first, 1), vec![(vec![7; 1000], false)]);
+    }
+
+    #[test]
+    fn an_echo_is_found_only_on_the_received_entries() {
+        let (receiver, sender) = pair();
+        let mut buffer = DatagramBuffer::new();
+        for i in 0..5u8 {
+            sender.send(&[i; 3]).unwrap();
+        }
+        let first = receive_all(&mut buffer, receiver.as_raw_fd(), 64, 5);
+        let batch = buffer.batch(first, 5);
+        assert_eq!(buffer.echo_start(batch), Some(first));
+        assert_eq!(buffer.echo_start(&batch[2..4]), Some(first + 2));
+        // A copy is the caller's array: checked and sent the long way.
+        let copy: Vec<Datagram<'_>> = batch.iter().map(|d| Datagram { ..*d }).collect();
+        assert_eq!(buffer.echo_start(&copy), None);
+        // The headers made for them send each to its source.
+        let hdrs = buffer.echo_hdrs(first + 1, 3).to_vec();
+        for (i, hdr) in hdrs.iter().enumerate() {
+            let datagram = &buffer.batch(first, 5)[i + 1];
+            assert_eq!(hdr.msg_hdr.msg_iov, datagram.as_iovec());
+            assert_eq!(hdr.msg_hdr.msg_iovlen, 1);
+            assert_eq!(
+                hdr.msg_hdr.msg_name.cast_const(),
+                datagram.raw_addr().0.cast()
+            );
+            assert_eq!(hdr.msg_hdr.msg_namelen, ROOM);
+        }
+        // Nor is an array that starts between two entries.
+        let bytes = buffer.received.as_ptr().cast::<u8>();
+        // SAFETY: within the entries; the slice is only compared, never read.
+        let skewed = unsafe { std::slice::from_raw_parts(bytes.add(8).cast::<Datagram<'_>>(), 1) };
+        assert_eq!(buffer.echo_start(skewed), None);
+        // The array's last entry is one.
+        let end = buffer.received.len() - 1;
+        assert_eq!(buffer.echo_start(&buffer.received[end..]), Some(end));
     }
 }

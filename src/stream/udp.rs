@@ -409,11 +409,45 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// refuses (ENOBUFS). `status`, if given, gets 0 or the errno of each
     /// (as many as it has room for). Returns how many were refused; EPIPE once
     /// the socket is closing or closed, ENOENT for an unknown id.
+    #[inline(always)]
     pub fn udp_send(
         &mut self,
         id: UdpId,
         datagrams: &[Datagram<'_>],
+        status: Option<&mut [Errno]>,
+    ) -> Result<usize, Errno> {
+        // The usual echo: a batch received goes back at once through a
+        // socket with nothing queued, in one sendmmsg of the headers made
+        // when it came. Anything else (or less) takes the whole way.
+        let mut tried = None;
+        if let Some(u) = self.udp.sockets.get(id) {
+            let sending = u.flags & (CLOSING | HELD) == 0 && u.queue.is_none();
+            let buffer = &mut self.udp.buffer;
+            if let Some(first) = buffer.echo_start(datagrams).filter(|_| sending) {
+                if !datagrams.is_empty() {
+                    let sent = send_echo(u.fd, buffer, datagrams, first);
+                    if sent == Ok(datagrams.len()) {
+                        if let Some(status) = status {
+                            status.fill(0);
+                        }
+                        return Ok(0);
+                    }
+                    tried = Some(sent);
+                }
+            }
+        }
+        self.udp_send_slow(id, datagrams, status, tried)
+    }
+
+    /// [`udp_send`](Self::udp_send)'s whole way, `tried` what its first
+    /// send from the start of `datagrams` gave, if it made one.
+    #[inline(never)]
+    fn udp_send_slow(
+        &mut self,
+        id: UdpId,
+        datagrams: &[Datagram<'_>],
         mut status: Option<&mut [Errno]>,
+        mut tried: Option<Result<usize, Errno>>,
     ) -> Result<usize, Errno> {
         let Some(u) = self.udp.sockets.get_mut(id) else {
             return self.udp_not_live(id, Err(libc::EPIPE));
@@ -428,12 +462,21 @@ impl<D: Copy + Default> StreamLoop<D> {
         let mut next = 0;
         if u.queue.is_none() && u.flags & HELD == 0 {
             let buffer = &mut self.udp.buffer;
-            // Datagrams received are well-formed: an echo of them (the same
-            // array) needs no check.
-            let checked = !buffer.holds(datagrams);
+            // Datagrams received (the same array) are well-formed and have
+            // their headers made: an echo of them checks and sets up nothing.
+            let echo = buffer.echo_start(datagrams);
             while next < datagrams.len() {
-                let batch = &datagrams[next..datagrams.len().min(next + SEND_WIDTH)];
-                match send_now(u.fd, buffer, batch, checked) {
+                let sent = match (tried.take(), echo) {
+                    (Some(sent), _) => sent,
+                    (None, Some(first)) => {
+                        send_echo(u.fd, buffer, &datagrams[next..], first + next)
+                    }
+                    (None, None) => {
+                        let batch = &datagrams[next..datagrams.len().min(next + SEND_WIDTH)];
+                        send_now(u.fd, buffer, batch)
+                    }
+                };
+                match sent {
                     Ok(sent) => next += sent,
                     Err(libc::EINTR) => {}
                     Err(libc::EAGAIN) => break,
@@ -532,7 +575,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         if u.queue.is_some() || u.flags & NOT_RECEIVING != 0 || revents & ERROR != 0 {
             return self.udp_ready_slow(id, revents);
         }
-        let event = self.udp_receive(id)?;
+        let event = receive(u, id, &mut self.udp.buffer)?;
         if self.pending.is_empty() {
             return Some(event);
         }
@@ -567,24 +610,9 @@ impl<D: Copy + Default> StreamLoop<D> {
     }
 
     /// One recvmmsg into the receive buffer, if it has room.
-    #[inline]
     fn udp_receive(&mut self, id: UdpId) -> Option<StreamEvent<D>> {
         let u = self.udp.sockets.get(id)?;
-        if !self.udp.buffer.has_room(u.receive_size) {
-            return None;
-        }
-        match self.udp.buffer.receive(u.fd, u.receive_size, u.addr_room) {
-            Ok((first, count)) => {
-                let mut event = u.event(StreamEventKind::Datagrams, id, 0);
-                event.offset = first;
-                event.len = count;
-                Some(event)
-            }
-            Err(libc::EAGAIN | libc::EINTR) => None,
-            // An ICMP error for a connected socket (ECONNREFUSED...): the
-            // socket goes on.
-            Err(error) => Some(u.event(StreamEventKind::UdpError, id, error)),
-        }
+        receive(u, id, &mut self.udp.buffer)
     }
 
     /// The regions every received datagram's bytes and source address
@@ -609,46 +637,60 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[inline]
     pub(super) fn release_datagrams(&mut self) {
         if !self.udp.buffer.is_empty()
-            && !self
-                .pending
-                .iter()
-                .any(|e| e.kind == StreamEventKind::Datagrams)
+            && (self.pending.is_empty()
+                || !self
+                    .pending
+                    .iter()
+                    .any(|e| e.kind == StreamEventKind::Datagrams))
         {
             self.udp.buffer.release();
         }
     }
 }
 
+/// One recvmmsg of `u`'s into `buffer`, if it has room: its `Datagrams`,
+/// its error (an ICMP error for a connected socket, ECONNREFUSED...: the
+/// socket goes on), or nothing.
+#[inline]
+fn receive<D: Copy>(
+    u: &UdpSocket<D>,
+    id: UdpId,
+    buffer: &mut DatagramBuffer,
+) -> Option<StreamEvent<D>> {
+    match buffer.receive(u.fd, u.receive_size, u.addr_room) {
+        Ok((first, count)) => {
+            let mut event = u.event(StreamEventKind::Datagrams, id, 0);
+            event.offset = first;
+            event.len = count;
+            Some(event)
+        }
+        // EAGAIN: nothing waits, or no room for it now.
+        Err(libc::EAGAIN | libc::EINTR) => None,
+        Err(error) => Some(u.event(StreamEventKind::UdpError, id, error)),
+    }
+}
+
 /// One sendmmsg of `batch` (at most SEND_WIDTH), or a sendto for one
 /// datagram (less work for the kernel); how many went. A malformed datagram
-/// (see [`Datagram::malformed`]) is never handed to the kernel: the send
-/// stops before it, or fails with its error if it is the first.
+/// (see [`Datagram::check`]) is never handed to the kernel: the send stops
+/// before it, or fails with its error if it is the first.
 #[inline]
 fn send_now(
     fd: RawFd,
     buffer: &mut DatagramBuffer,
     batch: &[Datagram<'_>],
-    checked: bool,
 ) -> Result<usize, Errno> {
     if let [datagram] = batch {
-        if checked {
-            datagram.check()?;
-        }
-        let (data, len) = datagram.raw_bytes();
-        let (addr, addr_len) = datagram.raw_addr();
-        // SAFETY: checked well-formed; the datagram's maker vouches for its
-        // bytes and address (Datagram::new, or the C caller).
-        return unsafe { sys::sendto(fd, data, len, addr, addr_len) }.map(|_| 1);
+        datagram.check()?;
+        return send_one(fd, datagram);
     }
     let mut count = 0;
     for (datagram, hdr) in batch.iter().zip(buffer.send_hdrs.iter_mut()) {
-        if checked {
-            if let Err(error) = datagram.check() {
-                if count == 0 {
-                    return Err(error);
-                }
-                break;
+        if let Err(error) = datagram.check() {
+            if count == 0 {
+                return Err(error);
             }
+            break;
         }
         // A datagram starts with its bytes' pointer and length, laid out as
         // an iovec: the kernel reads them where they are.
@@ -661,6 +703,34 @@ fn send_now(
     // SAFETY: the headers point at the datagrams' bytes and addresses,
     // checked well-formed, which their makers vouch for.
     unsafe { sys::sendmmsg(fd, &mut buffer.send_hdrs[..count]) }
+}
+
+/// An echo: `batch`, datagrams received lying from `first` on in the
+/// receive buffer's array, goes back with one sendmmsg of the headers made
+/// for them when they came (a sendto for one); how many went.
+#[inline(always)]
+fn send_echo(
+    fd: RawFd,
+    buffer: &mut DatagramBuffer,
+    batch: &[Datagram<'_>],
+    first: usize,
+) -> Result<usize, Errno> {
+    if let [datagram] = batch {
+        return send_one(fd, datagram);
+    }
+    // SAFETY: the echo headers point at the datagrams received and their
+    // addresses, in the buffer, well-formed whatever their age.
+    unsafe { sys::sendmmsg(fd, buffer.echo_hdrs(first, batch.len())) }
+}
+
+/// A sendto of one datagram, well-formed (checked, or received).
+#[inline]
+fn send_one(fd: RawFd, datagram: &Datagram<'_>) -> Result<usize, Errno> {
+    let (data, len) = datagram.raw_bytes();
+    let (addr, addr_len) = datagram.raw_addr();
+    // SAFETY: well-formed; the datagram's maker vouches for its bytes and
+    // address (Datagram::new, the C caller, or the receive buffer).
+    unsafe { sys::sendto(fd, data, len, addr, addr_len) }.map(|_| 1)
 }
 
 /// One sendmmsg from the front of the queue; what went leaves it.
