@@ -7,6 +7,8 @@ its event was fetched."""
 from __future__ import annotations
 
 import errno
+import fcntl
+import socket
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from . import _lib
@@ -100,3 +102,15 @@ class Registrations:
     def clear(self) -> None:
         """The loop is freed: its registrations are gone (the fds stay open)."""
         self.by_fd.clear()
+
+
+def borrow_socket(fd: int) -> socket.socket:
+    """A socket object over one of the library's fds, to ask it things
+    (detach() it, never close it). PyPy's socket(fileno=) makes the fd
+    blocking, which would hang the library's next read: its flags are put
+    back."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        return socket.socket(fileno=fd)
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)

@@ -33,7 +33,7 @@ from ctypes import byref, c_size_t, c_uint64
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 
 from . import _lib, _sockaddr
-from ._fds import fileobj_to_fd
+from ._fds import borrow_socket as _borrow, fileobj_to_fd
 from ._lib import check
 from .streams import StreamEndpoint, _limits
 
@@ -103,9 +103,9 @@ class DatagramTransport(StreamEndpoint):
         self._streams = streams
         self._id = udp
         self._fd = streams.call(_lib.evl_udp_fd, udp)
-        with socket.socket(fileno=self._fd) as sock:
-            self._family = sock.family
-            sock.detach()
+        sock = _borrow(self._fd)
+        self._family = sock.family
+        sock.detach()
         self._protocol = protocol
         self._closing = False
         self._refused = False  # a send was refused for a full queue: resume_writing() on DRAINED
@@ -164,7 +164,7 @@ class DatagramTransport(StreamEndpoint):
             structs += _DATAGRAM_STRUCT.pack(data_at, len(data), addr_at if raw else 0, len(raw) if raw else 0, 0)
             data_at += len(data)
             addr_at += len(raw) if raw else 0
-        batch = (ctypes.c_char * len(structs)).from_buffer(structs)
+        batch = ctypes.create_string_buffer(bytes(structs), len(structs))
         status = array("i", bytes(4 * len(items)))
         self._call(_lib.evl_udp_send_batch, ctypes.addressof(batch), len(items), status.buffer_info()[0])
         if -errno.ENOBUFS in status:
@@ -246,7 +246,7 @@ class DatagramTransport(StreamEndpoint):
             return self._extra[name]
         if name not in ("peername", "sockname", "socket") or self._closing:
             return default
-        sock = socket.socket(fileno=self._fd)
+        sock = _borrow(self._fd)
         if name == "socket":
             self._extra[name] = sock  # detached when the socket closes
             return sock

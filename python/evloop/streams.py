@@ -35,6 +35,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
 
 from . import _lib
+from ._fds import borrow_socket
 from ._timeouts import idle_ms
 
 if TYPE_CHECKING:
@@ -286,7 +287,7 @@ class Transport(StreamEndpoint):
         if name not in ("peername", "sockname", "socket") or self._closing:
             return default
         try:
-            sock = socket.socket(fileno=self._fd)
+            sock = borrow_socket(self._fd)
         except OSError:
             return default
         if name == "socket":
