@@ -30,7 +30,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import socket
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
 
