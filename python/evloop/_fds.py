@@ -114,3 +114,29 @@ def borrow_socket(fd: int) -> socket.socket:
         return socket.socket(fileno=fd)
     finally:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+
+
+def socket_info(fd: int, name: str, cache: Dict[str, Any], default: Any, closing: bool) -> Any:
+    """A transport's get_extra_info() over one of the library's fds:
+    'peername', 'sockname' (looked up when first asked, then kept in
+    `cache`) or 'socket' (a socket object over the fd, kept in `cache`:
+    never closed by us, its owner detaches it when the fd closes)."""
+    if name in cache:
+        return cache[name]
+    if name not in ("peername", "sockname", "socket") or closing:
+        return default
+    try:
+        sock = borrow_socket(fd)
+    except OSError:
+        return default
+    if name == "socket":
+        cache[name] = sock
+        return sock
+    try:
+        value = sock.getpeername() if name == "peername" else sock.getsockname()
+    except OSError:
+        value = default
+    finally:
+        sock.detach()
+    cache[name] = value
+    return value

@@ -33,7 +33,7 @@ from ctypes import byref, c_size_t, c_uint64
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 
 from . import _lib, _sockaddr
-from ._fds import borrow_socket as _borrow, fileobj_to_fd
+from ._fds import borrow_socket as _borrow, fileobj_to_fd, socket_info
 from ._lib import check
 from .streams import StreamEndpoint, _limits
 
@@ -242,22 +242,7 @@ class DatagramTransport(StreamEndpoint):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """'sockname', 'peername' (looked up when asked), 'socket' (a socket
         over the library's fd: never close it)."""
-        if name in self._extra:
-            return self._extra[name]
-        if name not in ("peername", "sockname", "socket") or self._closing:
-            return default
-        sock = _borrow(self._fd)
-        if name == "socket":
-            self._extra[name] = sock  # detached when the socket closes
-            return sock
-        try:
-            value = sock.getpeername() if name == "peername" else sock.getsockname()
-        except OSError:
-            value = default
-        finally:
-            sock.detach()
-        self._extra[name] = value
-        return value
+        return socket_info(self._fd, name, self._extra, default, self._closing)
 
     # ---- what the loop calls -----------------------------------------------------
 

@@ -34,7 +34,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
 
 from . import _lib
-from ._fds import borrow_socket
+from ._fds import socket_info
 from ._timeouts import idle_ms
 
 if TYPE_CHECKING:
@@ -281,25 +281,7 @@ class Transport(StreamEndpoint):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """'peername', 'sockname' (looked up when asked) or 'socket' (a
         socket object over the stream's fd, which must not be closed)."""
-        if name in self._extra:
-            return self._extra[name]
-        if name not in ("peername", "sockname", "socket") or self._closing:
-            return default
-        try:
-            sock = borrow_socket(self._fd)
-        except OSError:
-            return default
-        if name == "socket":
-            self._extra[name] = sock  # kept, and never closed by us: detached at connection_lost
-            return sock
-        try:
-            value = sock.getpeername() if name == "peername" else sock.getsockname()
-        except OSError:
-            value = default
-        finally:
-            sock.detach()
-        self._extra[name] = value
-        return value
+        return socket_info(self._fd, name, self._extra, default, self._closing)
 
     # ---- what the loop calls (StreamEndpoint) --------------------------
 

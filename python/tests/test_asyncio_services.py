@@ -18,17 +18,7 @@ import tempfile
 import unittest
 
 from loops import LOOPS, run
-
-PATIENCE = 30
-
-
-def has_ipv6():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
+from waiting import PATIENCE, has_ipv6
 
 
 class Echo(asyncio.DatagramProtocol):

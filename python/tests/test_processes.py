@@ -8,24 +8,15 @@ import signal
 import socket
 import sys
 import tempfile
-import time
 import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import evloop  # noqa: E402
+from waiting import run_until  # noqa: E402
 from evloop.processes import DEVNULL, PIPE, STDOUT, SubprocessProtocol  # noqa: E402
-
-PATIENCE = 30
-
-
-def run_until(loop, condition):
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        loop.run_once(0.5)
 
 
 class Child(SubprocessProtocol):

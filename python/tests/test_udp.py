@@ -8,25 +8,15 @@ import os
 import random
 import socket
 import sys
-import time
 import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import evloop  # noqa: E402
+from waiting import PATIENCE, has_ipv6, run_until  # noqa: E402
 from evloop.datagrams import DatagramProtocol  # noqa: E402
-
-PATIENCE = 30  # seconds a test waits for what it expects, on a loaded machine
-
-
-def has_ipv6():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 class Echo(DatagramProtocol):
@@ -58,14 +48,6 @@ class Recorder(DatagramProtocol):
 
     def connection_lost(self, exc):
         self.lost.append(exc)
-
-
-def run_until(loop, condition):
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        loop.run_once(0.5)
 
 
 class UdpTest(unittest.TestCase):
