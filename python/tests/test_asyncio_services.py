@@ -182,6 +182,21 @@ class DatagramTest(EachLoop):
 
         self.assertEqual(self.each(scenario), ([RuntimeError], b"fine", False))
 
+    def test_closing_and_aborting_leave_no_fd(self):
+        async def scenario():
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(0)
+            before = len(os.listdir("/proc/self/fd"))
+            for i in range(20):
+                transport, recorder = await loop.create_datagram_endpoint(Recorder, local_addr=("127.0.0.1", 0))
+                transport.sendto(b"x", transport.get_extra_info("sockname"))
+                transport.close() if i % 2 else transport.abort()
+                while "lost" not in [item for item in list(recorder.queue._queue) if item == "lost"]:
+                    await asyncio.sleep(0.001)
+            return len(os.listdir("/proc/self/fd")) - before
+
+        self.assertEqual(self.each(scenario), 0)
+
     def test_write_buffer_limits_and_size(self):
         async def scenario():
             loop = asyncio.get_running_loop()
