@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from ctypes import byref, c_char, c_size_t, c_void_p
+from ctypes import byref, c_char, c_size_t, c_uint32, c_uint64, c_void_p
 from typing import Any, List, Optional, Tuple
 
 from . import _lib, _sockaddr
@@ -67,3 +67,21 @@ class DatagramReader:
                 source = addresses[raw] = _sockaddr.decode(raw)
             result.append((payload, source, bool(flags & _lib.EVL_UDP_TRUNCATED)))
         return result
+
+
+class Sender:
+    """evl_udp_send for one socket, through the raw call (``_lib.raw_udp_send``):
+    its loop and id made into ctypes arguments once. Only while the loop
+    lives (its owner stops sending when the loop is freed)."""
+
+    __slots__ = ("_loop", "_udp")
+
+    def __init__(self, loop: int, udp: int) -> None:
+        self._loop = byref(c_char.from_address(loop))
+        self._udp = c_uint64(udp)
+
+    def send(self, data: bytes, addr: Optional[bytes]) -> int:
+        """0, or the library's negative errno; `addr` None: the connected peer."""
+        return _lib.raw_udp_send(
+            self._loop, self._udp, data, c_size_t(len(data)), addr, c_uint32(len(addr) if addr else 0)
+        )

@@ -464,6 +464,10 @@ def _raw(function: Any, prototype: Any) -> Callable[..., int]:
 # for the wait.
 raw_exchange = _raw(evl_stream_exchange, CFUNCTYPE)
 raw_exchange_writes = _raw(evl_stream_exchange_writes, getattr(ctypes, "PYFUNCTYPE", CFUNCTYPE))
+# A datagram's send, the same way (it never waits): the declared form costs
+# about 11,600 instructions a call, this one about 6,600 (callgrind, 64-byte
+# datagrams). See _datagrams.Sender.
+raw_udp_send = _raw(evl_udp_send, getattr(ctypes, "PYFUNCTYPE", CFUNCTYPE))
 
 # ---- errors ----------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from ctypes import byref, c_size_t, c_uint64
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 
 from . import _lib, _sockaddr
+from ._datagrams import Sender
 from ._fds import borrow_socket as _borrow, fileobj_to_fd, socket_info
 from ._lib import check
 from .streams import StreamEndpoint, _limits
@@ -97,7 +98,7 @@ class DatagramTransport(StreamEndpoint):
     """One UDP socket of the library, named by its id. Methods are for the
     loop's thread."""
 
-    __slots__ = ("_streams", "_id", "_fd", "_family", "_protocol", "_closing", "_refused", "_extra")
+    __slots__ = ("_streams", "_id", "_fd", "_family", "_protocol", "_closing", "_refused", "_extra", "_send")
 
     def __init__(self, streams: "StreamTable", udp: int, protocol: Any) -> None:
         self._streams = streams
@@ -110,6 +111,7 @@ class DatagramTransport(StreamEndpoint):
         self._closing = False
         self._refused = False  # a send was refused for a full queue: resume_writing() on DRAINED
         self._extra: dict = {}
+        self._send = Sender(streams.pointer(), udp).send
 
     def __repr__(self) -> str:
         return f"<evloop.DatagramTransport udp={self._id:#x} fd={self._fd}{' closing' if self._closing else ''}>"
@@ -141,7 +143,7 @@ class DatagramTransport(StreamEndpoint):
         if self._closing:
             return
         raw = _sockaddr.encode(addr, self._family) if addr is not None else None
-        code = _lib.evl_udp_send(self._streams.pointer(), self._id, bytes(data), len(data), raw, len(raw) if raw else 0)
+        code = self._send(data if data.__class__ is bytes else bytes(data), raw)
         if code < 0:
             if code == -errno.ENOBUFS:
                 self._refused = True

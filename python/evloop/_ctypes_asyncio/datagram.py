@@ -40,6 +40,7 @@ from ctypes import byref, c_size_t, c_uint64
 from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Tuple
 
 from .. import _lib, _sockaddr
+from .._datagrams import Sender
 from ..streams import StreamEndpoint
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
             os.close(duplicate)
             raise _lib.error(code, "evl_udp_open")
         self._udp = udp.value
+        self._send = Sender(self._streams.pointer(), self._udp).send
         self._streams.endpoints[self._udp] = self
         self._call(_lib.evl_udp_set_watermarks, self._high_water, self._low_water)
         loop._transports[self._sock_fd] = self
@@ -155,7 +157,7 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         if self._overflow:
             self._overflow.append((data, raw))
             return
-        code = _lib.evl_udp_send(self._streams.pointer(), self._udp, data, len(data), raw, len(raw) if raw else 0)
+        code = self._send(data, raw)
         if code == -errno.ENOBUFS:
             self._overflow.append((data, raw))
             self._maybe_pause_protocol()
@@ -164,10 +166,9 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
 
     def _send_overflow(self) -> None:
         """The datagrams kept for a full queue, in order, as far as it takes them."""
-        pointer = self._streams.pointer()
         while self._overflow and not self._gone:
             data, raw = self._overflow[0]
-            code = _lib.evl_udp_send(pointer, self._udp, data, len(data), raw, len(raw) if raw else 0)
+            code = self._send(data, raw)
             if code == -errno.ENOBUFS:
                 return
             self._overflow.popleft()
