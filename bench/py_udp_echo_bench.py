@@ -29,6 +29,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--conns", type=int, default=20)
     parser.add_argument("--python", default=os.path.expanduser("~/.pyenv/versions/3.11.7/bin/python3"))
+    parser.add_argument("--only", help="comma-separated loops (asyncio, uvloop, evloop)")
     args = parser.parse_args()
     release = os.path.join(ROOT, "target", "release")
     os.makedirs(OUT, exist_ok=True)
@@ -43,6 +44,8 @@ def main():
     client = f"{client_bin} --port {{port}} --conns {args.conns} --size 64 --rounds {{rounds}} --timeout 300 --quiet"
     rows = []
     for name in ("asyncio", "uvloop", "evloop"):
+        if args.only and name not in args.only.split(","):
+            continue
         server = [python, os.path.join(ROOT, "bench", "py_udp_echo_server.py"), "--loop", name]
         bench = SimpleNamespace(client=client, conns=args.conns, size=64, server=server)
         per_trip = []
