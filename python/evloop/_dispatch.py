@@ -23,8 +23,11 @@ if TYPE_CHECKING:
 
 _DATA = _lib.EVL_STREAM_DATA
 _IO = _lib.EVL_STREAM_IO
-# A DATA event whose bytes were copied out of the read buffer (see _save).
-_SAVED_DATA = -1
+_DATAGRAMS = _lib.EVL_STREAM_DATAGRAMS
+_FDS = _lib.EVL_STREAM_FDS
+# A DATA event whose bytes were copied out of the read buffer, a DATAGRAMS
+# event whose datagrams were, an FDS event whose fds were taken (see _save).
+_SAVED_DATA, _SAVED_DATAGRAMS, _SAVED_FDS = -1, -2, -3
 
 
 class Dispatcher:
@@ -79,13 +82,15 @@ class Dispatcher:
                         continue
                     self._receive(stream, receive, self._exchange.data(data, length))
                 else:
-                    self._dispatch_other(kind, fd, stream, data, userdata, status, revents)
+                    self._dispatch_other(kind, fd, stream, data, userdata, status, revents, length)
         except BaseException:
             self._save(list(events))
             raise
         return len(batch)
 
-    def _dispatch_other(self, kind: int, fd: int, stream: int, data: Any, userdata: int, status: int, revents: int) -> None:
+    def _dispatch_other(
+        self, kind: int, fd: int, stream: int, data: Any, userdata: int, status: int, revents: int, length: int = 0
+    ) -> None:
         if kind == _IO:
             # Userdata 0: one of the loop's own fds, never a registration.
             if not self._fds.ready(fd, userdata, revents) and userdata == 0:
@@ -94,6 +99,21 @@ class Dispatcher:
             receiver = self._receivers.get(stream)
             if receiver is not None:
                 self._receive(stream, receiver, data)
+        elif kind == _DATAGRAMS or kind == _SAVED_DATAGRAMS:
+            endpoint = self._endpoints.get(stream)
+            if endpoint is not None:
+                batch = data if kind == _SAVED_DATAGRAMS else self._streams.datagram_reader.decode(data, length)
+                try:
+                    endpoint._datagrams(batch)  # type: ignore[attr-defined]
+                except Exception as exc:
+                    endpoint._receive_failed(exc)
+        elif kind == _FDS or kind == _SAVED_FDS:
+            fds = data if kind == _SAVED_FDS else self._streams.take_fds(stream, length)
+            self._streams.fds_received(stream, fds)
+        elif kind == _lib.EVL_STREAM_UDP_ERROR:
+            endpoint = self._endpoints.get(stream)
+            if endpoint is not None:
+                endpoint._udp_error(status)  # type: ignore[attr-defined]
         elif kind == _lib.EVL_STREAM_ACCEPTED:
             self._streams.accepted(stream, fd, userdata)
         elif kind == _lib.EVL_STREAM_CLOSED:
@@ -135,6 +155,11 @@ class Dispatcher:
             kind, fd, stream, address, length, userdata, status, revents = event
             if kind == _DATA:
                 event = (_SAVED_DATA, fd, stream, data(address, length), length, userdata, status, revents)
+            elif kind == _DATAGRAMS:
+                decoded = self._streams.datagram_reader.decode(address, length)
+                event = (_SAVED_DATAGRAMS, fd, stream, decoded, length, userdata, status, revents)
+            elif kind == _FDS:  # the next poll would close them
+                event = (_SAVED_FDS, fd, stream, self._streams.take_fds(stream, length), length, userdata, status, revents)
             kept.append(event)
         self.saved = kept + self.saved
 

@@ -7,6 +7,8 @@ its event was fetched."""
 from __future__ import annotations
 
 import errno
+import fcntl
+import socket
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from . import _lib
@@ -100,3 +102,41 @@ class Registrations:
     def clear(self) -> None:
         """The loop is freed: its registrations are gone (the fds stay open)."""
         self.by_fd.clear()
+
+
+def borrow_socket(fd: int) -> socket.socket:
+    """A socket object over one of the library's fds, to ask it things
+    (detach() it, never close it). PyPy's socket(fileno=) makes the fd
+    blocking, which would hang the library's next read: its flags are put
+    back."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        return socket.socket(fileno=fd)
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+
+
+def socket_info(fd: int, name: str, cache: Dict[str, Any], default: Any, closing: bool) -> Any:
+    """A transport's get_extra_info() over one of the library's fds:
+    'peername', 'sockname' (looked up when first asked, then kept in
+    `cache`) or 'socket' (a socket object over the fd, kept in `cache`:
+    never closed by us, its owner detaches it when the fd closes)."""
+    if name in cache:
+        return cache[name]
+    if name not in ("peername", "sockname", "socket") or closing:
+        return default
+    try:
+        sock = borrow_socket(fd)
+    except OSError:
+        return default
+    if name == "socket":
+        cache[name] = sock
+        return sock
+    try:
+        value = sock.getpeername() if name == "peername" else sock.getsockname()
+    except OSError:
+        value = default
+    finally:
+        sock.detach()
+    cache[name] = value
+    return value

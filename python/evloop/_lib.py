@@ -143,6 +143,21 @@ EVL_OP_ABORT = 4
 EVL_OP_PAUSE = 5
 EVL_OP_RESUME = 6
 
+# Thread pool, name resolution, child processes (python/evloop/_jobs.py).
+EVL_POOL_MAX_SIZE = 1024
+EVL_EAI_CANCELED = -101
+EVL_SOCKADDR_SIZE = 28
+EVL_NAME_MAX = 1024
+EVL_STDIO_INHERIT = 0
+EVL_STDIO_NULL = 1
+EVL_STDIO_PIPE = 2
+EVL_STDIO_FD = 3
+EVL_STDIO_STDOUT = 4
+EVL_SPAWN_SETSID = 1
+EVL_SPAWN_SETPGROUP = 2
+EVL_SPAWN_CLOSE_FDS = 4
+EVL_SPAWN_MAX_STRINGS = 1 << 20
+
 EVL_HOOK_PREPARE = 1
 EVL_HOOK_CHECK = 2
 EVL_HOOK_IDLE = 3
@@ -213,6 +228,45 @@ class evl_udp_datagram(Structure):
     ]
 
 
+class evl_addrinfo_hints(Structure):
+    _fields_ = [("flags", c_int), ("family", c_int), ("socktype", c_int), ("protocol", c_int)]
+
+
+class evl_addrinfo(Structure):
+    _fields_ = [
+        ("family", c_int),
+        ("socktype", c_int),
+        ("protocol", c_int),
+        ("addrlen", c_uint32),
+        ("addr", c_uint8 * EVL_SOCKADDR_SIZE),
+    ]
+
+
+class evl_resolve_result(Structure):
+    _fields_ = [
+        ("request", c_uint64),
+        ("status", c_int),
+        ("error", c_int),
+        ("message", c_char_p),
+        ("addrs", POINTER(evl_addrinfo)),
+        ("count", c_size_t),
+        ("canonname", c_char_p),
+        ("userdata", c_void_p),
+    ]
+
+
+class evl_process_exit(Structure):
+    _fields_ = [
+        ("process", c_uint64),
+        ("pid", c_int),
+        ("exit_code", c_int),
+        ("term_signal", c_int),
+        ("core_dumped", c_int),
+        ("status", c_int),
+        ("userdata", c_void_p),
+    ]
+
+
 # The loop is opaque: a void pointer is all Python ever holds.
 evl_loop_p = c_void_p
 evl_io_cb = CFUNCTYPE(None, evl_loop_p, c_int, c_uint32, c_void_p)
@@ -222,6 +276,31 @@ evl_signal_cb = CFUNCTYPE(None, evl_loop_p, c_int, c_void_p)
 evl_hook_cb = CFUNCTYPE(None, evl_loop_p, c_uint64, c_void_p)
 evl_stream_cb = CFUNCTYPE(None, evl_loop_p, POINTER(evl_stream_event))
 # NULL callbacks: Python takes events from evl_poll and evl_stream_exchange.
+evl_work_fn = CFUNCTYPE(None, c_void_p)
+evl_work_done_cb = CFUNCTYPE(None, evl_loop_p, c_uint64, c_int, c_void_p)
+evl_resolve_cb = CFUNCTYPE(None, evl_loop_p, POINTER(evl_resolve_result))
+evl_process_cb = CFUNCTYPE(None, evl_loop_p, POINTER(evl_process_exit))
+
+
+class evl_spawn_options(Structure):
+    _fields_ = [
+        ("file", c_char_p),
+        ("argv", POINTER(c_char_p)),
+        ("env", POINTER(c_char_p)),
+        ("cwd", c_char_p),
+        ("stdio", c_uint32 * 3),
+        ("stdio_fd", c_int * 3),
+        ("flags", c_uint32),
+        ("exit_cb", evl_process_cb),
+        ("stream_cb", evl_stream_cb),
+        ("userdata", c_void_p),
+    ]
+
+
+class evl_spawned(Structure):
+    _fields_ = [("process", c_uint64), ("pid", c_int), ("stdio", c_uint64 * 3)]
+
+
 NO_IO_CB = evl_io_cb()
 NO_STREAM_CB = evl_stream_cb()
 
@@ -344,6 +423,22 @@ evl_tls_alpn = _declare("evl_tls_alpn", c_int, [_L, _U64, _P, _SZ])
 evl_tls_server_name = _declare("evl_tls_server_name", c_int, [_L, _U64, _P, _SZ])
 evl_tls_peer_certificate = _declare("evl_tls_peer_certificate", c_int, [_L, _U64, _SZ, _P, _SZ])
 evl_tls_error_reason = _declare("evl_tls_error_reason", c_int, [_L, _U64, _P, _SZ])
+evl_work_submit = _declare(
+    "evl_work_submit", c_int, [_L, evl_work_fn, evl_work_done_cb, _P, POINTER(c_uint64)]
+)
+evl_work_cancel = _declare("evl_work_cancel", c_int, [_L, _U64])
+evl_pool_set_size = _declare("evl_pool_set_size", c_int, [_L, _U32])
+evl_pool_size = _declare("evl_pool_size", c_int, [_L])
+evl_getaddrinfo = _declare(
+    "evl_getaddrinfo",
+    c_int,
+    [_L, c_char_p, c_char_p, POINTER(evl_addrinfo_hints), evl_resolve_cb, _P, POINTER(c_uint64)],
+)
+evl_getaddrinfo_cancel = _declare("evl_getaddrinfo_cancel", c_int, [_L, _U64])
+evl_connect_host = _declare("evl_connect_host", c_int, [_L, c_char_p, _I, evl_stream_cb, _P, POINTER(c_uint64)])
+evl_spawn = _declare("evl_spawn", c_int, [_L, POINTER(evl_spawn_options), POINTER(evl_spawned)])
+evl_process_kill = _declare("evl_process_kill", c_int, [_L, _U64, _I])
+evl_process_pid = _declare("evl_process_pid", c_int, [_L, _U64])
 evl_strerror = _declare("evl_strerror", c_char_p, [_I])
 evl_version = _declare("evl_version", c_char_p, [])
 evl_abi_version = _declare("evl_abi_version", c_uint32, [])
@@ -369,6 +464,10 @@ def _raw(function: Any, prototype: Any) -> Callable[..., int]:
 # for the wait.
 raw_exchange = _raw(evl_stream_exchange, CFUNCTYPE)
 raw_exchange_writes = _raw(evl_stream_exchange_writes, getattr(ctypes, "PYFUNCTYPE", CFUNCTYPE))
+# A datagram's send, the same way (it never waits): the declared form costs
+# about 11,600 instructions a call, this one about 6,600 (callgrind, 64-byte
+# datagrams). See _datagrams.Sender.
+raw_udp_send = _raw(evl_udp_send, getattr(ctypes, "PYFUNCTYPE", CFUNCTYPE))
 
 # ---- errors ----------------------------------------------------------------
 

@@ -27,6 +27,8 @@ from ._dispatch import Dispatcher
 from ._exchange import Exchange
 from ._fds import Registrations, fileobj_to_fd
 from ._handles import Handle, ReadyQueue, Timers
+from ._jobs import Jobs
+from ._services import Services
 from ._lib import check
 from ._signals import Signals, run_signal_handlers
 from ._stream_table import StreamTable
@@ -40,9 +42,10 @@ Callback = Callable[..., Any]
 __all__ = ["Handle", "Loop", "fileobj_to_fd"]
 
 
-class Loop:
+class Loop(Services):
     """An event loop: fds, timers, signals, thread-safe calls and buffered
-    streams. All methods are for the thread that runs the loop, except
+    streams; UDP, Unix-domain sockets, name resolution and child processes
+    (_services.py). All methods are for the thread that runs the loop, except
     call_soon_threadsafe() and stop(). A context manager: close() at exit.
 
     Callbacks may register, modify or unregister anything (their own fd
@@ -65,6 +68,7 @@ class Loop:
         self._signals = Signals(self, self._callbacks)
         #: The streams and listeners, and what their owners call (see _stream_table.py).
         self.streams = StreamTable(self, self._exchange)
+        self._jobs = Jobs(self)
         self._dispatcher = Dispatcher(self._exchange, self.streams, self._fds, self._signals)
         self._stopping = False
         self._running = False
@@ -281,6 +285,7 @@ class Loop:
             or self._ready
             or self._dispatcher.saved
             or self._exchange.write_streams
+            or self._jobs.pending()
         )
 
     def iterate(self, wait_ms: int, keep_streams: bool = False) -> int:
@@ -358,6 +363,7 @@ class Loop:
         self._exchange.loop_freed()
         self._signals.close()
         self.streams.loop_closed()
+        self._jobs.clear()
         self._fds.clear()
         self._timers.clear()
         self._ready.clear()

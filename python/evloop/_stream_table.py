@@ -7,10 +7,13 @@ the write queue, the library's stream functions in order with the writes.
 
 from __future__ import annotations
 
-from ctypes import byref, c_size_t, c_uint64
+from ctypes import byref, c_int, c_size_t, c_uint64
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
+import os
+
 from . import _lib
+from ._datagrams import DatagramReader
 from ._fds import fileobj_to_fd
 from ._lib import check
 from .streams import Server, StreamEndpoint, Transport
@@ -36,6 +39,8 @@ class StreamTable:
         self.receivers: Dict[int, Receiver] = {}
         self.listeners: Dict[int, Server] = {}  # by key: their userdata
         self._keys = 0
+        #: Decodes UDP sockets' DATAGRAMS events (datagrams.py's transports are endpoints too).
+        self.datagram_reader = DatagramReader(loop.pointer())
 
     # ---- opening -------------------------------------------------------------
 
@@ -56,7 +61,32 @@ class StreamTable:
         flags = _lib.EVL_LISTEN_REUSEPORT if reuse_port else 0
         pointer = self._loop.pointer()
         check(_lib.evl_listen(pointer, _host(host), port, backlog, flags, _lib.NO_STREAM_CB, key, byref(listener)), "evl_listen")
-        server = Server(self, listener.value, key, factory)
+        return self._serve(listener.value, key, factory, max_connections, idle_timeout)
+
+    def listen_unix(
+        self,
+        factory: Callable[[], Any],
+        path: Any,
+        backlog: int,
+        remove_stale: bool,
+        max_connections: Optional[int],
+        idle_timeout: Optional[float],
+    ) -> Server:
+        self._keys += 1
+        key = self._keys
+        listener = c_uint64()
+        name, flags = unix_name(path)
+        flags |= _lib.EVL_UNIX_REMOVE_STALE if remove_stale else 0
+        check(
+            _lib.evl_listen_unix(self._loop.pointer(), name, backlog, flags, _lib.NO_STREAM_CB, key, byref(listener)),
+            "evl_listen_unix",
+        )
+        return self._serve(listener.value, key, factory, max_connections, idle_timeout)
+
+    def _serve(
+        self, listener: int, key: int, factory: Callable[[], Any], max_connections: Optional[int], idle_timeout: Optional[float]
+    ) -> Server:
+        server = Server(self, listener, key, factory)
         self.listeners[key] = server
         try:
             if tls is not None:
@@ -94,6 +124,20 @@ class StreamTable:
         transport = self._new_transport(stream.value, -1, factory())
         transport._tls = self.tls_session(stream.value, server_side=False, server_hostname=server_hostname or host)
         return transport
+
+    def connect_unix(self, factory: Callable[[], Any], path: Any) -> Transport:
+        name, flags = unix_name(path)
+        stream = c_uint64()
+        check(_lib.evl_connect_unix(self._loop.pointer(), name, flags, _lib.NO_STREAM_CB, None, byref(stream)), "evl_connect_unix")
+        return self._new_transport(stream.value, -1, factory())
+
+    def connect_host(self, factory: Callable[[], Any], host: str, port: int) -> Transport:
+        stream = c_uint64()
+        check(
+            _lib.evl_connect_host(self._loop.pointer(), host.encode("idna"), port, _lib.NO_STREAM_CB, None, byref(stream)),
+            "evl_connect_host",
+        )
+        return self._new_transport(stream.value, -1, factory())
 
     def open(self, fd: int, factory: Callable[[], Any]) -> Transport:
         fd = fileobj_to_fd(fd)
@@ -135,6 +179,25 @@ class StreamTable:
         return stream.value
 
     # ---- what stream owners use ------------------------------------------------
+
+    def take_fds(self, stream: int, count: int) -> List[int]:
+        """The fds of an FDS event of `stream`, now the caller's to close."""
+        fds = (c_int * max(count, 1))()
+        taken = check(_lib.evl_stream_take_fds(self._loop.pointer(), stream, fds, count), "evl_stream_take_fds")
+        return list(fds[:taken])
+
+    def fds_received(self, stream: int, fds: List[int]) -> None:
+        """Received fds to the stream's endpoint (closed if it takes none)."""
+        endpoint = self.endpoints.get(stream)
+        receive = getattr(endpoint, "_stream_fds", None)
+        if receive is None:
+            for fd in fds:
+                os.close(fd)
+            return
+        receive(fds)
+
+    def pointer(self) -> int:
+        return self._loop.pointer()
 
     def set_receiver(self, stream: int, receiver: Optional[Receiver]) -> None:
         """Where the stream's data goes from now on (None: dropped)."""
@@ -214,6 +277,16 @@ class StreamTable:
         self.endpoints.clear()
         self.receivers.clear()
         self.listeners.clear()
+
+
+def unix_name(path: Any) -> Tuple[bytes, int]:
+    """A Unix socket's name as the library takes it: a path (str, bytes,
+    os.PathLike), or an abstract name written as Python does, with a
+    leading NUL byte."""
+    name = os.fsencode(path)
+    if name.startswith(b"\0"):
+        return name[1:], _lib.EVL_UNIX_ABSTRACT
+    return name, 0
 
 
 def _host(host: Optional[str]) -> bytes:

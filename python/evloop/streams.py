@@ -27,12 +27,14 @@ what it reads needs nothing more; ``set_write_buffer_limits`` moves the marks.
 
 from __future__ import annotations
 
+import ctypes
 import errno
-import socket
+import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
 
 from . import _lib
+from ._fds import socket_info
 from ._timeouts import idle_ms
 
 if TYPE_CHECKING:
@@ -178,6 +180,42 @@ class Transport(StreamEndpoint):
         without a byte moving; None or 0: never."""
         self._streams.call(_lib.evl_stream_set_idle_timeout, self._id, idle_ms(seconds))
 
+    # ---- Unix-domain streams: the peer, passing fds ---------------------
+
+    def peer_cred(self) -> "tuple[int, int, int]":
+        """(pid, uid, gid) of the process at the other end of a Unix-domain
+        stream, as they were when it connected (SO_PEERCRED). OSError
+        (EOPNOTSUPP) for TCP."""
+        pid, uid, gid = ctypes.c_int(), ctypes.c_uint32(), ctypes.c_uint32()
+        self._streams.call(_lib.evl_stream_peer_cred, self._id, ctypes.byref(pid), ctypes.byref(uid), ctypes.byref(gid))
+        return pid.value, uid.value, gid.value
+
+    def write_fds(self, data: bytes, fds: Iterable[Any]) -> None:
+        """write() of `data` (at least a byte) with `fds` (fds or objects
+        with fileno(), 1 to 253) attached to its first byte (SCM_RIGHTS).
+        The fds stay yours: close them when you like, the kernel (or the
+        stream's queue) holds its own references."""
+        numbers = [_fileno(fd) for fd in fds]
+        array_type = ctypes.c_int * max(len(numbers), 1)
+        data = _as_bytes(data) if data.__class__ is not bytes else data
+        self._streams.call(_lib.evl_stream_write_fds, self._id, data, len(data), array_type(*numbers), len(numbers))
+
+    def accept_fds(self, max_fds: int = _lib.EVL_MAX_FDS) -> None:
+        """Lets the stream receive up to `max_fds` fds per message (0: none,
+        the default: the kernel closes what comes). They go to the
+        protocol's fds_received(fds), before the data they came with; they
+        are the protocol's to close (closed for it if it has no such method).
+        Call it in connection_made()."""
+        self._streams.call(_lib.evl_stream_accept_fds, self._id, max_fds)
+
+    def _stream_fds(self, fds: List[int]) -> None:
+        receive = getattr(self._protocol, "fds_received", None)
+        if receive is None or self._closing:
+            for fd in fds:
+                os.close(fd)
+            return
+        receive(fds)
+
     # ---- reading -------------------------------------------------------
 
     def pause_reading(self) -> None:
@@ -275,27 +313,9 @@ class Transport(StreamEndpoint):
         socket object over the stream's fd, which must not be closed); on
         a TLS stream 'ssl_object' (``tls``), 'peercert', 'cipher',
         'compression' as asyncio's."""
-        if name in self._extra:
-            return self._extra[name]
-        if self._tls is not None and name in _TLS_EXTRA:
+        if self._tls is not None and name in _TLS_EXTRA and name not in self._extra:
             return _TLS_EXTRA[name](self._tls)
-        if name not in ("peername", "sockname", "socket") or self._closing:
-            return default
-        try:
-            sock = socket.socket(fileno=self._fd)
-        except OSError:
-            return default
-        if name == "socket":
-            self._extra[name] = sock  # kept, and never closed by us: detached at connection_lost
-            return sock
-        try:
-            value = sock.getpeername() if name == "peername" else sock.getsockname()
-        except OSError:
-            value = default
-        finally:
-            sock.detach()
-        self._extra[name] = value
-        return value
+        return socket_info(self._fd, name, self._extra, default, self._closing)
 
     # ---- what the loop calls (StreamEndpoint) --------------------------
 
@@ -417,6 +437,10 @@ def _limits(high: Optional[int], low: Optional[int]) -> "tuple[int, int]":
     if high < 0 or low < 0 or low > high:
         raise ValueError(f"high ({high!r}) must be >= low ({low!r}) >= 0")
     return high, low
+
+
+def _fileno(fd: Any) -> int:
+    return fd if isinstance(fd, int) else int(fd.fileno())
 
 
 def _as_bytes(data: Any) -> bytes:

@@ -2,9 +2,10 @@
 
 It is asyncio's own ``SelectorEventLoop`` over a selector that is an
 ``evloop.Loop`` (selector.py): asyncio's timers, callbacks, raw fds
-(add_reader, sock_*, UDP, pipes, subprocesses, signals) run as asyncio
+(add_reader, sock_*, pipes, subprocesses, signals) run as asyncio
 wrote them, and the wait of each iteration is the Loop's one foreign call,
-``evl_stream_exchange``. Socket transports (TCP and Unix: create_server,
+``evl_stream_exchange``. UDP endpoints are the library's UDP sockets
+(datagram.py), getaddrinfo runs on its thread pool (resolve.py). Socket transports (TCP and Unix: create_server,
 create_connection, connect_accepted_socket, start_tls, and so asyncio's
 streams) are replaced by transports on the library's buffered streams
 (transport.py, with reading.py, writing.py and sendfile.py): the library
