@@ -61,7 +61,7 @@ class StreamTable:
         flags = _lib.EVL_LISTEN_REUSEPORT if reuse_port else 0
         pointer = self._loop.pointer()
         check(_lib.evl_listen(pointer, _host(host), port, backlog, flags, _lib.NO_STREAM_CB, key, byref(listener)), "evl_listen")
-        return self._serve(listener.value, key, factory, max_connections, idle_timeout)
+        return self._serve(listener.value, key, factory, max_connections, idle_timeout, tls)
 
     def listen_unix(
         self,
@@ -84,7 +84,13 @@ class StreamTable:
         return self._serve(listener.value, key, factory, max_connections, idle_timeout)
 
     def _serve(
-        self, listener: int, key: int, factory: Callable[[], Any], max_connections: Optional[int], idle_timeout: Optional[float]
+        self,
+        listener: int,
+        key: int,
+        factory: Callable[[], Any],
+        max_connections: Optional[int],
+        idle_timeout: Optional[float],
+        tls: Optional["TLSConfig"] = None,
     ) -> Server:
         server = Server(self, listener, key, factory)
         self.listeners[key] = server
@@ -92,7 +98,7 @@ class StreamTable:
             if tls is not None:
                 if not tls.server:
                     raise ValueError("start_server(tls=...) takes a server's TLSConfig (TLSConfig(server=True))")
-                self.call(_lib.evl_listener_set_tls, listener.value, tls.handle)
+                self.call(_lib.evl_listener_set_tls, listener, tls.handle)
                 server._tls = True
             if max_connections:
                 server.set_max_connections(max_connections)
