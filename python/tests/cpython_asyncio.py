@@ -1,7 +1,9 @@
 """CPython's own asyncio tests (the ``test.test_asyncio`` package of the
 Python running this), pointed at one loop, as a third-party loop is held to
-them: ``--loop evloop`` (evloop.new_event_loop()) or ``--loop asyncio``
-(asyncio.SelectorEventLoop on its default selector, the reference).
+them: ``--loop evloop`` (evloop.new_event_loop()), ``--loop native``
+(evloop's native loop, ``evloop._native.new_event_loop()``, CPython only)
+or ``--loop asyncio`` (asyncio.SelectorEventLoop on its default selector,
+the reference).
 
     python3 python/tests/cpython_asyncio.py --loop evloop --out results.txt
 
@@ -46,6 +48,10 @@ TEST_WATCHDOG = 90
 
 
 def loop_factory(name):
+    if name == "native":  # evloop's native loop (python/evloop/_native), CPython only
+        from evloop import _native
+
+        return _native.new_event_loop
     if name == "evloop":
         import evloop
 
@@ -54,6 +60,10 @@ def loop_factory(name):
 
 
 def policy_factory(name):
+    if name == "native":
+        from evloop import _native
+
+        return _native.EventLoopPolicy
     if name == "evloop":
         import evloop
 
@@ -164,7 +174,7 @@ class RecordingResult(unittest.TextTestResult):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loop", choices=("evloop", "asyncio"), required=True)
+    parser.add_argument("--loop", choices=("evloop", "asyncio", "native"), required=True)
     parser.add_argument("--out", required=True, help="where the outcomes go, one a line")
     parser.add_argument("-k", dest="patterns", action="append", help="only tests whose id contains this")
     parser.add_argument("-v", dest="verbosity", action="store_const", const=2, default=1)

@@ -16,7 +16,7 @@
 //! them are the stable ABI's, unchanged since 3.3 at least; they are in
 //! [`super::typespec`] and [`super::buffer`].
 
-use std::ffi::{c_char, c_double, c_int, c_long, c_uint, c_ulong, c_void, CStr};
+use std::ffi::{c_char, c_double, c_int, c_long, c_uint, c_void, CStr};
 use std::sync::OnceLock;
 
 /// A Python object: only ever behind a pointer, never dereferenced.
@@ -92,13 +92,11 @@ cpython_api! {
         // Errors.
         PyErr_Occurred: unsafe extern "C" fn() -> Obj;
         PyErr_SetString: unsafe extern "C" fn(Obj, *const c_char);
-        PyErr_SetObject: unsafe extern "C" fn(Obj, Obj);
         PyErr_SetFromErrno: unsafe extern "C" fn(Obj) -> Obj;
         PyErr_Fetch: unsafe extern "C" fn(*mut Obj, *mut Obj, *mut Obj);
         PyErr_Restore: unsafe extern "C" fn(Obj, Obj, Obj);
         PyErr_NormalizeException: unsafe extern "C" fn(*mut Obj, *mut Obj, *mut Obj);
         PyErr_GivenExceptionMatches: unsafe extern "C" fn(Obj, Obj) -> c_int;
-        PyErr_ExceptionMatches: unsafe extern "C" fn(Obj) -> c_int;
         PyErr_Clear: unsafe extern "C" fn();
         PyErr_CheckSignals: unsafe extern "C" fn() -> c_int;
         PyErr_WriteUnraisable: unsafe extern "C" fn(Obj);
@@ -107,7 +105,6 @@ cpython_api! {
         // The GIL, released only around the loop's wait.
         PyEval_SaveThread: unsafe extern "C" fn() -> *mut PyThreadState;
         PyEval_RestoreThread: unsafe extern "C" fn(*mut PyThreadState);
-        PyGILState_Check: unsafe extern "C" fn() -> c_int;
 
         // Objects.
         PyObject_GetAttr: unsafe extern "C" fn(Obj, Obj) -> Obj;
@@ -120,7 +117,6 @@ cpython_api! {
         PyObject_Type: unsafe extern "C" fn(Obj) -> Obj;
         PyObject_GetIter: unsafe extern "C" fn(Obj) -> Obj;
         PyIter_Next: unsafe extern "C" fn(Obj) -> Obj;
-        PyCallable_Check: unsafe extern "C" fn(Obj) -> c_int;
 
         // Calls (vectorcall, when there, is below).
         PyObject_Call: unsafe extern "C" fn(Obj, Obj, Obj) -> Obj;
@@ -136,15 +132,14 @@ cpython_api! {
         // Numbers and strings.
         PyLong_FromLong: unsafe extern "C" fn(c_long) -> Obj;
         PyLong_FromSsize_t: unsafe extern "C" fn(PySsize) -> Obj;
-        PyLong_FromUnsignedLong: unsafe extern "C" fn(c_ulong) -> Obj;
         PyLong_AsLong: unsafe extern "C" fn(Obj) -> c_long;
         PyLong_AsSsize_t: unsafe extern "C" fn(Obj) -> PySsize;
         PyFloat_FromDouble: unsafe extern "C" fn(c_double) -> Obj;
         PyFloat_AsDouble: unsafe extern "C" fn(Obj) -> c_double;
-        PyBool_FromLong: unsafe extern "C" fn(c_long) -> Obj;
         PyUnicode_FromString: unsafe extern "C" fn(*const c_char) -> Obj;
         PyUnicode_InternFromString: unsafe extern "C" fn(*const c_char) -> Obj;
         PyUnicode_CompareWithASCIIString: unsafe extern "C" fn(Obj, *const c_char) -> c_int;
+        PyUnicode_AsUTF8: unsafe extern "C" fn(Obj) -> *const c_char;
 
         // Containers.
         PyTuple_New: unsafe extern "C" fn(PySsize) -> Obj;
@@ -152,10 +147,9 @@ cpython_api! {
         PyTuple_GetItem: unsafe extern "C" fn(Obj, PySsize) -> Obj;
         PyTuple_Size: unsafe extern "C" fn(Obj) -> PySsize;
         PyDict_New: unsafe extern "C" fn() -> Obj;
+        PyDict_SetItem: unsafe extern "C" fn(Obj, Obj, Obj) -> c_int;
         PyDict_SetItemString: unsafe extern "C" fn(Obj, *const c_char, Obj) -> c_int;
         PyDict_GetItemWithError: unsafe extern "C" fn(Obj, Obj) -> Obj;
-        PyList_New: unsafe extern "C" fn(PySsize) -> Obj;
-        PyList_Append: unsafe extern "C" fn(Obj, Obj) -> c_int;
 
         // Modules and types.
         PyImport_ImportModule: unsafe extern "C" fn(*const c_char) -> Obj;
@@ -173,27 +167,21 @@ cpython_api! {
         PyContext_Enter: unsafe extern "C" fn(Obj) -> c_int;
         PyContext_Exit: unsafe extern "C" fn(Obj) -> c_int;
 
-        // For asyncio's thread check in debug mode.
-        PyThread_get_thread_ident: unsafe extern "C" fn() -> c_ulong;
     }
     optional {
-        // Exported from 3.11 and 3.9 (static inline functions before);
-        // PyObject_Call and PyObject_CallFunctionObjArgs otherwise.
+        // Exported from 3.11 (a static inline function before);
+        // PyObject_CallFunctionObjArgs otherwise.
         PyObject_Vectorcall: unsafe extern "C" fn(Obj, *const Obj, usize, Obj) -> Obj;
-        PyObject_VectorcallMethod: unsafe extern "C" fn(Obj, *const Obj, usize, Obj) -> Obj;
     }
     exceptions {
-        PyExc_BaseException,
-        PyExc_Exception,
         PyExc_KeyboardInterrupt,
         PyExc_SystemExit,
         PyExc_RuntimeError,
         PyExc_TypeError,
         PyExc_ValueError,
         PyExc_OSError,
-        PyExc_ImportError,
+        PyExc_ConnectionError,
         PyExc_AttributeError,
-        PyExc_MemoryError,
     }
 }
 

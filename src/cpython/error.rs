@@ -111,11 +111,6 @@ impl Exception {
         }
     }
 
-    /// The exception object (borrowed).
-    pub(super) fn value(&self) -> *mut PyObject {
-        self.value.as_ptr()
-    }
-
     pub(super) fn into_value(self) -> Owned {
         self.value
     }
@@ -149,10 +144,10 @@ impl Exception {
     }
 }
 
-/// Reports an exception that has nowhere to go (raised while reporting
-/// another, or by a finalizer) as CPython does: "Exception ignored in".
-pub(super) fn write_unraisable(context: *mut PyObject) {
-    // SAFETY: an exception is set (the caller's PyErr); `context` is a
-    // live object or NULL.
+/// Reports the exception set (`_set`) that has nowhere to go (raised while
+/// reporting another) as CPython does: "Exception ignored in: context".
+pub(super) fn write_unraisable(_set: PyErr, context: *mut PyObject) {
+    // SAFETY: an exception is set, as the PyErr says; `context` is a live
+    // object or NULL.
     unsafe { (api().PyErr_WriteUnraisable)(context) }
 }

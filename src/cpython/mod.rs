@@ -25,15 +25,23 @@
 //! GIL is held (every entry comes from CPython with it), and an object
 //! pointer CPython passed in is live for the duration of the call.
 
-// The table and the ownership rules are complete before the types that use
-// all of them (the loop and its transports) are: until then, unused.
-#![allow(dead_code)]
-
 mod api;
+mod args;
 mod boundary;
+mod buffer;
+mod call;
 mod error;
+mod event_loop;
+mod handle;
+mod iteration;
 mod module;
 mod object;
+mod protocol;
+mod ready;
+mod timers;
+mod transport;
+mod typespec;
+mod watches;
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};

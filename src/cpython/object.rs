@@ -112,16 +112,10 @@ pub(super) fn boolean(value: bool) -> Owned {
 /// the type's member table declares it (see `typespec.rs`): reading borrows,
 /// writing replaces and gives the old reference back.
 #[repr(transparent)]
+#[derive(Default)]
 pub(super) struct Slot(std::cell::Cell<*mut PyObject>);
 
 impl Slot {
-    /// The object, borrowed: valid until the slot is next written (which
-    /// may be by Python code: take an [`Owned`] before calling any).
-    #[inline]
-    pub(super) fn get(&self) -> *mut PyObject {
-        self.0.get()
-    }
-
     /// A strong reference to the object, if set.
     #[inline]
     pub(super) fn get_owned(&self) -> Option<Owned> {
