@@ -159,6 +159,7 @@ cpython_api! {
         PyType_GetSlot: unsafe extern "C" fn(Obj, c_int) -> *mut c_void;
         PyType_IsSubtype: unsafe extern "C" fn(Obj, Obj) -> c_int;
         PyObject_GC_UnTrack: unsafe extern "C" fn(*mut c_void);
+        PyObject_ClearWeakRefs: unsafe extern "C" fn(Obj);
         PyCFunction_NewEx: unsafe extern "C" fn(*mut c_void, Obj, Obj) -> Obj;
 
         // contextvars: callbacks run in a context.

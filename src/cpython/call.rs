@@ -146,7 +146,9 @@ pub(super) fn is_instance(object: *mut PyObject, class: *mut PyObject) -> PyResu
 }
 
 /// Runs `body` inside the contextvars context `context` (as
-/// `context.run(...)` would); `None` or unset: in the current one.
+/// `context.run(...)` would); `None` or unset: in the current one. The
+/// caller holds a reference to `context` throughout (exiting a context
+/// needs one besides the thread's).
 #[inline]
 pub(super) fn in_context<R>(
     context: *mut PyObject,

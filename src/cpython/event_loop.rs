@@ -82,11 +82,16 @@ pub(super) struct LoopCore {
     pub(super) transports: RefCell<HashMap<usize, Owned>>,
     /// Transports whose protocol was told to pause writing.
     pub(super) paused_writers: RefCell<Vec<Owned>>,
+    /// `{'loop': self}`, made once: create_future's keyword arguments.
+    future_kwargs: RefCell<Option<Owned>>,
     pub(super) stopping: Cell<bool>,
     pub(super) debug: Cell<bool>,
     pub(super) closed: Cell<bool>,
     /// Inside `_run_once` (which does not nest).
     pub(super) running: Cell<bool>,
+    /// The thread inside `_run_until_stopped`, run_forever's loop, where
+    /// asyncio knows this loop as the running one.
+    forever_thread: Cell<Option<libc::pthread_t>>,
     /// The loop object, which owns this core (borrowed).
     pub(super) pyloop: *mut PyObject,
 }
@@ -109,10 +114,12 @@ impl LoopCore {
             listeners: RefCell::default(),
             transports: RefCell::default(),
             paused_writers: RefCell::default(),
+            future_kwargs: RefCell::default(),
             stopping: Cell::new(false),
             debug: Cell::new(false),
             closed: Cell::new(false),
             running: Cell::new(false),
+            forever_thread: Cell::new(None),
             pyloop,
         })
     }
@@ -154,6 +161,7 @@ impl LoopCore {
         let watches = std::mem::take(&mut *self.watches.borrow_mut());
         let listeners = std::mem::take(&mut *self.listeners.borrow_mut());
         let paused = std::mem::take(&mut *self.paused_writers.borrow_mut());
+        let future_kwargs = self.future_kwargs.borrow_mut().take();
         if let Ok(mut io) = self.io() {
             for &fd in watches.keys().chain(listeners.keys()) {
                 let _ = io.unregister(fd);
@@ -163,7 +171,15 @@ impl LoopCore {
             // SAFETY: clears the error io() set.
             unsafe { (api().PyErr_Clear)() };
         }
-        drop((transports, ready, timers, watches, listeners, paused));
+        drop((
+            transports,
+            ready,
+            timers,
+            watches,
+            listeners,
+            paused,
+            future_kwargs,
+        ));
     }
 
     /// Closes the stream layer's loop (its epoll fd and the streams' fds).
@@ -205,6 +221,9 @@ impl LoopCore {
         if let Ok(paused) = self.paused_writers.try_borrow() {
             references.extend(paused.iter().map(Owned::as_ptr));
         }
+        if let Ok(kwargs) = self.future_kwargs.try_borrow() {
+            references.extend(kwargs.iter().map(Owned::as_ptr));
+        }
         for object in references {
             // SAFETY: a live object the loop holds; visit is the collector's.
             let result = unsafe { visit(object, arg) };
@@ -235,14 +254,7 @@ impl LoopCore {
                 threadsafe,
             )?;
         }
-        let handle = handle::new_handle(
-            rt(),
-            callback,
-            tuple(args)?,
-            given(context),
-            self.pyloop,
-            None,
-        )?;
+        let handle = handle::new_handle(rt(), callback, args, given(context), self.pyloop, None)?;
         if self.debug.get() {
             self.set_source_traceback(&handle)?;
         }
@@ -266,7 +278,7 @@ impl LoopCore {
         let handle = handle::new_handle(
             rt(),
             callback,
-            tuple(args)?,
+            args,
             given(context),
             self.pyloop,
             Some(when),
@@ -557,13 +569,23 @@ fn split<'a>(
 }
 
 loop_method!(call_soon, |core, args| {
-    let context = args.keyword("call_soon", c"context", &[])?;
+    let context = args.keyword(
+        "call_soon",
+        c"context",
+        Some(&rt().hooks.context_keyword),
+        &[],
+    )?;
     let (callback, rest) = split(&args, "call_soon", "callback")?;
     core.call_soon(callback, rest, context, false)
 });
 
 loop_method!(call_soon_threadsafe, |core, args| {
-    let context = args.keyword("call_soon_threadsafe", c"context", &[])?;
+    let context = args.keyword(
+        "call_soon_threadsafe",
+        c"context",
+        Some(&rt().hooks.context_keyword),
+        &[],
+    )?;
     let (callback, rest) = split(&args, "call_soon_threadsafe", "callback")?;
     let handle = core.call_soon(callback, rest, context, true)?;
     core.wake();
@@ -582,7 +604,12 @@ loop_method!(underscore_call_soon, |core, args| {
 });
 
 loop_method!(call_later, |core, args| {
-    let context = args.keyword("call_later", c"context", &[])?;
+    let context = args.keyword(
+        "call_later",
+        c"context",
+        Some(&rt().hooks.context_keyword),
+        &[],
+    )?;
     let (delay, rest) = split(&args, "call_later", "delay")?;
     let (callback, rest) = split_rest(rest, "call_later", "callback")?;
     let when = now() + as_float(delay)?;
@@ -590,7 +617,12 @@ loop_method!(call_later, |core, args| {
 });
 
 loop_method!(call_at, |core, args| {
-    let context = args.keyword("call_at", c"context", &[])?;
+    let context = args.keyword(
+        "call_at",
+        c"context",
+        Some(&rt().hooks.context_keyword),
+        &[],
+    )?;
     let (when, rest) = split(&args, "call_at", "when")?;
     let (callback, rest) = split_rest(rest, "call_at", "callback")?;
     core.call_at(as_float(when)?, callback, rest, context, c"call_at")
@@ -632,40 +664,49 @@ unsafe extern "C" fn time(_object: *mut PyObject, _: *mut PyObject) -> *mut PyOb
 unsafe extern "C" fn create_future(object: *mut PyObject, _: *mut PyObject) -> *mut PyObject {
     boundary::object(|| {
         let (api, rt) = (api(), rt());
-        match api.PyObject_Vectorcall {
-            Some(vectorcall) => {
-                let args = [object];
-                // SAFETY: `Future(loop=object)`: no positional argument, one
-                // value for the one keyword of loop_kwnames.
-                unsafe {
-                    Owned::new(vectorcall(
-                        rt.future_type.as_ptr(),
-                        args.as_ptr(),
-                        0,
-                        rt.loop_kwnames.as_ptr(),
-                    ))
-                }
-            }
-            None => {
-                // SAFETY: a new dict; a new reference or NULL.
-                let kwargs = unsafe { Owned::new((api.PyDict_New)())? };
-                // SAFETY: a live dict and value; the dict takes its own reference.
-                if unsafe { (api.PyDict_SetItemString)(kwargs.as_ptr(), c"loop".as_ptr(), object) }
-                    < 0
-                {
-                    return Err(PyErr::taken());
-                }
-                // SAFETY: live callable, tuple and dict; a new reference or NULL.
-                unsafe {
-                    Owned::new((api.PyObject_Call)(
-                        rt.future_type.as_ptr(),
-                        rt.empty_tuple.as_ptr(),
-                        kwargs.as_ptr(),
-                    ))
-                }
-            }
+        // SAFETY: CPython checked the instance.
+        let core = unsafe { core_of(object)? };
+        // `Future(loop=self)`; `Future()` where asyncio knows this loop as
+        // the running one (run_forever, in its thread), which it then
+        // takes without parsing a keyword. The keyword arguments are made
+        // once (the Future type has no vectorcall: keyword names would
+        // become a new dict at every call).
+        // SAFETY: a plain call.
+        let running_here = core.forever_thread.get() == Some(unsafe { libc::pthread_self() });
+        let kwargs = if running_here {
+            None
+        } else {
+            Some(core.future_kwargs()?)
+        };
+        let kwargs = kwargs.as_ref().map_or(std::ptr::null_mut(), Owned::as_ptr);
+        // SAFETY: live callable, tuple and dict (or NULL); a new reference or NULL.
+        unsafe {
+            Owned::new((api.PyObject_Call)(
+                rt.future_type.as_ptr(),
+                rt.empty_tuple.as_ptr(),
+                kwargs,
+            ))
         }
     })
+}
+
+impl LoopCore {
+    /// `{'loop': self}`.
+    fn future_kwargs(&self) -> PyResult<Owned> {
+        if let Some(kwargs) = self.future_kwargs.borrow().as_ref() {
+            return Ok(kwargs.clone_ref());
+        }
+        let api = api();
+        // SAFETY: a new dict; a new reference or NULL.
+        let kwargs = unsafe { Owned::new((api.PyDict_New)())? };
+        // SAFETY: a live dict and value; the dict takes its own reference.
+        if unsafe { (api.PyDict_SetItemString)(kwargs.as_ptr(), c"loop".as_ptr(), self.pyloop) } < 0
+        {
+            return Err(PyErr::taken());
+        }
+        *self.future_kwargs.borrow_mut() = Some(kwargs.clone_ref());
+        Ok(kwargs)
+    }
 }
 
 unsafe extern "C" fn get_debug(object: *mut PyObject, _: *mut PyObject) -> *mut PyObject {
@@ -724,11 +765,20 @@ unsafe extern "C" fn run_until_stopped(object: *mut PyObject, _: *mut PyObject) 
     boundary::object(|| {
         // SAFETY: CPython checked the instance.
         let core = unsafe { core_of(object)? };
-        core.guarded_run(|core| loop {
-            core.run_once()?;
-            if core.stopping.get() {
-                return Ok(());
-            }
+        core.guarded_run(|core| {
+            // SAFETY: a plain call.
+            core.forever_thread
+                .set(Some(unsafe { libc::pthread_self() }));
+            let result = loop {
+                if let Err(exit) = core.run_once() {
+                    break Err(exit);
+                }
+                if core.stopping.get() {
+                    break Ok(());
+                }
+            };
+            core.forever_thread.set(None);
+            result
         })?;
         Ok(none())
     })

@@ -16,17 +16,20 @@ use std::ptr::null_mut;
 
 use super::api::{api, PyObject, METH_NOARGS};
 use super::boundary;
-use super::call::{call_tuple, in_context, is_true, method0, method1};
+use super::call::{call1, call_tuple, in_context, is_true, method0, method1};
 use super::error::{raise, Exception, PyErr, PyResult};
 use super::module::{rt, Runtime};
 use super::object::{boolean, none, Owned, Slot};
-use super::typespec::{NativeType, TypeBuilder};
+use super::typespec::{NativeType, TypeBuilder, PY_TP_DEALLOC, PY_TP_FREE};
 
 /// The payload of both handle types.
 #[repr(C)]
 pub(super) struct HandleFields {
     pub(super) callback: Slot,
+    /// The arguments: a tuple, or when `one_arg`, the only one (call_soon's
+    /// usual case, which then needs no tuple); `_args` is always a tuple.
     pub(super) args: Slot,
+    pub(super) one_arg: Cell<bool>,
     pub(super) context: Slot,
     pub(super) event_loop: Slot,
     pub(super) source_traceback: Slot,
@@ -57,12 +60,23 @@ pub(super) fn make_type(
     };
     let mut builder =
         TypeBuilder::<HandleFields>::new(name, doc, Some(asyncio_base), payload_offset)
+            .slot(PY_TP_DEALLOC, dealloc as *mut c_void)
             .member(
                 c"_callback",
                 offset_of!(HandleFields, callback),
                 c"the callback",
             )
-            .member(c"_args", offset_of!(HandleFields, args), c"its arguments")
+            .member(
+                c"_evloop_args",
+                offset_of!(HandleFields, args),
+                c"its arguments: a tuple, or the only one",
+            )
+            .getset(
+                c"_args",
+                get_args,
+                Some(set_args),
+                c"its arguments (a tuple)",
+            )
             .member(
                 c"_context",
                 offset_of!(HandleFields, context),
@@ -138,7 +152,7 @@ pub(super) fn make_type(
 pub(super) fn new_handle(
     rt: &Runtime,
     callback: *mut PyObject,
-    args: Owned,
+    args: &[*mut PyObject],
     context: Option<Owned>,
     event_loop: *mut PyObject,
     when: Option<f64>,
@@ -161,8 +175,17 @@ pub(super) fn new_handle(
         fields.callback.replace(Some(Owned::borrowed(callback)));
         fields.event_loop.replace(Some(Owned::borrowed(event_loop)));
     }
-    fields.args.replace(Some(args));
+    if let &[only] = args {
+        // SAFETY: a live argument of the caller.
+        fields.args.replace(Some(unsafe { Owned::borrowed(only) }));
+        fields.one_arg.set(true);
+    } else {
+        fields.args.replace(Some(super::event_loop::tuple(args)?));
+    }
     fields.context.replace(Some(context));
+    // asyncio's repr reads both.
+    fields.source_traceback.replace(Some(none()));
+    fields.repr.replace(Some(none()));
     if let Some(when) = when {
         fields.when.set(when);
     }
@@ -199,9 +222,17 @@ pub(super) unsafe fn run(handle: *mut PyObject) -> PyResult<()> {
     else {
         return Ok(()); // cancelled (or never set): nothing to run
     };
+    // Owned too: exiting a context needs a reference besides the thread's.
     let context = fields.context.get_owned();
     let context_ptr = context.as_ref().map_or(null_mut(), Owned::as_ptr);
-    match in_context(context_ptr, || call_tuple(callback.as_ptr(), args.as_ptr())) {
+    let one_arg = fields.one_arg.get();
+    match in_context(context_ptr, || {
+        if one_arg {
+            call1(callback.as_ptr(), args.as_ptr())
+        } else {
+            call_tuple(callback.as_ptr(), args.as_ptr())
+        }
+    }) {
         Ok(_) => Ok(()),
         Err(_) => {
             let exception = Exception::fetch();
@@ -276,8 +307,44 @@ pub(super) unsafe fn cancel_handle(handle: *mut PyObject) -> PyResult<()> {
     }
     let callback = fields.callback.replace(Some(none()));
     let args = fields.args.replace(Some(none()));
+    fields.one_arg.set(false);
     drop((callback, args));
     Ok(())
+}
+
+/// A handle's deallocation: asyncio's (subtype_dealloc) would also clear
+/// asyncio.Handle's own slots, which are never set here (the payload's
+/// attributes of the same names stand before them), and check for a
+/// finalizer that no handle has: one handle per call_soon makes the
+/// difference worth it.
+unsafe extern "C" fn dealloc(handle: *mut PyObject) {
+    boundary::infallible(|| {
+        let api = api();
+        // SAFETY: a dying handle (refcount 0): untracked before anything,
+        // its weak references cleared (CPython checks there are any), its
+        // references released, then its memory, then the reference every
+        // instance of a heap type holds to its type.
+        unsafe {
+            (api.PyObject_GC_UnTrack)(handle.cast());
+            (api.PyObject_ClearWeakRefs)(handle);
+            let fields = fields(handle);
+            let released = [
+                fields.callback.replace(None),
+                fields.args.replace(None),
+                fields.context.replace(None),
+                fields.event_loop.replace(None),
+                fields.source_traceback.replace(None),
+                fields.repr.replace(None),
+            ];
+            drop(released);
+            let ty = (api.PyObject_Type)(handle);
+            let free: unsafe extern "C" fn(*mut c_void) =
+                std::mem::transmute((api.PyType_GetSlot)(ty, PY_TP_FREE));
+            free(handle.cast());
+            (api.Py_DecRef)(ty);
+            (api.Py_DecRef)(ty);
+        }
+    })
 }
 
 unsafe extern "C" fn cancel(handle: *mut PyObject, _: *mut PyObject) -> *mut PyObject {
@@ -327,6 +394,41 @@ unsafe extern "C" fn set_cancelled(
     boundary::status(|| {
         // SAFETY: CPython checked `handle` is an instance of a handle type.
         unsafe { fields(handle) }.cancelled.set(truth(value)?);
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn get_args(handle: *mut PyObject, _: *mut c_void) -> *mut PyObject {
+    boundary::object(|| {
+        // SAFETY: CPython checked `handle` is an instance of a handle type.
+        let fields = unsafe { fields(handle) };
+        let args = fields.args.get_owned().unwrap_or_else(none);
+        if fields.one_arg.get() {
+            return super::event_loop::tuple(&[args.as_ptr()]);
+        }
+        Ok(args)
+    })
+}
+
+unsafe extern "C" fn set_args(
+    handle: *mut PyObject,
+    value: *mut PyObject,
+    _: *mut c_void,
+) -> c_int {
+    boundary::status(|| {
+        if value.is_null() {
+            return Err(raise(
+                api().PyExc_AttributeError,
+                c"cannot delete this attribute",
+            ));
+        }
+        // SAFETY: CPython checked `handle` is an instance of a handle type;
+        // `value` is live for the call.
+        let fields = unsafe { fields(handle) };
+        // SAFETY: as above.
+        let old = fields.args.replace(Some(unsafe { Owned::borrowed(value) }));
+        fields.one_arg.set(false);
+        drop(old);
         Ok(())
     })
 }

@@ -239,16 +239,15 @@ impl LoopCore {
                     len,
                 }) => {
                     // SAFETY: the bytes of a Data event stay in the read
-                    // buffer until release_reads, called just after; no
-                    // read happens meanwhile (this phase is the only reader).
+                    // buffer until release_reads, which the next step makes;
+                    // no read happens meanwhile (this phase is the only reader).
                     let bytes = unsafe {
                         Owned::new((api().PyBytes_FromStringAndSize)(
                             start.cast(),
                             len as isize,
-                        ))
+                        ))?
                     };
-                    self.io()?.release_reads();
-                    super::protocol::data_received(self, transport, bytes?)?;
+                    super::protocol::data_received(self, transport, bytes)?;
                 }
                 Some(Step::Buffered {
                     transport,
@@ -268,6 +267,8 @@ impl LoopCore {
     /// The next thing the stream layer hands out, with its borrow ended.
     fn next_step(&self) -> PyResult<Option<Step>> {
         let mut io = self.io()?;
+        // The last Data event's bytes were copied: the buffer may be reused.
+        io.release_reads();
         let event = match io.next_ready() {
             Some(Ready::Stream { stream, revents }) => {
                 let transport = io.stream_data(stream).unwrap_or_default();

@@ -82,6 +82,8 @@ pub(super) struct Hooks {
     /// `debug_log(message, transport, exc)`: asyncio's debug log of
     /// transports' OSErrors.
     pub(super) debug_log: Slot,
+    /// The str object that last named call_soon's `context` keyword.
+    pub(super) context_keyword: Slot,
 }
 
 /// What the layer keeps for the process's life, made at the first init.
@@ -94,8 +96,6 @@ pub(super) struct Runtime {
     pub(super) timer_handle: NativeType<HandleFields>,
     /// `_asyncio.Future` (asyncio.Future where the C one is missing).
     pub(super) future_type: Owned,
-    /// `('loop',)`: the keyword of `Future(loop=...)`.
-    pub(super) loop_kwnames: Owned,
     pub(super) buffered_protocol: Owned,
     /// asyncio's logger (`asyncio.log.logger`).
     pub(super) logger: Owned,
@@ -152,10 +152,6 @@ fn make() -> PyResult<Runtime> {
             attribute(&import(c"asyncio.futures")?, c"Future")?
         }
     };
-    // SAFETY: a new tuple, filled below; a new reference or NULL.
-    let loop_kwnames = unsafe { Owned::new((api.PyTuple_New)(1))? };
-    // SAFETY: PyTuple_SetItem steals the new reference to "loop".
-    unsafe { (api.PyTuple_SetItem)(loop_kwnames.as_ptr(), 0, intern(c"loop")?.into_raw()) };
     let runtime = Runtime {
         names: Names::intern()?,
         hooks: Hooks {
@@ -163,13 +159,13 @@ fn make() -> PyResult<Runtime> {
             source_traceback: Slot::default(),
             slow_callback: Slot::default(),
             debug_log: Slot::default(),
+            context_keyword: Slot::default(),
         },
         event_loop: event_loop::make_type(object_offset)?,
         transport: transport::make_type(flow_control, transport_offset)?,
         handle: handle::make_type(handle_base, handle_offset, false)?,
         timer_handle: handle::make_type(timer_base, handle_offset, true)?,
         future_type,
-        loop_kwnames,
         buffered_protocol: attribute(&asyncio_protocols, c"BufferedProtocol")?,
         logger: attribute(&import(c"asyncio.log")?, c"logger")?,
         // SAFETY: a new reference or NULL.
@@ -254,7 +250,7 @@ unsafe extern "C" fn configure(
             ));
         }
         let hooks = &rt().hooks;
-        for &(name, value) in &args.keywords {
+        for (name, value) in args.keywords() {
             let slot = [
                 (c"callback_error", &hooks.callback_error),
                 (c"source_traceback", &hooks.source_traceback),

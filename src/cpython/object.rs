@@ -116,6 +116,14 @@ pub(super) fn boolean(value: bool) -> Owned {
 pub(super) struct Slot(std::cell::Cell<*mut PyObject>);
 
 impl Slot {
+    /// The object, borrowed: valid until the slot is next written (which
+    /// may be by Python code: take an [`Owned`] before calling any, unless
+    /// something else keeps the object alive).
+    #[inline]
+    pub(super) fn get(&self) -> *mut PyObject {
+        self.0.get()
+    }
+
     /// A strong reference to the object, if set.
     #[inline]
     pub(super) fn get_owned(&self) -> Option<Owned> {

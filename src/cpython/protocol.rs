@@ -111,11 +111,10 @@ pub(super) fn data_received(core: &LoopCore, token: Token, bytes: Owned) -> PyRe
         return Ok(());
     }
     let on_data = fields.on_data.get_owned();
-    let protocol = protocol_of(fields);
     let result = in_transport_context(fields, || match &on_data {
         Some(on_data) => call::call1(on_data.as_ptr(), bytes.as_ptr()),
         None => call::method1(
-            protocol.as_ptr(),
+            protocol_of(fields).as_ptr(),
             rt().names.data_received.as_ptr(),
             bytes.as_ptr(),
         ),

@@ -135,6 +135,15 @@ pub(super) fn core(fields: &TransportFields) -> Option<(Owned, &LoopCore)> {
     Some((unsafe { Owned::borrowed(core.pyloop) }, core))
 }
 
+/// The loop's core without a reference to its loop: only for a caller that
+/// runs no Python code while it uses it.
+fn core_unheld(fields: &TransportFields) -> Option<&LoopCore> {
+    // SAFETY: a core pointer is cleared before its loop lets go of the
+    // transport, so it is live now; the caller keeps it so by running no
+    // Python code meanwhile.
+    unsafe { fields.core.get().as_ref() }
+}
+
 pub(super) fn make_type(
     flow_control: Owned,
     payload_offset: usize,
@@ -421,7 +430,9 @@ fn write_bytes(fields: &TransportFields, transport: *mut PyObject, data: &[u8]) 
     if data.is_empty() {
         return Ok(());
     }
-    let Some((_loop, core)) = core(fields).filter(|_| fields.conn_lost.get() == 0) else {
+    // No Python code runs on the way to the write: the core needs no
+    // reference to its loop until a slow path below takes one.
+    let Some(core) = core_unheld(fields).filter(|_| fields.conn_lost.get() == 0) else {
         return lost_write(fields);
     };
     if fields.stream.get() == 0 {
@@ -437,16 +448,22 @@ fn write_bytes(fields: &TransportFields, transport: *mut PyObject, data: &[u8]) 
             .map(|()| io.queued(stream).unwrap_or(0))
     };
     match result {
-        Ok(queued) if queued > fields.high_water.get() => {
+        Ok(queued) if queued <= fields.high_water.get() => Ok(()),
+        Ok(_) => {
+            // SAFETY: the core's loop object, live (no Python code ran).
+            let _loop = unsafe { Owned::borrowed(core.pyloop) };
             protocol::maybe_pause_writing(core, transport)
         }
-        Ok(_) => Ok(()),
-        Err(errno) => protocol::fatal_error(
-            core,
-            transport,
-            super::error::os_error(errno),
-            c"Fatal write error on socket transport",
-        ),
+        Err(errno) => {
+            // SAFETY: as above.
+            let _loop = unsafe { Owned::borrowed(core.pyloop) };
+            protocol::fatal_error(
+                core,
+                transport,
+                super::error::os_error(errno),
+                c"Fatal write error on socket transport",
+            )
+        }
     }
 }
 
@@ -607,16 +624,16 @@ unsafe extern "C" fn set_write_buffer_limits(
         // arguments, alive for the call.
         let (fields, args) = unsafe { (fields(transport), FastArgs::new(args, nargs, kwnames)) };
         let name = "set_write_buffer_limits";
-        let high = args
-            .positional
-            .first()
-            .copied()
-            .or(args.keyword(name, c"high", &[c"low"])?);
-        let low = args
-            .positional
-            .get(1)
-            .copied()
-            .or(args.keyword(name, c"low", &[c"high"])?);
+        let high =
+            args.positional
+                .first()
+                .copied()
+                .or(args.keyword(name, c"high", None, &[c"low"])?);
+        let low =
+            args.positional
+                .get(1)
+                .copied()
+                .or(args.keyword(name, c"low", None, &[c"high"])?);
         if args.positional.len() > 2 {
             return Err(raise(
                 api().PyExc_TypeError,
@@ -676,11 +693,13 @@ unsafe extern "C" fn get_extra_info(
         let name = args.positional.first().copied().or(args.keyword(
             "get_extra_info",
             c"name",
+            None,
             &[c"default"],
         )?);
         let default = args.positional.get(1).copied().or(args.keyword(
             "get_extra_info",
             c"default",
+            None,
             &[c"name"],
         )?);
         let Some(name) = name else {
