@@ -188,9 +188,11 @@ impl LoopCore {
             ReadyItem::ConnectionMade { transport, context } => {
                 super::protocol::connection_made(self, &transport, &context)
             }
-            ReadyItem::ConnectionLost { transport, exc } => {
-                super::protocol::connection_lost(self, &transport, exc)
-            }
+            ReadyItem::ConnectionLost {
+                transport,
+                exc,
+                context,
+            } => super::protocol::connection_lost(self, &transport, exc, context),
         }
     }
 

@@ -36,8 +36,17 @@ fn in_transport_context(
     fields: &TransportFields,
     body: impl FnOnce() -> PyResult<Owned>,
 ) -> PyResult<Result<Owned, Exception>> {
-    let context = fields.context.get_owned();
-    let context = context.as_ref().map_or(null_mut(), Owned::as_ptr);
+    in_given_context(fields, None, body)
+}
+
+/// As [`in_transport_context`], in `context` if given.
+fn in_given_context(
+    fields: &TransportFields,
+    context: Option<&Owned>,
+    body: impl FnOnce() -> PyResult<Owned>,
+) -> PyResult<Result<Owned, Exception>> {
+    let own = fields.context.get_owned();
+    let context = context.or(own.as_ref()).map_or(null_mut(), Owned::as_ptr);
     match in_context(context, body) {
         Ok(value) => Ok(Ok(value)),
         Err(_) => {
@@ -97,6 +106,7 @@ pub(super) fn connection_made(core: &LoopCore, transport: &Owned, context: &Owne
             transport.as_ptr(),
             exception.into_value(),
             c"Fatal error on transport",
+            None,
         );
     }
     Ok(())
@@ -126,6 +136,7 @@ pub(super) fn data_received(core: &LoopCore, token: Token, bytes: Owned) -> PyRe
             transport,
             exception.into_value(),
             c"Fatal error: protocol.data_received() call failed.",
+            None,
         ),
     }
 }
@@ -168,6 +179,7 @@ pub(super) fn read_into_buffer(
                 transport,
                 exception.into_value(),
                 c"Fatal error: protocol.get_buffer() call failed.",
+                None,
             )
         }
     };
@@ -201,6 +213,7 @@ pub(super) fn read_into_buffer(
             transport,
             exception.into_value(),
             c"Fatal error: protocol.buffer_updated() call failed.",
+            None,
         ),
     }
 }
@@ -230,7 +243,7 @@ fn eof_received(core: &LoopCore, transport: *mut PyObject) -> PyResult<()> {
     match result {
         Ok(keep_open) => {
             if keep_open.is_none() || !call::is_true(keep_open.as_ptr())? {
-                close_transport(fields, transport)?;
+                close_transport(fields, transport, None)?;
             }
             // Kept open: the stream reads no more; writing goes on.
             Ok(())
@@ -240,6 +253,7 @@ fn eof_received(core: &LoopCore, transport: *mut PyObject) -> PyResult<()> {
             transport,
             exception.into_value(),
             c"Fatal error: protocol.eof_received() call failed.",
+            None,
         ),
     }
 }
@@ -257,7 +271,7 @@ fn drained(core: &LoopCore, transport: *mut PyObject) -> PyResult<()> {
     }
     if fields.has(CLOSING) && fields.conn_lost.get() == 0 {
         fields.conn_lost.set(1);
-        return connection_lost(core, &transport, None);
+        return connection_lost(core, &transport, None, None);
     }
     Ok(())
 }
@@ -288,18 +302,26 @@ fn stream_closed(core: &LoopCore, event: StreamEvent<Token>) -> PyResult<()> {
         } else {
             c"Fatal read error on socket transport"
         };
-        return fatal_error(core, transport.as_ptr(), os_error(event.error), message);
+        return fatal_error(
+            core,
+            transport.as_ptr(),
+            os_error(event.error),
+            message,
+            None,
+        );
     }
     Ok(())
 }
 
 /// asyncio's `_fatal_error`: the exception to the loop's handler (an
-/// OSError only to the debug log), then `_force_close`.
+/// OSError only to the debug log), then `_force_close` (connection_lost in
+/// `context`: see [`ReadyItem::ConnectionLost`]).
 pub(super) fn fatal_error(
     core: &LoopCore,
     transport: *mut PyObject,
     exc: Owned,
     message: &CStr,
+    context: Option<Owned>,
 ) -> PyResult<()> {
     let api = api();
     // SAFETY: a live exception object.
@@ -327,12 +349,16 @@ pub(super) fn fatal_error(
         let protocol = protocol_of(unsafe { fields(transport) });
         report(core, message, &exc, transport, &protocol)?;
     }
-    force_close(transport, Some(exc))
+    force_close(transport, Some(exc), context)
 }
 
 /// asyncio's `_force_close`: the buffer dropped, reading stopped,
 /// `connection_lost(exc)` queued.
-pub(super) fn force_close(transport: *mut PyObject, exc: Option<Owned>) -> PyResult<()> {
+pub(super) fn force_close(
+    transport: *mut PyObject,
+    exc: Option<Owned>,
+    context: Option<Owned>,
+) -> PyResult<()> {
     // SAFETY: a live transport of the caller.
     let fields = unsafe { fields(transport) };
     if fields.conn_lost.get() != 0 {
@@ -354,7 +380,11 @@ pub(super) fn force_close(transport: *mut PyObject, exc: Option<Owned>) -> PyRes
     }
     // SAFETY: a live transport of the caller.
     let transport = unsafe { Owned::borrowed(transport) };
-    core.push_ready(ReadyItem::ConnectionLost { transport, exc });
+    core.push_ready(ReadyItem::ConnectionLost {
+        transport,
+        exc,
+        context,
+    });
     Ok(())
 }
 
@@ -364,6 +394,7 @@ pub(super) fn connection_lost(
     core: &LoopCore,
     transport: &Owned,
     exc: Option<Owned>,
+    context: Option<Owned>,
 ) -> PyResult<()> {
     // SAFETY: a live transport, held by the caller.
     let fields = unsafe { fields(transport.as_ptr()) };
@@ -373,7 +404,7 @@ pub(super) fn connection_lost(
     fields.set(FINISHED, true);
     let protocol = protocol_of(fields);
     let exc = exc.unwrap_or_else(none);
-    let result = in_transport_context(fields, || {
+    let result = in_given_context(fields, context.as_ref(), || {
         call::method1(
             protocol.as_ptr(),
             rt().names.connection_lost.as_ptr(),

@@ -15,22 +15,36 @@ pub(super) enum ReadyItem {
     /// A transport's `connection_made(transport)` in `context`, after which
     /// it starts reading.
     ConnectionMade { transport: Owned, context: Owned },
-    /// A transport's `connection_lost(exc)`, after which its socket closes.
+    /// A transport's `connection_lost(exc)`, after which its socket closes;
+    /// in `context`, a copy of the one current when the transport was
+    /// closed (as asyncio's call_soon makes it), or when the loop closed it
+    /// (`None`), in the transport's.
     ConnectionLost {
         transport: Owned,
         exc: Option<Owned>,
+        context: Option<Owned>,
     },
 }
 
 impl ReadyItem {
     /// Every reference the item holds (for the garbage collector).
-    pub(super) fn references(&self) -> impl Iterator<Item = &Owned> {
+    pub(super) fn references(&self) -> Box<dyn Iterator<Item = &Owned> + '_> {
         let (first, second) = match self {
             ReadyItem::Handle(handle) | ReadyItem::Foreign(handle) => (handle, None),
             ReadyItem::ConnectionMade { transport, context } => (transport, Some(context)),
-            ReadyItem::ConnectionLost { transport, exc } => (transport, exc.as_ref()),
+            ReadyItem::ConnectionLost {
+                transport,
+                exc,
+                context,
+            } => {
+                return Box::new(
+                    [Some(transport), exc.as_ref(), context.as_ref()]
+                        .into_iter()
+                        .flatten(),
+                ) as Box<dyn Iterator<Item = &Owned>>
+            }
         };
-        std::iter::once(first).chain(second)
+        Box::new(std::iter::once(first).chain(second))
     }
 }
 

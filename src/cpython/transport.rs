@@ -462,6 +462,7 @@ fn write_bytes(fields: &TransportFields, transport: *mut PyObject, data: &[u8]) 
                 transport,
                 super::error::os_error(errno),
                 c"Fatal write error on socket transport",
+                Some(current_context()?),
             )
         }
     }
@@ -498,13 +499,24 @@ transport_method!(can_write_eof, |_fields, _transport, _unused| Ok(boolean(
 )));
 
 transport_method!(close, |fields, transport, _unused| {
-    close_transport(fields, transport)?;
+    close_transport(fields, transport, Some(current_context()?))?;
     Ok(none())
 });
 
+/// A copy of the current contextvars context (what asyncio's call_soon
+/// takes).
+pub(super) fn current_context() -> PyResult<Owned> {
+    // SAFETY: a new reference or NULL.
+    unsafe { Owned::new((api().PyContext_CopyCurrent)()) }
+}
+
 /// asyncio's `close()`: reading stops; `connection_lost(None)` comes once
-/// the buffer is sent (queued now if it is empty).
-pub(super) fn close_transport(fields: &TransportFields, transport: *mut PyObject) -> PyResult<()> {
+/// the buffer is sent (queued now, in `context`, if it is empty).
+pub(super) fn close_transport(
+    fields: &TransportFields,
+    transport: *mut PyObject,
+    context: Option<Owned>,
+) -> PyResult<()> {
     if fields.has(CLOSING) {
         return Ok(());
     }
@@ -527,20 +539,22 @@ pub(super) fn close_transport(fields: &TransportFields, transport: *mut PyObject
         core.push_ready(ReadyItem::ConnectionLost {
             transport,
             exc: None,
+            context,
         });
     }
     Ok(())
 }
 
 transport_method!(abort, |_fields, transport, _unused| {
-    protocol::force_close(transport, None)?;
+    protocol::force_close(transport, None, Some(current_context()?))?;
     Ok(none())
 });
 
 transport_method!(force_close, |_fields, transport, exc| {
     // SAFETY: a live argument of the call.
     let exc = unsafe { Owned::borrowed(exc) };
-    protocol::force_close(transport, Some(exc).filter(|exc| !exc.is_none()))?;
+    let exc = Some(exc).filter(|exc| !exc.is_none());
+    protocol::force_close(transport, exc, Some(current_context()?))?;
     Ok(none())
 });
 

@@ -23,7 +23,7 @@ import sys
 import threading
 from asyncio import base_events, constants, events, format_helpers, futures, sslproto, trsock
 from asyncio.log import logger
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from . import _load
 
@@ -48,6 +48,8 @@ class _Transport(core.Transport):  # type: ignore[misc,name-defined]
     """A socket transport of the native loop (the methods are native)."""
 
     __slots__ = ("__weakref__",)
+    # Native members (attributes of the native type), for the type checker.
+    _empty_waiter: Any
     _start_tls_compatible = True
     # loop.sendfile(): os.sendfile() on the socket once the buffer is empty
     # (asyncio's _sendfile_native), or the fallback through write().
@@ -72,13 +74,14 @@ class _Transport(core.Transport):  # type: ignore[misc,name-defined]
         are refused until _reset_empty_waiter() (native sendfile)."""
         if self._empty_waiter is not None:
             raise RuntimeError("Empty waiter is already set")
-        self._empty_waiter = self._loop.create_future()
+        waiter = self._loop.create_future()
+        self._empty_waiter = waiter  # type: ignore[misc]  # a native member, not a slot
         if not self.get_write_buffer_size():
-            self._empty_waiter.set_result(None)
-        return self._empty_waiter
+            waiter.set_result(None)
+        return waiter
 
     def _reset_empty_waiter(self) -> None:
-        self._empty_waiter = None
+        self._empty_waiter = None  # type: ignore[misc]  # a native member
 
     def _server_detach(self, server: Any) -> None:
         """Called by the native code when the transport has ended."""
@@ -89,6 +92,10 @@ class _Selector(selectors._BaseSelectorImpl):  # type: ignore[name-defined,misc]
     """asyncio's selector, as BaseSelectorEventLoop uses it (its
     readers and writers), registering with the native loop, which runs
     their handles itself: select() is never called."""
+
+    # _BaseSelectorImpl's, which the type stubs leave out.
+    _fd_to_key: Dict[int, selectors.SelectorKey]
+    _fileobj_lookup: Callable[[Any], int]
 
     def __init__(self, loop: "EventLoop") -> None:
         super().__init__()
@@ -212,6 +219,11 @@ class _Accepting:
 
 class EventLoop(core.EventLoop, asyncio.SelectorEventLoop):  # type: ignore[misc,name-defined]
     """asyncio's event loop with evloop's native hot path (see the module)."""
+
+    # asyncio's, which the type stubs leave out.
+    _thread_id: Optional[int]
+    _csock: Optional[socket.socket]
+    _signal_handlers: dict
 
     def __init__(self) -> None:
         super().__init__(_Selector(self))
@@ -362,7 +374,9 @@ def _callback_error(handle: Any, exc: BaseException) -> None:
     """asyncio's Handle._run report of a callback's exception."""
     event_loop = handle._loop
     if _FORMAT_TAKES_DEBUG:
-        source = format_helpers._format_callback_source(handle._callback, handle._args, debug=event_loop.get_debug())
+        source = format_helpers._format_callback_source(  # type: ignore[call-arg]  # 3.12+
+            handle._callback, handle._args, debug=event_loop.get_debug()
+        )
     else:
         source = format_helpers._format_callback_source(handle._callback, handle._args)
     context = {"message": f"Exception in callback {source}", "exception": exc, "handle": handle}

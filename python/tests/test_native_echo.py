@@ -1,0 +1,336 @@
+"""The native loop's transports, byte for byte: a Protocol server and an
+asyncio streams server (TCP and Unix sockets), 1 and 100 connections, 1 B
+to 4 MiB, half-close, a client that never reads (bounded memory,
+pause_writing), peers that reset, BufferedProtocol with small buffers, and
+the transport's methods. CPython only (see native_support).
+"""
+
+import asyncio
+import os
+import socket
+import struct
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from native_support import CPYTHON, MIB, pattern, run  # noqa: E402
+
+
+class EchoProtocol(asyncio.Protocol):
+    """data_received -> write; pauses reading while the peer does not read."""
+
+    paused_writing = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+    def eof_received(self):
+        return False  # close once the replies are sent
+
+    def pause_writing(self):
+        EchoProtocol.paused_writing += 1
+        self.transport.pause_reading()
+
+    def resume_writing(self):
+        self.transport.resume_reading()
+
+
+class BufferedEcho(asyncio.BufferedProtocol):
+    """get_buffer/buffer_updated (a buffer of `size` bytes)."""
+
+    def __init__(self, size=10_000):
+        self.buffer = bytearray(size)
+        self.sizes = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.sizes.append(nbytes)
+        self.transport.write(bytes(self.buffer[:nbytes]))
+
+    def eof_received(self):
+        return False
+
+
+async def stream_echo(reader, writer):
+    try:
+        while True:
+            data = await reader.read(1000)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    writer.close()
+
+
+async def start(kind, unix_path=None):
+    """An echo server of `kind` ("protocol", "buffered" or "streams"), and
+    how to connect to it: (host, port), or a Unix socket's path."""
+    loop = asyncio.get_running_loop()
+    factory = {"protocol": EchoProtocol, "buffered": BufferedEcho}.get(kind)
+    if unix_path:
+        if factory:
+            server = await loop.create_unix_server(factory, unix_path)
+        else:
+            server = await asyncio.start_unix_server(stream_echo, unix_path)
+        return server, unix_path
+    if factory:
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+    else:
+        server = await asyncio.start_server(stream_echo, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[:2]
+
+
+async def connect(address):
+    if isinstance(address, str):
+        return await asyncio.open_unix_connection(address)
+    return await asyncio.open_connection(*address)
+
+
+async def exchange(address, payload, chunk=65536):
+    """Sends `payload`, half-closes, and returns everything read until EOF."""
+    reader, writer = await connect(address)
+
+    async def send():
+        for at in range(0, len(payload), chunk):
+            writer.write(payload[at : at + chunk])
+            await writer.drain()
+        writer.write_eof()
+
+    sender = asyncio.ensure_future(send())
+    received = await reader.read(-1)
+    await sender
+    writer.close()
+    await writer.wait_closed()
+    return received
+
+
+KINDS = ("protocol", "buffered", "streams")
+
+if CPYTHON:
+
+    class Echo(unittest.TestCase):
+        def check_echo(self, kind, conns, size, unix=False):
+            async def main():
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = os.path.join(tmp, "echo.sock") if unix else None
+                    server, address = await start(kind, path)
+                    async with server:
+                        payloads = [pattern(size, seed) for seed in range(conns)]
+                        replies = await asyncio.gather(*(exchange(address, p) for p in payloads))
+                        for payload, reply in zip(payloads, replies):
+                            self.assertEqual(len(reply), len(payload))
+                            self.assertTrue(reply == payload, "the echo differs")
+
+            run(main())
+
+        def test_one_connection_every_size(self):
+            for kind in KINDS:
+                for size in (1, 1000, 64 * 1024 + 1, 4 * MIB):
+                    with self.subTest(kind=kind, size=size):
+                        self.check_echo(kind, 1, size)
+
+        def test_hundred_connections(self):
+            for kind in KINDS:
+                for size in (1, 4096, 256 * 1024):
+                    with self.subTest(kind=kind, size=size):
+                        self.check_echo(kind, 100, size)
+
+        def test_unix_sockets(self):
+            for kind in KINDS:
+                for conns, size in ((1, 1), (1, 4 * MIB), (20, 100_000)):
+                    with self.subTest(kind=kind, conns=conns, size=size):
+                        self.check_echo(kind, conns, size, unix=True)
+
+        def test_half_close_keeps_the_other_direction(self):
+            async def main():
+                for kind in KINDS:
+                    server, address = await start(kind)
+                    async with server:
+                        payload = pattern(MIB, 1)
+                        reader, writer = await connect(address)
+                        writer.write(payload)
+                        writer.write_eof()
+                        self.assertTrue(writer.can_write_eof())
+                        self.assertEqual(await reader.read(-1), payload)
+                        writer.close()
+                        await writer.wait_closed()
+
+            run(main())
+
+        def test_a_client_that_never_reads_gets_a_bounded_server(self):
+            """The Protocol server's write buffer stays near its high limit
+            (pause_writing stops it reading), the streams server's drain() waits."""
+
+            async def main():
+                loop = asyncio.get_running_loop()
+                for kind in ("protocol", "streams"):
+                    EchoProtocol.paused_writing = 0
+                    server, address = await start(kind)
+                    async with server:
+                        sock = socket.create_connection(address)
+                        sock.setblocking(False)
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+                        sent = 0
+                        block = b"x" * 65536
+                        while True:
+                            try:
+                                await asyncio.wait_for(loop.sock_sendall(sock, block), 1.0)
+                            except asyncio.TimeoutError:
+                                break
+                            sent += len(block)
+                            if sent > 256 * MIB:
+                                self.fail("the server went on reading 256 MiB that it could not send")
+                        transports = [t for t in loop._transports.values() if not t.is_closing()]
+                        server_side = [t for t in transports if t.get_extra_info("peername") == sock.getsockname()]
+                        self.assertEqual(len(server_side), 1)
+                        self.assertLessEqual(server_side[0].get_write_buffer_size(), 8 * MIB)
+                        if kind == "protocol":
+                            self.assertGreaterEqual(EchoProtocol.paused_writing, 1)
+                        sock.close()  # with unread bytes: a reset, which ends the handler
+                        for _ in range(200):
+                            if server_side[0].is_closing():
+                                break
+                            await asyncio.sleep(0.01)
+                        self.assertTrue(server_side[0].is_closing())
+
+            run(main())
+
+        def test_a_peer_that_resets_ends_its_connection_only(self):
+            async def main():
+                for kind in KINDS:
+                    server, address = await start(kind)
+                    async with server:
+                        for _ in range(10):
+                            sock = socket.create_connection(address)
+                            sock.sendall(b"x" * 100000)
+                            # RST instead of FIN: SO_LINGER with a zero timeout.
+                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                            sock.close()
+                        await asyncio.sleep(0.05)
+                        self.assertEqual(await exchange(address, b"still here"), b"still here")
+
+            run(main())
+
+        def test_buffered_protocol_reads_into_its_buffer(self):
+            """Every buffer_updated() reports at most the buffer's 7 bytes,
+            and the bytes are read into the protocol's own buffer."""
+            protocols = []
+
+            def factory():
+                protocols.append(BufferedEcho(7))
+                return protocols[-1]
+
+            async def main():
+                loop = asyncio.get_running_loop()
+                server = await loop.create_server(factory, "127.0.0.1", 0)
+                async with server:
+                    payload = pattern(100_000, 5)
+                    address = server.sockets[0].getsockname()[:2]
+                    self.assertEqual(await exchange(address, payload), payload)
+
+            run(main())
+            sizes = protocols[0].sizes
+            self.assertEqual(sum(sizes), 100_000)
+            self.assertTrue(all(0 < n <= 7 for n in sizes))
+
+    class TransportMethods(unittest.TestCase):
+        """The transport's interface, each method native, as asyncio's."""
+
+        def test_methods(self):
+            async def main():
+                loop = asyncio.get_running_loop()
+                ours, theirs = socket.socketpair()
+                transport, protocol = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+                try:
+                    self.assertIsInstance(transport, asyncio.Transport)
+                    self.assertIs(transport.get_protocol(), protocol)
+                    self.assertIs(transport.get_extra_info("socket").fileno(), ours.fileno())
+                    self.assertIsNone(transport.get_extra_info("nothing"))
+                    self.assertEqual(transport.get_extra_info("nothing", 5), 5)
+                    self.assertEqual(transport.get_write_buffer_limits(), (16 * 1024, 64 * 1024))
+                    transport.set_write_buffer_limits(high=100)
+                    self.assertEqual(transport.get_write_buffer_limits(), (25, 100))
+                    transport.set_write_buffer_limits(low=10)
+                    self.assertEqual(transport.get_write_buffer_limits(), (10, 40))
+                    with self.assertRaises(ValueError):
+                        transport.set_write_buffer_limits(high=1, low=2)
+                    self.assertTrue(transport.is_reading())
+                    transport.pause_reading()
+                    self.assertFalse(transport.is_reading())
+                    transport.resume_reading()
+                    self.assertTrue(transport.is_reading())
+                    transport.write(b"ab")
+                    transport.write(bytearray(b"cd"))
+                    transport.write(memoryview(b"xefx")[1:3])
+                    transport.writelines([b"gh", bytearray(b"ij"), memoryview(b"kl")])
+                    with self.assertRaisesRegex(TypeError, "bytes-like"):
+                        transport.write("text")
+                    transport.write(b"")
+                    self.assertEqual(transport.get_write_buffer_size(), 0)
+                    theirs.settimeout(5)
+                    got = b""
+                    while len(got) < 12:
+                        got += theirs.recv(100)
+                    self.assertEqual(got, b"abcdefghijkl")
+                    self.assertTrue(transport.can_write_eof())
+                    transport.write_eof()
+                    with self.assertRaisesRegex(RuntimeError, "write_eof"):
+                        transport.write(b"late")
+                    self.assertEqual(theirs.recv(10), b"")
+                    self.assertFalse(transport.is_closing())
+                    other = asyncio.Protocol()
+                    transport.set_protocol(other)
+                    self.assertIs(transport.get_protocol(), other)
+                    self.assertIn("fd=", repr(transport))
+                finally:
+                    transport.close()
+                    self.assertTrue(transport.is_closing())
+                    theirs.close()
+                await asyncio.sleep(0)
+                self.assertIn("closed", repr(transport))
+
+            run(main())
+
+        def test_abort_drops_the_buffer_and_reports_none(self):
+            lost = []
+
+            class Recorder(asyncio.Protocol):
+                def connection_lost(self, exc):
+                    lost.append(exc)
+
+            async def main():
+                loop = asyncio.get_running_loop()
+                ours, theirs = socket.socketpair()
+                ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                transport, _ = await loop.connect_accepted_socket(Recorder, ours)
+                transport.write(b"x" * MIB)
+                self.assertGreater(transport.get_write_buffer_size(), 0)
+                transport.abort()
+                self.assertTrue(transport.is_closing())
+                self.assertEqual(transport.get_write_buffer_size(), 0)
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                self.assertEqual(lost, [None])
+                theirs.close()
+
+            run(main())
+
+else:  # PyPy: the module defines no test (test_native_core checks PyPy's side).
+    pass
+
+
+if __name__ == "__main__":
+    unittest.main()
