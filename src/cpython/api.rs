@@ -147,6 +147,7 @@ cpython_api! {
         PyTuple_GetItem: unsafe extern "C" fn(Obj, PySsize) -> Obj;
         PyTuple_Size: unsafe extern "C" fn(Obj) -> PySsize;
         PyDict_New: unsafe extern "C" fn() -> Obj;
+        PyDict_Copy: unsafe extern "C" fn(Obj) -> Obj;
         PyDict_SetItem: unsafe extern "C" fn(Obj, Obj, Obj) -> c_int;
         PyDict_SetItemString: unsafe extern "C" fn(Obj, *const c_char, Obj) -> c_int;
         PyDict_GetItemWithError: unsafe extern "C" fn(Obj, Obj) -> Obj;

@@ -84,6 +84,11 @@ impl<'a> FastArgs<'a> {
         Ok(found)
     }
 
+    /// How many values: positional, then keyword.
+    pub(super) fn count(&self) -> usize {
+        self.positional.len() + self.values.len()
+    }
+
     /// Every keyword, as (name, value).
     pub(super) fn keywords(&self) -> impl Iterator<Item = (*mut PyObject, *mut PyObject)> + '_ {
         let api = api();

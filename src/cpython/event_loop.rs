@@ -89,9 +89,6 @@ pub(super) struct LoopCore {
     pub(super) closed: Cell<bool>,
     /// Inside `_run_once` (which does not nest).
     pub(super) running: Cell<bool>,
-    /// The thread inside `_run_until_stopped`, run_forever's loop, where
-    /// asyncio knows this loop as the running one.
-    forever_thread: Cell<Option<libc::pthread_t>>,
     /// The loop object, which owns this core (borrowed).
     pub(super) pyloop: *mut PyObject,
 }
@@ -119,7 +116,6 @@ impl LoopCore {
             debug: Cell::new(false),
             closed: Cell::new(false),
             running: Cell::new(false),
-            forever_thread: Cell::new(None),
             pyloop,
         })
     }
@@ -405,6 +401,7 @@ pub(super) fn make_type(object_offset: usize) -> PyResult<NativeType<LoopFields>
     .method(c"call_at", call_at as *mut c_void, FAST, c"call_at(when, callback, *args, context=None) -> TimerHandle")
     .method(c"time", time as *mut c_void, METH_NOARGS, c"the loop's clock (time.monotonic())")
     .method(c"create_future", create_future as *mut c_void, METH_NOARGS, c"a Future of this loop (_asyncio.Future)")
+    .method(c"create_task", create_task as *mut c_void, FAST, c"create_task(coro, *, name=None, context=None) -> Task")
     .method(c"get_debug", get_debug as *mut c_void, METH_NOARGS, c"whether debug mode is on")
     .method(c"_add_callback", add_callback as *mut c_void, METH_O, c"_add_callback(handle): queues an asyncio Handle")
     .method(
@@ -666,20 +663,13 @@ unsafe extern "C" fn create_future(object: *mut PyObject, _: *mut PyObject) -> *
         let (api, rt) = (api(), rt());
         // SAFETY: CPython checked the instance.
         let core = unsafe { core_of(object)? };
-        // `Future(loop=self)`; `Future()` where asyncio knows this loop as
-        // the running one (run_forever, in its thread), which it then
-        // takes without parsing a keyword. The keyword arguments are made
-        // once (the Future type has no vectorcall: keyword names would
-        // become a new dict at every call).
-        // SAFETY: a plain call.
-        let running_here = core.forever_thread.get() == Some(unsafe { libc::pthread_self() });
-        let kwargs = if running_here {
-            None
-        } else {
-            Some(core.future_kwargs()?)
-        };
-        let kwargs = kwargs.as_ref().map_or(std::ptr::null_mut(), Owned::as_ptr);
-        // SAFETY: live callable, tuple and dict (or NULL); a new reference or NULL.
+        // `Future(loop=self)`, the keyword arguments made once (the Future
+        // type has no vectorcall: keyword names would become a new dict at
+        // every call). Not `Future()`, though it parses less: the running
+        // loop it would look up costs a getpid() syscall before 3.12.
+        let kwargs = core.future_kwargs()?;
+        let kwargs = kwargs.as_ptr();
+        // SAFETY: live callable, tuple and dict; a new reference or NULL.
         unsafe {
             Owned::new((api.PyObject_Call)(
                 rt.future_type.as_ptr(),
@@ -690,9 +680,107 @@ unsafe extern "C" fn create_future(object: *mut PyObject, _: *mut PyObject) -> *
     })
 }
 
+/// `create_task(coro, *, name=None, context=None)`: `Task(coro, loop=self,
+/// ...)` made here in the usual case (no task factory, debug mode off);
+/// asyncio's own method otherwise, which knows this Python's details.
+unsafe extern "C" fn create_task(
+    object: *mut PyObject,
+    args: *const *mut PyObject,
+    nargs: isize,
+    kwnames: *mut PyObject,
+) -> *mut PyObject {
+    boundary::object(|| {
+        let (api, rt) = (api(), rt());
+        // SAFETY: CPython checked the instance and passes its arguments.
+        let (core, fast) = unsafe { (core_of(object)?, FastArgs::new(args, nargs, kwnames)) };
+        let factory = call::getattr(object, rt.names.task_factory.as_ptr())?;
+        if core.debug.get() || !factory.is_none() || fast.positional.len() != 1 {
+            // SAFETY: asyncio's function, called with this loop first and
+            // the arguments as given (fast-call: self prepended).
+            let mut all: Vec<*mut PyObject> = vec![object];
+            // SAFETY: `nargs` positional values then one per keyword name.
+            let given = unsafe { std::slice::from_raw_parts(args, fast.count()) };
+            all.extend_from_slice(given);
+            return match api.PyObject_Vectorcall {
+                // SAFETY: the arguments of this call, self first.
+                Some(vectorcall) => unsafe {
+                    Owned::new(vectorcall(
+                        rt.base_create_task.as_ptr(),
+                        all.as_ptr(),
+                        (nargs + 1) as usize,
+                        kwnames,
+                    ))
+                },
+                None => call_with(
+                    rt.base_create_task.as_ptr(),
+                    &all[..=fast.positional.len()],
+                    &fast,
+                ),
+            };
+        }
+        core.check_open()?;
+        let name = fast.keyword("create_task", c"name", None, &[c"context"])?;
+        let context = fast.keyword("create_task", c"context", None, &[c"name"])?;
+        let kwargs = core.future_kwargs()?;
+        let none_object = api.none;
+        let extra: Vec<(&std::ffi::CStr, *mut PyObject)> = [(c"name", name), (c"context", context)]
+            .into_iter()
+            .filter_map(|(key, value)| value.filter(|&v| v != none_object).map(|v| (key, v)))
+            .collect();
+        let kwargs = if extra.is_empty() {
+            kwargs
+        } else {
+            // SAFETY: a copy of a live dict; a new reference or NULL.
+            let copy = unsafe { Owned::new((api.PyDict_Copy)(kwargs.as_ptr()))? };
+            for (key, value) in extra {
+                // SAFETY: a live dict, key and value; the dict takes its reference.
+                if unsafe { (api.PyDict_SetItemString)(copy.as_ptr(), key.as_ptr(), value) } < 0 {
+                    return Err(PyErr::taken());
+                }
+            }
+            copy
+        };
+        let coro = tuple(fast.positional)?;
+        // SAFETY: live callable, tuple and dict; a new reference or NULL.
+        unsafe {
+            Owned::new((api.PyObject_Call)(
+                rt.task_type.as_ptr(),
+                coro.as_ptr(),
+                kwargs.as_ptr(),
+            ))
+        }
+    })
+}
+
+/// `callable(*positional, **keywords of `fast`)`, without vectorcall.
+fn call_with(
+    callable: *mut PyObject,
+    positional: &[*mut PyObject],
+    fast: &FastArgs<'_>,
+) -> PyResult<Owned> {
+    let api = api();
+    let args = tuple(positional)?;
+    // SAFETY: a new dict; a new reference or NULL.
+    let kwargs = unsafe { Owned::new((api.PyDict_New)())? };
+    for (key, value) in fast.keywords() {
+        // SAFETY: a live dict, key and value; the dict takes its references.
+        if unsafe { (api.PyDict_SetItem)(kwargs.as_ptr(), key, value) } < 0 {
+            return Err(PyErr::taken());
+        }
+    }
+    // SAFETY: live callable, tuple and dict; a new reference or NULL.
+    unsafe {
+        Owned::new((api.PyObject_Call)(
+            callable,
+            args.as_ptr(),
+            kwargs.as_ptr(),
+        ))
+    }
+}
+
 impl LoopCore {
     /// `{'loop': self}`.
-    fn future_kwargs(&self) -> PyResult<Owned> {
+    pub(super) fn future_kwargs(&self) -> PyResult<Owned> {
         if let Some(kwargs) = self.future_kwargs.borrow().as_ref() {
             return Ok(kwargs.clone_ref());
         }
@@ -765,20 +853,11 @@ unsafe extern "C" fn run_until_stopped(object: *mut PyObject, _: *mut PyObject) 
     boundary::object(|| {
         // SAFETY: CPython checked the instance.
         let core = unsafe { core_of(object)? };
-        core.guarded_run(|core| {
-            // SAFETY: a plain call.
-            core.forever_thread
-                .set(Some(unsafe { libc::pthread_self() }));
-            let result = loop {
-                if let Err(exit) = core.run_once() {
-                    break Err(exit);
-                }
-                if core.stopping.get() {
-                    break Ok(());
-                }
-            };
-            core.forever_thread.set(None);
-            result
+        core.guarded_run(|core| loop {
+            core.run_once()?;
+            if core.stopping.get() {
+                return Ok(());
+            }
         })?;
         Ok(none())
     })

@@ -83,15 +83,29 @@ pub(super) fn make_type(
                 c"the contextvars context it runs in",
             )
             .member(c"_loop", offset_of!(HandleFields, event_loop), c"the loop")
+            // Stored unset until debug mode sets them (asyncio's repr reads
+            // them: None then).
             .member(
-                c"_source_traceback",
+                c"_evloop_source_traceback",
                 offset_of!(HandleFields, source_traceback),
-                c"where it was made (debug mode)",
+                c"_source_traceback's storage",
             )
             .member(
-                c"_repr",
+                c"_evloop_repr",
                 offset_of!(HandleFields, repr),
-                c"its repr, kept when cancelled in debug mode",
+                c"_repr's storage",
+            )
+            .getset(
+                c"_source_traceback",
+                get_source_traceback,
+                Some(set_source_traceback),
+                c"where it was made (debug mode), or None",
+            )
+            .getset(
+                c"_repr",
+                get_repr,
+                Some(set_repr),
+                c"its repr, kept when cancelled in debug mode, or None",
             )
             .getset(
                 c"_cancelled",
@@ -183,9 +197,6 @@ pub(super) fn new_handle(
         fields.args.replace(Some(super::event_loop::tuple(args)?));
     }
     fields.context.replace(Some(context));
-    // asyncio's repr reads both.
-    fields.source_traceback.replace(Some(none()));
-    fields.repr.replace(Some(none()));
     if let Some(when) = when {
         fields.when.set(when);
     }
@@ -432,6 +443,36 @@ unsafe extern "C" fn set_args(
         Ok(())
     })
 }
+
+/// A getter and a setter of a slot that reads as None when unset.
+macro_rules! optional_attribute {
+    ($get:ident, $set:ident, $field:ident) => {
+        unsafe extern "C" fn $get(handle: *mut PyObject, _: *mut c_void) -> *mut PyObject {
+            boundary::object(|| {
+                // SAFETY: CPython checked `handle` is an instance of a handle type.
+                let fields = unsafe { fields(handle) };
+                Ok(fields.$field.get_owned().unwrap_or_else(none))
+            })
+        }
+
+        unsafe extern "C" fn $set(
+            handle: *mut PyObject,
+            value: *mut PyObject,
+            _: *mut c_void,
+        ) -> c_int {
+            boundary::status(|| {
+                // SAFETY: CPython checked `handle`; `value` is live or NULL
+                // (deleted: unset).
+                let old = unsafe { fields(handle).$field.replace(Owned::borrowed_opt(value)) };
+                drop(old);
+                Ok(())
+            })
+        }
+    };
+}
+
+optional_attribute!(get_source_traceback, set_source_traceback, source_traceback);
+optional_attribute!(get_repr, set_repr, repr);
 
 unsafe extern "C" fn get_scheduled(handle: *mut PyObject, _: *mut c_void) -> *mut PyObject {
     // SAFETY: CPython checked `handle` is an instance of the timer type.

@@ -87,18 +87,24 @@ impl LoopCore {
     }
 
     /// Waits for I/O, the GIL released. A signal interrupting the wait runs
-    /// Python's handlers at once (KeyboardInterrupt leaves from here).
+    /// Python's handlers at once (KeyboardInterrupt leaves from here). A
+    /// wait that cannot block (callbacks are ready) keeps the GIL: releasing
+    /// it costs hundreds of instructions and lets no thread wait less.
     fn wait(&self, timeout: Option<Duration>) -> PyResult<()> {
         let api = api();
         let result = {
             let mut io = self.io()?;
-            // SAFETY: this thread holds the GIL; nothing below touches a
-            // Python object until it is taken back.
-            let state = unsafe { (api.PyEval_SaveThread)() };
-            let result = catch_unwind(AssertUnwindSafe(|| io.wait(timeout, usize::MAX)));
-            // SAFETY: the state saved above, on this thread.
-            unsafe { (api.PyEval_RestoreThread)(state) };
-            result
+            if timeout == Some(Duration::ZERO) {
+                catch_unwind(AssertUnwindSafe(|| io.wait(timeout, usize::MAX)))
+            } else {
+                // SAFETY: this thread holds the GIL; nothing below touches a
+                // Python object until it is taken back.
+                let state = unsafe { (api.PyEval_SaveThread)() };
+                let result = catch_unwind(AssertUnwindSafe(|| io.wait(timeout, usize::MAX)));
+                // SAFETY: the state saved above, on this thread.
+                unsafe { (api.PyEval_RestoreThread)(state) };
+                result
+            }
         };
         match result {
             Ok(Ok(())) => Ok(()),

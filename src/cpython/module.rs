@@ -64,6 +64,7 @@ names! {
     check_callback = c"_check_callback",
     check_thread = c"_check_thread",
     name = c"__name__",
+    task_factory = c"_task_factory",
     warning = c"warning",
     server_detach = c"_server_detach",
     timer_handle_cancelled = c"_timer_handle_cancelled",
@@ -96,6 +97,11 @@ pub(super) struct Runtime {
     pub(super) timer_handle: NativeType<HandleFields>,
     /// `_asyncio.Future` (asyncio.Future where the C one is missing).
     pub(super) future_type: Owned,
+    /// `asyncio.Task` (the C one where there is one).
+    pub(super) task_type: Owned,
+    /// asyncio's own `BaseEventLoop.create_task`, for what the native one
+    /// leaves to it (a task factory, debug mode).
+    pub(super) base_create_task: Owned,
     pub(super) buffered_protocol: Owned,
     /// asyncio's logger (`asyncio.log.logger`).
     pub(super) logger: Owned,
@@ -166,6 +172,11 @@ fn make() -> PyResult<Runtime> {
         handle: handle::make_type(handle_base, handle_offset, false)?,
         timer_handle: handle::make_type(timer_base, handle_offset, true)?,
         future_type,
+        task_type: attribute(&import(c"asyncio.tasks")?, c"Task")?,
+        base_create_task: attribute(
+            &attribute(&import(c"asyncio.base_events")?, c"BaseEventLoop")?,
+            c"create_task",
+        )?,
         buffered_protocol: attribute(&asyncio_protocols, c"BufferedProtocol")?,
         logger: attribute(&import(c"asyncio.log")?, c"logger")?,
         // SAFETY: a new reference or NULL.
