@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from native_support import CPYTHON, MIB, pattern, run  # noqa: E402
+from native_support import CPYTHON, MIB, native_loop, pattern, run  # noqa: E402
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -303,6 +303,33 @@ if CPYTHON:
                 self.assertIn("closed", repr(transport))
 
             run(main())
+
+        def test_a_transport_outliving_its_loop_closes_its_socket(self):
+            """After loop.close() (which lets go of every transport, as
+            asyncio's leaves them), the transport is closing and its close()
+            closes the socket, without calling its protocol (asyncio raises
+            RuntimeError there: the loop is closed)."""
+            lost = []
+
+            class Recorder(asyncio.Protocol):
+                def connection_lost(self, exc):
+                    lost.append(exc)
+
+            loop = native_loop()
+            ours, theirs = socket.socketpair()
+            try:
+                transport, _ = loop.run_until_complete(loop.connect_accepted_socket(Recorder, ours))
+            finally:
+                loop.close()
+            self.assertTrue(transport.is_closing())
+            self.assertGreaterEqual(ours.fileno(), 0)
+            transport.write(b"dropped")
+            transport.close()
+            self.assertEqual(ours.fileno(), -1)
+            self.assertEqual(lost, [])
+            theirs.settimeout(5)
+            self.assertEqual(theirs.recv(10), b"")
+            theirs.close()
 
         def test_abort_drops_the_buffer_and_reports_none(self):
             lost = []

@@ -367,7 +367,7 @@ pub(super) fn force_close(
     fields.set(CLOSING, true);
     fields.conn_lost.set(1);
     let Some((_loop, core)) = core(fields) else {
-        return Ok(());
+        return super::transport::close_detached(fields);
     };
     let stream = fields.stream.replace(0);
     if stream != 0 {

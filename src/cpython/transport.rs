@@ -334,7 +334,9 @@ pub(super) fn detach(transport: *mut PyObject, core: &LoopCore) {
             unsafe { (api().PyErr_Clear)() };
         }
     }
-    fields.set(STREAM_GONE | CLOSING, true);
+    // Not CLOSING: is_closing() says so already (no loop), and close()
+    // still closes the socket (close_detached).
+    fields.set(STREAM_GONE, true);
     fields.core.set(std::ptr::null());
 }
 
@@ -503,6 +505,17 @@ transport_method!(close, |fields, transport, _unused| {
     Ok(none())
 });
 
+/// The end of a transport its loop let go of (closed, or collected):
+/// nothing will call its protocol again; its socket, open until now, closes.
+pub(super) fn close_detached(fields: &TransportFields) -> PyResult<()> {
+    match fields.sock.replace(Some(none())) {
+        Some(sock) if !sock.is_none() => {
+            call::method0(sock.as_ptr(), rt().names.close.as_ptr()).map(drop)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A copy of the current contextvars context (what asyncio's call_soon
 /// takes).
 pub(super) fn current_context() -> PyResult<Owned> {
@@ -522,7 +535,7 @@ pub(super) fn close_transport(
     }
     fields.set(CLOSING, true);
     let Some((_loop, core)) = core(fields) else {
-        return Ok(());
+        return close_detached(fields);
     };
     let stream = fields.stream.get();
     let queued = if stream == 0 {
