@@ -188,6 +188,22 @@ if CPYTHON:
 
             self.assertEqual(on_both(self, scenario), ["earliest", "earlier", 0, 1, 2, 3, 4])
 
+        def test_odd_deadlines(self):
+            """A NaN deadline is due at once (asyncio's max(0, nan) waits 0);
+            an infinite one never, without stopping anything else."""
+
+            async def scenario():
+                loop = asyncio.get_running_loop()
+                order = []
+                loop.call_at(float("nan"), order.append, "nan")
+                never = loop.call_at(float("inf"), order.append, "inf")
+                loop.call_later(0.001, order.append, "later")
+                await asyncio.sleep(0.02)
+                never.cancel()
+                return order
+
+            self.assertEqual(on_both(self, scenario), ["nan", "later"])
+
     class SocketLife(unittest.TestCase):
         """The socket stays open (and get_extra_info's socket works) until
         connection_lost has returned, as asyncio closes it after."""

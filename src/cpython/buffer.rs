@@ -161,7 +161,11 @@ fn type_name(object: *mut PyObject) -> Option<String> {
     let api = api();
     // SAFETY: live objects; new references or NULL.
     let ty = unsafe { Owned::new((api.PyObject_Type)(object)) }.ok()?;
-    let name = super::call::getattr(ty.as_ptr(), rt().names.name.as_ptr()).ok()?;
+    let Ok(name) = super::call::getattr(ty.as_ptr(), rt().names.name.as_ptr()) else {
+        // SAFETY: clears the error of a type without a name.
+        unsafe { (api.PyErr_Clear)() };
+        return None;
+    };
     // SAFETY: a str; its UTF-8 stays valid while `name` lives.
     let text = unsafe { (api.PyUnicode_AsUTF8)(name.as_ptr()) };
     if text.is_null() {

@@ -133,6 +133,19 @@ impl LoopCore {
             .map_err(|_| raise(api().PyExc_RuntimeError, c"Event loop is closed"))
     }
 
+    /// The stream layer's loop for a step that has nothing to do once the
+    /// loop is closed (or, never while such a step runs, borrowed).
+    pub(super) fn io_if_open(&self) -> Option<RefMut<'_, StreamLoop<Token>>> {
+        match self.io() {
+            Ok(io) => Some(io),
+            Err(_set) => {
+                // SAFETY: clears the error io() raised: nothing to report.
+                unsafe { (api().PyErr_Clear)() };
+                None
+            }
+        }
+    }
+
     /// `handle` at the end of the ready queue.
     pub(super) fn push_ready(&self, item: ReadyItem) {
         self.ready.borrow_mut().push_back(item);
@@ -158,14 +171,10 @@ impl LoopCore {
         let listeners = std::mem::take(&mut *self.listeners.borrow_mut());
         let paused = std::mem::take(&mut *self.paused_writers.borrow_mut());
         let future_kwargs = self.future_kwargs.borrow_mut().take();
-        if let Ok(mut io) = self.io() {
+        if let Some(mut io) = self.io_if_open() {
             for &fd in watches.keys().chain(listeners.keys()) {
                 let _ = io.unregister(fd);
             }
-        } else {
-            // Closed already, or borrowed (never while this runs): no fd to unregister.
-            // SAFETY: clears the error io() set.
-            unsafe { (api().PyErr_Clear)() };
         }
         drop((
             transports,

@@ -82,7 +82,13 @@ impl LoopCore {
             return Some(Duration::ZERO);
         }
         let when = self.timers.borrow().next_when()?;
-        let seconds = (when - now()).clamp(0.0, MAXIMUM_WAIT);
+        let seconds = when - now();
+        // NaN (a timer due at NaN) does not wait, as asyncio's max(0, nan).
+        let seconds = if seconds >= 0.0 {
+            seconds.min(MAXIMUM_WAIT)
+        } else {
+            0.0
+        };
         Some(Duration::from_secs_f64(seconds))
     }
 

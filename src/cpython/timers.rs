@@ -36,12 +36,24 @@ impl PartialOrd for Entry {
     }
 }
 
+impl Entry {
+    /// The deadline as ordered: NaN is due at once, as asyncio's loop runs
+    /// it (it never compares later than anything).
+    fn key(&self) -> f64 {
+        if self.when.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            self.when
+        }
+    }
+}
+
 impl Ord for Entry {
     /// Reversed: BinaryHeap's top is then the earliest deadline.
     fn cmp(&self, other: &Self) -> Ordering {
         other
-            .when
-            .total_cmp(&self.when)
+            .key()
+            .total_cmp(&self.key())
             .then(other.order.cmp(&self.order))
     }
 }

@@ -327,11 +327,8 @@ pub(super) fn detach(transport: *mut PyObject, core: &LoopCore) {
     let fields = unsafe { fields(transport) };
     let stream = fields.stream.replace(0);
     if stream != 0 {
-        if let Ok(mut io) = core.io() {
+        if let Some(mut io) = core.io_if_open() {
             let _ = io.abort(stream);
-        } else {
-            // SAFETY: clears the error of a loop already closed.
-            unsafe { (api().PyErr_Clear)() };
         }
     }
     // Not CLOSING: is_closing() says so already (no loop), and close()

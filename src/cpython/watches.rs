@@ -104,11 +104,8 @@ pub(super) unsafe extern "C" fn unwatch_fd(
         let fd = fd_of(fd)?;
         let old = core.watches.borrow_mut().remove(&fd);
         if old.is_some() {
-            if let Ok(mut io) = core.io() {
+            if let Some(mut io) = core.io_if_open() {
                 let _ = io.unregister(fd);
-            } else {
-                // SAFETY: a closed loop watches nothing: clears its error.
-                unsafe { (api().PyErr_Clear)() };
             }
         }
         drop(old);
@@ -166,11 +163,8 @@ pub(super) unsafe extern "C" fn unserve(object: *mut PyObject, fd: *mut PyObject
         let fd = fd_of(fd)?;
         let old = core.listeners.borrow_mut().remove(&fd);
         if old.is_some() {
-            if let Ok(mut io) = core.io() {
+            if let Some(mut io) = core.io_if_open() {
                 let _ = io.unregister(fd);
-            } else {
-                // SAFETY: a closed loop serves nothing: clears its error.
-                unsafe { (api().PyErr_Clear)() };
             }
         }
         drop(old);
@@ -255,15 +249,20 @@ fn is_cancelled(handle: &Owned) -> PyResult<bool> {
 
 /// A listener is ready: accepts up to its backlog.
 fn accept(core: &LoopCore, fd: RawFd) -> PyResult<()> {
-    let Some((callback, context, backlog)) = core
+    let mut accepted = 0;
+    // The listener as it is now: a callback may stop serving (and close
+    // the socket, whose number may be another socket's by now, even one
+    // served again).
+    while let Some((callback, context, backlog)) = core
         .listeners
         .borrow()
         .get(&fd)
         .map(|l| (l.callback.clone_ref(), l.context.clone_ref(), l.backlog))
-    else {
-        return Ok(());
-    };
-    for _ in 0..backlog {
+    {
+        if accepted == backlog {
+            return Ok(());
+        }
+        accepted += 1;
         let argument = match sys::accept(fd) {
             Ok(connection) => connection,
             Err(libc::EAGAIN) => return Ok(()),
@@ -277,7 +276,7 @@ fn accept(core: &LoopCore, fd: RawFd) -> PyResult<()> {
                     // Out of resources: the package stops serving, says so,
                     // and serves again later (asyncio's ACCEPT_RETRY_DELAY).
                     let old = core.listeners.borrow_mut().remove(&fd);
-                    if let Ok(mut io) = core.io() {
+                    if let Some(mut io) = core.io_if_open() {
                         let _ = io.unregister(fd);
                     }
                     drop(old);
