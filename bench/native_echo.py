@@ -17,6 +17,8 @@ import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from asyncio_echo import Echo, echo  # noqa: E402  (bench/: the same two servers)
 
 
 def loop_factory(name):
@@ -33,27 +35,6 @@ def loop_factory(name):
 
         return uvloop.new_event_loop
     return asyncio.SelectorEventLoop
-
-
-class Echo(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
-        self.transport.write(data)
-
-
-async def echo(reader, writer):
-    try:
-        while True:
-            data = await reader.read(1000)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    writer.close()
 
 
 async def serve(kind, port):

@@ -131,6 +131,7 @@ cpython_api! {
 
         // Numbers and strings.
         PyLong_FromLong: unsafe extern "C" fn(c_long) -> Obj;
+        PyLong_FromLongLong: unsafe extern "C" fn(i64) -> Obj;
         PyLong_FromSsize_t: unsafe extern "C" fn(PySsize) -> Obj;
         PyLong_AsLong: unsafe extern "C" fn(Obj) -> c_long;
         PyLong_AsSsize_t: unsafe extern "C" fn(Obj) -> PySsize;

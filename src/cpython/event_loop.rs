@@ -34,7 +34,8 @@ use super::object::{boolean, none, Owned};
 use super::ready::{ReadyItem, ReadyQueue};
 use super::timers::Timers;
 use super::typespec::{
-    NativeType, TypeBuilder, PY_TP_CLEAR, PY_TP_DEALLOC, PY_TP_FREE, PY_TP_NEW, PY_TP_TRAVERSE,
+    refuse_delete, NativeType, TypeBuilder, PY_TP_CLEAR, PY_TP_DEALLOC, PY_TP_FREE, PY_TP_NEW,
+    PY_TP_TRAVERSE,
 };
 use super::watches::Listener;
 use crate::stream::{self, StreamLoop};
@@ -239,63 +240,36 @@ impl LoopCore {
         0
     }
 
-    /// A new handle of `callback(*args)` at the end of the ready queue.
-    pub(super) fn call_soon(
+    /// A new handle of `callback(*args)` in `context` (a copy of the
+    /// current one if `None`): due at `when` in the timer heap, or else at
+    /// the end of the ready queue. `method` names the caller (debug mode's
+    /// checks; `call_soon_threadsafe` skips the thread's).
+    pub(super) fn schedule(
         &self,
-        callback: *mut PyObject,
-        args: &[*mut PyObject],
-        context: Option<*mut PyObject>,
-        threadsafe: bool,
-    ) -> PyResult<Owned> {
-        self.check_open()?;
-        if self.debug.get() {
-            self.check_callback(
-                callback,
-                if threadsafe {
-                    c"call_soon_threadsafe"
-                } else {
-                    c"call_soon"
-                },
-                threadsafe,
-            )?;
-        }
-        let handle = handle::new_handle(rt(), callback, args, given(context), self.pyloop, None)?;
-        if self.debug.get() {
-            self.set_source_traceback(&handle)?;
-        }
-        self.push_ready(ReadyItem::Handle(handle.clone_ref()));
-        Ok(handle)
-    }
-
-    /// A new timer handle of `callback(*args)` due at `when`, in the heap.
-    pub(super) fn call_at(
-        &self,
-        when: f64,
-        callback: *mut PyObject,
-        args: &[*mut PyObject],
-        context: Option<*mut PyObject>,
         method: &std::ffi::CStr,
+        when: Option<f64>,
+        callback: *mut PyObject,
+        args: &[*mut PyObject],
+        context: Option<*mut PyObject>,
     ) -> PyResult<Owned> {
         self.check_open()?;
         if self.debug.get() {
-            self.check_callback(callback, method, false)?;
+            self.check_callback(callback, method)?;
         }
-        let handle = handle::new_handle(
-            rt(),
-            callback,
-            args,
-            given(context),
-            self.pyloop,
-            Some(when),
-        )?;
+        let handle = handle::new_handle(rt(), callback, args, given(context), self.pyloop, when)?;
         if self.debug.get() {
             self.set_source_traceback(&handle)?;
         }
-        // SAFETY: a TimerHandle just made.
-        unsafe { handle::fields(handle.as_ptr()) }
-            .scheduled
-            .set(true);
-        self.timers.borrow_mut().push(when, handle.clone_ref());
+        match when {
+            Some(when) => {
+                // SAFETY: a TimerHandle just made.
+                unsafe { handle::fields(handle.as_ptr()) }
+                    .scheduled
+                    .set(true);
+                self.timers.borrow_mut().push(when, handle.clone_ref());
+            }
+            None => self.push_ready(ReadyItem::Handle(handle.clone_ref())),
+        }
         Ok(handle)
     }
 
@@ -306,15 +280,11 @@ impl LoopCore {
         Ok(())
     }
 
-    /// Debug mode: asyncio's checks of the thread and of the callback.
-    fn check_callback(
-        &self,
-        callback: *mut PyObject,
-        method: &std::ffi::CStr,
-        threadsafe: bool,
-    ) -> PyResult<()> {
+    /// Debug mode: asyncio's checks of the thread (but from
+    /// call_soon_threadsafe) and of the callback.
+    fn check_callback(&self, callback: *mut PyObject, method: &std::ffi::CStr) -> PyResult<()> {
         let names = &rt().names;
-        if !threadsafe {
+        if method != c"call_soon_threadsafe" {
             call::method0(self.pyloop, names.check_thread.as_ptr())?;
         }
         let method = super::module::intern(method)?;
@@ -536,26 +506,29 @@ unsafe extern "C" fn loop_clear(object: *mut PyObject) -> c_int {
     })
 }
 
-/// The body of a fast-call method of the loop: its core and arguments.
+/// A fast-call method of the loop (`METH_FASTCALL | METH_KEYWORDS`): its
+/// body gets the loop object, its core and its arguments.
 macro_rules! loop_method {
-    ($name:ident, |$core:ident, $args:ident| $body:expr) => {
-        unsafe extern "C" fn $name(
-            object: *mut PyObject,
+    ($(#[$doc:meta])* $vis:vis $name:ident, |$object:ident, $core:ident, $args:ident| $body:expr) => {
+        $(#[$doc])*
+        $vis unsafe extern "C" fn $name(
+            $object: *mut PyObject,
             args: *const *mut PyObject,
             nargs: isize,
             kwnames: *mut PyObject,
         ) -> *mut PyObject {
-            boundary::object(|| {
+            $crate::cpython::boundary::object(|| {
                 // SAFETY: CPython checked `object` is an instance of the
                 // loop type, alive for the call.
-                let $core = unsafe { core_of(object)? };
+                let $core = unsafe { $crate::cpython::event_loop::core_of($object)? };
                 // SAFETY: CPython's fast-call arguments, alive for the call.
-                let $args = unsafe { FastArgs::new(args, nargs, kwnames) };
+                let $args = unsafe { $crate::cpython::args::FastArgs::new(args, nargs, kwnames) };
                 $body
             })
         }
     };
 }
+pub(super) use loop_method;
 
 /// `(first, rest)` of the positional arguments, or TypeError.
 fn split<'a>(
@@ -574,7 +547,7 @@ fn split<'a>(
         })
 }
 
-loop_method!(call_soon, |core, args| {
+loop_method!(call_soon, |_object, core, args| {
     let context = args.keyword(
         "call_soon",
         c"context",
@@ -582,10 +555,10 @@ loop_method!(call_soon, |core, args| {
         &[],
     )?;
     let (callback, rest) = split(&args, "call_soon", "callback")?;
-    core.call_soon(callback, rest, context, false)
+    core.schedule(c"call_soon", None, callback, rest, context)
 });
 
-loop_method!(call_soon_threadsafe, |core, args| {
+loop_method!(call_soon_threadsafe, |_object, core, args| {
     let context = args.keyword(
         "call_soon_threadsafe",
         c"context",
@@ -593,12 +566,12 @@ loop_method!(call_soon_threadsafe, |core, args| {
         &[],
     )?;
     let (callback, rest) = split(&args, "call_soon_threadsafe", "callback")?;
-    let handle = core.call_soon(callback, rest, context, true)?;
+    let handle = core.schedule(c"call_soon_threadsafe", None, callback, rest, context)?;
     core.wake();
     Ok(handle)
 });
 
-loop_method!(underscore_call_soon, |core, args| {
+loop_method!(underscore_call_soon, |_object, core, args| {
     let &[callback, call_args, context] = args.positional else {
         return Err(raise(
             api().PyExc_TypeError,
@@ -606,10 +579,10 @@ loop_method!(underscore_call_soon, |core, args| {
         ));
     };
     let call_args = call_args_of(call_args)?;
-    core.call_soon(callback, &call_args, Some(context), false)
+    core.schedule(c"call_soon", None, callback, &call_args, Some(context))
 });
 
-loop_method!(call_later, |core, args| {
+loop_method!(call_later, |_object, core, args| {
     let context = args.keyword(
         "call_later",
         c"context",
@@ -619,10 +592,10 @@ loop_method!(call_later, |core, args| {
     let (delay, rest) = split(&args, "call_later", "delay")?;
     let (callback, rest) = split_rest(rest, "call_later", "callback")?;
     let when = now() + as_float(delay)?;
-    core.call_at(when, callback, rest, context, c"call_later")
+    core.schedule(c"call_later", Some(when), callback, rest, context)
 });
 
-loop_method!(call_at, |core, args| {
+loop_method!(call_at, |_object, core, args| {
     let context = args.keyword(
         "call_at",
         c"context",
@@ -631,7 +604,7 @@ loop_method!(call_at, |core, args| {
     )?;
     let (when, rest) = split(&args, "call_at", "when")?;
     let (callback, rest) = split_rest(rest, "call_at", "callback")?;
-    core.call_at(as_float(when)?, callback, rest, context, c"call_at")
+    core.schedule(c"call_at", Some(as_float(when)?), callback, rest, context)
 });
 
 fn split_rest<'a>(
@@ -920,12 +893,7 @@ macro_rules! flag_attribute {
             _: *mut c_void,
         ) -> c_int {
             boundary::status(|| {
-                if value.is_null() {
-                    return Err(raise(
-                        api().PyExc_AttributeError,
-                        c"cannot delete this attribute",
-                    ));
-                }
+                refuse_delete(value)?;
                 // SAFETY: CPython checked the instance.
                 let core = unsafe { core_of(object)? };
                 core.$field.set(is_true(value)?);

@@ -20,7 +20,7 @@ use super::call::{call1, call_tuple, in_context, is_true, method0, method1};
 use super::error::{raise, Exception, PyErr, PyResult};
 use super::module::{rt, Runtime};
 use super::object::{boolean, none, Owned, Slot};
-use super::typespec::{NativeType, TypeBuilder, PY_TP_DEALLOC, PY_TP_FREE};
+use super::typespec::{refuse_delete, NativeType, TypeBuilder, PY_TP_DEALLOC, PY_TP_FREE};
 
 /// The payload of both handle types.
 #[repr(C)]
@@ -427,12 +427,7 @@ unsafe extern "C" fn set_args(
     _: *mut c_void,
 ) -> c_int {
     boundary::status(|| {
-        if value.is_null() {
-            return Err(raise(
-                api().PyExc_AttributeError,
-                c"cannot delete this attribute",
-            ));
-        }
+        refuse_delete(value)?;
         // SAFETY: CPython checked `handle` is an instance of a handle type;
         // `value` is live for the call.
         let fields = unsafe { fields(handle) };

@@ -108,6 +108,12 @@ pub(super) fn boolean(value: bool) -> Owned {
     unsafe { Owned::borrowed(if value { api.true_ } else { api.false_ }) }
 }
 
+/// An int, as a new reference.
+pub(super) fn int(value: i64) -> PyResult<Owned> {
+    // SAFETY: a plain conversion; a new reference or NULL.
+    unsafe { Owned::new((api().PyLong_FromLongLong)(value)) }
+}
+
 /// A slot of an object of ours that owns a reference (NULL: unset), as
 /// the type's member table declares it (see `typespec.rs`): reading borrows,
 /// writing replaces and gives the old reference back.

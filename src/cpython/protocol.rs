@@ -22,7 +22,7 @@ use super::call::{self, in_context};
 use super::error::{os_error, raise, write_unraisable, Exception, PyErr, PyResult};
 use super::event_loop::{LoopCore, Token};
 use super::module::rt;
-use super::object::{none, Owned};
+use super::object::{int, none, Owned};
 use super::ready::ReadyItem;
 use super::transport::{
     close_transport, core, fields, start, write_buffer_size, TransportFields, CLOSING, FINISHED,
@@ -55,6 +55,26 @@ fn in_given_context(
                 return Err(exception.restore());
             }
             Ok(Err(exception))
+        }
+    }
+}
+
+/// A protocol callback made by the loop: `body` in the transport's
+/// context. Its exception (but an exit) is asyncio's `_fatal_error` with
+/// `message`, and then `None`.
+fn protocol_call(
+    core: &LoopCore,
+    transport: *mut PyObject,
+    message: &CStr,
+    body: impl FnOnce() -> PyResult<Owned>,
+) -> PyResult<Option<Owned>> {
+    // SAFETY: a live transport of the caller.
+    let fields = unsafe { fields(transport) };
+    match in_transport_context(fields, body)? {
+        Ok(result) => Ok(Some(result)),
+        Err(exception) => {
+            fatal_error(core, transport, exception.into_value(), message, None)?;
+            Ok(None)
         }
     }
 }
@@ -121,24 +141,16 @@ pub(super) fn data_received(core: &LoopCore, token: Token, bytes: Owned) -> PyRe
         return Ok(());
     }
     let on_data = fields.on_data.get_owned();
-    let result = in_transport_context(fields, || match &on_data {
+    let message = c"Fatal error: protocol.data_received() call failed.";
+    protocol_call(core, transport, message, || match &on_data {
         Some(on_data) => call::call1(on_data.as_ptr(), bytes.as_ptr()),
         None => call::method1(
             protocol_of(fields).as_ptr(),
             rt().names.data_received.as_ptr(),
             bytes.as_ptr(),
         ),
-    })?;
-    match result {
-        Ok(_) => Ok(()),
-        Err(exception) => fatal_error(
-            core,
-            transport,
-            exception.into_value(),
-            c"Fatal error: protocol.data_received() call failed.",
-            None,
-        ),
-    }
+    })
+    .map(drop)
 }
 
 /// Readiness of a BufferedProtocol's stream: the read goes into
@@ -155,7 +167,8 @@ pub(super) fn read_into_buffer(
     let protocol = protocol_of(fields);
     let names = &rt().names;
     let minus_one = int(-1)?;
-    let buffer = in_transport_context(fields, || {
+    let message = c"Fatal error: protocol.get_buffer() call failed.";
+    let buffer = protocol_call(core, transport, message, || {
         let buffer = call::method1(
             protocol.as_ptr(),
             names.get_buffer.as_ptr(),
@@ -171,17 +184,8 @@ pub(super) fn read_into_buffer(
         drop(view);
         Ok(buffer)
     })?;
-    let buffer = match buffer {
-        Ok(buffer) => buffer,
-        Err(exception) => {
-            return fatal_error(
-                core,
-                transport,
-                exception.into_value(),
-                c"Fatal error: protocol.get_buffer() call failed.",
-                None,
-            )
-        }
+    let Some(buffer) = buffer else {
+        return Ok(());
     };
     let event = {
         // Exported again: the protocol's code ran in between.
@@ -199,23 +203,15 @@ pub(super) fn read_into_buffer(
         return stream_event(core, event);
     }
     let nbytes = int(event.len as i64)?;
-    let result = in_transport_context(fields, || {
+    let message = c"Fatal error: protocol.buffer_updated() call failed.";
+    protocol_call(core, transport, message, || {
         call::method1(
             protocol.as_ptr(),
             names.buffer_updated.as_ptr(),
             nbytes.as_ptr(),
         )
-    })?;
-    match result {
-        Ok(_) => Ok(()),
-        Err(exception) => fatal_error(
-            core,
-            transport,
-            exception.into_value(),
-            c"Fatal error: protocol.buffer_updated() call failed.",
-            None,
-        ),
-    }
+    })
+    .map(drop)
 }
 
 /// A stream event other than data.
@@ -237,25 +233,17 @@ fn eof_received(core: &LoopCore, transport: *mut PyObject) -> PyResult<()> {
         return Ok(());
     }
     let protocol = protocol_of(fields);
-    let result = in_transport_context(fields, || {
+    let message = c"Fatal error: protocol.eof_received() call failed.";
+    let keep_open = protocol_call(core, transport, message, || {
         call::method0(protocol.as_ptr(), rt().names.eof_received.as_ptr())
     })?;
-    match result {
-        Ok(keep_open) => {
-            if keep_open.is_none() || !call::is_true(keep_open.as_ptr())? {
-                close_transport(fields, transport, None)?;
-            }
-            // Kept open: the stream reads no more; writing goes on.
-            Ok(())
+    if let Some(keep_open) = keep_open {
+        if keep_open.is_none() || !call::is_true(keep_open.as_ptr())? {
+            close_transport(fields, transport, None)?;
         }
-        Err(exception) => fatal_error(
-            core,
-            transport,
-            exception.into_value(),
-            c"Fatal error: protocol.eof_received() call failed.",
-            None,
-        ),
+        // Kept open: the stream reads no more; writing goes on.
     }
+    Ok(())
 }
 
 /// The write buffer emptied: a close waiting for it completes, as asyncio's
@@ -616,9 +604,4 @@ pub(super) fn log_warning(message: &CStr) -> PyResult<()> {
 fn message_object(message: &CStr) -> PyResult<Owned> {
     // SAFETY: NUL-terminated; a new reference or NULL.
     unsafe { Owned::new((api().PyUnicode_FromString)(message.as_ptr())) }
-}
-
-fn int(value: i64) -> PyResult<Owned> {
-    // SAFETY: a plain conversion; a new reference or NULL.
-    unsafe { Owned::new((api().PyLong_FromSsize_t)(value as isize)) }
 }

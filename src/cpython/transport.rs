@@ -23,9 +23,9 @@ use super::boundary;
 use super::buffer::Bytes;
 use super::call::{self, is_instance};
 use super::error::{raise, raise_errno, raise_string, PyErr, PyResult};
-use super::event_loop::{core_of, LoopCore, Token};
+use super::event_loop::{loop_method, LoopCore, Token};
 use super::module::rt;
-use super::object::{boolean, none, Owned, Slot};
+use super::object::{boolean, int, none, Owned, Slot};
 use super::protocol;
 use super::ready::ReadyItem;
 use super::typespec::{NativeType, TypeBuilder};
@@ -196,21 +196,12 @@ pub(super) fn make_type(
     .build()
 }
 
-/// `loop._make_transport(cls, sock, protocol, extra, server)`: a transport
-/// of class `cls` (the package's subclass) on `sock`, attached to the loop;
-/// `connection_made()` is queued, with the start of reading after it.
-pub(super) unsafe extern "C" fn make_transport(
-    object: *mut PyObject,
-    args: *const *mut PyObject,
-    nargs: isize,
-    kwnames: *mut PyObject,
-) -> *mut PyObject {
-    boundary::object(|| {
+loop_method!(
+    /// `loop._make_transport(cls, sock, protocol, extra, server)`: a transport
+    /// of class `cls` (the package's subclass) on `sock`, attached to the loop;
+    /// `connection_made()` is queued, with the start of reading after it.
+    pub(super) make_transport, |object, core, args| {
         let (api, rt) = (api(), rt());
-        // SAFETY: CPython checked `object` is an instance of the loop type.
-        let core = unsafe { core_of(object)? };
-        // SAFETY: CPython's fast-call arguments, alive for the call.
-        let args = unsafe { FastArgs::new(args, nargs, kwnames) };
         let &[cls, sock, protocol_object, extra, server] = args.positional else {
             return Err(raise(
                 api.PyExc_TypeError,
@@ -269,8 +260,7 @@ pub(super) unsafe extern "C" fn make_transport(
             context,
         });
         Ok(transport)
-    })
-}
+});
 
 /// Makes the transport's stream, if it has none yet (and may have one):
 /// over a duplicate of the socket's fd, reading only if it should.
@@ -773,11 +763,6 @@ macro_rules! getter {
             })
         }
     };
-}
-
-fn int(value: i64) -> PyResult<Owned> {
-    // SAFETY: a plain conversion; a new reference or NULL.
-    unsafe { Owned::new((api().PyLong_FromSsize_t)(value as isize)) }
 }
 
 getter!(get_fd, |fields| int(fields.fd.get().into()));

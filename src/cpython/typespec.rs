@@ -72,6 +72,17 @@ pub(super) type Getter = unsafe extern "C" fn(*mut PyObject, *mut c_void) -> *mu
 /// A setter: `(self, value or NULL to delete, closure) -> 0 or -1`.
 pub(super) type Setter = unsafe extern "C" fn(*mut PyObject, *mut PyObject, *mut c_void) -> c_int;
 
+/// A setter's check: its attribute cannot be deleted (`value` NULL).
+pub(super) fn refuse_delete(value: *mut PyObject) -> PyResult<()> {
+    if value.is_null() {
+        return Err(super::error::raise(
+            api().PyExc_AttributeError,
+            c"cannot delete this attribute",
+        ));
+    }
+    Ok(())
+}
+
 /// `T_OBJECT_EX`: an object reference; unset (NULL) raises AttributeError.
 const T_OBJECT_EX: c_int = 16;
 

@@ -13,14 +13,13 @@
 use std::os::fd::RawFd;
 
 use super::api::{api, PyObject};
-use super::args::FastArgs;
 use super::boundary;
 use super::call::{self, in_context};
 use super::error::{raise, raise_errno, write_unraisable, Exception, PyErr, PyResult};
-use super::event_loop::{core_of, LoopCore, Token};
+use super::event_loop::{core_of, loop_method, LoopCore, Token};
 use super::handle;
 use super::module::rt;
-use super::object::{none, Owned};
+use super::object::{int, none, Owned};
 use super::ready::ReadyItem;
 use crate::sys::{self, READ, WRITE};
 
@@ -57,41 +56,33 @@ fn fd_of(object: *mut PyObject) -> PyResult<RawFd> {
         .ok_or_else(|| raise(api.PyExc_ValueError, c"invalid file descriptor"))
 }
 
-/// `loop._watch_fd(fd, events, data)`: watch `fd` for `events` (a
-/// selectors mask); `data` is asyncio's `(reader, writer)`.
-pub(super) unsafe extern "C" fn watch_fd(
-    object: *mut PyObject,
-    args: *const *mut PyObject,
-    nargs: isize,
-    kwnames: *mut PyObject,
-) -> *mut PyObject {
-    boundary::object(|| {
-        // SAFETY: CPython checked the instance and passes its arguments.
-        let (core, args) = unsafe { (core_of(object)?, FastArgs::new(args, nargs, kwnames)) };
-        let &[fd, events, data] = args.positional else {
-            return Err(raise(api().PyExc_TypeError, c"_watch_fd(fd, events, data)"));
+loop_method!(
+    /// `loop._watch_fd(fd, events, data)`: watch `fd` for `events` (a
+    /// selectors mask); `data` is asyncio's `(reader, writer)`.
+    pub(super) watch_fd, |_object, core, args| {
+    let &[fd, events, data] = args.positional else {
+        return Err(raise(api().PyExc_TypeError, c"_watch_fd(fd, events, data)"));
+    };
+    let fd = fd_of(fd)?;
+    let events = fd_of(events)? as u32;
+    let interest = if events & EVENT_READ != 0 { READ } else { 0 }
+        | if events & EVENT_WRITE != 0 { WRITE } else { 0 };
+    let watched = core.watches.borrow().contains_key(&fd);
+    {
+        let mut io = core.io()?;
+        let result = if watched {
+            io.modify(fd, interest)
+        } else {
+            io.register(fd, interest, Token::WATCH)
         };
-        let fd = fd_of(fd)?;
-        let events = fd_of(events)? as u32;
-        let interest = if events & EVENT_READ != 0 { READ } else { 0 }
-            | if events & EVENT_WRITE != 0 { WRITE } else { 0 };
-        let watched = core.watches.borrow().contains_key(&fd);
-        {
-            let mut io = core.io()?;
-            let result = if watched {
-                io.modify(fd, interest)
-            } else {
-                io.register(fd, interest, Token::WATCH)
-            };
-            result.map_err(raise_errno)?;
-        }
-        // SAFETY: a live argument of the call.
-        let data = unsafe { Owned::borrowed(data) };
-        let old = core.watches.borrow_mut().insert(fd, (events, data));
-        drop(old);
-        Ok(none())
-    })
-}
+        result.map_err(raise_errno)?;
+    }
+    // SAFETY: a live argument of the call.
+    let data = unsafe { Owned::borrowed(data) };
+    let old = core.watches.borrow_mut().insert(fd, (events, data));
+    drop(old);
+    Ok(none())
+});
 
 /// `loop._unwatch_fd(fd)`: stops watching `fd` (closed already or not).
 pub(super) unsafe extern "C" fn unwatch_fd(
@@ -103,57 +94,38 @@ pub(super) unsafe extern "C" fn unwatch_fd(
         let core = unsafe { core_of(object)? };
         let fd = fd_of(fd)?;
         let old = core.watches.borrow_mut().remove(&fd);
-        if old.is_some() {
-            if let Some(mut io) = core.io_if_open() {
-                let _ = io.unregister(fd);
-            }
-        }
-        drop(old);
-        Ok(none())
+        forget(core, fd, old)
     })
 }
 
-/// `loop._serve(sock, callback, backlog)`: accepts on the listening `sock`
-/// natively; `callback(fd)` gets each connection (the fd is then its), and
-/// `callback(-errno)` a failure to accept.
-pub(super) unsafe extern "C" fn serve(
-    object: *mut PyObject,
-    args: *const *mut PyObject,
-    nargs: isize,
-    kwnames: *mut PyObject,
-) -> *mut PyObject {
-    boundary::object(|| {
-        let api = api();
-        // SAFETY: CPython checked the instance and passes its arguments.
-        let (core, args) = unsafe { (core_of(object)?, FastArgs::new(args, nargs, kwnames)) };
-        let &[sock, callback, backlog] = args.positional else {
-            return Err(raise(
-                api.PyExc_TypeError,
-                c"_serve(sock, callback, backlog)",
-            ));
-        };
-        let fd = fd_of(call::method0(sock, rt().names.fileno.as_ptr())?.as_ptr())?;
-        let backlog = fd_of(backlog)?.max(1) as usize;
-        if !core.listeners.borrow().contains_key(&fd) {
-            core.io()?
-                .register(fd, READ, Token::LISTENER)
-                .map_err(raise_errno)?;
+loop_method!(
+    /// `loop._serve(sock, callback, backlog)`: accepts on the listening `sock`
+    /// natively; `callback(fd)` gets each connection (the fd is then its), and
+    /// `callback(-errno)` a failure to accept.
+    pub(super) serve, |_object, core, args| {
+    let api = api();
+    let &[sock, callback, backlog] = args.positional else {
+        return Err(raise(api.PyExc_TypeError, c"_serve(sock, callback, backlog)"));
+    };
+    let fd = fd_of(call::method0(sock, rt().names.fileno.as_ptr())?.as_ptr())?;
+    let backlog = fd_of(backlog)?.max(1) as usize;
+    if !core.listeners.borrow().contains_key(&fd) {
+        core.io()?.register(fd, READ, Token::LISTENER).map_err(raise_errno)?;
+    }
+    // SAFETY: live arguments of the call; the context copy is a new
+    // reference or NULL.
+    let listener = unsafe {
+        Listener {
+            sock: Owned::borrowed(sock),
+            callback: Owned::borrowed(callback),
+            context: Owned::new((api.PyContext_CopyCurrent)())?,
+            backlog,
         }
-        // SAFETY: live arguments of the call; the context copy is a new
-        // reference or NULL.
-        let listener = unsafe {
-            Listener {
-                sock: Owned::borrowed(sock),
-                callback: Owned::borrowed(callback),
-                context: Owned::new((api.PyContext_CopyCurrent)())?,
-                backlog,
-            }
-        };
-        let old = core.listeners.borrow_mut().insert(fd, listener);
-        drop(old);
-        Ok(none())
-    })
-}
+    };
+    let old = core.listeners.borrow_mut().insert(fd, listener);
+    drop(old);
+    Ok(none())
+});
 
 /// `loop._unserve(fd)`: stops accepting on `fd`.
 pub(super) unsafe extern "C" fn unserve(object: *mut PyObject, fd: *mut PyObject) -> *mut PyObject {
@@ -162,14 +134,20 @@ pub(super) unsafe extern "C" fn unserve(object: *mut PyObject, fd: *mut PyObject
         let core = unsafe { core_of(object)? };
         let fd = fd_of(fd)?;
         let old = core.listeners.borrow_mut().remove(&fd);
-        if old.is_some() {
-            if let Some(mut io) = core.io_if_open() {
-                let _ = io.unregister(fd);
-            }
-        }
-        drop(old);
-        Ok(none())
+        forget(core, fd, old)
     })
+}
+
+/// After a watch or listener of `fd` was taken out (`old`, if there was
+/// one): epoll forgets the fd, then `old` is released.
+fn forget<T>(core: &LoopCore, fd: RawFd, old: Option<T>) -> PyResult<Owned> {
+    if old.is_some() {
+        if let Some(mut io) = core.io_if_open() {
+            let _ = io.unregister(fd);
+        }
+    }
+    drop(old);
+    Ok(none())
 }
 
 /// A registered fd is ready.
@@ -224,7 +202,7 @@ fn watch_ready(core: &LoopCore, fd: RawFd, revents: u32) -> PyResult<()> {
             continue;
         };
         if is_cancelled(&handle)? {
-            let fd_object = int(fd)?;
+            let fd_object = int(fd.into())?;
             call::method1(core.pyloop, remove.as_ptr(), fd_object.as_ptr())?;
             continue;
         }
@@ -298,7 +276,7 @@ fn hand_over(callback: &Owned, context: &Owned, argument: RawFd) -> PyResult<()>
     let api = api();
     // SAFETY: a live Context; a new reference (its copy) or NULL.
     let context = unsafe { Owned::new((api.PyContext_Copy)(context.as_ptr()))? };
-    let argument = int(argument)?;
+    let argument = int(argument.into())?;
     if in_context(context.as_ptr(), || {
         call::call1(callback.as_ptr(), argument.as_ptr())
     })
@@ -311,9 +289,4 @@ fn hand_over(callback: &Owned, context: &Owned, argument: RawFd) -> PyResult<()>
         write_unraisable(exception.restore(), callback.as_ptr());
     }
     Ok(())
-}
-
-fn int(value: RawFd) -> PyResult<Owned> {
-    // SAFETY: a plain conversion; a new reference or NULL.
-    unsafe { Owned::new((api().PyLong_FromLong)(value.into())) }
 }
