@@ -2,7 +2,8 @@
 //! sequences and checked against a model.
 //!
 //! Each seed opens streams over random peers (AF_UNIX socket pairs, TCP
-//! connections on 127.0.0.1, both ends of pipes) and makes random writes,
+//! connections on 127.0.0.1, both ends of pipes, and streams made by
+//! evl_listen, evl_connect, evl_listen_unix and evl_connect_unix) and makes random writes,
 //! shutdowns, closes, aborts, pauses, resumes, watermark and idle-timeout
 //! changes on them, and random writes, reads, shutdowns and closes on the
 //! peers. One test drives everything through callbacks (evl_run_once, the
@@ -58,6 +59,10 @@ enum Peer {
     Accepted,
     /// A TCP stream made by evl_connect.
     Connected,
+    /// A Unix-domain stream accepted by an evl_listen_unix listener.
+    UnixListened,
+    /// A Unix-domain stream made by evl_connect_unix.
+    UnixConnected,
 }
 
 impl Peer {
@@ -155,6 +160,16 @@ struct World {
     listener: u64,
     listener_port: u16,
     pending_accepts: std::collections::VecDeque<RawFd>,
+    /// An evl_listen_unix listener on `unix_path`, the peers connected to
+    /// it whose EVL_STREAM_ACCEPTED is still to come, and a plain listener
+    /// (on `unix_server_path`) for evl_connect_unix, in a directory of the
+    /// seed's own.
+    unix_listener: u64,
+    unix_path: std::path::PathBuf,
+    pending_unix_accepts: std::collections::VecDeque<RawFd>,
+    unix_server: std::os::unix::net::UnixListener,
+    unix_server_path: std::path::PathBuf,
+    dir: std::path::PathBuf,
     buf: Vec<u8>,
 }
 
@@ -196,6 +211,9 @@ struct WritePlan {
 /// The userdata of the listener (and of the streams it accepts).
 const LISTENER_UD: usize = 7;
 
+/// The userdata of the Unix-domain listener (and of what it accepts).
+const UNIX_LISTENER_UD: usize = 8;
+
 fn status_name(rc: i32) -> String {
     format!("{rc}")
 }
@@ -224,7 +242,38 @@ impl World {
         // SAFETY: the loop is live.
         let port = unsafe { evl_listener_port(lp, listener) };
         assert!(port > 0, "evl_listener_port -> {port}");
+        let dir = std::env::temp_dir().join(format!(
+            "evl_model_streams_{}_{seed}_{}",
+            std::process::id(),
+            if batch { "b" } else { "c" }
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let unix_path = dir.join("evloop.sock");
+        let c_path = std::ffi::CString::new(unix_path.as_os_str().as_encoded_bytes()).unwrap();
+        let mut unix_listener = 0;
+        // SAFETY: the loop is live; the path is NUL-terminated; `unix_listener` is a valid place.
+        let rc = unsafe {
+            evl_listen_unix(
+                lp,
+                c_path.as_ptr(),
+                0,
+                0,
+                cb,
+                UNIX_LISTENER_UD as *mut c_void,
+                &mut unix_listener,
+            )
+        };
+        assert_eq!(rc, 0, "evl_listen_unix");
+        let unix_server_path = dir.join("plain.sock");
+        let unix_server = std::os::unix::net::UnixListener::bind(&unix_server_path).unwrap();
         World {
+            unix_listener,
+            unix_path,
+            pending_unix_accepts: Default::default(),
+            unix_server,
+            unix_server_path,
+            dir,
             listener,
             listener_port: port as u16,
             pending_accepts: Default::default(),
@@ -274,19 +323,24 @@ impl World {
     fn on_event(&mut self, e: &evl_stream_event) {
         if e.kind == EVL_STREAM_ACCEPTED {
             trace(|| format!("    listener ACCEPTED stream {:#x}", e.stream));
-            assert_eq!(
-                e.userdata as usize, LISTENER_UD,
+            let ud = e.userdata as usize;
+            assert!(
+                ud == LISTENER_UD || ud == UNIX_LISTENER_UD,
                 "ACCEPTED: the listener's userdata"
             );
             assert!(
                 !self.by_id.contains_key(&e.stream),
                 "ACCEPTED: a stream id given twice"
             );
-            let peer = self
-                .pending_accepts
+            let (queue, kind) = if ud == LISTENER_UD {
+                (&mut self.pending_accepts, Peer::Accepted)
+            } else {
+                (&mut self.pending_unix_accepts, Peer::UnixListened)
+            };
+            let peer = queue
                 .pop_front()
                 .expect("ACCEPTED with no connection waiting");
-            self.add_stream(e.stream, LISTENER_UD, Peer::Accepted, peer);
+            self.add_stream(e.stream, ud, kind, peer);
             return;
         }
         let Some(&k) = self.by_id.get(&e.stream) else {
@@ -425,7 +479,9 @@ impl World {
             Peer::PipeOut,
             Peer::Accepted,
             Peer::Connected,
-        ][self.rng.below(7) as usize];
+            Peer::UnixListened,
+            Peer::UnixConnected,
+        ][self.rng.below(9) as usize];
         let (ours, theirs) = match kind {
             Peer::Unix => socketpair(),
             Peer::Tcp => {
@@ -446,6 +502,44 @@ impl World {
                 client.set_nonblocking(true).unwrap();
                 trace(|| format!("{} connect to the listener", self.where_()));
                 self.pending_accepts.push_back(client.into_raw_fd());
+                return;
+            }
+            Peer::UnixListened => {
+                // The stream comes with its EVL_STREAM_ACCEPTED.
+                let client = std::os::unix::net::UnixStream::connect(&self.unix_path).unwrap();
+                client.set_nonblocking(true).unwrap();
+                trace(|| format!("{} connect to the Unix listener", self.where_()));
+                self.pending_unix_accepts.push_back(client.into_raw_fd());
+                return;
+            }
+            Peer::UnixConnected => {
+                let k = self.streams.len();
+                let ud = 1000 + k;
+                let path =
+                    std::ffi::CString::new(self.unix_server_path.as_os_str().as_encoded_bytes())
+                        .unwrap();
+                let mut id = 0;
+                // SAFETY: the loop is live; the path is NUL-terminated; `id` is a valid place.
+                let rc = unsafe {
+                    evl_connect_unix(
+                        self.lp,
+                        path.as_ptr(),
+                        0,
+                        self.cb(),
+                        ud as *mut c_void,
+                        &mut id,
+                    )
+                };
+                trace(|| {
+                    format!(
+                        "{} unix connect stream {k} -> {rc} id {id:#x}",
+                        self.where_()
+                    )
+                });
+                assert_eq!(rc, 0, "evl_connect_unix");
+                let (server, _) = self.unix_server.accept().unwrap();
+                server.set_nonblocking(true).unwrap();
+                self.add_stream(id, ud, kind, server.into_raw_fd());
                 return;
             }
             Peer::Connected => {
@@ -506,7 +600,7 @@ impl World {
             shutdown: false,
             closing: false,
             aborted: false,
-            connecting: kind == Peer::Connected,
+            connecting: kind == Peer::Connected || kind == Peer::UnixConnected,
             peer_wrote_late: false,
             abort_when_healthy: false,
             paused: None,
@@ -1186,11 +1280,13 @@ fn finish() {
                     s.closed.is_none() && !s.asked_to_end() && s.peer_kind.stream_reads() && !s.eof
                 })
                 .collect();
-            let all_closed =
-                w.pending_accepts.is_empty() && w.streams.iter().all(|s| s.closed.is_some());
+            let all_closed = w.pending_accepts.is_empty()
+                && w.pending_unix_accepts.is_empty()
+                && w.streams.iter().all(|s| s.closed.is_some());
             (left, all_closed)
         });
-        let accepted = with_world(|w| w.pending_accepts.is_empty());
+        let accepted =
+            with_world(|w| w.pending_accepts.is_empty() && w.pending_unix_accepts.is_empty());
         if left.is_empty() && accepted && !closing {
             // Every stream that could read has read all the peer sent.
             with_world(|w| {
@@ -1263,6 +1359,15 @@ fn finish() {
         // SAFETY: the loop is live.
         let rc = unsafe { evl_listener_close(w.lp, w.listener) };
         assert_eq!(rc, 0, "evl_listener_close");
+        // SAFETY: the loop is live.
+        let rc = unsafe { evl_listener_close(w.lp, w.unix_listener) };
+        assert_eq!(rc, 0, "evl_listener_close (Unix)");
+        assert!(
+            !w.unix_path.exists(),
+            "the Unix listener's socket file outlived it"
+        );
+        std::fs::remove_file(&w.unix_server_path).unwrap();
+        std::fs::remove_dir(&w.dir).unwrap();
         // SAFETY: the loop is live and not running.
         assert_eq!(unsafe { evl_loop_free(w.lp) }, 0);
         for s in &mut w.streams {
@@ -1295,6 +1400,11 @@ fn one_seed(seed: u64, batch: bool) -> u64 {
     let world = WORLD.with(|w| w.borrow_mut().take());
     if let Err(panic) = result {
         if let Some(w) = world {
+            let _ = std::fs::remove_dir_all(&w.dir);
+            for fd in w.pending_unix_accepts {
+                // SAFETY: our own fd.
+                unsafe { libc::close(fd) };
+            }
             for fd in w.pending_accepts {
                 // SAFETY: our own fd.
                 unsafe { libc::close(fd) };

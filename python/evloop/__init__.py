@@ -6,14 +6,19 @@
 - ``EvloopSelector`` (``DefaultSelector``): a drop-in ``selectors`` selector;
   ``import evloop as selectors`` runs a selectors program on it.
 - ``attach(loop)``: runs a ``Loop`` inside the running asyncio loop.
+- ``new_event_loop()``, ``EventLoop``, ``EventLoopPolicy``, ``install()``,
+  ``run()``: an asyncio event loop, uvloop's names; ``implementation()``
+  says which of evloop's runs it (``EVLOOP_IMPL`` chooses, see
+  ``_implementation.py``).
 
 Standard library only; the library is found as ``python/README.md`` says.
 """
 
 from selectors import EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey
 
+from ._handles import Handle
 from ._lib import ABI_VERSION, EvloopPanic, strerror, version
-from ._loop import Handle, Loop
+from ._loop import Loop
 from .embed import Attachment, attach
 from .selector import DefaultSelector, EvloopSelector
 from .streams import Protocol, Server, Transport
@@ -45,8 +50,13 @@ def open_connection(protocol_factory: Callable[[], Any], host: str, port: int, *
 __version__ = version()
 
 # The asyncio loop (uvloop's names), imported on first use: asyncio is a
-# large import that selectors and Loop programs do not need.
+# large import that selectors and Loop programs do not need, and the first
+# use chooses the implementation.
 _ASYNCIO_NAMES = ("EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run")
+
+
+# TLS configurations (evloop.tls), imported on first use too: ssl is large.
+_TLS_NAMES = ("EvloopSSLContext", "TLSConfig", "TLSUnsupported", "create_default_context")
 
 
 def __getattr__(name: str) -> Any:
@@ -54,11 +64,26 @@ def __getattr__(name: str) -> Any:
         from . import _asyncio
 
         return getattr(_asyncio, name)
+    if name in _TLS_NAMES:
+        from . import tls
+
+        return getattr(tls, name)
     raise AttributeError(f"module 'evloop' has no attribute {name!r}")
+
+
+def implementation() -> str:
+    """Which implementation of the asyncio loop runs in this process:
+    "native" or "ctypes" (ImportError if EVLOOP_IMPL asks for one that
+    cannot run here)."""
+    from . import _implementation
+
+    return _implementation.current().name
+
 
 __all__ = [
     "ABI_VERSION", "Attachment", "BaseSelector", "DefaultSelector", "EDGE", "ERROR", "EVENT_READ", "EVENT_WRITE",
     "EventLoop", "EventLoopPolicy", "EvloopPanic", "EvloopSelector", "HUP", "Handle", "Loop", "ONESHOT", "Protocol",
-    "RDHUP", "READ", "SelectorKey", "Server", "Transport", "WRITE", "attach", "install", "new_event_loop",
-    "open_connection", "run", "start_server", "strerror", "version",
+    "RDHUP", "READ", "SelectorKey", "Server", "Transport", "WRITE", "attach", "implementation", "install",
+    "new_event_loop", "open_connection", "run", "start_server", "strerror", "version",
+    "EvloopSSLContext", "TLSConfig", "TLSUnsupported", "create_default_context",
 ]

@@ -1,9 +1,11 @@
 """``python -m evloop``: what is installed, and whether it works.
 
 Prints the package's version, the library it loaded and that library's ABI
-version, then runs a short self-check: a loop, a timer, and a message echoed
-across a socket pair. It ends by itself within seconds; the exit status is 0
-if every check passed, 1 otherwise.
+version, which implementation of the asyncio loop runs (the native path or
+the ctypes path; ``EVLOOP_IMPL`` chooses, see _implementation.py) and why,
+then runs a short self-check: a loop, a timer, and a message echoed across a
+socket pair, then echoed through the asyncio loop. It ends by itself within
+seconds; the exit status is 0 if every check passed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Callable, List
 
 import evloop
 
-from . import _lib
+from . import _implementation, _lib
 
 #: However the checks go, the loop stops after this long.
 DEADLINE_S = 5.0
@@ -77,6 +79,36 @@ def self_check(report: Callable[[str, bool, str], None]) -> None:
     report("socketpair echo", got == MESSAGE, f"{len(got)} bytes came back" + ("" if got == MESSAGE else f": {got!r}"))
 
 
+def asyncio_check(report: Callable[[str, bool, str], None]) -> None:
+    """MESSAGE through an asyncio echo server and client on evloop's asyncio
+    loop (the implementation this process chose)."""
+    import asyncio
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)  # type: ignore[attr-defined]
+
+    async def echo() -> bytes:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        writer.write(MESSAGE)
+        got = await reader.readexactly(len(MESSAGE))
+        writer.close()
+        server.close()
+        return got
+
+    loop = evloop.new_event_loop()
+    try:
+        got = loop.run_until_complete(asyncio.wait_for(echo(), DEADLINE_S))
+    finally:
+        loop.close()
+    report("asyncio echo", got == MESSAGE, f"{len(got)} bytes came back on {type(loop).__module__}.{type(loop).__name__}")
+
+
 def main() -> int:
     print(f"evloop {evloop.__version__}")
     print(f"library: {loaded_library()}")
@@ -91,7 +123,14 @@ def main() -> int:
 
     report("ABI", abi == evloop.ABI_VERSION, f"library {abi}, package {evloop.ABI_VERSION}")
     try:
+        choice = _implementation.current()
+        print(f"asyncio loop: the {choice.name} path ({choice.reason})")
+    except ImportError as exc:
+        report("asyncio loop", False, str(exc))
+    try:
         self_check(report)
+        if "asyncio loop" not in failures:
+            asyncio_check(report)
     except Exception as exc:  # a broken install shows as a failed check, not a traceback alone
         report("self-check", False, f"{type(exc).__name__}: {exc}")
     print("self-check passed" if not failures else f"self-check FAILED: {', '.join(failures)}")

@@ -17,8 +17,10 @@ from struct import Struct
 from typing import Any, Iterator, List, Optional, Tuple
 
 from . import _lib
-from ._lib import check, timeout_ms
-from ._loop import fileobj_to_fd
+from ._fds import fileobj_to_fd
+from ._lib import check
+from ._signals import run_signal_handlers
+from ._timeouts import timeout_ms
 
 # What select() reads of struct evl_event, as evl_poll writes it: fd and
 # revents (not the userdata).
@@ -172,7 +174,7 @@ class EvloopSelector(BaseSelector):
                 raise _lib.error(count, "evl_poll")
             # PEP 475: run the signal's handler (its exception propagates),
             # then wait for what is left of the timeout.
-            _lib.run_signal_handlers()
+            run_signal_handlers()
             if wait_ms > 0:
                 wait_ms = timeout_ms(deadline - time.monotonic())
             count = _lib.evl_poll(pointer, wait_ms, self._events_start, want)

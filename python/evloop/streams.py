@@ -28,16 +28,15 @@ what it reads needs nothing more; ``set_write_buffer_limits`` moves the marks.
 from __future__ import annotations
 
 import errno
-import math
 import socket
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
 
 from . import _lib
-from ._lib import ceil_ms
+from ._timeouts import idle_ms
 
 if TYPE_CHECKING:
-    from ._loop import Loop
+    from ._stream_table import StreamTable
 
 
 class Protocol:
@@ -59,7 +58,7 @@ class Protocol:
 class StreamEndpoint:
     """What the loop calls on the owner of a stream (evloop.Transport, the
     asyncio transport), one method per event; the stream's data goes to its
-    receiver (Loop.set_receiver) instead."""
+    receiver (StreamTable.set_receiver) instead."""
 
     __slots__ = ()
 
@@ -93,14 +92,14 @@ class Transport(StreamEndpoint):
     """
 
     __slots__ = (
-        "_loop", "_id", "_id_bytes", "_fd", "_protocol", "_closing", "_eof_sent", "_no_writes", "_paused", "_held",
+        "_streams", "_id", "_id_bytes", "_fd", "_protocol", "_closing", "_eof_sent", "_no_writes", "_paused", "_held",
         "_extra", "_receiving", "_write_streams", "_write_lens", "_write_data",
     )
 
-    def __init__(self, loop: "Loop", stream_id: int, fd: int, protocol: Any, extra: Optional[dict] = None) -> None:
-        self._loop = loop
+    def __init__(self, streams: "StreamTable", stream_id: int, fd: int, protocol: Any, extra: Optional[dict] = None) -> None:
+        self._streams = streams  # the loop's, through which this talks to the library
         self._id = stream_id
-        self._id_bytes = stream_id.to_bytes(8, sys.byteorder)  # as Loop._write_streams takes it
+        self._id_bytes = stream_id.to_bytes(8, sys.byteorder)  # as the write queue takes it
         self._fd = fd
         self._protocol = protocol
         self._closing = False
@@ -111,7 +110,7 @@ class Transport(StreamEndpoint):
         self._receiving = False  # connected: data goes to the protocol (or to _held)
         self._extra = extra or {}
         # The loop's lists of writes to hand over at the end of the iteration.
-        self._write_streams, self._write_lens, self._write_data = loop.write_queue()
+        self._write_streams, self._write_lens, self._write_data = streams.write_queue()
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
@@ -153,7 +152,7 @@ class Transport(StreamEndpoint):
         if self._closing or self._eof_sent:
             return
         self._eof_sent = self._no_writes = True
-        self._loop.stream_call(_lib.evl_stream_shutdown, self._id)
+        self._streams.call(_lib.evl_stream_shutdown, self._id)
 
     def can_write_eof(self) -> bool:
         return True
@@ -162,18 +161,18 @@ class Transport(StreamEndpoint):
         """Bytes queued in the library, not yet taken by the kernel."""
         if self._closing:
             return 0
-        return self._loop.queued(self._id)
+        return self._streams.queued(self._id)
 
     def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
         """Above `high` queued bytes reading pauses; at `low` it resumes
         (defaults 1 MiB and high // 4; high 0: never pause)."""
         high, low = _limits(high, low)
-        self._loop.stream_call(_lib.evl_stream_set_watermarks, self._id, high, low)
+        self._streams.call(_lib.evl_stream_set_watermarks, self._id, high, low)
 
     def set_idle_timeout(self, seconds: Optional[float]) -> None:
         """Closes the stream (connection_lost(TimeoutError)) after `seconds`
         without a byte moving; None or 0: never."""
-        self._loop.stream_call(_lib.evl_stream_set_idle_timeout, self._id, _ms(seconds))
+        self._streams.call(_lib.evl_stream_set_idle_timeout, self._id, idle_ms(seconds))
 
     # ---- reading -------------------------------------------------------
 
@@ -183,18 +182,18 @@ class Transport(StreamEndpoint):
         if self._closing or self._paused:
             return
         self._paused = True
-        self._loop.set_receiver(self._id, self._held.append)
-        self._loop.stream_call(_lib.evl_stream_pause, self._id)
+        self._streams.set_receiver(self._id, self._held.append)
+        self._streams.call(_lib.evl_stream_pause, self._id)
 
     def resume_reading(self) -> None:
         if self._closing or not self._paused:
             return
         self._paused = False
-        self._loop.set_receiver(self._id, self._protocol.data_received)
-        self._loop.stream_call(_lib.evl_stream_resume, self._id)
+        self._streams.set_receiver(self._id, self._protocol.data_received)
+        self._streams.call(_lib.evl_stream_resume, self._id)
         if self._held:
             held, self._held = b"".join(self._held), []
-            self._loop.call_soon(self._deliver_held, held)
+            self._streams.call_soon(self._deliver_held, held)
 
     def _deliver_held(self, held: bytes) -> None:
         if self._paused:  # paused again before this ran
@@ -221,10 +220,10 @@ class Transport(StreamEndpoint):
         self._closing = self._no_writes = True
         # Bytes of this iteration not yet delivered are dropped, as the
         # library drops the stream's events it has not handed out.
-        self._loop.set_receiver(self._id, None)
-        if not self._loop.is_closed():
+        self._streams.set_receiver(self._id, None)
+        if not self._streams.is_closed():
             try:
-                self._loop.stream_call(function, self._id)
+                self._streams.call(function, self._id)
             except FileNotFoundError:
                 pass  # ended in the library already (both sides shut down): CLOSED is on its way
 
@@ -239,7 +238,7 @@ class Transport(StreamEndpoint):
     def set_protocol(self, protocol: Any) -> None:
         self._protocol = protocol
         if self._receiving and not self._paused and not self._closing:
-            self._loop.set_receiver(self._id, protocol.data_received)
+            self._streams.set_receiver(self._id, protocol.data_received)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """'peername', 'sockname' (looked up when asked) or 'socket' (a
@@ -271,7 +270,7 @@ class Transport(StreamEndpoint):
         if not self._closing:
             self._receiving = True
             if not self._paused:
-                self._loop.set_receiver(self._id, self._protocol.data_received)
+                self._streams.set_receiver(self._id, self._protocol.data_received)
         made = getattr(self._protocol, "connection_made", None)
         if made is not None:
             made(self)
@@ -309,8 +308,8 @@ class Transport(StreamEndpoint):
 class Server:
     """A listening socket of the library (``Loop.start_server``)."""
 
-    def __init__(self, loop: "Loop", listener_id: int, key: int, factory: Callable[[], Any]) -> None:
-        self._loop = loop
+    def __init__(self, streams: "StreamTable", listener_id: int, key: int, factory: Callable[[], Any]) -> None:
+        self._streams = streams
         self._id = listener_id
         self._key = key  # the listener's userdata: what ACCEPTED events carry
         self._factory = factory
@@ -322,30 +321,30 @@ class Server:
     @property
     def port(self) -> int:
         """The port listened on (the one the kernel chose for port 0)."""
-        return self._loop.stream_call(_lib.evl_listener_port, self._id)
+        return self._streams.call(_lib.evl_listener_port, self._id)
 
     def set_max_connections(self, limit: Optional[int]) -> None:
         """At most `limit` accepted streams open at once (None or 0: no
         limit); beyond it connections wait in the backlog."""
-        self._loop.stream_call(_lib.evl_listener_set_max_conns, self._id, limit or 0)
+        self._streams.call(_lib.evl_listener_set_max_conns, self._id, limit or 0)
 
     def set_idle_timeout(self, seconds: Optional[float]) -> None:
         """The idle timeout of the streams accepted from now on."""
-        self._loop.stream_call(_lib.evl_stream_set_idle_timeout, self._id, _ms(seconds))
+        self._streams.call(_lib.evl_stream_set_idle_timeout, self._id, idle_ms(seconds))
 
     def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
         """The watermarks of the streams accepted from now on."""
         high, low = _limits(high, low)
-        self._loop.stream_call(_lib.evl_stream_set_watermarks, self._id, high, low)
+        self._streams.call(_lib.evl_stream_set_watermarks, self._id, high, low)
 
     def close(self) -> None:
         """Stops listening. Streams already accepted go on."""
         if self._closed:
             return
         self._closed = True
-        self._loop.forget_listener(self._key)
-        if not self._loop.is_closed():
-            self._loop.stream_call(_lib.evl_listener_close, self._id)
+        self._streams.forget_listener(self._key)
+        if not self._streams.is_closed():
+            self._streams.call(_lib.evl_listener_close, self._id)
 
     def _loop_closed(self) -> None:
         self._closed = True
@@ -358,19 +357,6 @@ class Server:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
-
-
-def _ms(seconds: Optional[float]) -> int:
-    """Seconds as whole milliseconds, rounded up (never early); None: 0."""
-    if not seconds:
-        return 0
-    if seconds < 0:
-        raise ValueError(f"a timeout cannot be negative: {seconds!r}")
-    if seconds != seconds:
-        raise ValueError(f"a timeout must be a number of seconds, not {seconds!r}")
-    if seconds == math.inf or ceil_ms(seconds) > 0xFFFFFFFF:
-        raise ValueError(f"timeout too long: {seconds!r}")
-    return ceil_ms(seconds)
 
 
 def _limits(high: Optional[int], low: Optional[int]) -> "tuple[int, int]":

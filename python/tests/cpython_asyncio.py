@@ -1,11 +1,11 @@
 """CPython's own asyncio tests (the ``test.test_asyncio`` package of the
-Python running this), pointed at one loop, as a third-party loop is held to
-them: ``--loop evloop`` (evloop.new_event_loop()), ``--loop native``
-(evloop's native loop, ``evloop._native.new_event_loop()``, CPython only)
-or ``--loop asyncio`` (asyncio.SelectorEventLoop on its default selector,
-the reference).
+Python running this: CPython's, or PyPy's copy), pointed at one loop, as a
+third-party loop is held to them: ``--loop evloop`` (evloop's asyncio loop;
+``--impl ctypes`` or ``--impl native`` chooses its implementation, as
+EVLOOP_IMPL does, default: the one evloop chooses) or ``--loop asyncio``
+(asyncio.SelectorEventLoop on its default selector, the reference).
 
-    python3 python/tests/cpython_asyncio.py --loop evloop --out results.txt
+    python3 python/tests/cpython_asyncio.py --loop evloop --impl ctypes --out results.txt
 
 Each test's outcome is written to --out as it ends ("pass", "fail",
 "error", "skip", "xfail" and the test's id, one a line), so that a run
@@ -13,6 +13,10 @@ stopped by the watchdog (a test that hangs) still says what it did. The
 Rust test tests/asyncio_loop.rs runs both loops and compares: every test
 that passes on asyncio's loop must pass on evloop's, but for the
 exclusions listed there with their reasons.
+
+The tests run in a temporary directory of their own, removed at the end:
+some write files into the current directory (test_sendfile's
+``@test_<pid>_tmp...``).
 
 Not discovered by unittest (the name does not start with "test"): it is run
 as a program.
@@ -22,8 +26,10 @@ import argparse
 import asyncio
 import faulthandler
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import unittest
 
 # The suites, by CPython module: the classes that take a loop, rebuilt here
@@ -47,36 +53,27 @@ TEST_ALARM = int(os.environ.get("CPYTHON_ASYNCIO_ALARM", 60))
 TEST_WATCHDOG = 90
 
 
-def loop_factory(name):
-    if name == "native":  # evloop's native loop (python/evloop/_native), CPython only
-        from evloop import _native
+def loop_class(name, impl):
+    """The event loop class under test: asyncio's, or evloop's (`impl`: an
+    implementation of evloop/_implementation.py, None: evloop's choice)."""
+    if name == "asyncio":
+        return asyncio.SelectorEventLoop
+    if impl is not None:
+        # What the tests make through evloop's names gets it too.
+        os.environ["EVLOOP_IMPL"] = impl
+    import evloop
 
-        return _native.new_event_loop
-    if name == "evloop":
-        import evloop
-
-        return evloop.new_event_loop
-    return asyncio.SelectorEventLoop
-
-
-def policy_factory(name):
-    if name == "native":
-        from evloop import _native
-
-        return _native.EventLoopPolicy
-    if name == "evloop":
-        import evloop
-
-        return evloop.EventLoopPolicy
-    return asyncio.DefaultEventLoopPolicy
+    return evloop.EventLoop
 
 
-def build_suite(loop_name):
+def build_suite(loop_name, impl=None):
     """The test classes, each a subclass of CPython's with the loop set."""
     import importlib
 
-    new_loop = loop_factory(loop_name)
-    new_policy = policy_factory(loop_name)
+    new_loop = loop_class(loop_name, impl)
+
+    class new_policy(asyncio.DefaultEventLoopPolicy):
+        _loop_factory = new_loop
 
     def with_loop(base, name):
         def create_event_loop(self):
@@ -174,23 +171,29 @@ class RecordingResult(unittest.TextTestResult):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loop", choices=("evloop", "asyncio", "native"), required=True)
+    parser.add_argument("--loop", choices=("evloop", "asyncio"), required=True)
+    parser.add_argument("--impl", help="evloop's implementation (ctypes, native), as EVLOOP_IMPL chooses it")
     parser.add_argument("--out", required=True, help="where the outcomes go, one a line")
     parser.add_argument("-k", dest="patterns", action="append", help="only tests whose id contains this")
     parser.add_argument("-v", dest="verbosity", action="store_const", const=2, default=1)
     args = parser.parse_args()
-    suite = build_suite(args.loop)
+    out_path = os.path.abspath(args.out)
+    suite = build_suite(args.loop, args.impl)
     if args.patterns:
         suite = unittest.TestSuite(
             t for s in suite for t in s if any(p in t.id() for p in args.patterns)
         )
-    with open(args.out, "w") as out:
+    scratch = tempfile.mkdtemp(prefix="cpython_asyncio-")
+    os.chdir(scratch)
+    with open(out_path, "w") as out:
         runner = unittest.TextTestRunner(
             verbosity=args.verbosity,
             resultclass=lambda *a, **k: RecordingResult(out, *a, **k),
         )
         result = runner.run(suite)
     faulthandler.cancel_dump_traceback_later()
+    os.chdir("/")
+    shutil.rmtree(scratch, ignore_errors=True)
     print(f"{args.loop}: {result.testsRun} run, {len(result.failures)} failures, {len(result.errors)} errors, "
           f"{len(result.skipped)} skipped", file=sys.stderr)
     # The outcomes are the result; the exit status says only that the run ended.

@@ -1,15 +1,19 @@
 """evloop's asyncio loop (evloop.new_event_loop()): the uvloop-style entry
-points, and byte-exact echo through an asyncio Protocol server and an
-asyncio streams server on it: 1 and 100 connections, 1 B to 4 MiB,
-half-close, a client that never reads (bounded memory, pause_writing
-called), peers that reset, protocol callbacks that raise, and seeded random
-sequences of writes and pauses checked against what was sent.
+points, and, on every implementation of it that can run here (loops.py:
+the ctypes path, the native path where it is built), byte-exact echo
+through an asyncio Protocol server and an asyncio streams server: 1
+connection from 1 B to 4 MiB and 100 from 1 B to 256 KiB, half-close, a
+client that never reads (the server's memory bounded, pause_writing
+called, drain() waiting), peers that reset, alone and among 100 echoes,
+protocol callbacks that raise, and seeded random sequences of writes and
+pauses checked against what was sent.
 
 CPython's own asyncio test suites are run against this loop by
 tests/asyncio_loop.rs (through cpython_asyncio.py).
 """
 
 import asyncio
+import os
 import random
 import socket
 import struct
@@ -20,8 +24,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import evloop  # noqa: E402  (after the path is set)
+from evloop import _implementation  # noqa: E402
+from loops import EVLOOP_LOOPS, run  # noqa: E402
 
 MIB = 1 << 20
+
+
+def rss_kib():
+    """This process's resident memory, KiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+class OnEachImplementation(unittest.TestCase):
+    """A scenario (a coroutine function) run on each implementation of
+    evloop's asyncio loop that can run here, each a subTest."""
+
+    def run_async(self, main, *args):
+        for name, factory in EVLOOP_LOOPS:
+            with self.subTest(loop=name):
+                run(factory, main, *args)
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -87,6 +112,12 @@ async def exchange(port, payload, chunk=65536):
     return received
 
 
+def reset(sock):
+    """Closes `sock` with RST instead of FIN (SO_LINGER with a zero timeout)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
 def pattern(size, seed):
     """`size` bytes that depend on `seed` (random.randbytes is 3.9+)."""
     return random.Random(seed).getrandbits(8 * size).to_bytes(size, "little")
@@ -135,19 +166,10 @@ class EntryPoints(unittest.TestCase):
         else:
             self.assertIs(evloop.run(main()), evloop.EventLoop)
 
-    def test_selector_is_the_loop_of_the_streams(self):
-        loop = evloop.new_event_loop()
-        try:
-            self.assertIs(loop._selector._engine, loop._engine)
-        finally:
-            loop.close()
 
 
-class Echo(unittest.TestCase):
+class Echo(OnEachImplementation):
     """Both servers, byte for byte."""
-
-    def run_async(self, coro):
-        return evloop.run(coro)
 
     def check_echo(self, kind, conns, size):
         async def main():
@@ -159,7 +181,7 @@ class Echo(unittest.TestCase):
                     self.assertEqual(len(reply), len(payload))
                     self.assertTrue(reply == payload, "the echo differs")
 
-        self.run_async(main())
+        self.run_async(main)
 
     def test_one_connection_every_size(self):
         for kind in ("protocol", "streams"):
@@ -189,11 +211,12 @@ class Echo(unittest.TestCase):
                     writer.close()
                     await writer.wait_closed()
 
-        self.run_async(main())
+        self.run_async(main)
 
     def test_a_client_that_never_reads_gets_a_bounded_server(self):
-        """The Protocol server's write buffer stays near its high limit
-        (pause_writing stops it reading), the streams server's drain() waits."""
+        """The server's write buffer stays near its high limit: the Protocol
+        server's pause_writing() stops it reading, the streams server's
+        drain() waits. Its memory grows by far less than it is sent."""
 
         async def main():
             for kind in ("protocol", "streams"):
@@ -206,6 +229,7 @@ class Echo(unittest.TestCase):
                     loop = asyncio.get_running_loop()
                     sent = 0
                     block = b"x" * 65536
+                    rss_before = rss_kib()
                     # Sends until the server stops taking bytes (nothing is read).
                     while True:
                         try:
@@ -215,12 +239,17 @@ class Echo(unittest.TestCase):
                         sent += len(block)
                         if sent > 256 * MIB:
                             self.fail("the server went on reading 256 MiB that it could not send")
+                    growth = rss_kib() - rss_before
                     transports = [t for t in loop._transports.values() if not t.is_closing()]
                     server_side = [t for t in transports if t.get_extra_info("peername") == sock.getsockname()]
                     self.assertEqual(len(server_side), 1)
-                    self.assertLessEqual(server_side[0].get_write_buffer_size(), 8 * MIB)
+                    queued = server_side[0].get_write_buffer_size()
+                    self.assertLessEqual(queued, 8 * MIB)
+                    # Above the high limit (64 KiB): the protocol was paused.
+                    self.assertGreater(queued, server_side[0].get_write_buffer_limits()[1])
                     if kind == "protocol":
                         self.assertGreaterEqual(EchoProtocol.paused_writing, 1)
+                    self.assertLess(growth, 32 * 1024, f"{kind}: grew by {growth} KiB, {sent >> 10} KiB sent")
                     sock.close()  # with unread bytes: a reset, which ends the handler
                     for _ in range(100):
                         if server_side[0].is_closing():
@@ -228,7 +257,7 @@ class Echo(unittest.TestCase):
                         await asyncio.sleep(0.01)
                     self.assertTrue(server_side[0].is_closing())
 
-        self.run_async(main())
+        self.run_async(main)
 
     def test_a_peer_that_resets_ends_its_connection_only(self):
         async def main():
@@ -238,33 +267,86 @@ class Echo(unittest.TestCase):
                     for _ in range(10):
                         sock = socket.create_connection(("127.0.0.1", port))
                         sock.sendall(b"x" * 100000)
-                        # RST instead of FIN: SO_LINGER with a zero timeout.
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                        sock.close()
+                        reset(sock)
                     await asyncio.sleep(0.05)
                     self.assertEqual(await exchange(port, b"still here"), b"still here")
 
-        self.run_async(main())
+        self.run_async(main)
 
-    def test_a_stream_the_library_ended_gives_up_its_fd_number_at_once(self):
+    def test_resets_among_a_hundred_echoes(self):
+        """100 connections at once, one in four reset halfway through its
+        64 KiB: the others get theirs back byte for byte."""
+
+        async def resetter(port, payload):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(payload[: len(payload) // 2])
+            await writer.drain()
+            await reader.read(1000)  # the echo has begun
+            # RST instead of FIN: SO_LINGER with a zero timeout, then abort.
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+        async def main():
+            for kind in ("protocol", "streams"):
+                server, port = await start(kind)
+                async with server:
+                    payloads = [pattern(64 * 1024, seed) for seed in range(100)]
+                    replies = await asyncio.gather(
+                        *(resetter(port, p) if i % 4 == 0 else exchange(port, p) for i, p in enumerate(payloads))
+                    )
+                    for i, (payload, reply) in enumerate(zip(payloads, replies)):
+                        if i % 4:
+                            self.assertTrue(reply == payload, f"{kind}: the echo of connection {i} differs")
+                    self.assertEqual(await exchange(port, b"still here"), b"still here")
+
+        self.run_async(main)
+
+
+class CtypesPath(unittest.TestCase):
+    """What the ctypes path's own structure must keep (its selector is the
+    Loop of its streams; a stream's fd number is taken while its transport
+    is open)."""
+
+    def new_loop(self):
+        return _implementation.event_loop_class("ctypes")()
+
+    def test_selector_is_the_loop_of_the_streams(self):
+        loop = self.new_loop()
+        try:
+            self.assertIs(loop._selector._engine, loop._engine)
+        finally:
+            loop.close()
+
+    def test_a_stream_the_library_ended_keeps_its_fd_number_until_connection_lost(self):
         # The peer resets a connection whose connection_made() has not run
-        # yet: the library closes the fd, and the transport keeps the end
-        # for after connection_made(). Meanwhile a new socket may take the
-        # fd's number, which asyncio refuses while its map gives the number
-        # to a transport that is not closing.
-        loop = evloop.new_event_loop()
+        # yet: the library closes its duplicate of the fd, and the transport
+        # keeps the end for after connection_made(). The socket keeps the
+        # fd's number meanwhile (asyncio refuses a new socket whose number
+        # its map gives to a transport that is not closing), and closes once
+        # connection_lost() has returned.
+        loop = self.new_loop()
         listener = socket.create_server(("127.0.0.1", 0))
         client = socket.create_connection(listener.getsockname())
         accepted, _ = listener.accept()
         try:
             accepted.setblocking(False)
             fd = accepted.fileno()
-            transport = loop._make_socket_transport(accepted, asyncio.Protocol())
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            client.close()  # RST, there before the iteration below
+            lost = []
+
+            class Lost(asyncio.Protocol):
+                def connection_lost(self, exc):
+                    lost.append(accepted.fileno())
+
+            transport = loop._make_socket_transport(accepted, Lost())
+            reset(client)  # RST, there before the iteration below
             loop._run_once()  # connection_made() is due: the wait is 0
-            self.assertTrue(transport._gone, "the library has read the reset and closed the fd")
-            self.assertNotIn(fd, loop._transports)
+            self.assertTrue(transport._gone, "the library has read the reset and closed its fd")
+            self.assertEqual(accepted.fileno(), fd)
+            os.fstat(fd)  # still open
+            loop.run_until_complete(asyncio.sleep(0.01))
+            self.assertEqual(lost, [fd], "open while connection_lost() ran")
+            self.assertEqual(accepted.fileno(), -1, "closed after")
+            self.assertTrue(transport.is_closing())
         finally:
             client.close()
             listener.close()
@@ -273,9 +355,9 @@ class Echo(unittest.TestCase):
     def test_a_failed_early_write_ends_its_transport_in_the_same_iteration(self):
         # Data on two streams in one batch: their answers go out right after
         # it. One peer has gone meanwhile, so its write fails and the library
-        # closes that fd; the transport must learn it before the iteration's
-        # callbacks run, or a socket they make could take the number.
-        loop = evloop.new_event_loop()
+        # closes its fd; the transport learns it before the iteration's
+        # callbacks run.
+        loop = self.new_loop()
         pairs = [socket.socketpair() for _ in range(2)]
         try:
             class Answer(asyncio.Protocol):
@@ -299,8 +381,10 @@ class Echo(unittest.TestCase):
             loop._stopping = True  # the iteration below waits for nothing
             loop._run_once()
             self.assertEqual(pairs[1][0].recv(100), b"ping")
+            # Closing: asyncio gives a socket the number again once its
+            # transport is (the socket keeps it until connection_lost()).
             self.assertTrue(transports[0].is_closing())
-            self.assertNotIn(fd, loop._transports)
+            self.assertIs(loop._transports.get(fd), transports[0])
         finally:
             loop._stopping = False
             for theirs, _ in pairs:
@@ -308,24 +392,24 @@ class Echo(unittest.TestCase):
             loop.close()
 
 
-class CallbackErrors(unittest.TestCase):
+class CallbackErrors(OnEachImplementation):
     def test_data_received_raising_closes_that_transport_only(self):
-        contexts = []
-        lost = []
-
-        class Faulty(asyncio.Protocol):
-            def connection_made(self, transport):
-                self.transport = transport
-
-            def data_received(self, data):
-                if data.startswith(b"boom"):
-                    raise ZeroDivisionError("boom")
-                self.transport.write(data)
-
-            def connection_lost(self, exc):
-                lost.append(exc)
-
         async def main():
+            contexts = []
+            lost = []
+
+            class Faulty(asyncio.Protocol):
+                def connection_made(self, transport):
+                    self.transport = transport
+
+                def data_received(self, data):
+                    if data.startswith(b"boom"):
+                        raise ZeroDivisionError("boom")
+                    self.transport.write(data)
+
+                def connection_lost(self, exc):
+                    lost.append(exc)
+
             loop = asyncio.get_running_loop()
             loop.set_exception_handler(lambda loop, context: contexts.append(context))
             server = await loop.create_server(Faulty, "127.0.0.1", 0)
@@ -340,19 +424,24 @@ class CallbackErrors(unittest.TestCase):
                 for writer in (bad_writer, good_writer):
                     writer.close()
                     await writer.wait_closed()
-                await asyncio.sleep(0.05)
+                for _ in range(1000):
+                    if len(lost) == 2:
+                        break
+                    await asyncio.sleep(0.01)
+            self.assertEqual(len(contexts), 1, contexts)
+            self.assertIsInstance(contexts[0]["exception"], ZeroDivisionError)
+            self.assertIn("data_received", contexts[0]["message"])
+            self.assertIsInstance(lost[0], ZeroDivisionError)
+            self.assertEqual(len(lost), 2)
 
-        evloop.run(main())
-        self.assertEqual(len(contexts), 1, contexts)
-        self.assertIsInstance(contexts[0]["exception"], ZeroDivisionError)
-        self.assertIn("data_received", contexts[0]["message"])
-        self.assertIsInstance(lost[0], ZeroDivisionError)
-        self.assertEqual(len(lost), 2)
+        self.run_async(main)
 
 
 class BufferedEcho(asyncio.BufferedProtocol):
+    SIZE = 97  # small, so one read fills many buffers (a prime: never aligned)
+
     def __init__(self, sizes, transports):
-        self.buffer = bytearray(7)  # small, so one read fills many buffers
+        self.buffer = bytearray(self.SIZE)
         self.sizes = sizes
         self.transports = transports
 
@@ -368,23 +457,23 @@ class BufferedEcho(asyncio.BufferedProtocol):
         self.transport.write(bytes(self.buffer[:nbytes]))
 
 
-class RandomSequences(unittest.TestCase):
+class RandomSequences(OnEachImplementation):
     """Seeded random writes, pauses and resumes of the server's reading,
     and limit changes: what comes back is what was sent, in order."""
 
     SEEDS = range(8)
 
     def run_seed(self, seed, buffered):
-        rng = random.Random(seed)
-        transports = []
-        sizes = []
-
-        class Recorder(EchoProtocol):
-            def connection_made(self, transport):
-                super().connection_made(transport)
-                transports.append(transport)
-
         async def main():
+            rng = random.Random(seed)
+            transports = []
+            sizes = []
+
+            class Recorder(EchoProtocol):
+                def connection_made(self, transport):
+                    super().connection_made(transport)
+                    transports.append(transport)
+
             loop = asyncio.get_running_loop()
             factory = (lambda: BufferedEcho(sizes, transports)) if buffered else Recorder
             server = await loop.create_server(factory, "127.0.0.1", 0)
@@ -417,10 +506,10 @@ class RandomSequences(unittest.TestCase):
                 self.assertTrue(received == bytes(sent), f"seed {seed}: the echo differs")
                 writer.close()
                 await writer.wait_closed()
+            if buffered:
+                self.assertTrue(all(0 < n <= BufferedEcho.SIZE for n in sizes))
 
-        evloop.run(main())
-        if buffered:
-            self.assertTrue(all(0 < n <= 7 for n in sizes))
+        self.run_async(main)
 
     def test_protocol(self):
         for seed in self.SEEDS:

@@ -23,6 +23,20 @@ PATIENCE = 120
 HEADER = Path(__file__).resolve().parents[2] / "include" / "evloop.h"
 
 
+# Issue 28's thread pool, name resolution and child processes: in the C ABI
+# already, declared in _lib.py by the change that wraps them for Python (the
+# package was being restructured when they came). Whoever declares one
+# removes it here: the tests below fail while a name is both.
+NOT_WRAPPED_YET = {
+    "evl_work_submit", "evl_work_cancel", "evl_pool_set_size", "evl_pool_size",
+    "evl_getaddrinfo", "evl_getaddrinfo_cancel", "evl_connect_host",
+    "evl_spawn", "evl_process_kill", "evl_process_pid",
+    "EVL_POOL_MAX_SIZE", "EVL_EAI_CANCELED", "EVL_SOCKADDR_SIZE", "EVL_NAME_MAX",
+    "EVL_STDIO_INHERIT", "EVL_STDIO_NULL", "EVL_STDIO_PIPE", "EVL_STDIO_FD", "EVL_STDIO_STDOUT",
+    "EVL_SPAWN_SETSID", "EVL_SPAWN_SETPGROUP", "EVL_SPAWN_CLOSE_FDS", "EVL_SPAWN_MAX_STRINGS",
+}
+
+
 def header_functions():
     """name -> number of parameters, for every function the header declares."""
     text = HEADER.read_text()
@@ -39,6 +53,9 @@ class Declarations(unittest.TestCase):
         self.assertGreater(len(functions), 40)
         for name, arity in functions.items():
             with self.subTest(name):
+                if name in NOT_WRAPPED_YET:
+                    self.assertNotIn(name, _lib.DECLARATIONS, "declared now: take it out of NOT_WRAPPED_YET")
+                    continue
                 self.assertIn(name, _lib.DECLARATIONS, f"{name} is in the header but not declared in _lib.py")
                 self.assertEqual(len(_lib.DECLARATIONS[name][1]), arity)
                 self.assertIsNotNone(getattr(_lib.lib, name).argtypes)
@@ -53,6 +70,9 @@ class Declarations(unittest.TestCase):
         for name, value in found:
             if name.startswith("EVL_VERSION") or name == "EVL_ABI_VERSION":
                 continue
+            if name in NOT_WRAPPED_YET:
+                self.assertFalse(hasattr(_lib, name), f"{name} is declared now: take it out of NOT_WRAPPED_YET")
+                continue
             with self.subTest(name):
                 self.assertEqual(getattr(_lib, name), int(value))
         self.assertEqual(_lib.ABI_VERSION, int(re.search(r"#define EVL_ABI_VERSION (\d+)", text).group(1)))
@@ -60,7 +80,7 @@ class Declarations(unittest.TestCase):
     def test_structs_have_the_headers_layout(self):
         """Each ctypes Structure has the size and field offsets the C
         compiler gives the header's struct (a C program prints them)."""
-        structs = [_lib.evl_event, _lib.evl_stream_event, _lib.evl_stream_op, _lib.evl_stream_exchange_args]
+        structs = [_lib.evl_event, _lib.evl_stream_event, _lib.evl_stream_op, _lib.evl_stream_exchange_args, _lib.evl_udp_datagram]
         lines = ['#include <stddef.h>', '#include <stdio.h>', '#include "evloop.h"', "int main(void) {"]
         for struct in structs:
             name = struct.__name__

@@ -305,6 +305,9 @@ impl LoopCore {
                     token: data,
                 }));
             }
+            // The native layer opens no UDP sockets (datagram endpoints are
+            // asyncio's, through watched fds): nothing of its own to hand out.
+            Some(Ready::Udp { .. }) => return Ok(Some(Step::Nothing)),
             None => match io.next_event() {
                 None => return Ok(None),
                 Some(Event::Stream(event)) => event,

@@ -64,6 +64,9 @@ callback_kind!(task, as_task, evl_task_cb);
 callback_kind!(signal, as_signal, evl_signal_cb);
 callback_kind!(stream, as_stream, evl_stream_cb);
 callback_kind!(hook, as_hook, evl_hook_cb);
+callback_kind!(work_done, as_work_done, super::work_api::evl_work_done_cb);
+callback_kind!(resolve, as_resolve, super::resolve_api::evl_resolve_cb);
+callback_kind!(exit, as_exit, super::process_api::evl_process_cb);
 
 /// Runs `body`, turning `Err(errno)` into `-errno` and a panic into EVL_EPANIC.
 pub(super) fn guard(body: impl FnOnce() -> Result<c_int, Errno>) -> c_int {
@@ -199,4 +202,12 @@ pub unsafe fn arm_test_panic(lp: *mut evl_loop) {
     if let Ok(core) = unsafe { core(lp) } {
         core.arm_test_panic();
     }
+}
+
+/// Test-only: makes the library find no /proc from now on (true), as on a
+/// system without it, or find it again; to test what evl_loop_fork does
+/// then. Not part of the C header.
+#[doc(hidden)]
+pub fn hide_proc_for_tests(hidden: bool) {
+    crate::sys::hide_proc_for_tests(hidden);
 }

@@ -76,6 +76,12 @@ pub(super) unsafe fn iterate<S: Sink>(
                     unsafe { sink.stream(lp, event) }
                 }
             }
+            Some(Ready::Udp { socket, revents }) => {
+                if let Some(event) = core.udp_ready(socket, revents) {
+                    // SAFETY: as above.
+                    unsafe { sink.stream(lp, event) }
+                }
+            }
             None => match core.next_event() {
                 Some(Event::Io { fd, revents, data }) => {
                     // SAFETY: as above.
@@ -191,6 +197,7 @@ unsafe fn run_callback(lp: *mut evl_loop, event: Event<Callback>) -> bool {
                 None => return false,
             },
             Event::Stream(event) => return dispatch_stream(lp, event),
+            Event::Job(event) => return super::work_api::run_job_callback(lp, event),
         }
     }
     true
@@ -218,6 +225,10 @@ pub(super) fn c_stream_event(event: &StreamEvent<Callback>, data: *const u8) -> 
 pub(super) unsafe fn dispatch_stream(lp: *mut evl_loop, event: StreamEvent<Callback>) -> bool {
     // SAFETY: stream events carry stream callbacks.
     let Some(cb) = (unsafe { event.data.as_stream() }) else {
+        // Dropped: what it pointed to is done with, or a loop of streams
+        // without callbacks would never read again once the buffer filled.
+        // SAFETY: live and not borrowed, as the caller promised.
+        unsafe { &mut *(*lp).core.get() }.release_reads();
         return false;
     };
     // SAFETY: live and not borrowed, as the caller promised; the borrow ends here.

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, WRITE_SHUT};
+use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, RECV_FDS, TLS, WRITE_SHUT};
 use super::read_buffer::MIN_READ;
 use super::{Event, Owner, Ready, StreamEvent, StreamEventKind, StreamId, StreamLoop};
 use crate::event_loop;
@@ -61,6 +61,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             Owner::Stream(stream) if self.reads.room() >= MIN_READ => {
                 Some(Ready::Stream { stream, revents })
             }
+            Owner::Udp(socket) => Some(Ready::Udp { socket, revents }),
             _ => {
                 // A listener's, or the read buffer is nearly full: next_event's.
                 self.core.unread();
@@ -95,22 +96,45 @@ impl<D: Copy + Default> StreamLoop<D> {
                         }
                     }
                     Owner::Listener(id) => self.on_listener_ready(id),
+                    Owner::Udp(id) => {
+                        if let Some(event) = self.udp_ready(id, revents) {
+                            return Some(Event::Stream(event));
+                        }
+                    }
+                    Owner::Job(job) => {
+                        if let Some(event) = self.job_ready(job, fd, revents) {
+                            return Some(event);
+                        }
+                    }
                     // Timers own no registration.
-                    Owner::IdleTimer(_) | Owner::AcceptRetry(_) => {}
+                    Owner::IdleTimer(_) | Owner::AcceptRetry(_) | Owner::TlsHeld(_) => {}
                 },
                 event_loop::Event::Timer { id, data } => match data {
                     Owner::User(data) => return Some(Event::Timer { id, data }),
                     Owner::IdleTimer(stream) => self.on_idle_timer(stream),
                     Owner::AcceptRetry(listener) => self.on_accept_retry(listener),
-                    // Streams and listeners own no timer of their own kind.
-                    Owner::Stream(_) | Owner::Listener(_) => {}
+                    // TLS hook: held input, taken without a readiness.
+                    Owner::TlsHeld(stream) => {
+                        if let Some(event) = self.tls_held_timer(stream) {
+                            return Some(Event::Stream(event));
+                        }
+                    }
+                    Owner::Job(job) => self.job_timer(job, id),
+                    // Streams, listeners and UDP sockets own no timer of their own kind.
+                    Owner::Stream(_) | Owner::Listener(_) | Owner::Udp(_) => {}
                 },
                 event_loop::Event::Task(Owner::User(data)) => return Some(Event::Task(data)),
+                event_loop::Event::Task(Owner::Job(job)) => {
+                    if let Some(event) = self.job_task(job) {
+                        return Some(event);
+                    }
+                }
                 event_loop::Event::Signal {
                     signo,
                     data: Owner::User(data),
                 } => return Some(Event::Signal { signo, data }),
-                // Only the application posts tasks and watches signals.
+                // Only the application and the jobs post tasks; only the
+                // application watches signals.
                 event_loop::Event::Task(_) | event_loop::Event::Signal { .. } => {}
             }
         }
@@ -119,11 +143,12 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// The oldest event in `pending`: the one way events leave it.
     #[cold]
     #[inline(never)]
-    fn pop_pending(&mut self) -> Option<StreamEvent<D>> {
+    pub(super) fn pop_pending(&mut self) -> Option<StreamEvent<D>> {
         let event = self.pending.pop_front()?;
         if event.kind == StreamEventKind::Closed {
-            // Handed out: the stream's id dies now.
+            // Handed out: the stream's (or UDP socket's) id dies now.
             self.streams.retire(event.stream);
+            self.udp.retire(event.stream);
         }
         Some(event)
     }
@@ -167,7 +192,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         into: Option<&mut [u8]>,
     ) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
-        let event = if s.flags & (CONNECTING | CLOSING | NOT_READING) != 0
+        let event = if s.flags & (CONNECTING | CLOSING | NOT_READING | RECV_FDS | TLS) != 0
             || s.queue.is_some()
             || revents & ERROR != 0
         {
@@ -195,6 +220,10 @@ impl<D: Copy + Default> StreamLoop<D> {
         into: Option<&mut [u8]>,
     ) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
+        if s.flags & TLS != 0 {
+            // TLS hook: the session reads, writes and connects.
+            return self.tls_ready(id, revents);
+        }
         if s.flags & CONNECTING != 0 {
             return self.finish_connect(id);
         }
@@ -203,17 +232,30 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         let s = self.streams.get_mut(id)?;
         if s.flags & NOT_READING == 0 && (s.socket() || revents & ERROR == 0) {
+            if s.flags & RECV_FDS != 0 {
+                // Descriptors come with the bytes: the shared buffer only
+                // (the native layer never passes fds).
+                return self.read_stream_with_fds(id);
+            }
             return self.read_stream(id, into);
         }
         if revents & ERROR != 0 {
-            let error = match sys::take_socket_error(s.fd) {
-                // A pipe's write end whose reader has gone is not a socket.
-                Ok(0) | Err(libc::ENOTSOCK) => libc::EPIPE,
-                Ok(error) | Err(error) => error,
-            };
-            self.close_now(id, error, false);
+            self.close_on_fd_error(id);
         }
         None
+    }
+
+    /// The fd reported an error: the stream ends with it.
+    pub(super) fn close_on_fd_error(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get(id) else {
+            return;
+        };
+        let error = match sys::take_socket_error(s.fd) {
+            // A pipe's write end whose reader has gone is not a socket.
+            Ok(0) | Err(libc::ENOTSOCK) => libc::EPIPE,
+            Ok(error) | Err(error) => error,
+        };
+        self.close_now(id, error, false);
     }
 
     /// Reads into the shared buffer, or into `into` when given.
@@ -253,7 +295,7 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     #[cold]
     #[inline(never)]
-    fn on_peer_eof(&mut self, id: StreamId) -> Option<StreamEvent<D>> {
+    pub(super) fn on_peer_eof(&mut self, id: StreamId) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
         s.flags |= PEER_EOF;
         let event = s.event(StreamEventKind::Eof, id, 0);

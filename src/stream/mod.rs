@@ -1,6 +1,7 @@
-//! Buffered streams over the event loop: TCP listeners, outgoing
-//! connections, and streams over any connected fd, with write queues,
-//! backpressure, half-close and idle timeouts.
+//! Buffered streams over the event loop: TCP and Unix-domain listeners,
+//! outgoing connections, and streams over any connected fd, with write
+//! queues, backpressure, half-close and idle timeouts; beside them UDP
+//! sockets, whose datagrams come in batches.
 //!
 //! [`StreamLoop`] wraps an [`EventLoop`] and, like it, never calls anything:
 //! [`StreamLoop::next_event`] hands out one [`Event`] at a time, either one of
@@ -26,14 +27,27 @@
 //! (`listener.rs`), connections and what the application asks of them
 //! (`connection.rs`), watermarks and idle timeouts (`settings.rs`), and
 //! `dispatch.rs`, which turns the core loop's events into stream events;
+//! `tls.rs` runs TLS sessions on streams, through a few marked hooks in
+//! the others;
 //! `embed.rs` passes the core loop's hooks and backend fd and timeout on.
+//! Unix-domain listeners and connects are `unix.rs`, passing fds over
+//! them `fd_passing.rs`; UDP sockets `udp.rs`, over the datagram buffers
+//! of `datagrams.rs`.
+//! `jobs/` is what runs beside the streams: work on the thread pool, name
+//! resolution, connections by name, child processes.
 
 mod connection;
+mod datagrams;
 mod dispatch;
 mod embed;
+mod fd_passing;
+mod jobs;
 mod listener;
 mod read_buffer;
 mod settings;
+mod tls;
+mod udp;
+mod unix;
 mod write_queue;
 
 use std::collections::VecDeque;
@@ -44,12 +58,21 @@ use crate::event_loop::{EventLoop, LoopHandle, TimerId};
 use crate::sys::{self, Errno};
 
 pub use crate::event_loop::{EDGE, ERROR, HUP, RDHUP, READ, WRITE};
+pub use datagrams::{Datagram, MAX_RECEIVE_SIZE, TRUNCATED};
+pub use jobs::{
+    gai_errno, resolve_message, ExitStatus, HostResolver, JobEvent, ProcessId, Resolution,
+    ResolveRequest, SpawnOptions, Spawned, Stdio, WorkId,
+};
 pub use settings::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
+pub use udp::{UdpId, DATAGRAM_OVERHEAD};
+pub use unix::PeerCredentials;
 
 use crate::slab::{Slab, OTHER_KIND};
 use connection::Stream;
+use fd_passing::ReceivedFds;
 use listener::Listener;
 use read_buffer::ReadBuffer;
+use udp::UdpSockets;
 
 /// Names a stream: non-zero, never reused while the loop lives (slot and
 /// generation), so a stale id is refused instead of reaching another stream.
@@ -77,6 +100,16 @@ pub enum StreamEventKind {
     /// An outgoing connection succeeded (`error` 0) or failed (then
     /// `Closed` follows).
     Connected,
+    /// A UDP socket received datagrams: [`StreamLoop::datagrams`] gives
+    /// them (`offset` and `len` say where they are in the receive buffer).
+    Datagrams = 8,
+    /// A UDP socket's error (`error`): a queued datagram the kernel refused
+    /// (and that was dropped), or an ICMP error for a connected socket.
+    /// The socket goes on.
+    UdpError,
+    /// A Unix-domain stream received `len` fds, with the bytes of the
+    /// `Data` event that follows: [`StreamLoop::take_fds`] takes them.
+    Fds,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,16 +134,31 @@ pub enum Ready<D> {
     /// A stream's fd is ready: [`StreamLoop::stream_ready`] reads it and
     /// says what happened (usually `Data`).
     Stream { stream: StreamId, revents: u32 },
+    /// A UDP socket is ready: [`StreamLoop::udp_ready`] receives a batch
+    /// (usually `Datagrams`).
+    Udp { socket: UdpId, revents: u32 },
 }
 
 /// One thing for the caller to dispatch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<D> {
-    Io { fd: RawFd, revents: u32, data: D },
+    Io {
+        fd: RawFd,
+        revents: u32,
+        data: D,
+    },
     Stream(StreamEvent<D>),
-    Timer { id: TimerId, data: D },
+    Timer {
+        id: TimerId,
+        data: D,
+    },
     Task(D),
-    Signal { signo: i32, data: D },
+    Signal {
+        signo: i32,
+        data: D,
+    },
+    /// Work done, a resolution, a child's exit (see `jobs/`).
+    Job(JobEvent<D>),
 }
 
 /// Who owns a registration or a timer of the core loop: the application, or
@@ -122,6 +170,11 @@ enum Owner<D> {
     Listener(ListenerId),
     IdleTimer(StreamId),
     AcceptRetry(ListenerId),
+    Udp(UdpId),
+    /// A TLS stream has input held back that it may take now (stream/tls.rs).
+    TlsHeld(StreamId),
+    /// Work, resolutions, child processes, connections by name.
+    Job(jobs::JobOwner),
 }
 
 impl<D: Default> Default for Owner<D> {
@@ -162,6 +215,13 @@ pub struct StreamLoop<D: Copy + Default> {
     /// Stream events made by something other than a read (accepts, closes,
     /// drains), handed out before anything else.
     pending: VecDeque<StreamEvent<D>>,
+    udp: UdpSockets<D>,
+    /// Fds received over Unix-domain streams, not yet taken or closed.
+    passed: ReceivedFds,
+    /// What the loop's TLS streams share (stream/tls.rs).
+    tls: tls::TlsShared,
+    /// Made at first use (see `jobs/`).
+    jobs: Option<Box<jobs::Jobs<D>>>,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -176,6 +236,10 @@ impl<D: Copy + Default> StreamLoop<D> {
                 used: 0,
             },
             pending: VecDeque::new(),
+            udp: UdpSockets::new(),
+            passed: ReceivedFds::default(),
+            tls: Default::default(),
+            jobs: None,
         })
     }
 
@@ -240,11 +304,12 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     /// Whether anything is left that could produce an event.
     pub fn is_alive(&self) -> bool {
-        self.core.is_alive() || !self.pending.is_empty()
+        self.core.is_alive() || !self.pending.is_empty() || self.jobs_alive()
     }
 
     pub fn reinit_after_fork(&mut self) -> Result<(), Errno> {
-        self.core.reinit_after_fork()
+        self.core.reinit_after_fork()?;
+        self.reinit_jobs_after_fork()
     }
 
     #[doc(hidden)]
