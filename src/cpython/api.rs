@@ -182,6 +182,7 @@ cpython_api! {
         PyExc_RuntimeError,
         PyExc_TypeError,
         PyExc_ValueError,
+        PyExc_OverflowError,
         PyExc_OSError,
         PyExc_ConnectionError,
         PyExc_AttributeError,

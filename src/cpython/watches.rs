@@ -50,10 +50,17 @@ fn fd_of(object: *mut PyObject) -> PyResult<RawFd> {
     if fd == -1 && unsafe { !(api.PyErr_Occurred)().is_null() } {
         return Err(PyErr::taken());
     }
-    RawFd::try_from(fd)
-        .ok()
-        .filter(|fd| *fd >= 0)
-        .ok_or_else(|| raise(api.PyExc_ValueError, c"invalid file descriptor"))
+    if fd < 0 {
+        return Err(raise(api.PyExc_ValueError, c"invalid file descriptor"));
+    }
+    // Past a C int, as the standard library's selectors and epoll say it
+    // (never truncated to the low 32 bits, which may name an open fd).
+    RawFd::try_from(fd).map_err(|_| {
+        raise(
+            api.PyExc_OverflowError,
+            c"file descriptor is greater than maximum",
+        )
+    })
 }
 
 loop_method!(
