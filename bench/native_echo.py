@@ -25,7 +25,7 @@ def loop_factory(name):
     if name == "native":
         from evloop import _native
 
-        return _native.new_event_loop
+        return _native.EventLoop
     if name == "evloop":
         import evloop
 

@@ -23,7 +23,7 @@ MIB = 1 << 20
 
 
 def native_loop():
-    return _native.new_event_loop()
+    return _native.EventLoop()
 
 
 #: The two loops an asyncio behaviour is compared on: (name, factory).

@@ -29,7 +29,7 @@ sys.path.insert(0, PYTHON_DIR)
 from evloop import _native
 
 def factory():
-    return _native.new_event_loop() if sys.argv[1] == "native" else asyncio.SelectorEventLoop()
+    return _native.EventLoop() if sys.argv[1] == "native" else asyncio.SelectorEventLoop()
 
 class Echo(asyncio.Protocol):
     def connection_made(self, transport):

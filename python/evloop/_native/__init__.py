@@ -8,8 +8,9 @@ native methods directly.
 - :func:`available` says whether this Python can have it, and
   :func:`unavailable_reason` why not (PyPy: the package's ctypes path
   serves it instead);
-- :func:`new_event_loop` and :class:`EventLoop` (imported on first use),
-  :class:`EventLoopPolicy`.
+- :class:`EventLoop` (imported on first use), which
+  ``evloop/_implementation.py`` hands to ``evloop.new_event_loop()`` and
+  the rest of the package's asyncio names.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Optional
 
 from . import _load
 
-_ASYNCIO_NAMES = ("EventLoop", "EventLoopPolicy", "new_event_loop")
+_ASYNCIO_NAMES = ("EventLoop",)
 
 
 def unavailable_reason() -> Optional[str]:

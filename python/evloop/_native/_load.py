@@ -1,5 +1,6 @@
 """Loading the native layer: ``libevloop.so``'s ``evl_cpython_init``,
-called once through ``ctypes.PyDLL`` (the GIL held), returns the module of
+called once through ``ctypes.PYFUNCTYPE`` on the package's one
+loaded library (the GIL held, as ``ctypes.PyDLL`` calls), returns the module of
 native types (``core``); nothing is called through ctypes after that.
 
 Only on CPython: PyPy has no ``ctypes.PyDLL`` (and its emulation of
@@ -37,13 +38,14 @@ def _load() -> ModuleType:
         raise ImportError(f"evloop's native asyncio loop needs CPython, not {implementation}")
     from .._lib import lib  # the library the package found (one search, one copy)
 
-    path = lib._name
+    # The one library the package loaded, its entry point called as
+    # PyDLL calls (PYFUNCTYPE: the GIL held, a Python error raised): no
+    # second load of the library.
+    prototype = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_uint32)
     try:
-        init = ctypes.PyDLL(path).evl_cpython_init
+        init = prototype(("evl_cpython_init", lib))
     except AttributeError:
-        raise ImportError(f"evloop: {path} has no CPython layer (evl_cpython_init): rebuild it") from None
-    init.restype = ctypes.py_object
-    init.argtypes = [ctypes.c_uint32]
+        raise ImportError(f"evloop: {lib._name} has no CPython layer (evl_cpython_init): rebuild it") from None
     core = init(LAYER_VERSION)  # raises ImportError itself when something is missing
     if not isinstance(core, ModuleType):
         raise ImportError(f"evloop: evl_cpython_init returned {core!r}")

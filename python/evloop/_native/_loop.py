@@ -1,4 +1,5 @@
-"""The native asyncio event loop: ``EventLoop``, ``new_event_loop()``.
+"""The native asyncio event loop: ``EventLoop`` (evloop/_implementation.py's
+``native``).
 
 ``EventLoop`` derives from the library's native ``EventLoop`` type (the
 iteration, the ready queue and timers, ``call_soon`` & co., the socket
@@ -353,18 +354,6 @@ class EventLoop(core.EventLoop, asyncio.SelectorEventLoop):  # type: ignore[misc
         if sock.fileno() != -1:
             self._unserve(sock.fileno())
         super()._stop_serving(sock)
-
-
-def new_event_loop() -> EventLoop:
-    """A new native evloop asyncio event loop."""
-    return EventLoop()
-
-
-class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,valid-type]
-    """asyncio's default policy, making native evloop loops."""
-
-    def _loop_factory(self) -> EventLoop:  # type: ignore[override]
-        return EventLoop()
 
 
 # ---- what the native code asks of Python -----------------------------------
