@@ -2,7 +2,7 @@
 """aiohttp's "hello world" on one of four asyncio loops, for
 bench/native_cpu.py: GET / answers "Hello, World!" (keep-alive).
 
-    native_aiohttp.py --loop asyncio|uvloop|native|evloop [--port P]
+    native_aiohttp.py --loop asyncio|uvloop|native|ctypes|evloop [--port P]
 
 The port is printed on the first line (--port 0: any free one); SIGTERM
 ends it with status 0. Needs aiohttp (bench/native_bench.py's venv has it).
@@ -16,7 +16,7 @@ import sys
 from aiohttp import web
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from native_echo import loop_factory  # noqa: E402  (bench/, beside this script)
+from asyncio_echo import loop_factory  # noqa: E402  (bench/, beside this script)
 
 
 async def hello(request):
@@ -41,7 +41,7 @@ async def serve(port):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--loop", choices=("asyncio", "uvloop", "native", "evloop"), required=True)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop", "native", "ctypes", "evloop"), required=True)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     loop = loop_factory(args.loop)()

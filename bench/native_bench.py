@@ -7,7 +7,7 @@ start-up and shutdown cancel out), median of several runs.
     bench/native_bench.py [--repeat 5] [--rounds 100,600] [--conns 20] [--size 64]
                           [--loops native,uvloop,asyncio] [--servers protocol,streams]
 
-The servers are bench/native_echo.py's. The load is c-examples' echo_client
+The servers are bench/asyncio_echo.py's. The load is c-examples' echo_client
 with --independent connections: 20 of them, 64-byte messages, one in
 flight each; 100 and 600 rounds are 2,000 and 12,000 round trips. Every
 loop runs on one interpreter, target/native-bench-venv's python (pyenv's
@@ -72,7 +72,7 @@ def main():
     for server in servers:
         for loop in loops:
             load = argparse.Namespace(client=client, conns=args.conns, size=args.size, server=[
-                PYTHON, os.path.join(ROOT, "bench", "native_echo.py"), "--loop", loop, "--server", server])
+                PYTHON, os.path.join(ROOT, "bench", "asyncio_echo.py"), "--loop", loop, "--server", server])
             runs = []
             for _ in range(args.repeat):
                 i1, i2 = instructions(load, r1), instructions(load, r2)

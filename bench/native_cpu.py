@@ -6,7 +6,7 @@ server and the load pinned to separate cores (taskset).
     bench/native_cpu.py echo    [--rounds 5] [--trips 50000] [--loops native,uvloop,asyncio]
     bench/native_cpu.py aiohttp [--rounds 5] [--seconds 5] [--conns 1,50] [--loops ...]
 
-echo: the Protocol echo of bench/native_echo.py with one busy connection
+echo: the Protocol echo of bench/asyncio_echo.py with one busy connection
 (c-examples' echo_client, 64 B, one in flight), --trips round trips a run.
 aiohttp: bench/native_aiohttp.py's "hello world" under Debian's wrk
 (keep-alive), --seconds a run, at each --conns. Each round runs every loop
@@ -51,7 +51,7 @@ def stop(server):
 
 
 def echo_run(loop, trips):
-    server, port = start("native_echo.py", loop, "--server", "protocol")
+    server, port = start("asyncio_echo.py", loop, "--server", "protocol")
     try:
         before = cpu_seconds(server.pid)
         subprocess.run(["taskset", "-c", LOAD_CPU, CLIENT, "--port", port, "--conns", "1", "--size", "64",
