@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """User-space instructions per echo round trip of asyncio servers on several
-event loops, the standard library's, uvloop's and evloop's by default, and how
+event loops, the standard library's, uvloop's and evloop's two paths by default, and how
 many events each of the loop's iterations got (callgrind, difference of two
 loads, median of several runs; see bench/echo_bench.py).
 
@@ -24,9 +24,10 @@ iteration's fixed cost is shared by its events, so a figure means little
 without it.
 
 --loop (repeatable) names a loop factory: asyncio, uvloop and evloop stand
-for their new_event_loop; MODULE:CALLABLE is any callable returning a new
+for their new_event_loop, native and ctypes for evloop's two paths (the
+default: asyncio, uvloop, native, ctypes); MODULE:CALLABLE is any callable returning a new
 asyncio loop, imported with the repository's python/ first on sys.path (so
-`--loop native=evloop.native:new_event_loop` measures a loop added there).
+`--loop mine=mypackage:new_event_loop` measures a loop of yours).
 LABEL names its column (default: the name, or the module).
 
 Every loop runs on one interpreter, --python (default pyenv's CPython 3.11.7,
@@ -47,7 +48,7 @@ from echo_bench import profile  # bench/, beside this script
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYENV_311 = os.path.expanduser("~/.pyenv/versions/3.11.7/bin/python3")
 UVLOOP = "uvloop==0.23.*"
-DEFAULT_LOOPS = ("asyncio", "uvloop", "evloop")
+DEFAULT_LOOPS = ("asyncio", "uvloop", "native", "ctypes")
 SERVERS = {"protocol": "Protocol echo", "streams": "streams echo"}
 WAITS = ("epoll_wait", "epoll_pwait", "epoll_pwait2")
 CLIENT = os.path.join(ROOT, "target", "echo_client")
@@ -121,7 +122,7 @@ def main():
     parser.add_argument("--conns", type=int, default=20)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--loop", action="append", dest="loops", metavar="[LABEL=]FACTORY",
-                        help="asyncio, uvloop, evloop or MODULE:CALLABLE (repeatable)")
+                        help="asyncio, uvloop, evloop, native, ctypes or MODULE:CALLABLE (repeatable)")
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--python", help="the interpreter (default: pyenv's 3.11.7)")
     parser.add_argument("--wait-functions", default=",".join(WAITS),

@@ -31,7 +31,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 FACTORIES = {
     "asyncio": "asyncio:new_event_loop",
     "uvloop": "uvloop:new_event_loop",
-    "evloop": "evloop:new_event_loop",
+    "evloop": "evloop:new_event_loop",  # the implementation evloop chooses (native on CPython)
+    "native": "evloop._native:EventLoop",  # evloop's native path (CPython)
+    "ctypes": "evloop._ctypes_asyncio:EventLoop",  # evloop's ctypes path (every Python)
 }
 
 
@@ -40,7 +42,7 @@ def loop_factory(spec):
     spec = FACTORIES.get(spec, spec)
     module, sep, name = spec.partition(":")
     if not sep or not module or not name:
-        raise SystemExit(f"--loop {spec!r}: expected asyncio, uvloop, evloop or MODULE:CALLABLE")
+        raise SystemExit(f"--loop {spec!r}: expected asyncio, uvloop, evloop, native, ctypes or MODULE:CALLABLE")
     factory = importlib.import_module(module)
     for attribute in name.split("."):
         factory = getattr(factory, attribute)

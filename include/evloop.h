@@ -10,6 +10,11 @@
  * evl_strerror() describes any return value. No function crashes on a NULL
  * pointer. A loop belongs to the thread that runs it; evl_stop, evl_wake and
  * evl_post may be called from any thread.
+ *
+ * Not declared here: evl_cpython_init (symbol version EVLOOP_CPYTHON_1),
+ * the entry point of the Python package's native asyncio loop, which only
+ * that package calls (through ctypes.PyDLL). It is not part of the C API
+ * and a C program has no use for it; see src/cpython/.
  */
 
 #ifndef EVLOOP_H

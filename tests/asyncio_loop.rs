@@ -1,9 +1,9 @@
 //! evloop's asyncio loop (python/evloop/_asyncio.py, and the implementations
 //! behind it: python/evloop/_implementation.py): CPython's own asyncio test
 //! suites run against it and against asyncio's SelectorEventLoop, every test
-//! that passes on asyncio's passing on evloop's, on CPython (python3) and on
-//! PyPy's copy of the suites (pypy3), for each implementation (today the
-//! ctypes path); and python/examples/asyncio_echo_server.py (the articles'
+//! that passes on asyncio's passing on evloop's, for each implementation: on
+//! CPython (python3) the native path and the ctypes path, on PyPy's copy of
+//! the suites (pypy3) the ctypes path; and python/examples/asyncio_echo_server.py (the articles'
 //! S5 on asyncio streams) on both loops, with echo_client and the articles'
 //! C1 client.
 
@@ -11,6 +11,7 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Tests of CPython's suites that may fail on evloop's loop although they
@@ -82,6 +83,16 @@ fn cpython_suites(
     outcomes
 }
 
+/// The suites' outcomes on asyncio's own loop under `python`, run once for
+/// every implementation compared with them (a second caller waits for the
+/// first's run).
+fn reference_outcomes(python: &'static str) -> &'static BTreeMap<String, String> {
+    static CPYTHON: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    static PYPY: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    let cell = if python == "pypy3" { &PYPY } else { &CPYTHON };
+    cell.get_or_init(|| cpython_suites(python, "asyncio", "", &[]))
+}
+
 /// CPython's asyncio suites on `python`: every test that passes on
 /// asyncio's loop passes on evloop's `implementation`, but for `excluded`.
 fn assert_suites_pass_as_on_asyncio(
@@ -89,7 +100,7 @@ fn assert_suites_pass_as_on_asyncio(
     implementation: &str,
     excluded: &[(&str, &str)],
 ) {
-    let reference = std::thread::spawn(move || cpython_suites(python, "asyncio", "", &[]));
+    let reference = std::thread::spawn(move || reference_outcomes(python));
     let evloop = cpython_suites(python, "evloop", implementation, &[]);
     let reference = reference.join().unwrap();
     let passed = |outcomes: &BTreeMap<String, String>| {
@@ -97,7 +108,7 @@ fn assert_suites_pass_as_on_asyncio(
     };
     println!(
         "{python}: asyncio's suites: {} of {} pass on asyncio.SelectorEventLoop, {} of {} on evloop's {implementation} path",
-        passed(&reference),
+        passed(reference),
         reference.len(),
         passed(&evloop),
         evloop.len()
@@ -128,6 +139,11 @@ fn assert_suites_pass_as_on_asyncio(
 }
 
 #[test]
+fn cpython_asyncio_suites_pass_on_the_native_path() {
+    assert_suites_pass_as_on_asyncio("python3", "native", EXCLUDED);
+}
+
+#[test]
 fn cpython_asyncio_suites_pass_on_the_ctypes_path() {
     assert_suites_pass_as_on_asyncio("python3", "ctypes", EXCLUDED);
 }
@@ -139,17 +155,27 @@ fn cpython_asyncio_suites_pass_on_pypy() {
     }
 }
 
-/// python/examples/asyncio_echo_server.py on `loop_name`, on a free port.
+/// The loops the example server runs on: evloop's two implementations
+/// (EVLOOP_IMPL) and asyncio's own.
+const SERVER_LOOPS: [&str; 3] = ["native", "ctypes", "asyncio"];
+
+/// python/examples/asyncio_echo_server.py on `loop_name` (one of
+/// SERVER_LOOPS), on a free port.
 fn start_server(loop_name: &str, extra: &[&str]) -> ExampleServer {
     let mut cmd = example_command("asyncio_echo_server.py");
-    cmd.args(["--loop", loop_name]).args(extra);
+    if loop_name == "asyncio" {
+        cmd.args(["--loop", "asyncio"]);
+    } else {
+        cmd.args(["--loop", "evloop"]).env("EVLOOP_IMPL", loop_name);
+    }
+    cmd.args(extra);
     python_env(&mut cmd);
     ExampleServer::spawn(cmd, false)
 }
 
 #[test]
 fn asyncio_echo_server_echoes_every_byte_on_both_loops() {
-    for loop_name in ["evloop", "asyncio"] {
+    for loop_name in SERVER_LOOPS {
         let mut server = start_server(loop_name, &["--quiet"]);
         for args in echo_loads(true) {
             let output = echo_client(server.port, &[], &args);
@@ -190,7 +216,7 @@ fn asyncio_echo_server_writes_no_traceback_under_a_storm_of_resets() {
     // socket must be open until connection_lost, even for a connection
     // the peer reset before the handler ran (issue 25: on evloop's loop it
     // raised EBADF, and each task's exception was printed).
-    for loop_name in ["evloop", "asyncio"] {
+    for loop_name in SERVER_LOOPS {
         let mut server = start_server(loop_name, &[]);
         for _ in 0..300 {
             connect_and_reset(server.port);
@@ -214,7 +240,7 @@ fn asyncio_echo_server_writes_no_traceback_under_a_storm_of_resets() {
 
 #[test]
 fn c1_against_asyncio_echo_server() {
-    for loop_name in ["evloop", "asyncio"] {
+    for loop_name in SERVER_LOOPS {
         let mut server = start_server(loop_name, &[]);
         c1_transcript(server.port, str::to_string);
         // Let the server see both connections close before stopping it.

@@ -3,7 +3,11 @@
 //! has: pyenv's CPythons 3.8 to 3.13 (`$(pyenv root)/versions`, else
 //! ~/.pyenv/versions), Debian's /usr/bin/python3, and PyPy (pypy3): the one
 //! libevloop.so serves them all. One test per interpreter, so that a failure
-//! names it.
+//! names it. The native asyncio loop's own tests (test_native_*.py) are part
+//! of the suite: on each CPython they run the one library's CPython layer,
+//! on PyPy they check that it says it is unavailable; and
+//! `native_loop_memory_is_flat_over_100000_connections` runs its memory test
+//! at the count on python3.
 //!
 //! An interpreter that is not there (or lacks CPython's own test package,
 //! which test_selector.py runs against evloop's selector) is skipped with a
@@ -224,4 +228,27 @@ fn python3_on_the_path() {
     } else {
         run_suite("python3 on the PATH", &on_path);
     }
+}
+
+/// The native asyncio loop's memory over 100,000 connections (accepted
+/// natively, closed or aborted at random) stays within 1 MiB after a
+/// warm-up: python/tests/test_native_lifetime.py's Memory, which the suites
+/// above run with a few thousand, here at the count, on python3.
+#[test]
+fn native_loop_memory_is_flat_over_100000_connections() {
+    let child = Command::new("python3")
+        .args(["-m", "unittest", "-v", "test_native_lifetime.Memory"])
+        .current_dir(root().join("python/tests"))
+        .env("EVLOOP_LIBRARY", lib_dir().join("libevloop.so"))
+        .env("EVLOOP_NATIVE_CONNECTIONS", "100000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let output = wait_with_output_within(ChildGuard(child), SUITE_LIMIT);
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}", show(&output));
+    assert!(!report.contains("skipped"), "{report}");
+    assert!(report.contains("\nOK"), "{report}");
 }

@@ -340,6 +340,71 @@ fn idle_streams_close_with_etimedout() {
     assert!(start.elapsed() >= Duration::from_millis(450));
 }
 
+/// `stream_ready_into` (the read of a `BufferedProtocol`): a stream's bytes
+/// go into the caller's buffer, end to end, never into the shared one,
+/// with writes and end-of-file as `stream_ready` has them; `stream_data`
+/// names what the stream was given.
+#[test]
+fn stream_ready_into_reads_into_the_callers_buffer() {
+    use evloop::stream::Ready;
+    let mut lp = StreamLoop::new().unwrap();
+    let (ours, mut peer) = UnixStream::pair().unwrap();
+    let id = lp.open(ours.into_raw_fd(), 7).unwrap();
+    assert_eq!(lp.stream_data(id), Some(7));
+    let sent: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    peer.write_all(&sent).unwrap();
+    peer.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut received = Vec::new();
+    let mut eof = false;
+    let start = Instant::now();
+    while !eof {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "got {}",
+            received.len()
+        );
+        lp.wait(Some(Duration::from_millis(50)), 1024).unwrap();
+        loop {
+            let event = match lp.next_ready() {
+                Some(Ready::Stream { stream, revents }) => {
+                    assert_eq!(stream, id);
+                    let mut buf = [0u8; 1000]; // smaller than what waits: several reads
+                    let event = lp.stream_ready_into(stream, revents, &mut buf);
+                    if let Some(e) = event.filter(|e| e.kind == Kind::Data) {
+                        assert_eq!((e.offset, e.data), (0, 7));
+                        received.extend_from_slice(&buf[..e.len]);
+                        continue;
+                    }
+                    event.map(Event::Stream)
+                }
+                Some(other) => panic!("{other:?}"),
+                None => lp.next_event(),
+            };
+            match event {
+                Some(Event::Stream(e)) if e.kind == Kind::Eof => eof = true,
+                Some(other) => panic!("{other:?}"),
+                None => break,
+            }
+        }
+    }
+    assert!(
+        received == sent,
+        "{} bytes, not the {} sent",
+        received.len(),
+        sent.len()
+    );
+    lp.write(id, b"after eof").unwrap();
+    let mut reply = [0u8; 9];
+    peer.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"after eof");
+    lp.abort(id).unwrap();
+    assert_eq!(
+        lp.stream_data(id),
+        None,
+        "a closed stream has no data to give"
+    );
+}
+
 /// Turning the watermarks off (high 0: "never pause") resumes a stream
 /// that its queue had paused, at once: before, it stayed paused until the
 /// whole queue drained, so two such streams writing to each other (or a

@@ -2,10 +2,17 @@
 //! the version script lists: adding or removing an `evl_*` function without
 //! updating all three fails here. The script has one node per ABI version
 //! (`EVLOOP_1`), and the library's SONAME carries the ABI version.
+//!
+//! Beside the C API, one more node, `EVLOOP_CPYTHON_1`: the entry point of
+//! the Python package's native asyncio loop (src/cpython/), which the
+//! header does not declare. It exports exactly [`CPYTHON_NODE`], and none of
+//! it leaks into the C API's nodes; the library does not link libpython nor
+//! refer to any of CPython's symbols (it finds them at run time).
 
 mod common;
 use common::*;
 use std::collections::BTreeSet;
+use std::process::Command;
 
 /// The functions include/evloop.h declares: `type name(args);` at column 0.
 fn header_functions() -> BTreeSet<String> {
@@ -59,6 +66,17 @@ fn script_nodes() -> Vec<(String, Vec<String>)> {
     nodes
 }
 
+/// The version node of the CPython layer, and exactly what it exports.
+const CPYTHON_NODE: (&str, &[&str]) = ("EVLOOP_CPYTHON_1", &["evl_cpython_init"]);
+
+/// The script's nodes of the C API (all but the CPython layer's).
+fn c_api_nodes() -> Vec<(String, Vec<String>)> {
+    script_nodes()
+        .into_iter()
+        .filter(|(name, _)| name != CPYTHON_NODE.0)
+        .collect()
+}
+
 fn abi_version() -> u32 {
     evloop::ffi::evl_abi_version()
 }
@@ -67,7 +85,8 @@ fn abi_version() -> u32 {
 fn version_script_has_a_node_per_abi_version() {
     let nodes = script_nodes();
     let names: Vec<&str> = nodes.iter().map(|(name, _)| name.as_str()).collect();
-    let expected: Vec<String> = (1..=abi_version()).map(|v| format!("EVLOOP_{v}")).collect();
+    let mut expected: Vec<String> = (1..=abi_version()).map(|v| format!("EVLOOP_{v}")).collect();
+    expected.push(CPYTHON_NODE.0.to_string());
     assert_eq!(names, expected, "evloop.map's nodes");
     for (name, symbols) in &nodes {
         assert!(!symbols.is_empty(), "{name} exports nothing");
@@ -85,7 +104,7 @@ fn header_and_version_script_name_the_same_functions() {
     let header = header_functions();
     assert!(header.len() >= 40, "header parse found only {header:?}");
     let mut scripted = BTreeSet::new();
-    for (node, symbols) in script_nodes() {
+    for (node, symbols) in c_api_nodes() {
         for symbol in symbols {
             assert!(
                 scripted.insert(symbol.clone()),
@@ -132,5 +151,64 @@ fn soname_carries_the_abi_version() {
     assert_eq!(
         by_soname.canonicalize().unwrap(),
         library.canonicalize().unwrap()
+    );
+}
+
+#[test]
+fn cpython_node_exports_exactly_its_entry_point_and_nothing_of_it_is_in_the_header() {
+    let nodes = script_nodes();
+    let (_, symbols) = nodes
+        .iter()
+        .find(|(name, _)| name == CPYTHON_NODE.0)
+        .unwrap_or_else(|| panic!("evloop.map has no {} node", CPYTHON_NODE.0));
+    assert_eq!(symbols, CPYTHON_NODE.1, "{}'s symbols", CPYTHON_NODE.0);
+    let header = header_functions();
+    for symbol in CPYTHON_NODE.1 {
+        assert!(
+            !header.contains(*symbol),
+            "{symbol} is the Python package's, not the C API's: keep it out of include/evloop.h"
+        );
+        for (node, c_symbols) in c_api_nodes() {
+            assert!(
+                !c_symbols.iter().any(|s| s == symbol),
+                "{symbol} in {node}: it belongs to {} only",
+                CPYTHON_NODE.0
+            );
+        }
+    }
+    let exported = exported_symbols(&lib_dir().join("libevloop.so"));
+    for symbol in CPYTHON_NODE.1 {
+        assert!(
+            exported.contains(&(symbol.to_string(), CPYTHON_NODE.0.to_string())),
+            "{symbol}@@{} is not exported: {exported:?}",
+            CPYTHON_NODE.0
+        );
+    }
+}
+
+/// A C program that links the library never loads Python: no libpython
+/// among its dependencies, and no reference to any of CPython's symbols
+/// (the CPython layer finds them with dlsym when the Python package asks).
+#[test]
+fn library_neither_links_nor_refers_to_python() {
+    let library = lib_dir().join("libevloop.so");
+    let needed = needed(&library);
+    assert!(
+        !needed.iter().any(|n| n.contains("python")),
+        "libevloop.so needs {needed:?}"
+    );
+    let table = tool_output(
+        Command::new("readelf")
+            .args(["--dyn-syms", "-W"])
+            .arg(&library),
+    );
+    let python_symbols: Vec<&str> = table
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(7))
+        .filter(|name| name.starts_with("Py") || name.starts_with("_Py"))
+        .collect();
+    assert!(
+        python_symbols.is_empty(),
+        "libevloop.so refers to CPython's symbols: {python_symbols:?}"
     );
 }

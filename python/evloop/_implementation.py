@@ -3,8 +3,9 @@ decides what ``evloop.new_event_loop()``, ``evloop.EventLoop``,
 ``evloop.EventLoopPolicy``, ``evloop.install()`` and ``evloop.run()`` use.
 
 - ``native``: the loop's hot path inside libevloop.so, calling CPython's
-  own exported functions (issue 26). CPython only. Not built yet: reported
-  as unavailable.
+  own exported functions found at run time (``_native``; issue 26).
+  CPython only (PyPy has no ``ctypes.PyDLL``), and a library with the
+  CPython layer (``evl_cpython_init``).
 - ``ctypes``: asyncio's SelectorEventLoop over an ``evloop.Loop`` driven
   through ctypes (``_ctypes_asyncio``). Every Python: CPython and PyPy.
 
@@ -41,7 +42,12 @@ class ImplementationError(ImportError):
 def _native() -> type:
     if sys.implementation.name != "cpython":
         raise Unavailable(f"it needs CPython, this is {sys.implementation.name}")
-    raise Unavailable("this evloop has no native path yet (issue 26)")
+    from . import _native as native
+
+    reason = native.unavailable_reason()
+    if reason is not None:
+        raise Unavailable(reason)
+    return native.EventLoop  # type: ignore[no-any-return]
 
 
 def _ctypes() -> type:

@@ -17,6 +17,8 @@ import evloop  # noqa: E402
 from evloop import _implementation  # noqa: E402
 
 PATIENCE = 120
+#: The native path runs exactly on CPython (its library has the layer).
+CPYTHON = sys.implementation.name == "cpython"
 PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 
 
@@ -38,18 +40,25 @@ class Choice(unittest.TestCase):
         cls = _implementation.event_loop_class("ctypes")
         self.assertTrue(issubclass(cls, asyncio.AbstractEventLoop))
 
-    def test_the_native_path_is_reported_unavailable_with_its_reason(self):
+    def test_the_native_path_runs_exactly_on_cpython(self):
         why = _implementation.availability()["native"]
-        self.assertIsNotNone(why)
-        if sys.implementation.name == "pypy":
+        if CPYTHON:
+            self.assertIsNone(why)
+            cls = _implementation.event_loop_class("native")
+            self.assertTrue(issubclass(cls, asyncio.AbstractEventLoop))
+            self.assertEqual(cls.__module__, "evloop._native._loop")
+        else:
             self.assertIn("CPython", why)
-        with self.assertRaises(_implementation.Unavailable):
-            _implementation.event_loop_class("native")
+            with self.assertRaises(_implementation.Unavailable):
+                _implementation.event_loop_class("native")
 
     def test_default_is_the_first_available(self):
         choice = _implementation.choose({})
-        self.assertEqual(choice.name, "ctypes")
-        self.assertIn("native unavailable", choice.reason)
+        if CPYTHON:
+            self.assertEqual((choice.name, choice.reason), ("native", "the first available"))
+        else:
+            self.assertEqual(choice.name, "ctypes")
+            self.assertIn("native unavailable: it needs CPython", choice.reason)
 
     def test_evloop_impl_chooses(self):
         choice = _implementation.choose({"EVLOOP_IMPL": "ctypes"})
@@ -57,12 +66,20 @@ class Choice(unittest.TestCase):
         self.assertIs(choice.event_loop, _implementation.event_loop_class("ctypes"))
 
     def test_asking_for_what_cannot_run_is_an_error_saying_why(self):
-        with self.assertRaises(ImportError) as caught:
-            _implementation.choose({"EVLOOP_IMPL": "native"})
+        saved = dict(_implementation.PROVIDERS)
+
+        def unavailable():
+            raise _implementation.Unavailable("no layer in this library")
+
+        try:
+            _implementation.PROVIDERS["native"] = unavailable
+            with self.assertRaises(ImportError) as caught:
+                _implementation.choose({"EVLOOP_IMPL": "native"})
+        finally:
+            _implementation.PROVIDERS.update(saved)
         message = str(caught.exception)
         self.assertIn("EVLOOP_IMPL=native", message)
-        self.assertIn("not available", message)
-        self.assertIn(_implementation.availability()["native"], message)
+        self.assertIn("not available: no layer in this library", message)
         with self.assertRaises(ImportError) as caught:
             _implementation.choose({"EVLOOP_IMPL": "fast"})
         self.assertIn("native or ctypes", str(caught.exception))
@@ -95,7 +112,17 @@ class Choice(unittest.TestCase):
 class InAProcess(unittest.TestCase):
     """What a program sees, with the environment variable set or not."""
 
-    def test_evloop_impl_native_fails_clearly_on_first_use(self):
+    def test_evloop_impl_chooses_in_a_process(self):
+        """Each path where it runs; EVLOOP_IMPL=native off CPython fails on
+        first use, saying why, and evloop works without its asyncio loop."""
+        code = "import evloop\nloop = evloop.new_event_loop()\nprint(type(loop).__module__)\nloop.close()"
+        runs = [("ctypes", "evloop._ctypes_asyncio.loop")] + ([("native", "evloop._native._loop")] if CPYTHON else [])
+        for impl, module in runs:
+            with self.subTest(impl=impl):
+                result = run_python(code, EVLOOP_IMPL=impl)
+                self.assertEqual(result.stdout, module + "\n", result.stderr)
+        if CPYTHON:
+            return
         result = run_python("import evloop\nevloop.new_event_loop()", EVLOOP_IMPL="native")
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("ImplementationError: EVLOOP_IMPL=native: the native path is not available", result.stderr)
@@ -105,10 +132,18 @@ class InAProcess(unittest.TestCase):
         self.assertEqual(result.stdout, "ok\n", result.stderr)
 
     def test_python_m_evloop_says_which_path_runs(self):
-        for env, line, status in (
-            ({"EVLOOP_IMPL": None}, "asyncio loop: the ctypes path (native unavailable: ", 0),
+        if CPYTHON:
+            cases = (
+                ({"EVLOOP_IMPL": None}, "asyncio loop: the native path (the first available)", 0),
+                ({"EVLOOP_IMPL": "native"}, "asyncio loop: the native path (EVLOOP_IMPL=native)", 0),
+            )
+        else:
+            cases = (
+                ({"EVLOOP_IMPL": None}, "asyncio loop: the ctypes path (native unavailable: ", 0),
+                ({"EVLOOP_IMPL": "native"}, "FAIL asyncio loop: EVLOOP_IMPL=native: the native path is not available", 1),
+            )
+        for env, line, status in cases + (
             ({"EVLOOP_IMPL": "ctypes"}, "asyncio loop: the ctypes path (EVLOOP_IMPL=ctypes)", 0),
-            ({"EVLOOP_IMPL": "native"}, "FAIL asyncio loop: EVLOOP_IMPL=native: the native path is not available", 1),
         ):
             with self.subTest(env=env):
                 result = run_python("import runpy; runpy.run_module('evloop', run_name='__main__')", **env)

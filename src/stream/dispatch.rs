@@ -159,14 +159,46 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// one; `None` when there is nothing (yet) to hand out.
     #[inline(always)]
     pub fn stream_ready(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
+        self.stream_ready_to(id, revents, None)
+    }
+
+    /// [`stream_ready`](Self::stream_ready) for a caller that reads into a
+    /// buffer of its own (Python's `BufferedProtocol`): a read, if the
+    /// stream makes one, goes into `buf` (not empty) instead of the shared
+    /// buffer, and a `Data` event's bytes are then `buf[..len]`.
+    pub fn stream_ready_into(
+        &mut self,
+        id: StreamId,
+        revents: u32,
+        buf: &mut [u8],
+    ) -> Option<StreamEvent<D>> {
+        debug_assert!(
+            !buf.is_empty(),
+            "a read into nothing looks like end-of-file"
+        );
+        self.stream_ready_to(id, revents, Some(buf))
+    }
+
+    /// What the application attached to a live stream.
+    pub fn stream_data(&self, id: StreamId) -> Option<D> {
+        self.streams.get(id).map(|s| s.data)
+    }
+
+    #[inline(always)]
+    fn stream_ready_to(
+        &mut self,
+        id: StreamId,
+        revents: u32,
+        into: Option<&mut [u8]>,
+    ) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
         let event = if s.flags & (CONNECTING | CLOSING | NOT_READING | RECV_FDS | TLS) != 0
             || s.queue.is_some()
             || revents & ERROR != 0
         {
-            self.stream_ready_slow(id, revents)
+            self.stream_ready_slow(id, revents, into)
         } else {
-            self.read_stream(id)
+            self.read_stream(id, into)
         };
         match event {
             Some(event) if self.pending.is_empty() => Some(event),
@@ -181,7 +213,12 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     #[cold]
     #[inline(never)]
-    fn stream_ready_slow(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
+    fn stream_ready_slow(
+        &mut self,
+        id: StreamId,
+        revents: u32,
+        into: Option<&mut [u8]>,
+    ) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
         if s.flags & TLS != 0 {
             // TLS hook: the session reads, writes and connects.
@@ -196,9 +233,11 @@ impl<D: Copy + Default> StreamLoop<D> {
         let s = self.streams.get_mut(id)?;
         if s.flags & NOT_READING == 0 && (s.socket() || revents & ERROR == 0) {
             if s.flags & RECV_FDS != 0 {
+                // Descriptors come with the bytes: the shared buffer only
+                // (the native layer never passes fds).
                 return self.read_stream_with_fds(id);
             }
-            return self.read_stream(id);
+            return self.read_stream(id, into);
         }
         if revents & ERROR != 0 {
             self.close_on_fd_error(id);
@@ -219,14 +258,22 @@ impl<D: Copy + Default> StreamLoop<D> {
         self.close_now(id, error, false);
     }
 
+    /// Reads into the shared buffer, or into `into` when given.
     #[inline(always)]
-    fn read_stream(&mut self, id: StreamId) -> Option<StreamEvent<D>> {
+    fn read_stream(&mut self, id: StreamId, into: Option<&mut [u8]>) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
-        let offset = self.reads.used;
-        match sys::read(s.fd, self.reads.free_chunk()) {
+        let shared = into.is_none();
+        let offset = if shared { self.reads.used } else { 0 };
+        let target = match into {
+            Some(buf) => buf,
+            None => self.reads.free_chunk(),
+        };
+        match sys::read(s.fd, target) {
             Ok(0) => self.on_peer_eof(id),
             Ok(len) => {
-                self.reads.used += len;
+                if shared {
+                    self.reads.used += len;
+                }
                 s.last_active = self.core.now();
                 Some(StreamEvent {
                     kind: StreamEventKind::Data,
