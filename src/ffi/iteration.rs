@@ -210,25 +210,26 @@ pub(super) fn c_stream_event(event: &StreamEvent<Callback>, data: *const u8) -> 
     }
 }
 
-/// Calls a stream's callback with `event`; returns whether one ran. The
-/// bytes of a Data event are released once it returns.
+/// Calls a stream's callback with `event`; returns whether one ran. Once
+/// it returns (or at once, without a callback), the bytes of a Data event
+/// are released.
 ///
 /// # Safety
 /// `lp` is live and not borrowed.
 pub(super) unsafe fn dispatch_stream(lp: *mut evl_loop, event: StreamEvent<Callback>) -> bool {
     // SAFETY: stream events carry stream callbacks.
-    let Some(cb) = (unsafe { event.data.as_stream() }) else {
-        return false;
-    };
-    // SAFETY: live and not borrowed, as the caller promised; the borrow ends here.
-    let data = unsafe { &*(*lp).core.get() }.bytes_ptr(&event);
-    let c_event = c_stream_event(&event, data);
-    // SAFETY: the caller's callback, called as registered; `c_event` outlives the call.
-    unsafe { cb(lp, &c_event) };
+    let cb = unsafe { event.data.as_stream() };
+    if let Some(cb) = cb {
+        // SAFETY: live and not borrowed, as the caller promised; the borrow ends here.
+        let data = unsafe { &*(*lp).core.get() }.bytes_ptr(&event);
+        let c_event = c_stream_event(&event, data);
+        // SAFETY: the caller's callback, called as registered; `c_event` outlives the call.
+        unsafe { cb(lp, &c_event) };
+    }
     // SAFETY: still live (evl_loop_free is refused from callbacks), and the
     // callback's borrows are over.
     unsafe { &mut *(*lp).core.get() }.release_reads();
-    true
+    cb.is_some()
 }
 
 /// `c_int` count of callbacks, for evl_run_once (evl_run has no use for it,

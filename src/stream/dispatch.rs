@@ -26,6 +26,9 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// events. If the previous iteration stopped early (a batch full), it
     /// goes on with that one instead, without waiting.
     pub fn wait(&mut self, timeout: Option<Duration>, max_events: usize) -> Result<(), Errno> {
+        // The caller has handled the events handed out so far: their bytes
+        // are no longer needed.
+        self.release_reads();
         if self.core.is_dispatching() {
             if self.core.has_more() {
                 return Ok(());

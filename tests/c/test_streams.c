@@ -335,6 +335,40 @@ static void test_graceful_close_with_unread_input_sends_everything(void) {
     CHECK_EQ(evl_loop_free(loop), 0);
 }
 
+/* A stream without a callback under evl_run_once (its events dropped)
+ * kept the bytes it read in the loop's read buffer: after 256 KiB no
+ * stream read anything any more, and the loop spun. */
+static int counted_bytes;
+
+static void count_bytes(evl_loop *loop, const evl_stream_event *ev) {
+    (void)loop;
+    if (ev->kind == EVL_STREAM_DATA) counted_bytes += (int)ev->len;
+}
+
+static void test_stream_without_callback_does_not_stall_the_others(void) {
+    evl_loop *loop = new_loop();
+    int a[2], b[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
+    uint64_t silent, counted;
+    CHECK_EQ(evl_stream_open(loop, a[0], NULL, NULL, &silent), 0);
+    CHECK_EQ(evl_stream_open(loop, b[0], count_bytes, NULL, &counted), 0);
+    static char chunk[65536];
+    counted_bytes = 0;
+    for (int round = 0; round < 8; round++) { /* 512 KiB for the silent one */
+        CHECK(write(a[1], chunk, sizeof chunk) > 0);
+        CHECK(evl_run_once(loop, 100) >= 0);
+    }
+    for (int round = 0; round < 10; round++) {
+        CHECK_EQ(write(b[1], chunk, 100), 100);
+        CHECK(evl_run_once(loop, 100) >= 0);
+    }
+    CHECK_EQ(counted_bytes, 1000);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(a[1]);
+    close(b[1]);
+}
+
 /* ---- a listener and a connection driven by callbacks ---------------------- */
 
 struct session {
@@ -792,6 +826,7 @@ int main(int argc, char **argv) {
         TEST(test_held_over_data_keeps_its_bytes),
         TEST(test_stream_over_a_pipes_write_end),
         TEST(test_graceful_close_with_unread_input_sends_everything),
+        TEST(test_stream_without_callback_does_not_stall_the_others),
         TEST(test_library_closed_stream_id_lives_until_closed),
         TEST(test_stream_callbacks),
         TEST(test_stream_batches),
