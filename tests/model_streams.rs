@@ -14,8 +14,9 @@
 //!   sent, and what the peer reads continues what the stream was given;
 //!   at the end (peers half-close, then streams close) all of it arrived;
 //! - every event names a known stream with its userdata; no DATA once EOF
-//!   came or the stream was closed or aborted, nor (after the batch it was
-//!   asked in) while paused; EOF only after the peer's end and all its bytes;
+//!   came or the stream was closed or aborted, nor once evl_stream_pause
+//!   returned, until evl_stream_resume (and nothing held meanwhile is
+//!   lost); EOF only after the peer's end and all its bytes;
 //! - exactly one EVL_STREAM_CLOSED per stream and nothing after it, with
 //!   the status the model expects (0 for a close the peer waited for,
 //!   -ECONNABORTED for an abort, -ETIMEDOUT never before the idle timeout);
@@ -97,8 +98,8 @@ struct Stream {
     connecting: bool,
     /// It was aborted while nothing else could have ended it.
     abort_when_healthy: bool,
-    /// The call in which pause was asked (DATA may still come in it).
-    paused: Option<u64>,
+    /// evl_stream_pause returned 0, and evl_stream_resume did not since.
+    paused: bool,
     /// The shortest idle timeout ever set (0: none), and a lower bound of
     /// when a byte last moved (open, or the start of a call that delivered
     /// DATA: the library's clock read no earlier).
@@ -292,7 +293,6 @@ impl World {
         let Some(&k) = self.by_id.get(&e.stream) else {
             panic!("event {} for unknown stream {:#x}", e.kind, e.stream);
         };
-        let call = self.call;
         let s = &mut self.streams[k];
         trace(|| {
             format!(
@@ -312,12 +312,7 @@ impl World {
                 assert!(!s.asked_to_end(), "stream {k}: DATA after close/abort");
                 assert!(!s.eof, "stream {k}: DATA after EOF");
                 assert!(!s.connecting, "stream {k}: DATA before CONNECTED");
-                if let Some(since) = s.paused {
-                    assert!(
-                        since == call,
-                        "stream {k}: DATA while paused (since call {since})"
-                    );
-                }
+                assert!(!s.paused, "stream {k}: DATA while paused");
                 // SAFETY: the library says `data` holds `len` bytes for now.
                 let data = unsafe { std::slice::from_raw_parts(e.data, e.len) };
                 let expect = &s.peer_sent[s.got.min(s.peer_sent.len())..];
@@ -509,7 +504,7 @@ impl World {
             connecting: kind == Peer::Connected,
             peer_wrote_late: false,
             abort_when_healthy: false,
-            paused: None,
+            paused: false,
             idle_ms: 0,
             last_moved: self.op_time(),
             closed: None,
@@ -591,7 +586,6 @@ impl World {
 
     /// Marks in the model what a successful (or possibly successful) op did.
     fn apply(&mut self, k: usize, op: u32) {
-        let call = self.call;
         let s = &mut self.streams[k];
         if s.closed.is_some() {
             return;
@@ -604,10 +598,8 @@ impl World {
                     !s.peer_shut && !s.peer_closed && s.idle_ms == 0 && !s.closing && !s.shutdown;
                 s.aborted = true;
             }
-            EVL_OP_PAUSE => {
-                s.paused.get_or_insert(call);
-            }
-            EVL_OP_RESUME => s.paused = None,
+            EVL_OP_PAUSE => s.paused = true,
+            EVL_OP_RESUME => s.paused = false,
             _ => unreachable!(),
         }
     }

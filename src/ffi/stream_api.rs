@@ -232,7 +232,11 @@ pub unsafe extern "C" fn evl_stream_abort(r#loop: *mut evl_loop, stream: u64) ->
     with_loop!(r#loop, |core| core.abort(stream).map(|()| 0))
 }
 
-/// Stops reading from the stream until evl_stream_resume.
+/// Stops reading from the stream until evl_stream_resume. From its return
+/// on no EVL_STREAM_DATA of the stream is delivered until then: bytes read
+/// already and not delivered yet (an evl_stream_poll whose array was full
+/// leaves events for the next one) are held, and come first after
+/// evl_stream_resume (they are dropped if the stream ends before).
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
 /// Thread-safety: the loop's thread only.
@@ -242,7 +246,8 @@ pub unsafe extern "C" fn evl_stream_pause(r#loop: *mut evl_loop, stream: u64) ->
 }
 
 /// Reads again after evl_stream_pause (unless the queue is still above
-/// its high watermark, or the peer's end-of-file came).
+/// its high watermark, or the peer's end-of-file came). What the pause
+/// held is delivered first.
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
 /// Thread-safety: the loop's thread only.

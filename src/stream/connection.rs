@@ -408,13 +408,24 @@ impl<D: Copy + Default> StreamLoop<D> {
         Ok(())
     }
 
-    /// Stops reading until [`resume`](Self::resume).
+    /// Stops reading until [`resume`](Self::resume). No `Data` of the
+    /// stream is handed out from now on until then: bytes read already and
+    /// not handed out yet are held (see `held.rs`).
     pub fn pause(&mut self, id: StreamId) -> Result<(), Errno> {
-        self.set_flag(id, PAUSED, true)
+        self.set_flag(id, PAUSED, true)?;
+        if !self.pending.is_empty() {
+            self.hold_data(id);
+        }
+        Ok(())
     }
 
+    /// Reads again; what `pause` held is handed out first.
     pub fn resume(&mut self, id: StreamId) -> Result<(), Errno> {
-        self.set_flag(id, PAUSED, false)
+        self.set_flag(id, PAUSED, false)?;
+        if !self.held.is_empty() {
+            self.release_held(id);
+        }
+        Ok(())
     }
 
     pub(super) fn set_flag(&mut self, id: StreamId, flag: u32, on: bool) -> Result<(), Errno> {
@@ -489,6 +500,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         sys::close(s.fd);
         if purge {
             self.pending.retain(|e| e.stream != id);
+            self.drop_held(id);
         }
         self.pending
             .push_back(s.event(StreamEventKind::Closed, id, error));

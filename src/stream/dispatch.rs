@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, WRITE_SHUT};
+use super::held::HELD;
 use super::read_buffer::MIN_READ;
 use super::{Event, Owner, Ready, StreamEvent, StreamEventKind, StreamId, StreamLoop};
 use crate::event_loop;
@@ -122,11 +123,15 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// The oldest event in `pending`: the one way events leave it.
     #[cold]
     #[inline(never)]
-    fn pop_pending(&mut self) -> Option<StreamEvent<D>> {
+    pub(super) fn pop_pending(&mut self) -> Option<StreamEvent<D>> {
+        if self.pending.front()?.offset == HELD {
+            return self.pop_held();
+        }
         let event = self.pending.pop_front()?;
         if event.kind == StreamEventKind::Closed {
-            // Handed out: the stream's id dies now.
+            // Handed out: the stream's id dies now, and what it held.
             self.streams.retire(event.stream);
+            self.drop_held(event.stream);
         }
         Some(event)
     }

@@ -24,13 +24,15 @@
 //! One file per part: the shared read buffer
 //! (`read_buffer.rs`), write queues (`write_queue.rs`), listeners
 //! (`listener.rs`), connections and what the application asks of them
-//! (`connection.rs`), watermarks and idle timeouts (`settings.rs`), and
+//! (`connection.rs`), data held while a stream is paused (`held.rs`),
+//! watermarks and idle timeouts (`settings.rs`), and
 //! `dispatch.rs`, which turns the core loop's events into stream events;
 //! `embed.rs` passes the core loop's hooks and backend fd and timeout on.
 
 mod connection;
 mod dispatch;
 mod embed;
+mod held;
 mod listener;
 mod read_buffer;
 mod settings;
@@ -48,6 +50,7 @@ pub use settings::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 
 use crate::slab::{Slab, OTHER_KIND};
 use connection::Stream;
+use held::Held;
 use listener::Listener;
 use read_buffer::ReadBuffer;
 
@@ -162,6 +165,8 @@ pub struct StreamLoop<D: Copy + Default> {
     /// Stream events made by something other than a read (accepts, closes,
     /// drains), handed out before anything else.
     pending: VecDeque<StreamEvent<D>>,
+    /// Bytes of paused streams, read before the pause (`held.rs`).
+    held: Vec<Held>,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -176,6 +181,7 @@ impl<D: Copy + Default> StreamLoop<D> {
                 used: 0,
             },
             pending: VecDeque::new(),
+            held: Vec::new(),
         })
     }
 

@@ -335,6 +335,79 @@ static void test_graceful_close_with_unread_input_sends_everything(void) {
     CHECK_EQ(evl_loop_free(loop), 0);
 }
 
+/* Issue 25 (left from stop 20): evl_stream_pause after the library had read
+ * a stream's bytes but not delivered them (a poll whose array was full
+ * leaves its events for the next) still delivered them. Now no DATA comes
+ * until evl_stream_resume, and then those bytes come first, nothing lost;
+ * meanwhile the other streams read on (the held bytes do not take the
+ * read buffer). */
+static void test_pause_holds_data_read_before_it(void) {
+    evl_loop *loop = new_loop();
+    int a[2], b[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
+    uint64_t streams[2];
+    CHECK_EQ(evl_stream_open(loop, a[0], NULL, NULL, &streams[0]), 0);
+    CHECK_EQ(evl_stream_open(loop, b[0], NULL, NULL, &streams[1]), 0);
+    static char big[300000];
+    memset(big, '.', sizeof big);
+    char pattern[2] = {'a', 'b'};
+    int peers[2] = {a[1], b[1]};
+    for (int i = 0; i < 2; i++) {
+        /* A queue that drains and a read in the same wakeup: DRAINED, then
+         * DATA, which a poll of one event leaves for the next. */
+        CHECK_EQ(evl_stream_set_watermarks(loop, streams[i], 0, 0), 0);
+        CHECK_EQ(evl_stream_write(loop, streams[i], big, sizeof big), 0);
+        drain_fd(peers[i]);
+        char msg[1000];
+        memset(msg, pattern[i], sizeof msg);
+        CHECK_EQ(write(peers[i], msg, sizeof msg), (ssize_t)sizeof msg);
+    }
+    evl_stream_event ev[16];
+    CHECK_EQ(evl_stream_poll(loop, 1000, ev, 1), 1);
+    CHECK_EQ(ev[0].kind, EVL_STREAM_DRAINED);
+    int held = ev[0].stream == streams[1];
+    int other = !held;
+    CHECK_EQ(evl_stream_pause(loop, streams[held]), 0);
+    /* While paused: nothing of it, and the other stream reads 2 MB. */
+    size_t other_got = 0, held_got = 0;
+    int wrong = 0;
+    static char chunk[65536];
+    memset(chunk, pattern[other], sizeof chunk);
+    size_t other_sent = 0;
+    for (int round = 0; round < 5000 && (other_sent < 2000000 || other_got < other_sent + 1000); round++) {
+        ssize_t n = other_sent < 2000000 ? write(peers[other], chunk, sizeof chunk) : 0;
+        if (n > 0) other_sent += (size_t)n;
+        if (round == 10) CHECK_EQ(write(peers[held], pattern[held] == 'a' ? "aaaaa" : "bbbbb", 5), 5);
+        int count = evl_stream_poll(loop, 10, ev, 16);
+        CHECK(count >= 0);
+        for (int i = 0; i < count; i++) {
+            if (ev[i].kind != EVL_STREAM_DATA) continue;
+            if (ev[i].stream == streams[held]) held_got += ev[i].len;
+            else other_got += ev[i].len;
+            if (!all_bytes_are(&ev[i], ev[i].stream == streams[held] ? pattern[held] : pattern[other])) wrong++;
+        }
+    }
+    CHECK_EQ(held_got, 0);
+    CHECK_EQ(other_got, other_sent + 1000);
+    /* Resumed: the 1000 bytes read before the pause, then the 5 sent since. */
+    CHECK_EQ(evl_stream_resume(loop, streams[held]), 0);
+    for (int round = 0; round < 100 && held_got < 1005; round++) {
+        int count = evl_stream_poll(loop, 10, ev, 16);
+        for (int i = 0; i < count; i++) {
+            if (ev[i].kind != EVL_STREAM_DATA) continue;
+            CHECK_EQ(ev[i].stream, streams[held]);
+            held_got += ev[i].len;
+            if (!all_bytes_are(&ev[i], pattern[held])) wrong++;
+        }
+    }
+    CHECK_EQ(held_got, 1005);
+    CHECK_EQ(wrong, 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(a[1]);
+    close(b[1]);
+}
+
 /* A stream without a callback under evl_run_once (its events dropped)
  * kept the bytes it read in the loop's read buffer: after 256 KiB no
  * stream read anything any more, and the loop spun. */
@@ -826,6 +899,7 @@ int main(int argc, char **argv) {
         TEST(test_held_over_data_keeps_its_bytes),
         TEST(test_stream_over_a_pipes_write_end),
         TEST(test_graceful_close_with_unread_input_sends_everything),
+        TEST(test_pause_holds_data_read_before_it),
         TEST(test_stream_without_callback_does_not_stall_the_others),
         TEST(test_library_closed_stream_id_lives_until_closed),
         TEST(test_stream_callbacks),
