@@ -116,10 +116,15 @@
 #define EVL_STREAM_DRAINED 3
 
 /**
- * The stream is over and its fd closed; `status` is 0 (closed as asked,
- * or both sides shut down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle
- * timeout), -ECONNABORTED (evl_stream_abort)... The last event of every
- * stream: free what `userdata` points to here.
+ * The stream is over; `status` is 0 (closed as asked, or both sides shut
+ * down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle timeout),
+ * -ECONNABORTED (evl_stream_abort)... The last event of every stream,
+ * exactly one per stream: free what `userdata` points to here.
+ *
+ * The stream's fd (`fd`, for logs only) is still open when this event is
+ * delivered, so that its number is not given to another file before the
+ * application has seen the end: the library closes it once the callback
+ * returns (with evl_stream_poll: at the next evl_stream_poll).
  *
  * A stream's id stays valid until this event has been delivered (to the
  * callback, or written by evl_stream_poll), also when the stream closed
@@ -247,8 +252,9 @@ typedef struct evl_stream_event {
    */
   uint32_t kind;
   /**
-   * The stream's fd (already closed for EVL_STREAM_CLOSED: for logs only),
-   * or the raw registration's for EVL_STREAM_IO.
+   * The stream's fd (for EVL_STREAM_CLOSED, for logs only: the library
+   * closes it just after, see there), or the raw registration's for
+   * EVL_STREAM_IO.
    */
   int fd;
   /**
@@ -615,7 +621,8 @@ int evl_backend_fd(struct evl_loop *loop);
  * For a host loop: how many milliseconds it may wait before the loop needs
  * an iteration: 0 if it has work now (queued tasks, a signal or stream
  * events not yet handed out, an iteration that evl_poll or evl_stream_poll
- * cut short, an active idle hook), the time to the next timer rounded up
+ * cut short, an active idle hook, ended streams' sockets to close), the
+ * time to the next timer rounded up
  * (so an iteration then never finds the timer early), or -1 if only I/O,
  * which makes evl_backend_fd readable, can give it work. Ask again after
  * each iteration: callbacks change it.
@@ -750,6 +757,8 @@ int evl_stream_close(struct evl_loop *loop, uint64_t stream);
 /**
  * Closes now, dropping what is queued (EVL_STREAM_CLOSED follows with
  * -ECONNABORTED). Events of the stream not yet delivered are dropped.
+ * The socket is closed as close(2) closes it (with a reset if input is
+ * unread) once EVL_STREAM_CLOSED has been delivered.
  *
  * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
  * Thread-safety: the loop's thread only.

@@ -136,6 +136,7 @@ c_tests! {
         test_held_over_data_keeps_its_bytes,
         test_stream_over_a_pipes_write_end,
         test_graceful_close_with_unread_input_sends_everything,
+        test_fd_stays_open_until_closed_is_delivered,
         test_pause_holds_data_read_before_it,
         test_stream_without_callback_does_not_stall_the_others,
         test_library_closed_stream_id_lives_until_closed,

@@ -75,6 +75,10 @@ impl Peer {
 
 struct Stream {
     id: u64,
+    /// The stream's fd and what it is open on: until CLOSED is delivered
+    /// the library keeps it open, so the number names the same file.
+    fd: RawFd,
+    file: (u64, u64),
     ud: usize,
     peer_kind: Peer,
     /// Our end; None once closed.
@@ -196,6 +200,14 @@ struct WritePlan {
 
 /// The userdata of the listener (and of the streams it accepts).
 const LISTENER_UD: usize = 7;
+
+/// The device and inode an fd is open on (None: not open).
+fn file_id(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: a plain fstat into a zeroed struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid place for the result.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
 
 fn status_name(rc: i32) -> String {
     format!("{rc}")
@@ -366,6 +378,7 @@ impl World {
                 s.connecting = false;
             }
             EVL_STREAM_CLOSED => {
+                assert_eq!(e.fd, s.fd, "stream {k}: CLOSED names another fd");
                 let status = e.status;
                 if s.aborted {
                     // An abort, unless the stream had ended itself before it.
@@ -485,8 +498,14 @@ impl World {
     fn add_stream(&mut self, id: u64, ud: usize, kind: Peer, ours: RawFd) {
         let k = self.streams.len();
         self.by_id.insert(id, k);
+        // SAFETY: the loop is live.
+        let fd = unsafe { evl_stream_fd(self.lp, id) };
+        assert!(fd >= 0, "stream {k}: evl_stream_fd -> {fd}");
+        let file = file_id(fd).expect("a new stream's fd is open");
         self.streams.push(Stream {
             id,
+            fd,
+            file,
             ud,
             peer_kind: kind,
             peer: Some(ours),
@@ -885,7 +904,23 @@ impl World {
 
     // ---- random steps -----------------------------------------------------------
 
+    /// The fd of every stream whose CLOSED was not delivered is still open
+    /// on the same file (a new socket cannot have taken its number).
+    fn check_fds_open(&self) {
+        for (k, s) in self.streams.iter().enumerate() {
+            if s.closed.is_none() {
+                assert_eq!(
+                    file_id(s.fd),
+                    Some(s.file),
+                    "stream {k}: its fd {} was closed before its CLOSED was delivered",
+                    s.fd
+                );
+            }
+        }
+    }
+
     fn op(&mut self) {
+        self.check_fds_open();
         let w = self.where_();
         match self.rng.weighted(&[3, 10, 6, 10, 8, 3, 2, 2, 2, 3, 2]) {
             0 => self.open(),
@@ -1228,9 +1263,29 @@ fn finish() {
         }
         iteration(5);
     }
+    // Every peer reads to its end, while the loop runs: a stream's fd
+    // closes once its CLOSED was delivered.
+    loop {
+        let reading: Vec<usize> = with_world(|w| {
+            (0..w.streams.len())
+                .filter(|&k| {
+                    while w.peer_read(k, 1 << 16) {}
+                    let s = &w.streams[k];
+                    s.peer.is_some() && !s.peer_saw_eof && s.peer_kind.stream_writes()
+                })
+                .collect()
+        });
+        if reading.is_empty() {
+            break;
+        }
+        assert!(
+            now_ns() < give_up,
+            "after 15 s: peers {reading:?} still wait for their end"
+        );
+        iteration(5);
+    }
     with_world(|w| {
         for k in 0..w.streams.len() {
-            while w.peer_read(k, 1 << 16) {}
             let s = &w.streams[k];
             // Everything given to a stream that was closed (not aborted) and
             // whose peer stayed to read, arrived.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::boundary::{core, Callback};
 use super::types::*;
 use crate::event_loop::HookKind;
-use crate::stream::{Event, Ready, StreamEvent};
+use crate::stream::{Event, Ready, StreamEvent, StreamEventKind};
 use crate::sys::Errno;
 
 /// What one caller of [`iterate`] does with the events it is handed.
@@ -212,7 +212,7 @@ pub(super) fn c_stream_event(event: &StreamEvent<Callback>, data: *const u8) -> 
 
 /// Calls a stream's callback with `event`; returns whether one ran. Once
 /// it returns (or at once, without a callback), the bytes of a Data event
-/// are released.
+/// are released, and after a Closed event the fds of ended streams close.
 ///
 /// # Safety
 /// `lp` is live and not borrowed.
@@ -228,7 +228,11 @@ pub(super) unsafe fn dispatch_stream(lp: *mut evl_loop, event: StreamEvent<Callb
     }
     // SAFETY: still live (evl_loop_free is refused from callbacks), and the
     // callback's borrows are over.
-    unsafe { &mut *(*lp).core.get() }.release_reads();
+    let core = unsafe { &mut *(*lp).core.get() };
+    core.release_reads();
+    if event.kind == StreamEventKind::Closed {
+        core.close_ended();
+    }
     cb.is_some()
 }
 

@@ -224,6 +224,8 @@ pub unsafe extern "C" fn evl_stream_close(r#loop: *mut evl_loop, stream: u64) ->
 
 /// Closes now, dropping what is queued (EVL_STREAM_CLOSED follows with
 /// -ECONNABORTED). Events of the stream not yet delivered are dropped.
+/// The socket is closed as close(2) closes it (with a reset if input is
+/// unread) once EVL_STREAM_CLOSED has been delivered.
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
 /// Thread-safety: the loop's thread only.

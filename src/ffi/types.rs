@@ -124,10 +124,15 @@ pub const EVL_STREAM_EOF: u32 = 2;
 /// The write queue emptied (only after something had to be queued).
 pub const EVL_STREAM_DRAINED: u32 = 3;
 
-/// The stream is over and its fd closed; `status` is 0 (closed as asked,
-/// or both sides shut down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle
-/// timeout), -ECONNABORTED (evl_stream_abort)... The last event of every
-/// stream: free what `userdata` points to here.
+/// The stream is over; `status` is 0 (closed as asked, or both sides shut
+/// down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle timeout),
+/// -ECONNABORTED (evl_stream_abort)... The last event of every stream,
+/// exactly one per stream: free what `userdata` points to here.
+///
+/// The stream's fd (`fd`, for logs only) is still open when this event is
+/// delivered, so that its number is not given to another file before the
+/// application has seen the end: the library closes it once the callback
+/// returns (with evl_stream_poll: at the next evl_stream_poll).
 ///
 /// A stream's id stays valid until this event has been delivered (to the
 /// callback, or written by evl_stream_poll), also when the stream closed
@@ -184,8 +189,9 @@ pub const EVL_OP_RESUME: u32 = 6;
 pub struct evl_stream_event {
     /// EVL_STREAM_*.
     pub kind: u32,
-    /// The stream's fd (already closed for EVL_STREAM_CLOSED: for logs only),
-    /// or the raw registration's for EVL_STREAM_IO.
+    /// The stream's fd (for EVL_STREAM_CLOSED, for logs only: the library
+    /// closes it just after, see there), or the raw registration's for
+    /// EVL_STREAM_IO.
     pub fd: c_int,
     /// The stream's id (for EVL_STREAM_ACCEPTED, the new stream's).
     pub stream: u64,

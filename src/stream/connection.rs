@@ -490,24 +490,14 @@ impl<D: Copy + Default> StreamLoop<D> {
         if s.idle_timer != 0 {
             let _ = self.core.stop_timer(s.idle_timer);
         }
-        let _ = self.core.unregister(s.fd);
-        if error == 0 && s.socket() {
-            // A graceful end: unread input would make close(2) answer with
-            // RST, which throws away what the kernel still has to send (and
-            // the peer reads ECONNRESET, not end-of-file). Read it first.
-            sys::discard_input(s.fd);
-        }
-        sys::close(s.fd);
         if purge {
             self.pending.retain(|e| e.stream != id);
             self.drop_held(id);
         }
         self.pending
             .push_back(s.event(StreamEventKind::Closed, id, error));
-        if let Some(l) = self.listeners.get_mut(s.listener) {
-            l.live -= 1;
-            self.update_accepting(s.listener);
-        }
+        // Closed once `Closed` has been handed out (ending.rs).
+        self.end_fd(id, &s, error);
     }
 }
 

@@ -28,8 +28,11 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// goes on with that one instead, without waiting.
     pub fn wait(&mut self, timeout: Option<Duration>, max_events: usize) -> Result<(), Errno> {
         // The caller has handled the events handed out so far: their bytes
-        // are no longer needed.
+        // are no longer needed, and ended streams' fds may close.
         self.release_reads();
+        if !self.to_close.is_empty() {
+            self.close_ended();
+        }
         if self.core.is_dispatching() {
             if self.core.has_more() {
                 return Ok(());

@@ -24,7 +24,8 @@
 //! One file per part: the shared read buffer
 //! (`read_buffer.rs`), write queues (`write_queue.rs`), listeners
 //! (`listener.rs`), connections and what the application asks of them
-//! (`connection.rs`), data held while a stream is paused (`held.rs`),
+//! (`connection.rs`), what becomes of an ended stream's fd (`ending.rs`),
+//! data held while a stream is paused (`held.rs`),
 //! watermarks and idle timeouts (`settings.rs`), and
 //! `dispatch.rs`, which turns the core loop's events into stream events;
 //! `embed.rs` passes the core loop's hooks and backend fd and timeout on.
@@ -32,6 +33,7 @@
 mod connection;
 mod dispatch;
 mod embed;
+mod ending;
 mod held;
 mod listener;
 mod read_buffer;
@@ -50,6 +52,7 @@ pub use settings::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 
 use crate::slab::{Slab, OTHER_KIND};
 use connection::Stream;
+use ending::Ending;
 use held::Held;
 use listener::Listener;
 use read_buffer::ReadBuffer;
@@ -86,7 +89,8 @@ pub enum StreamEventKind {
 pub struct StreamEvent<D> {
     pub kind: StreamEventKind,
     pub stream: StreamId,
-    /// The stream's fd (already closed for `Closed`: for logs only).
+    /// The stream's fd (for `Closed`, for logs only: it closes once that
+    /// event was handled, see `ending.rs`).
     pub fd: RawFd,
     /// `Closed` and `Connected`: 0 or a positive errno.
     pub error: Errno,
@@ -167,6 +171,8 @@ pub struct StreamLoop<D: Copy + Default> {
     pending: VecDeque<StreamEvent<D>>,
     /// Bytes of paused streams, read before the pause (`held.rs`).
     held: Vec<Held>,
+    /// Ended streams' fds, to be closed once their `Closed` was handed out.
+    to_close: Vec<Ending>,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -182,6 +188,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             },
             pending: VecDeque::new(),
             held: Vec::new(),
+            to_close: Vec::new(),
         })
     }
 
@@ -260,7 +267,8 @@ impl<D: Copy + Default> StreamLoop<D> {
 }
 
 impl<D: Copy + Default> Drop for StreamLoop<D> {
-    /// Streams and listeners own their fds: they close with the loop.
+    /// Streams and listeners own their fds: they close with the loop, and
+    /// so do ended streams'.
     fn drop(&mut self) {
         for fd in self.streams.values().map(|s| s.fd) {
             sys::close(fd);
@@ -268,5 +276,6 @@ impl<D: Copy + Default> Drop for StreamLoop<D> {
         for fd in self.listeners.values().map(|l| l.fd) {
             sys::close(fd);
         }
+        self.close_all_ended();
     }
 }

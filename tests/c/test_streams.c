@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void ignore_event(evl_loop *loop, const evl_stream_event *ev) {
@@ -332,6 +333,35 @@ static void test_graceful_close_with_unread_input_sends_everything(void) {
     CHECK_EQ(closed, 1);
     CHECK_EQ(status, 0);
     close(fds[1]);
+    CHECK_EQ(evl_loop_free(loop), 0);
+}
+
+/* Issue 25 (the flush-closes-fd item): a stream the library ended (a write
+ * failed) kept its fd number only until then: before its EVL_STREAM_CLOSED
+ * was delivered a new socket could take the number, which an application
+ * still holding it as the stream's (asyncio's map of fds) took for the
+ * stream's. Now the fd stays open until the event was delivered. */
+static void test_fd_stays_open_until_closed_is_delivered(void) {
+    evl_loop *loop = new_loop();
+    int fds[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+    uint64_t stream;
+    CHECK_EQ(evl_stream_open(loop, fds[0], NULL, NULL, &stream), 0);
+    int fd = evl_stream_fd(loop, stream);
+    CHECK_EQ(fd, fds[0]);
+    close(fds[1]);
+    CHECK_EQ(evl_stream_write(loop, stream, "x", 1), -EPIPE); /* ends it */
+    struct stat st;
+    CHECK_EQ(fstat(fd, &st), 0); /* still ours: no new file may take it */
+    evl_stream_event ev[4];
+    CHECK_EQ(evl_stream_poll(loop, 0, ev, 4), 1);
+    CHECK_EQ(ev[0].kind, EVL_STREAM_CLOSED);
+    CHECK_EQ(ev[0].status, -EPIPE);
+    CHECK_EQ(ev[0].fd, fd);
+    CHECK_EQ(fstat(fd, &st), 0); /* until the next poll */
+    CHECK_EQ(evl_stream_poll(loop, 0, ev, 4), 0);
+    CHECK_EQ(fstat(fd, &st), -1);
+    CHECK_EQ(errno, EBADF);
     CHECK_EQ(evl_loop_free(loop), 0);
 }
 
@@ -899,6 +929,7 @@ int main(int argc, char **argv) {
         TEST(test_held_over_data_keeps_its_bytes),
         TEST(test_stream_over_a_pipes_write_end),
         TEST(test_graceful_close_with_unread_input_sends_everything),
+        TEST(test_fd_stays_open_until_closed_is_delivered),
         TEST(test_pause_holds_data_read_before_it),
         TEST(test_stream_without_callback_does_not_stall_the_others),
         TEST(test_library_closed_stream_id_lives_until_closed),
