@@ -124,7 +124,8 @@
  * The stream's fd (`fd`, for logs only) is still open when this event is
  * delivered, so that its number is not given to another file before the
  * application has seen the end: the library closes it once the callback
- * returns (with evl_stream_poll: at the next evl_stream_poll).
+ * returns (with evl_stream_poll: at the next evl_stream_poll), or later
+ * if the socket lingers (evl_stream_set_linger).
  *
  * A stream's id stays valid until this event has been delivered (to the
  * callback, or written by evl_stream_poll), also when the stream closed
@@ -157,6 +158,18 @@
  * `fd`, `revents` and `userdata` are the registration's, `stream` is 0.
  */
 #define EVL_STREAM_IO 7
+
+/**
+ * evl_stream_set_linger's default `max_bytes`: a socket lingering after
+ * evl_stream_close closes once its peer has sent more than this (1 MiB).
+ */
+#define EVL_LINGER_DEFAULT_BYTES 1048576
+
+/**
+ * evl_stream_set_linger's default `max_ms`: a socket lingers this long at
+ * most after evl_stream_close.
+ */
+#define EVL_LINGER_DEFAULT_MS 2000
 
 /**
  * evl_listen flag: set SO_REUSEPORT, so that several loops (one per thread)
@@ -362,8 +375,11 @@ int evl_loop_new(struct evl_loop **out);
 
 /**
  * Frees a loop and the kernel objects it owns (epoll set, eventfd,
- * signalfd). Registered fds stay open: they belong to the caller. Signals
- * the loop blocked are unblocked again. Queued tasks are dropped uncalled.
+ * signalfd). Registered fds stay open: they belong to the caller. Streams
+ * and listeners are closed with it (no EVL_STREAM_CLOSED is delivered),
+ * and so are sockets still lingering (evl_stream_set_linger), after the
+ * input that has arrived is discarded. Signals the loop blocked are
+ * unblocked again. Queued tasks are dropped uncalled.
  *
  * Returns 0, -EINVAL for NULL, -EBUSY when called from one of the loop's
  * own callbacks (the loop is left intact).
@@ -435,8 +451,12 @@ int evl_unregister(struct evl_loop *loop, int fd);
 
 /**
  * Runs the loop until evl_stop is called or nothing is left to wait for
- * (no registration, timer, signal watcher or queued task). Interrupted
- * waits (EINTR) are retried.
+ * (no registration, timer, signal watcher, hook, stream, listener, queued
+ * task or stream event to deliver). Interrupted waits (EINTR) are retried.
+ * Sockets lingering after evl_stream_close (evl_stream_set_linger) do not
+ * keep it running: when nothing else is left, it closes them (discarding
+ * the input that has arrived first) and returns. After evl_stop they are
+ * kept, and go on lingering when the loop runs again.
  *
  * Returns 0; -EINVAL for NULL; -EBUSY when called from one of the loop's
  * own callbacks; another negative errno if epoll_wait failed.
@@ -514,7 +534,10 @@ int evl_post(struct evl_loop *loop, evl_task_cb cb, void *userdata);
  * watched): it never calls back again, and the number may be registered
  * anew. (Finding out costs the parent's loop at most one wake-up with no
  * callback, when such a number was reused.) An EVL_ONESHOT registration
- * comes back armed.
+ * comes back armed. Streams are kept (their sockets are shared with the
+ * parent); sockets lingering after a close (evl_stream_set_linger) are
+ * the parent's to end: the child closes its copies, so that such a
+ * connection ends when the parent closes it.
  *
  * Returns 0; -EINVAL for NULL; -EBUSY from one of the loop's callbacks;
  * the errno of a failed syscall (the loop is then unusable: free it).
@@ -740,14 +763,22 @@ int evl_stream_write(struct evl_loop *loop, uint64_t stream, const void *data, s
 int evl_stream_shutdown(struct evl_loop *loop, uint64_t stream);
 
 /**
- * Graceful close: stops reading, sends what is queued, then closes
- * (EVL_STREAM_CLOSED, status 0, or an error if the peer went first). Events
- * of the stream not yet delivered are dropped. Input not read by then is
- * read and dropped just before the socket is closed, so that the close
- * ends with FIN, not with a reset that would throw away what the kernel
- * still has to send. Input that arrives after that (still in flight, or
- * sent by the peer once the close began) still makes TCP answer with a
- * reset: a peer should stop sending before it expects the end.
+ * Graceful close: stops reading, sends what is queued, then ends the
+ * stream: EVL_STREAM_CLOSED (status 0, or an error if the peer went
+ * first) comes once the queue is sent. Events of the stream not yet
+ * delivered are dropped.
+ *
+ * A socket whose peer has not ended its side then lingers (bounds:
+ * evl_stream_set_linger; by default up to 2 s and 1 MiB): its writing side
+ * is shut down, so the peer reads the whole reply and then end-of-file,
+ * and what the peer still sends is read and dropped until its end-of-file;
+ * only then is the socket closed. Closing it with unread input at once
+ * would make TCP answer with a reset, which throws away what the kernel
+ * has not sent yet: a peer still sending (a pipelined request, an upload
+ * refused) would lose the end of the reply. A lingering socket has no id
+ * and makes no event; it still counts for its listener's
+ * evl_listener_set_max_conns (it holds an fd), but does not keep evl_run
+ * running (see there and evl_loop_free).
  *
  * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
  * Thread-safety: the loop's thread only.
@@ -757,8 +788,8 @@ int evl_stream_close(struct evl_loop *loop, uint64_t stream);
 /**
  * Closes now, dropping what is queued (EVL_STREAM_CLOSED follows with
  * -ECONNABORTED). Events of the stream not yet delivered are dropped.
- * The socket is closed as close(2) closes it (with a reset if input is
- * unread) once EVL_STREAM_CLOSED has been delivered.
+ * Nothing lingers: the socket is closed as close(2) closes it (with a
+ * reset if input is unread) once EVL_STREAM_CLOSED has been delivered.
  *
  * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
  * Thread-safety: the loop's thread only.
@@ -811,6 +842,30 @@ int evl_stream_set_watermarks(struct evl_loop *loop, uint64_t stream, size_t hig
  * Thread-safety: the loop's thread only.
  */
 int evl_stream_set_idle_timeout(struct evl_loop *loop, uint64_t stream, uint32_t timeout_ms);
+
+/**
+ * How evl_stream_close ends the stream's socket once its queue is sent
+ * (see there): it lingers, reading and dropping what the peer still sends,
+ * until the peer's end-of-file, or until the peer has sent more than
+ * `max_bytes` bytes since the close, or for `max_ms` milliseconds at most;
+ * then it is closed (input that came and was not read by then makes TCP
+ * answer with a reset). Defaults: EVL_LINGER_DEFAULT_BYTES (1 MiB) and
+ * EVL_LINGER_DEFAULT_MS (2000). `max_ms` 0: no lingering: input that has
+ * arrived is discarded (up to `max_bytes`) and the socket closed at once,
+ * as asyncio's transports close. `max_bytes` 0: nothing is discarded: the
+ * socket is closed at once as it is (a reset if input is unread, as a bare
+ * close(2)). Only sockets linger, and only after a graceful close whose
+ * peer has not ended its side; evl_stream_abort and errors close at once.
+ * Takes effect at the close (a stream already closing uses the new
+ * bounds). Given a listener, sets what the streams it accepts from then
+ * on start with.
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream or
+ * listener (0 for a stream closed whose EVL_STREAM_CLOSED is not delivered
+ * yet: nothing to do).
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_set_linger(struct evl_loop *loop, uint64_t stream, size_t max_bytes, uint32_t max_ms);
 
 /**
  * Replaces the callback and userdata of a stream, or of a listener (for the

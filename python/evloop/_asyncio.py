@@ -185,6 +185,11 @@ class _StreamTransport(transports._FlowControlMixin, transports.Transport, Strea
         # asyncio's transports never stop reading for what waits to be sent:
         # that is the protocol's business (pause_writing).
         engine.stream_call(_lib.evl_stream_set_watermarks, self._stream, 0, 0)
+        # close() closes once the queue is sent, as asyncio's does: no
+        # lingering (a peer still sending gets a reset, ConnectionError);
+        # what has arrived is discarded first, so a peer that stopped
+        # sending reads the whole reply and end-of-file.
+        engine.stream_call(_lib.evl_stream_set_linger, self._stream, _lib.EVL_LINGER_DEFAULT_BYTES, 0)
         self._protocol_connected = False
         self.set_protocol(protocol)
         if server is not None:

@@ -41,8 +41,11 @@ pub unsafe extern "C" fn evl_loop_new(out: *mut *mut evl_loop) -> c_int {
 }
 
 /// Frees a loop and the kernel objects it owns (epoll set, eventfd,
-/// signalfd). Registered fds stay open: they belong to the caller. Signals
-/// the loop blocked are unblocked again. Queued tasks are dropped uncalled.
+/// signalfd). Registered fds stay open: they belong to the caller. Streams
+/// and listeners are closed with it (no EVL_STREAM_CLOSED is delivered),
+/// and so are sockets still lingering (evl_stream_set_linger), after the
+/// input that has arrived is discarded. Signals the loop blocked are
+/// unblocked again. Queued tasks are dropped uncalled.
 ///
 /// Returns 0, -EINVAL for NULL, -EBUSY when called from one of the loop's
 /// own callbacks (the loop is left intact).
@@ -143,8 +146,12 @@ pub unsafe extern "C" fn evl_unregister(r#loop: *mut evl_loop, fd: c_int) -> c_i
 }
 
 /// Runs the loop until evl_stop is called or nothing is left to wait for
-/// (no registration, timer, signal watcher or queued task). Interrupted
-/// waits (EINTR) are retried.
+/// (no registration, timer, signal watcher, hook, stream, listener, queued
+/// task or stream event to deliver). Interrupted waits (EINTR) are retried.
+/// Sockets lingering after evl_stream_close (evl_stream_set_linger) do not
+/// keep it running: when nothing else is left, it closes them (discarding
+/// the input that has arrived first) and returns. After evl_stop they are
+/// kept, and go on lingering when the loop runs again.
 ///
 /// Returns 0; -EINVAL for NULL; -EBUSY when called from one of the loop's
 /// own callbacks; another negative errno if epoll_wait failed.
@@ -159,7 +166,11 @@ pub unsafe extern "C" fn evl_run(r#loop: *mut evl_loop) -> c_int {
         loop {
             // SAFETY: checked by Running::enter; no other borrow is in use.
             let core = unsafe { core(r#loop) }?;
-            if core.take_stop() || !core.is_alive() {
+            if core.take_stop() {
+                return Ok(0);
+            }
+            if !core.is_alive() {
+                core.end_lingering();
                 return Ok(0);
             }
             // SAFETY: as above.
@@ -291,7 +302,10 @@ pub unsafe extern "C" fn evl_post(
 /// watched): it never calls back again, and the number may be registered
 /// anew. (Finding out costs the parent's loop at most one wake-up with no
 /// callback, when such a number was reused.) An EVL_ONESHOT registration
-/// comes back armed.
+/// comes back armed. Streams are kept (their sockets are shared with the
+/// parent); sockets lingering after a close (evl_stream_set_linger) are
+/// the parent's to end: the child closes its copies, so that such a
+/// connection ends when the parent closes it.
 ///
 /// Returns 0; -EINVAL for NULL; -EBUSY from one of the loop's callbacks;
 /// the errno of a failed syscall (the loop is then unusable: free it).

@@ -496,7 +496,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         self.pending
             .push_back(s.event(StreamEventKind::Closed, id, error));
-        // Closed once `Closed` has been handed out (ending.rs).
+        // The fd lingers, or closes once `Closed` has been handed out (ending.rs).
         self.end_fd(id, &s, error);
     }
 }

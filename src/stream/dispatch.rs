@@ -102,15 +102,17 @@ impl<D: Copy + Default> StreamLoop<D> {
                         }
                     }
                     Owner::Listener(id) => self.on_listener_ready(id),
+                    Owner::Lingering(id) => self.on_lingering_ready(id),
                     // Timers own no registration.
-                    Owner::IdleTimer(_) | Owner::AcceptRetry(_) => {}
+                    Owner::IdleTimer(_) | Owner::AcceptRetry(_) | Owner::LingerTimer(_) => {}
                 },
                 event_loop::Event::Timer { id, data } => match data {
                     Owner::User(data) => return Some(Event::Timer { id, data }),
                     Owner::IdleTimer(stream) => self.on_idle_timer(stream),
                     Owner::AcceptRetry(listener) => self.on_accept_retry(listener),
-                    // Streams and listeners own no timer of their own kind.
-                    Owner::Stream(_) | Owner::Listener(_) => {}
+                    Owner::LingerTimer(lingering) => self.on_linger_timer(lingering),
+                    // Registrations own no timer.
+                    Owner::Stream(_) | Owner::Listener(_) | Owner::Lingering(_) => {}
                 },
                 event_loop::Event::Task(Owner::User(data)) => return Some(Event::Task(data)),
                 event_loop::Event::Signal {

@@ -24,11 +24,12 @@
 //! One file per part: the shared read buffer
 //! (`read_buffer.rs`), write queues (`write_queue.rs`), listeners
 //! (`listener.rs`), connections and what the application asks of them
-//! (`connection.rs`), what becomes of an ended stream's fd (`ending.rs`),
-//! data held while a stream is paused (`held.rs`),
-//! watermarks and idle timeouts (`settings.rs`), and
-//! `dispatch.rs`, which turns the core loop's events into stream events;
-//! `embed.rs` passes the core loop's hooks and backend fd and timeout on.
+//! (`connection.rs`), what becomes of an ended stream's fd, lingering
+//! closes included (`ending.rs`), data held while a stream is paused
+//! (`held.rs`), watermarks, idle timeouts and linger bounds
+//! (`settings.rs`), and `dispatch.rs`, which turns the core loop's events
+//! into stream events; `embed.rs` passes the core loop's hooks and backend
+//! fd and timeout on.
 
 mod connection;
 mod dispatch;
@@ -48,11 +49,13 @@ use crate::event_loop::{EventLoop, LoopHandle, TimerId};
 use crate::sys::{self, Errno};
 
 pub use crate::event_loop::{EDGE, ERROR, HUP, RDHUP, READ, WRITE};
-pub use settings::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
+pub use settings::{
+    DEFAULT_HIGH_WATER, DEFAULT_LINGER_BYTES, DEFAULT_LINGER_MS, DEFAULT_LOW_WATER,
+};
 
 use crate::slab::{Slab, OTHER_KIND};
 use connection::Stream;
-use ending::Ending;
+use ending::{Ending, Lingering};
 use held::Held;
 use listener::Listener;
 use read_buffer::ReadBuffer;
@@ -129,6 +132,9 @@ enum Owner<D> {
     Listener(ListenerId),
     IdleTimer(StreamId),
     AcceptRetry(ListenerId),
+    /// A socket lingering after its stream's graceful close, and its timer.
+    Lingering(u64),
+    LingerTimer(u64),
 }
 
 impl<D: Default> Default for Owner<D> {
@@ -169,10 +175,12 @@ pub struct StreamLoop<D: Copy + Default> {
     /// Stream events made by something other than a read (accepts, closes,
     /// drains), handed out before anything else.
     pending: VecDeque<StreamEvent<D>>,
-    /// Bytes of paused streams, read before the pause (`held.rs`).
-    held: Vec<Held>,
+    /// Sockets lingering after a graceful close (`ending.rs`).
+    lingering: Slab<Lingering>,
     /// Ended streams' fds, to be closed once their `Closed` was handed out.
     to_close: Vec<Ending>,
+    /// Bytes of paused streams, read before the pause (`held.rs`).
+    held: Vec<Held>,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -187,8 +195,9 @@ impl<D: Copy + Default> StreamLoop<D> {
                 used: 0,
             },
             pending: VecDeque::new(),
-            held: Vec::new(),
+            lingering: Slab::new(0),
             to_close: Vec::new(),
+            held: Vec::new(),
         })
     }
 
@@ -251,13 +260,21 @@ impl<D: Copy + Default> StreamLoop<D> {
         self.core.take_stop()
     }
 
-    /// Whether anything is left that could produce an event.
+    /// Whether anything is left that could produce an event. Lingering
+    /// sockets do not count: they never make one.
     pub fn is_alive(&self) -> bool {
-        self.core.is_alive() || !self.pending.is_empty()
+        let lingering = self.lingering_count();
+        self.core.is_alive_besides(lingering, lingering) || !self.pending.is_empty()
     }
 
+    /// In a child after `fork()`: the core loop's kernel objects made anew.
+    /// The sockets lingering are the parent's to end: the child closes its
+    /// copies (after dropping what has arrived), so that the connection
+    /// ends when the parent closes its own.
     pub fn reinit_after_fork(&mut self) -> Result<(), Errno> {
-        self.core.reinit_after_fork()
+        self.core.reinit_after_fork()?;
+        self.end_lingering();
+        Ok(())
     }
 
     #[doc(hidden)]
@@ -268,7 +285,7 @@ impl<D: Copy + Default> StreamLoop<D> {
 
 impl<D: Copy + Default> Drop for StreamLoop<D> {
     /// Streams and listeners own their fds: they close with the loop, and
-    /// so do ended streams'.
+    /// so do ended streams' and lingering sockets'.
     fn drop(&mut self) {
         for fd in self.streams.values().map(|s| s.fd) {
             sys::close(fd);

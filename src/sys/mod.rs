@@ -16,7 +16,7 @@ mod socket;
 
 pub use epoll::{Epoll, Events, TimerFd};
 pub use eventfd::{eventfd_drain, eventfd_new, eventfd_notify};
-pub use io::{close, discard_input, is_write_only, read, write};
+pub use io::{close, discard_input, is_write_only, read, write, Discarded};
 pub use signals::{
     ignore_sigpipe_by_default, set_signal_blocked, signal_is_watchable, SigSet, SignalFd,
 };
