@@ -318,8 +318,9 @@ pub unsafe extern "C" fn evl_stream_set_idle_timeout(
 /// socket is closed at once as it is (a reset if input is unread, as a bare
 /// close(2)). Only sockets linger, and only after a graceful close whose
 /// peer has not ended its side; evl_stream_abort and errors close at once.
-/// Takes effect at the close (a stream already closing uses the new
-/// bounds). Given a listener, sets what the streams it accepts from then
+/// The idle timeout (evl_stream_set_idle_timeout) ends with the stream:
+/// `max_ms` bounds the lingering. Takes effect at the close (a stream
+/// already closing uses the new bounds). Given a listener, sets what the streams it accepts from then
 /// on start with.
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream or

@@ -179,19 +179,19 @@ static int all_bytes_are(const evl_stream_event *ev, char c) {
  * wrote over the bytes the held-over DATA event pointed at: a stream handed
  * out another stream's bytes. Two streams each drain their write queue and
  * read in the same wakeup, so each gives DRAINED then DATA. */
-static void test_held_over_data_keeps_its_bytes(void) {
-    evl_loop *loop = new_loop();
-    int a[2], b[2];
-    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
-    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
-    uint64_t streams[2];
-    CHECK_EQ(evl_stream_open(loop, a[0], NULL, NULL, &streams[0]), 0);
-    CHECK_EQ(evl_stream_open(loop, b[0], NULL, NULL, &streams[1]), 0);
+/* Two streams over socket pairs (their peers in `peers`) that each drain
+ * their write queue and read 1000 bytes of `pattern[i]` in the same
+ * wakeup, so that each gives DRAINED, then DATA. */
+static const char pattern[2] = {'a', 'b'};
+
+static void drained_then_data(evl_loop *loop, uint64_t streams[2], int peers[2]) {
     static char big[300000];
     memset(big, '.', sizeof big);
-    char pattern[2] = {'a', 'b'};
-    int peers[2] = {a[1], b[1]};
     for (int i = 0; i < 2; i++) {
+        int sv[2];
+        CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        CHECK_EQ(evl_stream_open(loop, sv[0], NULL, NULL, &streams[i]), 0);
+        peers[i] = sv[1];
         CHECK_EQ(evl_stream_set_watermarks(loop, streams[i], 0, 0), 0); /* never pause */
         CHECK_EQ(evl_stream_write(loop, streams[i], big, sizeof big), 0);
         size_t queued = 0;
@@ -202,6 +202,13 @@ static void test_held_over_data_keeps_its_bytes(void) {
         memset(msg, pattern[i], sizeof msg);
         CHECK_EQ(write(peers[i], msg, sizeof msg), (ssize_t)sizeof msg);
     }
+}
+
+static void test_held_over_data_keeps_its_bytes(void) {
+    evl_loop *loop = new_loop();
+    uint64_t streams[2];
+    int peers[2];
+    drained_then_data(loop, streams, peers);
     evl_stream_event ev[16];
     int drained = 0, data = 0, wrong = 0;
     for (int round = 0; round < 20 && data < 2; round++) {
@@ -221,8 +228,8 @@ static void test_held_over_data_keeps_its_bytes(void) {
     CHECK_EQ(data, 2);
     CHECK_EQ(wrong, 0);
     CHECK_EQ(evl_loop_free(loop), 0);
-    close(a[1]);
-    close(b[1]);
+    close(peers[0]);
+    close(peers[1]);
 }
 
 /* Found by the model tests (FOUND-BUGS M3): a stream over a pipe's write end
@@ -704,26 +711,10 @@ static void test_fd_stays_open_until_closed_is_delivered(void) {
  * read buffer). */
 static void test_pause_holds_data_read_before_it(void) {
     evl_loop *loop = new_loop();
-    int a[2], b[2];
-    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
-    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
     uint64_t streams[2];
-    CHECK_EQ(evl_stream_open(loop, a[0], NULL, NULL, &streams[0]), 0);
-    CHECK_EQ(evl_stream_open(loop, b[0], NULL, NULL, &streams[1]), 0);
-    static char big[300000];
-    memset(big, '.', sizeof big);
-    char pattern[2] = {'a', 'b'};
-    int peers[2] = {a[1], b[1]};
-    for (int i = 0; i < 2; i++) {
-        /* A queue that drains and a read in the same wakeup: DRAINED, then
-         * DATA, which a poll of one event leaves for the next. */
-        CHECK_EQ(evl_stream_set_watermarks(loop, streams[i], 0, 0), 0);
-        CHECK_EQ(evl_stream_write(loop, streams[i], big, sizeof big), 0);
-        drain_fd(peers[i]);
-        char msg[1000];
-        memset(msg, pattern[i], sizeof msg);
-        CHECK_EQ(write(peers[i], msg, sizeof msg), (ssize_t)sizeof msg);
-    }
+    int peers[2];
+    /* DRAINED then DATA: a poll of one event leaves the DATA for the next. */
+    drained_then_data(loop, streams, peers);
     evl_stream_event ev[16];
     CHECK_EQ(evl_stream_poll(loop, 1000, ev, 1), 1);
     CHECK_EQ(ev[0].kind, EVL_STREAM_DRAINED);
@@ -765,8 +756,8 @@ static void test_pause_holds_data_read_before_it(void) {
     CHECK_EQ(held_got, 1005);
     CHECK_EQ(wrong, 0);
     CHECK_EQ(evl_loop_free(loop), 0);
-    close(a[1]);
-    close(b[1]);
+    close(peers[0]);
+    close(peers[1]);
 }
 
 /* A stream without a callback under evl_run_once (its events dropped)
