@@ -198,15 +198,18 @@ impl Stream {
         discarded > bytes || (discarded > 0 && late)
     }
 
-    /// Whether the stream's socket may refuse what its peer writes: it is
-    /// not a socket (a pipe's reader has gone), or it was closed without
-    /// lingering (aborted, ended by an error, lingering off) or its
-    /// lingering may have ended by its bounds.
-    fn write_refusal_excused(&self) -> bool {
+    /// Whether the stream's socket may refuse what its peer writes `now`:
+    /// it is not a socket (a pipe's reader has gone), or it was closed
+    /// without lingering (aborted, ended by an error, lingering off) or its
+    /// lingering may have ended by its bounds (the peer sent more than its
+    /// bytes, or writes about its time after the close or later).
+    fn write_refusal_excused(&self, now: u64) -> bool {
         let socket = self.peer_kind == Peer::Unix || self.peer_kind.tcp();
         let ended_by_error = self.closed.is_some_and(|status| status != 0);
-        let lingers = self.linger.ms > 0 && self.linger.bytes > 0;
-        !socket || self.aborted || ended_by_error || !lingers || self.close_may_reset()
+        let Linger { bytes, ms } = self.linger;
+        let lingers = ms > 0 && bytes > 0;
+        let timed_out = self.closing && now + LATE >= self.close_asked_at + ms as u64 * 1_000_000;
+        !socket || self.aborted || ended_by_error || !lingers || timed_out || self.close_may_reset()
     }
 
     /// Whether the peer may lose the end of what the stream was given:
@@ -929,7 +932,7 @@ impl World {
                 // refused only once nothing lingers for them.
                 trace(|| format!("peer {k} writes: errno {e}"));
                 assert!(
-                    s.write_refusal_excused(),
+                    s.write_refusal_excused(now_ns()),
                     "peer {k}: write refused (errno {e}) by a stream neither aborted nor ended by \
                      an error, lingering within its bounds ({:?}): peer sent {} (stream got {})",
                     s.linger,
