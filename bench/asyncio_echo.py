@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
-"""The two echo servers of bench/asyncio_bench.py, on one of three loops.
+"""The two echo servers of bench/asyncio_bench.py, on any asyncio event loop.
 
-    asyncio_echo.py --loop asyncio|uvloop|evloop --server protocol|streams [--port P] [--quiet]
+    asyncio_echo.py --loop NAME|MODULE:CALLABLE --server protocol|streams [--port P] [--quiet]
+
+--loop names the loop factory: `asyncio`, `uvloop` and `evloop` stand for
+their `new_event_loop`; anything else is MODULE:CALLABLE, a callable taking no
+argument and returning a new asyncio event loop (`evloop:new_event_loop`,
+`asyncio:SelectorEventLoop`, a native loop added later...). The repository's
+python/ directory comes first on sys.path, so `evloop` is the checkout's.
 
 protocol: data_received -> transport.write. streams: asyncio.start_server,
 await reader.read(1000), writer.write, await writer.drain(). With --port 0
@@ -9,11 +15,31 @@ the port is printed on the first line; SIGTERM ends it with status 0.
 """
 import argparse
 import asyncio
+import importlib
 import os
 import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+
+# The short names of the usual factories.
+FACTORIES = {
+    "asyncio": "asyncio:new_event_loop",
+    "uvloop": "uvloop:new_event_loop",
+    "evloop": "evloop:new_event_loop",
+}
+
+
+def loop_factory(spec):
+    """The callable a `--loop` value names."""
+    spec = FACTORIES.get(spec, spec)
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise SystemExit(f"--loop {spec!r}: expected asyncio, uvloop, evloop or MODULE:CALLABLE")
+    factory = importlib.import_module(module)
+    for attribute in name.split("."):
+        factory = getattr(factory, attribute)
+    return factory
 
 
 class Echo(asyncio.Protocol):
@@ -51,18 +77,27 @@ async def main(args):
         await stop.wait()
 
 
+def run_on(factory, coroutine):
+    """asyncio.run(coroutine) on a loop from `factory` (asyncio.Runner's
+    loop_factory, which Python 3.8 to 3.10 lack)."""
+    loop = factory()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(coroutine)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
 def run():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--loop", choices=("asyncio", "uvloop", "evloop"), required=True)
+    parser.add_argument("--loop", required=True, help="asyncio, uvloop, evloop or MODULE:CALLABLE")
     parser.add_argument("--server", choices=("protocol", "streams"), required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
-    if args.loop == "asyncio":
-        asyncio.run(main(args))
-    else:
-        module = __import__(args.loop)
-        module.run(main(args))
+    run_on(loop_factory(args.loop), main(args))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,35 @@ def callgrind_total(path):
     raise RuntimeError("no totals in callgrind output")
 
 
+def callgrind_calls(path, functions):
+    """How many times the named functions were entered from outside the set
+    (a wrapper that calls another member counts once), from the call lines of
+    a callgrind output file. Function names are compressed there: the first
+    `fn=(7) name` or `cfn=(7) name` defines (7), later lines give `(7)` only."""
+    names = {}
+    target = None
+    caller = None
+    count = 0
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("fn=", "cfn=")):
+                spec = line.split("=", 1)[1].strip()
+                if spec.startswith("("):
+                    key, _, name = spec.partition(")")
+                    name = name.strip() or names.get(key, "")
+                    names[key] = name
+                else:
+                    name = spec
+                if line.startswith("fn="):
+                    caller = name
+                else:
+                    target = name
+            elif line.startswith("calls="):
+                if target in functions and caller not in functions:
+                    count += int(line[len("calls="):].split()[0])
+    return count
+
+
 def instructions(cmd):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 
-from callgrind_delta import callgrind_total  # bench/, beside this script
+from callgrind_delta import callgrind_calls, callgrind_total  # bench/, beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAITS = ["syscalls:sys_enter_epoll_wait", "syscalls:sys_enter_epoll_pwait",
@@ -58,13 +58,18 @@ def load(args, port, rounds):
 
 
 def instructions(args, rounds):
+    return profile(args, rounds, ())[0]
+
+
+def profile(args, rounds, functions):
+    """(instructions, calls into `functions`) of the server under callgrind."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         server, port = start(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
                              + args.server)
         load(args, port, rounds)
         stop(server)
-        return callgrind_total(out)
+        return callgrind_total(out), callgrind_calls(out, functions)
 
 
 def syscalls(args, rounds):

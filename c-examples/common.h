@@ -55,6 +55,8 @@ enum {
     OPT_SECONDS = 1 << 14,    /* --seconds S: stop after S seconds */
     OPT_MAX_IDLE = 1 << 15,   /* --max-idle S: stop after S seconds with nothing to do */
     OPT_HELLO = 1 << 16,      /* --hello: C4, "PID hello" in a loop on one socket */
+    OPT_TLS_CLIENT = 1 << 17, /* --tls, --ca FILE, --server-name NAME: TLS to the server */
+    OPT_TLS_SERVER = 1 << 18, /* --cert FILE, --key FILE, --alpn P1,P2: TLS to the clients */
 };
 
 /* --quiet: no log lines (see say()). */
@@ -69,6 +71,10 @@ struct options {
     long seconds, max_idle_s;      /* 0: no limit */
     size_t size; /* 0: the three messages of the articles */
     long workers, idle_ms, max_conns; /* 1, 0 (none), 0 (no limit) */
+    bool tls;                              /* --tls (a server with --cert is TLS too) */
+    const char *ca, *server_name;          /* NULL: the system's roots; --host */
+    const char *cert, *key;                /* PEM files */
+    const char *alpn;                      /* "h2,http/1.1" (NULL: no ALPN) */
 };
 
 static inline void usage_exit(const char *usage, int status) {
@@ -130,6 +136,12 @@ static inline void parse_options(int argc, char **argv, unsigned accepted, int d
         else if (FLAG("--hello", OPT_HELLO)) o->hello = true;
         else if (VALUE("--seconds", OPT_SECONDS)) o->seconds = number_arg(usage, arg, value, 1, 1L << 20);
         else if (VALUE("--max-idle", OPT_MAX_IDLE)) o->max_idle_s = number_arg(usage, arg, value, 1, 1L << 20);
+        else if (FLAG("--tls", OPT_TLS_CLIENT)) o->tls = true;
+        else if (VALUE("--ca", OPT_TLS_CLIENT)) o->ca = value;
+        else if (VALUE("--server-name", OPT_TLS_CLIENT)) o->server_name = value;
+        else if (VALUE("--cert", OPT_TLS_SERVER)) o->cert = value;
+        else if (VALUE("--key", OPT_TLS_SERVER)) o->key = value;
+        else if (VALUE("--alpn", OPT_TLS_SERVER)) o->alpn = value;
         else {
             fprintf(stderr, "unknown or incomplete option: %s\n", arg);
             usage_exit(usage, 2);
@@ -138,6 +150,14 @@ static inline void parse_options(int argc, char **argv, unsigned accepted, int d
 #undef VALUE
     }
     if (o->sb) o->upper = true;
+    if ((o->ca || o->server_name) && !o->tls) {
+        fputs("--ca and --server-name are for --tls\n", stderr);
+        usage_exit(usage, 2);
+    }
+    if (!o->cert != !o->key) {
+        fputs("--cert and --key go together\n", stderr);
+        usage_exit(usage, 2);
+    }
     quiet = o->quiet;
     setvbuf(stdout, NULL, _IOLBF, 0);
 }

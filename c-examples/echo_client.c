@@ -19,24 +19,38 @@
  * arguments. (C4 read one recv(1024) and printed it, whatever it was, and
  * could only be stopped by killing it.)
  *
+ * --tls speaks TLS to the server instead: each socket becomes an evloop
+ * stream on which TLS is started (evl_tls_start), checking the server's
+ * certificate against --ca FILE (default: the system's roots) and
+ * --server-name (default: --host). The stream then does the sending and
+ * queueing; replies come as EVL_STREAM_DATA and are checked the same way.
+ *
  *   echo_client [--host H] [--port P] [--conns N] [--size BYTES [--independent]]
  *               [--rounds R] [--upper | --sb] [--interactive | --hello [--seconds S]]
- *               [--timeout S] [--quiet]
+ *               [--tls [--ca FILE] [--server-name NAME]] [--timeout S] [--quiet]
+ *               [--unix PATH]
+ *
+ * --unix PATH connects to a Unix-domain socket instead of TCP (a leading
+ * '@' names an abstract socket: "@name").
  */
 #include "common.h"
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
+#include <sys/un.h>
 
 static const char usage[] =
     "usage: echo_client [--host H] [--port P] [--conns N] [--size BYTES [--independent]]\n"
     "                   [--rounds R] [--upper | --sb] [--interactive | --hello [--seconds S]]\n"
-    "                   [--timeout S] [--quiet]\n"
+    "                   [--tls [--ca FILE] [--server-name NAME]] [--timeout S] [--quiet]\n"
+    "                   [--unix PATH ('@name': abstract)]\n"
     "Sends the articles' three messages (or one of BYTES bytes), R times, on N sockets\n"
     "(default 2) to 127.0.0.1:10000 and checks every reply byte for byte (C1, C2);\n"
     "--interactive sends the lines read from stdin on one socket (C3);\n"
     "--hello sends \"PID hello\" on one socket to 127.0.0.1:8083 and prints each reply,\n"
-    "R times, for S seconds, or until stopped (C4). Fails if no reply comes for --timeout S (60).\n";
+    "R times, for S seconds, or until stopped (C4). Fails if no reply comes for --timeout S (60).\n"
+    "--tls: over TLS, trusting --ca FILE (default: the system's roots), checking --server-name.\n";
 
 static const char *const messages[] = {"This is the message. ", "It will be sent ", "in parts."};
 
@@ -44,6 +58,8 @@ struct client;
 
 struct peer {
     int fd;
+    uint64_t stream; /* --tls: the TLS stream over fd (0: none) */
+    bool closed;     /* --tls: its EVL_STREAM_CLOSED came */
     uint32_t interest;
     char name[ADDR_LEN];   /* getsockname(), as C1 prints it */
     size_t sent, received; /* progress of the current exchange */
@@ -53,6 +69,7 @@ struct peer {
 
 struct client {
     evl_loop *loop;
+    evl_tls_config *tls; /* --tls */
     struct options opt;
     struct peer *peers;
     long peer_count;
@@ -85,6 +102,12 @@ static void set_peer_interest(struct peer *p, uint32_t interest) {
  * EVL_WRITE while some is left. */
 static void send_more(struct peer *p) {
     struct client *cl = p->client;
+    if (p->stream) { /* the stream sends, or queues what the socket does not take */
+        int rc = evl_stream_write(cl->loop, p->stream, cl->message, cl->message_len);
+        if (rc < 0) fail(cl, "%s: evl_stream_write: %s", p->name, evl_strerror(rc));
+        p->sent = cl->message_len;
+        return;
+    }
     while (p->sent < cl->message_len) {
         ssize_t n = send(p->fd, cl->message + p->sent, cl->message_len - p->sent, MSG_NOSIGNAL);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
@@ -104,6 +127,15 @@ static size_t first_difference(const char *data, const char *expected, size_t le
     return i;
 }
 
+static void server_closed(struct peer *p) {
+    struct client *cl = p->client;
+    say("closing socket %s", p->name);
+    fail(cl, "%s: the server closed the connection after %zu of %zu reply bytes", p->name, p->received,
+         cl->expected_len);
+}
+
+static void got_reply_bytes(struct peer *p, const char *data, size_t n);
+
 static void receive(struct peer *p) {
     static char data[1 << 16];
     struct client *cl = p->client;
@@ -114,11 +146,15 @@ static void receive(struct peer *p) {
         return;
     }
     if (n == 0) {
-        say("closing socket %s", p->name);
-        fail(cl, "%s: the server closed the connection after %zu of %zu reply bytes", p->name, p->received,
-             cl->expected_len);
+        server_closed(p);
         return;
     }
+    got_reply_bytes(p, data, (size_t)n);
+}
+
+/* Checks the next `n` bytes of a peer's reply. */
+static void got_reply_bytes(struct peer *p, const char *data, size_t n) {
+    struct client *cl = p->client;
     if (!cl->opt.hello) say("%s: received \"%s\"", p->name, printable(data, (size_t)n, '"'));
     size_t len = (size_t)n, left = cl->expected_len - p->received;
     if (len > left) {
@@ -151,6 +187,63 @@ static void on_peer(evl_loop *loop, int fd, uint32_t revents, void *userdata) {
     if (p->client->failed) return; /* the first difference is the one to report */
     if (revents & EVL_WRITE) send_more(p);
     if (revents & (EVL_READ | EVL_ERROR | EVL_HUP)) receive(p); /* recv() reports the error */
+}
+
+/* --tls: what happens to a peer's TLS stream. */
+static void on_tls_peer(evl_loop *loop, const evl_stream_event *ev) {
+    struct peer *p = ev->userdata;
+    struct client *cl = p->client;
+    char reason[256];
+    switch (ev->kind) {
+    case EVL_STREAM_CONNECTED: /* the handshake ended */
+        if (ev->status == 0) break;
+        if (evl_tls_error_reason(loop, ev->stream, reason, sizeof reason) <= 0) reason[0] = '\0';
+        fail(cl, "%s: TLS: %s%s%s", p->name, evl_strerror(ev->status), reason[0] ? ": " : "", reason);
+        break;
+    case EVL_STREAM_DATA:
+        if (!cl->failed) got_reply_bytes(p, (const char *)ev->data, ev->len);
+        break;
+    case EVL_STREAM_EOF:
+        if (!cl->failed && !cl->stopping) server_closed(p);
+        break;
+    case EVL_STREAM_CLOSED:
+        p->closed = true;
+        if (ev->status < 0 && !cl->failed && !cl->stopping)
+            fail(cl, "%s: the connection ended: %s", p->name, evl_strerror(ev->status));
+        break;
+    }
+}
+
+/* --tls: the client's TLS configuration. */
+static void setup_tls(struct client *cl) {
+    int rc = evl_tls_config_new_client(&cl->tls);
+    if (rc < 0) die("evl_tls_config_new_client", rc);
+    if (cl->opt.ca && (rc = evl_tls_config_add_ca_file(cl->tls, cl->opt.ca)) < 0) {
+        fprintf(stderr, "%s: %s\n", cl->opt.ca, evl_tls_config_last_error(cl->tls));
+        exit(1);
+    }
+}
+
+/* --tls: the peer's socket becomes a stream, with TLS started on it. */
+static void start_tls(struct client *cl, struct peer *p) {
+    int rc = evl_stream_open(cl->loop, p->fd, on_tls_peer, p, &p->stream);
+    if (rc < 0) die("evl_stream_open", rc);
+    const char *name = cl->opt.server_name ? cl->opt.server_name : cl->opt.host;
+    rc = evl_tls_start(cl->loop, p->stream, cl->tls, name);
+    if (rc < 0) {
+        fprintf(stderr, "TLS to %s: %s %s\n", name, evl_strerror(rc), evl_tls_config_last_error(cl->tls));
+        exit(1);
+    }
+}
+
+/* --tls: close_notify on every stream, then wait (a little) for the ends. */
+static void close_tls_peers(struct client *cl) {
+    for (long i = 0; i < cl->peer_count; i++) evl_stream_close(cl->loop, cl->peers[i].stream);
+    for (int turn = 0; turn < 100; turn++) {
+        long open = 0;
+        for (long i = 0; i < cl->peer_count; i++) open += !cl->peers[i].closed;
+        if (open == 0 || evl_run_once(cl->loop, 10) < 0) break;
+    }
 }
 
 /* Every --timeout seconds: fails unless some reply was completed since. */
@@ -217,7 +310,51 @@ static int connect_to(const struct addrinfo *ai) {
     return fd;
 }
 
+/* --unix PATH: the Unix-domain socket to connect to instead (NULL: TCP). */
+static const char *unix_path;
+
+/* Takes --unix PATH out of argv (the common options know nothing of it). */
+static void take_unix_option(int *argc, char **argv) {
+    int kept = 1;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--unix") == 0 && i + 1 < *argc) unix_path = argv[++i];
+        else argv[kept++] = argv[i];
+    }
+    *argc = kept;
+}
+
+/* One blocking connection to unix_path, made non-blocking once connected. */
+static int connect_unix(void) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    size_t len = strlen(unix_path);
+    if (len >= sizeof addr.sun_path) die(unix_path, -ENAMETOOLONG);
+    memcpy(addr.sun_path, unix_path, len);
+    if (unix_path[0] == '@') addr.sun_path[0] = '\0'; /* abstract: the name after the NUL */
+    socklen_t addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (unix_path[0] != '@'));
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, addr_len) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+        int err = errno;
+        if (fd >= 0) close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
 static void open_peers(struct client *cl) {
+    if (unix_path) {
+        say("connecting to %s", unix_path);
+        for (long i = 0; i < cl->peer_count; i++) {
+            struct peer *p = &cl->peers[i];
+            p->client = cl;
+            if ((p->fd = connect_unix()) < 0) die("connect", errno);
+            int rc = evl_register(cl->loop, p->fd, EVL_READ, on_peer, p);
+            if (rc < 0) die("evl_register", rc);
+            p->interest = EVL_READ;
+            snprintf(p->name, sizeof p->name, "(unix %ld)", i);
+        }
+        return;
+    }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
     char port[8];
     snprintf(port, sizeof port, "%d", cl->opt.port);
@@ -232,10 +369,14 @@ static void open_peers(struct client *cl) {
         p->client = cl;
         p->fd = connect_to(ai);
         if (p->fd < 0) die("connect", errno);
+        local_addr(p->fd, p->name);
+        if (cl->tls) {
+            start_tls(cl, p);
+            continue;
+        }
         rc = evl_register(cl->loop, p->fd, EVL_READ, on_peer, p);
         if (rc < 0) die("evl_register", rc);
         p->interest = EVL_READ;
-        local_addr(p->fd, p->name);
     }
     freeaddrinfo(ai);
 }
@@ -301,9 +442,10 @@ static void send_lines(struct client *cl) {
 
 int main(int argc, char **argv) {
     struct client cl = {0};
+    take_unix_option(&argc, argv);
     parse_options(argc, argv,
                   OPT_CONNS | OPT_SIZE | OPT_ROUNDS | OPT_UPPER | OPT_SB | OPT_INTERACTIVE | OPT_INDEPENDENT | OPT_TIMEOUT |
-                      OPT_HELLO | OPT_SECONDS,
+                      OPT_HELLO | OPT_SECONDS | OPT_TLS_CLIENT,
                   has_flag(argc, argv, "--hello") ? 8083 : 10000, usage, &cl.opt);
     if (cl.opt.independent && !cl.opt.size) {
         fputs("--independent needs --size\n", stderr);
@@ -329,6 +471,7 @@ int main(int argc, char **argv) {
         rc = evl_timer_start(cl.loop, every_ms, every_ms, on_watchdog, &cl, NULL);
         if (rc < 0) die("evl_timer_start", rc);
     }
+    if (cl.opt.tls) setup_tls(&cl);
     open_peers(&cl);
 
     if (cl.opt.interactive) send_lines(&cl);
@@ -337,8 +480,13 @@ int main(int argc, char **argv) {
 
     for (long i = 0; i < cl.peer_count; i++) {
         if (!cl.failed) say("closing socket %s", cl.peers[i].name);
+        if (cl.tls) continue; /* the stream owns the fd */
         evl_unregister(cl.loop, cl.peers[i].fd);
         close(cl.peers[i].fd);
+    }
+    if (cl.tls) {
+        close_tls_peers(&cl);
+        evl_tls_config_free(cl.tls);
     }
     evl_loop_free(cl.loop);
     free(cl.peers);

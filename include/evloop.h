@@ -121,11 +121,11 @@
  * -ECONNABORTED (evl_stream_abort)... The last event of every stream,
  * exactly one per stream: free what `userdata` points to here.
  *
- * The stream's fd (`fd`, for logs only) is still open when this event is
- * delivered, so that its number is not given to another file before the
- * application has seen the end: the library closes it once the callback
- * returns (with evl_stream_poll: at the next evl_stream_poll), or later
- * if the socket lingers (evl_stream_set_linger).
+ * The stream's (or UDP socket's) fd (`fd`, for logs only) is still open
+ * when this event is delivered, so that its number is not given to
+ * another file before the application has seen the end: the library
+ * closes it once the callback returns (with evl_stream_poll: at the next
+ * evl_stream_poll), or later if the socket lingers (evl_stream_set_linger).
  *
  * A stream's id stays valid until this event has been delivered (to the
  * callback, or written by evl_stream_poll), also when the stream closed
@@ -207,12 +207,184 @@
  */
 #define EVL_OP_RESUME 6
 
+/* ==== UDP: event kinds, socket flags, datagram flags, options ==== */
+
+/**
+ * A UDP socket received datagrams: `data` points to `len` (at least 1)
+ * `evl_udp_datagram`s, in the order they came (cast it:
+ * `const evl_udp_datagram *d = (const evl_udp_datagram *)ev->data`).
+ * They, their bytes and their addresses are valid until the callback
+ * returns (with evl_stream_poll: until the next evl_stream_poll), and may
+ * be passed as they are to evl_udp_send_batch (an echo). `stream` is the
+ * socket's id, `fd` its fd.
+ */
+#define EVL_STREAM_DATAGRAMS 8
+
+/**
+ * A UDP socket's error, in `status`; the socket goes on. A datagram the
+ * kernel refused after it had to wait in the queue (it was dropped), or an
+ * ICMP error for a connected socket (-ECONNREFUSED: nobody listens at the
+ * peer's port).
+ */
+#define EVL_STREAM_UDP_ERROR 9
+
+/**
+ * evl_udp_bind flag: SO_REUSEPORT (several sockets, one per thread, share
+ * the port and the kernel spreads datagrams by peer).
+ */
+#define EVL_UDP_REUSEPORT 1
+
+/**
+ * evl_udp_bind flag: SO_BROADCAST (sending to a broadcast address).
+ */
+#define EVL_UDP_BROADCAST 2
+
+/**
+ * evl_udp_bind flag: an IPv6 socket takes IPv6 only. Without it an IPv6
+ * socket is dual-stack: IPv4 peers appear as IPv4-mapped IPv6 addresses
+ * (::ffff:a.b.c.d), and it may send to IPv4 addresses too.
+ */
+#define EVL_UDP_IPV6_ONLY 4
+
+/**
+ * evl_udp_datagram flag: the datagram was longer than the socket's receive
+ * size (evl_udp_set_recv_size): `len` bytes of it are here, the rest was
+ * dropped. A datagram is never cut short without this flag.
+ */
+#define EVL_UDP_TRUNCATED 32
+
+/**
+ * evl_udp_set_option: SO_BROADCAST, 0 or 1.
+ */
+#define EVL_UDP_OPT_BROADCAST 1
+
+/**
+ * evl_udp_set_option: whether multicast sent comes back to this host's
+ * own members (IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP), 0 or 1.
+ */
+#define EVL_UDP_OPT_MULTICAST_LOOP 2
+
+/**
+ * evl_udp_set_option: hop limit of multicast sent (IP_MULTICAST_TTL /
+ * IPV6_MULTICAST_HOPS), 0 to 255.
+ */
+#define EVL_UDP_OPT_MULTICAST_TTL 3
+
+/**
+ * evl_udp_set_option: hop limit of unicast sent (IP_TTL /
+ * IPV6_UNICAST_HOPS), 1 to 255.
+ */
+#define EVL_UDP_OPT_TTL 4
+
+/**
+ * What a queued datagram counts for besides its length (evl_udp_queued,
+ * the watermarks): empty datagrams fill the queue too.
+ */
+#define EVL_UDP_DATAGRAM_OVERHEAD 64
+
+/* ==== Unix-domain sockets: flags, the fd-passing event ==== */
+
+/**
+ * evl_listen_unix and evl_connect_unix flag: `path` is a name in Linux's
+ * abstract namespace (no file; the name is gone with the last socket
+ * bound to it), not a filesystem path.
+ */
+#define EVL_UNIX_ABSTRACT 1
+
+/**
+ * evl_listen_unix flag: if a socket file is at `path` and nobody listens
+ * on it any more (a connect to it is refused: a server that crashed left
+ * it), remove it first. Nothing else is ever removed: a socket someone
+ * listens on, or a file that is no socket, gives -EADDRINUSE.
+ */
+#define EVL_UNIX_REMOVE_STALE 2
+
+/**
+ * A Unix-domain stream received fds (evl_stream_accept_fds), sent with
+ * the bytes of the EVL_STREAM_DATA event that follows (a sender's
+ * evl_stream_write_fds attaches them to its first byte). `len` is how
+ * many; `data` is NULL. They are the library's until evl_stream_take_fds
+ * moves them to the application; those not taken when the callback
+ * returns (with evl_stream_poll: by the next evl_stream_poll) are closed.
+ */
+#define EVL_STREAM_FDS 10
+
+/**
+ * The most fds one evl_stream_write_fds passes, and one message brings.
+ */
+#define EVL_MAX_FDS 253
+
+/* ==== TLS error codes, verification modes, versions ==== */
+
+/**
+ * A stream's TLS handshake failed: a protocol error, no version, cipher
+ * suite or ALPN protocol in common, a peer that sent something other than
+ * TLS or closed during the handshake, or a fatal alert from the peer (also
+ * one saying it refused our certificate). evl_tls_error_reason says more.
+ */
+#define EVL_ETLS_HANDSHAKE (-1001)
+
+/**
+ * The peer's certificate failed verification here: expired or not yet
+ * valid, signed by no trusted root, self-signed, issued for another name.
+ * evl_tls_error_reason says which.
+ */
+#define EVL_ETLS_CERT (-1002)
+
+/**
+ * After the handshake: a record that failed to decrypt, a message out of
+ * place, a fatal alert from the peer.
+ */
+#define EVL_ETLS_PROTOCOL (-1003)
+
+/**
+ * A TLS configuration refused what it was given, or cannot be built with
+ * it (no certificate, a key that does not match, no trust anchors):
+ * evl_tls_config_last_error says why.
+ */
+#define EVL_ETLS_CONFIG (-1004)
+
+/**
+ * evl_tls_config_set_verify: check the peer's certificate chain up to a
+ * trusted root and, on a client, that it names the server (the default).
+ */
+#define EVL_TLS_VERIFY_PEER 0
+
+/**
+ * evl_tls_config_set_verify: check the chain but not the name (Python's
+ * `check_hostname = False`).
+ */
+#define EVL_TLS_VERIFY_CHAIN_ONLY 1
+
+/**
+ * evl_tls_config_set_verify: DANGEROUS: accept any certificate, so that
+ * anyone on the path can pose as the server. For tests only.
+ */
+#define EVL_TLS_VERIFY_NONE_DANGEROUS 2
+
+/**
+ * TLS 1.2, as on the wire (evl_tls_config_set_versions, evl_tls_version).
+ */
+#define EVL_TLS_1_2 771
+
+/**
+ * TLS 1.3, as on the wire.
+ */
+#define EVL_TLS_1_3 772
+
 /* ==== Types ==== */
 
 /**
  * An event loop. Opaque: create it with evl_loop_new, free it with evl_loop_free.
  */
 typedef struct evl_loop evl_loop;
+
+/**
+ * A TLS configuration: a server's (its certificate) or a client's (what
+ * it trusts). Opaque: made by evl_tls_config_new_server or
+ * evl_tls_config_new_client, freed by evl_tls_config_free.
+ */
+typedef struct evl_tls_config evl_tls_config;
 
 /**
  * Called when a registered fd is ready. `revents` holds EVL_* readiness bits.
@@ -356,6 +528,29 @@ typedef struct evl_stream_exchange_args {
   size_t data_len;
 } evl_stream_exchange_args;
 
+/**
+ * One datagram: as EVL_STREAM_DATAGRAMS hands them out, and as
+ * evl_udp_send_batch takes them.
+ */
+typedef struct evl_udp_datagram {
+  /**
+   * The bytes (NULL only with `len` 0).
+   */
+  const uint8_t *data;
+  size_t len;
+  /**
+   * The peer's address: a `struct sockaddr_in` or `sockaddr_in6` (the
+   * source of a datagram received; where to send one, or NULL for a
+   * connected socket's peer), of `addr_len` bytes.
+   */
+  const void *addr;
+  uint32_t addr_len;
+  /**
+   * EVL_UDP_TRUNCATED on a datagram received; ignored when sending.
+   */
+  uint32_t flags;
+} evl_udp_datagram;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -396,9 +591,14 @@ int evl_loop_free(struct evl_loop *loop);
  * evl_poll) is called with `userdata` when the fd is ready.
  *
  * Returns 0; -EINVAL for a NULL loop, a negative fd or unknown event bits;
- * -EBADF for a closed fd; -EEXIST if `fd` is registered already; -EPERM for
- * a regular file or directory (epoll cannot watch them); -ENOMEM, -ENOSPC.
- * On error nothing is registered.
+ * -EBADF for an fd that is not open, whatever its number (INT_MAX
+ * included: it is refused before anything is allocated for it); -EEXIST
+ * if `fd` is registered already; -EPERM for a regular file or directory
+ * (epoll cannot watch them); -ENOMEM, -ENOSPC. On error nothing is
+ * registered.
+ * Cost: the loop keeps one slot per fd number up to the highest it has
+ * registered (40 bytes each), never more than RLIMIT_NOFILE allows fds
+ * (8192 are made with the loop).
  * An fd closed without evl_unregister drops out of the kernel's set; when
  * its number is reused, the new fd can be registered and the old
  * registration never calls back. (If the old fd was dup()ed, the kernel
@@ -486,7 +686,9 @@ int evl_run_once(struct evl_loop *loop, int timeout_ms);
  * event written is for a registration that is still current.
  *
  * With `max_events` at least the number of registrations, every ready one
- * is written (no internal batch size limits it).
+ * is written (no internal batch size limits it). A huge `max_events`
+ * costs nothing: the loop makes room for at most as many events as it has
+ * registrations.
  *
  * Returns the number of events written (0 on timeout); -EINVAL for a NULL
  * loop or `events`, or `max_events` <= 0; -EBUSY from one of the loop's own
@@ -526,18 +728,44 @@ int evl_wake(struct evl_loop *loop);
 int evl_post(struct evl_loop *loop, evl_task_cb cb, void *userdata);
 
 /**
- * Call in the child after fork(): re-creates every kernel object the loop
- * owns (epoll set, eventfd, signalfd, timerfd), so parent and child no
- * longer affect each other, and keeps all registrations, timers and signal
- * watchers. A registration whose fd was closed without evl_unregister is
- * dropped, also when the number now names another fd (which is then not
- * watched): it never calls back again, and the number may be registered
- * anew. (Finding out costs the parent's loop at most one wake-up with no
- * callback, when such a number was reused.) An EVL_ONESHOT registration
- * comes back armed. Streams are kept (their sockets are shared with the
- * parent); sockets lingering after a close (evl_stream_set_linger) are
- * the parent's to end: the child closes its copies, so that such a
- * connection ends when the parent closes it.
+ * Call in the child after fork(), before any other use of the loop there:
+ * re-creates every kernel object the loop owns (epoll set, eventfd,
+ * signalfd, timerfd), so parent and child no longer affect each other
+ * (until then the child's loop works on the parent's epoll set), and keeps
+ * the timers, signal watchers, streams, listeners and registrations.
+ * Sockets lingering after a close (evl_stream_set_linger) are the
+ * parent's to end: the child closes its copies, so that such a connection
+ * ends when the parent closes it.
+ *
+ * The registrations kept are those current at the fork, whatever the
+ * parent has done with its copies since: a pre-fork server's parent may
+ * hand a connection to the child, then evl_unregister it (or
+ * evl_stream_abort its stream) and close its copy, before or after the
+ * child calls this. (Hand a stream over with evl_stream_abort:
+ * evl_stream_close and evl_stream_shutdown act on the socket itself,
+ * which the child shares.) A registration whose fd was closed without
+ * evl_unregister before the fork is dropped, also when the number now
+ * names another fd (which is then not watched): it never calls back
+ * again, and the number may be registered anew. So is one whose fd the
+ * child has closed (or closed and reused) since the fork. Registrations
+ * the child made itself before calling this are kept. An EVL_ONESHOT
+ * registration comes back armed.
+ *
+ * How: fork() runs a handler (pthread_atfork) that lists each loop's
+ * epoll set from /proc/self/fdinfo, read-only, into the memory the child
+ * inherits; this costs each fork() in the process a few microseconds per
+ * registration of every loop, most of it the kernel's (nothing without a
+ * loop; c-examples/bench_fork.c measures it). A child
+ * made without fork()'s handlers (a raw clone() or fork syscall), or a
+ * fork() while /proc could not be read, has no such list: the loop then
+ * reads the set it shares with the parent as it is now, so a registration
+ * the parent has ended in the meantime is dropped too; without /proc at
+ * all, it keeps every registration whose fd is open in the child, even
+ * one closed and reused before the fork. A registered fd closed without
+ * evl_unregister while a dup() of it (or another process's copy) stays
+ * open is still watched by the kernel, and kept if its number was reused
+ * by a file of the same inode (eventfds, timerfds and signalfds share
+ * one): evl_unregister before closing such an fd.
  *
  * Returns 0; -EINVAL for NULL; -EBUSY from one of the loop's callbacks;
  * the errno of a failed syscall (the loop is then unusable: free it).
@@ -551,7 +779,9 @@ int evl_loop_fork(struct evl_loop *loop);
  * Starts a timer that calls `cb` after `delay_ms` milliseconds, then every
  * `repeat_ms` if that is non-zero. Timers are never early; they fire in
  * deadline order, equal deadlines in start order. The timer's id is
- * written to `*timer_id` unless it is NULL.
+ * written to `*timer_id` unless it is NULL. Any delay or period is
+ * accepted: one that reaches past the clock's range (about 584 years of
+ * CLOCK_MONOTONIC) never comes.
  *
  * Returns 0; -EINVAL for a NULL loop or callback.
  * A one-shot timer is over once its callback starts; a repeating one goes
@@ -662,8 +892,8 @@ int evl_backend_timeout(struct evl_loop *loop);
  * Listens for TCP connections on `host` (a numeric IPv4 or IPv6 address;
  * a name is resolved with getaddrinfo, which may block; NULL or "": every
  * IPv4 address) and `port` (0: any free port, see evl_listener_port), with
- * a backlog of `backlog` (<= 0: SOMAXCONN). `flags`: 0 or
- * EVL_LISTEN_REUSEPORT. The listener's id is written to `*out`.
+ * a backlog of `backlog` (<= 0: SOMAXCONN; the kernel caps a larger one
+ * at net.core.somaxconn). `flags`: 0 or EVL_LISTEN_REUSEPORT. The listener's id is written to `*out`.
  *
  * Each connection accepted becomes a stream (TCP_NODELAY set), announced
  * by EVL_STREAM_ACCEPTED to `cb` with `userdata`; the stream starts with
@@ -693,7 +923,8 @@ int evl_listener_port(struct evl_loop *loop, uint64_t listener);
  * backlog; it resumes as streams close.
  *
  * Returns 0; -EINVAL for a NULL loop or a negative `max`; -ENOENT for an
- * unknown listener. Thread-safety: the loop's thread only.
+ * unknown listener. A `max` beyond what the process can open (INT_MAX) is
+ * no limit. Thread-safety: the loop's thread only.
  */
 int evl_listener_set_max_conns(struct evl_loop *loop, uint64_t listener, int max);
 
@@ -725,8 +956,10 @@ int evl_connect(struct evl_loop *loop, const char *host, int port, evl_stream_cb
  * writes, evl_stream_shutdown closes it once the queue is sent (the reader
  * then reads end-of-file), and a reader that has gone gives -EPIPE.
  *
- * Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF;
- * -EEXIST if the fd is registered already; -EPERM for a regular file.
+ * Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF
+ * for an fd that is not open, whatever its number (nothing is allocated
+ * for it); -EEXIST if the fd is registered already; -EPERM for a regular
+ * file; -ENOMEM (see evl_register for what a stream's fd costs).
  * Ownership: on success the stream owns `fd` and closes it when it ends
  * (do not close it yourself); on error it stays yours. Over anything but a
  * socket, the process ignores SIGPIPE from then on unless it had set its
@@ -741,8 +974,8 @@ int evl_stream_open(struct evl_loop *loop, int fd, evl_stream_cb cb, void *userd
  * copied into the stream's queue and sent as the peer reads. Over the
  * high watermark, reading from the stream pauses (evl_stream_set_watermarks).
  *
- * Returns 0 (the bytes are sent or queued); -EINVAL for a NULL loop, or
- * NULL `data` with a non-zero `len`; -ENOENT for an unknown stream (or
+ * Returns 0 (the bytes are sent or queued); -EINVAL for a NULL loop,
+ * NULL `data` with a non-zero `len`, or a `len` over PTRDIFF_MAX; -ENOENT for an unknown stream (or
  * one whose EVL_STREAM_CLOSED was delivered); -EPIPE after
  * evl_stream_shutdown or evl_stream_close, or once the stream is closed; -EPIPE,
  * -ECONNRESET... when the peer has gone, in which case the stream is
@@ -827,14 +1060,16 @@ int evl_stream_resume(struct evl_loop *loop, uint64_t stream);
  * streams it accepts from then on start with.
  *
  * Returns 0; -EINVAL for a NULL loop or `low` > `high` (with `high` not 0);
- * -ENOENT for an unknown stream or listener.
+ * -ENOENT for an unknown stream or listener. Any sizes are accepted
+ * (SIZE_MAX: never pause); they bound what is queued, and allocate nothing.
  * Thread-safety: the loop's thread only.
  */
 int evl_stream_set_watermarks(struct evl_loop *loop, uint64_t stream, size_t high, size_t low);
 
 /**
  * Closes the stream (EVL_STREAM_CLOSED, -ETIMEDOUT) once no byte has moved
- * either way for `timeout_ms` milliseconds (0: never, the default): a
+ * either way for `timeout_ms` milliseconds (0: never, the default; at most
+ * UINT32_MAX, about 49 days): a
  * peer that connects and stays silent is dropped. Given a listener, sets
  * what the streams it accepts from then on start with.
  *
@@ -924,7 +1159,8 @@ int evl_stream_read_buffer(struct evl_loop *loop, const uint8_t **start, size_t 
  *
  * The `data` of EVL_STREAM_DATA events stays valid until the next call of
  * evl_stream_poll on this loop. If more events were ready than fit, the
- * next call returns them without waiting.
+ * next call returns them without waiting. A huge `max_events` costs
+ * nothing: only the events that are ready are made and written.
  *
  * Returns the number of events written (0 on timeout); -EINVAL for a NULL
  * loop or `events`, or `max_events` <= 0; -EBUSY from one of the loop's own
@@ -958,8 +1194,9 @@ int evl_stream_submit(struct evl_loop *loop, struct evl_stream_op *ops, int coun
  * fails only for an unknown stream or one whose EVL_STREAM_CLOSED was
  * delivered (-ENOENT), one shut down or closed (-EPIPE), or a peer that has gone, in which case the stream is closed
  * and EVL_STREAM_CLOSED says why. -EINVAL for a NULL loop, a negative
- * `count`, NULL arrays with a non-zero `count`, or NULL `data` with
- * non-zero lengths (nothing is written then).
+ * `count`, NULL arrays with a non-zero `count`, NULL `data` with non-zero
+ * lengths, or lengths whose sum is over PTRDIFF_MAX (nothing is written
+ * then).
  * Ownership: the arrays and bytes stay the caller's; they are not used
  * after the call. Thread-safety: the loop's thread only.
  */
@@ -1012,11 +1249,625 @@ int evl_stream_exchange(struct evl_loop *loop, struct evl_stream_exchange_args *
  */
 int evl_stream_exchange_writes(struct evl_loop *loop, struct evl_stream_exchange_args *x);
 
+/* ==== UDP sockets ==== */
+
+/**
+ * Makes a UDP socket bound to `host` (a numeric IPv4 or IPv6 address, or
+ * a name resolved with getaddrinfo, which may block; NULL or "": every
+ * IPv4 address; "::": every address, IPv6 and IPv4 unless
+ * EVL_UDP_IPV6_ONLY) and `port` (0: any free port, see evl_udp_port), and
+ * writes its id to `*out`. `flags`: EVL_UDP_REUSEPORT, EVL_UDP_BROADCAST,
+ * EVL_UDP_IPV6_ONLY.
+ *
+ * Its events go to `cb` with `userdata` (evl_stream_poll writes them for
+ * a loop driven by it): EVL_STREAM_DATAGRAMS for each batch received,
+ * EVL_STREAM_DRAINED when its send queue emptied, EVL_STREAM_UDP_ERROR,
+ * and last EVL_STREAM_CLOSED. Its id lives until that event is delivered,
+ * as a stream's does (see EVL_STREAM_CLOSED). Up to 32 datagrams come per
+ * event; each datagram takes a slot of the receive size (64 KiB, any UDP
+ * datagram; evl_udp_set_recv_size), so a batch never cuts one short unless
+ * told to, and then says so.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `out`, a port outside 0..65535 or
+ * unknown flags; -EADDRINUSE, -EADDRNOTAVAIL (also for a host that does
+ * not resolve), -EACCES, -EMFILE...
+ * Ownership: the socket is the library's until evl_udp_close or
+ * evl_loop_free. Thread-safety: the loop's thread only.
+ */
+int evl_udp_bind(struct evl_loop *loop, const char *host, int port, uint32_t flags, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * Makes a UDP socket of `fd`, a datagram socket the caller made (IPv4 or
+ * IPv6, bound or not, connected or not, with whatever options it set),
+ * and writes its id to `*out`. The fd is made non-blocking. Its events are
+ * as for evl_udp_bind.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF;
+ * -ENOTSOCK for no socket; -EPROTOTYPE for a stream socket;
+ * -EAFNOSUPPORT for a family other than IPv4 and IPv6; -EEXIST if the fd
+ * is registered already.
+ * Ownership: on success the socket owns `fd` and closes it when it ends
+ * (do not close it yourself); on error it stays yours.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_open(struct evl_loop *loop, int fd, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * Connects a UDP socket to `host` and `port` (as for evl_udp_bind; on a
+ * dual-stack socket an IPv4 address is fine): from then on it sends there
+ * when a datagram gives no address, receives only from there, and gets
+ * the peer's ICMP errors (EVL_STREAM_UDP_ERROR with -ECONNREFUSED). NULL
+ * `host` dissolves the association.
+ *
+ * Returns 0; -EINVAL for a NULL loop or a port outside 0..65535; -ENOENT
+ * for an unknown socket; -EBADF for one closed already; -EAFNOSUPPORT
+ * (an IPv6 address for an IPv4 socket), -EADDRNOTAVAIL...
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_connect(struct evl_loop *loop, uint64_t udp, const char *host, int port);
+
+/**
+ * Sends one datagram of `len` bytes to `addr` (a `struct sockaddr_in` or
+ * `sockaddr_in6` of `addr_len` bytes, such as a received datagram's
+ * `addr`; NULL for a connected socket's peer): at once if the kernel
+ * takes it, else copied into the socket's queue, sent when it can be.
+ *
+ * Returns 0 (sent or queued); -EINVAL for a NULL loop, or NULL `addr`
+ * with a non-zero `addr_len`, or an `addr_len` over 128; -EFAULT for NULL
+ * `data` with a non-zero `len`; -ENOBUFS when the queue is over its high
+ * watermark (evl_udp_set_watermarks: the datagram is dropped; try again
+ * after EVL_STREAM_DRAINED); what the kernel refuses the datagram for:
+ * -EMSGSIZE, -EACCES (a broadcast address without EVL_UDP_BROADCAST),
+ * -EDESTADDRREQ (no address, not connected), -EAFNOSUPPORT,
+ * -ENETUNREACH...; -EPIPE once the socket is closing or closed; -ENOENT
+ * for an unknown socket.
+ * Ownership: `data` and `addr` stay the caller's; not used after the call.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_send(struct evl_loop *loop, uint64_t udp, const void *data, size_t len, const void *addr, uint32_t addr_len);
+
+/**
+ * Sends `count` datagrams in order, with sendmmsg (up to 64 a call), as
+ * far as the kernel takes them; the rest is copied into the socket's
+ * queue. A datagram refused (as evl_udp_send would refuse it: -EMSGSIZE,
+ * -ENOBUFS for a full queue, -EFAULT for NULL bytes, -EINVAL for a NULL
+ * address with a length or one over 128 bytes...) is skipped, the others
+ * go on. `status`, if not
+ * NULL, has room for `count` results: 0 or the negative errno of each.
+ * The datagrams of an EVL_STREAM_DATAGRAMS event may be passed as they
+ * are: that is an echo, one call per batch. `flags` of each is ignored.
+ *
+ * Returns how many datagrams were refused (0: all sent or queued);
+ * -EINVAL for a NULL loop, a negative `count`, or NULL `datagrams` with a
+ * non-zero `count` (nothing is sent); -EPIPE once the socket is closing or
+ * closed; -ENOENT for an unknown socket.
+ * Ownership: the array, the bytes and the addresses stay the caller's; not
+ * used after the call. Thread-safety: the loop's thread only.
+ */
+int evl_udp_send_batch(struct evl_loop *loop, uint64_t udp, const struct evl_udp_datagram *datagrams, int count, int *status);
+
+/**
+ * Stops receiving, sends what is queued, then closes the socket
+ * (EVL_STREAM_CLOSED with 0 follows). Events of the socket not yet
+ * delivered are dropped. As a stream's, its fd (and so its port) stays
+ * open until its EVL_STREAM_CLOSED has been delivered.
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket (0 for
+ * one closed whose EVL_STREAM_CLOSED is not delivered yet).
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_close(struct evl_loop *loop, uint64_t udp);
+
+/**
+ * The local port of a UDP socket (the one chosen for port 0).
+ *
+ * Returns the port; -EINVAL for a NULL loop; -ENOENT for an unknown
+ * socket; -EBADF for one closed already. Thread-safety: the loop's thread only.
+ */
+int evl_udp_port(struct evl_loop *loop, uint64_t udp);
+
+/**
+ * The socket's fd, for getsockname, setsockopt and the like. It stays the
+ * library's: do not close it, read from it or register it.
+ *
+ * Returns the fd; -EINVAL for a NULL loop; -ENOENT for an unknown socket;
+ * -EBADF for one closed already. Thread-safety: the loop's thread only.
+ */
+int evl_udp_fd(struct evl_loop *loop, uint64_t udp);
+
+/**
+ * Writes to `*out` what the socket's queue holds: the datagrams' lengths,
+ * each plus EVL_UDP_DATAGRAM_OVERHEAD (0: nothing waits).
+ *
+ * Returns 0; -EINVAL for a NULL loop or `out`; -ENOENT for an unknown socket.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_queued(struct evl_loop *loop, uint64_t udp, size_t *out);
+
+/**
+ * The send queue's bound, as a stream's watermarks: once it holds more
+ * than `high` (see evl_udp_queued), sends are refused with -ENOBUFS and
+ * receiving pauses (an echo then stops taking what it cannot answer), until
+ * it is down to `low`; EVL_STREAM_DRAINED says when it emptied. Defaults:
+ * 1 MiB and 256 KiB. `high` 0: no bound and no pause (the queue may then
+ * grow without limit).
+ *
+ * Returns 0; -EINVAL for a NULL loop or `low` > `high` (with `high` not 0);
+ * -ENOENT for an unknown socket. Thread-safety: the loop's thread only.
+ */
+int evl_udp_set_watermarks(struct evl_loop *loop, uint64_t udp, size_t high, size_t low);
+
+/**
+ * The longest datagram received whole, 1 to 65536 (the default, room for
+ * any UDP datagram). A longer one is received truncated to `size` bytes,
+ * with EVL_UDP_TRUNCATED. A smaller size fits more datagrams in the
+ * loop's receive buffer at once (64 of 64 KiB; with evl_stream_poll, a
+ * batch of events from many sockets shares it).
+ *
+ * Returns 0; -EINVAL for a NULL loop or `size` out of range; -ENOENT for
+ * an unknown socket. Thread-safety: the loop's thread only.
+ */
+int evl_udp_set_recv_size(struct evl_loop *loop, uint64_t udp, size_t size);
+
+/**
+ * Stops receiving until evl_udp_resume (datagrams wait in the kernel's
+ * buffer, which drops what does not fit).
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_pause(struct evl_loop *loop, uint64_t udp);
+
+/**
+ * Receives again after evl_udp_pause (unless the queue is still over its
+ * high watermark).
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_resume(struct evl_loop *loop, uint64_t udp);
+
+/**
+ * Replaces the callback and userdata of a UDP socket (`cb` may be NULL for
+ * a loop driven by evl_stream_poll; evl_run drops the events of a socket
+ * without a callback). A closed socket's EVL_STREAM_CLOSED not delivered
+ * yet goes to the new callback.
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket.
+ * Ownership: `userdata` is the caller's and only handed back.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_set_callback(struct evl_loop *loop, uint64_t udp, evl_stream_cb cb, void *userdata);
+
+/**
+ * Sets an option (EVL_UDP_OPT_*) to `value`, for the socket's family (on
+ * a dual-stack socket, for its IPv4 traffic too).
+ *
+ * Returns 0; -EINVAL for a NULL loop, an unknown option or a value out of
+ * its range; -ENOENT for an unknown socket; -EBADF for one closed already.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_udp_set_option(struct evl_loop *loop, uint64_t udp, uint32_t option, int value);
+
+/**
+ * The interface multicast datagrams leave by: NULL or "" (the routing
+ * table's choice), an interface name ("eth0", "lo"), an index ("2"), or
+ * for IPv4 the interface's address ("192.0.2.1").
+ *
+ * Returns 0; -EINVAL for a NULL loop (or an IPv4 address for an IPv6-only
+ * socket); -ENODEV for an unknown interface; -ENOENT for an unknown
+ * socket; -EBADF for one closed already. Thread-safety: the loop's thread only.
+ */
+int evl_udp_set_multicast_interface(struct evl_loop *loop, uint64_t udp, const char *iface);
+
+/**
+ * Joins (`join` 1) or leaves (0) the multicast group `group` (a numeric
+ * IPv4 or IPv6 address) on `iface` (as for evl_udp_set_multicast_interface;
+ * an IPv6 group takes a name or an index).
+ *
+ * Returns 0; -EINVAL for a NULL loop or group, or a group that is not
+ * multicast; -EADDRNOTAVAIL for a group that does not resolve, or leaving
+ * a group not joined; -ENODEV for an unknown interface; -EADDRINUSE for a
+ * group joined already; -ENOENT for an unknown socket; -EBADF for one
+ * closed already. Thread-safety: the loop's thread only.
+ */
+int evl_udp_membership(struct evl_loop *loop, uint64_t udp, const char *group, const char *iface, int join);
+
+/**
+ * Where the bytes and the source addresses of every received datagram lie
+ * (what `data` and `addr` of an evl_udp_datagram point into): `*data_len`
+ * bytes from `*data`, and `*addrs_len` bytes of addresses from `*addrs`.
+ * Both stay at these addresses until the loop is freed, so a caller that
+ * pays for each call into the library (Python through ctypes) can map them
+ * once and slice each datagram's bytes and address at `data - *data` and
+ * `addr - *addrs`, with no call per datagram.
+ *
+ * Returns 0; -EINVAL for a NULL pointer.
+ * Ownership: the regions are the loop's; a datagram's bytes and address
+ * may be read (never written) while its event is current (see
+ * EVL_STREAM_DATAGRAMS). Thread-safety: the loop's thread only.
+ */
+int evl_udp_read_buffer(struct evl_loop *loop, const uint8_t **data, size_t *data_len, const uint8_t **addrs, size_t *addrs_len);
+
+/* ==== Unix-domain sockets: listeners, connects, credentials, passing fds ==== */
+
+/**
+ * Listens for Unix-domain stream connections on `path`: a filesystem path,
+ * or with EVL_UNIX_ABSTRACT a Linux abstract name (without the leading
+ * NUL byte the kernel uses; `path` is then the name's bytes up to its
+ * NUL). `backlog` <= 0: SOMAXCONN. `flags`: EVL_UNIX_ABSTRACT,
+ * EVL_UNIX_REMOVE_STALE. The listener's id is written to `*out`; it takes
+ * every listener call (evl_listener_close, evl_listener_set_max_conns,
+ * evl_stream_set_callback, _set_watermarks, _set_idle_timeout).
+ *
+ * Each connection accepted becomes an ordinary stream (every stream call
+ * works on it), announced by EVL_STREAM_ACCEPTED to `cb` with `userdata`,
+ * as for evl_listen.
+ *
+ * Returns 0; -EINVAL for a NULL loop, `path` or `out`, an empty path or
+ * unknown flags; -ENAMETOOLONG for a path or name over 107 bytes;
+ * -EADDRINUSE when something is at the path already (without
+ * EVL_UNIX_REMOVE_STALE, or when it is not a stale socket) or the
+ * abstract name is taken; -EACCES, -ENOENT (no such directory), -EMFILE...
+ * Ownership: the listener owns its socket, and its socket file: when the
+ * listener closes (evl_listener_close, evl_loop_free) the file is removed,
+ * if it is still the one it bound and this is the process that bound it
+ * (a child after fork() never removes its parent's). Thread-safety: the
+ * loop's thread only.
+ */
+int evl_listen_unix(struct evl_loop *loop, const char *path, int backlog, uint32_t flags, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * Connects to the Unix-domain stream socket at `path` (with
+ * EVL_UNIX_ABSTRACT in `flags`, an abstract name, as for evl_listen_unix)
+ * and writes the stream's id to `*out`. A Unix-domain connect never waits:
+ * `cb` gets EVL_STREAM_CONNECTED in the next iteration, with status 0 (the
+ * stream is open, and writes made before then went out at once), or with
+ * why it failed, then EVL_STREAM_CLOSED: -ECONNREFUSED (nobody listens),
+ * -ENOENT (no such socket), -EAGAIN (the listener's backlog is full),
+ * -EACCES, -EPROTOTYPE (not a stream socket)...
+ *
+ * Returns 0; -EINVAL for a NULL loop, `path` or `out`, an empty path or
+ * unknown flags; -ENAMETOOLONG for a path or name over 107 bytes; -EMFILE...
+ * Ownership: the stream owns its socket. Thread-safety: the loop's thread only.
+ */
+int evl_connect_unix(struct evl_loop *loop, const char *path, uint32_t flags, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * The credentials of the process at the other end of a Unix-domain stream
+ * (SO_PEERCRED: as they were when it connected, or made the socket pair),
+ * written to `*pid`, `*uid` and `*gid` (each may be NULL).
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream;
+ * -EBADF for a stream closed already; -EOPNOTSUPP for a socket of another
+ * family (TCP), -ENOTSOCK for a pipe.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_peer_cred(struct evl_loop *loop, uint64_t stream, int *pid, uint32_t *uid, uint32_t *gid);
+
+/**
+ * Writes `len` bytes (at least 1) as evl_stream_write does, with the
+ * `count` fds of `fds` (1 to EVL_MAX_FDS) attached to the first of them
+ * (SCM_RIGHTS), on a Unix-domain stream. The peer receives them with that
+ * byte (if it accepts fds: see evl_stream_accept_fds; otherwise its kernel
+ * closes them).
+ *
+ * Returns 0 (sent, or queued with the bytes); -EINVAL for a NULL loop,
+ * `data` or `fds`, `len` 0, or `count` out of range; -EBADF for an fd in
+ * `fds` that is not open, -EMFILE when the duplicates below cannot be
+ * made (nothing is written then); -EOPNOTSUPP for a stream that is not a
+ * Unix-domain socket (-ENOTSOCK for a pipe); otherwise as evl_stream_write.
+ * Ownership: `data` and `fds` stay the caller's, and so do the fds: the
+ * kernel passes its own references to the files, and when the bytes must
+ * wait in the stream's queue, the stream holds duplicates of the fds
+ * until they leave (or the stream ends), then closes them. The caller may
+ * close its fds as soon as this returns.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_write_fds(struct evl_loop *loop, uint64_t stream, const void *data, size_t len, const int *fds, int count);
+
+/**
+ * Lets a Unix-domain stream receive fds: up to `max` (0 to EVL_MAX_FDS)
+ * from one message, delivered as EVL_STREAM_FDS events; those past `max`
+ * are closed at once. 0 (the default) stops receiving them: the stream
+ * then reads with read(2), and the kernel closes any fd that comes. Call
+ * it before the fds can arrive: on EVL_STREAM_ACCEPTED or
+ * EVL_STREAM_CONNECTED, or right after evl_stream_open.
+ *
+ * Returns 0; -EINVAL for a NULL loop or `max` out of range; -ENOENT for
+ * an unknown stream; -EOPNOTSUPP for a stream that is not a Unix-domain
+ * socket (-ENOTSOCK for a pipe).
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_accept_fds(struct evl_loop *loop, uint64_t stream, int max);
+
+/**
+ * Takes the fds of the EVL_STREAM_FDS events of `stream` delivered so far
+ * and not yet taken: up to `max` of them, in the order they came, into
+ * `fds`. Call it in the EVL_STREAM_FDS callback (with evl_stream_poll:
+ * before the next evl_stream_poll); what is left then is closed.
+ *
+ * Returns how many fds were written (0: none waits); -EINVAL for a NULL
+ * loop, or NULL `fds` with `max` > 0, or a negative `max`.
+ * Ownership: each fd written is the caller's from then on, to close
+ * (close-on-exec is set). An fd is never given twice.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_take_fds(struct evl_loop *loop, uint64_t stream, int *fds, int max);
+
+/* ==== TLS: configurations, TLS streams and what they negotiated ==== */
+
+/**
+ * Makes a server's TLS configuration and stores it in `*out`. Give it its
+ * certificate (evl_tls_config_set_certificate_pem or _files); CA
+ * certificates added to a server's configuration make it ask clients for
+ * theirs and verify them. ALPN: the server's order of preference decides.
+ *
+ * Returns 0; -EINVAL for a NULL `out`.
+ * Ownership: the caller owns the configuration and frees it with
+ * evl_tls_config_free, which it may do at any time: streams and listeners
+ * keep what they need of it. It is built on first use (by a listener or a
+ * stream); from then on it is frozen and its setters answer -EBUSY.
+ * Thread-safety: any function may be called on one configuration from any
+ * thread (it locks itself), except evl_tls_config_free, which must be the
+ * last call; loops on several threads may use one configuration.
+ */
+int evl_tls_config_new_server(struct evl_tls_config **out);
+
+/**
+ * Makes a client's TLS configuration and stores it in `*out`. It trusts
+ * what evl_tls_config_add_ca_pem, _add_ca_file and _add_system_roots
+ * give it; if given none, the system's roots (/etc/ssl/certs, or the
+ * files SSL_CERT_FILE and SSL_CERT_DIR name) when it is built. It checks
+ * the server's certificate and name (see evl_tls_config_set_verify). A
+ * certificate set on it is sent to servers that ask for one.
+ *
+ * Returns 0; -EINVAL for a NULL `out`.
+ * Ownership and thread-safety: as evl_tls_config_new_server.
+ */
+int evl_tls_config_new_client(struct evl_tls_config **out);
+
+/**
+ * Frees a configuration. Listeners and streams that use it keep working
+ * (they hold their own reference to what was built).
+ *
+ * Returns 0; -EINVAL for NULL.
+ * Thread-safety: any thread, once no other call on `cfg` is under way or
+ * will come.
+ */
+int evl_tls_config_free(struct evl_tls_config *cfg);
+
+/**
+ * Why the last call on `cfg` that failed did (a static "" if none did,
+ * never NULL): "certificate PEM: ...", "a key that does not match"...
+ *
+ * Ownership: the string is the configuration's; it stays valid until the
+ * next call on `cfg` that fails, or evl_tls_config_free.
+ * Thread-safety: any thread (read it on the thread whose call failed).
+ */
+const char *evl_tls_config_last_error(const struct evl_tls_config *cfg);
+
+/**
+ * Sets the certificate chain (PEM, the certificate first, then the
+ * intermediates) and its private key (PEM: PKCS#8, PKCS#1 or SEC1), as
+ * `chain_len` and `key_len` bytes. A server presents them; a client sends
+ * them to a server that asks.
+ *
+ * Returns 0; -EINVAL for a NULL `cfg` or NULL data with a non-zero
+ * length; EVL_ETLS_CONFIG when the PEM holds no certificate or no key;
+ * -EBUSY once the configuration is in use. A key that does not match the
+ * certificate is found when the configuration is built (EVL_ETLS_CONFIG
+ * then, from the call that uses it).
+ * Ownership: the bytes stay the caller's; they are copied.
+ * Thread-safety: any thread.
+ */
+int evl_tls_config_set_certificate_pem(struct evl_tls_config *cfg, const char *chain, size_t chain_len, const char *key, size_t key_len);
+
+/**
+ * As evl_tls_config_set_certificate_pem, from the PEM files `chain_path`
+ * and `key_path`.
+ *
+ * Returns 0; -EINVAL for a NULL argument; -ENOENT, -EACCES... when a file
+ * cannot be read; EVL_ETLS_CONFIG; -EBUSY once in use.
+ * Thread-safety: any thread (it reads the files, which may block).
+ */
+int evl_tls_config_set_certificate_files(struct evl_tls_config *cfg, const char *chain_path, const char *key_path);
+
+/**
+ * Trusts the CA certificates of a PEM bundle of `len` bytes.
+ *
+ * Returns how many were added; -EINVAL for a NULL `cfg` or NULL data with
+ * a non-zero length; EVL_ETLS_CONFIG when it holds no certificate or one
+ * that cannot be a trust anchor; -EBUSY once in use.
+ * Ownership: the bytes stay the caller's. Thread-safety: any thread.
+ */
+int evl_tls_config_add_ca_pem(struct evl_tls_config *cfg, const char *pem, size_t len);
+
+/**
+ * As evl_tls_config_add_ca_pem, from the PEM file `path`.
+ *
+ * Returns how many were added; -EINVAL for a NULL argument; -ENOENT,
+ * -EACCES... when the file cannot be read; EVL_ETLS_CONFIG; -EBUSY.
+ * Thread-safety: any thread.
+ */
+int evl_tls_config_add_ca_file(struct evl_tls_config *cfg, const char *path);
+
+/**
+ * Trusts the system's roots: /etc/ssl/certs (the files SSL_CERT_FILE and
+ * SSL_CERT_DIR name, if set).
+ *
+ * Returns how many were added; -EINVAL for a NULL `cfg`; EVL_ETLS_CONFIG
+ * when none was found; -EBUSY once in use.
+ * Thread-safety: any thread (it reads files).
+ */
+int evl_tls_config_add_system_roots(struct evl_tls_config *cfg);
+
+/**
+ * The ALPN protocols, `count` NUL-terminated names ("h2", "http/1.1"), in
+ * order of preference; a server picks the first of its own that the
+ * client offers and refuses a client that offers none of them
+ * (EVL_ETLS_HANDSHAKE). `count` 0: no ALPN.
+ *
+ * Returns 0; -EINVAL for a NULL `cfg`, NULL `protocols` with a non-zero
+ * `count`, a negative `count`, or a name empty or over 255 bytes; -EBUSY
+ * once in use.
+ * Ownership: the strings stay the caller's. Thread-safety: any thread.
+ */
+int evl_tls_config_set_alpn(struct evl_tls_config *cfg, const char *const *protocols, int count);
+
+/**
+ * How the peer's certificate is checked: EVL_TLS_VERIFY_PEER (the
+ * default), EVL_TLS_VERIFY_CHAIN_ONLY or EVL_TLS_VERIFY_NONE_DANGEROUS. On
+ * a server it matters only with CA certificates added (client
+ * certificates); EVL_TLS_VERIFY_NONE_DANGEROUS then asks for none.
+ *
+ * Returns 0; -EINVAL for a NULL `cfg` or an unknown mode; -EBUSY once in use.
+ * Thread-safety: any thread.
+ */
+int evl_tls_config_set_verify(struct evl_tls_config *cfg, uint32_t mode);
+
+/**
+ * The lowest and highest TLS version allowed: EVL_TLS_1_2 or EVL_TLS_1_3
+ * (0: the default, 1.2 and 1.3 respectively).
+ *
+ * Returns 0; -EINVAL for a NULL `cfg`, another version or `min` > `max`;
+ * -EBUSY once in use. Thread-safety: any thread.
+ */
+int evl_tls_config_set_versions(struct evl_tls_config *cfg, uint32_t min, uint32_t max);
+
+/**
+ * Makes the streams a listener accepts from now on TLS streams of `cfg`, a
+ * server's configuration (NULL: plain streams again). Such a stream is
+ * announced by EVL_STREAM_ACCEPTED once its handshake is done (so ALPN,
+ * the server name and the version can be asked at once); one whose
+ * handshake fails (a client that sends garbage, stalls past the
+ * listener's idle timeout, refuses the certificate) is closed without an
+ * event, its fd and memory freed. The listener's idle timeout, watermarks
+ * and connection limit count the handshake too.
+ *
+ * Returns 0; -EINVAL for a NULL loop or a client's configuration;
+ * -ENOENT for an unknown listener; EVL_ETLS_CONFIG when the configuration
+ * cannot be built (evl_tls_config_last_error says why).
+ * Ownership: the listener keeps what it needs of `cfg`, which may be freed.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_listener_set_tls(struct evl_loop *loop, uint64_t listener, struct evl_tls_config *cfg);
+
+/**
+ * Starts a TLS connection to `host` and `port` (as evl_connect), checking
+ * the server's certificate against `server_name`, which is also sent as
+ * SNI (NULL: `host`; an IP address is checked against the certificate's
+ * addresses and sends no SNI). `cb` gets EVL_STREAM_CONNECTED once the
+ * TLS handshake is done (status 0) or the connect or handshake failed
+ * (-ECONNREFUSED, EVL_ETLS_CERT, EVL_ETLS_HANDSHAKE...; EVL_STREAM_CLOSED
+ * follows). Writes made before then are sent once it is done.
+ *
+ * Returns 0; -EINVAL for a NULL loop, host, configuration or `out`, a
+ * server's configuration, or a `server_name` that is neither a DNS name
+ * nor an IP address; as evl_connect otherwise; EVL_ETLS_CONFIG when the
+ * configuration cannot be built.
+ * Ownership: the stream keeps what it needs of `cfg`, which may be freed.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_connect(struct evl_loop *loop, const char *host, int port, struct evl_tls_config *cfg, const char *server_name, evl_stream_cb cb, void *userdata, uint64_t *out);
+
+/**
+ * Starts TLS on a stream (STARTTLS, or a stream of evl_stream_open): a
+ * server's session with a server's configuration, a client's with a
+ * client's, checking and sending `server_name` (required then). What was
+ * written before is sent first, in the clear; from now on what the stream
+ * reads and writes goes through TLS. EVL_STREAM_CONNECTED comes when the
+ * handshake ends, with its status (EVL_STREAM_CLOSED follows a failure).
+ *
+ * Returns 0; -EINVAL for a NULL loop or configuration, a client's without
+ * `server_name`, or a write-only stream; -ENOENT for an unknown stream;
+ * -EALREADY if it is a TLS stream already; -EPIPE for one that is
+ * ending (shut down, closing, closed, or its peer's end came);
+ * EVL_ETLS_CONFIG when the configuration cannot be built.
+ * Ownership: the stream keeps what it needs of `cfg`, which may be freed.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_start(struct evl_loop *loop, uint64_t stream, struct evl_tls_config *cfg, const char *server_name);
+
+/**
+ * Whether a TLS stream's handshake is still under way: 1 or 0.
+ *
+ * Returns 1 or 0; -EINVAL for a NULL loop or a stream that is not a TLS
+ * stream; -ENOENT for an unknown stream; -EBADF for a closed one.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_handshaking(struct evl_loop *loop, uint64_t stream);
+
+/**
+ * The TLS version agreed on: EVL_TLS_1_2 or EVL_TLS_1_3; 0 during the
+ * handshake.
+ *
+ * Returns it; errors as evl_tls_handshaking.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_version(struct evl_loop *loop, uint64_t stream);
+
+/**
+ * The cipher suite agreed on, as its IANA number (0x1302:
+ * TLS_AES_256_GCM_SHA384); 0 during the handshake.
+ *
+ * Returns it; errors as evl_tls_handshaking.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_cipher_suite(struct evl_loop *loop, uint64_t stream);
+
+/**
+ * The ALPN protocol agreed on, copied into `buf` (room for `cap` bytes:
+ * as much as fits, NUL-terminated when there is room; `cap` 0 copies
+ * nothing).
+ *
+ * Returns its length, 0 if none was agreed on (or during the handshake);
+ * -EINVAL for NULL `buf` with a non-zero `cap`; otherwise as
+ * evl_tls_handshaking. Thread-safety: the loop's thread only.
+ */
+int evl_tls_alpn(struct evl_loop *loop, uint64_t stream, char *buf, size_t cap);
+
+/**
+ * The server name: on a client, the one it asked for; on a server, the
+ * one the client sent (SNI). Copied as by evl_tls_alpn.
+ *
+ * Returns its length, 0 if there is none (a client that connected to an
+ * IP address sends none); errors as evl_tls_alpn.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_server_name(struct evl_loop *loop, uint64_t stream, char *buf, size_t cap);
+
+/**
+ * The peer's certificate `index` (0: its own; then the rest of the chain
+ * it sent), DER, copied into `buf` as far as `cap` bytes go (no NUL is
+ * meaningful in DER: compare the length returned with `cap`). Call with
+ * `cap` 0 to learn the length.
+ *
+ * Returns its length, 0 if the peer sent no certificate at `index` (a
+ * client without one; the handshake under way); errors as evl_tls_alpn.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_peer_certificate(struct evl_loop *loop, uint64_t stream, size_t index, uint8_t *buf, size_t cap);
+
+/**
+ * Why a TLS stream failed, in words ("invalid peer certificate: Expired",
+ * "received fatal alert: BadCertificate"...), copied as by evl_tls_alpn:
+ * for the status EVL_ETLS_* of its EVL_STREAM_CONNECTED or
+ * EVL_STREAM_CLOSED. It can be asked during those events and after them
+ * (also once the id is dead): the loop remembers the last 64 failures.
+ *
+ * Returns its length, 0 if none is known for `stream`; -EINVAL for a
+ * NULL loop, or NULL `buf` with a non-zero `cap`.
+ * Thread-safety: the loop's thread only.
+ */
+int evl_tls_error_reason(struct evl_loop *loop, uint64_t stream, char *buf, size_t cap);
+
 /* ==== Errors and versions ==== */
 
 /**
  * A static, NUL-terminated description of `code`: a negative errno as the
- * functions here return it (a positive errno works too), EVL_EPANIC, or 0.
+ * functions here return it (a positive errno works too), EVL_EPANIC, an
+ * EVL_ETLS_* code (evl_tls_error_reason tells a stream's details), or 0.
  * Never NULL, for any int.
  * Thread-safety: any thread.
  */

@@ -27,10 +27,15 @@ struct Entry<T> {
 /// name each other's entries.
 pub(crate) const OTHER_KIND: u64 = 1 << 31;
 
+/// A third kind (UDP socket ids). A table of another kind reads this bit as
+/// part of the slot number, 2^30 and up, past the end of any table (which
+/// would need a billion entries to reach it).
+pub(crate) const THIRD_KIND: u64 = 1 << 30;
+
 const SLOT_MASK: u64 = OTHER_KIND - 1;
 
 impl<T> Slab<T> {
-    /// A table whose ids carry `kind` (0 or [`OTHER_KIND`]).
+    /// A table whose ids carry `kind` (0, [`OTHER_KIND`] or [`THIRD_KIND`]).
     pub(crate) fn new(kind: u64) -> Self {
         Slab {
             entries: Vec::new(),
@@ -142,7 +147,7 @@ impl<T> Slab<T> {
     /// Frees the slot of a closed id: from now on the id matches nothing.
     pub(crate) fn retire(&mut self, id: u64) {
         if self.is_closed(id) {
-            let slot = (id & SLOT_MASK) as usize;
+            let slot = Self::slot_bits(id, self.kind) as usize;
             let entry = &mut self.entries[slot];
             entry.closed = false;
             entry.generation = entry.generation.checked_add(1).unwrap_or(1);
@@ -203,6 +208,26 @@ mod tests {
         assert_eq!(streams.get(l), None);
         assert_eq!(listeners.get(s), None);
         assert_eq!(listeners.get(l), Some(&2));
+    }
+
+    #[test]
+    fn three_kinds_never_name_each_others_entries() {
+        let mut tables = [Slab::new(0), Slab::new(OTHER_KIND), Slab::new(THIRD_KIND)];
+        let ids: Vec<u64> = (0..3).map(|k| tables[k].insert(k)).collect();
+        for (k, table) in tables.iter().enumerate() {
+            for (j, &id) in ids.iter().enumerate() {
+                assert_eq!(table.get(id).copied(), (j == k).then_some(k), "{k} {j}");
+                assert!(!table.is_closed(id));
+            }
+        }
+        let third = &mut tables[2];
+        assert_eq!(third.close(ids[2]), Some(2));
+        assert!(third.is_closed(ids[2]));
+        third.retire(ids[2]);
+        assert!(!third.is_closed(ids[2]));
+        let again = third.insert(9);
+        assert_ne!(again, ids[2], "retired: a new generation in the freed slot");
+        assert_eq!(again as u32, ids[2] as u32);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The C test programs (tests/c/test_api.c for the core, test_streams.c for
-//! the streams, test_embed.c for hooks and host loops), compiled with -std=c11 -Wall -Wextra -Werror against the
+//! the streams, test_embed.c for hooks and host loops, test_udp.c and
+//! test_unix.c for UDP and Unix-domain sockets), compiled with -std=c11 -Wall -Wextra -Werror against the
 //! header. Each C test is a Rust test of its own, `test_api::NAME` or
 //! `test_streams::NAME` (so `cargo test --test c_api test_timer_order` runs
 //! one), run natively; each program also runs whole under memcheck. The
@@ -14,14 +15,20 @@ use std::sync::OnceLock;
 fn test_program(name: &str) -> std::path::PathBuf {
     static BUILT: OnceLock<Vec<(String, std::path::PathBuf)>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        ["test_api", "test_streams", "test_embed"]
-            .iter()
-            .map(|name| {
-                let out = out_dir("c_api").join(name);
-                let src = root().join(format!("tests/c/{name}.c"));
-                (name.to_string(), compile_c(&[src], &out, &[]))
-            })
-            .collect()
+        [
+            "test_api",
+            "test_streams",
+            "test_embed",
+            "test_udp",
+            "test_unix",
+        ]
+        .iter()
+        .map(|name| {
+            let out = out_dir("c_api").join(name);
+            let src = root().join(format!("tests/c/{name}.c"));
+            (name.to_string(), compile_c(&[src], &out, &[]))
+        })
+        .collect()
     });
     built.iter().find(|(n, _)| n == name).unwrap().1.clone()
 }
@@ -122,9 +129,13 @@ c_tests! {
         test_fork,
         test_fork_after_registered_fds_were_closed,
         test_fork_never_revives_a_closed_registration,
+        test_fork_keeps_what_the_parent_lets_go_after_the_fork,
         test_signalfd_never_takes_a_registered_number,
         test_fork_with_signalfd_after_a_stale_registration,
         test_many_fds,
+        test_fd_numbers_that_are_not_open_cost_nothing,
+        test_fd_at_the_last_number_the_limit_allows,
+        test_huge_and_negative_numbers_cost_nothing,
 }
 
 c_tests! {
@@ -142,12 +153,15 @@ c_tests! {
         test_fork_leaves_lingering_to_the_parent,
         test_fd_stays_open_until_closed_is_delivered,
         test_pause_holds_data_read_before_it,
+        test_close_drops_what_pause_held,
         test_stream_without_callback_does_not_stall_the_others,
         test_library_closed_stream_id_lives_until_closed,
         test_stream_callbacks,
         test_stream_batches,
         test_stream_reentry_is_busy,
         test_free_with_streams_open,
+        test_huge_and_negative_numbers_cost_nothing,
+        test_prefork_server_child_serves_what_the_parent_let_go,
 }
 
 #[test]
@@ -163,6 +177,24 @@ fn harness_filters_by_name_and_refuses_a_filter_that_matches_nothing() {
     assert!(!stdout.contains("test_versions"), "{}", show(&output));
     let none = run(Command::new(&program).arg("no_such_test"));
     assert_eq!(none.status.code(), Some(2), "{}", show(&none));
+}
+
+/// Unloading the library drops its fork handlers (tests/c/unload_then_fork.c).
+#[test]
+fn fork_after_the_library_was_unloaded() {
+    let dir = out_dir("c_api").join("unload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("libevloop-copy.so");
+    std::fs::copy(lib_dir().join("libevloop.so"), &copy).unwrap();
+    let src = root().join("tests/c/unload_then_fork.c");
+    let program = compile_c(&[src], &dir.join("unload_then_fork"), &["-ldl"]);
+    let output = run(Command::new(program).arg(&copy));
+    assert!(output.status.success(), "{}", show(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("forked after unloading"),
+        "{}",
+        show(&output)
+    );
 }
 
 #[test]
@@ -209,4 +241,30 @@ c_tests! {
         test_host_loop_wakes_once_per_timer_or_batch,
         test_host_follows_timers_started_and_stopped_outside,
         test_host_wakes_for_a_task_from_another_thread,
+}
+
+c_tests! {
+    test_udp:
+        test_udp_arguments,
+        test_udp_echo_callbacks,
+        test_udp_echo_batch,
+        test_udp_dual_stack,
+        test_udp_truncation_is_reported,
+        test_udp_connected,
+        test_udp_broadcast_and_multicast,
+        test_udp_reuseport,
+        test_udp_close,
+        test_udp_pause_and_free,
+        test_udp_without_callback_keeps_receiving,
+        test_udp_open_an_fd,
+}
+
+c_tests! {
+    test_unix:
+        test_unix_arguments,
+        test_unix_listen_and_connect,
+        test_unix_stale_socket_file,
+        test_pass_fds,
+        test_pass_fds_behind_a_queue,
+        test_pass_fds_batch,
 }

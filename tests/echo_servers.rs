@@ -1,9 +1,11 @@
 //! The echo servers and client of c-examples/ (the articles' S1, S3, S5, S6,
 //! S7 and C1-C3): byte-exact echo at several sizes and connection counts, the
 //! original C1 client's transcript, the fixes for the originals' bugs, and
-//! memcheck on every server stopped by SIGTERM.
+//! memcheck on every server stopped by SIGTERM; unix_echo_server in the same
+//! matrix through `echo_client --unix`.
 
 mod common;
+mod tls_certs;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -536,7 +538,11 @@ fn bad_arguments_exit_with_status_2() {
         "selectors_echo_server",
         "epoll_echo_server",
         "stream_echo_server",
+        "tls_echo_server",
         "echo_client",
+        "unix_echo_server",
+        "udp_echo_server",
+        "udp_echo_client",
     ] {
         let exe = build_example(program);
         for args in [&["--bogus"][..], &["--port", "70000"], &["--port"]] {
@@ -753,5 +759,202 @@ fn stream_server_serves_10000_concurrent_connections() {
         STREAM,
         &["--quiet", "--conns", "10000", "--size", "100"],
     );
+    server.stop_cleanly();
+}
+
+// ---- unix_echo_server: the same service on a Unix-domain socket --------------
+
+/// unix_echo_server on `path` (with `extra` flags), its first line read
+/// (the path it listens on); killed if the test ends without stopping it.
+struct UnixServer {
+    child: ChildGuard,
+    log: std::thread::JoinHandle<String>,
+}
+
+impl UnixServer {
+    fn start(mut cmd: Command, path: &str, extra: &[&str]) -> UnixServer {
+        cmd.args(["--path", path])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = ChildGuard(cmd.spawn().expect("start unix_echo_server"));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        assert_eq!(first.trim_end(), path, "the first line is the path");
+        let log = std::thread::spawn(move || {
+            let mut rest = String::new();
+            stdout.read_to_string(&mut rest).unwrap();
+            rest
+        });
+        UnixServer { child, log }
+    }
+
+    /// SIGTERM; the exit status, the rest of stdout and stderr.
+    fn stop(mut self) -> (ExitStatus, String, String) {
+        // SAFETY: a plain syscall; the pid is our child's, not yet reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = wait_at_most(&mut self.child, Duration::from_secs(60));
+        let out = self.log.join().unwrap();
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status, out, err)
+    }
+}
+
+/// A fresh directory for socket files.
+fn socket_dir(name: &str) -> std::path::PathBuf {
+    let dir = out_dir("unix").join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn unix_echo(target: &str, args: &[&str]) {
+    let output = run(Command::new(build_example("echo_client"))
+        .args(["--unix", target, "--timeout", "120"])
+        .args(args));
+    assert!(
+        output.status.success(),
+        "echo_client --unix {target} {args:?}: {}",
+        show(&output)
+    );
+}
+
+/// The echo matrix of every server (1 to 100 connections, 1 byte to 4 MiB,
+/// the benchmarks' 20 independent connections), over a Unix-domain socket;
+/// the server removes its socket file when it ends.
+#[test]
+fn unix_echo_server_echoes_every_byte() {
+    let dir = socket_dir("matrix");
+    let path = dir.join("echo.sock");
+    let path = path.to_str().unwrap();
+    let server = UnixServer::start(example_command("unix_echo_server"), path, &["--quiet"]);
+    for args in echo_loads(true) {
+        unix_echo(path, &args);
+    }
+    let (status, _, err) = server.stop();
+    assert!(status.success(), "{status}\n{err}");
+    assert!(
+        !std::path::Path::new(path).exists(),
+        "the socket file outlived the server"
+    );
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+/// An abstract name leaves no file; the server logs each peer's credentials.
+#[test]
+fn unix_echo_server_on_an_abstract_name_logs_peer_credentials() {
+    let name = format!("evloop-test-echo-{}", std::process::id());
+    let server = UnixServer::start(example_command("unix_echo_server"), &name, &["--abstract"]);
+    unix_echo(&format!("@{name}"), &["--quiet", "--conns", "3"]);
+    unix_echo(
+        &format!("@{name}"),
+        &["--quiet", "--conns", "2", "--size", "100000"],
+    );
+    let (status, log, err) = server.stop();
+    assert!(status.success(), "{status}\n{err}");
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let accepted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("new connection"))
+        .collect();
+    assert_eq!(accepted.len(), 5, "{log}");
+    for line in accepted {
+        assert!(line.contains(&format!(", uid {uid}, ")), "{line}");
+    }
+}
+
+/// A socket file left by a server that died is refused, unless the server
+/// is told to remove it (and then it serves); a live server's is never
+/// removed. Under memcheck.
+#[test]
+fn unix_echo_server_removes_a_stale_socket_only_when_told_and_is_clean_under_memcheck() {
+    let dir = socket_dir("stale");
+    let path = dir.join("echo.sock");
+    let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    drop(stale); // the file stays: nobody listens
+    let path = path.to_str().unwrap();
+    let refused = run(Command::new(build_example("unix_echo_server")).args(["--path", path]));
+    assert_eq!(refused.status.code(), Some(1), "{}", show(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("in use"),
+        "{}",
+        show(&refused)
+    );
+    let server = UnixServer::start(
+        valgrind_command(&build_example("unix_echo_server")),
+        path,
+        &["--remove-stale", "--quiet"],
+    );
+    // A second server must not take the live one's socket away.
+    let second = run(Command::new(build_example("unix_echo_server")).args([
+        "--path",
+        path,
+        "--remove-stale",
+    ]));
+    assert_eq!(second.status.code(), Some(1), "{}", show(&second));
+    unix_echo(path, &["--conns", "3"]);
+    unix_echo(path, &["--quiet", "--conns", "2", "--size", "300000"]);
+    let (status, _, err) = server.stop();
+    assert!(status.success(), "{status}\n{err}");
+    assert_memcheck_report_clean(&err);
+    assert!(!std::path::Path::new(path).exists());
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+// ---- tls_echo_server: the matrix over TLS -----------------------------------
+
+/// The certificates (tls_certs, made by this run) as `--ca` for echo_client
+/// and `--cert`/`--key` for tls_echo_server, leaked for `Mode`'s statics.
+fn tls_flags() -> (&'static [&'static str], Mode) {
+    static FLAGS: std::sync::OnceLock<(Vec<&'static str>, Vec<&'static str>)> =
+        std::sync::OnceLock::new();
+    let (client, server) = FLAGS.get_or_init(|| {
+        let dir = tls_certs::write_to(&tls_certs::make(), &out_dir("echo_servers").join("certs"));
+        let path = |name: &str| &*Box::leak(dir.join(name).display().to_string().into_boxed_str());
+        let client = vec![
+            "--tls",
+            "--ca",
+            path("ca.pem"),
+            "--server-name",
+            "localhost",
+        ];
+        let server = vec!["--cert", path("server.pem"), "--key", path("server.key")];
+        (client, server)
+    });
+    let mode = Mode {
+        server: "tls_echo_server",
+        flags: &[],
+        server_flags: server,
+    };
+    (client, mode)
+}
+
+/// The byte-exact matrix every echo server passes, over TLS (echo_client
+/// --tls); tests/tls_interop.rs has the other TLS stacks and memcheck.
+#[test]
+fn tls_echo_server_echoes_every_byte() {
+    let (client_flags, mode) = tls_flags();
+    let server = Server::start(mode, &["--quiet"]);
+    for args in echo_loads(true) {
+        let output = echo_client(server.port, client_flags, &args);
+        assert!(
+            output.status.success(),
+            "tls_echo_server with echo_client --tls {args:?}: {}",
+            show(&output)
+        );
+    }
+    // C1's transcript over TLS: the same lines as in the clear.
+    let output = echo_client(server.port, client_flags, &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", show(&output));
+    assert!(stdout.contains("received \"in parts.\""), "{stdout}");
     server.stop_cleanly();
 }

@@ -17,6 +17,18 @@ const SECTIONS: &[(&str, &str)] = &[
         "#define EVL_STREAM_DATA ",
         "Stream event kinds, listener flags, batch operations",
     ),
+    (
+        "#define EVL_STREAM_DATAGRAMS ",
+        "UDP: event kinds, socket flags, datagram flags, options",
+    ),
+    (
+        "#define EVL_UNIX_ABSTRACT ",
+        "Unix-domain sockets: flags, the fd-passing event",
+    ),
+    (
+        "#define EVL_ETLS_HANDSHAKE ",
+        "TLS error codes, verification modes, versions",
+    ),
     ("typedef struct evl_loop ", "Types"),
     (
         "int evl_loop_new(",
@@ -31,6 +43,15 @@ const SECTIONS: &[(&str, &str)] = &[
     (
         "int evl_stream_poll(",
         "The batch API: many events and operations per call",
+    ),
+    ("int evl_udp_bind(", "UDP sockets"),
+    (
+        "int evl_listen_unix(",
+        "Unix-domain sockets: listeners, connects, credentials, passing fds",
+    ),
+    (
+        "int evl_tls_config_new_server(",
+        "TLS: configurations, TLS streams and what they negotiated",
     ),
     ("const char *evl_strerror(", "Errors and versions"),
 ];

@@ -238,6 +238,151 @@ fn install_directories_follow_prefix_libdir_and_includedir() {
     );
 }
 
+/// A copy of what the Makefile builds from, in a directory of this test's
+/// own, modification times kept (`cp -a`), so that the copy's own target
+/// directory is rebuilt only when the checkout changed.
+fn copy_of_the_build_tree() -> std::path::PathBuf {
+    let tree = out_dir("install/tree");
+    std::fs::remove_dir_all(&tree).unwrap();
+    std::fs::create_dir_all(&tree).unwrap();
+    // tests/: Cargo.toml declares some of them, and cargo reads every target.
+    let inputs = [
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        "evloop.map",
+        "Makefile",
+        "src",
+        "include",
+        "tests",
+    ];
+    tool_output(
+        Command::new("cp")
+            .arg("-a")
+            .args(inputs.iter().map(|name| root().join(name)))
+            .arg(&tree),
+    );
+    tree
+}
+
+fn modified(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// `make GOAL VARIABLES...` in `tree`, building into `target`.
+fn make_in(tree: &Path, target: &Path, goal: &str, variables: &[&str]) -> std::process::Output {
+    run(Command::new("make")
+        .current_dir(tree)
+        .arg("--no-print-directory")
+        .arg(goal)
+        .args(variables)
+        .env("CARGO_TARGET_DIR", target))
+}
+
+/// Issue 25: the Makefile knew only src/*.rs, so after a change in a nested
+/// file (src/ffi/batch.rs) `make` said there was nothing to do and `make
+/// install` installed the stale library. `make` now always asks cargo, and
+/// `make install` asks it whenever the library is older than a file of the
+/// list cargo wrote beside it; when the library is up to date it needs no
+/// cargo (`sudo make install` after `make`, with no cargo on root's PATH).
+#[test]
+fn a_change_in_a_nested_source_is_built_and_installed() {
+    let tree = copy_of_the_build_tree();
+    let target = out_dir("install/tree-target");
+    let stage = out_dir("install/tree-stage");
+    let built = target.join("release/libevloop.so");
+    let installed = stage.join(format!("usr/local/lib/libevloop.so.{}", so_version()));
+    let destdir = format!("DESTDIR={}", stage.display());
+    let ok = |output: std::process::Output| {
+        assert!(output.status.success(), "{}", show(&output));
+    };
+    let install_without_cargo = || make_in(&tree, &target, "install", &[&destdir, "CARGO=false"]);
+    let assert_installed_is_built = || {
+        let (installed, built) = (std::fs::read(&installed), std::fs::read(&built));
+        assert_eq!(installed.unwrap(), built.unwrap(), "installed, built");
+    };
+
+    ok(make_in(&tree, &target, "all", &[]));
+    ok(install_without_cargo());
+    assert_installed_is_built();
+
+    // A change in a nested file, a comment: cargo rebuilds all the same.
+    let nested = tree.join("src/ffi/batch.rs");
+    let mut text = std::fs::read_to_string(&nested).unwrap();
+    text.push_str("// changed by tests/install.rs\n");
+    std::fs::write(&nested, text).unwrap();
+    assert!(modified(&built) < modified(&nested));
+
+    let stale = install_without_cargo();
+    assert!(
+        !stale.status.success(),
+        "make install installed a library older than src/ffi/batch.rs without building it:\n{}",
+        show(&stale)
+    );
+    ok(make_in(&tree, &target, "all", &[]));
+    assert!(
+        modified(&built) >= modified(&nested),
+        "make did not rebuild after a change in src/ffi/batch.rs"
+    );
+    ok(install_without_cargo());
+    assert_installed_is_built();
+
+    // And make install alone builds what changed, then installs it.
+    std::fs::write(&nested, std::fs::read(&nested).unwrap()).unwrap();
+    let before = modified(&built);
+    ok(make_in(&tree, &target, "install", &[&destdir]));
+    assert!(modified(&built) > before, "make install did not rebuild");
+    assert_installed_is_built();
+    ok(make_in(&tree, &target, "uninstall", &[&destdir]));
+}
+
+/// `make check` installs what .ci/prerequisites.sh lists and is missing:
+/// `.ci/check --missing` says what that is. With only a shell, valgrind and
+/// pkg-config on the PATH, valgrind, pkg-config and GLib (found through
+/// pkg-config) are there and the rest is missing.
+#[test]
+fn make_check_finds_what_is_missing() {
+    let bin = out_dir("install/bare-path");
+    for tool in ["sh", "dirname", "valgrind", "pkg-config"] {
+        let link = bin.join(tool);
+        let _ = std::fs::remove_file(&link);
+        let found = tool_output(Command::new("sh").args(["-c", &format!("command -v {tool}")]));
+        std::os::unix::fs::symlink(found.trim(), &link).unwrap();
+    }
+    let output = run(Command::new("sh")
+        .arg(root().join(".ci/check"))
+        .arg("--missing")
+        .env_clear()
+        .env("PATH", &bin));
+    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+    let report = String::from_utf8_lossy(&output.stdout);
+    let missing: Vec<&str> = report
+        .lines()
+        .map(|line| line.strip_prefix("missing: ").expect(line))
+        .map(|line| line.split(" (`").next().unwrap())
+        .collect();
+    for there in ["valgrind", "pkg-config", "libglib2.0-dev"] {
+        assert!(!missing.contains(&there), "{there}:\n{report}");
+    }
+    for absent in [
+        "g++",
+        "make",
+        "binutils",
+        "pypy3",
+        "pypy3-lib-testsuite",
+        "python3-venv",
+        "rustup component rustfmt",
+        "rustup component clippy",
+    ] {
+        assert!(missing.contains(&absent), "{absent}:\n{report}");
+    }
+
+    let bad = run(Command::new("sh")
+        .arg(root().join(".ci/check"))
+        .arg("--nothing"));
+    assert_eq!(bad.status.code(), Some(2), "{}", show(&bad));
+}
+
 #[test]
 fn cargo_c_metadata_names_the_same_library_version() {
     let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();

@@ -2,7 +2,8 @@
 //! sequences and checked against a model of what the header promises.
 //!
 //! Operations (at top level and from inside every kind of callback): open a
-//! socket pair, register / modify / unregister / set_callback, close a
+//! socket pair, register / modify / unregister / set_callback (also of fd
+//! numbers that are not open: huge, at the limit, negative), close a
 //! registered fd without unregistering, dup2 a new socket onto a registered
 //! fd, write to or close or shut down the peer, start / stop timers, post
 //! tasks, evl_stop, evl_wake; at top level evl_run_once, evl_poll and
@@ -42,8 +43,8 @@ mod model;
 
 use evloop::ffi::*;
 use model::{
-    catch_in_callback, close, now_ns, read, run_seeds, socketpair, steps_per_seed,
-    take_callback_failure, trace, write, Rng,
+    catch_in_callback, close, fd_limit, is_open, now_ns, read, run_seeds, socketpair,
+    steps_per_seed, take_callback_failure, trace, write, Rng,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -594,6 +595,51 @@ impl World {
         }
     }
 
+    /// An fd argument that names no open fd: the largest int, one of
+    /// millions, one at or just under RLIMIT_NOFILE's limit, or a negative
+    /// one. The library answers at once, EINVAL for a negative fd, else
+    /// EBADF (register) or ENOENT (the others: nothing is registered
+    /// there), and nothing changes: the events checked afterwards say so,
+    /// and the C tests that it allocates nothing (issue 25).
+    fn not_open_fd(&mut self) {
+        let w = self.where_();
+        let limit = fd_limit();
+        let numbers = [
+            i32::MAX,
+            i32::MAX - 1,
+            1_000_000,
+            limit,
+            limit - 1,
+            -1,
+            i32::MIN,
+        ];
+        let fd = numbers[self.rng.below(numbers.len() as u64) as usize];
+        if fd >= 0 && (is_open(fd) || self.regs.contains_key(&fd)) {
+            return; // valgrind keeps its own fds at the limit
+        }
+        let ud = self.next_ud();
+        let interest = self.random_interest();
+        let cb = self.random_cb();
+        let op = self.rng.below(4);
+        // SAFETY: the loop is live.
+        let rc = unsafe {
+            match op {
+                0 => evl_register(self.lp, fd, interest, io_fn(cb), ud as *mut c_void),
+                1 => evl_modify(self.lp, fd, interest),
+                2 => evl_set_callback(self.lp, fd, io_fn(cb), ud as *mut c_void),
+                _ => evl_unregister(self.lp, fd),
+            }
+        };
+        let name = ["register", "modify", "set_callback", "unregister"][op as usize];
+        trace(|| format!("{w} {name} fd {fd} (not open) -> {rc}"));
+        let want = match (fd < 0, op) {
+            (true, _) => -libc::EINVAL,
+            (false, 0) => -libc::EBADF,
+            (false, _) => -libc::ENOENT,
+        };
+        assert_eq!(rc, want, "{name} of fd {fd}, which is not open");
+    }
+
     /// One random operation; run calls only at top level (from a callback
     /// they must be refused), which is then returned for the driver to make.
     fn op(&mut self) -> Option<Run> {
@@ -617,6 +663,7 @@ impl World {
             2,                        // hook stop
             if top { 2 } else { 0 },  // backend timeout
             1,                        // backend fd
+            2,                        // an fd number that is not open
             if top { 14 } else { 1 }, // run
         ];
         let w = self.where_();
@@ -881,6 +928,7 @@ impl World {
                     "evl_backend_fd changed"
                 );
             }
+            18 => self.not_open_fd(),
             _ if top => {
                 return Some(match self.rng.below(10) {
                     0..=3 => Run::Once(if self.rng.percent(80) {

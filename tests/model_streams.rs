@@ -2,7 +2,8 @@
 //! sequences and checked against a model.
 //!
 //! Each seed opens streams over random peers (AF_UNIX socket pairs, TCP
-//! connections on 127.0.0.1, both ends of pipes) and makes random writes,
+//! connections on 127.0.0.1, both ends of pipes, and streams made by
+//! evl_listen, evl_connect, evl_listen_unix and evl_connect_unix) and makes random writes,
 //! shutdowns, closes, aborts, pauses, resumes, watermark and idle-timeout
 //! changes on them, and random writes, reads, shutdowns and closes on the
 //! peers, and random linger bounds (evl_stream_set_linger) on streams and on
@@ -37,7 +38,7 @@ mod model;
 
 use evloop::ffi::*;
 use model::{
-    catch_in_callback, close, now_ns, pipe, read, run_seeds, socketpair, steps_per_seed,
+    catch_in_callback, close, file_id, now_ns, pipe, read, run_seeds, socketpair, steps_per_seed,
     take_callback_failure, trace, write, Rng,
 };
 use std::cell::RefCell;
@@ -93,6 +94,10 @@ enum Peer {
     Accepted,
     /// A TCP stream made by evl_connect.
     Connected,
+    /// A Unix-domain stream accepted by an evl_listen_unix listener.
+    UnixListened,
+    /// A Unix-domain stream made by evl_connect_unix.
+    UnixConnected,
 }
 
 impl Peer {
@@ -104,6 +109,10 @@ impl Peer {
     }
     fn tcp(self) -> bool {
         matches!(self, Peer::Tcp | Peer::Accepted | Peer::Connected)
+    }
+    /// A socket (TCP or Unix-domain), which has a shutdown and may linger.
+    fn socket(self) -> bool {
+        !matches!(self, Peer::PipeIn | Peer::PipeOut)
     }
 }
 
@@ -204,7 +213,7 @@ impl Stream {
     /// lingering may have ended by its bounds (the peer sent more than its
     /// bytes, or writes about its time after the close or later).
     fn write_refusal_excused(&self, now: u64) -> bool {
-        let socket = self.peer_kind == Peer::Unix || self.peer_kind.tcp();
+        let socket = self.peer_kind.socket();
         let ended_by_error = self.closed.is_some_and(|status| status != 0);
         let Linger { bytes, ms } = self.linger;
         let lingers = ms > 0 && bytes > 0;
@@ -241,6 +250,17 @@ struct World {
     pending_accepts: std::collections::VecDeque<(RawFd, Linger)>,
     /// What the listener's streams start with (set_linger on the listener).
     listener_linger: Linger,
+    /// An evl_listen_unix listener on `unix_path`, the peers connected to
+    /// it whose EVL_STREAM_ACCEPTED is still to come, what its streams
+    /// start with, and a plain listener (on `unix_server_path`) for
+    /// evl_connect_unix, in a directory of the seed's own.
+    unix_listener: u64,
+    unix_path: std::path::PathBuf,
+    pending_unix_accepts: std::collections::VecDeque<(RawFd, Linger)>,
+    unix_listener_linger: Linger,
+    unix_server: std::os::unix::net::UnixListener,
+    unix_server_path: std::path::PathBuf,
+    dir: std::path::PathBuf,
     buf: Vec<u8>,
 }
 
@@ -282,13 +302,8 @@ struct WritePlan {
 /// The userdata of the listener (and of the streams it accepts).
 const LISTENER_UD: usize = 7;
 
-/// The device and inode an fd is open on (None: not open).
-fn file_id(fd: RawFd) -> Option<(u64, u64)> {
-    // SAFETY: a plain fstat into a zeroed struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid place for the result.
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
-}
+/// The userdata of the Unix-domain listener (and of what it accepts).
+const UNIX_LISTENER_UD: usize = 8;
 
 fn status_name(rc: i32) -> String {
     format!("{rc}")
@@ -318,11 +333,43 @@ impl World {
         // SAFETY: the loop is live.
         let port = unsafe { evl_listener_port(lp, listener) };
         assert!(port > 0, "evl_listener_port -> {port}");
+        let dir = std::env::temp_dir().join(format!(
+            "evl_model_streams_{}_{seed}_{}",
+            std::process::id(),
+            if batch { "b" } else { "c" }
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let unix_path = dir.join("evloop.sock");
+        let c_path = std::ffi::CString::new(unix_path.as_os_str().as_encoded_bytes()).unwrap();
+        let mut unix_listener = 0;
+        // SAFETY: the loop is live; the path is NUL-terminated; `unix_listener` is a valid place.
+        let rc = unsafe {
+            evl_listen_unix(
+                lp,
+                c_path.as_ptr(),
+                0,
+                0,
+                cb,
+                UNIX_LISTENER_UD as *mut c_void,
+                &mut unix_listener,
+            )
+        };
+        assert_eq!(rc, 0, "evl_listen_unix");
+        let unix_server_path = dir.join("plain.sock");
+        let unix_server = std::os::unix::net::UnixListener::bind(&unix_server_path).unwrap();
         World {
+            unix_listener,
+            unix_path,
+            pending_unix_accepts: Default::default(),
+            unix_server,
+            unix_server_path,
+            dir,
             listener,
             listener_port: port as u16,
             pending_accepts: Default::default(),
             listener_linger: DEFAULT_LINGER,
+            unix_listener_linger: DEFAULT_LINGER,
             lp,
             rng: Rng::new(seed),
             batch,
@@ -369,19 +416,24 @@ impl World {
     fn on_event(&mut self, e: &evl_stream_event) {
         if e.kind == EVL_STREAM_ACCEPTED {
             trace(|| format!("    listener ACCEPTED stream {:#x}", e.stream));
-            assert_eq!(
-                e.userdata as usize, LISTENER_UD,
+            let ud = e.userdata as usize;
+            assert!(
+                ud == LISTENER_UD || ud == UNIX_LISTENER_UD,
                 "ACCEPTED: the listener's userdata"
             );
             assert!(
                 !self.by_id.contains_key(&e.stream),
                 "ACCEPTED: a stream id given twice"
             );
-            let (peer, linger) = self
-                .pending_accepts
+            let (queue, kind) = if ud == LISTENER_UD {
+                (&mut self.pending_accepts, Peer::Accepted)
+            } else {
+                (&mut self.pending_unix_accepts, Peer::UnixListened)
+            };
+            let (peer, linger) = queue
                 .pop_front()
                 .expect("ACCEPTED with no connection waiting");
-            self.add_stream(e.stream, LISTENER_UD, Peer::Accepted, peer);
+            self.add_stream(e.stream, ud, kind, peer);
             // Any of the listener's bounds since the connect may apply.
             self.streams.last_mut().unwrap().linger = linger;
             return;
@@ -518,7 +570,9 @@ impl World {
             Peer::PipeOut,
             Peer::Accepted,
             Peer::Connected,
-        ][self.rng.below(7) as usize];
+            Peer::UnixListened,
+            Peer::UnixConnected,
+        ][self.rng.below(9) as usize];
         let (ours, theirs) = match kind {
             Peer::Unix => socketpair(),
             Peer::Tcp => {
@@ -541,6 +595,46 @@ impl World {
                 let linger = self.listener_linger;
                 self.pending_accepts
                     .push_back((client.into_raw_fd(), linger));
+                return;
+            }
+            Peer::UnixListened => {
+                // The stream comes with its EVL_STREAM_ACCEPTED.
+                let client = std::os::unix::net::UnixStream::connect(&self.unix_path).unwrap();
+                client.set_nonblocking(true).unwrap();
+                trace(|| format!("{} connect to the Unix listener", self.where_()));
+                let linger = self.unix_listener_linger;
+                self.pending_unix_accepts
+                    .push_back((client.into_raw_fd(), linger));
+                return;
+            }
+            Peer::UnixConnected => {
+                let k = self.streams.len();
+                let ud = 1000 + k;
+                let path =
+                    std::ffi::CString::new(self.unix_server_path.as_os_str().as_encoded_bytes())
+                        .unwrap();
+                let mut id = 0;
+                // SAFETY: the loop is live; the path is NUL-terminated; `id` is a valid place.
+                let rc = unsafe {
+                    evl_connect_unix(
+                        self.lp,
+                        path.as_ptr(),
+                        0,
+                        self.cb(),
+                        ud as *mut c_void,
+                        &mut id,
+                    )
+                };
+                trace(|| {
+                    format!(
+                        "{} unix connect stream {k} -> {rc} id {id:#x}",
+                        self.where_()
+                    )
+                });
+                assert_eq!(rc, 0, "evl_connect_unix");
+                let (server, _) = self.unix_server.accept().unwrap();
+                server.set_nonblocking(true).unwrap();
+                self.add_stream(id, ud, kind, server.into_raw_fd());
                 return;
             }
             Peer::Connected => {
@@ -607,7 +701,7 @@ impl World {
             shutdown: false,
             closing: false,
             aborted: false,
-            connecting: kind == Peer::Connected,
+            connecting: kind == Peer::Connected || kind == Peer::UnixConnected,
             peer_wrote_at: 0,
             close_asked_at: 0,
             linger: DEFAULT_LINGER,
@@ -1009,7 +1103,7 @@ impl World {
     fn peer_end(&mut self, k: usize, close_it: bool) {
         let s = &mut self.streams[k];
         let Some(fd) = s.peer else { return };
-        if close_it || !(s.peer_kind == Peer::Unix || s.peer_kind.tcp()) {
+        if close_it || !s.peer_kind.socket() {
             close(fd);
             s.peer = None;
             s.peer_closed = true;
@@ -1167,13 +1261,24 @@ impl World {
         let linger = Linger::random(&mut self.rng);
         let Linger { bytes, ms } = linger;
         if self.rng.percent(25) {
+            let unix = self.rng.percent(50);
+            let (listener, current, waiting) = if unix {
+                let waiting = &mut self.pending_unix_accepts;
+                (self.unix_listener, &mut self.unix_listener_linger, waiting)
+            } else {
+                (
+                    self.listener,
+                    &mut self.listener_linger,
+                    &mut self.pending_accepts,
+                )
+            };
             // SAFETY: the loop is live.
-            let rc = unsafe { evl_stream_set_linger(self.lp, self.listener, bytes, ms) };
-            trace(|| format!("{w} listener linger {linger:?} -> {rc}"));
-            assert_eq!(rc, 0, "set_linger on the listener");
-            self.listener_linger = linger;
+            let rc = unsafe { evl_stream_set_linger(self.lp, listener, bytes, ms) };
+            trace(|| format!("{w} listener {listener:#x} linger {linger:?} -> {rc}"));
+            assert_eq!(rc, 0, "set_linger on a listener");
+            *current = linger;
             // Accepted already or not: either may apply to them.
-            for (_, waiting) in self.pending_accepts.iter_mut() {
+            for (_, waiting) in waiting.iter_mut() {
                 *waiting = waiting.weakest(linger);
             }
             return;
@@ -1357,7 +1462,7 @@ fn finish() {
             // Half of the sockets' peers go on sending after the close
             // (which a lingering close survives); the others end first.
             let s = &w.streams[k];
-            let socket = s.peer_kind == Peer::Unix || s.peer_kind.tcp();
+            let socket = s.peer_kind.socket();
             let open = s.closed.is_none() && !s.asked_to_end() && s.peer.is_some() && !s.peer_shut;
             if socket && open && w.rng.percent(50) {
                 w.streams[k].late_talker = true;
@@ -1414,12 +1519,14 @@ fn finish() {
                 })
                 .collect();
             let all_closed = w.pending_accepts.is_empty()
+                && w.pending_unix_accepts.is_empty()
                 && w.streams
                     .iter()
                     .all(|s| s.closed.is_some() && s.late_talker == s.late_sent);
             (left, all_closed)
         });
-        let accepted = with_world(|w| w.pending_accepts.is_empty());
+        let accepted =
+            with_world(|w| w.pending_accepts.is_empty() && w.pending_unix_accepts.is_empty());
         if left.is_empty() && accepted && !closing {
             // Every stream that could read has read all the peer sent.
             with_world(|w| {
@@ -1512,6 +1619,15 @@ fn finish() {
         // SAFETY: the loop is live.
         let rc = unsafe { evl_listener_close(w.lp, w.listener) };
         assert_eq!(rc, 0, "evl_listener_close");
+        // SAFETY: the loop is live.
+        let rc = unsafe { evl_listener_close(w.lp, w.unix_listener) };
+        assert_eq!(rc, 0, "evl_listener_close (Unix)");
+        assert!(
+            !w.unix_path.exists(),
+            "the Unix listener's socket file outlived it"
+        );
+        std::fs::remove_file(&w.unix_server_path).unwrap();
+        std::fs::remove_dir(&w.dir).unwrap();
         // SAFETY: the loop is live and not running.
         assert_eq!(unsafe { evl_loop_free(w.lp) }, 0);
         for s in &mut w.streams {
@@ -1544,6 +1660,11 @@ fn one_seed(seed: u64, batch: bool) -> u64 {
     let world = WORLD.with(|w| w.borrow_mut().take());
     if let Err(panic) = result {
         if let Some(w) = world {
+            let _ = std::fs::remove_dir_all(&w.dir);
+            for (fd, _) in w.pending_unix_accepts {
+                // SAFETY: our own fd.
+                unsafe { libc::close(fd) };
+            }
             for (fd, _) in w.pending_accepts {
                 // SAFETY: our own fd.
                 unsafe { libc::close(fd) };

@@ -339,3 +339,32 @@ fn idle_streams_close_with_etimedout() {
     assert_eq!(seen.last().unwrap().error, libc::ETIMEDOUT);
     assert!(start.elapsed() >= Duration::from_millis(450));
 }
+
+/// Turning the watermarks off (high 0: "never pause") resumes a stream
+/// that its queue had paused, at once: before, it stayed paused until the
+/// whole queue drained, so two such streams writing to each other (or a
+/// peer that waits for an answer before it reads) never moved again.
+#[test]
+fn watermarks_turned_off_resume_a_stream_its_queue_paused() {
+    let mut lp = StreamLoop::new().unwrap();
+    let (ours, mut peer) = UnixStream::pair().unwrap();
+    let id = lp.open(ours.into_raw_fd(), 1).unwrap();
+    // The peer reads nothing: most of this stays queued, over the high mark.
+    lp.write(id, &vec![7u8; 3 * DEFAULT_HIGH_WATER]).unwrap();
+    assert!(lp.queued(id).unwrap() > DEFAULT_HIGH_WATER);
+    peer.write_all(b"hello").unwrap();
+    for _ in 0..5 {
+        assert!(
+            bytes_of(&iteration(&mut lp, 10), id).is_empty(),
+            "read while throttled"
+        );
+    }
+    lp.set_watermarks(id, 0, 0).unwrap();
+    let seen = run_until(&mut lp, |s| !bytes_of(s, id).is_empty());
+    assert_eq!(bytes_of(&seen, id), b"hello");
+    assert!(
+        lp.queued(id).unwrap() > DEFAULT_HIGH_WATER,
+        "the queue is still there"
+    );
+    drop(peer);
+}

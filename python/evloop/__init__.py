@@ -49,11 +49,19 @@ __version__ = version()
 _ASYNCIO_NAMES = ("EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run")
 
 
+# TLS configurations (evloop.tls), imported on first use too: ssl is large.
+_TLS_NAMES = ("EvloopSSLContext", "TLSConfig", "TLSUnsupported", "create_default_context")
+
+
 def __getattr__(name: str) -> Any:
     if name in _ASYNCIO_NAMES:
         from . import _asyncio
 
         return getattr(_asyncio, name)
+    if name in _TLS_NAMES:
+        from . import tls
+
+        return getattr(tls, name)
     raise AttributeError(f"module 'evloop' has no attribute {name!r}")
 
 __all__ = [
@@ -61,4 +69,5 @@ __all__ = [
     "EventLoop", "EventLoopPolicy", "EvloopPanic", "EvloopSelector", "HUP", "Handle", "Loop", "ONESHOT", "Protocol",
     "RDHUP", "READ", "SelectorKey", "Server", "Transport", "WRITE", "attach", "install", "new_event_loop",
     "open_connection", "run", "start_server", "strerror", "version",
+    "EvloopSSLContext", "TLSConfig", "TLSUnsupported", "create_default_context",
 ]

@@ -120,6 +120,24 @@ EVL_LISTEN_REUSEPORT = 1
 EVL_LINGER_DEFAULT_BYTES = 1048576
 EVL_LINGER_DEFAULT_MS = 2000
 
+EVL_STREAM_DATAGRAMS = 8
+EVL_STREAM_UDP_ERROR = 9
+EVL_STREAM_FDS = 10
+
+EVL_UDP_REUSEPORT = 1
+EVL_UDP_BROADCAST = 2
+EVL_UDP_IPV6_ONLY = 4
+EVL_UDP_TRUNCATED = 32
+EVL_UDP_OPT_BROADCAST = 1
+EVL_UDP_OPT_MULTICAST_LOOP = 2
+EVL_UDP_OPT_MULTICAST_TTL = 3
+EVL_UDP_OPT_TTL = 4
+EVL_UDP_DATAGRAM_OVERHEAD = 64
+
+EVL_UNIX_ABSTRACT = 1
+EVL_UNIX_REMOVE_STALE = 2
+EVL_MAX_FDS = 253
+
 EVL_OP_WRITE = 1
 EVL_OP_SHUTDOWN = 2
 EVL_OP_CLOSE = 3
@@ -130,6 +148,17 @@ EVL_OP_RESUME = 6
 EVL_HOOK_PREPARE = 1
 EVL_HOOK_CHECK = 2
 EVL_HOOK_IDLE = 3
+
+# TLS (python/evloop/tls.py).
+EVL_ETLS_HANDSHAKE = -1001
+EVL_ETLS_CERT = -1002
+EVL_ETLS_PROTOCOL = -1003
+EVL_ETLS_CONFIG = -1004
+EVL_TLS_VERIFY_PEER = 0
+EVL_TLS_VERIFY_CHAIN_ONLY = 1
+EVL_TLS_VERIFY_NONE_DANGEROUS = 2
+EVL_TLS_1_2 = 0x0303
+EVL_TLS_1_3 = 0x0304
 
 # ---- types -----------------------------------------------------------------
 
@@ -173,6 +202,16 @@ class evl_stream_exchange_args(Structure):
         ("write_failed", c_int),
         ("data_events", c_int),
         ("data_len", c_size_t),
+    ]
+
+
+class evl_udp_datagram(Structure):
+    _fields_ = [
+        ("data", POINTER(c_uint8)),
+        ("len", c_size_t),
+        ("addr", c_void_p),
+        ("addr_len", c_uint32),
+        ("flags", c_uint32),
     ]
 
 
@@ -252,6 +291,62 @@ evl_stream_submit = _declare("evl_stream_submit", c_int, [_L, _P, _I])
 evl_stream_write_batch = _declare("evl_stream_write_batch", c_int, [_L, c_char_p, _P, _I, c_char_p])
 evl_stream_exchange = _declare("evl_stream_exchange", c_int, [_L, _P])
 evl_stream_exchange_writes = _declare("evl_stream_exchange_writes", c_int, [_L, _P])
+evl_udp_bind = _declare("evl_udp_bind", c_int, [_L, c_char_p, _I, _U32, evl_stream_cb, _P, POINTER(c_uint64)])
+evl_udp_open = _declare("evl_udp_open", c_int, [_L, _I, evl_stream_cb, _P, POINTER(c_uint64)])
+evl_udp_connect = _declare("evl_udp_connect", c_int, [_L, _U64, c_char_p, _I])
+evl_udp_send = _declare("evl_udp_send", c_int, [_L, _U64, c_char_p, _SZ, c_char_p, _U32])
+evl_udp_send_batch = _declare("evl_udp_send_batch", c_int, [_L, _U64, _P, _I, _P])
+evl_udp_close = _declare("evl_udp_close", c_int, [_L, _U64])
+evl_udp_port = _declare("evl_udp_port", c_int, [_L, _U64])
+evl_udp_fd = _declare("evl_udp_fd", c_int, [_L, _U64])
+evl_udp_queued = _declare("evl_udp_queued", c_int, [_L, _U64, POINTER(c_size_t)])
+evl_udp_set_watermarks = _declare("evl_udp_set_watermarks", c_int, [_L, _U64, _SZ, _SZ])
+evl_udp_set_recv_size = _declare("evl_udp_set_recv_size", c_int, [_L, _U64, _SZ])
+evl_udp_pause = _declare("evl_udp_pause", c_int, [_L, _U64])
+evl_udp_resume = _declare("evl_udp_resume", c_int, [_L, _U64])
+evl_udp_set_callback = _declare("evl_udp_set_callback", c_int, [_L, _U64, evl_stream_cb, _P])
+evl_udp_set_option = _declare("evl_udp_set_option", c_int, [_L, _U64, _U32, _I])
+evl_udp_set_multicast_interface = _declare("evl_udp_set_multicast_interface", c_int, [_L, _U64, c_char_p])
+evl_udp_membership = _declare("evl_udp_membership", c_int, [_L, _U64, c_char_p, c_char_p, _I])
+evl_udp_read_buffer = _declare(
+    "evl_udp_read_buffer", c_int, [_L, POINTER(c_void_p), POINTER(c_size_t), POINTER(c_void_p), POINTER(c_size_t)]
+)
+evl_listen_unix = _declare("evl_listen_unix", c_int, [_L, c_char_p, _I, _U32, evl_stream_cb, _P, POINTER(c_uint64)])
+evl_connect_unix = _declare("evl_connect_unix", c_int, [_L, c_char_p, _U32, evl_stream_cb, _P, POINTER(c_uint64)])
+evl_stream_peer_cred = _declare(
+    "evl_stream_peer_cred", c_int, [_L, _U64, POINTER(c_int), POINTER(c_uint32), POINTER(c_uint32)]
+)
+evl_stream_write_fds = _declare("evl_stream_write_fds", c_int, [_L, _U64, c_char_p, _SZ, POINTER(c_int), _I])
+evl_stream_accept_fds = _declare("evl_stream_accept_fds", c_int, [_L, _U64, _I])
+evl_stream_take_fds = _declare("evl_stream_take_fds", c_int, [_L, _U64, POINTER(c_int), _I])
+# TLS (python/evloop/tls.py): configurations are opaque pointers too.
+_C = c_void_p
+evl_tls_config_new_server = _declare("evl_tls_config_new_server", c_int, [POINTER(_C)])
+evl_tls_config_new_client = _declare("evl_tls_config_new_client", c_int, [POINTER(_C)])
+evl_tls_config_free = _declare("evl_tls_config_free", c_int, [_C])
+evl_tls_config_last_error = _declare("evl_tls_config_last_error", c_char_p, [_C])
+evl_tls_config_set_certificate_pem = _declare(
+    "evl_tls_config_set_certificate_pem", c_int, [_C, c_char_p, _SZ, c_char_p, _SZ]
+)
+evl_tls_config_set_certificate_files = _declare("evl_tls_config_set_certificate_files", c_int, [_C, c_char_p, c_char_p])
+evl_tls_config_add_ca_pem = _declare("evl_tls_config_add_ca_pem", c_int, [_C, c_char_p, _SZ])
+evl_tls_config_add_ca_file = _declare("evl_tls_config_add_ca_file", c_int, [_C, c_char_p])
+evl_tls_config_add_system_roots = _declare("evl_tls_config_add_system_roots", c_int, [_C])
+evl_tls_config_set_alpn = _declare("evl_tls_config_set_alpn", c_int, [_C, POINTER(c_char_p), _I])
+evl_tls_config_set_verify = _declare("evl_tls_config_set_verify", c_int, [_C, _U32])
+evl_tls_config_set_versions = _declare("evl_tls_config_set_versions", c_int, [_C, _U32, _U32])
+evl_listener_set_tls = _declare("evl_listener_set_tls", c_int, [_L, _U64, _C])
+evl_tls_connect = _declare(
+    "evl_tls_connect", c_int, [_L, c_char_p, _I, _C, c_char_p, evl_stream_cb, _P, POINTER(c_uint64)]
+)
+evl_tls_start = _declare("evl_tls_start", c_int, [_L, _U64, _C, c_char_p])
+evl_tls_handshaking = _declare("evl_tls_handshaking", c_int, [_L, _U64])
+evl_tls_version = _declare("evl_tls_version", c_int, [_L, _U64])
+evl_tls_cipher_suite = _declare("evl_tls_cipher_suite", c_int, [_L, _U64])
+evl_tls_alpn = _declare("evl_tls_alpn", c_int, [_L, _U64, _P, _SZ])
+evl_tls_server_name = _declare("evl_tls_server_name", c_int, [_L, _U64, _P, _SZ])
+evl_tls_peer_certificate = _declare("evl_tls_peer_certificate", c_int, [_L, _U64, _SZ, _P, _SZ])
+evl_tls_error_reason = _declare("evl_tls_error_reason", c_int, [_L, _U64, _P, _SZ])
 evl_strerror = _declare("evl_strerror", c_char_p, [_I])
 evl_version = _declare("evl_version", c_char_p, [])
 evl_abi_version = _declare("evl_abi_version", c_uint32, [])

@@ -107,8 +107,13 @@ class _Registration:
         self.args = args
 
 
+_INT_MAX = 2**31 - 1
+
+
 def fileobj_to_fd(fileobj: Any) -> int:
-    """An fd, or an object's fileno(), checked as the selectors module does."""
+    """An fd, or an object's fileno(), checked as the selectors module does
+    (and as select.epoll does the int: ctypes would pass a larger one as its
+    low 32 bits, which may name another open fd)."""
     if isinstance(fileobj, int):
         fd = fileobj
     else:
@@ -118,6 +123,8 @@ def fileobj_to_fd(fileobj: Any) -> int:
             raise ValueError(f"Invalid file object: {fileobj!r}") from None
     if fd < 0:
         raise ValueError(f"Invalid file descriptor: {fd}")
+    if fd > _INT_MAX:
+        raise OverflowError("Python int too large to convert to C int")
     return fd
 
 
@@ -708,6 +715,7 @@ class Loop:
     def open_stream(self, fd: int, protocol_factory: Callable[[], Any]) -> Transport:
         """A stream over a connected fd (socket, pipe...), which the library
         then owns and closes. connection_made() comes at once."""
+        fd = fileobj_to_fd(fd)
         stream = c_uint64()
         check(_lib.evl_stream_open(self._handle(), fd, _lib.NO_STREAM_CB, None, byref(stream)), "evl_stream_open")
         transport = self._new_transport(stream.value, fd, protocol_factory())
@@ -729,6 +737,7 @@ class Loop:
         owns and closes, and returns its id. The stream's events go to
         `endpoint`; its data to the receiver set with set_receiver(), none
         until then (bytes read before are dropped: set it, or pause, first)."""
+        fd = fileobj_to_fd(fd)
         stream = c_uint64()
         check(_lib.evl_stream_open(self._handle(), fd, _lib.NO_STREAM_CB, None, byref(stream)), "evl_stream_open")
         self._streams[stream.value] = endpoint

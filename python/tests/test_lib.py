@@ -60,7 +60,7 @@ class Declarations(unittest.TestCase):
     def test_structs_have_the_headers_layout(self):
         """Each ctypes Structure has the size and field offsets the C
         compiler gives the header's struct (a C program prints them)."""
-        structs = [_lib.evl_event, _lib.evl_stream_event, _lib.evl_stream_op, _lib.evl_stream_exchange_args]
+        structs = [_lib.evl_event, _lib.evl_stream_event, _lib.evl_stream_op, _lib.evl_stream_exchange_args, _lib.evl_udp_datagram]
         lines = ['#include <stddef.h>', '#include <stdio.h>', '#include "evloop.h"', "int main(void) {"]
         for struct in structs:
             name = struct.__name__

@@ -16,10 +16,11 @@
 //! `timers.rs` (the deadline heap), `signals.rs` (signalfd watchers),
 //! `tasks.rs` (the cross-thread queue and [`LoopHandle`]), `hooks.rs`
 //! (prepare, check and idle hooks), `embed.rs` (the backend fd and timeout
-//! for a host loop), and `iteration.rs`, where the order of one iteration
-//! reads top to bottom.
+//! for a host loop), `fork.rs` (what the child of a fork keeps), and
+//! `iteration.rs`, where the order of one iteration reads top to bottom.
 
 mod embed;
+mod fork;
 mod hooks;
 mod iteration;
 mod registrations;
@@ -37,8 +38,9 @@ pub use crate::sys::{EDGE, ERROR, HUP, ONESHOT, RDHUP, READ, WRITE};
 pub use hooks::{HookId, HookKind, HookRun};
 pub use tasks::LoopHandle;
 
+use fork::ForkWatch;
 use iteration::{Phase, BEFORE_IO};
-use registrations::{interest_of, is_registered, token, Registration, INITIAL_SLOTS};
+use registrations::{token, Registration, INITIAL_SLOTS};
 use signals::Signals;
 use tasks::Shared;
 use timers::Timers;
@@ -66,6 +68,9 @@ const BATCH: usize = 1024;
 
 /// `D: Default` fills vacant slots of the registration table.
 pub struct EventLoop<D: Copy + Default> {
+    /// The epoll fd as the fork handlers know it (see `fork.rs`). First, so
+    /// that it leaves their list before the set is closed.
+    fork_watch: ForkWatch,
     epoll: Epoll,
     events: Events,
     /// Next index into `events` during the I/O phase; `BEFORE_IO` before it,
@@ -107,7 +112,6 @@ impl<D: Copy + Default> EventLoop<D> {
         });
         epoll.add(doorbell, READ, token(0, doorbell))?;
         Ok(EventLoop {
-            epoll,
             events: Events::with_capacity(BATCH),
             cursor: BEFORE_IO,
             phase: Phase::Idle,
@@ -123,6 +127,8 @@ impl<D: Copy + Default> EventLoop<D> {
             panic_armed: false,
             hooks: None,
             deadline_clock: None,
+            fork_watch: ForkWatch::new(epoll.raw()),
+            epoll,
         })
     }
 
@@ -152,69 +158,4 @@ impl<D: Copy + Default> EventLoop<D> {
     pub fn arm_test_panic(&mut self) {
         self.panic_armed = true;
     }
-
-    /// Drops every registration whose fd was closed without `unregister`,
-    /// even when its number now names another file (reused by `open`,
-    /// `dup2`...). The epoll set knows: its entries are (file, number) pairs,
-    /// and the kernel removed the entry of a closed file. ADD of the number
-    /// answers EEXIST exactly when the registered entry is still there, and
-    /// changes nothing then (MOD would re-arm a spent ONESHOT in the set the
-    /// parent shares). Any other answer means the registration has ended; an
-    /// ADD that succeeded (the number was reused) is undone at once, and
-    /// until then can only report ERROR or HUP, once, under a token that no
-    /// loop takes for one of its registrations. Costs one epoll_ctl per
-    /// registration, at fork only.
-    fn drop_closed_registrations(&mut self) {
-        for fd in 0..self.registrations.len() {
-            if self.registrations[fd].is_vacant() {
-                continue;
-            }
-            match self.epoll.add(fd as RawFd, ONESHOT, PROBE_TOKEN) {
-                Err(libc::EEXIST) => continue,
-                Ok(()) => {
-                    let _ = self.epoll.delete(fd as RawFd);
-                }
-                Err(_) => {}
-            }
-            self.registrations[fd] = Registration::vacant();
-            self.registered -= 1;
-        }
-    }
-
-    /// In a child after `fork()`: new epoll set, doorbell and signalfd, so the
-    /// child and the parent stop sharing kernel objects. Registrations (whose
-    /// fds are still open), timers and signal watchers are kept.
-    pub fn reinit_after_fork(&mut self) -> Result<(), Errno> {
-        if self.phase != Phase::Idle {
-            return Err(libc::EBUSY);
-        }
-        // First drop the registrations that ended, while their numbers
-        // cannot have been taken by the new kernel objects made below (a
-        // live registration's fd is open, so its number is never given out).
-        self.drop_closed_registrations();
-        let registrations = &self.registrations;
-        let taken = |fd| is_registered(registrations, fd);
-        let epoll = Epoll::new(taken)?;
-        let doorbell = sys::eventfd_new(taken)?;
-        if let Err(e) = epoll.add(doorbell, READ, token(0, doorbell)) {
-            sys::close(doorbell);
-            return Err(e);
-        }
-        self.signals.reinit(&epoll, taken)?;
-        for fd in 0..self.registrations.len() {
-            let reg = self.registrations[fd];
-            if !reg.is_vacant() {
-                epoll.add(fd as RawFd, interest_of(reg.wanted), reg.token)?;
-            }
-        }
-        self.epoll = epoll;
-        let old = self.shared.doorbell.swap(doorbell, Ordering::AcqRel);
-        sys::close(old);
-        self.shared.wake_pending.store(false, Ordering::Release);
-        self.reinit_deadline_clock()
-    }
 }
-
-/// The epoll token of `reinit_after_fork`'s probe: fd -1 of a generation no
-/// registration has, so a loop that fetches it (the parent's) ignores it.
-const PROBE_TOKEN: u64 = u64::MAX;

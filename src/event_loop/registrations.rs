@@ -11,9 +11,10 @@
 
 use std::os::fd::RawFd;
 
+use super::fork;
 use super::EventLoop;
 use super::VALID_INTEREST;
-use crate::sys::{Errno, EDGE, ERROR, HUP, ONESHOT, RDHUP, READ, WRITE};
+use crate::sys::{self, Errno, EDGE, ERROR, HUP, ONESHOT, RDHUP, READ, WRITE};
 
 #[derive(Clone, Copy)]
 pub(super) struct Registration<D> {
@@ -26,6 +27,10 @@ pub(super) struct Registration<D> {
     /// readiness bits: masking an event with it keeps what is worth
     /// reporting (epoll never reports the option bits).
     pub(super) wanted: u32,
+    /// The fork depth of the process that made `token` (see `fork.rs`):
+    /// tells, in the child of a fork, a registration made in the child
+    /// itself from one the parent had.
+    pub(super) born: u32,
     pub(super) data: D,
 }
 
@@ -37,6 +42,7 @@ impl<D: Default> Registration<D> {
         Registration {
             token: VACANT_TOKEN,
             wanted: 0,
+            born: 0,
             data: D::default(),
         }
     }
@@ -109,19 +115,34 @@ impl<D: Copy + Default> EventLoop<D> {
         *slot = Registration {
             token,
             wanted: wanted(interest),
+            born: fork::depth(),
             data,
         };
         Ok(())
     }
 
-    /// `register` of an fd past the end of the table: the table grows first.
+    /// `register` of an fd past the end of the table: the table grows first,
+    /// once the kernel has said the fd is open, so that a number that is
+    /// not (INT_MAX, say) costs nothing but EBADF. It doubles, but never
+    /// past the number of fds RLIMIT_NOFILE lets the process open (unless
+    /// `fd` itself is past it: one opened before the limit was lowered).
     #[cold]
     #[inline(never)]
     fn register_past_table(&mut self, fd: RawFd, interest: u32, data: D) -> Result<(), Errno> {
         if fd < 0 {
             return Err(libc::EINVAL);
         }
-        let len = (fd as usize + 1).next_power_of_two();
+        sys::check_open(fd)?;
+        let needed = fd as usize + 1;
+        let len = needed
+            .next_power_of_two()
+            .min(sys::open_files_limit().max(needed));
+        let more = len - self.registrations.len();
+        // An fd can be open at a number whose table would not fit in memory
+        // (with RLIMIT_NOFILE raised near fs.nr_open): ENOMEM, not an abort.
+        if self.registrations.try_reserve_exact(more).is_err() {
+            return Err(libc::ENOMEM);
+        }
         self.registrations.resize(len, Registration::vacant());
         self.register(fd, interest, data)
     }
@@ -145,6 +166,7 @@ impl<D: Copy + Default> EventLoop<D> {
             self.epoll.modify(fd, interest, token)?;
             self.next_generation = next_generation(generation);
             slot.token = token;
+            slot.born = fork::depth();
         }
         slot.wanted = wanted(interest);
         Ok(())

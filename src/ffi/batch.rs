@@ -19,7 +19,8 @@ use crate::sys::Errno;
 ///
 /// The `data` of EVL_STREAM_DATA events stays valid until the next call of
 /// evl_stream_poll on this loop. If more events were ready than fit, the
-/// next call returns them without waiting.
+/// next call returns them without waiting. A huge `max_events` costs
+/// nothing: only the events that are ready are made and written.
 ///
 /// Returns the number of events written (0 on timeout); -EINVAL for a NULL
 /// loop or `events`, or `max_events` <= 0; -EBUSY from one of the loop's own
@@ -175,8 +176,9 @@ pub unsafe extern "C" fn evl_stream_submit(
 /// fails only for an unknown stream or one whose EVL_STREAM_CLOSED was
 /// delivered (-ENOENT), one shut down or closed (-EPIPE), or a peer that has gone, in which case the stream is closed
 /// and EVL_STREAM_CLOSED says why. -EINVAL for a NULL loop, a negative
-/// `count`, NULL arrays with a non-zero `count`, or NULL `data` with
-/// non-zero lengths (nothing is written then).
+/// `count`, NULL arrays with a non-zero `count`, NULL `data` with non-zero
+/// lengths, or lengths whose sum is over PTRDIFF_MAX (nothing is written
+/// then).
 /// Ownership: the arrays and bytes stay the caller's; they are not used
 /// after the call. Thread-safety: the loop's thread only.
 #[no_mangle]

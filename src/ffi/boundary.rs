@@ -200,3 +200,11 @@ pub unsafe fn arm_test_panic(lp: *mut evl_loop) {
         core.arm_test_panic();
     }
 }
+
+/// Test-only: makes the library find no /proc from now on (true), as on a
+/// system without it, or find it again; to test what evl_loop_fork does
+/// then. Not part of the C header.
+#[doc(hidden)]
+pub fn hide_proc_for_tests(hidden: bool) {
+    crate::sys::hide_proc_for_tests(hidden);
+}

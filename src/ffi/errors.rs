@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use super::types::*;
 
 /// A static, NUL-terminated description of `code`: a negative errno as the
-/// functions here return it (a positive errno works too), EVL_EPANIC, or 0.
+/// functions here return it (a positive errno works too), EVL_EPANIC, an
+/// EVL_ETLS_* code (evl_tls_error_reason tells a stream's details), or 0.
 /// Never NULL, for any int.
 /// Thread-safety: any thread.
 #[no_mangle]
@@ -16,6 +17,9 @@ pub extern "C" fn evl_strerror(code: c_int) -> *const c_char {
     const UNKNOWN: &CStr = c"Unknown error";
     let result = catch_unwind(|| {
         let messages = MESSAGES.get_or_init(|| (0..134).map(errno_message).collect());
+        if let Some(text) = crate::tls::describe(code.saturating_abs()) {
+            return text.as_ptr();
+        }
         match code {
             0 => c"Success".as_ptr(),
             EVL_EPANIC => c"Rust panic caught inside evloop".as_ptr(),

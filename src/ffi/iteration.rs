@@ -76,6 +76,12 @@ pub(super) unsafe fn iterate<S: Sink>(
                     unsafe { sink.stream(lp, event) }
                 }
             }
+            Some(Ready::Udp { socket, revents }) => {
+                if let Some(event) = core.udp_ready(socket, revents) {
+                    // SAFETY: as above.
+                    unsafe { sink.stream(lp, event) }
+                }
+            }
             None => match core.next_event() {
                 Some(Event::Io { fd, revents, data }) => {
                     // SAFETY: as above.
@@ -226,6 +232,9 @@ pub(super) unsafe fn dispatch_stream(lp: *mut evl_loop, event: StreamEvent<Callb
         // SAFETY: the caller's callback, called as registered; `c_event` outlives the call.
         unsafe { cb(lp, &c_event) };
     }
+    // Also without a callback (dropped): what it pointed to is done with,
+    // or a loop of streams without callbacks would never read again once
+    // the buffer filled, nor close an ended stream's fd.
     // SAFETY: still live (evl_loop_free is refused from callbacks), and the
     // callback's borrows are over.
     let core = unsafe { &mut *(*lp).core.get() };

@@ -71,9 +71,14 @@ pub unsafe extern "C" fn evl_loop_free(r#loop: *mut evl_loop) -> c_int {
 /// evl_poll) is called with `userdata` when the fd is ready.
 ///
 /// Returns 0; -EINVAL for a NULL loop, a negative fd or unknown event bits;
-/// -EBADF for a closed fd; -EEXIST if `fd` is registered already; -EPERM for
-/// a regular file or directory (epoll cannot watch them); -ENOMEM, -ENOSPC.
-/// On error nothing is registered.
+/// -EBADF for an fd that is not open, whatever its number (INT_MAX
+/// included: it is refused before anything is allocated for it); -EEXIST
+/// if `fd` is registered already; -EPERM for a regular file or directory
+/// (epoll cannot watch them); -ENOMEM, -ENOSPC. On error nothing is
+/// registered.
+/// Cost: the loop keeps one slot per fd number up to the highest it has
+/// registered (40 bytes each), never more than RLIMIT_NOFILE allows fds
+/// (8192 are made with the loop).
 /// An fd closed without evl_unregister drops out of the kernel's set; when
 /// its number is reused, the new fd can be registered and the old
 /// registration never calls back. (If the old fd was dup()ed, the kernel
@@ -210,7 +215,9 @@ pub unsafe extern "C" fn evl_run_once(r#loop: *mut evl_loop, timeout_ms: c_int) 
 /// event written is for a registration that is still current.
 ///
 /// With `max_events` at least the number of registrations, every ready one
-/// is written (no internal batch size limits it).
+/// is written (no internal batch size limits it). A huge `max_events`
+/// costs nothing: the loop makes room for at most as many events as it has
+/// registrations.
 ///
 /// Returns the number of events written (0 on timeout); -EINVAL for a NULL
 /// loop or `events`, or `max_events` <= 0; -EBUSY from one of the loop's own
@@ -294,18 +301,44 @@ pub unsafe extern "C" fn evl_post(
     })
 }
 
-/// Call in the child after fork(): re-creates every kernel object the loop
-/// owns (epoll set, eventfd, signalfd, timerfd), so parent and child no
-/// longer affect each other, and keeps all registrations, timers and signal
-/// watchers. A registration whose fd was closed without evl_unregister is
-/// dropped, also when the number now names another fd (which is then not
-/// watched): it never calls back again, and the number may be registered
-/// anew. (Finding out costs the parent's loop at most one wake-up with no
-/// callback, when such a number was reused.) An EVL_ONESHOT registration
-/// comes back armed. Streams are kept (their sockets are shared with the
-/// parent); sockets lingering after a close (evl_stream_set_linger) are
-/// the parent's to end: the child closes its copies, so that such a
-/// connection ends when the parent closes it.
+/// Call in the child after fork(), before any other use of the loop there:
+/// re-creates every kernel object the loop owns (epoll set, eventfd,
+/// signalfd, timerfd), so parent and child no longer affect each other
+/// (until then the child's loop works on the parent's epoll set), and keeps
+/// the timers, signal watchers, streams, listeners and registrations.
+/// Sockets lingering after a close (evl_stream_set_linger) are the
+/// parent's to end: the child closes its copies, so that such a connection
+/// ends when the parent closes it.
+///
+/// The registrations kept are those current at the fork, whatever the
+/// parent has done with its copies since: a pre-fork server's parent may
+/// hand a connection to the child, then evl_unregister it (or
+/// evl_stream_abort its stream) and close its copy, before or after the
+/// child calls this. (Hand a stream over with evl_stream_abort:
+/// evl_stream_close and evl_stream_shutdown act on the socket itself,
+/// which the child shares.) A registration whose fd was closed without
+/// evl_unregister before the fork is dropped, also when the number now
+/// names another fd (which is then not watched): it never calls back
+/// again, and the number may be registered anew. So is one whose fd the
+/// child has closed (or closed and reused) since the fork. Registrations
+/// the child made itself before calling this are kept. An EVL_ONESHOT
+/// registration comes back armed.
+///
+/// How: fork() runs a handler (pthread_atfork) that lists each loop's
+/// epoll set from /proc/self/fdinfo, read-only, into the memory the child
+/// inherits; this costs each fork() in the process a few microseconds per
+/// registration of every loop, most of it the kernel's (nothing without a
+/// loop; c-examples/bench_fork.c measures it). A child
+/// made without fork()'s handlers (a raw clone() or fork syscall), or a
+/// fork() while /proc could not be read, has no such list: the loop then
+/// reads the set it shares with the parent as it is now, so a registration
+/// the parent has ended in the meantime is dropped too; without /proc at
+/// all, it keeps every registration whose fd is open in the child, even
+/// one closed and reused before the fork. A registered fd closed without
+/// evl_unregister while a dup() of it (or another process's copy) stays
+/// open is still watched by the kernel, and kept if its number was reused
+/// by a file of the same inode (eventfds, timerfds and signalfds share
+/// one): evl_unregister before closing such an fd.
 ///
 /// Returns 0; -EINVAL for NULL; -EBUSY from one of the loop's callbacks;
 /// the errno of a failed syscall (the loop is then unusable: free it).

@@ -11,7 +11,9 @@
 //!
 //! One file per part of the header: `types.rs` (constants, structs,
 //! callback types), `loop_api.rs`, `timers.rs`, `signals.rs`, `embed.rs`
-//! (hooks, and the backend fd and timeout for a host loop), `stream_api.rs`, `batch.rs`, `errors.rs`; beside them `boundary.rs` (the
+//! (hooks, and the backend fd and timeout for a host loop), `stream_api.rs`, `batch.rs`,
+//! `udp_api.rs`, `unix_api.rs` (Unix-domain sockets), `tls_api.rs` (TLS configurations and
+//! streams), `errors.rs`; beside them `boundary.rs` (the
 //! pattern every function follows) and `iteration.rs` (the one
 //! wait-then-dispatch loop every running function shares).
 
@@ -37,6 +39,12 @@ mod stream_api;
 
 mod batch;
 
+mod udp_api;
+
+mod unix_api;
+
+mod tls_api;
+
 mod errors;
 
 // The two parts every function above uses.
@@ -44,11 +52,14 @@ mod boundary;
 mod iteration;
 
 pub use batch::*;
-pub use boundary::arm_test_panic;
+pub use boundary::{arm_test_panic, hide_proc_for_tests};
 pub use embed::*;
 pub use errors::*;
 pub use loop_api::*;
 pub use signals::*;
 pub use stream_api::*;
 pub use timers::*;
+pub use tls_api::*;
 pub use types::*;
+pub use udp_api::*;
+pub use unix_api::*;

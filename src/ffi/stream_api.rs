@@ -11,7 +11,7 @@ use crate::sys::{Errno, SockAddr};
 ///
 /// # Safety
 /// `host` is NULL or a NUL-terminated string.
-unsafe fn socket_addr(host: *const c_char, port: c_int) -> Result<SockAddr, Errno> {
+pub(super) unsafe fn socket_addr(host: *const c_char, port: c_int) -> Result<SockAddr, Errno> {
     let port = u16::try_from(port).map_err(|_| libc::EINVAL)?;
     let host = if host.is_null() {
         c""
@@ -25,8 +25,8 @@ unsafe fn socket_addr(host: *const c_char, port: c_int) -> Result<SockAddr, Errn
 /// Listens for TCP connections on `host` (a numeric IPv4 or IPv6 address;
 /// a name is resolved with getaddrinfo, which may block; NULL or "": every
 /// IPv4 address) and `port` (0: any free port, see evl_listener_port), with
-/// a backlog of `backlog` (<= 0: SOMAXCONN). `flags`: 0 or
-/// EVL_LISTEN_REUSEPORT. The listener's id is written to `*out`.
+/// a backlog of `backlog` (<= 0: SOMAXCONN; the kernel caps a larger one
+/// at net.core.somaxconn). `flags`: 0 or EVL_LISTEN_REUSEPORT. The listener's id is written to `*out`.
 ///
 /// Each connection accepted becomes a stream (TCP_NODELAY set), announced
 /// by EVL_STREAM_ACCEPTED to `cb` with `userdata`; the stream starts with
@@ -83,7 +83,8 @@ pub unsafe extern "C" fn evl_listener_port(r#loop: *mut evl_loop, listener: u64)
 /// backlog; it resumes as streams close.
 ///
 /// Returns 0; -EINVAL for a NULL loop or a negative `max`; -ENOENT for an
-/// unknown listener. Thread-safety: the loop's thread only.
+/// unknown listener. A `max` beyond what the process can open (INT_MAX) is
+/// no limit. Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_listener_set_max_conns(
     r#loop: *mut evl_loop,
@@ -142,8 +143,10 @@ pub unsafe extern "C" fn evl_connect(
 /// writes, evl_stream_shutdown closes it once the queue is sent (the reader
 /// then reads end-of-file), and a reader that has gone gives -EPIPE.
 ///
-/// Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF;
-/// -EEXIST if the fd is registered already; -EPERM for a regular file.
+/// Returns 0; -EINVAL for a NULL loop or `out`, or a negative fd; -EBADF
+/// for an fd that is not open, whatever its number (nothing is allocated
+/// for it); -EEXIST if the fd is registered already; -EPERM for a regular
+/// file; -ENOMEM (see evl_register for what a stream's fd costs).
 /// Ownership: on success the stream owns `fd` and closes it when it ends
 /// (do not close it yourself); on error it stays yours. Over anything but a
 /// socket, the process ignores SIGPIPE from then on unless it had set its
@@ -173,8 +176,8 @@ pub unsafe extern "C" fn evl_stream_open(
 /// copied into the stream's queue and sent as the peer reads. Over the
 /// high watermark, reading from the stream pauses (evl_stream_set_watermarks).
 ///
-/// Returns 0 (the bytes are sent or queued); -EINVAL for a NULL loop, or
-/// NULL `data` with a non-zero `len`; -ENOENT for an unknown stream (or
+/// Returns 0 (the bytes are sent or queued); -EINVAL for a NULL loop,
+/// NULL `data` with a non-zero `len`, or a `len` over PTRDIFF_MAX; -ENOENT for an unknown stream (or
 /// one whose EVL_STREAM_CLOSED was delivered); -EPIPE after
 /// evl_stream_shutdown or evl_stream_close, or once the stream is closed; -EPIPE,
 /// -ECONNRESET... when the peer has gone, in which case the stream is
@@ -274,7 +277,8 @@ pub unsafe extern "C" fn evl_stream_resume(r#loop: *mut evl_loop, stream: u64) -
 /// streams it accepts from then on start with.
 ///
 /// Returns 0; -EINVAL for a NULL loop or `low` > `high` (with `high` not 0);
-/// -ENOENT for an unknown stream or listener.
+/// -ENOENT for an unknown stream or listener. Any sizes are accepted
+/// (SIZE_MAX: never pause); they bound what is queued, and allocate nothing.
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_stream_set_watermarks(
@@ -289,7 +293,8 @@ pub unsafe extern "C" fn evl_stream_set_watermarks(
 }
 
 /// Closes the stream (EVL_STREAM_CLOSED, -ETIMEDOUT) once no byte has moved
-/// either way for `timeout_ms` milliseconds (0: never, the default): a
+/// either way for `timeout_ms` milliseconds (0: never, the default; at most
+/// UINT32_MAX, about 49 days): a
 /// peer that connects and stays silent is dropped. Given a listener, sets
 /// what the streams it accepts from then on start with.
 ///

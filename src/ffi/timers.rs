@@ -9,7 +9,9 @@ use super::types::*;
 /// Starts a timer that calls `cb` after `delay_ms` milliseconds, then every
 /// `repeat_ms` if that is non-zero. Timers are never early; they fire in
 /// deadline order, equal deadlines in start order. The timer's id is
-/// written to `*timer_id` unless it is NULL.
+/// written to `*timer_id` unless it is NULL. Any delay or period is
+/// accepted: one that reaches past the clock's range (about 584 years of
+/// CLOCK_MONOTONIC) never comes.
 ///
 /// Returns 0; -EINVAL for a NULL loop or callback.
 /// A one-shot timer is over once its callback starts; a repeating one goes

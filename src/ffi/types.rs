@@ -132,11 +132,11 @@ pub const EVL_STREAM_DRAINED: u32 = 3;
 /// -ECONNABORTED (evl_stream_abort)... The last event of every stream,
 /// exactly one per stream: free what `userdata` points to here.
 ///
-/// The stream's fd (`fd`, for logs only) is still open when this event is
-/// delivered, so that its number is not given to another file before the
-/// application has seen the end: the library closes it once the callback
-/// returns (with evl_stream_poll: at the next evl_stream_poll), or later
-/// if the socket lingers (evl_stream_set_linger).
+/// The stream's (or UDP socket's) fd (`fd`, for logs only) is still open
+/// when this event is delivered, so that its number is not given to
+/// another file before the application has seen the end: the library
+/// closes it once the callback returns (with evl_stream_poll: at the next
+/// evl_stream_poll), or later if the socket lingers (evl_stream_set_linger).
 ///
 /// A stream's id stays valid until this event has been delivered (to the
 /// callback, or written by evl_stream_poll), also when the stream closed

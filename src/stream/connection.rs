@@ -3,6 +3,7 @@
 
 use std::os::fd::RawFd;
 
+use super::fd_passing::FdPassing;
 use super::settings::{Settings, DEFAULT_SETTINGS};
 use super::write_queue::WriteQueue;
 use super::{ListenerId, Owner, StreamEvent, StreamEventKind, StreamId, StreamLoop};
@@ -37,12 +38,32 @@ pub(super) const CLOSING: u32 = 1 << 7;
 /// The fd was opened for writing only (a pipe's write end): never read.
 pub(super) const WRITE_ONLY: u32 = 1 << 8;
 
+/// The stream takes fds with what it reads (`fd_passing.rs`).
+pub(super) const RECV_FDS: u32 = 1 << 9;
+
 /// What stops a stream from reading.
 pub(super) const NOT_READING: u32 =
     CONNECTING | PAUSED | THROTTLED | PEER_EOF | CLOSING | WRITE_ONLY;
 
 /// What makes a write fail with EPIPE.
 pub(super) const NO_MORE_WRITES: u32 = SHUTDOWN_WANTED | WRITE_SHUT | CLOSING;
+
+// TLS (stream/tls.rs): flags in a range of their own.
+/// A TLS stream: reads, writes, shutdown and close go through its session.
+pub(super) const TLS: u32 = 1 << 20;
+
+/// Its handshake is under way: it reads even when paused, throttled or
+/// closing, since the handshake needs the peer's messages.
+pub(super) const TLS_HANDSHAKE: u32 = 1 << 21;
+
+/// Accepted by a TLS listener and not announced yet (EVL_STREAM_ACCEPTED
+/// comes once the handshake is done): if it ends before, it ends unseen.
+pub(super) const TLS_HIDDEN: u32 = 1 << 22;
+
+/// Input decrypted or read but not delivered (the stream was paused, or
+/// the read buffer full): no readiness will tell of it, so a zero-delay
+/// timer brings the loop back to it once it reads again (sync_interest).
+pub(super) const TLS_HELD: u32 = 1 << 23;
 
 pub(super) struct Stream<D> {
     pub(super) fd: RawFd,
@@ -59,6 +80,10 @@ pub(super) struct Stream<D> {
     /// timeout is set.
     pub(super) last_active: u64,
     pub(super) data: D,
+    /// Made when the application passes fds or accepts them.
+    pub(super) fd_passing: Option<Box<FdPassing>>,
+    /// A TLS stream's session (flag TLS).
+    pub(super) tls: Option<Box<super::tls::TlsSession>>,
 }
 
 impl<D: Copy> Stream<D> {
@@ -88,14 +113,19 @@ impl<D: Copy> Stream<D> {
         self.queue.as_ref().map_or(0, |q| q.bytes)
     }
 
+    /// Whether the stream reads from its fd now. A TLS handshake reads
+    /// whatever else stops reading, except a connect under way, the peer's
+    /// end and a write-only fd.
+    #[inline]
+    pub(super) fn reads_now(&self) -> bool {
+        self.flags & NOT_READING == 0
+            || self.flags & (TLS_HANDSHAKE | CONNECTING | PEER_EOF | WRITE_ONLY) == TLS_HANDSHAKE
+    }
+
     /// The interest this stream needs now. With none, it is edge-triggered
     /// nothing: a hang-up or error then wakes the loop once, not forever.
     pub(super) fn wanted_interest(&self) -> u32 {
-        let read = if self.flags & NOT_READING == 0 {
-            READ
-        } else {
-            0
-        };
+        let read = if self.reads_now() { READ } else { 0 };
         let write = if self.queue.is_some() || self.flags & CONNECTING != 0 {
             WRITE
         } else {
@@ -129,6 +159,8 @@ impl<D: Copy + Default> StreamLoop<D> {
             idle_timer: 0,
             last_active: 0,
             data,
+            fd_passing: None,
+            tls: None,
         });
         if let Err(e) = self.core.register(fd, interest, Owner::Stream(id)) {
             self.streams.remove(id);
@@ -194,6 +226,10 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         s.flags &= !CONNECTING;
         s.last_active = self.core.now();
+        if s.flags & TLS != 0 {
+            // TLS hook: CONNECTED waits for the handshake.
+            return self.tls_connected(id);
+        }
         if s.queue.is_none() && s.flags & SHUTDOWN_WANTED != 0 {
             self.pending.push_back(event);
             self.shutdown_now(id);
@@ -235,7 +271,10 @@ impl<D: Copy + Default> StreamLoop<D> {
         let Some(s) = self.streams.get_mut(id) else {
             return self.not_live(id, Err(libc::EPIPE));
         };
-        if s.queue.is_some() || s.flags & (NO_MORE_WRITES | CONNECTING) != 0 || bytes.is_empty() {
+        if s.queue.is_some()
+            || s.flags & (NO_MORE_WRITES | CONNECTING | TLS) != 0
+            || bytes.is_empty()
+        {
             return self.write_slow(id, bytes);
         }
         match sys::write(s.fd, bytes, s.socket()) {
@@ -261,6 +300,10 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         if bytes.is_empty() {
             return Ok(());
+        }
+        if s.flags & TLS != 0 {
+            // TLS hook: encrypted, then sent or queued.
+            return self.tls_write(id, bytes);
         }
         // Behind a queue (or a connect): keep the order.
         self.enqueue(id, bytes)
@@ -290,7 +333,11 @@ impl<D: Copy + Default> StreamLoop<D> {
         let Some(queue) = s.queue.as_mut() else {
             return;
         };
-        let queued = match queue.write_to(fd, socket) {
+        let written = match s.fd_passing.as_deref_mut() {
+            Some(passing) if passing.has_outgoing() => passing.write_queue(queue, fd),
+            _ => queue.write_to(fd, socket),
+        };
+        let queued = match written {
             Ok(queued) => queued,
             Err(error) => {
                 self.close_now(id, error, false);
@@ -318,8 +365,11 @@ impl<D: Copy + Default> StreamLoop<D> {
             self.close_now(id, 0, false);
             return;
         }
-        self.pending
-            .push_back(s.event(StreamEventKind::Drained, id, 0));
+        // TLS hook: a queue of handshake messages only is no news.
+        if s.tls.as_mut().map_or(true, |t| t.take_app_queued()) {
+            self.pending
+                .push_back(s.event(StreamEventKind::Drained, id, 0));
+        }
         if s.flags & SHUTDOWN_WANTED != 0 {
             self.shutdown_now(id);
             return;
@@ -330,6 +380,13 @@ impl<D: Copy + Default> StreamLoop<D> {
     }
 
     pub(super) fn shutdown_now(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get_mut(id) else {
+            return;
+        };
+        // TLS hook: close_notify first, after the handshake, then its drain.
+        if s.flags & TLS != 0 && !self.tls_close_notify(id) {
+            return;
+        }
         let Some(s) = self.streams.get_mut(id) else {
             return;
         };
@@ -350,6 +407,16 @@ impl<D: Copy + Default> StreamLoop<D> {
                 }
             }
         }
+    }
+
+    /// The application ends a stream the library has closed already: its
+    /// events not handed out yet are dropped, as for a live one, all but
+    /// its `Closed` (a TLS read may make DATA and the end in one step).
+    #[cold]
+    #[inline(never)]
+    fn drop_undelivered(&mut self, id: StreamId) {
+        self.pending
+            .retain(|e| e.stream != id || e.kind == StreamEventKind::Closed);
     }
 
     /// What a call given `id`, which names no live stream, answers:
@@ -385,14 +452,28 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// Events of this stream not yet handed out are dropped.
     pub fn close(&mut self, id: StreamId) -> Result<(), Errno> {
         let Some(s) = self.streams.get_mut(id) else {
+            self.drop_undelivered(id);
             return self.not_live(id, Ok(()));
         };
-        if s.queue.is_none() {
+        // TLS hook: close_notify goes out first; what was written during
+        // the handshake waits for it to end.
+        let wait = s.flags & TLS != 0 && self.tls_before_close(id);
+        let Some(s) = self.streams.get_mut(id) else {
+            // Its close_notify found the peer gone: closed, as asked.
+            self.drop_undelivered(id);
+            return Ok(());
+        };
+        if s.queue.is_none() && !wait {
             self.close_now(id, 0, true);
             return Ok(());
         }
         s.flags |= CLOSING;
         self.pending.retain(|e| e.stream != id);
+        // (A resume while the queue drains must not bring them back.)
+        self.drop_held(id);
+        let Some(s) = self.streams.get_mut(id) else {
+            return Ok(());
+        };
         if let Err(e) = sync_interest(&mut self.core, s) {
             self.close_now(id, e, true);
         }
@@ -402,6 +483,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// Closes now, dropping whatever is queued (`Closed` with ECONNABORTED).
     pub fn abort(&mut self, id: StreamId) -> Result<(), Errno> {
         if self.streams.get(id).is_none() {
+            self.drop_undelivered(id);
             return self.not_live(id, Ok(()));
         }
         self.close_now(id, libc::ECONNABORTED, true);
@@ -473,7 +555,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// Bytes queued and not yet taken by the kernel.
     pub fn queued(&self, id: StreamId) -> Result<usize, Errno> {
         match self.streams.get(id) {
-            Some(s) => Ok(s.queued()),
+            Some(s) => Ok(s.queued() + s.tls.as_ref().map_or(0, |t| t.early_plain)),
             None => self.not_live(id, Ok(0)),
         }
     }
@@ -494,8 +576,14 @@ impl<D: Copy + Default> StreamLoop<D> {
             self.pending.retain(|e| e.stream != id);
             self.drop_held(id);
         }
-        self.pending
-            .push_back(s.event(StreamEventKind::Closed, id, error));
+        if s.flags & TLS_HIDDEN != 0 {
+            // TLS hook: never announced, so it ends unseen (its fd closes
+            // at the next wait, as nothing waits for its `Closed`).
+            self.tls_forget_hidden(id);
+        } else {
+            self.pending
+                .push_back(s.event(StreamEventKind::Closed, id, error));
+        }
         // The fd lingers, or closes once `Closed` has been handed out (ending.rs).
         self.end_fd(id, &s, error);
     }
@@ -511,6 +599,10 @@ pub(super) fn sync_interest<D: Copy + Default>(
     if wanted != s.interest {
         core.modify(s.fd, wanted)?;
         s.interest = wanted;
+    }
+    if s.flags & TLS_HELD != 0 {
+        // TLS hook: come back for what it holds once it reads.
+        super::tls::come_back_for_held(core, s);
     }
     Ok(())
 }

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, WRITE_SHUT};
+use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, RECV_FDS, TLS, WRITE_SHUT};
 use super::held::HELD;
 use super::read_buffer::MIN_READ;
 use super::{Event, Owner, Ready, StreamEvent, StreamEventKind, StreamId, StreamLoop};
@@ -68,6 +68,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             Owner::Stream(stream) if self.reads.room() >= MIN_READ => {
                 Some(Ready::Stream { stream, revents })
             }
+            Owner::Udp(socket) => Some(Ready::Udp { socket, revents }),
             _ => {
                 // A listener's, or the read buffer is nearly full: next_event's.
                 self.core.unread();
@@ -102,17 +103,33 @@ impl<D: Copy + Default> StreamLoop<D> {
                         }
                     }
                     Owner::Listener(id) => self.on_listener_ready(id),
+                    Owner::Udp(id) => {
+                        if let Some(event) = self.udp_ready(id, revents) {
+                            return Some(Event::Stream(event));
+                        }
+                    }
                     Owner::Lingering(id) => self.on_lingering_ready(id),
                     // Timers own no registration.
-                    Owner::IdleTimer(_) | Owner::AcceptRetry(_) | Owner::LingerTimer(_) => {}
+                    Owner::IdleTimer(_)
+                    | Owner::AcceptRetry(_)
+                    | Owner::TlsHeld(_)
+                    | Owner::LingerTimer(_) => {}
                 },
                 event_loop::Event::Timer { id, data } => match data {
                     Owner::User(data) => return Some(Event::Timer { id, data }),
                     Owner::IdleTimer(stream) => self.on_idle_timer(stream),
                     Owner::AcceptRetry(listener) => self.on_accept_retry(listener),
+                    // TLS hook: held input, taken without a readiness.
+                    Owner::TlsHeld(stream) => {
+                        if let Some(event) = self.tls_held_timer(stream) {
+                            return Some(Event::Stream(event));
+                        }
+                    }
                     Owner::LingerTimer(lingering) => self.on_linger_timer(lingering),
-                    // Registrations own no timer.
-                    Owner::Stream(_) | Owner::Listener(_) | Owner::Lingering(_) => {}
+                    // Streams, listeners, UDP sockets and lingering sockets
+                    // own no timer of their own kind.
+                    Owner::Stream(_) | Owner::Listener(_) | Owner::Udp(_) | Owner::Lingering(_) => {
+                    }
                 },
                 event_loop::Event::Task(Owner::User(data)) => return Some(Event::Task(data)),
                 event_loop::Event::Signal {
@@ -134,8 +151,10 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         let event = self.pending.pop_front()?;
         if event.kind == StreamEventKind::Closed {
-            // Handed out: the stream's id dies now, and what it held.
+            // Handed out: the stream's (or UDP socket's) id dies now, and
+            // what it held.
             self.streams.retire(event.stream);
+            self.udp.retire(event.stream);
             self.drop_held(event.stream);
         }
         Some(event)
@@ -148,7 +167,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[inline(always)]
     pub fn stream_ready(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
-        let event = if s.flags & (CONNECTING | CLOSING | NOT_READING) != 0
+        let event = if s.flags & (CONNECTING | CLOSING | NOT_READING | RECV_FDS | TLS) != 0
             || s.queue.is_some()
             || revents & ERROR != 0
         {
@@ -171,6 +190,10 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[inline(never)]
     fn stream_ready_slow(&mut self, id: StreamId, revents: u32) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
+        if s.flags & TLS != 0 {
+            // TLS hook: the session reads, writes and connects.
+            return self.tls_ready(id, revents);
+        }
         if s.flags & CONNECTING != 0 {
             return self.finish_connect(id);
         }
@@ -179,17 +202,28 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         let s = self.streams.get_mut(id)?;
         if s.flags & NOT_READING == 0 && (s.socket() || revents & ERROR == 0) {
+            if s.flags & RECV_FDS != 0 {
+                return self.read_stream_with_fds(id);
+            }
             return self.read_stream(id);
         }
         if revents & ERROR != 0 {
-            let error = match sys::take_socket_error(s.fd) {
-                // A pipe's write end whose reader has gone is not a socket.
-                Ok(0) | Err(libc::ENOTSOCK) => libc::EPIPE,
-                Ok(error) | Err(error) => error,
-            };
-            self.close_now(id, error, false);
+            self.close_on_fd_error(id);
         }
         None
+    }
+
+    /// The fd reported an error: the stream ends with it.
+    pub(super) fn close_on_fd_error(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get(id) else {
+            return;
+        };
+        let error = match sys::take_socket_error(s.fd) {
+            // A pipe's write end whose reader has gone is not a socket.
+            Ok(0) | Err(libc::ENOTSOCK) => libc::EPIPE,
+            Ok(error) | Err(error) => error,
+        };
+        self.close_now(id, error, false);
     }
 
     #[inline(always)]
@@ -221,7 +255,7 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     #[cold]
     #[inline(never)]
-    fn on_peer_eof(&mut self, id: StreamId) -> Option<StreamEvent<D>> {
+    pub(super) fn on_peer_eof(&mut self, id: StreamId) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
         s.flags |= PEER_EOF;
         let event = s.event(StreamEventKind::Eof, id, 0);

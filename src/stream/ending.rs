@@ -44,7 +44,8 @@ pub(super) struct Lingering {
 #[derive(Clone, Copy)]
 pub(super) struct Ending {
     fd: RawFd,
-    stream: StreamId,
+    /// The stream (or UDP socket) it was.
+    stream: u64,
     listener: ListenerId,
     /// Input to read and drop just before close(2) (0: none), so that a
     /// peer that stopped sending gets end-of-file, not a reset.
@@ -67,12 +68,27 @@ impl<D: Copy + Default> StreamLoop<D> {
         if linger && self.start_lingering(id, s).is_ok() {
             return;
         }
-        let _ = self.core.unregister(s.fd);
+        let drain = if graceful { s.settings.linger_bytes } else { 0 };
+        self.close_when_handed_out(id, s.fd, s.listener, drain);
+    }
+
+    /// Unregisters `fd`, the fd of stream (or UDP socket) `id`, which has
+    /// just ended, and closes it once the `Closed` of `id` was handed out
+    /// (at once if none is to come), after reading and dropping up to
+    /// `drain` bytes.
+    pub(super) fn close_when_handed_out(
+        &mut self,
+        id: u64,
+        fd: RawFd,
+        listener: ListenerId,
+        drain: usize,
+    ) {
+        let _ = self.core.unregister(fd);
         self.to_close.push(Ending {
-            fd: s.fd,
+            fd,
             stream: id,
-            listener: s.listener,
-            drain: if graceful { s.settings.linger_bytes } else { 0 },
+            listener,
+            drain,
         });
     }
 
@@ -165,7 +181,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         let mut i = 0;
         while i < self.to_close.len() {
             let ending = self.to_close[i];
-            if self.streams.is_closed(ending.stream) {
+            if self.streams.is_closed(ending.stream) || self.udp.is_closed(ending.stream) {
                 i += 1; // its Closed is still to be handed out
                 continue;
             }

@@ -1,5 +1,6 @@
-//! Listeners: TCP sockets that accept streams, with a connection limit and
-//! a pause when the process runs out of fds.
+//! Listeners: TCP (and Unix-domain, see `unix.rs`) sockets that accept
+//! streams, with a connection limit and a pause when the process runs out
+//! of fds.
 
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use super::connection::SOCKET;
 use super::settings::{Settings, DEFAULT_SETTINGS};
 use super::{ListenerId, Owner, StreamEvent, StreamEventKind, StreamLoop};
 use crate::event_loop::TimerId;
-use crate::sys::{self, Errno, SockAddr, READ};
+use crate::sys::{self, BoundPath, Errno, Fd, SockAddr, READ};
 
 /// How long accepting pauses after running out of fds (EMFILE, ENFILE).
 pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -25,6 +26,12 @@ pub(super) struct Listener<D> {
     pub(super) accepting: bool,
     pub(super) retry_timer: TimerId,
     pub(super) settings: Settings,
+    /// A Unix-domain listener (no TCP_NODELAY for what it accepts), and
+    /// its socket file, which dropping the listener removes.
+    pub(super) unix: bool,
+    pub(super) _socket_file: Option<Box<BoundPath>>,
+    /// The TLS configuration its streams start with (stream/tls.rs).
+    pub(super) tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -38,6 +45,17 @@ impl<D: Copy + Default> StreamLoop<D> {
         data: D,
     ) -> Result<ListenerId, Errno> {
         let fd = sys::tcp_listen(addr, backlog, reuse_port)?;
+        self.add_listener(fd, data, None)
+    }
+
+    /// A listener over the listening socket `fd`: `unix` is None for TCP,
+    /// or a Unix-domain listener's socket file (None inside: an abstract name).
+    pub(super) fn add_listener(
+        &mut self,
+        fd: Fd,
+        data: D,
+        unix: Option<Option<BoundPath>>,
+    ) -> Result<ListenerId, Errno> {
         let id = self.listeners.insert(Listener {
             fd: fd.raw(),
             data,
@@ -47,6 +65,9 @@ impl<D: Copy + Default> StreamLoop<D> {
             accepting: true,
             retry_timer: 0,
             settings: DEFAULT_SETTINGS,
+            unix: unix.is_some(),
+            _socket_file: unix.flatten().map(Box::new),
+            tls: None,
         });
         if let Err(e) = self.core.register(fd.raw(), READ, Owner::Listener(id)) {
             self.listeners.remove(id);
@@ -92,14 +113,22 @@ impl<D: Copy + Default> StreamLoop<D> {
             if l.paused || (l.max_conns != 0 && l.live >= l.max_conns) {
                 break;
             }
-            let (listener_fd, data, settings) = (l.fd, l.data, l.settings);
+            let (listener_fd, data, settings, unix) = (l.fd, l.data, l.settings, l.unix);
+            let tls = l.tls.clone();
             match sys::accept(listener_fd) {
                 Ok(fd) => {
-                    sys::set_nodelay(fd);
+                    if !unix {
+                        sys::set_nodelay(fd);
+                    }
                     match self.add_stream(fd, SOCKET, READ, data, settings, id) {
                         Ok(stream) => {
                             if let Some(l) = self.listeners.get_mut(id) {
                                 l.live += 1;
+                            }
+                            if let Some(config) = tls {
+                                // TLS hook: ACCEPTED once the handshake is done.
+                                self.tls_accepted(stream, config);
+                                continue;
                             }
                             self.pending.push_back(StreamEvent {
                                 kind: StreamEventKind::Accepted,

@@ -1,6 +1,7 @@
-//! Buffered streams over the event loop: TCP listeners, outgoing
-//! connections, and streams over any connected fd, with write queues,
-//! backpressure, half-close and idle timeouts.
+//! Buffered streams over the event loop: TCP and Unix-domain listeners,
+//! outgoing connections, and streams over any connected fd, with write
+//! queues, backpressure, half-close and idle timeouts; beside them UDP
+//! sockets, whose datagrams come in batches.
 //!
 //! [`StreamLoop`] wraps an [`EventLoop`] and, like it, never calls anything:
 //! [`StreamLoop::next_event`] hands out one [`Event`] at a time, either one of
@@ -28,17 +29,25 @@
 //! closes included (`ending.rs`), data held while a stream is paused
 //! (`held.rs`), watermarks, idle timeouts and linger bounds
 //! (`settings.rs`), and `dispatch.rs`, which turns the core loop's events
-//! into stream events; `embed.rs` passes the core loop's hooks and backend
-//! fd and timeout on.
+//! into stream events; `tls.rs` runs TLS sessions on streams, through a
+//! few marked hooks in the others; `embed.rs` passes the core loop's hooks
+//! and backend fd and timeout on. Unix-domain listeners and connects are
+//! `unix.rs`, passing fds over them `fd_passing.rs`; UDP sockets `udp.rs`,
+//! over the datagram buffers of `datagrams.rs`.
 
 mod connection;
+mod datagrams;
 mod dispatch;
 mod embed;
 mod ending;
+mod fd_passing;
 mod held;
 mod listener;
 mod read_buffer;
 mod settings;
+mod tls;
+mod udp;
+mod unix;
 mod write_queue;
 
 use std::collections::VecDeque;
@@ -49,16 +58,21 @@ use crate::event_loop::{EventLoop, LoopHandle, TimerId};
 use crate::sys::{self, Errno};
 
 pub use crate::event_loop::{EDGE, ERROR, HUP, RDHUP, READ, WRITE};
+pub use datagrams::{Datagram, MAX_RECEIVE_SIZE, TRUNCATED};
 pub use settings::{
     DEFAULT_HIGH_WATER, DEFAULT_LINGER_BYTES, DEFAULT_LINGER_MS, DEFAULT_LOW_WATER,
 };
+pub use udp::{UdpId, DATAGRAM_OVERHEAD};
+pub use unix::PeerCredentials;
 
 use crate::slab::{Slab, OTHER_KIND};
 use connection::Stream;
 use ending::{Ending, Lingering};
+use fd_passing::ReceivedFds;
 use held::Held;
 use listener::Listener;
 use read_buffer::ReadBuffer;
+use udp::UdpSockets;
 
 /// Names a stream: non-zero, never reused while the loop lives (slot and
 /// generation), so a stale id is refused instead of reaching another stream.
@@ -86,6 +100,16 @@ pub enum StreamEventKind {
     /// An outgoing connection succeeded (`error` 0) or failed (then
     /// `Closed` follows).
     Connected,
+    /// A UDP socket received datagrams: [`StreamLoop::datagrams`] gives
+    /// them (`offset` and `len` say where they are in the receive buffer).
+    Datagrams = 8,
+    /// A UDP socket's error (`error`): a queued datagram the kernel refused
+    /// (and that was dropped), or an ICMP error for a connected socket.
+    /// The socket goes on.
+    UdpError,
+    /// A Unix-domain stream received `len` fds, with the bytes of the
+    /// `Data` event that follows: [`StreamLoop::take_fds`] takes them.
+    Fds,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +135,9 @@ pub enum Ready<D> {
     /// A stream's fd is ready: [`StreamLoop::stream_ready`] reads it and
     /// says what happened (usually `Data`).
     Stream { stream: StreamId, revents: u32 },
+    /// A UDP socket is ready: [`StreamLoop::udp_ready`] receives a batch
+    /// (usually `Datagrams`).
+    Udp { socket: UdpId, revents: u32 },
 }
 
 /// One thing for the caller to dispatch.
@@ -132,6 +159,9 @@ enum Owner<D> {
     Listener(ListenerId),
     IdleTimer(StreamId),
     AcceptRetry(ListenerId),
+    Udp(UdpId),
+    /// A TLS stream has input held back that it may take now (stream/tls.rs).
+    TlsHeld(StreamId),
     /// A socket lingering after its stream's graceful close, and its timer.
     Lingering(u64),
     LingerTimer(u64),
@@ -175,6 +205,11 @@ pub struct StreamLoop<D: Copy + Default> {
     /// Stream events made by something other than a read (accepts, closes,
     /// drains), handed out before anything else.
     pending: VecDeque<StreamEvent<D>>,
+    udp: UdpSockets<D>,
+    /// Fds received over Unix-domain streams, not yet taken or closed.
+    passed: ReceivedFds,
+    /// What the loop's TLS streams share (stream/tls.rs).
+    tls: tls::TlsShared,
     /// Sockets lingering after a graceful close (`ending.rs`).
     lingering: Slab<Lingering>,
     /// Ended streams' fds, to be closed once their `Closed` was handed out.
@@ -195,6 +230,9 @@ impl<D: Copy + Default> StreamLoop<D> {
                 used: 0,
             },
             pending: VecDeque::new(),
+            udp: UdpSockets::new(),
+            passed: ReceivedFds::default(),
+            tls: Default::default(),
             lingering: Slab::new(0),
             to_close: Vec::new(),
             held: Vec::new(),

@@ -12,8 +12,9 @@ pub(super) const READ_BUFFER: usize = 256 << 10;
 /// The most one read takes.
 pub(super) const READ_CHUNK: usize = 64 << 10;
 
-/// Below this much room, a batch stops before reading more.
-pub(super) const MIN_READ: usize = 16 << 10;
+/// Below this much room, a batch stops before reading more. A TLS read
+/// needs room for a whole record beyond what it reads (stream/tls.rs).
+pub(super) const MIN_READ: usize = 32 << 10;
 
 /// The loop's read buffer: reads go at `used`, and stay valid until released.
 pub(super) struct ReadBuffer {
@@ -60,9 +61,16 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// that hand them on while the loop is borrowed again. The pointer stays
     /// valid until [`release_reads`](Self::release_reads): nothing writes to
     /// the bytes handed out or moves the buffer before then.
+    /// For a `Datagrams` event, the first of its datagrams (`Datagram`,
+    /// the C header's `evl_udp_datagram`); NULL for the other kinds.
+    #[inline]
     pub(crate) fn bytes_ptr(&self, event: &StreamEvent<D>) -> *const u8 {
-        // No reference to the buffer is made: as_ptr promises that.
-        self.reads.buf.as_ptr().wrapping_add(event.offset)
+        match event.kind {
+            // No reference to the buffer is made: as_ptr promises that.
+            StreamEventKind::Data => self.reads.buf.as_ptr().wrapping_add(event.offset),
+            StreamEventKind::Datagrams => self.udp.buffer.batch_ptr(event.offset),
+            _ => std::ptr::null(),
+        }
     }
 
     /// The region every `Data` event's bytes lie in: the shared read buffer,
@@ -78,6 +86,9 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// event handed out so far are no longer needed. Those of `Data` events
     /// not handed out yet (held over in `pending` when a batch was cut
     /// short) are kept: reads go on after them.
+    ///
+    /// So are the datagrams of `Datagrams` events handed out, and the fds
+    /// of `Fds` events handed out and not taken are closed.
     #[inline]
     pub fn release_reads(&mut self) {
         self.reads.used = if self.pending.is_empty() {
@@ -85,6 +96,10 @@ impl<D: Copy + Default> StreamLoop<D> {
         } else {
             self.pending_reads_end()
         };
+        self.release_datagrams();
+        if !self.passed.is_empty() {
+            self.release_passed_fds();
+        }
     }
 
     #[cold]

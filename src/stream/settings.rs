@@ -102,7 +102,8 @@ impl<D: Copy + Default> StreamLoop<D> {
             return;
         };
         let old = std::mem::replace(&mut s.settings, settings);
-        if s.queued() <= settings.low_water {
+        // No high mark ("never pause") resumes a stream the queue paused.
+        if s.queued() <= settings.low_water || settings.high_water == usize::MAX {
             s.flags &= !THROTTLED;
         } else if s.queued() > settings.high_water {
             s.flags |= THROTTLED;

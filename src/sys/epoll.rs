@@ -1,10 +1,12 @@
 //! epoll, with sub-millisecond waits: `epoll_pwait2` where the kernel has it,
 //! else a timerfd in the set.
 
+use std::io::Read;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{check, errno, Fd, SysResult, EDGE, RDHUP, READ};
+use super::{check, errno, Fd, FileId, SysResult, EDGE, RDHUP, READ};
 
 /// evloop interest bits to epoll's: the same, except that read interest also
 /// asks for EPOLLRDHUP, so that a half-closed peer can be told apart from a
@@ -265,5 +267,168 @@ impl TimerFd {
             )
         })
         .map(drop)
+    }
+}
+
+/// One entry of an epoll set, as the kernel lists it in /proc: the number
+/// the file was added under, the data its events carry, and which file it
+/// is (`None` from kernels that do not say).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpollEntry {
+    pub fd: RawFd,
+    pub data: u64,
+    pub file: Option<FileId>,
+}
+
+/// Test-only: makes [`epoll_entries`] answer as on a system without /proc.
+static PROC_HIDDEN: AtomicBool = AtomicBool::new(false);
+
+/// Test-only: hides /proc from [`epoll_entries`] (true) or shows it again.
+pub fn hide_proc_for_tests(hidden: bool) {
+    PROC_HIDDEN.store(hidden, Ordering::Relaxed);
+}
+
+/// The entries of the epoll set `epfd`, read from /proc/self/fdinfo
+/// (Linux 3.8; which file each is, 5.x): the one way to look into a set
+/// without changing it. ENOENT without /proc; EMFILE when the process has
+/// no fd left to open the file with.
+pub fn epoll_entries(epfd: RawFd) -> SysResult<Vec<EpollEntry>> {
+    if PROC_HIDDEN.load(Ordering::Relaxed) {
+        return Err(libc::ENOENT);
+    }
+    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    let mut file = std::fs::File::open(format!("/proc/self/fdinfo/{epfd}")).map_err(errno)?;
+    // Room for about 50 entries (80 bytes each): a small set takes one read
+    // and the one that finds the end; a larger one grows the buffer (the
+    // kernel makes the whole text at the first read anyway). Through
+    // `take`, so that std does not ask the file's size and position first
+    // (two more syscalls, for a size /proc does not know).
+    let mut text = Vec::with_capacity(4 << 10);
+    Read::take(&mut file, u64::MAX)
+        .read_to_end(&mut text)
+        .map_err(errno)?;
+    Ok(parse_fdinfo(&text))
+}
+
+/// The `tfd:` lines of an epoll fd's fdinfo, one per entry:
+/// `tfd:        5 events:       19 data:                5  pos:0 ino:3d0c sdev:9`
+/// (numbers in hex but the fd; `sdev` is the kernel's dev_t, the major
+/// number above the low 20 bits). Bytes, not text: a fork pays for this,
+/// once per entry.
+fn parse_fdinfo(text: &[u8]) -> Vec<EpollEntry> {
+    text.split(|&b| b == b'\n')
+        .filter_map(parse_entry)
+        .collect()
+}
+
+fn parse_entry(line: &[u8]) -> Option<EpollEntry> {
+    let mut words = line
+        .strip_prefix(b"tfd:")?
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|word| !word.is_empty());
+    let fd = std::str::from_utf8(words.next()?).ok()?.parse().ok()?;
+    let (mut data, mut ino, mut sdev) = (None, None, None);
+    while let Some(word) = words.next() {
+        // "key: value" or "key:value".
+        let Some(colon) = word.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (key, value) = match &word[colon + 1..] {
+            [] => (&word[..colon], words.next()?),
+            value => (&word[..colon], value),
+        };
+        let value = hex(value);
+        match key {
+            b"data" => data = value,
+            b"ino" => ino = value,
+            b"sdev" => sdev = value,
+            _ => {}
+        }
+    }
+    let file = match (ino, sdev) {
+        (Some(ino), Some(sdev)) => Some(FileId {
+            major: (sdev >> 20) as u32,
+            minor: (sdev & 0xf_ffff) as u32,
+            ino,
+        }),
+        _ => None,
+    };
+    Some(EpollEntry {
+        fd,
+        data: data?,
+        file,
+    })
+}
+
+fn hex(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let digit = (d as char).to_digit(16)?;
+        Some(n << 4 | digit as u64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fdinfo_lines_parse() {
+        let text = "pos:\t0\nflags:\t02000002\nmnt_id:\t17\nino:\t1038\n\
+            tfd:        6 events: 40000019 data:                6  pos:0 ino:238b03 sdev:f\n\
+            tfd:       12 events:       19 data: ffffffff0000000c  pos:0 ino:40e sdev:100010\n\
+            tfd:        4 events:       19 data:                4\n";
+        let entries = parse_fdinfo(text.as_bytes());
+        assert_eq!(
+            entries,
+            [
+                EpollEntry {
+                    fd: 6,
+                    data: 6,
+                    file: Some(FileId {
+                        major: 0,
+                        minor: 15,
+                        ino: 0x238b03
+                    })
+                },
+                EpollEntry {
+                    fd: 12,
+                    data: 0xffff_ffff_0000_000c,
+                    file: Some(FileId {
+                        major: 1,
+                        minor: 16,
+                        ino: 0x40e
+                    })
+                },
+                EpollEntry {
+                    fd: 4,
+                    data: 4,
+                    file: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn entries_of_a_live_set_name_its_files() {
+        let epoll = Epoll::new(|_| false).unwrap();
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two fds.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        epoll
+            .add(fds[0], READ, 0x1234_0000_0000 | fds[0] as u64)
+            .unwrap();
+        let entries = epoll_entries(epoll.raw()).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].fd, fds[0]);
+        assert_eq!(entries[0].data, 0x1234_0000_0000 | fds[0] as u64);
+        assert_eq!(
+            entries[0].file,
+            Some(super::super::file_id(fds[0]).unwrap())
+        );
+        super::super::close(fds[0]);
+        super::super::close(fds[1]);
     }
 }

@@ -84,9 +84,79 @@ pub fn discard_input(fd: RawFd, budget: usize) -> Discarded {
     Discarded::Drained(total)
 }
 
+/// Ok if `fd` is open, EBADF if not; asks the kernel, changes nothing.
+pub fn check_open(fd: RawFd) -> SysResult<()> {
+    // SAFETY: F_GETFD only reads the fd's flags.
+    super::check(unsafe { libc::fcntl(fd, libc::F_GETFD) }).map(drop)
+}
+
+/// How many fds the process may have open (RLIMIT_NOFILE's soft limit):
+/// every fd it can open now is below this number.
+pub fn open_files_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit, which `limit` is.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return usize::MAX;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
 /// Whether `fd` was opened for writing only (a pipe's write end).
 pub fn is_write_only(fd: RawFd) -> bool {
     // SAFETY: plain fcntl call; an error answers false.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     flags >= 0 && flags & libc::O_ACCMODE == libc::O_WRONLY
+}
+
+/// What names an open file to the kernel: its device and inode, as fstat
+/// gives them and as /proc writes them (see [`super::epoll_entries`]). Two
+/// fds of one file have the same; so do fds of different files that have
+/// no inode of their own (eventfds, timerfds, signalfds, epoll sets: the
+/// kernel's "anonymous inode" is one for all of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    pub major: u32,
+    pub minor: u32,
+    pub ino: u64,
+}
+
+/// The [`FileId`] of what `fd` names; EBADF for a closed fd.
+pub fn file_id(fd: RawFd) -> SysResult<FileId> {
+    // SAFETY: fstat writes a `stat` into the zeroed one it is given.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is valid for writes for the call.
+    super::check(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(FileId {
+        major: libc::major(st.st_dev),
+        minor: libc::minor(st.st_dev),
+        ino: st.st_ino,
+    })
+}
+
+/// Writes from several buffers in one call, as [`write`] does from one:
+/// `sendmsg` with MSG_NOSIGNAL on a socket, `writev` on anything else.
+pub fn write_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>], socket: bool) -> SysResult<usize> {
+    // IoSlice is an iovec on Unix (std guarantees the layout).
+    let iov = bufs.as_ptr() as *mut libc::iovec;
+    let count = bufs.len().min(libc::UIO_MAXIOV as usize);
+    // SAFETY: `iov` points to `count` valid iovecs whose buffers are valid
+    // for reads; the kernel only reads them. The msghdr names no address.
+    let n = unsafe {
+        if socket {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov;
+            msg.msg_iovlen = count as _;
+            libc::syscall(libc::SYS_sendmsg, fd, &msg, libc::MSG_NOSIGNAL)
+        } else {
+            libc::syscall(libc::SYS_writev, fd, iov, count)
+        }
+    };
+    if n < 0 {
+        Err(errno())
+    } else {
+        Ok(n as usize)
+    }
 }

@@ -1,5 +1,6 @@
 //! Raw Linux syscalls behind thin safe wrappers: epoll, eventfd, signalfd,
-//! timerfd, the signal mask, sockets and plain reads and writes. Nothing here
+//! timerfd, the signal mask, sockets (TCP in `socket.rs`, UDP in `udp.rs`,
+//! Unix-domain in `unix_socket.rs`) and plain reads and writes. Nothing here
 //! knows about loops or callbacks.
 //!
 //! Errors are plain positive errno values ([`Errno`]); the layers above turn
@@ -13,16 +14,29 @@ mod eventfd;
 mod io;
 mod signals;
 mod socket;
+mod udp;
+mod unix_socket;
 
-pub use epoll::{Epoll, Events, TimerFd};
+pub use epoll::{epoll_entries, hide_proc_for_tests, Epoll, EpollEntry, Events, TimerFd};
 pub use eventfd::{eventfd_drain, eventfd_new, eventfd_notify};
-pub use io::{close, discard_input, is_write_only, read, write, Discarded};
+pub use io::{
+    check_open, close, discard_input, file_id, is_write_only, open_files_limit, read, write,
+    write_vectored, Discarded, FileId,
+};
 pub use signals::{
     ignore_sigpipe_by_default, set_signal_blocked, signal_is_watchable, SigSet, SignalFd,
 };
 pub use socket::{
-    accept, is_socket, local_port, set_nodelay, set_nonblocking, shutdown_write, take_socket_error,
-    tcp_connect, tcp_listen, SockAddr,
+    accept, is_datagram_socket, is_socket, local_port, set_nodelay, set_nonblocking,
+    shutdown_write, socket_family, take_socket_error, tcp_connect, tcp_listen, SockAddr,
+};
+pub use udp::{
+    multicast_membership, recvmmsg, sendmmsg, sendto, set_multicast_interface, set_udp_option,
+    udp_bind, udp_connect, Interface, UdpOption, UdpOptions,
+};
+pub use unix_socket::{
+    check_unix_socket, duplicate, peer_credentials, recv_with_fds, send_with_fds, unix_connect,
+    unix_listen, BoundPath, UnixAddr, MAX_FDS_PER_MESSAGE,
 };
 
 use std::os::fd::RawFd;
@@ -70,6 +84,23 @@ impl Fd {
 impl Drop for Fd {
     fn drop(&mut self) {
         close(self.0);
+    }
+}
+
+/// Has `prepare` run in the parent just before every fork() (from the C
+/// library, any thread), and `parent` and `child` in each just after, in
+/// the thread that forked. glibc drops them if this library is unloaded
+/// (pthread_atfork passes the library's own handle). They do not run for a
+/// process made some other way (a raw clone(), vfork(), posix_spawn()).
+pub fn at_fork(
+    prepare: unsafe extern "C" fn(),
+    parent: unsafe extern "C" fn(),
+    child: unsafe extern "C" fn(),
+) -> SysResult<()> {
+    // SAFETY: three plain functions with the signature pthread_atfork calls.
+    match unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) } {
+        0 => Ok(()),
+        e => Err(e),
     }
 }
 

@@ -65,16 +65,20 @@ impl SockAddr {
         self
     }
 
-    fn family(&self) -> i32 {
+    pub(crate) fn family(&self) -> i32 {
         self.storage.ss_family as i32
     }
 
-    fn as_ptr(&self) -> *const libc::sockaddr {
+    pub(crate) fn as_ptr(&self) -> *const libc::sockaddr {
         &self.storage as *const _ as *const libc::sockaddr
+    }
+
+    pub(crate) fn len(&self) -> libc::socklen_t {
+        self.len
     }
 }
 
-fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> SysResult<()> {
+pub(super) fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> SysResult<()> {
     // SAFETY: passes a valid int of the stated size.
     check(unsafe {
         libc::setsockopt(
@@ -88,7 +92,7 @@ fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> SysResult<()>
     .map(drop)
 }
 
-fn int_option(fd: RawFd, level: i32, name: i32) -> SysResult<i32> {
+pub(super) fn int_option(fd: RawFd, level: i32, name: i32) -> SysResult<i32> {
     let mut value: i32 = 0;
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
     // SAFETY: room for one int, whose size is passed.
@@ -176,6 +180,16 @@ pub fn local_port(fd: RawFd) -> SysResult<u16> {
 /// non-blocking connect ended.
 pub fn take_socket_error(fd: RawFd) -> SysResult<i32> {
     int_option(fd, libc::SOL_SOCKET, libc::SO_ERROR)
+}
+
+/// The address family of a socket (AF_INET, AF_INET6, AF_UNIX...).
+pub fn socket_family(fd: RawFd) -> SysResult<i32> {
+    int_option(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)
+}
+
+/// Whether a socket is a datagram socket (SOCK_DGRAM).
+pub fn is_datagram_socket(fd: RawFd) -> SysResult<bool> {
+    Ok(int_option(fd, libc::SOL_SOCKET, libc::SO_TYPE)? == libc::SOCK_DGRAM)
 }
 
 /// Whether `fd` is a socket (sends take MSG_NOSIGNAL) or something else,

@@ -7,9 +7,12 @@
 
 #include "evloop.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int harness_failures;
 static int harness_checks;
@@ -82,12 +85,44 @@ static int harness_main(int argc, char **argv, const harness_test *tests, size_t
 
 #define TEST(fn) { #fn, fn }
 
+/* A field of /proc/self/status in KiB ("VmRSS", "VmHWM"); -1 if absent. */
+static inline long status_kib(const char *field) {
+    char line[256];
+    long kib = -1;
+    size_t len = strlen(field);
+    FILE *status = fopen("/proc/self/status", "r");
+    while (status && fgets(line, sizeof line, status)) {
+        if (strncmp(line, field, len) == 0 && line[len] == ':') kib = strtol(line + len + 1, NULL, 10);
+    }
+    if (status) fclose(status);
+    return kib;
+}
+
+/* How much the process grew (resident KiB) since `before` (a VmRSS reading). */
+static inline long grown_kib(long before) { return status_kib("VmRSS") - before; }
+
 /* A new loop (checked; NULL if that failed). */
 static inline evl_loop *new_loop(void) {
     evl_loop *loop = NULL;
     CHECK_EQ(evl_loop_new(&loop), 0);
     CHECK(loop != NULL);
     return loop;
+}
+
+/* Waits up to `ms` for `pid` to exit; kills and reaps it if it has not by
+ * then. Returns its exit status, or -1 if it was killed or died of a signal. */
+static inline int reap_within(pid_t pid, int ms) {
+    int status = 0;
+    for (int waited = 0;; waited++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        if (r < 0 || waited >= ms) break;
+        usleep(1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fprintf(stderr, "child %d did not end within %d ms: killed\n", (int)pid, ms);
+    return -1;
 }
 
 #endif

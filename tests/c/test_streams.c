@@ -13,7 +13,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -204,6 +209,24 @@ static void drained_then_data(evl_loop *loop, uint64_t streams[2], int peers[2])
     }
 }
 
+/* drained_then_data, then a poll of one event (DRAINED) leaves a DATA for
+ * the next, and the stream it is of is paused: returns which (0 or 1). */
+static int pause_with_data_waiting(evl_loop *loop, uint64_t streams[2], int peers[2]) {
+    drained_then_data(loop, streams, peers);
+    evl_stream_event ev[1];
+    CHECK_EQ(evl_stream_poll(loop, 1000, ev, 1), 1);
+    CHECK_EQ(ev[0].kind, EVL_STREAM_DRAINED);
+    int held = ev[0].stream == streams[1];
+    CHECK_EQ(evl_stream_pause(loop, streams[held]), 0);
+    return held;
+}
+
+static void free_loop_and_peers(evl_loop *loop, int peers[2]) {
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(peers[0]);
+    close(peers[1]);
+}
+
 static void test_held_over_data_keeps_its_bytes(void) {
     evl_loop *loop = new_loop();
     uint64_t streams[2];
@@ -227,9 +250,7 @@ static void test_held_over_data_keeps_its_bytes(void) {
     CHECK_EQ(drained, 2);
     CHECK_EQ(data, 2);
     CHECK_EQ(wrong, 0);
-    CHECK_EQ(evl_loop_free(loop), 0);
-    close(peers[0]);
-    close(peers[1]);
+    free_loop_and_peers(loop, peers);
 }
 
 /* Found by the model tests (FOUND-BUGS M3): a stream over a pipe's write end
@@ -713,14 +734,9 @@ static void test_pause_holds_data_read_before_it(void) {
     evl_loop *loop = new_loop();
     uint64_t streams[2];
     int peers[2];
-    /* DRAINED then DATA: a poll of one event leaves the DATA for the next. */
-    drained_then_data(loop, streams, peers);
-    evl_stream_event ev[16];
-    CHECK_EQ(evl_stream_poll(loop, 1000, ev, 1), 1);
-    CHECK_EQ(ev[0].kind, EVL_STREAM_DRAINED);
-    int held = ev[0].stream == streams[1];
+    int held = pause_with_data_waiting(loop, streams, peers);
     int other = !held;
-    CHECK_EQ(evl_stream_pause(loop, streams[held]), 0);
+    evl_stream_event ev[16];
     /* While paused: nothing of it, and the other stream reads 2 MB. */
     size_t other_got = 0, held_got = 0;
     int wrong = 0;
@@ -755,9 +771,44 @@ static void test_pause_holds_data_read_before_it(void) {
     }
     CHECK_EQ(held_got, 1005);
     CHECK_EQ(wrong, 0);
-    CHECK_EQ(evl_loop_free(loop), 0);
-    close(peers[0]);
-    close(peers[1]);
+    free_loop_and_peers(loop, peers);
+}
+
+/* What a pause held is the stream's events too: evl_stream_close drops it.
+ * A resume while the close waits for the queue to drain brought it back
+ * as DATA after the close. */
+static void test_close_drops_what_pause_held(void) {
+    evl_loop *loop = new_loop();
+    uint64_t streams[2];
+    int peers[2];
+    int held = pause_with_data_waiting(loop, streams, peers);
+    evl_stream_event ev[16];
+    /* Something queued, so that the close waits for it to drain. */
+    static char big[300000];
+    memset(big, '.', sizeof big);
+    CHECK_EQ(evl_stream_write(loop, streams[held], big, sizeof big), 0);
+    size_t queued = 0;
+    CHECK_EQ(evl_stream_queued(loop, streams[held], &queued), 0);
+    CHECK(queued > 0);
+    CHECK_EQ(evl_stream_close(loop, streams[held]), 0);
+    CHECK_EQ(evl_stream_resume(loop, streams[held]), 0);
+    int data_after_close = 0, closed = 0;
+    for (int round = 0; round < 500 && !closed; round++) {
+        drain_fd(peers[held]);
+        int count = evl_stream_poll(loop, 10, ev, 16);
+        CHECK(count >= 0);
+        for (int i = 0; i < count; i++) {
+            if (ev[i].stream != streams[held]) continue;
+            if (ev[i].kind == EVL_STREAM_DATA) data_after_close++;
+            if (ev[i].kind == EVL_STREAM_CLOSED) {
+                CHECK_EQ(ev[i].status, 0);
+                closed++;
+            }
+        }
+    }
+    CHECK_EQ(closed, 1);
+    CHECK_EQ(data_after_close, 0);
+    free_loop_and_peers(loop, peers);
 }
 
 /* A stream without a callback under evl_run_once (its events dropped)
@@ -1242,6 +1293,253 @@ static void test_exchange_writes(void) {
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) CHECK_EQ(close(fds[i]), 0);
 }
 
+/* ---- numbers that name nothing, or too much ---------------------------------- */
+
+/* The sweep of issue 25 over the stream API: fds that are not open, huge
+ * and negative ports, backlogs, limits, watermarks, timeouts, counts,
+ * lengths and ids give the documented error or a bounded cost, never an
+ * abort, a hang or memory in proportion to the number. */
+static void test_huge_and_negative_numbers_cost_nothing(void) {
+    evl_loop *loop = new_loop();
+    long before = status_kib("VmRSS");
+    uint64_t id = 0;
+
+    /* fds: not open (any number), negative. */
+    struct rlimit limit;
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+    int last = limit.rlim_cur > (rlim_t)INT_MAX ? INT_MAX - 1 : (int)limit.rlim_cur - 1;
+    const int closed[] = {INT_MAX, 1000000, last, INT_MAX - 1};
+    for (size_t i = 0; i < sizeof closed / sizeof closed[0]; i++) {
+        if (fcntl(closed[i], F_GETFD) >= 0) continue; /* valgrind's own, at the limit */
+        CHECK_EQ(evl_stream_open(loop, closed[i], ignore_event, NULL, &id), -EBADF);
+    }
+    CHECK_EQ(evl_stream_open(loop, INT_MIN, ignore_event, NULL, &id), -EINVAL);
+    CHECK_EQ(evl_stream_open(loop, -1, ignore_event, NULL, &id), -EINVAL);
+
+    /* Ports outside 0..65535; flags nobody knows. */
+    const int ports[] = {INT_MAX, INT_MIN, 65536, -1};
+    for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++) {
+        CHECK_EQ(evl_listen(loop, "127.0.0.1", ports[i], 0, 0, ignore_event, NULL, &id), -EINVAL);
+        CHECK_EQ(evl_connect(loop, "127.0.0.1", ports[i], ignore_event, NULL, &id), -EINVAL);
+    }
+    CHECK_EQ(evl_listen(loop, "127.0.0.1", 0, 0, UINT32_MAX, ignore_event, NULL, &id), -EINVAL);
+
+    /* Backlogs: the kernel's own bound for a huge one, SOMAXCONN for <= 0;
+     * a limit of INT_MAX connections is no limit, a negative one refused. */
+    const int backlogs[] = {INT_MAX, INT_MIN};
+    for (size_t i = 0; i < sizeof backlogs / sizeof backlogs[0]; i++) {
+        uint64_t listener;
+        CHECK_EQ(evl_listen(loop, "127.0.0.1", 0, backlogs[i], 0, NULL, NULL, &listener), 0);
+        CHECK_EQ(evl_listener_set_max_conns(loop, listener, INT_MAX), 0);
+        CHECK_EQ(evl_listener_set_max_conns(loop, listener, INT_MIN), -EINVAL);
+        CHECK_EQ(evl_stream_set_watermarks(loop, listener, SIZE_MAX, SIZE_MAX), 0);
+        CHECK_EQ(evl_stream_set_idle_timeout(loop, listener, UINT32_MAX), 0);
+        uint64_t client;
+        CHECK_EQ(evl_connect(loop, "127.0.0.1", evl_listener_port(loop, listener), NULL, NULL, &client), 0);
+        uint64_t accepted = 0;
+        evl_stream_event ev[4];
+        for (int round = 0; round < 200 && accepted == 0; round++) {
+            int count = evl_stream_poll(loop, 10, ev, 4);
+            for (int e = 0; e < count; e++) {
+                if (ev[e].kind == EVL_STREAM_ACCEPTED) accepted = ev[e].stream;
+            }
+        }
+        CHECK(accepted != 0);
+        CHECK_EQ(evl_stream_abort(loop, client), 0);
+        CHECK_EQ(evl_stream_abort(loop, accepted), 0);
+        CHECK_EQ(evl_listener_close(loop, listener), 0);
+        while (evl_stream_poll(loop, 0, ev, 4) > 0) {}
+    }
+
+    /* Watermarks and idle timeouts at their extremes; a stream that moves
+     * no byte with the longest idle timeout is not closed for it. */
+    int fds[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    uint64_t stream;
+    CHECK_EQ(evl_stream_open(loop, fds[0], NULL, NULL, &stream), 0);
+    CHECK_EQ(evl_stream_set_watermarks(loop, stream, SIZE_MAX, SIZE_MAX), 0);
+    CHECK_EQ(evl_stream_set_watermarks(loop, stream, 0, SIZE_MAX), 0); /* never pause */
+    CHECK_EQ(evl_stream_set_watermarks(loop, stream, 1, SIZE_MAX), -EINVAL);
+    CHECK_EQ(evl_stream_set_idle_timeout(loop, stream, UINT32_MAX), 0);
+    evl_stream_event ev[4];
+    CHECK_EQ(evl_stream_poll(loop, 20, ev, 4), 0);
+    CHECK_EQ(evl_stream_write(loop, stream, "x", 1), 0);
+    CHECK_EQ(evl_stream_write(loop, stream, "x", SIZE_MAX), -EINVAL);
+    CHECK_EQ(evl_stream_write(loop, stream, "x", (size_t)PTRDIFF_MAX + 1), -EINVAL);
+
+    /* Counts and lengths: negative, or summing past what memory can hold. */
+    uint64_t streams[2] = {stream, stream};
+    size_t lens[2] = {SIZE_MAX, 2};
+    CHECK_EQ(evl_stream_write_batch(loop, streams, lens, 2, "xy"), -EINVAL);
+    CHECK_EQ(evl_stream_write_batch(loop, streams, lens, INT_MIN, "xy"), -EINVAL);
+    CHECK_EQ(evl_stream_write_batch(loop, NULL, NULL, INT_MAX, "xy"), -EINVAL);
+    evl_stream_op op = {.stream = stream, .op = EVL_OP_PAUSE};
+    CHECK_EQ(evl_stream_submit(loop, &op, INT_MIN), -EINVAL);
+    CHECK_EQ(evl_stream_poll(loop, 0, ev, INT_MIN), -EINVAL);
+    evl_stream_exchange_args x = {.events = ev, .max_events = INT_MIN};
+    CHECK_EQ(evl_stream_exchange(loop, &x), -EINVAL);
+    x.max_events = 4;
+    x.write_count = INT_MIN;
+    CHECK_EQ(evl_stream_exchange(loop, &x), -EINVAL);
+    CHECK_EQ(evl_stream_exchange_writes(loop, &x), -EINVAL);
+    x.write_streams = streams, x.write_lens = lens, x.write_data = "xy", x.write_count = 2;
+    CHECK_EQ(evl_stream_exchange_writes(loop, &x), -EINVAL);
+
+    /* evl_stream_poll with room for INT_MAX events (address space only;
+     * valgrind has not that much to give: 2^24 there): nothing is made for
+     * the room, only what is ready is written. */
+    int max = INT_MAX;
+    size_t room = (size_t)max * sizeof(evl_stream_event);
+    const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+    evl_stream_event *many = mmap(NULL, room, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (many == MAP_FAILED) {
+        max = 1 << 24;
+        room = (size_t)max * sizeof(evl_stream_event);
+        fprintf(stderr, "no address space for INT_MAX events: %d\n", max);
+        many = mmap(NULL, room, PROT_READ | PROT_WRITE, flags, -1, 0);
+    }
+    CHECK(many != MAP_FAILED);
+    if (many != MAP_FAILED) {
+        CHECK_EQ(write(fds[1], "y", 1), 1);
+        int count = 0;
+        for (int round = 0; round < 100 && count == 0; round++) count = evl_stream_poll(loop, 10, many, max);
+        CHECK_EQ(count, 1);
+        CHECK_EQ(many[0].kind, EVL_STREAM_DATA);
+        munmap(many, room);
+    }
+
+    /* Ids that name nothing. */
+    CHECK_EQ(evl_stream_write(loop, UINT64_MAX, "x", 1), -ENOENT);
+    CHECK_EQ(evl_stream_close(loop, UINT64_MAX), -ENOENT);
+    CHECK_EQ(evl_stream_set_watermarks(loop, UINT64_MAX, 2, 1), -ENOENT);
+    CHECK_EQ(evl_stream_set_idle_timeout(loop, UINT64_MAX, 1), -ENOENT);
+    CHECK_EQ(evl_stream_fd(loop, UINT64_MAX), -ENOENT);
+    CHECK_EQ(evl_listener_port(loop, UINT64_MAX), -ENOENT);
+    CHECK_EQ(evl_listener_set_max_conns(loop, UINT64_MAX, 1), -ENOENT);
+    CHECK_EQ(evl_listener_close(loop, UINT64_MAX), -ENOENT);
+
+    long grown = grown_kib(before);
+    if (grown >= 2048) fprintf(stderr, "grew by %ld KiB\n", grown);
+    CHECK(grown < 2048); /* the stream's read buffer is the most it may make */
+    CHECK_EQ(evl_stream_abort(loop, stream), 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(fds[1]);
+}
+
+/* ---- the pre-fork server ---------------------------------------------------- */
+
+enum { PREFORK_CONNS = 2 };
+
+typedef struct {
+    uint64_t streams[PREFORK_CONNS];
+    int accepted, closed, bad;
+} prefork;
+
+/* The server's one callback, in the parent (which only accepts) and in the
+ * child (which echoes, and closes at the client's end-of-file). */
+static void on_prefork(evl_loop *loop, const evl_stream_event *ev) {
+    prefork *p = ev->userdata;
+    switch (ev->kind) {
+    case EVL_STREAM_ACCEPTED:
+        if (p->accepted < PREFORK_CONNS) p->streams[p->accepted] = ev->stream;
+        p->accepted++;
+        break;
+    case EVL_STREAM_DATA:
+        if (evl_stream_write(loop, ev->stream, ev->data, ev->len) != 0) p->bad |= 1;
+        break;
+    case EVL_STREAM_EOF:
+        if (evl_stream_close(loop, ev->stream) != 0) p->bad |= 2;
+        break;
+    case EVL_STREAM_CLOSED:
+        p->closed++;
+        break;
+    }
+}
+
+/* Sends `size` bytes of a pattern on the non-blocking socket `fd` while
+ * reading the echo; 0 if exactly those bytes came back within 20 s. */
+static int echo_exchange(int fd, size_t size, unsigned seed) {
+    static char sent[1 << 20], got[1 << 20];
+    if (size > sizeof sent) return -1;
+    for (size_t i = 0; i < size; i++) sent[i] = (char)(i * 31 + seed);
+    size_t out = 0, in = 0;
+    for (int round = 0; in < size && round < 20000; round++) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN | (out < size ? POLLOUT : 0)};
+        if (poll(&pfd, 1, 1) < 0) return -1;
+        if (out < size) {
+            ssize_t n = send(fd, sent + out, size - out, MSG_NOSIGNAL);
+            if (n > 0) out += (size_t)n;
+            else if (n < 0 && errno != EAGAIN) return -1;
+        }
+        ssize_t n = recv(fd, got + in, size - in, 0);
+        if (n > 0) in += (size_t)n;
+        else if (n == 0 || errno != EAGAIN) return -1;
+    }
+    return in == size && memcmp(sent, got, size) == 0 ? 0 : -1;
+}
+
+static int prefork_child(evl_loop *loop, uint64_t listener, prefork *p, int go, const int *clients) {
+    /* The clients' ends are the parent's: its closing them must end the streams. */
+    for (int i = 0; i < PREFORK_CONNS; i++) close(clients[i]);
+    struct pollfd wait_go = {.fd = go, .events = POLLIN};
+    char c;
+    if (poll(&wait_go, 1, 10000) != 1 || read(go, &c, 1) != 1) return 4;
+    if (evl_loop_fork(loop) != 0) return 8;
+    /* The parent accepts; this child serves what it was handed. */
+    if (evl_listener_close(loop, listener) != 0) return 16;
+    p->closed = 0;
+    if (evl_run(loop) != 0) p->bad |= 32; /* until both streams closed */
+    if (p->closed != PREFORK_CONNS) p->bad |= 64;
+    evl_loop_free(loop);
+    return p->bad;
+}
+
+/* The classic pre-fork server (issue 25): the parent accepts, forks, and
+ * lets its copies go (evl_stream_abort closes them, touching nothing the
+ * child shares) before the child calls evl_loop_fork; the child serves the
+ * connections, byte-exact, at every size. It used to lose them: the child
+ * took what the parent had let go for closed. */
+static void test_prefork_server_child_serves_what_the_parent_let_go(void) {
+    evl_loop *loop = new_loop();
+    prefork p = {0};
+    uint64_t listener;
+    CHECK_EQ(evl_listen(loop, "127.0.0.1", 0, 0, 0, on_prefork, &p, &listener), 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    addr.sin_port = htons((uint16_t)evl_listener_port(loop, listener));
+    int clients[PREFORK_CONNS];
+    for (int i = 0; i < PREFORK_CONNS; i++) {
+        clients[i] = socket(AF_INET, SOCK_STREAM, 0);
+        CHECK_EQ(connect(clients[i], (struct sockaddr *)&addr, sizeof addr), 0);
+        CHECK_EQ(fcntl(clients[i], F_SETFL, O_NONBLOCK), 0);
+    }
+    for (int i = 0; i < 100 && p.accepted < PREFORK_CONNS; i++) CHECK(evl_run_once(loop, 100) >= 0);
+    CHECK_EQ(p.accepted, PREFORK_CONNS);
+    int go[2];
+    CHECK_EQ(pipe(go), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) _exit(prefork_child(loop, listener, &p, go[0], clients));
+    for (int i = 0; i < PREFORK_CONNS; i++) CHECK_EQ(evl_stream_abort(loop, p.streams[i]), 0);
+    CHECK_EQ(evl_run_once(loop, 0), PREFORK_CONNS); /* their CLOSED */
+    CHECK_EQ(p.closed, PREFORK_CONNS);
+    CHECK_EQ(write(go[1], "g", 1), 1);
+    const size_t sizes[] = {1, 1000, 65536, 300001, 1 << 20};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        for (int i = 0; i < PREFORK_CONNS; i++) {
+            int rc = echo_exchange(clients[i], sizes[s], (unsigned)(s * 7 + i));
+            if (rc != 0) fprintf(stderr, "connection %d: %zu bytes not echoed\n", i, sizes[s]);
+            CHECK_EQ(rc, 0);
+        }
+    }
+    for (int i = 0; i < PREFORK_CONNS; i++) close(clients[i]);
+    CHECK_EQ(reap_within(pid, 20000), 0);
+    CHECK_EQ(evl_listener_close(loop, listener), 0);
+    CHECK_EQ(evl_loop_free(loop), 0);
+    close(go[0]);
+    close(go[1]);
+}
+
 int main(int argc, char **argv) {
     static const harness_test tests[] = {
         TEST(test_read_buffer_and_write_batch),
@@ -1257,12 +1555,15 @@ int main(int argc, char **argv) {
         TEST(test_fork_leaves_lingering_to_the_parent),
         TEST(test_fd_stays_open_until_closed_is_delivered),
         TEST(test_pause_holds_data_read_before_it),
+        TEST(test_close_drops_what_pause_held),
         TEST(test_stream_without_callback_does_not_stall_the_others),
         TEST(test_library_closed_stream_id_lives_until_closed),
         TEST(test_stream_callbacks),
         TEST(test_stream_batches),
         TEST(test_stream_reentry_is_busy),
         TEST(test_free_with_streams_open),
+        TEST(test_huge_and_negative_numbers_cost_nothing),
+        TEST(test_prefork_server_child_serves_what_the_parent_let_go),
     };
     return harness_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

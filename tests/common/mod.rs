@@ -217,6 +217,11 @@ pub fn show(output: &Output) -> String {
 
 /// valgrind's memcheck with every error and every leak counted as failure.
 pub fn valgrind_command(program: &Path) -> Command {
+    valgrind_command_suppressing(program, &[])
+}
+
+/// As [`valgrind_command`], with suppression files.
+pub fn valgrind_command_suppressing(program: &Path, suppressions: &[PathBuf]) -> Command {
     let found = Command::new("valgrind")
         .arg("--version")
         .output()
@@ -235,8 +240,11 @@ pub fn valgrind_command(program: &Path) -> Command {
         "--errors-for-leak-kinds=definite,indirect,possible",
         "--child-silent-after-fork=no",
         "--quiet",
-    ])
-    .arg(program);
+    ]);
+    for file in suppressions {
+        cmd.arg(format!("--suppressions={}", file.display()));
+    }
+    cmd.arg(program);
     cmd
 }
 

@@ -120,6 +120,17 @@ pub fn trace(step: impl FnOnce() -> String) {
     });
 }
 
+/// Prints the steps noted so far (for a forked child, whose trace the
+/// parent never sees).
+pub fn print_trace(who: &str) {
+    TRACE.with(|t| {
+        eprintln!("---- last steps of {who}:");
+        for line in t.borrow().iter() {
+            eprintln!("  {line}");
+        }
+    });
+}
+
 /// Runs `one(seed)` for every seed of [`seeds`]; `one` returns how many
 /// steps it ran. A failing seed prints its trace and the command that
 /// replays it, then fails the test (with `EVLOOP_MODEL_KEEP_GOING=1`, after
@@ -200,6 +211,32 @@ pub fn pipe() -> (RawFd, RawFd) {
     let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
     assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
     (fds[0], fds[1])
+}
+
+/// Whether `fd` names an open fd.
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only asks.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// The device and inode an fd is open on (None: not open).
+pub fn file_id(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: a plain fstat into a zeroed struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid place for the result.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// RLIMIT_NOFILE's soft limit (at most i32::MAX): no fd is open at it.
+pub fn fd_limit() -> RawFd {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit, which `limit` is.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(rc, 0);
+    limit.rlim_cur.min(i32::MAX as u64) as RawFd
 }
 
 pub fn close(fd: RawFd) {

@@ -1,0 +1,371 @@
+//! Datagrams in batches: what one is ([`Datagram`], laid out as the C
+//! header's `evl_udp_datagram`, so a batch crosses the boundary as it is),
+//! the loop's receive buffer that recvmmsg fills, and the headers sendmmsg
+//! takes.
+//!
+//! The receive buffer is to datagrams what `read_buffer.rs` is to stream
+//! bytes: one per loop, filled end to end and released all at once, so a
+//! batch of events may point into it at several places. Each datagram
+//! takes a slot of its socket's receive size; its source address goes into
+//! an array beside. The recvmmsg headers keep pointing at the slots they
+//! were set up for: the usual receive (the buffer empty, the same receive
+//! size as last time) sets up nothing.
+
+use std::marker::PhantomData;
+use std::os::fd::RawFd;
+
+use crate::sys::{self, Errno, SysResult};
+
+/// The datagram's receive slot was shorter than it: `len` bytes of it
+/// are here, the rest was dropped. (MSG_TRUNC's value, as recvmmsg says it.)
+pub const TRUNCATED: u32 = libc::MSG_TRUNC as u32;
+
+/// One datagram: its bytes and its peer's address (a `sockaddr_in` or
+/// `sockaddr_in6`). Received, it points into the loop's receive buffer; to
+/// send, it points at the caller's bytes (see [`Datagram::new`]).
+#[repr(C)]
+#[derive(Debug)]
+pub struct Datagram<'a> {
+    data: *const u8,
+    len: usize,
+    addr: *const libc::sockaddr,
+    addr_len: u32,
+    flags: u32,
+    _bytes: PhantomData<&'a [u8]>,
+}
+
+impl<'a> Datagram<'a> {
+    /// A datagram to send: `bytes` to `to` (None: to the connected peer).
+    pub fn new(bytes: &'a [u8], to: Option<&'a sys::SockAddr>) -> Datagram<'a> {
+        let (addr, addr_len) = match to {
+            Some(to) => (to.as_ptr(), to.len()),
+            None => (std::ptr::null(), 0),
+        };
+        Datagram {
+            data: bytes.as_ptr(),
+            len: bytes.len(),
+            addr,
+            addr_len,
+            flags: 0,
+            _bytes: PhantomData,
+        }
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: made from a slice that lives for 'a (new), or pointing
+        // into the receive buffer, which keeps the bytes while the loop is
+        // borrowed for 'a (StreamLoop::datagrams).
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+
+    pub fn is_truncated(&self) -> bool {
+        self.flags & TRUNCATED != 0
+    }
+
+    /// The peer's address: the source of a datagram received.
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        if self.addr.is_null() {
+            return None;
+        }
+        // SAFETY: non-null, and valid for `addr_len` bytes as `bytes` says
+        // of the data; the family tells which struct it is, and the length
+        // is checked to cover it.
+        unsafe {
+            match (*self.addr).sa_family as i32 {
+                libc::AF_INET if self.addr_len as usize >= size_of::<libc::sockaddr_in>() => {
+                    let sin = &*(self.addr as *const libc::sockaddr_in);
+                    let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                    Some((ip, u16::from_be(sin.sin_port)).into())
+                }
+                libc::AF_INET6 if self.addr_len as usize >= size_of::<libc::sockaddr_in6>() => {
+                    let sin6 = &*(self.addr as *const libc::sockaddr_in6);
+                    let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                    Some((ip, u16::from_be(sin6.sin6_port)).into())
+                }
+                _ => None,
+            }
+        }
+    }
+
+    /// What the kernel would refuse of a datagram's pointers and lengths,
+    /// refused before they reach it or are copied (a datagram made by the
+    /// C caller may have anything): NULL bytes with a length (EFAULT); more
+    /// bytes than any UDP datagram has (EMSGSIZE); a NULL address with a
+    /// length, or a length longer than any address (EINVAL).
+    #[inline]
+    pub(crate) fn check(&self) -> Result<(), Errno> {
+        let too_long = self.addr_len as usize > size_of::<libc::sockaddr_storage>();
+        let no_bytes = self.data.is_null() & (self.len != 0);
+        let no_addr = self.addr.is_null() & (self.addr_len != 0);
+        let too_big = self.len > MAX_DATAGRAM;
+        if no_bytes | no_addr | too_long | too_big {
+            return Err(self.why_malformed());
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn why_malformed(&self) -> Errno {
+        if self.data.is_null() && self.len != 0 {
+            libc::EFAULT
+        } else if self.len > MAX_DATAGRAM {
+            libc::EMSGSIZE
+        } else {
+            libc::EINVAL
+        }
+    }
+
+    /// The peer's address as the kernel takes it: NULL and 0 for none.
+    pub(crate) fn raw_addr(&self) -> (*const libc::sockaddr, u32) {
+        (self.addr, self.addr_len)
+    }
+
+    pub(crate) fn raw_bytes(&self) -> (*const u8, usize) {
+        (self.data, self.len)
+    }
+
+    /// The datagram's bytes as an iovec: its first two fields are one.
+    #[inline]
+    pub(crate) fn as_iovec(&self) -> *mut libc::iovec {
+        self as *const Datagram<'_> as *mut libc::iovec
+    }
+}
+
+use std::mem::size_of;
+
+// A datagram's bytes are an iovec where they are (see `as_iovec`).
+const _: () = {
+    assert!(
+        std::mem::offset_of!(Datagram<'static>, data)
+            == std::mem::offset_of!(libc::iovec, iov_base)
+    );
+    assert!(
+        std::mem::offset_of!(Datagram<'static>, len) == std::mem::offset_of!(libc::iovec, iov_len)
+    );
+    assert!(size_of::<*const u8>() == size_of::<*mut libc::c_void>());
+};
+
+/// The receive buffer's size: 64 slots of the largest receive size.
+pub(super) const RECEIVE_BYTES: usize = 64 * MAX_RECEIVE_SIZE;
+
+/// The largest receive size: room for any UDP datagram (65,507 bytes of
+/// payload over IPv4, 65,527 over IPv6).
+pub const MAX_RECEIVE_SIZE: usize = 64 << 10;
+
+/// The most bytes a UDP datagram has (IPv6's 65,535 less its 8-byte
+/// header; IPv4 allows 65,507): the kernel refuses more (EMSGSIZE).
+const MAX_DATAGRAM: usize = 65_527;
+
+/// Datagrams one recvmmsg takes at most.
+const RECEIVE_WIDTH: usize = 32;
+
+/// Datagrams one sendmmsg takes at most.
+pub(super) const SEND_WIDTH: usize = 64;
+
+/// Datagrams the receive buffer holds at most (in a batch of events).
+const MAX_HELD: usize = 1024;
+
+/// The layout the recvmmsg headers are set up for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    first: usize,
+    offset: usize,
+    slot: usize,
+    count: usize,
+    /// The room for each source address: exactly its family's length, so
+    /// that the kernel writes back the same length every time.
+    addr_room: u32,
+}
+
+/// The loop's datagram buffers, made with the first UDP socket.
+pub(super) struct DatagramBuffer {
+    /// RECEIVE_BYTES, filled from `used` on.
+    data: Vec<u8>,
+    used: usize,
+    /// MAX_HELD datagrams (made with `data`, never moved: events point into
+    /// them), the first `held` received and not yet released; their
+    /// addresses beside. A slot's bytes and address pointers are set with
+    /// the recvmmsg headers (`set_up`); a receive writes the rest.
+    received: Vec<Datagram<'static>>,
+    held: usize,
+    addrs: Vec<libc::sockaddr_in6>,
+    recv_hdrs: Vec<libc::mmsghdr>,
+    recv_iovs: Vec<libc::iovec>,
+    layout: Option<Layout>,
+    pub(super) send_hdrs: Vec<libc::mmsghdr>,
+    pub(super) send_iovs: Vec<libc::iovec>,
+}
+
+// SAFETY of the raw pointers in these structs: they point into the
+// buffer's own heap allocations, which are made once and never resized.
+
+fn empty_mmsghdr() -> libc::mmsghdr {
+    // SAFETY: mmsghdr is plain data; zeroed is an empty header.
+    unsafe { std::mem::zeroed() }
+}
+
+impl DatagramBuffer {
+    pub(super) fn new() -> DatagramBuffer {
+        let empty_iov = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        let mut buffer = DatagramBuffer {
+            data: Vec::new(),
+            used: 0,
+            received: Vec::new(),
+            held: 0,
+            addrs: Vec::new(),
+            recv_hdrs: vec![empty_mmsghdr(); RECEIVE_WIDTH],
+            recv_iovs: vec![empty_iov; RECEIVE_WIDTH],
+            layout: None,
+            send_hdrs: vec![empty_mmsghdr(); SEND_WIDTH],
+            send_iovs: vec![empty_iov; SEND_WIDTH],
+        };
+        // Each send has one iovec (the datagram itself, or one of
+        // `send_iovs` for a queued datagram); a send fills in where it is
+        // and the address.
+        for hdr in buffer.send_hdrs.iter_mut() {
+            hdr.msg_hdr.msg_iovlen = 1;
+        }
+        buffer
+    }
+
+    /// Makes the large parts on first need: the pages are the kernel's to
+    /// give as they are touched.
+    #[cold]
+    fn allocate(&mut self) {
+        self.data = vec![0; RECEIVE_BYTES];
+        self.received = (0..MAX_HELD).map(|_| Datagram::new(&[], None)).collect();
+        // SAFETY: sockaddr_in6 is plain data; zeroed is a valid value.
+        self.addrs = vec![unsafe { std::mem::zeroed() }; MAX_HELD];
+    }
+
+    /// Whether a batch of `slot`-byte datagrams fits now.
+    #[inline]
+    pub(super) fn has_room(&self, slot: usize) -> bool {
+        self.held < MAX_HELD && self.used + slot <= RECEIVE_BYTES
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
+    /// Receives a batch from `fd` into slots of `slot` bytes (<=
+    /// MAX_RECEIVE_SIZE), its sources' addresses `addr_room` bytes long (the
+    /// socket family's). Returns where its datagrams start in `received`
+    /// and how many came (0 never: EAGAIN when none waits).
+    #[inline]
+    pub(super) fn receive(
+        &mut self,
+        fd: RawFd,
+        slot: usize,
+        addr_room: u32,
+    ) -> SysResult<(usize, usize)> {
+        if self.data.is_empty() {
+            self.allocate();
+        }
+        let first = self.held;
+        let offset = self.used;
+        let count = RECEIVE_WIDTH
+            .min(MAX_HELD - first)
+            .min((RECEIVE_BYTES - offset) / slot);
+        let layout = Layout {
+            first,
+            offset,
+            slot,
+            count,
+            addr_room,
+        };
+        if self.layout != Some(layout) {
+            self.set_up(layout);
+        }
+        // SAFETY: set_up pointed the first `count` headers at slots of the
+        // data buffer and at addresses, `slot` and ADDR_LEN bytes each.
+        let n = unsafe { sys::recvmmsg(fd, &mut self.recv_hdrs[..count]) }?;
+        // What the kernel wrote: each datagram's length and whether it was
+        // cut. (Its address's length is the family's, which set_up wrote:
+        // the kernel writes the same back, so the room stays as it was.)
+        let hdrs = self.recv_hdrs[..n].iter();
+        for (datagram, hdr) in self.received[first..first + n].iter_mut().zip(hdrs) {
+            debug_assert_eq!(hdr.msg_hdr.msg_namelen, addr_room);
+            datagram.len = hdr.msg_len as usize;
+            datagram.flags = hdr.msg_hdr.msg_flags as u32 & TRUNCATED;
+        }
+        self.held += n;
+        self.used += n * slot;
+        Ok((first, n))
+    }
+
+    /// Points the recvmmsg headers, and the datagrams they fill, at the
+    /// slots and addresses `layout` says.
+    #[cold]
+    #[inline(never)]
+    fn set_up(&mut self, layout: Layout) {
+        let base = self.data.as_mut_ptr();
+        for i in 0..layout.count {
+            // SAFETY: receive() keeps offset + count * slot within the buffer.
+            let bytes = unsafe { base.add(layout.offset + i * layout.slot) };
+            let addr = &mut self.addrs[layout.first + i] as *mut libc::sockaddr_in6;
+            self.recv_iovs[i] = libc::iovec {
+                iov_base: bytes.cast(),
+                iov_len: layout.slot,
+            };
+            let hdr = &mut self.recv_hdrs[i].msg_hdr;
+            hdr.msg_name = addr.cast();
+            hdr.msg_namelen = layout.addr_room;
+            hdr.msg_iov = &mut self.recv_iovs[i];
+            hdr.msg_iovlen = 1;
+            let datagram = &mut self.received[layout.first + i];
+            datagram.data = bytes;
+            datagram.addr = addr.cast();
+            datagram.addr_len = layout.addr_room;
+        }
+        self.layout = Some(layout);
+    }
+
+    /// Whether `datagrams` lie in the array of datagrams received (exactly
+    /// on its entries): then each is well-formed, whatever its age, its
+    /// pointers into the buffer and its lengths within them.
+    #[inline]
+    pub(super) fn holds(&self, datagrams: &[Datagram<'_>]) -> bool {
+        let start = self.received.as_ptr() as usize;
+        let end = start + self.received.len() * size_of::<Datagram<'_>>();
+        let at = datagrams.as_ptr() as usize;
+        let size = std::mem::size_of_val(datagrams);
+        at >= start && (at - start) % size_of::<Datagram<'_>>() == 0 && at + size <= end
+    }
+
+    /// Where received datagrams' bytes and addresses lie: the data buffer
+    /// and the address array, made here if no receive made them yet. They
+    /// stay at these addresses for the loop's life.
+    pub(super) fn regions(&mut self) -> ((*const u8, usize), (*const u8, usize)) {
+        if self.data.is_empty() {
+            self.allocate();
+        }
+        let addrs = (
+            self.addrs.as_ptr().cast(),
+            std::mem::size_of_val(&self.addrs[..]),
+        );
+        ((self.data.as_ptr(), self.data.len()), addrs)
+    }
+
+    /// The datagrams of an event: `count` from `first`.
+    pub(super) fn batch(&self, first: usize, count: usize) -> &[Datagram<'_>] {
+        &self.received[first..first + count]
+    }
+
+    pub(super) fn batch_ptr(&self, first: usize) -> *const u8 {
+        self.received.as_ptr().wrapping_add(first).cast()
+    }
+
+    /// Every datagram handed out is done with.
+    #[inline]
+    pub(super) fn release(&mut self) {
+        self.held = 0;
+        self.used = 0;
+    }
+}
