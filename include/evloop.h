@@ -121,10 +121,16 @@
 #define EVL_STREAM_DRAINED 3
 
 /**
- * The stream is over and its fd closed; `status` is 0 (closed as asked,
- * or both sides shut down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle
- * timeout), -ECONNABORTED (evl_stream_abort)... The last event of every
- * stream: free what `userdata` points to here.
+ * The stream is over; `status` is 0 (closed as asked, or both sides shut
+ * down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle timeout),
+ * -ECONNABORTED (evl_stream_abort)... The last event of every stream,
+ * exactly one per stream: free what `userdata` points to here.
+ *
+ * The stream's (or UDP socket's) fd (`fd`, for logs only) is still open
+ * when this event is delivered, so that its number is not given to
+ * another file before the application has seen the end: the library
+ * closes it once the callback returns (with evl_stream_poll: at the next
+ * evl_stream_poll), or later if the socket lingers (evl_stream_set_linger).
  *
  * A stream's id stays valid until this event has been delivered (to the
  * callback, or written by evl_stream_poll), also when the stream closed
@@ -157,6 +163,18 @@
  * `fd`, `revents` and `userdata` are the registration's, `stream` is 0.
  */
 #define EVL_STREAM_IO 7
+
+/**
+ * evl_stream_set_linger's default `max_bytes`: a socket lingering after
+ * evl_stream_close closes once its peer has sent more than this (1 MiB).
+ */
+#define EVL_LINGER_DEFAULT_BYTES 1048576
+
+/**
+ * evl_stream_set_linger's default `max_ms`: a socket lingers this long at
+ * most after evl_stream_close.
+ */
+#define EVL_LINGER_DEFAULT_MS 2000
 
 /**
  * evl_listen flag: set SO_REUSEPORT, so that several loops (one per thread)
@@ -501,8 +519,9 @@ typedef struct evl_stream_event {
    */
   uint32_t kind;
   /**
-   * The stream's fd (already closed for EVL_STREAM_CLOSED: for logs only),
-   * or the raw registration's for EVL_STREAM_IO.
+   * The stream's fd (for EVL_STREAM_CLOSED, for logs only: the library
+   * closes it just after, see there), or the raw registration's for
+   * EVL_STREAM_IO.
    */
   int fd;
   /**
@@ -850,12 +869,20 @@ int evl_loop_new(struct evl_loop **out);
 
 /**
  * Frees a loop and the kernel objects it owns (epoll set, eventfd,
+<<<<<<< HEAD
  * signalfd). Registered fds stay open: they belong to the caller. Signals
  * the loop blocked are unblocked again. Queued tasks are dropped uncalled.
  * Work on the pool that has not started is dropped, and work functions
  * running are waited for; children still running are killed and reaped;
  * no work, resolution or exit callback is called (see evl_work_submit,
  * evl_getaddrinfo, evl_spawn).
+=======
+ * signalfd). Registered fds stay open: they belong to the caller. Streams
+ * and listeners are closed with it (no EVL_STREAM_CLOSED is delivered),
+ * and so are sockets still lingering (evl_stream_set_linger), after the
+ * input that has arrived is discarded. Signals the loop blocked are
+ * unblocked again. Queued tasks are dropped uncalled.
+>>>>>>> linger
  *
  * Returns 0, -EINVAL for NULL, -EBUSY when called from one of the loop's
  * own callbacks (the loop is left intact).
@@ -932,8 +959,12 @@ int evl_unregister(struct evl_loop *loop, int fd);
 
 /**
  * Runs the loop until evl_stop is called or nothing is left to wait for
- * (no registration, timer, signal watcher or queued task). Interrupted
- * waits (EINTR) are retried.
+ * (no registration, timer, signal watcher, hook, stream, listener, queued
+ * task or stream event to deliver). Interrupted waits (EINTR) are retried.
+ * Sockets lingering after evl_stream_close (evl_stream_set_linger) do not
+ * keep it running: when nothing else is left, it closes them (discarding
+ * the input that has arrived first) and returns. After evl_stop they are
+ * kept, and go on lingering when the loop runs again.
  *
  * Returns 0; -EINVAL for NULL; -EBUSY when called from one of the loop's
  * own callbacks; another negative errno if epoll_wait failed.
@@ -1010,6 +1041,9 @@ int evl_post(struct evl_loop *loop, evl_task_cb cb, void *userdata);
  * signalfd, timerfd), so parent and child no longer affect each other
  * (until then the child's loop works on the parent's epoll set), and keeps
  * the timers, signal watchers, streams, listeners and registrations.
+ * Sockets lingering after a close (evl_stream_set_linger) are the
+ * parent's to end: the child closes its copies, so that such a connection
+ * ends when the parent closes it.
  *
  * The registrations kept are those current at the fork, whatever the
  * parent has done with its copies since: a pre-fork server's parent may
@@ -1148,7 +1182,8 @@ int evl_backend_fd(struct evl_loop *loop);
  * For a host loop: how many milliseconds it may wait before the loop needs
  * an iteration: 0 if it has work now (queued tasks, a signal or stream
  * events not yet handed out, an iteration that evl_poll or evl_stream_poll
- * cut short, an active idle hook), the time to the next timer rounded up
+ * cut short, an active idle hook, ended streams' sockets to close), the
+ * time to the next timer rounded up
  * (so an iteration then never finds the timer early), or -1 if only I/O,
  * which makes evl_backend_fd readable, can give it work. Ask again after
  * each iteration: callbacks change it.
@@ -1269,14 +1304,22 @@ int evl_stream_write(struct evl_loop *loop, uint64_t stream, const void *data, s
 int evl_stream_shutdown(struct evl_loop *loop, uint64_t stream);
 
 /**
- * Graceful close: stops reading, sends what is queued, then closes
- * (EVL_STREAM_CLOSED, status 0, or an error if the peer went first). Events
- * of the stream not yet delivered are dropped. Input not read by then is
- * read and dropped just before the socket is closed, so that the close
- * ends with FIN, not with a reset that would throw away what the kernel
- * still has to send. Input that arrives after that (still in flight, or
- * sent by the peer once the close began) still makes TCP answer with a
- * reset: a peer should stop sending before it expects the end.
+ * Graceful close: stops reading, sends what is queued, then ends the
+ * stream: EVL_STREAM_CLOSED (status 0, or an error if the peer went
+ * first) comes once the queue is sent. Events of the stream not yet
+ * delivered are dropped.
+ *
+ * A socket whose peer has not ended its side then lingers (bounds:
+ * evl_stream_set_linger; by default up to 2 s and 1 MiB): its writing side
+ * is shut down, so the peer reads the whole reply and then end-of-file,
+ * and what the peer still sends is read and dropped until its end-of-file;
+ * only then is the socket closed. Closing it with unread input at once
+ * would make TCP answer with a reset, which throws away what the kernel
+ * has not sent yet: a peer still sending (a pipelined request, an upload
+ * refused) would lose the end of the reply. A lingering socket has no id
+ * and makes no event; it still counts for its listener's
+ * evl_listener_set_max_conns (it holds an fd), but does not keep evl_run
+ * running (see there and evl_loop_free).
  *
  * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
  * Thread-safety: the loop's thread only.
@@ -1286,6 +1329,8 @@ int evl_stream_close(struct evl_loop *loop, uint64_t stream);
 /**
  * Closes now, dropping what is queued (EVL_STREAM_CLOSED follows with
  * -ECONNABORTED). Events of the stream not yet delivered are dropped.
+ * Nothing lingers: the socket is closed as close(2) closes it (with a
+ * reset if input is unread) once EVL_STREAM_CLOSED has been delivered.
  *
  * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
  * Thread-safety: the loop's thread only.
@@ -1293,7 +1338,11 @@ int evl_stream_close(struct evl_loop *loop, uint64_t stream);
 int evl_stream_abort(struct evl_loop *loop, uint64_t stream);
 
 /**
- * Stops reading from the stream until evl_stream_resume.
+ * Stops reading from the stream until evl_stream_resume. From its return
+ * on no EVL_STREAM_DATA of the stream is delivered until then: bytes read
+ * already and not delivered yet (an evl_stream_poll whose array was full
+ * leaves events for the next one) are held, and come first after
+ * evl_stream_resume (they are dropped if the stream ends before).
  *
  * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
  * Thread-safety: the loop's thread only.
@@ -1302,7 +1351,8 @@ int evl_stream_pause(struct evl_loop *loop, uint64_t stream);
 
 /**
  * Reads again after evl_stream_pause (unless the queue is still above
- * its high watermark, or the peer's end-of-file came).
+ * its high watermark, or the peer's end-of-file came). What the pause
+ * held is delivered first.
  *
  * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
  * Thread-safety: the loop's thread only.
@@ -1335,6 +1385,31 @@ int evl_stream_set_watermarks(struct evl_loop *loop, uint64_t stream, size_t hig
  * Thread-safety: the loop's thread only.
  */
 int evl_stream_set_idle_timeout(struct evl_loop *loop, uint64_t stream, uint32_t timeout_ms);
+
+/**
+ * How evl_stream_close ends the stream's socket once its queue is sent
+ * (see there): it lingers, reading and dropping what the peer still sends,
+ * until the peer's end-of-file, or until the peer has sent more than
+ * `max_bytes` bytes since the close, or for `max_ms` milliseconds at most;
+ * then it is closed (input that came and was not read by then makes TCP
+ * answer with a reset). Defaults: EVL_LINGER_DEFAULT_BYTES (1 MiB) and
+ * EVL_LINGER_DEFAULT_MS (2000). `max_ms` 0: no lingering: input that has
+ * arrived is discarded (up to `max_bytes`) and the socket closed at once,
+ * as asyncio's transports close. `max_bytes` 0: nothing is discarded: the
+ * socket is closed at once as it is (a reset if input is unread, as a bare
+ * close(2)). Only sockets linger, and only after a graceful close whose
+ * peer has not ended its side; evl_stream_abort and errors close at once.
+ * The idle timeout (evl_stream_set_idle_timeout) ends with the stream:
+ * `max_ms` bounds the lingering. Takes effect at the close (a stream
+ * already closing uses the new bounds). Given a listener, sets what the streams it accepts from then
+ * on start with.
+ *
+ * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream or
+ * listener (0 for a stream closed whose EVL_STREAM_CLOSED is not delivered
+ * yet: nothing to do).
+ * Thread-safety: the loop's thread only.
+ */
+int evl_stream_set_linger(struct evl_loop *loop, uint64_t stream, size_t max_bytes, uint32_t max_ms);
 
 /**
  * Replaces the callback and userdata of a stream, or of a listener (for the
@@ -1582,7 +1657,8 @@ int evl_udp_send_batch(struct evl_loop *loop, uint64_t udp, const struct evl_udp
 /**
  * Stops receiving, sends what is queued, then closes the socket
  * (EVL_STREAM_CLOSED with 0 follows). Events of the socket not yet
- * delivered are dropped.
+ * delivered are dropped. As a stream's, its fd (and so its port) stays
+ * open until its EVL_STREAM_CLOSED has been delivered.
  *
  * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket (0 for
  * one closed whose EVL_STREAM_CLOSED is not delivered yet).

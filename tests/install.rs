@@ -278,13 +278,20 @@ fn modified(path: &Path) -> std::time::SystemTime {
 
 /// `make GOAL VARIABLES...` in `tree`, building into `target`.
 fn make_in(tree: &Path, target: &Path, goal: &str, variables: &[&str]) -> std::process::Output {
-    run(Command::new("make")
-        .current_dir(tree)
+    let mut make = Command::new("make");
+    make.current_dir(tree)
         .arg("--no-print-directory")
         .arg(goal)
         .args(variables)
-        .env("CARGO_TARGET_DIR", target))
+        .env("CARGO_TARGET_DIR", target);
+    run_within(&mut make, BUILD_PATIENCE)
 }
+
+/// The first build in the tree's own target directory compiles every
+/// dependency with the release profile (ring's C and assembly among them):
+/// on a loaded 2-core machine, beside the other install tests' builds,
+/// that took more than PATIENCE's 300 s.
+const BUILD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1200);
 
 /// Issue 25: the Makefile knew only src/*.rs, so after a change in a nested
 /// file (src/ffi/batch.rs) `make` said there was nothing to do and `make

@@ -6,7 +6,8 @@
 //! evl_listen, evl_connect, evl_listen_unix and evl_connect_unix) and makes random writes,
 //! shutdowns, closes, aborts, pauses, resumes, watermark and idle-timeout
 //! changes on them, and random writes, reads, shutdowns and closes on the
-//! peers. One test drives everything through callbacks (evl_run_once, the
+//! peers, and random linger bounds (evl_stream_set_linger) on streams and on
+//! the listener. One test drives everything through callbacks (evl_run_once, the
 //! operations made from inside the callbacks too); the other through the
 //! batch interface (evl_stream_poll, evl_stream_exchange with staged writes,
 //! evl_stream_submit, evl_stream_write_batch, evl_stream_exchange_writes).
@@ -15,11 +16,17 @@
 //!   sent, and what the peer reads continues what the stream was given;
 //!   at the end (peers half-close, then streams close) all of it arrived;
 //! - every event names a known stream with its userdata; no DATA once EOF
-//!   came or the stream was closed or aborted, nor (after the batch it was
-//!   asked in) while paused; EOF only after the peer's end and all its bytes;
+//!   came or the stream was closed or aborted, nor once evl_stream_pause
+//!   returned, until evl_stream_resume (and nothing held meanwhile is
+//!   lost); EOF only after the peer's end and all its bytes;
 //! - exactly one EVL_STREAM_CLOSED per stream and nothing after it, with
 //!   the status the model expects (0 for a close the peer waited for,
 //!   -ECONNABORTED for an abort, -ETIMEDOUT never before the idle timeout);
+//! - a graceful close never resets its peer, who gets all it was sent and
+//!   end-of-file, unless the linger bounds may have been reached (the peer
+//!   sent more than their bytes, or went on sending past their time): a
+//!   peer reads a reset only from a stream aborted, ended by an error (after
+//!   its CLOSED was delivered) or so bounded;
 //! - return values: 0 while nothing can have gone wrong, -EPIPE for a write
 //!   after shutdown or close, -ENOENT once CLOSED was delivered; the queued
 //!   count never exceeds what the peer has yet to read.
@@ -31,7 +38,7 @@ mod model;
 
 use evloop::ffi::*;
 use model::{
-    catch_in_callback, close, now_ns, pipe, read, run_seeds, socketpair, steps_per_seed,
+    catch_in_callback, close, file_id, now_ns, pipe, read, run_seeds, socketpair, steps_per_seed,
     take_callback_failure, trace, write, Rng,
 };
 use std::cell::RefCell;
@@ -39,12 +46,40 @@ use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::os::fd::{IntoRawFd, RawFd};
 
-/// A bug found by this model and still open (/work/wt/FOUND-BUGS.md, M2
-/// residue): a TCP stream closed with input it had not read may still reset
-/// its peer, which then loses the end of what the stream sent. The default
-/// run excuses that; `EVLOOP_MODEL_STRICT=1` checks it.
-fn strict() -> bool {
-    std::env::var_os("EVLOOP_MODEL_STRICT").is_some()
+/// The linger bounds of a stream (evl_stream_set_linger).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Linger {
+    bytes: usize,
+    ms: u32,
+}
+
+/// How long after its write a byte may reach a lingering socket at most
+/// (Nagle's algorithm and delayed ACKs, on a loaded machine), ns.
+const LATE: u64 = 1_000_000_000;
+
+const DEFAULT_LINGER: Linger = Linger {
+    bytes: EVL_LINGER_DEFAULT_BYTES,
+    ms: EVL_LINGER_DEFAULT_MS,
+};
+
+impl Linger {
+    /// The weaker of two bounds, each part: what may apply when the model
+    /// cannot tell which of the two does.
+    fn weakest(self, other: Linger) -> Linger {
+        Linger {
+            bytes: self.bytes.min(other.bytes),
+            ms: self.ms.min(other.ms),
+        }
+    }
+
+    fn random(rng: &mut Rng) -> Linger {
+        let bytes = [0, 1, 1000, 100_000, EVL_LINGER_DEFAULT_BYTES, usize::MAX];
+        let ms = [0, 1, 5, 50, EVL_LINGER_DEFAULT_MS, 60_000];
+        Linger {
+            bytes: bytes[rng.below(bytes.len() as u64) as usize],
+            ms: ms[rng.below(ms.len() as u64) as usize],
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -75,10 +110,18 @@ impl Peer {
     fn tcp(self) -> bool {
         matches!(self, Peer::Tcp | Peer::Accepted | Peer::Connected)
     }
+    /// A socket (TCP or Unix-domain), which has a shutdown and may linger.
+    fn socket(self) -> bool {
+        !matches!(self, Peer::PipeIn | Peer::PipeOut)
+    }
 }
 
 struct Stream {
     id: u64,
+    /// The stream's fd and what it is open on: until CLOSED is delivered
+    /// the library keeps it open, so the number names the same file.
+    fd: RawFd,
+    file: (u64, u64),
     ud: usize,
     peer_kind: Peer,
     /// Our end; None once closed.
@@ -96,20 +139,33 @@ struct Stream {
     shutdown: bool,
     closing: bool,
     aborted: bool,
-    /// The peer wrote after the stream was asked to end (or ended).
-    peer_wrote_late: bool,
+    /// When the peer last wrote (0: never), and when the stream was first
+    /// asked to close (0: not yet), as lower bounds (the start of the call).
+    peer_wrote_at: u64,
+    close_asked_at: u64,
+    /// The weakest linger bounds that may apply to the stream's close.
+    linger: Linger,
     /// evl_connect's EVL_STREAM_CONNECTED is still to come.
     connecting: bool,
     /// It was aborted while nothing else could have ended it.
     abort_when_healthy: bool,
-    /// The call in which pause was asked (DATA may still come in it).
-    paused: Option<u64>,
+    /// evl_stream_pause returned 0, and evl_stream_resume did not since.
+    paused: bool,
     /// The shortest idle timeout ever set (0: none), and a lower bound of
     /// when a byte last moved (open, or the start of a call that delivered
     /// DATA: the library's clock read no earlier).
     idle_ms: u32,
     last_moved: u64,
     closed: Option<i32>,
+    /// The call that delivered CLOSED.
+    closed_call: u64,
+    /// At the end, the peer goes on sending after the stream's close (once
+    /// its CLOSED was delivered and its fd could have been closed), and has.
+    late_talker: bool,
+    /// Its writes after the close: how many so far, and in which call the last.
+    late_writes: u8,
+    late_call: u64,
+    late_sent: bool,
 }
 
 impl Stream {
@@ -128,15 +184,47 @@ impl Stream {
         self.closing || self.aborted
     }
 
-    /// TCP answers bytes that arrive after close(2) with a reset, which
-    /// drops what the closed socket had not sent yet: a peer that writes
-    /// after the stream was asked to end may lose the end of what it reads
-    /// (a lingering close would be needed to avoid that).
-    fn reset_excused(&self) -> bool {
-        let open_m2 = !strict()
-            && self.got < self.peer_sent.len()
-            && (self.closing || self.shutdown || self.closed.is_some());
-        self.peer_kind.tcp() && (self.peer_wrote_late || open_m2)
+    /// Whether a graceful close may have closed the socket with input
+    /// unread (which makes TCP answer with a reset that drops what was not
+    /// sent yet, and a Unix socket's peer read ECONNRESET after the data):
+    /// lingering was off or a bound may have been reached. The input the
+    /// stream never delivered is what the close discarded. Without
+    /// lingering, any of it may arrive after the close (a write returns
+    /// before its bytes leave: Nagle's algorithm holds a small one until the
+    /// last is acknowledged, which a delayed ACK makes take 40 ms or more).
+    /// With it, bytes written up to [`LATE`] before the time bound.
+    fn close_may_reset(&self) -> bool {
+        if !self.closing || self.aborted {
+            return false;
+        }
+        let Linger { bytes, ms } = self.linger;
+        let discarded = self.peer_sent.len() - self.got;
+        if ms == 0 || bytes == 0 {
+            return discarded > 0;
+        }
+        let deadline = self.close_asked_at + ms as u64 * 1_000_000;
+        let late = self.peer_wrote_at != 0 && self.peer_wrote_at + LATE >= deadline;
+        discarded > bytes || (discarded > 0 && late)
+    }
+
+    /// Whether the stream's socket may refuse what its peer writes `now`:
+    /// it is not a socket (a pipe's reader has gone), or it was closed
+    /// without lingering (aborted, ended by an error, lingering off) or its
+    /// lingering may have ended by its bounds (the peer sent more than its
+    /// bytes, or writes about its time after the close or later).
+    fn write_refusal_excused(&self, now: u64) -> bool {
+        let socket = self.peer_kind.socket();
+        let ended_by_error = self.closed.is_some_and(|status| status != 0);
+        let Linger { bytes, ms } = self.linger;
+        let lingers = ms > 0 && bytes > 0;
+        let timed_out = self.closing && now + LATE >= self.close_asked_at + ms as u64 * 1_000_000;
+        !socket || self.aborted || ended_by_error || !lingers || timed_out || self.close_may_reset()
+    }
+
+    /// Whether the peer may lose the end of what the stream was given:
+    /// a TCP reset drops what was not sent yet.
+    fn loss_excused(&self) -> bool {
+        self.peer_kind.tcp() && self.close_may_reset()
     }
 }
 
@@ -159,14 +247,17 @@ struct World {
     /// whose EVL_STREAM_ACCEPTED is still to come (in order).
     listener: u64,
     listener_port: u16,
-    pending_accepts: std::collections::VecDeque<RawFd>,
+    pending_accepts: std::collections::VecDeque<(RawFd, Linger)>,
+    /// What the listener's streams start with (set_linger on the listener).
+    listener_linger: Linger,
     /// An evl_listen_unix listener on `unix_path`, the peers connected to
-    /// it whose EVL_STREAM_ACCEPTED is still to come, and a plain listener
-    /// (on `unix_server_path`) for evl_connect_unix, in a directory of the
-    /// seed's own.
+    /// it whose EVL_STREAM_ACCEPTED is still to come, what its streams
+    /// start with, and a plain listener (on `unix_server_path`) for
+    /// evl_connect_unix, in a directory of the seed's own.
     unix_listener: u64,
     unix_path: std::path::PathBuf,
-    pending_unix_accepts: std::collections::VecDeque<RawFd>,
+    pending_unix_accepts: std::collections::VecDeque<(RawFd, Linger)>,
+    unix_listener_linger: Linger,
     unix_server: std::os::unix::net::UnixListener,
     unix_server_path: std::path::PathBuf,
     dir: std::path::PathBuf,
@@ -277,6 +368,8 @@ impl World {
             listener,
             listener_port: port as u16,
             pending_accepts: Default::default(),
+            listener_linger: DEFAULT_LINGER,
+            unix_listener_linger: DEFAULT_LINGER,
             lp,
             rng: Rng::new(seed),
             batch,
@@ -337,16 +430,17 @@ impl World {
             } else {
                 (&mut self.pending_unix_accepts, Peer::UnixListened)
             };
-            let peer = queue
+            let (peer, linger) = queue
                 .pop_front()
                 .expect("ACCEPTED with no connection waiting");
             self.add_stream(e.stream, ud, kind, peer);
+            // Any of the listener's bounds since the connect may apply.
+            self.streams.last_mut().unwrap().linger = linger;
             return;
         }
         let Some(&k) = self.by_id.get(&e.stream) else {
             panic!("event {} for unknown stream {:#x}", e.kind, e.stream);
         };
-        let call = self.call;
         let s = &mut self.streams[k];
         trace(|| {
             format!(
@@ -366,12 +460,7 @@ impl World {
                 assert!(!s.asked_to_end(), "stream {k}: DATA after close/abort");
                 assert!(!s.eof, "stream {k}: DATA after EOF");
                 assert!(!s.connecting, "stream {k}: DATA before CONNECTED");
-                if let Some(since) = s.paused {
-                    assert!(
-                        since == call,
-                        "stream {k}: DATA while paused (since call {since})"
-                    );
-                }
+                assert!(!s.paused, "stream {k}: DATA while paused");
                 // SAFETY: the library says `data` holds `len` bytes for now.
                 let data = unsafe { std::slice::from_raw_parts(e.data, e.len) };
                 let expect = &s.peer_sent[s.got.min(s.peer_sent.len())..];
@@ -425,6 +514,7 @@ impl World {
                 s.connecting = false;
             }
             EVL_STREAM_CLOSED => {
+                assert_eq!(e.fd, s.fd, "stream {k}: CLOSED names another fd");
                 let status = e.status;
                 if s.aborted {
                     // An abort, unless the stream had ended itself before it.
@@ -460,6 +550,7 @@ impl World {
                     );
                 }
                 s.closed = Some(status);
+                s.closed_call = self.call;
             }
             other => panic!("stream {k}: unexpected event kind {other}"),
         }
@@ -501,7 +592,9 @@ impl World {
                     std::net::TcpStream::connect(("127.0.0.1", self.listener_port)).unwrap();
                 client.set_nonblocking(true).unwrap();
                 trace(|| format!("{} connect to the listener", self.where_()));
-                self.pending_accepts.push_back(client.into_raw_fd());
+                let linger = self.listener_linger;
+                self.pending_accepts
+                    .push_back((client.into_raw_fd(), linger));
                 return;
             }
             Peer::UnixListened => {
@@ -509,7 +602,9 @@ impl World {
                 let client = std::os::unix::net::UnixStream::connect(&self.unix_path).unwrap();
                 client.set_nonblocking(true).unwrap();
                 trace(|| format!("{} connect to the Unix listener", self.where_()));
-                self.pending_unix_accepts.push_back(client.into_raw_fd());
+                let linger = self.unix_listener_linger;
+                self.pending_unix_accepts
+                    .push_back((client.into_raw_fd(), linger));
                 return;
             }
             Peer::UnixConnected => {
@@ -584,8 +679,14 @@ impl World {
     fn add_stream(&mut self, id: u64, ud: usize, kind: Peer, ours: RawFd) {
         let k = self.streams.len();
         self.by_id.insert(id, k);
+        // SAFETY: the loop is live.
+        let fd = unsafe { evl_stream_fd(self.lp, id) };
+        assert!(fd >= 0, "stream {k}: evl_stream_fd -> {fd}");
+        let file = file_id(fd).expect("a new stream's fd is open");
         self.streams.push(Stream {
             id,
+            fd,
+            file,
             ud,
             peer_kind: kind,
             peer: Some(ours),
@@ -601,12 +702,19 @@ impl World {
             closing: false,
             aborted: false,
             connecting: kind == Peer::Connected || kind == Peer::UnixConnected,
-            peer_wrote_late: false,
+            peer_wrote_at: 0,
+            close_asked_at: 0,
+            linger: DEFAULT_LINGER,
             abort_when_healthy: false,
-            paused: None,
+            paused: false,
             idle_ms: 0,
             last_moved: self.op_time(),
             closed: None,
+            closed_call: 0,
+            late_talker: false,
+            late_writes: 0,
+            late_call: 0,
+            late_sent: false,
         });
     }
 
@@ -685,23 +793,26 @@ impl World {
 
     /// Marks in the model what a successful (or possibly successful) op did.
     fn apply(&mut self, k: usize, op: u32) {
-        let call = self.call;
+        let now = self.op_time();
         let s = &mut self.streams[k];
         if s.closed.is_some() {
             return;
         }
         match op {
             EVL_OP_SHUTDOWN => s.shutdown = true,
-            EVL_OP_CLOSE => s.closing = true,
+            EVL_OP_CLOSE => {
+                if !s.closing {
+                    s.close_asked_at = now;
+                }
+                s.closing = true;
+            }
             EVL_OP_ABORT => {
                 s.abort_when_healthy =
                     !s.peer_shut && !s.peer_closed && s.idle_ms == 0 && !s.closing && !s.shutdown;
                 s.aborted = true;
             }
-            EVL_OP_PAUSE => {
-                s.paused.get_or_insert(call);
-            }
-            EVL_OP_RESUME => s.paused = None,
+            EVL_OP_PAUSE => s.paused = true,
+            EVL_OP_RESUME => s.paused = false,
             _ => unreachable!(),
         }
     }
@@ -886,6 +997,10 @@ impl World {
 
     fn peer_write(&mut self, k: usize) {
         let len = self.write_len().min(100_000);
+        self.peer_write_len(k, len);
+    }
+
+    fn peer_write_len(&mut self, k: usize, len: usize) {
         let data = self.rng.bytes(len);
         let s = &mut self.streams[k];
         let Some(fd) = s
@@ -897,7 +1012,7 @@ impl World {
         match write(fd, &data) {
             Ok(n) => {
                 s.peer_sent.extend_from_slice(&data[..n]);
-                s.peer_wrote_late |= s.asked_to_end() || s.closed.is_some();
+                s.peer_wrote_at = now_ns();
                 trace(|| {
                     format!(
                         "{} peer {k} writes {n}",
@@ -906,8 +1021,19 @@ impl World {
                 });
             }
             Err(libc::EAGAIN) => {}
-            // The stream was closed or aborted: nobody reads any more.
-            Err(libc::EPIPE) | Err(libc::ECONNRESET) => {}
+            Err(e @ (libc::EPIPE | libc::ECONNRESET)) => {
+                // The stream's socket was closed: the peer's bytes are
+                // refused only once nothing lingers for them.
+                trace(|| format!("peer {k} writes: errno {e}"));
+                assert!(
+                    s.write_refusal_excused(now_ns()),
+                    "peer {k}: write refused (errno {e}) by a stream neither aborted nor ended by \
+                     an error, lingering within its bounds ({:?}): peer sent {} (stream got {})",
+                    s.linger,
+                    s.peer_sent.len(),
+                    s.got
+                );
+            }
             Err(e) => panic!("peer {k}: write: errno {e}"),
         }
     }
@@ -931,7 +1057,7 @@ impl World {
                     // Unless it ended otherwise: an idle timeout may end a
                     // flush the peer does not read (CLOSED says -ETIMEDOUT).
                     let ended_otherwise = s.idle_ms > 0 || s.closed.is_some_and(|st| st != 0);
-                    if !s.aborted && !ended_otherwise && !s.reset_excused() {
+                    if !s.aborted && !ended_otherwise && !s.loss_excused() {
                         assert_eq!(
                             s.peer_got,
                             s.sent.len(),
@@ -954,9 +1080,18 @@ impl World {
             }
             Err(libc::EAGAIN) => false,
             Err(libc::ECONNRESET) => {
+                trace(|| format!("peer {k} reads a reset after {}", s.peer_got));
+                // (A stream's fd closes only after its CLOSED was delivered.)
+                let ended_by_error = s.closed.is_some_and(|status| status != 0);
                 assert!(
-                    s.aborted || s.peer_closed || s.closed.is_some() || s.reset_excused(),
-                    "peer {k}: reset by a healthy stream"
+                    s.aborted || s.peer_closed || ended_by_error || s.close_may_reset(),
+                    "peer {k}: reset by a stream neither aborted nor ended by an error, \
+                     its close within its linger bounds ({:?}): peer sent {} (stream got {}), \
+                     last at {} ns after the close",
+                    s.linger,
+                    s.peer_sent.len(),
+                    s.got,
+                    s.peer_wrote_at.saturating_sub(s.close_asked_at)
                 );
                 s.peer_saw_eof = true;
                 true
@@ -968,7 +1103,7 @@ impl World {
     fn peer_end(&mut self, k: usize, close_it: bool) {
         let s = &mut self.streams[k];
         let Some(fd) = s.peer else { return };
-        if close_it || !(s.peer_kind == Peer::Unix || s.peer_kind.tcp()) {
+        if close_it || !s.peer_kind.socket() {
             close(fd);
             s.peer = None;
             s.peer_closed = true;
@@ -987,9 +1122,25 @@ impl World {
 
     // ---- random steps -----------------------------------------------------------
 
+    /// The fd of every stream whose CLOSED was not delivered is still open
+    /// on the same file (a new socket cannot have taken its number).
+    fn check_fds_open(&self) {
+        for (k, s) in self.streams.iter().enumerate() {
+            if s.closed.is_none() {
+                assert_eq!(
+                    file_id(s.fd),
+                    Some(s.file),
+                    "stream {k}: its fd {} was closed before its CLOSED was delivered",
+                    s.fd
+                );
+            }
+        }
+    }
+
     fn op(&mut self) {
+        self.check_fds_open();
         let w = self.where_();
-        match self.rng.weighted(&[3, 10, 6, 10, 8, 3, 2, 2, 2, 3, 2]) {
+        match self.rng.weighted(&[3, 10, 6, 10, 8, 3, 2, 2, 2, 3, 3, 2]) {
             0 => self.open(),
             1 => {
                 let Some(k) = self.pick() else { return };
@@ -1079,6 +1230,7 @@ impl World {
             }
             8 => self.submit(),
             9 => self.write_batch(),
+            10 => self.set_linger(),
             _ => {
                 let Some(k) = self.pick() else { return };
                 let mut queued = usize::MAX;
@@ -1099,6 +1251,51 @@ impl World {
                     );
                 }
             }
+        }
+    }
+
+    /// evl_stream_set_linger on a stream, or on the listener (for the
+    /// streams it accepts from then on).
+    fn set_linger(&mut self) {
+        let w = self.where_();
+        let linger = Linger::random(&mut self.rng);
+        let Linger { bytes, ms } = linger;
+        if self.rng.percent(25) {
+            let unix = self.rng.percent(50);
+            let (listener, current, waiting) = if unix {
+                let waiting = &mut self.pending_unix_accepts;
+                (self.unix_listener, &mut self.unix_listener_linger, waiting)
+            } else {
+                (
+                    self.listener,
+                    &mut self.listener_linger,
+                    &mut self.pending_accepts,
+                )
+            };
+            // SAFETY: the loop is live.
+            let rc = unsafe { evl_stream_set_linger(self.lp, listener, bytes, ms) };
+            trace(|| format!("{w} listener {listener:#x} linger {linger:?} -> {rc}"));
+            assert_eq!(rc, 0, "set_linger on a listener");
+            *current = linger;
+            // Accepted already or not: either may apply to them.
+            for (_, waiting) in waiting.iter_mut() {
+                *waiting = waiting.weakest(linger);
+            }
+            return;
+        }
+        let Some(k) = self.pick() else { return };
+        // SAFETY: the loop is live.
+        let rc = unsafe { evl_stream_set_linger(self.lp, self.streams[k].id, bytes, ms) };
+        trace(|| format!("{w} stream {k} linger {linger:?} -> {rc}"));
+        self.did(k, "set_linger", rc);
+        let s = &mut self.streams[k];
+        if rc == 0 {
+            // While closing, the close may have begun with the bounds before.
+            s.linger = if s.closing {
+                s.linger.weakest(linger)
+            } else {
+                linger
+            };
         }
     }
 
@@ -1262,7 +1459,16 @@ fn finish() {
                 let rc = unsafe { evl_stream_set_idle_timeout(w.lp, w.streams[k].id, 0) };
                 w.did(k, "set_idle_timeout", rc);
             }
-            w.peer_end(k, false);
+            // Half of the sockets' peers go on sending after the close
+            // (which a lingering close survives); the others end first.
+            let s = &w.streams[k];
+            let socket = s.peer_kind.socket();
+            let open = s.closed.is_none() && !s.asked_to_end() && s.peer.is_some() && !s.peer_shut;
+            if socket && open && w.rng.percent(50) {
+                w.streams[k].late_talker = true;
+            } else {
+                w.peer_end(k, false);
+            }
         }
     });
     let give_up = now_ns() + 15_000_000_000;
@@ -1270,19 +1476,53 @@ fn finish() {
     loop {
         let (left, all_closed) = with_world(|w| {
             for k in 0..w.streams.len() {
-                // Streams accepted since also get their peer's end.
-                w.peer_end(k, false);
+                let s = &w.streams[k];
+                if !s.late_talker {
+                    // Streams accepted since also get their peer's end.
+                    w.peer_end(k, false);
+                } else if !s.late_sent
+                    && s.closed.is_some()
+                    && w.call > s.closed_call.max(s.late_call)
+                {
+                    // Twice, an iteration apart (the first may be what makes
+                    // a closed socket answer with a reset, the second then
+                    // learns of it); then the peer's end.
+                    let len = w.rng.range(1, 20_000) as usize;
+                    trace(|| format!("end: peer {k} writes {len} after the close"));
+                    w.peer_write_len(k, len);
+                    let s = &mut w.streams[k];
+                    s.late_writes += 1;
+                    s.late_call = w.call;
+                    if s.late_writes == 2 {
+                        s.late_sent = true;
+                        w.peer_end(k, false);
+                    }
+                }
+                let s = &w.streams[k];
+                if s.late_talker && s.closed.is_some() && !s.late_sent {
+                    continue; // the reply stays in flight meanwhile
+                }
                 while w.peer_read(k, 1 << 16) {}
             }
             let left: Vec<usize> = (0..w.streams.len())
                 .filter(|&k| {
                     let s = &w.streams[k];
-                    s.closed.is_none() && !s.asked_to_end() && s.peer_kind.stream_reads() && !s.eof
+                    let read_all = if s.late_talker {
+                        s.got == s.peer_sent.len()
+                    } else {
+                        s.eof
+                    };
+                    s.closed.is_none()
+                        && !s.asked_to_end()
+                        && s.peer_kind.stream_reads()
+                        && !read_all
                 })
                 .collect();
             let all_closed = w.pending_accepts.is_empty()
                 && w.pending_unix_accepts.is_empty()
-                && w.streams.iter().all(|s| s.closed.is_some());
+                && w.streams
+                    .iter()
+                    .all(|s| s.closed.is_some() && s.late_talker == s.late_sent);
             (left, all_closed)
         });
         let accepted =
@@ -1332,9 +1572,29 @@ fn finish() {
         }
         iteration(5);
     }
+    // Every peer reads to its end, while the loop runs: a stream's fd
+    // closes once its CLOSED was delivered, or lingers until its peer's end.
+    loop {
+        let reading: Vec<usize> = with_world(|w| {
+            (0..w.streams.len())
+                .filter(|&k| {
+                    while w.peer_read(k, 1 << 16) {}
+                    let s = &w.streams[k];
+                    s.peer.is_some() && !s.peer_saw_eof && s.peer_kind.stream_writes()
+                })
+                .collect()
+        });
+        if reading.is_empty() {
+            break;
+        }
+        assert!(
+            now_ns() < give_up,
+            "after 15 s: peers {reading:?} still wait for their end"
+        );
+        iteration(5);
+    }
     with_world(|w| {
         for k in 0..w.streams.len() {
-            while w.peer_read(k, 1 << 16) {}
             let s = &w.streams[k];
             // Everything given to a stream that was closed (not aborted) and
             // whose peer stayed to read, arrived.
@@ -1342,7 +1602,7 @@ fn finish() {
                 && !s.peer_closed
                 && s.closed == Some(0)
                 && s.peer_kind.stream_writes()
-                && !s.reset_excused()
+                && !s.loss_excused()
             {
                 assert_eq!(
                     s.peer_got,
@@ -1401,11 +1661,11 @@ fn one_seed(seed: u64, batch: bool) -> u64 {
     if let Err(panic) = result {
         if let Some(w) = world {
             let _ = std::fs::remove_dir_all(&w.dir);
-            for fd in w.pending_unix_accepts {
+            for (fd, _) in w.pending_unix_accepts {
                 // SAFETY: our own fd.
                 unsafe { libc::close(fd) };
             }
-            for fd in w.pending_accepts {
+            for (fd, _) in w.pending_accepts {
                 // SAFETY: our own fd.
                 unsafe { libc::close(fd) };
             }

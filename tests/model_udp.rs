@@ -31,7 +31,7 @@ mod model;
 
 use evloop::ffi::*;
 use model::{
-    catch_in_callback, close, run_seeds, steps_per_seed, take_callback_failure, trace, Rng,
+    catch_in_callback, close, file_id, run_seeds, steps_per_seed, take_callback_failure, trace, Rng,
 };
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -59,6 +59,10 @@ type InFlight = (usize, Vec<u8>);
 struct Sock {
     id: u64,
     ud: usize,
+    /// The socket's fd and what it is open on: until CLOSED is delivered
+    /// the fd stays open on the same file, closed or not.
+    fd: RawFd,
+    file: (u64, u64),
     family: Family,
     port: u16,
     receive_size: usize,
@@ -342,6 +346,12 @@ impl World {
             EVL_STREAM_CLOSED => {
                 assert!(s.closing, "socket {k}: CLOSED without close");
                 assert_eq!(e.status, 0, "socket {k}: CLOSED status");
+                assert_eq!(e.fd, s.fd, "socket {k}: CLOSED's fd");
+                assert_eq!(
+                    file_id(s.fd),
+                    Some(s.file),
+                    "socket {k}: its fd closed before its CLOSED was delivered"
+                );
                 count(5, 1);
                 self.queue_sent(k);
                 let s = &mut self.socks[k];
@@ -481,12 +491,16 @@ impl World {
         let port = unsafe { evl_udp_port(self.lp, id) };
         assert!(port > 0, "evl_udp_port");
         // SAFETY: the loop is live.
-        set_receive_buffer(unsafe { evl_udp_fd(self.lp, id) });
+        let fd = unsafe { evl_udp_fd(self.lp, id) };
+        set_receive_buffer(fd);
+        let file = file_id(fd).expect("evl_udp_fd: an open fd");
         self.by_id.insert(id, k);
         let echo = !self.batch && self.rng.percent(50) || self.batch && self.rng.percent(30);
         self.socks.push(Sock {
             id,
             ud,
+            fd,
+            file,
             family,
             port: port as u16,
             receive_size: 65536,
@@ -852,7 +866,23 @@ impl World {
         }
     }
 
+    /// The fd of every socket whose CLOSED was not delivered is still open
+    /// on the same file (a new socket cannot have taken its number).
+    fn check_fds_open(&self) {
+        for (k, s) in self.socks.iter().enumerate() {
+            if s.closed.is_none() {
+                assert_eq!(
+                    file_id(s.fd),
+                    Some(s.file),
+                    "socket {k}: its fd {} was closed before its CLOSED was delivered",
+                    s.fd
+                );
+            }
+        }
+    }
+
     fn op(&mut self) {
+        self.check_fds_open();
         let w = self.where_();
         match self.rng.weighted(&[3, 14, 8, 6, 10, 5, 3, 3, 4, 2, 3]) {
             0 => self.open(),

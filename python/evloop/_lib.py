@@ -118,6 +118,9 @@ EVL_STREAM_IO = 7
 
 EVL_LISTEN_REUSEPORT = 1
 
+EVL_LINGER_DEFAULT_BYTES = 1048576
+EVL_LINGER_DEFAULT_MS = 2000
+
 EVL_STREAM_DATAGRAMS = 8
 EVL_STREAM_UDP_ERROR = 9
 EVL_STREAM_FDS = 10
@@ -357,6 +360,7 @@ evl_stream_pause = _declare("evl_stream_pause", c_int, [_L, _U64])
 evl_stream_resume = _declare("evl_stream_resume", c_int, [_L, _U64])
 evl_stream_set_watermarks = _declare("evl_stream_set_watermarks", c_int, [_L, _U64, _SZ, _SZ])
 evl_stream_set_idle_timeout = _declare("evl_stream_set_idle_timeout", c_int, [_L, _U64, _U32])
+evl_stream_set_linger = _declare("evl_stream_set_linger", c_int, [_L, _U64, _SZ, _U32])
 evl_stream_set_callback = _declare("evl_stream_set_callback", c_int, [_L, _U64, evl_stream_cb, _P])
 evl_stream_fd = _declare("evl_stream_fd", c_int, [_L, _U64])
 evl_stream_queued = _declare("evl_stream_queued", c_int, [_L, _U64, POINTER(c_size_t)])

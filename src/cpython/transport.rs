@@ -287,6 +287,11 @@ pub(super) fn open_stream(core: &LoopCore, transport: *mut PyObject) -> PyResult
     // asyncio's transports never stop reading for what waits to be sent:
     // that is the protocol's business (pause_writing).
     let mut result = io.set_watermarks(stream, 0, 0);
+    // close() closes once the queue is sent, as asyncio's does: no
+    // lingering (a peer still sending gets a reset); what has arrived is
+    // discarded first, so a peer that stopped sending reads the whole
+    // reply and end-of-file.
+    result = result.and(io.set_linger(stream, crate::stream::DEFAULT_LINGER_BYTES, 0));
     if !(fields.has(STARTED) && fields.is_reading()) {
         result = result.and(io.pause(stream));
     }

@@ -140,8 +140,15 @@ impl<D: Copy + Default> EventLoop<D> {
 
     /// Whether anything is left that could produce an event.
     pub fn is_alive(&self) -> bool {
-        self.registered > 0
-            || self.timers.live() > 0
+        self.is_alive_besides(0, 0)
+    }
+
+    /// Whether anything is left besides `registrations` registrations and
+    /// `timers` timers (of a caller's own, which it knows make no event
+    /// worth running the loop for).
+    pub fn is_alive_besides(&self, registrations: usize, timers: usize) -> bool {
+        self.registered > registrations
+            || self.timers.live() > timers
             || self.signals.watched > 0
             || self.shared.queued.load(Ordering::Acquire) > 0
             || self.has_hooks()

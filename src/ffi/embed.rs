@@ -85,7 +85,8 @@ pub unsafe extern "C" fn evl_backend_fd(r#loop: *mut evl_loop) -> c_int {
 /// For a host loop: how many milliseconds it may wait before the loop needs
 /// an iteration: 0 if it has work now (queued tasks, a signal or stream
 /// events not yet handed out, an iteration that evl_poll or evl_stream_poll
-/// cut short, an active idle hook), the time to the next timer rounded up
+/// cut short, an active idle hook, ended streams' sockets to close), the
+/// time to the next timer rounded up
 /// (so an iteration then never finds the timer early), or -1 if only I/O,
 /// which makes evl_backend_fd readable, can give it work. Ask again after
 /// each iteration: callbacks change it.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::boundary::{core, Callback};
 use super::types::*;
 use crate::event_loop::HookKind;
-use crate::stream::{Event, Ready, StreamEvent};
+use crate::stream::{Event, Ready, StreamEvent, StreamEventKind};
 use crate::sys::Errno;
 
 /// What one caller of [`iterate`] does with the events it is handed.
@@ -217,29 +217,33 @@ pub(super) fn c_stream_event(event: &StreamEvent<Callback>, data: *const u8) -> 
     }
 }
 
-/// Calls a stream's callback with `event`; returns whether one ran. The
-/// bytes of a Data event are released once it returns.
+/// Calls a stream's callback with `event`; returns whether one ran. Once
+/// it returns (or at once, without a callback), the bytes of a Data event
+/// are released, and after a Closed event the fds of ended streams close.
 ///
 /// # Safety
 /// `lp` is live and not borrowed.
 pub(super) unsafe fn dispatch_stream(lp: *mut evl_loop, event: StreamEvent<Callback>) -> bool {
     // SAFETY: stream events carry stream callbacks.
-    let Some(cb) = (unsafe { event.data.as_stream() }) else {
-        // Dropped: what it pointed to is done with, or a loop of streams
-        // without callbacks would never read again once the buffer filled.
-        // SAFETY: live and not borrowed, as the caller promised.
-        unsafe { &mut *(*lp).core.get() }.release_reads();
-        return false;
-    };
-    // SAFETY: live and not borrowed, as the caller promised; the borrow ends here.
-    let data = unsafe { &*(*lp).core.get() }.bytes_ptr(&event);
-    let c_event = c_stream_event(&event, data);
-    // SAFETY: the caller's callback, called as registered; `c_event` outlives the call.
-    unsafe { cb(lp, &c_event) };
+    let cb = unsafe { event.data.as_stream() };
+    if let Some(cb) = cb {
+        // SAFETY: live and not borrowed, as the caller promised; the borrow ends here.
+        let data = unsafe { &*(*lp).core.get() }.bytes_ptr(&event);
+        let c_event = c_stream_event(&event, data);
+        // SAFETY: the caller's callback, called as registered; `c_event` outlives the call.
+        unsafe { cb(lp, &c_event) };
+    }
+    // Also without a callback (dropped): what it pointed to is done with,
+    // or a loop of streams without callbacks would never read again once
+    // the buffer filled, nor close an ended stream's fd.
     // SAFETY: still live (evl_loop_free is refused from callbacks), and the
     // callback's borrows are over.
-    unsafe { &mut *(*lp).core.get() }.release_reads();
-    true
+    let core = unsafe { &mut *(*lp).core.get() };
+    core.release_reads();
+    if event.kind == StreamEventKind::Closed {
+        core.close_ended();
+    }
+    cb.is_some()
 }
 
 /// `c_int` count of callbacks, for evl_run_once (evl_run has no use for it,

@@ -41,12 +41,15 @@ pub unsafe extern "C" fn evl_loop_new(out: *mut *mut evl_loop) -> c_int {
 }
 
 /// Frees a loop and the kernel objects it owns (epoll set, eventfd,
-/// signalfd). Registered fds stay open: they belong to the caller. Signals
-/// the loop blocked are unblocked again. Queued tasks are dropped uncalled.
-/// Work on the pool that has not started is dropped, and work functions
-/// running are waited for; children still running are killed and reaped;
-/// no work, resolution or exit callback is called (see evl_work_submit,
-/// evl_getaddrinfo, evl_spawn).
+/// signalfd). Registered fds stay open: they belong to the caller. Streams
+/// and listeners are closed with it (no EVL_STREAM_CLOSED is delivered),
+/// and so are sockets still lingering (evl_stream_set_linger), after the
+/// input that has arrived is discarded. Signals the loop blocked are
+/// unblocked again. Queued tasks are dropped uncalled. Work on the pool
+/// that has not started is dropped, and work functions running are waited
+/// for; children still running are killed and reaped; no work, resolution
+/// or exit callback is called (see evl_work_submit, evl_getaddrinfo,
+/// evl_spawn).
 ///
 /// Returns 0, -EINVAL for NULL, -EBUSY when called from one of the loop's
 /// own callbacks (the loop is left intact).
@@ -156,8 +159,12 @@ pub unsafe extern "C" fn evl_unregister(r#loop: *mut evl_loop, fd: c_int) -> c_i
 }
 
 /// Runs the loop until evl_stop is called or nothing is left to wait for
-/// (no registration, timer, signal watcher or queued task). Interrupted
-/// waits (EINTR) are retried.
+/// (no registration, timer, signal watcher, hook, stream, listener, queued
+/// task or stream event to deliver). Interrupted waits (EINTR) are retried.
+/// Sockets lingering after evl_stream_close (evl_stream_set_linger) do not
+/// keep it running: when nothing else is left, it closes them (discarding
+/// the input that has arrived first) and returns. After evl_stop they are
+/// kept, and go on lingering when the loop runs again.
 ///
 /// Returns 0; -EINVAL for NULL; -EBUSY when called from one of the loop's
 /// own callbacks; another negative errno if epoll_wait failed.
@@ -172,7 +179,11 @@ pub unsafe extern "C" fn evl_run(r#loop: *mut evl_loop) -> c_int {
         loop {
             // SAFETY: checked by Running::enter; no other borrow is in use.
             let core = unsafe { core(r#loop) }?;
-            if core.take_stop() || !core.is_alive() {
+            if core.take_stop() {
+                return Ok(0);
+            }
+            if !core.is_alive() {
+                core.end_lingering();
                 return Ok(0);
             }
             // SAFETY: as above.
@@ -303,6 +314,9 @@ pub unsafe extern "C" fn evl_post(
 /// signalfd, timerfd), so parent and child no longer affect each other
 /// (until then the child's loop works on the parent's epoll set), and keeps
 /// the timers, signal watchers, streams, listeners and registrations.
+/// Sockets lingering after a close (evl_stream_set_linger) are the
+/// parent's to end: the child closes its copies, so that such a connection
+/// ends when the parent closes it.
 ///
 /// The registrations kept are those current at the fork, whatever the
 /// parent has done with its copies since: a pre-fork server's parent may

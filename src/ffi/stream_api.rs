@@ -209,14 +209,22 @@ pub unsafe extern "C" fn evl_stream_shutdown(r#loop: *mut evl_loop, stream: u64)
     with_loop!(r#loop, |core| core.shutdown(stream).map(|()| 0))
 }
 
-/// Graceful close: stops reading, sends what is queued, then closes
-/// (EVL_STREAM_CLOSED, status 0, or an error if the peer went first). Events
-/// of the stream not yet delivered are dropped. Input not read by then is
-/// read and dropped just before the socket is closed, so that the close
-/// ends with FIN, not with a reset that would throw away what the kernel
-/// still has to send. Input that arrives after that (still in flight, or
-/// sent by the peer once the close began) still makes TCP answer with a
-/// reset: a peer should stop sending before it expects the end.
+/// Graceful close: stops reading, sends what is queued, then ends the
+/// stream: EVL_STREAM_CLOSED (status 0, or an error if the peer went
+/// first) comes once the queue is sent. Events of the stream not yet
+/// delivered are dropped.
+///
+/// A socket whose peer has not ended its side then lingers (bounds:
+/// evl_stream_set_linger; by default up to 2 s and 1 MiB): its writing side
+/// is shut down, so the peer reads the whole reply and then end-of-file,
+/// and what the peer still sends is read and dropped until its end-of-file;
+/// only then is the socket closed. Closing it with unread input at once
+/// would make TCP answer with a reset, which throws away what the kernel
+/// has not sent yet: a peer still sending (a pipelined request, an upload
+/// refused) would lose the end of the reply. A lingering socket has no id
+/// and makes no event; it still counts for its listener's
+/// evl_listener_set_max_conns (it holds an fd), but does not keep evl_run
+/// running (see there and evl_loop_free).
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
 /// Thread-safety: the loop's thread only.
@@ -227,6 +235,8 @@ pub unsafe extern "C" fn evl_stream_close(r#loop: *mut evl_loop, stream: u64) ->
 
 /// Closes now, dropping what is queued (EVL_STREAM_CLOSED follows with
 /// -ECONNABORTED). Events of the stream not yet delivered are dropped.
+/// Nothing lingers: the socket is closed as close(2) closes it (with a
+/// reset if input is unread) once EVL_STREAM_CLOSED has been delivered.
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
 /// Thread-safety: the loop's thread only.
@@ -235,7 +245,11 @@ pub unsafe extern "C" fn evl_stream_abort(r#loop: *mut evl_loop, stream: u64) ->
     with_loop!(r#loop, |core| core.abort(stream).map(|()| 0))
 }
 
-/// Stops reading from the stream until evl_stream_resume.
+/// Stops reading from the stream until evl_stream_resume. From its return
+/// on no EVL_STREAM_DATA of the stream is delivered until then: bytes read
+/// already and not delivered yet (an evl_stream_poll whose array was full
+/// leaves events for the next one) are held, and come first after
+/// evl_stream_resume (they are dropped if the stream ends before).
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
 /// Thread-safety: the loop's thread only.
@@ -245,7 +259,8 @@ pub unsafe extern "C" fn evl_stream_pause(r#loop: *mut evl_loop, stream: u64) ->
 }
 
 /// Reads again after evl_stream_pause (unless the queue is still above
-/// its high watermark, or the peer's end-of-file came).
+/// its high watermark, or the peer's end-of-file came). What the pause
+/// held is delivered first.
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
 /// Thread-safety: the loop's thread only.
@@ -293,6 +308,39 @@ pub unsafe extern "C" fn evl_stream_set_idle_timeout(
 ) -> c_int {
     with_loop!(r#loop, |core| core
         .set_idle_timeout(stream, timeout_ms)
+        .map(|()| 0))
+}
+
+/// How evl_stream_close ends the stream's socket once its queue is sent
+/// (see there): it lingers, reading and dropping what the peer still sends,
+/// until the peer's end-of-file, or until the peer has sent more than
+/// `max_bytes` bytes since the close, or for `max_ms` milliseconds at most;
+/// then it is closed (input that came and was not read by then makes TCP
+/// answer with a reset). Defaults: EVL_LINGER_DEFAULT_BYTES (1 MiB) and
+/// EVL_LINGER_DEFAULT_MS (2000). `max_ms` 0: no lingering: input that has
+/// arrived is discarded (up to `max_bytes`) and the socket closed at once,
+/// as asyncio's transports close. `max_bytes` 0: nothing is discarded: the
+/// socket is closed at once as it is (a reset if input is unread, as a bare
+/// close(2)). Only sockets linger, and only after a graceful close whose
+/// peer has not ended its side; evl_stream_abort and errors close at once.
+/// The idle timeout (evl_stream_set_idle_timeout) ends with the stream:
+/// `max_ms` bounds the lingering. Takes effect at the close (a stream
+/// already closing uses the new bounds). Given a listener, sets what the streams it accepts from then
+/// on start with.
+///
+/// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream or
+/// listener (0 for a stream closed whose EVL_STREAM_CLOSED is not delivered
+/// yet: nothing to do).
+/// Thread-safety: the loop's thread only.
+#[no_mangle]
+pub unsafe extern "C" fn evl_stream_set_linger(
+    r#loop: *mut evl_loop,
+    stream: u64,
+    max_bytes: usize,
+    max_ms: u32,
+) -> c_int {
+    with_loop!(r#loop, |core| core
+        .set_linger(stream, max_bytes, max_ms)
         .map(|()| 0))
 }
 

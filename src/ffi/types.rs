@@ -55,6 +55,9 @@ const _: () = {
     assert!(EVL_READ == sys::READ && EVL_WRITE == sys::WRITE && EVL_ERROR == sys::ERROR);
     assert!(EVL_HUP == sys::HUP && EVL_RDHUP == sys::RDHUP);
     assert!(EVL_EDGE == sys::EDGE && EVL_ONESHOT == sys::ONESHOT);
+    use crate::stream::{DEFAULT_LINGER_BYTES, DEFAULT_LINGER_MS};
+    assert!(EVL_LINGER_DEFAULT_BYTES == DEFAULT_LINGER_BYTES);
+    assert!(EVL_LINGER_DEFAULT_MS == DEFAULT_LINGER_MS);
 };
 
 /// An event loop. Opaque: create it with evl_loop_new, free it with evl_loop_free.
@@ -124,10 +127,16 @@ pub const EVL_STREAM_EOF: u32 = 2;
 /// The write queue emptied (only after something had to be queued).
 pub const EVL_STREAM_DRAINED: u32 = 3;
 
-/// The stream is over and its fd closed; `status` is 0 (closed as asked,
-/// or both sides shut down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle
-/// timeout), -ECONNABORTED (evl_stream_abort)... The last event of every
-/// stream: free what `userdata` points to here.
+/// The stream is over; `status` is 0 (closed as asked, or both sides shut
+/// down) or why: -ECONNRESET, -EPIPE, -ETIMEDOUT (idle timeout),
+/// -ECONNABORTED (evl_stream_abort)... The last event of every stream,
+/// exactly one per stream: free what `userdata` points to here.
+///
+/// The stream's (or UDP socket's) fd (`fd`, for logs only) is still open
+/// when this event is delivered, so that its number is not given to
+/// another file before the application has seen the end: the library
+/// closes it once the callback returns (with evl_stream_poll: at the next
+/// evl_stream_poll), or later if the socket lingers (evl_stream_set_linger).
 ///
 /// A stream's id stays valid until this event has been delivered (to the
 /// callback, or written by evl_stream_poll), also when the stream closed
@@ -153,6 +162,14 @@ pub const EVL_STREAM_CONNECTED: u32 = 6;
 /// From evl_stream_poll only: a raw registration (evl_register) is ready;
 /// `fd`, `revents` and `userdata` are the registration's, `stream` is 0.
 pub const EVL_STREAM_IO: u32 = 7;
+
+/// evl_stream_set_linger's default `max_bytes`: a socket lingering after
+/// evl_stream_close closes once its peer has sent more than this (1 MiB).
+pub const EVL_LINGER_DEFAULT_BYTES: usize = 1048576;
+
+/// evl_stream_set_linger's default `max_ms`: a socket lingers this long at
+/// most after evl_stream_close.
+pub const EVL_LINGER_DEFAULT_MS: u32 = 2000;
 
 /// evl_listen flag: set SO_REUSEPORT, so that several loops (one per thread)
 /// can listen on the same port and the kernel spreads connections.
@@ -184,8 +201,9 @@ pub const EVL_OP_RESUME: u32 = 6;
 pub struct evl_stream_event {
     /// EVL_STREAM_*.
     pub kind: u32,
-    /// The stream's fd (already closed for EVL_STREAM_CLOSED: for logs only),
-    /// or the raw registration's for EVL_STREAM_IO.
+    /// The stream's fd (for EVL_STREAM_CLOSED, for logs only: the library
+    /// closes it just after, see there), or the raw registration's for
+    /// EVL_STREAM_IO.
     pub fd: c_int,
     /// The stream's id (for EVL_STREAM_ACCEPTED, the new stream's).
     pub stream: u64,

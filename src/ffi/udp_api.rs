@@ -307,7 +307,8 @@ pub unsafe extern "C" fn evl_udp_send_batch(
 
 /// Stops receiving, sends what is queued, then closes the socket
 /// (EVL_STREAM_CLOSED with 0 follows). Events of the socket not yet
-/// delivered are dropped.
+/// delivered are dropped. As a stream's, its fd (and so its port) stays
+/// open until its EVL_STREAM_CLOSED has been delivered.
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket (0 for
 /// one closed whose EVL_STREAM_CLOSED is not delivered yet).

@@ -477,6 +477,11 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         s.flags |= CLOSING;
         self.pending.retain(|e| e.stream != id);
+        // (A resume while the queue drains must not bring them back.)
+        self.drop_held(id);
+        let Some(s) = self.streams.get_mut(id) else {
+            return Ok(());
+        };
         if let Err(e) = sync_interest(&mut self.core, s) {
             self.close_now(id, e, true);
         }
@@ -493,13 +498,24 @@ impl<D: Copy + Default> StreamLoop<D> {
         Ok(())
     }
 
-    /// Stops reading until [`resume`](Self::resume).
+    /// Stops reading until [`resume`](Self::resume). No `Data` of the
+    /// stream is handed out from now on until then: bytes read already and
+    /// not handed out yet are held (see `held.rs`).
     pub fn pause(&mut self, id: StreamId) -> Result<(), Errno> {
-        self.set_flag(id, PAUSED, true)
+        self.set_flag(id, PAUSED, true)?;
+        if !self.pending.is_empty() {
+            self.hold_data(id);
+        }
+        Ok(())
     }
 
+    /// Reads again; what `pause` held is handed out first.
     pub fn resume(&mut self, id: StreamId) -> Result<(), Errno> {
-        self.set_flag(id, PAUSED, false)
+        self.set_flag(id, PAUSED, false)?;
+        if !self.held.is_empty() {
+            self.release_held(id);
+        }
+        Ok(())
     }
 
     pub(super) fn set_flag(&mut self, id: StreamId, flag: u32, on: bool) -> Result<(), Errno> {
@@ -570,28 +586,20 @@ impl<D: Copy + Default> StreamLoop<D> {
         if s.idle_timer != 0 {
             let _ = self.core.stop_timer(s.idle_timer);
         }
-        let _ = self.core.unregister(s.fd);
-        if error == 0 && s.socket() {
-            // A graceful end: unread input would make close(2) answer with
-            // RST, which throws away what the kernel still has to send (and
-            // the peer reads ECONNRESET, not end-of-file). Read it first.
-            sys::discard_input(s.fd);
-        }
-        sys::close(s.fd);
         if purge {
             self.pending.retain(|e| e.stream != id);
+            self.drop_held(id);
         }
         if s.flags & TLS_HIDDEN != 0 {
-            // TLS hook: never announced, so it ends unseen.
+            // TLS hook: never announced, so it ends unseen (its fd closes
+            // at the next wait, as nothing waits for its `Closed`).
             self.tls_forget_hidden(id);
         } else {
             self.pending
                 .push_back(s.event(StreamEventKind::Closed, id, error));
         }
-        if let Some(l) = self.listeners.get_mut(s.listener) {
-            l.live -= 1;
-            self.update_accepting(s.listener);
-        }
+        // The fd lingers, or closes once `Closed` has been handed out (ending.rs).
+        self.end_fd(id, &s, error);
     }
 }
 

@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use super::connection::{CLOSING, CONNECTING, NOT_READING, PEER_EOF, RECV_FDS, TLS, WRITE_SHUT};
+use super::held::HELD;
 use super::read_buffer::MIN_READ;
 use super::{Event, Owner, Ready, StreamEvent, StreamEventKind, StreamId, StreamLoop};
 use crate::event_loop;
@@ -26,6 +27,12 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// events. If the previous iteration stopped early (a batch full), it
     /// goes on with that one instead, without waiting.
     pub fn wait(&mut self, timeout: Option<Duration>, max_events: usize) -> Result<(), Errno> {
+        // The caller has handled the events handed out so far: their bytes
+        // are no longer needed, and ended streams' fds may close.
+        self.release_reads();
+        if !self.to_close.is_empty() {
+            self.close_ended();
+        }
         if self.core.is_dispatching() {
             if self.core.has_more() {
                 return Ok(());
@@ -106,8 +113,12 @@ impl<D: Copy + Default> StreamLoop<D> {
                             return Some(event);
                         }
                     }
+                    Owner::Lingering(id) => self.on_lingering_ready(id),
                     // Timers own no registration.
-                    Owner::IdleTimer(_) | Owner::AcceptRetry(_) | Owner::TlsHeld(_) => {}
+                    Owner::IdleTimer(_)
+                    | Owner::AcceptRetry(_)
+                    | Owner::TlsHeld(_)
+                    | Owner::LingerTimer(_) => {}
                 },
                 event_loop::Event::Timer { id, data } => match data {
                     Owner::User(data) => return Some(Event::Timer { id, data }),
@@ -120,8 +131,11 @@ impl<D: Copy + Default> StreamLoop<D> {
                         }
                     }
                     Owner::Job(job) => self.job_timer(job, id),
-                    // Streams, listeners and UDP sockets own no timer of their own kind.
-                    Owner::Stream(_) | Owner::Listener(_) | Owner::Udp(_) => {}
+                    Owner::LingerTimer(lingering) => self.on_linger_timer(lingering),
+                    // Streams, listeners, UDP sockets and lingering sockets
+                    // own no timer of their own kind.
+                    Owner::Stream(_) | Owner::Listener(_) | Owner::Udp(_) | Owner::Lingering(_) => {
+                    }
                 },
                 event_loop::Event::Task(Owner::User(data)) => return Some(Event::Task(data)),
                 event_loop::Event::Task(Owner::Job(job)) => {
@@ -144,11 +158,16 @@ impl<D: Copy + Default> StreamLoop<D> {
     #[cold]
     #[inline(never)]
     pub(super) fn pop_pending(&mut self) -> Option<StreamEvent<D>> {
+        if self.pending.front()?.offset == HELD {
+            return self.pop_held();
+        }
         let event = self.pending.pop_front()?;
         if event.kind == StreamEventKind::Closed {
-            // Handed out: the stream's (or UDP socket's) id dies now.
+            // Handed out: the stream's (or UDP socket's) id dies now, and
+            // what it held.
             self.streams.retire(event.stream);
             self.udp.retire(event.stream);
+            self.drop_held(event.stream);
         }
         Some(event)
     }

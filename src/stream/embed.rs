@@ -1,7 +1,8 @@
 //! The core loop's hooks and its backend fd and timeout (see
 //! `event_loop::embed` and `event_loop::hooks`), for the application,
 //! counting what only the stream layer knows: stream events made by
-//! something other than a read, waiting to be handed out.
+//! something other than a read, waiting to be handed out, and fds waiting
+//! to be closed.
 
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -58,9 +59,10 @@ impl<D: Copy + Default> StreamLoop<D> {
     }
 
     /// See [`EventLoop::backend_timeout`](crate::EventLoop::backend_timeout);
-    /// stream events waiting to be handed out make it zero too.
+    /// stream events waiting to be handed out make it zero too, and so do
+    /// ended streams' fds waiting to be closed (the next wait closes them).
     pub fn backend_timeout(&mut self) -> Option<Duration> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.to_close.is_empty() {
             self.core.backend_timeout()
         } else {
             Some(Duration::ZERO)

@@ -25,14 +25,15 @@
 //! One file per part: the shared read buffer
 //! (`read_buffer.rs`), write queues (`write_queue.rs`), listeners
 //! (`listener.rs`), connections and what the application asks of them
-//! (`connection.rs`), watermarks and idle timeouts (`settings.rs`), and
-//! `dispatch.rs`, which turns the core loop's events into stream events;
-//! `tls.rs` runs TLS sessions on streams, through a few marked hooks in
-//! the others;
-//! `embed.rs` passes the core loop's hooks and backend fd and timeout on.
-//! Unix-domain listeners and connects are `unix.rs`, passing fds over
-//! them `fd_passing.rs`; UDP sockets `udp.rs`, over the datagram buffers
-//! of `datagrams.rs`.
+//! (`connection.rs`), what becomes of an ended stream's fd, lingering
+//! closes included (`ending.rs`), data held while a stream is paused
+//! (`held.rs`), watermarks, idle timeouts and linger bounds
+//! (`settings.rs`), and `dispatch.rs`, which turns the core loop's events
+//! into stream events; `tls.rs` runs TLS sessions on streams, through a
+//! few marked hooks in the others; `embed.rs` passes the core loop's hooks
+//! and backend fd and timeout on. Unix-domain listeners and connects are
+//! `unix.rs`, passing fds over them `fd_passing.rs`; UDP sockets `udp.rs`,
+//! over the datagram buffers of `datagrams.rs`.
 //! `jobs/` is what runs beside the streams: work on the thread pool, name
 //! resolution, connections by name, child processes.
 
@@ -40,7 +41,9 @@ mod connection;
 mod datagrams;
 mod dispatch;
 mod embed;
+mod ending;
 mod fd_passing;
+mod held;
 mod jobs;
 mod listener;
 mod read_buffer;
@@ -63,13 +66,17 @@ pub use jobs::{
     gai_errno, resolve_message, ExitStatus, HostResolver, JobEvent, ProcessId, Resolution,
     ResolveRequest, SpawnOptions, Spawned, Stdio, WorkId,
 };
-pub use settings::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
+pub use settings::{
+    DEFAULT_HIGH_WATER, DEFAULT_LINGER_BYTES, DEFAULT_LINGER_MS, DEFAULT_LOW_WATER,
+};
 pub use udp::{UdpId, DATAGRAM_OVERHEAD};
 pub use unix::PeerCredentials;
 
 use crate::slab::{Slab, OTHER_KIND};
 use connection::Stream;
+use ending::{Ending, Lingering};
 use fd_passing::ReceivedFds;
+use held::Held;
 use listener::Listener;
 use read_buffer::ReadBuffer;
 use udp::UdpSockets;
@@ -116,7 +123,8 @@ pub enum StreamEventKind {
 pub struct StreamEvent<D> {
     pub kind: StreamEventKind,
     pub stream: StreamId,
-    /// The stream's fd (already closed for `Closed`: for logs only).
+    /// The stream's fd (for `Closed`, for logs only: it closes once that
+    /// event was handled, see `ending.rs`).
     pub fd: RawFd,
     /// `Closed` and `Connected`: 0 or a positive errno.
     pub error: Errno,
@@ -175,6 +183,9 @@ enum Owner<D> {
     TlsHeld(StreamId),
     /// Work, resolutions, child processes, connections by name.
     Job(jobs::JobOwner),
+    /// A socket lingering after its stream's graceful close, and its timer.
+    Lingering(u64),
+    LingerTimer(u64),
 }
 
 impl<D: Default> Default for Owner<D> {
@@ -222,6 +233,12 @@ pub struct StreamLoop<D: Copy + Default> {
     tls: tls::TlsShared,
     /// Made at first use (see `jobs/`).
     jobs: Option<Box<jobs::Jobs<D>>>,
+    /// Sockets lingering after a graceful close (`ending.rs`).
+    lingering: Slab<Lingering>,
+    /// Ended streams' fds, to be closed once their `Closed` was handed out.
+    to_close: Vec<Ending>,
+    /// Bytes of paused streams, read before the pause (`held.rs`).
+    held: Vec<Held>,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -240,6 +257,9 @@ impl<D: Copy + Default> StreamLoop<D> {
             passed: ReceivedFds::default(),
             tls: Default::default(),
             jobs: None,
+            lingering: Slab::new(0),
+            to_close: Vec::new(),
+            held: Vec::new(),
         })
     }
 
@@ -302,14 +322,24 @@ impl<D: Copy + Default> StreamLoop<D> {
         self.core.take_stop()
     }
 
-    /// Whether anything is left that could produce an event.
+    /// Whether anything is left that could produce an event. Lingering
+    /// sockets do not count: they never make one.
     pub fn is_alive(&self) -> bool {
-        self.core.is_alive() || !self.pending.is_empty() || self.jobs_alive()
+        let lingering = self.lingering_count();
+        self.core.is_alive_besides(lingering, lingering)
+            || !self.pending.is_empty()
+            || self.jobs_alive()
     }
 
+    /// In a child after `fork()`: the core loop's kernel objects made anew.
+    /// The sockets lingering are the parent's to end: the child closes its
+    /// copies (after dropping what has arrived), so that the connection
+    /// ends when the parent closes its own.
     pub fn reinit_after_fork(&mut self) -> Result<(), Errno> {
         self.core.reinit_after_fork()?;
-        self.reinit_jobs_after_fork()
+        self.reinit_jobs_after_fork()?;
+        self.end_lingering();
+        Ok(())
     }
 
     #[doc(hidden)]
@@ -319,7 +349,8 @@ impl<D: Copy + Default> StreamLoop<D> {
 }
 
 impl<D: Copy + Default> Drop for StreamLoop<D> {
-    /// Streams and listeners own their fds: they close with the loop.
+    /// Streams and listeners own their fds: they close with the loop, and
+    /// so do ended streams' and lingering sockets'.
     fn drop(&mut self) {
         for fd in self.streams.values().map(|s| s.fd) {
             sys::close(fd);
@@ -327,5 +358,6 @@ impl<D: Copy + Default> Drop for StreamLoop<D> {
         for fd in self.listeners.values().map(|l| l.fd) {
             sys::close(fd);
         }
+        self.close_all_ended();
     }
 }

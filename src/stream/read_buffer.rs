@@ -2,6 +2,7 @@
 //! where the last one ended, and the bytes stay put until released, so a
 //! batch of events may point into it at several places at once.
 
+use super::held::HELD;
 use super::{StreamEvent, StreamEventKind, StreamLoop};
 
 /// The shared read buffer. A batch of events may point into it at several
@@ -107,7 +108,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         let data = self
             .pending
             .iter()
-            .filter(|e| e.kind == StreamEventKind::Data);
+            .filter(|e| e.kind == StreamEventKind::Data && e.offset != HELD);
         data.map(|e| e.offset + e.len).max().unwrap_or(0)
     }
 }

@@ -1,5 +1,5 @@
 //! What a stream starts with and the application may change: watermarks
-//! (backpressure) and the idle timeout.
+//! (backpressure), the idle timeout, and the bounds of a lingering close.
 
 use std::time::Duration;
 
@@ -13,11 +13,23 @@ pub const DEFAULT_HIGH_WATER: usize = 1 << 20;
 /// Default low watermark: at or below it, paused reading resumes.
 pub const DEFAULT_LOW_WATER: usize = 256 << 10;
 
+/// Default bound of a lingering close: the socket closes once the peer has
+/// sent more than this after the close (see `ending.rs`).
+pub const DEFAULT_LINGER_BYTES: usize = 1 << 20;
+
+/// Default bound of a lingering close: the socket closes this long after
+/// the close at the latest.
+pub const DEFAULT_LINGER_MS: u32 = 2000;
+
 /// Settings a stream starts with (a listener hands its own to what it accepts).
 #[derive(Clone, Copy)]
 pub(super) struct Settings {
     /// 0: no idle timeout.
     pub(super) idle_ms: u32,
+    /// How long a graceful close lingers at most (0: it does not).
+    pub(super) linger_ms: u32,
+    /// How much input a graceful close discards at most (0: none).
+    pub(super) linger_bytes: usize,
     /// usize::MAX: reading never pauses for the queue.
     pub(super) high_water: usize,
     pub(super) low_water: usize,
@@ -25,6 +37,8 @@ pub(super) struct Settings {
 
 pub(super) const DEFAULT_SETTINGS: Settings = Settings {
     idle_ms: 0,
+    linger_ms: DEFAULT_LINGER_MS,
+    linger_bytes: DEFAULT_LINGER_BYTES,
     high_water: DEFAULT_HIGH_WATER,
     low_water: DEFAULT_LOW_WATER,
 };
@@ -50,6 +64,19 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// sets what the streams it accepts start with.
     pub fn set_idle_timeout(&mut self, id: u64, ms: u32) -> Result<(), Errno> {
         self.update_settings(id, |s| s.idle_ms = ms)
+    }
+
+    /// How a graceful close ends the stream's socket (see `ending.rs`):
+    /// it lingers until the peer's end-of-file, or the peer has sent more
+    /// than `max_bytes`, or `max_ms` have passed. `max_ms` 0: no lingering;
+    /// what has arrived (up to `max_bytes`) is discarded and the socket
+    /// closed. `max_bytes` 0: nothing is discarded (close(2) as it is).
+    /// Given a listener, sets what the streams it accepts start with.
+    pub fn set_linger(&mut self, id: u64, max_bytes: usize, max_ms: u32) -> Result<(), Errno> {
+        self.update_settings(id, |s| {
+            s.linger_bytes = max_bytes;
+            s.linger_ms = max_ms;
+        })
     }
 
     pub(super) fn update_settings(

@@ -144,6 +144,11 @@ impl<D> UdpSockets<D> {
         }
     }
 
+    /// Whether `id` names a socket whose `Closed` waits to be handed out.
+    pub(super) fn is_closed(&self, id: UdpId) -> bool {
+        self.sockets.is_closed(id)
+    }
+
     /// The id of a socket whose `Closed` was handed out dies now.
     pub(super) fn retire(&mut self, id: UdpId) {
         self.sockets.retire(id);
@@ -393,13 +398,13 @@ impl<D: Copy + Default> StreamLoop<D> {
         let Some(u) = self.udp.sockets.close(id) else {
             return;
         };
-        let _ = self.core.unregister(u.fd);
-        sys::close(u.fd);
         if purge {
             self.pending.retain(|e| e.stream != id);
         }
         self.pending
             .push_back(u.event(StreamEventKind::Closed, id, error));
+        // As a stream's: the fd closes once `Closed` was handed out (ending.rs).
+        self.close_when_handed_out(id, u.fd, 0, 0);
     }
 
     /// Sends `datagrams` in order: at once with sendmmsg as far as the

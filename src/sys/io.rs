@@ -49,17 +49,39 @@ pub fn close(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
-/// Reads and drops what a non-blocking fd has received, up to 1 MiB (a peer
-/// that keeps sending is not waited for).
-pub fn discard_input(fd: RawFd) {
+/// How [`discard_input`] stopped.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Discarded {
+    /// Nothing more to read for now (or the most one call reads was read):
+    /// this many bytes were read.
+    Drained(usize),
+    /// End-of-file or an error: nothing more will come.
+    Ended,
+    /// More than the budget was read.
+    OverBudget,
+}
+
+/// Reads and drops what a non-blocking fd has received, until it would
+/// block, its end-of-file (or an error), more than `budget` bytes, or 1 MiB
+/// in this call (a peer that keeps sending is not waited for).
+pub fn discard_input(fd: RawFd, budget: usize) -> Discarded {
     let mut sink = [0u8; 16 << 10];
+    let mut total = 0usize;
     for _ in 0..64 {
         match read(fd, &mut sink) {
-            Ok(n) if n > 0 => {}
+            Ok(0) => return Discarded::Ended,
+            Ok(n) => {
+                total += n;
+                if total > budget {
+                    return Discarded::OverBudget;
+                }
+            }
             Err(libc::EINTR) => {}
-            _ => return,
+            Err(libc::EAGAIN) => break,
+            Err(_) => return Discarded::Ended,
         }
     }
+    Discarded::Drained(total)
 }
 
 /// Ok if `fd` is open, EBADF if not; asks the kernel, changes nothing.

@@ -23,7 +23,7 @@ pub use epoll::{epoll_entries, hide_proc_for_tests, Epoll, EpollEntry, Events, T
 pub use eventfd::{eventfd_drain, eventfd_new, eventfd_notify};
 pub use io::{
     check_open, close, discard_input, file_id, is_write_only, open_files_limit, read, write,
-    write_vectored, FileId,
+    write_vectored, Discarded, FileId,
 };
 pub use process::{
     find_program, kill_and_reap, kill_and_reap_pid, kill_pid, pidfd_open, pidfd_send_signal, pipe,

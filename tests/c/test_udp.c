@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -377,10 +378,20 @@ static void test_udp_connected(void) {
     CHECK_EQ(evl_udp_send(loop, c, "abc", 3, NULL, 0), 0);
     run_until(loop, &client.datagrams, 1);
     CHECK_EQ(client.len[0], 3);
-    /* A port nobody listens on: the next receive reports the ICMP error. */
-    CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, NULL, NULL, &gone), 0);
+    /* A port nobody listens on: the next receive reports the ICMP error.
+     * A closed socket's fd (and so its port) stays open until its CLOSED
+     * was delivered, as a stream's does. */
+    static seen ended;
+    memset(&ended, 0, sizeof ended);
+    CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, record, &ended, &gone), 0);
     int port = evl_udp_port(loop, gone);
+    int gone_fd = evl_udp_fd(loop, gone);
+    CHECK(gone_fd >= 0);
     CHECK_EQ(evl_udp_close(loop, gone), 0);
+    CHECK(fcntl(gone_fd, F_GETFD) != -1);
+    run_until(loop, &ended.closed, 1);
+    CHECK_EQ(ended.closed_status, 0);
+    CHECK(fcntl(gone_fd, F_GETFD) == -1 && errno == EBADF);
     CHECK_EQ(evl_udp_connect(loop, c, "127.0.0.1", port), 0);
     CHECK_EQ(evl_udp_send(loop, c, "abc", 3, NULL, 0), 0);
     run_until(loop, &client.errors, 1);

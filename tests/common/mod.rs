@@ -58,13 +58,19 @@ pub fn wait_at_most(child: &mut Child, limit: Duration) -> ExitStatus {
 /// `cmd.output()` (stdin empty, stdout and stderr captured) that kills the
 /// program and fails if it runs longer than [`PATIENCE`].
 pub fn run(cmd: &mut Command) -> Output {
+    run_within(cmd, PATIENCE)
+}
+
+/// [`run`] with a limit of its own, for what takes long by nature on a
+/// loaded machine (a whole test suite, a build from scratch).
+pub fn run_within(cmd: &mut Command, limit: Duration) -> Output {
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
-    wait_with_output_within(ChildGuard(child), PATIENCE)
+    wait_with_output_within(ChildGuard(child), limit)
 }
 
 /// `Child::wait_with_output` that kills the program and fails after `limit`

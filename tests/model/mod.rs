@@ -219,6 +219,14 @@ pub fn is_open(fd: RawFd) -> bool {
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
+/// The device and inode an fd is open on (None: not open).
+pub fn file_id(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: a plain fstat into a zeroed struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid place for the result.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
 /// RLIMIT_NOFILE's soft limit (at most i32::MAX): no fd is open at it.
 pub fn fd_limit() -> RawFd {
     let mut limit = libc::rlimit {

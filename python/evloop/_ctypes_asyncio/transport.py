@@ -99,6 +99,11 @@ class StreamTransport(Reading, Writing, transports._FlowControlMixin, transports
         # asyncio's transports never stop reading for what waits to be sent:
         # that is the protocol's business (pause_writing).
         self._streams.call(_lib.evl_stream_set_watermarks, self._stream, 0, 0)
+        # close() closes once the queue is sent, as asyncio's does: no
+        # lingering (a peer still sending gets a reset, ConnectionError);
+        # what has arrived is discarded first, so a peer that stopped
+        # sending reads the whole reply and end-of-file.
+        self._streams.call(_lib.evl_stream_set_linger, self._stream, _lib.EVL_LINGER_DEFAULT_BYTES, 0)
         self._protocol_connected = False
         self.set_protocol(protocol)
         if server is not None:
