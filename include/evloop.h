@@ -869,20 +869,15 @@ int evl_loop_new(struct evl_loop **out);
 
 /**
  * Frees a loop and the kernel objects it owns (epoll set, eventfd,
-<<<<<<< HEAD
- * signalfd). Registered fds stay open: they belong to the caller. Signals
- * the loop blocked are unblocked again. Queued tasks are dropped uncalled.
- * Work on the pool that has not started is dropped, and work functions
- * running are waited for; children still running are killed and reaped;
- * no work, resolution or exit callback is called (see evl_work_submit,
- * evl_getaddrinfo, evl_spawn).
-=======
  * signalfd). Registered fds stay open: they belong to the caller. Streams
  * and listeners are closed with it (no EVL_STREAM_CLOSED is delivered),
  * and so are sockets still lingering (evl_stream_set_linger), after the
  * input that has arrived is discarded. Signals the loop blocked are
- * unblocked again. Queued tasks are dropped uncalled.
->>>>>>> linger
+ * unblocked again. Queued tasks are dropped uncalled. Work on the pool
+ * that has not started is dropped, and work functions running are waited
+ * for; children still running are killed and reaped; no work, resolution
+ * or exit callback is called (see evl_work_submit, evl_getaddrinfo,
+ * evl_spawn).
  *
  * Returns 0, -EINVAL for NULL, -EBUSY when called from one of the loop's
  * own callbacks (the loop is left intact).
