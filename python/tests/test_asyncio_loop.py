@@ -549,5 +549,101 @@ class RandomSequences(OnEachImplementation):
                 self.run_seed(seed, True, tls=True)
 
 
+
+class AsyncioSSLProtocol(OnEachImplementation):
+    """ssl= with a plain ssl.SSLContext: asyncio's SSLProtocol over evloop's
+    transports, with two of CPython's bugs fixed (evloop/_sslproto.py;
+    asyncio's own loop has them from 3.11 on)."""
+
+    async def connect(self, factory):
+        from loops import client_ssl_context, server_ssl_context
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ssl_context())
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ssl_context(), server_hostname="localhost"
+        )
+        return server, reader, writer
+
+    def test_bytearray_buffer_gets_the_bytes_of_every_record(self):
+        # Writes made together go out as one TCP send of many TLS records,
+        # each 60 bytes: most 97-byte reads of the server's bytearray cross
+        # a record's end, where CPython's read went into a copy of the rest.
+        records = [pattern(60, n) for n in range(40)]
+
+        async def main():
+            received = bytearray()
+            complete = asyncio.get_running_loop().create_future()
+
+            class Collector(asyncio.BufferedProtocol):
+                buffer = bytearray(97)
+
+                def get_buffer(self, sizehint):
+                    return self.buffer
+
+                def buffer_updated(self, nbytes):
+                    received.extend(self.buffer[:nbytes])
+                    if len(received) >= 60 * len(records) and not complete.done():
+                        complete.set_result(None)
+
+            server, _reader, writer = await self.connect(Collector)
+            for record in records:
+                writer.write(record)
+            await complete
+            self.assertTrue(received == b"".join(records), "the bytes differ")
+            writer.close()
+            await writer.wait_closed()
+            server.close()
+            await server.wait_closed()
+
+        self.run_async(main)
+
+    def test_zero_high_water_pauses_only_above_it(self):
+        # An echo that stops reading while its writing is paused: left
+        # paused with nothing buffered, it would never read the client's
+        # close_notify, and the client's shutdown would time out.
+        async def main():
+            echoes = []
+
+            class Recorder(EchoProtocol):
+                paused = False
+
+                def connection_made(self, transport):
+                    super().connection_made(transport)
+                    echoes.append(self)
+
+                def pause_writing(self):
+                    self.paused = True
+                    super().pause_writing()
+
+                def resume_writing(self):
+                    self.paused = False
+                    super().resume_writing()
+
+            server, reader, writer = await self.connect(Recorder)
+            # A first echo: what the server's handshake left to send is sent.
+            writer.write(b"ping")
+            self.assertEqual(await reader.readexactly(4), b"ping")
+            (echo,) = echoes
+            self.assertEqual(echo.transport.get_write_buffer_size(), 0)
+            echo.transport.set_write_buffer_limits(high=0)
+            self.assertFalse(echo.paused, "paused with nothing buffered")
+            echo.transport.set_write_buffer_limits(high=0)
+            self.assertFalse(echo.paused, "paused with nothing buffered")
+            sent = b"".join(pattern(size, size) for size in (1, 10, 1000, 70000, 3))
+            for at in range(0, len(sent), 7000):
+                writer.write(sent[at : at + 7000])
+            received = await reader.readexactly(len(sent))
+            self.assertTrue(received == sent, "the echo differs")
+            self.assertFalse(echo.paused, "left paused with nothing buffered")
+            self.assertTrue(echo.transport.is_reading())
+            writer.close()
+            await writer.wait_closed()
+            server.close()
+            await server.wait_closed()
+
+        self.run_async(main)
+
 if __name__ == "__main__":
     unittest.main()

@@ -8,10 +8,11 @@ import asyncio
 import contextvars
 import heapq
 import socket
-from asyncio import events, sslproto
+from asyncio import events
 from typing import Any, Callable, List, Optional, Tuple
 
 from .._loop import Loop
+from .._sslproto import SSLProtocol
 from . import datagram, resolve
 from .selector import LoopSelector
 from .sendfile import send_file
@@ -126,7 +127,7 @@ class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
             # The library's TLS stream: no SSLProtocol, no Python per record.
             link = TLSLink(config, sslcontext, server_side=server_side, server_hostname=server_hostname, **timeouts)
             return StreamTransport(self, rawsock, protocol, waiter, extra, server, tls=link)
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
         )
         StreamTransport(self, rawsock, ssl_protocol, extra=extra, server=server)

@@ -6,10 +6,11 @@ iteration, the ready queue and timers, ``call_soon`` & co., the socket
 transports) and from asyncio's ``SelectorEventLoop``, which serves what has
 no native path as asyncio wrote it: datagrams, pipes, subprocesses,
 signals, ``sock_*``, ``add_reader``/``add_writer`` (registered natively
-through :class:`_Selector`), SSL (asyncio's ``SSLProtocol`` over the native
-transport), executors. This module is the glue: the per-connection steps
-that depend on the Python version (extra info, servers), and the messages
-and debug logs the native code asks for (``core.configure``).
+through :class:`_Selector`), SSL (asyncio's ``SSLProtocol``, two of its bugs
+fixed in ``evloop/_sslproto.py``, over the native transport), executors.
+This module is the glue: the per-connection steps that depend on the Python
+version (extra info, servers), and the messages and debug logs the native
+code asks for (``core.configure``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import signal
 import socket
 import sys
 import threading
-from asyncio import base_events, constants, events, format_helpers, futures, sslproto, trsock
+from asyncio import base_events, constants, events, format_helpers, futures, trsock
 from asyncio.log import logger
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from .._sslproto import SSLProtocol
 from . import _load
 
 core = _load.load()
@@ -336,7 +338,7 @@ class EventLoop(core.EventLoop, asyncio.SelectorEventLoop):  # type: ignore[misc
         server: Any = None,
         **timeouts: Any,  # ssl_handshake_timeout, and ssl_shutdown_timeout from 3.11
     ) -> Any:
-        ssl_protocol = sslproto.SSLProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts)
+        ssl_protocol = SSLProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts)
         self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
