@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Tuple
 from .. import _lib, _sockaddr
 from .._datagrams import Sender
 from ..streams import StreamEndpoint
+from .fatal import FatalErrors
 
 if TYPE_CHECKING:
     from .._datagrams import Datagram
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 _SENDS_EMPTY = sys.version_info >= (3, 12)
 
 
-class DatagramTransport(transports._FlowControlMixin, transports.DatagramTransport, StreamEndpoint):  # type: ignore[misc]
+class DatagramTransport(FatalErrors, transports._FlowControlMixin, transports.DatagramTransport, StreamEndpoint):  # type: ignore[misc]
     """asyncio's datagram transport on a library UDP socket (see the
     module's documentation)."""
 
@@ -248,16 +249,6 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
 
     def abort(self) -> None:
         self._force_close(None)
-
-    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler(
-                {"message": message, "exception": exc, "transport": self, "protocol": self._protocol}
-            )
-        self._force_close(exc)
 
     def _force_close(self, exc: Optional[BaseException]) -> None:
         if self._conn_lost:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from .. import _lib
 from ..streams import StreamEndpoint
+from .fatal import FatalErrors
 from .reading import EOF, Reading
 from .tls import EXTRA_NAMES as TLS_EXTRA_NAMES
 from .writing import Writing
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 _SERVER_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) > 1  # type: ignore[attr-defined]
 
 
-class StreamTransport(Reading, Writing, transports._FlowControlMixin, transports.Transport, StreamEndpoint):
+class StreamTransport(FatalErrors, Reading, Writing, transports._FlowControlMixin, transports.Transport, StreamEndpoint):
     """asyncio's socket transport, on a library stream (see the module's documentation)."""
 
     _start_tls_compatible = True
@@ -178,16 +179,6 @@ class StreamTransport(Reading, Writing, transports._FlowControlMixin, transports
 
     def abort(self) -> None:
         self._force_close(None)
-
-    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler(
-                {"message": message, "exception": exc, "transport": self, "protocol": self._protocol}
-            )
-        self._force_close(exc)
 
     def _force_close(self, exc: Optional[BaseException]) -> None:
         if self._conn_lost:
