@@ -995,3 +995,14 @@ fn tls_model_callbacks() {
 fn tls_model_batch() {
     run_seeds("model_tls", 30, |seed| one_seed(seed, true));
 }
+
+/// Seeds that found a TLS read's DATA and EOF (made in one step) meeting
+/// evl_stream_pause: the EOF went out before the DATA held (681), and a
+/// shutdown then ended the stream with the DATA and EOF still held,
+/// dropping them (1261).
+#[test]
+fn tls_model_pause_after_one_step_data_and_eof() {
+    for seed in [681, 1261] {
+        one_seed(seed, false);
+    }
+}

@@ -249,7 +249,11 @@ pub unsafe extern "C" fn evl_stream_abort(r#loop: *mut evl_loop, stream: u64) ->
 /// on no EVL_STREAM_DATA of the stream is delivered until then: bytes read
 /// already and not delivered yet (an evl_stream_poll whose array was full
 /// leaves events for the next one) are held, and come first after
-/// evl_stream_resume (they are dropped if the stream ends before).
+/// evl_stream_resume (they are dropped if the stream ends before), with
+/// the EVL_STREAM_EOF read with them (a TLS read makes both in one step);
+/// a stream whose EOF is held ends no sooner than it is delivered. A
+/// stream that has ended already (its EVL_STREAM_CLOSED waits) has
+/// nothing to pause: what it read is delivered before that event.
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown stream.
 /// Thread-safety: the loop's thread only.

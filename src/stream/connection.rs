@@ -395,6 +395,9 @@ impl<D: Copy + Default> StreamLoop<D> {
         if s.flags & TLS != 0 && !self.tls_close_notify(id) {
             return;
         }
+        // An end-of-file held by a pause is not the application's yet: the
+        // stream ends once it was handed out (release_held).
+        let eof_held = !self.held.is_empty() && self.holds_eof(id);
         let Some(s) = self.streams.get_mut(id) else {
             return;
         };
@@ -408,7 +411,9 @@ impl<D: Copy + Default> StreamLoop<D> {
         match result {
             Err(error) => self.close_now(id, error, false),
             // Both directions are done: nothing more can happen.
-            Ok(()) if s.flags & (PEER_EOF | WRITE_ONLY) != 0 => self.close_now(id, 0, false),
+            Ok(()) if s.flags & (PEER_EOF | WRITE_ONLY) != 0 && !eof_held => {
+                self.close_now(id, 0, false)
+            }
             Ok(()) => {
                 if let Err(e) = sync_interest(&mut self.core, s) {
                     self.close_now(id, e, false);
@@ -500,10 +505,13 @@ impl<D: Copy + Default> StreamLoop<D> {
 
     /// Stops reading until [`resume`](Self::resume). No `Data` of the
     /// stream is handed out from now on until then: bytes read already and
-    /// not handed out yet are held (see `held.rs`).
+    /// not handed out yet are held (see `held.rs`). A stream that has
+    /// ended already (its `Closed` waits) has nothing to pause: what it
+    /// read goes out before its `Closed` (a TLS read makes the data, the
+    /// end-of-file and the end in one step; held, they would be lost).
     pub fn pause(&mut self, id: StreamId) -> Result<(), Errno> {
         self.set_flag(id, PAUSED, true)?;
-        if !self.pending.is_empty() {
+        if !self.pending.is_empty() && self.streams.get(id).is_some() {
             self.hold_data(id);
         }
         Ok(())

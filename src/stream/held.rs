@@ -6,8 +6,11 @@
 //! reading while the stream stays paused) for a buffer of the stream's own,
 //! and come back as DATA after `resume`, ahead of anything read after it.
 //! A held event is a marker in `pending` (offset [`HELD`]) whose bytes are
-//! copied into the read buffer when it is handed out.
+//! copied into the read buffer when it is handed out. The stream's `Eof`
+//! waiting behind such bytes (a TLS read makes the data and the end in one
+//! step) is held with them and follows them after `resume`.
 
+use super::connection::WRITE_SHUT;
 use super::read_buffer::MIN_READ;
 use super::{StreamEvent, StreamEventKind, StreamId, StreamLoop};
 
@@ -19,6 +22,8 @@ pub(super) const HELD: usize = usize::MAX;
 pub(super) struct Held {
     stream: StreamId,
     bytes: Vec<u8>,
+    /// The stream's `Eof` came after them.
+    eof: bool,
 }
 
 impl<D: Copy + Default> StreamLoop<D> {
@@ -32,15 +37,24 @@ impl<D: Copy + Default> StreamLoop<D> {
         if !self.pending.iter().any(of_id) {
             return;
         }
-        let mut bytes = match self.held.iter().position(|h| h.stream == id) {
-            Some(at) => self.held.swap_remove(at).bytes,
-            None => Vec::new(),
+        let (mut bytes, mut eof) = match self.held.iter().position(|h| h.stream == id) {
+            Some(at) => {
+                let held = self.held.swap_remove(at);
+                (held.bytes, held.eof)
+            }
+            None => (Vec::new(), false),
         };
         for event in self.pending.iter().filter(|e| of_id(e) && e.offset != HELD) {
             bytes.extend_from_slice(self.bytes(event));
         }
-        self.pending.retain(|e| !of_id(e));
-        self.held.push(Held { stream: id, bytes });
+        let eof_of_id = |e: &StreamEvent<D>| e.stream == id && e.kind == StreamEventKind::Eof;
+        eof |= self.pending.iter().any(eof_of_id);
+        self.pending.retain(|e| !of_id(e) && !eof_of_id(e));
+        self.held.push(Held {
+            stream: id,
+            bytes,
+            eof,
+        });
     }
 
     /// After `resume`: what `id` holds goes out as `Data` next, before its
@@ -72,8 +86,31 @@ impl<D: Copy + Default> StreamLoop<D> {
             len: 0,
             data,
         };
-        self.pending
-            .insert(closed.unwrap_or(self.pending.len()), marker);
+        let at = closed.unwrap_or(self.pending.len());
+        self.pending.insert(at, marker);
+        if let Some(held) = self.held.iter_mut().find(|h| h.stream == id && h.eof) {
+            held.eof = false;
+            let eof = StreamEvent {
+                kind: StreamEventKind::Eof,
+                offset: 0,
+                ..marker
+            };
+            self.pending.insert(at + 1, eof);
+            // Its writing side shut down meanwhile: both sides are done now
+            // (shutdown_now left it to this).
+            if self
+                .streams
+                .get(id)
+                .is_some_and(|s| s.flags & WRITE_SHUT != 0)
+            {
+                self.close_now(id, 0, false);
+            }
+        }
+    }
+
+    /// Whether the stream's `Eof` is held (with bytes read before it).
+    pub(super) fn holds_eof(&self, id: StreamId) -> bool {
+        self.held.iter().any(|h| h.stream == id && h.eof)
     }
 
     /// The first event in `pending` is a held marker: as many of its bytes
