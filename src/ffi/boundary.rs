@@ -106,6 +106,28 @@ macro_rules! with_loop {
 }
 pub(super) use with_loop;
 
+/// As [`with_loop!`], for a call that makes or reads one value and writes
+/// it to `*$out` (an id, a size): a NULL `$out` is refused (-EINVAL) before
+/// `$body` runs, so nothing is made that the caller could not be told of;
+/// the value `$body` returns is stored, and the call returns 0.
+macro_rules! with_loop_into {
+    ($lp:expr, $out:expr, |$core:ident| $body:expr) => {
+        $crate::ffi::boundary::with_loop!($lp, |$core| {
+            let out = $out;
+            if out.is_null() {
+                return Err(libc::EINVAL);
+            }
+            // A closure, so that `return Err(..)` in `$body` leaves only `$body`.
+            #[allow(clippy::redundant_closure_call)]
+            let value = (|| $body)()?;
+            // SAFETY: non-null (checked above) and writable: the header's contract.
+            unsafe { $crate::ffi::boundary::store(out, value) }?;
+            Ok(0)
+        })
+    };
+}
+pub(super) use with_loop_into;
+
 /// The thread-safe part of the loop.
 ///
 /// # Safety

@@ -4,7 +4,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 
-use super::boundary::{core, store, with_loop, Callback};
+use super::boundary::{core, with_loop, with_loop_into, Callback};
 use super::errors::evl_strerror;
 use super::types::*;
 use crate::stream::{resolve_message, HostResolver, ResolveRequest};
@@ -216,17 +216,14 @@ pub unsafe extern "C" fn evl_connect_host(
     userdata: *mut c_void,
     out: *mut u64,
 ) -> c_int {
-    with_loop!(r#loop, |core| {
-        if host.is_null() || out.is_null() {
+    with_loop_into!(r#loop, out, |core| {
+        if host.is_null() {
             return Err(libc::EINVAL);
         }
         let port = u16::try_from(port).map_err(|_| libc::EINVAL)?;
         // SAFETY: non-null and NUL-terminated (the header's contract).
         let host = unsafe { owned_name(host) }?.unwrap_or_default();
-        let id = core.connect_host(&host, port, Callback::stream(cb, userdata))?;
-        // SAFETY: checked non-null above; the caller gives a writable u64 (header).
-        unsafe { store(out, id) }?;
-        Ok(0)
+        core.connect_host(&host, port, Callback::stream(cb, userdata))
     })
 }
 

@@ -3,9 +3,18 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 
-use super::boundary::{bytes, store, with_loop, Callback};
+use super::boundary::{bytes, with_loop, with_loop_into, Callback};
 use super::types::*;
 use crate::sys::{Errno, SockAddr};
+
+/// A listen call's backlog: zero or negative means the system's SOMAXCONN.
+pub(super) fn listen_backlog(backlog: c_int) -> c_int {
+    if backlog <= 0 {
+        libc::SOMAXCONN
+    } else {
+        backlog
+    }
+}
 
 /// `host` (NULL or "": every IPv4 address) and `port` as a socket address.
 ///
@@ -50,22 +59,19 @@ pub unsafe extern "C" fn evl_listen(
     userdata: *mut c_void,
     out: *mut u64,
 ) -> c_int {
-    with_loop!(r#loop, |core| {
-        if out.is_null() || flags & !EVL_LISTEN_REUSEPORT != 0 {
+    with_loop_into!(r#loop, out, |core| {
+        if flags & !EVL_LISTEN_REUSEPORT != 0 {
             return Err(libc::EINVAL);
         }
         // SAFETY: `host` is NULL or NUL-terminated (the header's contract).
         let addr = unsafe { socket_addr(host, port) }?;
-        let backlog = if backlog <= 0 {
-            libc::SOMAXCONN
-        } else {
-            backlog
-        };
         let reuse_port = flags & EVL_LISTEN_REUSEPORT != 0;
-        let id = core.listen(&addr, backlog, reuse_port, Callback::stream(cb, userdata))?;
-        // SAFETY: checked non-null above; the caller gives a writable u64 (header).
-        unsafe { store(out, id) }?;
-        Ok(0)
+        core.listen(
+            &addr,
+            listen_backlog(backlog),
+            reuse_port,
+            Callback::stream(cb, userdata),
+        )
     })
 }
 
@@ -124,16 +130,13 @@ pub unsafe extern "C" fn evl_connect(
     userdata: *mut c_void,
     out: *mut u64,
 ) -> c_int {
-    with_loop!(r#loop, |core| {
-        if host.is_null() || out.is_null() {
+    with_loop_into!(r#loop, out, |core| {
+        if host.is_null() {
             return Err(libc::EINVAL);
         }
         // SAFETY: `host` is NULL or NUL-terminated (the header's contract).
         let addr = unsafe { socket_addr(host, port) }?;
-        let id = core.connect(&addr, Callback::stream(cb, userdata))?;
-        // SAFETY: checked non-null above; the caller gives a writable u64 (header).
-        unsafe { store(out, id) }?;
-        Ok(0)
+        core.connect(&addr, Callback::stream(cb, userdata))
     })
 }
 
@@ -161,14 +164,8 @@ pub unsafe extern "C" fn evl_stream_open(
     userdata: *mut c_void,
     out: *mut u64,
 ) -> c_int {
-    with_loop!(r#loop, |core| {
-        if out.is_null() {
-            return Err(libc::EINVAL);
-        }
-        let id = core.open(fd, Callback::stream(cb, userdata))?;
-        // SAFETY: checked non-null above; the caller gives a writable u64 (header).
-        unsafe { store(out, id) }?;
-        Ok(0)
+    with_loop_into!(r#loop, out, |core| {
+        core.open(fd, Callback::stream(cb, userdata))
     })
 }
 
@@ -391,15 +388,7 @@ pub unsafe extern "C" fn evl_stream_queued(
     stream: u64,
     out: *mut usize,
 ) -> c_int {
-    with_loop!(r#loop, |core| {
-        if out.is_null() {
-            return Err(libc::EINVAL);
-        }
-        let queued = core.queued(stream)?;
-        // SAFETY: non-null; the caller gives a writable size_t (header).
-        unsafe { store(out, queued) }?;
-        Ok(0)
-    })
+    with_loop_into!(r#loop, out, |core| { core.queued(stream) })
 }
 
 /// Where the bytes of every EVL_STREAM_DATA event lie: the loop's read

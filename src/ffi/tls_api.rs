@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::boundary::{bytes, guard, store, with_loop, Callback};
+use super::boundary::{bytes, guard, store, with_loop, with_loop_into, Callback};
 use super::stream_api::socket_addr;
 use super::types::*;
 use crate::sys::Errno;
@@ -507,8 +507,8 @@ pub unsafe extern "C" fn evl_tls_connect(
     userdata: *mut c_void,
     out: *mut u64,
 ) -> c_int {
-    with_loop!(r#loop, |core| {
-        if host.is_null() || out.is_null() {
+    with_loop_into!(r#loop, out, |core| {
+        if host.is_null() {
             return Err(libc::EINVAL);
         }
         let name = if server_name.is_null() {
@@ -524,10 +524,7 @@ pub unsafe extern "C" fn evl_tls_connect(
         }
         // SAFETY: `host` is NUL-terminated (the header's contract).
         let addr = unsafe { socket_addr(host, port) }?;
-        let id = core.tls_connect(&addr, role, Callback::stream(cb, userdata))?;
-        // SAFETY: checked non-null; the caller gives a writable u64 (header).
-        unsafe { store(out, id) }?;
-        Ok(0)
+        core.tls_connect(&addr, role, Callback::stream(cb, userdata))
     })
 }
 

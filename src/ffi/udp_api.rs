@@ -6,7 +6,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 
-use super::boundary::{store, with_loop, Callback};
+use super::boundary::{with_loop, with_loop_into, Callback};
 use super::stream_api::socket_addr;
 use super::types::*;
 use crate::stream::{Datagram, StreamEventKind, DATAGRAM_OVERHEAD, TRUNCATED};
@@ -134,9 +134,9 @@ pub unsafe extern "C" fn evl_udp_bind(
     userdata: *mut c_void,
     out: *mut u64,
 ) -> c_int {
-    with_loop!(r#loop, |core| {
+    with_loop_into!(r#loop, out, |core| {
         let known = EVL_UDP_REUSEPORT | EVL_UDP_BROADCAST | EVL_UDP_IPV6_ONLY;
-        if out.is_null() || flags & !known != 0 {
+        if flags & !known != 0 {
             return Err(libc::EINVAL);
         }
         // SAFETY: `host` is NULL or NUL-terminated (the header's contract).
@@ -146,10 +146,7 @@ pub unsafe extern "C" fn evl_udp_bind(
             broadcast: flags & EVL_UDP_BROADCAST != 0,
             v6_only: flags & EVL_UDP_IPV6_ONLY != 0,
         };
-        let id = core.udp_bind(&addr, options, Callback::stream(cb, userdata))?;
-        // SAFETY: checked non-null above; the caller gives a writable u64 (header).
-        unsafe { store(out, id) }?;
-        Ok(0)
+        core.udp_bind(&addr, options, Callback::stream(cb, userdata))
     })
 }
 
@@ -173,14 +170,8 @@ pub unsafe extern "C" fn evl_udp_open(
     userdata: *mut c_void,
     out: *mut u64,
 ) -> c_int {
-    with_loop!(r#loop, |core| {
-        if out.is_null() {
-            return Err(libc::EINVAL);
-        }
-        let id = core.udp_open(fd, Callback::stream(cb, userdata))?;
-        // SAFETY: checked non-null above; the caller gives a writable u64 (header).
-        unsafe { store(out, id) }?;
-        Ok(0)
+    with_loop_into!(r#loop, out, |core| {
+        core.udp_open(fd, Callback::stream(cb, userdata))
     })
 }
 
@@ -344,15 +335,7 @@ pub unsafe extern "C" fn evl_udp_fd(r#loop: *mut evl_loop, udp: u64) -> c_int {
 /// Thread-safety: the loop's thread only.
 #[no_mangle]
 pub unsafe extern "C" fn evl_udp_queued(r#loop: *mut evl_loop, udp: u64, out: *mut usize) -> c_int {
-    with_loop!(r#loop, |core| {
-        if out.is_null() {
-            return Err(libc::EINVAL);
-        }
-        let queued = core.udp_queued(udp)?;
-        // SAFETY: non-null; the caller gives a writable size_t (header).
-        unsafe { store(out, queued) }?;
-        Ok(0)
-    })
+    with_loop_into!(r#loop, out, |core| { core.udp_queued(udp) })
 }
 
 /// The send queue's bound, as a stream's watermarks: once it holds more

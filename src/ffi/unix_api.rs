@@ -4,7 +4,8 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 
-use super::boundary::{bytes, store, with_loop, Callback};
+use super::boundary::{bytes, with_loop, with_loop_into, Callback};
+use super::stream_api::listen_backlog;
 use super::types::*;
 use crate::stream::StreamEventKind;
 use crate::sys::{Errno, UnixAddr, MAX_FDS_PER_MESSAGE};
@@ -81,22 +82,19 @@ pub unsafe extern "C" fn evl_listen_unix(
     userdata: *mut c_void,
     out: *mut u64,
 ) -> c_int {
-    with_loop!(r#loop, |core| {
-        if out.is_null() || flags & !(EVL_UNIX_ABSTRACT | EVL_UNIX_REMOVE_STALE) != 0 {
+    with_loop_into!(r#loop, out, |core| {
+        if flags & !(EVL_UNIX_ABSTRACT | EVL_UNIX_REMOVE_STALE) != 0 {
             return Err(libc::EINVAL);
         }
         // SAFETY: `path` is NULL or NUL-terminated (the header's contract).
         let addr = unsafe { unix_addr(path, flags) }?;
-        let backlog = if backlog <= 0 {
-            libc::SOMAXCONN
-        } else {
-            backlog
-        };
         let remove_stale = flags & EVL_UNIX_REMOVE_STALE != 0;
-        let id = core.listen_unix(&addr, backlog, remove_stale, Callback::stream(cb, userdata))?;
-        // SAFETY: checked non-null above; the caller gives a writable u64 (header).
-        unsafe { store(out, id) }?;
-        Ok(0)
+        core.listen_unix(
+            &addr,
+            listen_backlog(backlog),
+            remove_stale,
+            Callback::stream(cb, userdata),
+        )
     })
 }
 
@@ -121,16 +119,13 @@ pub unsafe extern "C" fn evl_connect_unix(
     userdata: *mut c_void,
     out: *mut u64,
 ) -> c_int {
-    with_loop!(r#loop, |core| {
-        if out.is_null() || flags & !EVL_UNIX_ABSTRACT != 0 {
+    with_loop_into!(r#loop, out, |core| {
+        if flags & !EVL_UNIX_ABSTRACT != 0 {
             return Err(libc::EINVAL);
         }
         // SAFETY: `path` is NULL or NUL-terminated (the header's contract).
         let addr = unsafe { unix_addr(path, flags) }?;
-        let id = core.connect_unix(&addr, Callback::stream(cb, userdata))?;
-        // SAFETY: checked non-null above; the caller gives a writable u64 (header).
-        unsafe { store(out, id) }?;
-        Ok(0)
+        core.connect_unix(&addr, Callback::stream(cb, userdata))
     })
 }
 
