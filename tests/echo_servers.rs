@@ -22,74 +22,40 @@ struct Mode {
     server_flags: &'static [&'static str],
 }
 
-const SELECT: Mode = Mode {
-    server: "select_echo_server",
-    flags: &[],
-    server_flags: &[],
-};
-const SELECT_UPPER: Mode = Mode {
-    server: "select_echo_server",
-    flags: &["--upper"],
-    server_flags: &[],
-};
-const SELECTORS: Mode = Mode {
-    server: "selectors_echo_server",
-    flags: &[],
-    server_flags: &[],
-};
-const SELECTORS_SB: Mode = Mode {
-    server: "selectors_echo_server",
-    flags: &["--sb"],
-    server_flags: &[],
-};
-const EPOLL: Mode = Mode {
-    server: "epoll_echo_server",
-    flags: &[],
-    server_flags: &[],
-};
-const STREAM: Mode = Mode {
-    server: "stream_echo_server",
-    flags: &[],
-    server_flags: &[],
-};
-const STREAM_WORKERS: Mode = Mode {
-    server: "stream_echo_server",
-    flags: &[],
-    server_flags: &["--workers", "2"],
-};
+impl Mode {
+    const fn new(server: &'static str, flags: &'static [&'static str]) -> Mode {
+        Mode {
+            server,
+            flags,
+            server_flags: &[],
+        }
+    }
+
+    const fn with_server_flags(self, server_flags: &'static [&'static str]) -> Mode {
+        Mode {
+            server_flags,
+            ..self
+        }
+    }
+}
+
+const SELECT: Mode = Mode::new("select_echo_server", &[]);
+const SELECT_UPPER: Mode = Mode::new("select_echo_server", &["--upper"]);
+const SELECTORS: Mode = Mode::new("selectors_echo_server", &[]);
+const SELECTORS_SB: Mode = Mode::new("selectors_echo_server", &["--sb"]);
+const EPOLL: Mode = Mode::new("epoll_echo_server", &[]);
+const STREAM: Mode = Mode::new("stream_echo_server", &[]);
+const STREAM_WORKERS: Mode =
+    Mode::new("stream_echo_server", &[]).with_server_flags(&["--workers", "2"]);
 const SERVERS: [Mode; 4] = [SELECT, SELECTORS, EPOLL, STREAM];
 
 // The Python mirrors (python/examples), run by python3 on this build's library.
-const PY_SELECT: Mode = Mode {
-    server: "select_echo_server.py",
-    flags: &[],
-    server_flags: &[],
-};
-const PY_SELECT_UPPER: Mode = Mode {
-    server: "select_echo_server.py",
-    flags: &["--upper"],
-    server_flags: &[],
-};
-const PY_SELECTORS: Mode = Mode {
-    server: "selectors_echo_server.py",
-    flags: &[],
-    server_flags: &[],
-};
-const PY_SELECTORS_SB: Mode = Mode {
-    server: "selectors_echo_server.py",
-    flags: &["--sb"],
-    server_flags: &[],
-};
-const PY_EPOLL: Mode = Mode {
-    server: "epoll_echo_server.py",
-    flags: &[],
-    server_flags: &[],
-};
-const PY_STREAM: Mode = Mode {
-    server: "stream_echo_server.py",
-    flags: &[],
-    server_flags: &[],
-};
+const PY_SELECT: Mode = Mode::new("select_echo_server.py", &[]);
+const PY_SELECT_UPPER: Mode = Mode::new("select_echo_server.py", &["--upper"]);
+const PY_SELECTORS: Mode = Mode::new("selectors_echo_server.py", &[]);
+const PY_SELECTORS_SB: Mode = Mode::new("selectors_echo_server.py", &["--sb"]);
+const PY_EPOLL: Mode = Mode::new("epoll_echo_server.py", &[]);
+const PY_STREAM: Mode = Mode::new("stream_echo_server.py", &[]);
 
 struct Server {
     /// Killed if the test ends (or fails) without stopping it.
@@ -929,11 +895,7 @@ fn tls_flags() -> (&'static [&'static str], Mode) {
         let server = vec!["--cert", path("server.pem"), "--key", path("server.key")];
         (client, server)
     });
-    let mode = Mode {
-        server: "tls_echo_server",
-        flags: &[],
-        server_flags: server,
-    };
+    let mode = Mode::new("tls_echo_server", &[]).with_server_flags(server);
     (client, mode)
 }
 
