@@ -3,77 +3,15 @@
 //! watermarks, half-close, abort, batches that fill the read buffer, and
 //! events that must not outlive the stream they are for.
 
+mod stream_events;
+use stream_events::*;
+
 use evloop::stream::{Event, StreamLoop, DEFAULT_HIGH_WATER};
-use evloop::SockAddr;
-use evloop::{StreamEvent, StreamEventKind as Kind, StreamId};
+use evloop::{StreamEventKind as Kind, StreamId};
 use std::io::{Read, Write};
 use std::os::fd::IntoRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
-
-/// A stream event with its bytes copied out of the loop's buffer.
-#[derive(Debug, Clone, PartialEq)]
-struct Seen {
-    kind: Kind,
-    stream: StreamId,
-    error: i32,
-    bytes: Vec<u8>,
-    data: u32,
-}
-
-fn seen(lp: &StreamLoop<u32>, e: &StreamEvent<u32>) -> Seen {
-    Seen {
-        kind: e.kind,
-        stream: e.stream,
-        error: e.error,
-        bytes: lp.bytes(e).to_vec(),
-        data: e.data,
-    }
-}
-
-/// One iteration's stream events (other events are not expected here).
-fn iteration(lp: &mut StreamLoop<u32>, timeout_ms: u64) -> Vec<Seen> {
-    lp.wait(Some(Duration::from_millis(timeout_ms)), 1024)
-        .unwrap();
-    let mut out = Vec::new();
-    while let Some(event) = lp.next_event() {
-        match event {
-            Event::Stream(e) => out.push(seen(lp, &e)),
-            other => panic!("unexpected {other:?}"),
-        }
-        lp.release_reads();
-    }
-    out
-}
-
-/// Runs iterations until `until` holds for everything seen, or 5 s pass.
-fn run_until(lp: &mut StreamLoop<u32>, until: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
-    let start = Instant::now();
-    let mut all = Vec::new();
-    while !until(&all) {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "gave up; saw {all:?}"
-        );
-        all.extend(iteration(lp, 50));
-    }
-    all
-}
-
-fn has(kind: Kind, stream: StreamId) -> impl Fn(&[Seen]) -> bool {
-    move |seen| seen.iter().any(|s| s.kind == kind && s.stream == stream)
-}
-
-fn bytes_of(seen: &[Seen], stream: StreamId) -> Vec<u8> {
-    seen.iter()
-        .filter(|s| s.kind == Kind::Data && s.stream == stream)
-        .flat_map(|s| s.bytes.clone())
-        .collect()
-}
-
-fn localhost(port: u16) -> SockAddr {
-    SockAddr::resolve(c"127.0.0.1", port).unwrap()
-}
 
 #[test]
 fn listener_and_connection_in_one_loop_echo_then_half_close() {

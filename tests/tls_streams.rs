@@ -7,12 +7,13 @@
 //! stalled handshake) that end one stream with the right code and leave the
 //! listener serving.
 
+mod stream_events;
+use stream_events::*;
 mod tls_certs;
 
-use evloop::stream::{Event, StreamLoop};
+use evloop::stream::StreamLoop;
 use evloop::tls::{TlsConfig, Verify, ETLS_CERT, ETLS_HANDSHAKE};
-use evloop::SockAddr;
-use evloop::{StreamEvent, StreamEventKind as Kind, StreamId};
+use evloop::{StreamEventKind as Kind, StreamId};
 use std::io::{Read, Write};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -20,83 +21,6 @@ use std::time::{Duration, Instant};
 fn certs() -> &'static tls_certs::Certs {
     static CERTS: OnceLock<tls_certs::Certs> = OnceLock::new();
     CERTS.get_or_init(tls_certs::make)
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Seen {
-    kind: Kind,
-    stream: StreamId,
-    error: i32,
-    bytes: Vec<u8>,
-    data: u32,
-}
-
-fn seen(lp: &StreamLoop<u32>, e: &StreamEvent<u32>) -> Seen {
-    Seen {
-        kind: e.kind,
-        stream: e.stream,
-        error: e.error,
-        bytes: lp.bytes(e).to_vec(),
-        data: e.data,
-    }
-}
-
-fn iteration(lp: &mut StreamLoop<u32>, timeout_ms: u64) -> Vec<Seen> {
-    lp.wait(Some(Duration::from_millis(timeout_ms)), 1024)
-        .unwrap();
-    let mut out = Vec::new();
-    while let Some(event) = lp.next_event() {
-        match event {
-            Event::Stream(e) => out.push(seen(lp, &e)),
-            other => panic!("unexpected {other:?}"),
-        }
-        lp.release_reads();
-    }
-    out
-}
-
-/// Runs iterations until `until` holds for everything seen, or 10 s pass;
-/// `each` may act on every event as it comes.
-fn run_until_with(
-    lp: &mut StreamLoop<u32>,
-    mut each: impl FnMut(&mut StreamLoop<u32>, &Seen),
-    until: impl Fn(&[Seen]) -> bool,
-) -> Vec<Seen> {
-    let start = Instant::now();
-    let mut all = Vec::new();
-    while !until(&all) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "gave up; saw {:?}",
-            all.iter()
-                .map(|s: &Seen| (s.kind, s.stream, s.error, s.bytes.len()))
-                .collect::<Vec<_>>()
-        );
-        for s in iteration(lp, 20) {
-            each(lp, &s);
-            all.push(s);
-        }
-    }
-    all
-}
-
-fn run_until(lp: &mut StreamLoop<u32>, until: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
-    run_until_with(lp, |_, _| {}, until)
-}
-
-fn has(kind: Kind, stream: StreamId) -> impl Fn(&[Seen]) -> bool {
-    move |seen| seen.iter().any(|s| s.kind == kind && s.stream == stream)
-}
-
-fn bytes_of(seen: &[Seen], stream: StreamId) -> Vec<u8> {
-    seen.iter()
-        .filter(|s| s.kind == Kind::Data && s.stream == stream)
-        .flat_map(|s| s.bytes.clone())
-        .collect()
-}
-
-fn localhost(port: u16) -> SockAddr {
-    SockAddr::resolve(c"127.0.0.1", port).unwrap()
 }
 
 fn server_config(pair: &tls_certs::Pair, alpn: &[&str]) -> TlsConfig {
