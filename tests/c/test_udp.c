@@ -74,6 +74,16 @@ static void record(evl_loop *loop, const evl_stream_event *ev) {
     }
 }
 
+/* A socket bound to `host` (any port) whose events `record` counts into
+ * *s, reset first; `echo`: it sends every batch back. */
+static uint64_t bind_recorder(evl_loop *loop, const char *host, seen *s, int echo) {
+    memset(s, 0, sizeof *s);
+    s->echo = echo;
+    uint64_t id = 0;
+    CHECK_EQ(evl_udp_bind(loop, host, 0, 0, record, s, &id), 0);
+    return id;
+}
+
 static void run_until(evl_loop *loop, const int *count, int value) {
     for (int i = 0; i < 500 && *count < value; i++) CHECK(evl_run_once(loop, 10) >= 0);
     CHECK(*count >= value);
@@ -204,12 +214,9 @@ static void test_udp_arguments(void) {
 static void test_udp_echo_callbacks(void) {
     evl_loop *loop = new_loop();
     static seen server, client;
-    memset(&server, 0, sizeof server);
-    memset(&client, 0, sizeof client);
-    server.echo = 1;
     uint64_t s, c;
-    CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, record, &server, &s), 0);
-    CHECK_EQ(evl_udp_bind(loop, NULL, 0, 0, record, &client, &c), 0);
+    s = bind_recorder(loop, "127.0.0.1", &server, 1);
+    c = bind_recorder(loop, NULL, &client, 0);
     int port = evl_udp_port(loop, s);
     struct sockaddr_in to = v4("127.0.0.1", port);
     char msg[2048];
@@ -287,14 +294,11 @@ static void test_udp_echo_batch(void) {
 static void test_udp_dual_stack(void) {
     evl_loop *loop = new_loop();
     static seen server, client;
-    memset(&server, 0, sizeof server);
-    memset(&client, 0, sizeof client);
-    server.echo = 1;
     uint64_t s, c, v4only;
-    CHECK_EQ(evl_udp_bind(loop, "::", 0, 0, record, &server, &s), 0);
+    s = bind_recorder(loop, "::", &server, 1);
     int port = evl_udp_port(loop, s);
     CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", port, 0, NULL, NULL, &v4only), -EADDRINUSE);
-    CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, record, &client, &c), 0);
+    c = bind_recorder(loop, "127.0.0.1", &client, 0);
     struct sockaddr_in to = v4("127.0.0.1", port);
     CHECK_EQ(evl_udp_send(loop, c, "hi", 2, &to, sizeof to), 0);
     run_until(loop, &client.datagrams, 1);
@@ -315,9 +319,8 @@ static void test_udp_dual_stack(void) {
 static void test_udp_truncation_is_reported(void) {
     evl_loop *loop = new_loop();
     static seen server;
-    memset(&server, 0, sizeof server);
     uint64_t s, c;
-    CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, record, &server, &s), 0);
+    s = bind_recorder(loop, "127.0.0.1", &server, 0);
     CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, NULL, NULL, &c), 0);
     CHECK_EQ(evl_udp_set_recv_size(loop, s, 16), 0);
     struct sockaddr_in to = v4("127.0.0.1", evl_udp_port(loop, s));
@@ -368,12 +371,9 @@ static void test_udp_truncation_is_reported(void) {
 static void test_udp_connected(void) {
     evl_loop *loop = new_loop();
     static seen server, client;
-    memset(&server, 0, sizeof server);
-    memset(&client, 0, sizeof client);
-    server.echo = 1;
     uint64_t s, c, gone;
-    CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, record, &server, &s), 0);
-    CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, record, &client, &c), 0);
+    s = bind_recorder(loop, "127.0.0.1", &server, 1);
+    c = bind_recorder(loop, "127.0.0.1", &client, 0);
     CHECK_EQ(evl_udp_connect(loop, c, "127.0.0.1", evl_udp_port(loop, s)), 0);
     CHECK_EQ(evl_udp_send(loop, c, "abc", 3, NULL, 0), 0);
     run_until(loop, &client.datagrams, 1);
@@ -382,8 +382,7 @@ static void test_udp_connected(void) {
      * A closed socket's fd (and so its port) stays open until its CLOSED
      * was delivered, as a stream's does. */
     static seen ended;
-    memset(&ended, 0, sizeof ended);
-    CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, record, &ended, &gone), 0);
+    gone = bind_recorder(loop, "127.0.0.1", &ended, 0);
     int port = evl_udp_port(loop, gone);
     int gone_fd = evl_udp_fd(loop, gone);
     CHECK(gone_fd >= 0);
@@ -407,7 +406,6 @@ static void test_udp_connected(void) {
 static void test_udp_broadcast_and_multicast(void) {
     evl_loop *loop = new_loop();
     static seen member;
-    memset(&member, 0, sizeof member);
     uint64_t sender, m;
     CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, record, NULL, &sender), 0);
     struct sockaddr_in bcast = v4("127.255.255.255", 9);
@@ -418,7 +416,7 @@ static void test_udp_broadcast_and_multicast(void) {
     CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, EVL_UDP_BROADCAST, NULL, NULL, &flagged), 0);
     CHECK_EQ(evl_udp_send(loop, flagged, "b", 1, &bcast, sizeof bcast), 0);
 
-    CHECK_EQ(evl_udp_bind(loop, "0.0.0.0", 0, 0, record, &member, &m), 0);
+    m = bind_recorder(loop, "0.0.0.0", &member, 0);
     CHECK_EQ(evl_udp_membership(loop, m, "239.255.10.11", "127.0.0.1", 1), 0);
     CHECK_EQ(evl_udp_membership(loop, m, "239.255.10.11", "127.0.0.1", 1), -EADDRINUSE);
     CHECK_EQ(evl_udp_set_multicast_interface(loop, sender, "127.0.0.1"), 0);
@@ -457,10 +455,9 @@ static void test_udp_reuseport(void) {
 static void test_udp_close(void) {
     evl_loop *loop = new_loop();
     static seen server;
-    memset(&server, 0, sizeof server);
-    server.close_itself = 1;
     uint64_t s, c;
-    CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, record, &server, &s), 0);
+    s = bind_recorder(loop, "127.0.0.1", &server, 0);
+    server.close_itself = 1;
     CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, NULL, NULL, &c), 0);
     struct sockaddr_in to = v4("127.0.0.1", evl_udp_port(loop, s));
     for (int i = 0; i < 5; i++) CHECK_EQ(evl_udp_send(loop, c, "x", 1, &to, sizeof to), 0);
@@ -471,8 +468,7 @@ static void test_udp_close(void) {
     CHECK_EQ(evl_udp_send(loop, s, "x", 1, &to, sizeof to), -ENOENT);
 
     static seen other;
-    memset(&other, 0, sizeof other);
-    CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, record, &other, &s), 0);
+    s = bind_recorder(loop, "127.0.0.1", &other, 0);
     CHECK_EQ(evl_udp_close(loop, s), 0);
     /* Closed, CLOSED not delivered: as a closed socket. */
     size_t queued = 9;
@@ -502,9 +498,8 @@ static void test_udp_close(void) {
 static void test_udp_pause_and_free(void) {
     evl_loop *loop = new_loop();
     static seen server;
-    memset(&server, 0, sizeof server);
     uint64_t s, c;
-    CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, record, &server, &s), 0);
+    s = bind_recorder(loop, "127.0.0.1", &server, 0);
     CHECK_EQ(evl_udp_bind(loop, "127.0.0.1", 0, 0, NULL, NULL, &c), 0);
     CHECK_EQ(evl_udp_pause(loop, s), 0);
     struct sockaddr_in to = v4("127.0.0.1", evl_udp_port(loop, s));
