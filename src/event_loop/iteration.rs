@@ -165,6 +165,7 @@ impl<D: Copy + Default> EventLoop<D> {
     }
 
     /// Whether an iteration is being dispatched (so `wait` would be EBUSY).
+    #[inline]
     pub fn is_dispatching(&self) -> bool {
         self.phase != Phase::Idle
     }
