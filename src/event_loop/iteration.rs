@@ -45,6 +45,9 @@ impl<D: Copy + Default> EventLoop<D> {
     /// the epoll set could report), then prepares the iteration that `next_event`
     /// hands out. Errors: EBUSY while an iteration is still being dispatched,
     /// EINTR when a signal handler interrupted the wait.
+    ///
+    /// Inlined into the caller's loop, which has its registers saved already.
+    #[inline(always)]
     pub fn wait(&mut self, timeout: Option<Duration>, max_events: usize) -> Result<(), Errno> {
         if self.phase != Phase::Idle {
             return Err(libc::EBUSY);
@@ -201,6 +204,7 @@ impl<D: Copy + Default> EventLoop<D> {
         }
     }
 
+    #[inline(always)]
     fn effective_timeout(&mut self, timeout: Option<Duration>) -> Option<Duration> {
         if self.shared.queued.load(Ordering::Acquire) > 0
             || self.shared.stop.load(Ordering::Acquire)

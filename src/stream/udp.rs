@@ -574,7 +574,7 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// When the receive buffer has no room for a batch (a batch of events
     /// holds it), nothing is received: the socket's readiness, level-
     /// triggered, is reported again once it is released.
-    #[inline]
+    #[inline(always)]
     pub fn udp_ready(&mut self, id: UdpId, revents: u32) -> Option<StreamEvent<D>> {
         let u = self.udp.sockets.get(id)?;
         if u.queue.is_some() || u.flags & NOT_RECEIVING != 0 || revents & ERROR != 0 {

@@ -117,7 +117,7 @@ impl Epoll {
     /// Waits for at most `max` events (`None` waits forever) into `events`.
     /// EINTR is returned as `Err(EINTR)`. `taken` is asked only when the
     /// fallback timerfd is made, which then keeps off the numbers it claims.
-    #[inline]
+    #[inline(always)]
     pub fn wait(
         &mut self,
         events: &mut Events,
