@@ -45,6 +45,9 @@ impl<D: Copy + Default> EventLoop<D> {
     /// the epoll set could report), then prepares the iteration that `next_event`
     /// hands out. Errors: EBUSY while an iteration is still being dispatched,
     /// EINTR when a signal handler interrupted the wait.
+    ///
+    /// Inlined into the caller's loop, which has its registers saved already.
+    #[inline(always)]
     pub fn wait(&mut self, timeout: Option<Duration>, max_events: usize) -> Result<(), Errno> {
         if self.phase != Phase::Idle {
             return Err(libc::EBUSY);
@@ -65,6 +68,26 @@ impl<D: Copy + Default> EventLoop<D> {
         let taken = |fd| is_registered(registrations, fd);
         self.epoll
             .wait(&mut self.events, max_events, timeout, taken)?;
+        // The usual iteration has nothing but I/O: start it at the I/O phase,
+        // so that next_io hands out the first event without a detour.
+        self.phase = Phase::Io;
+        self.cursor = 0;
+        if self.timers.live() > 0
+            || self.shared.queued.load(Ordering::Acquire) > 0
+            || self.signals.has_pending()
+        {
+            self.begin_before_io();
+        } else {
+            self.now = 0;
+        }
+        Ok(())
+    }
+
+    /// The rest of `wait` when something may come before the I/O: reads
+    /// the clock for the timers, takes the posted tasks (the previous
+    /// iteration handed out all of its own), and starts at the signals if
+    /// any of them has something.
+    fn begin_before_io(&mut self) {
         self.now = if self.timers.live() > 0 {
             sys::now_ns()
         } else {
@@ -76,18 +99,12 @@ impl<D: Copy + Default> EventLoop<D> {
             self.shared.queued.store(0, Ordering::Release);
         }
         self.task_cursor = 0;
-        // The usual iteration has nothing but I/O: start it at the I/O phase,
-        // so that next_io hands out the first event without a detour.
         let timer_due =
             self.timers.live() > 0 && self.timers.next_deadline().is_some_and(|d| d <= self.now);
-        if self.tasks.is_empty() && !self.signals.has_pending() && !timer_due {
-            self.phase = Phase::Io;
-            self.cursor = 0;
-        } else {
+        if !self.tasks.is_empty() || self.signals.has_pending() || timer_due {
             self.phase = Phase::Signals;
             self.cursor = BEFORE_IO;
         }
-        Ok(())
     }
 
     /// The next thing to dispatch in this iteration, phase by phase, or
@@ -165,6 +182,7 @@ impl<D: Copy + Default> EventLoop<D> {
     }
 
     /// Whether an iteration is being dispatched (so `wait` would be EBUSY).
+    #[inline]
     pub fn is_dispatching(&self) -> bool {
         self.phase != Phase::Idle
     }
@@ -200,6 +218,7 @@ impl<D: Copy + Default> EventLoop<D> {
         }
     }
 
+    #[inline(always)]
     fn effective_timeout(&mut self, timeout: Option<Duration>) -> Option<Duration> {
         if self.shared.queued.load(Ordering::Acquire) > 0
             || self.shared.stop.load(Ordering::Acquire)

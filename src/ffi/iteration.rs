@@ -223,6 +223,7 @@ pub(super) fn c_stream_event(event: &StreamEvent<Callback>, data: *const u8) -> 
 ///
 /// # Safety
 /// `lp` is live and not borrowed.
+#[inline(always)]
 pub(super) unsafe fn dispatch_stream(lp: *mut evl_loop, event: StreamEvent<Callback>) -> bool {
     // SAFETY: stream events carry stream callbacks.
     let cb = unsafe { event.data.as_stream() };

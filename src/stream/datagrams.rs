@@ -285,7 +285,7 @@ impl DatagramBuffer {
     /// socket family's). Returns where its datagrams start in `received`
     /// and how many came (0 never: EAGAIN when none waits, and when the
     /// buffer has no room for a batch).
-    #[inline]
+    #[inline(always)]
     pub(super) fn receive(
         &mut self,
         fd: RawFd,

@@ -26,6 +26,9 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// Waits at most `timeout` (`None`: no limit) for up to `max_events`
     /// events. If the previous iteration stopped early (a batch full), it
     /// goes on with that one instead, without waiting.
+    ///
+    /// Inlined into the caller's loop, which has its registers saved already.
+    #[inline(always)]
     pub fn wait(&mut self, timeout: Option<Duration>, max_events: usize) -> Result<(), Errno> {
         // The caller has handled the events handed out so far: their bytes
         // are no longer needed, and ended streams' fds may close.
@@ -84,7 +87,18 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// `None` once the iteration is over, or when the read buffer is too full
     /// to read more before [`release_reads`](Self::release_reads); the rest
     /// of the iteration then comes with the next `wait`, which does not block.
+    #[inline(always)]
     pub fn next_event(&mut self) -> Option<Event<D>> {
+        // The usual end of an iteration, its batch handed out by the fast
+        // path and nothing left over: said here, without the call below.
+        if self.pending.is_empty() && !self.core.is_dispatching() {
+            return None;
+        }
+        self.next_event_in_order()
+    }
+
+    #[inline(never)]
+    fn next_event_in_order(&mut self) -> Option<Event<D>> {
         loop {
             if !self.pending.is_empty() {
                 return self.pop_pending().map(Event::Stream);

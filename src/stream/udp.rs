@@ -574,19 +574,18 @@ impl<D: Copy + Default> StreamLoop<D> {
     /// When the receive buffer has no room for a batch (a batch of events
     /// holds it), nothing is received: the socket's readiness, level-
     /// triggered, is reported again once it is released.
-    #[inline]
+    #[inline(always)]
     pub fn udp_ready(&mut self, id: UdpId, revents: u32) -> Option<StreamEvent<D>> {
         let u = self.udp.sockets.get(id)?;
-        if u.queue.is_some() || u.flags & NOT_RECEIVING != 0 || revents & ERROR != 0 {
+        // Events made earlier (in `pending`) go out first: the slow way.
+        if u.queue.is_some()
+            || u.flags & NOT_RECEIVING != 0
+            || revents & ERROR != 0
+            || !self.pending.is_empty()
+        {
             return self.udp_ready_slow(id, revents);
         }
-        let event = receive(u, id, &mut self.udp.buffer)?;
-        if self.pending.is_empty() {
-            return Some(event);
-        }
-        // Keep the order in which things happened.
-        self.pending.push_back(event);
-        self.pop_pending()
+        receive(u, id, &mut self.udp.buffer)
     }
 
     #[cold]

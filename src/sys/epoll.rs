@@ -6,7 +6,8 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{check, errno, Fd, FileId, SysResult, EDGE, RDHUP, READ};
+use super::raw::syscall;
+use super::{check, Fd, FileId, SysResult, EDGE, RDHUP, READ};
 
 /// evloop interest bits to epoll's: the same, except that read interest also
 /// asks for EPOLLRDHUP, so that a half-closed peer can be told apart from a
@@ -116,7 +117,7 @@ impl Epoll {
     /// Waits for at most `max` events (`None` waits forever) into `events`.
     /// EINTR is returned as `Err(EINTR)`. `taken` is asked only when the
     /// fallback timerfd is made, which then keeps off the numbers it claims.
-    #[inline]
+    #[inline(always)]
     pub fn wait(
         &mut self,
         events: &mut Events,
@@ -124,81 +125,62 @@ impl Epoll {
         timeout: Option<Duration>,
         taken: impl Fn(RawFd) -> bool,
     ) -> SysResult<()> {
-        let max = max.clamp(1, events.buf.capacity()) as libc::c_int;
+        let max = max.clamp(1, events.buf.capacity());
         events.buf.clear();
-        let n = if self.has_pwait2 {
-            match self.pwait2(events, max, timeout) {
-                Err(libc::ENOSYS) => {
-                    self.has_pwait2 = false;
-                    self.wait_with_timerfd(events, max, timeout, taken)?
-                }
-                other => other?,
-            }
-        } else {
-            self.wait_with_timerfd(events, max, timeout, taken)?
+        // No limit, or nothing to wait: epoll_pwait's milliseconds say it as
+        // well as epoll_pwait2 (and it is one syscall on every kernel).
+        let n = match timeout {
+            None => self.pwait(events, max, -1)?,
+            Some(d) if d.is_zero() => self.pwait(events, max, 0)?,
+            Some(d) => self.timed_wait(events, max, d, taken)?,
         };
         // SAFETY: the kernel initialised the first `n` (<= max <= capacity) events.
         unsafe { events.buf.set_len(n) };
         Ok(())
     }
 
+    /// epoll_pwait (epoll_wait itself is missing on some architectures) with
+    /// no signal mask.
     #[inline]
-    fn pwait2(
-        &self,
-        events: &mut Events,
-        max: libc::c_int,
-        timeout: Option<Duration>,
-    ) -> SysResult<usize> {
-        let ts = timeout.map(timespec);
-        let ts_ptr = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: the buffer holds at least `max` events; `ts_ptr` is null or
-        // points at a timespec that outlives the call; no signal mask is passed.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_epoll_pwait2,
-                self.fd.raw(),
-                events.buf.as_mut_ptr(),
-                max,
-                ts_ptr,
-                std::ptr::null::<libc::sigset_t>(),
-                0usize,
-            )
-        };
-        if n < 0 {
-            Err(errno())
-        } else {
-            Ok(n as usize)
-        }
+    fn pwait(&self, events: &mut Events, max: usize, ms: libc::c_int) -> SysResult<usize> {
+        let (epfd, buf) = (self.fd.raw() as usize, events.buf.as_mut_ptr() as usize);
+        // SAFETY: the buffer holds at least `max` events; a NULL mask is not read.
+        unsafe { syscall(libc::SYS_epoll_pwait, [epfd, buf, max, ms as usize, 0, 0]) }
     }
 
-    #[inline]
-    fn wait_with_timerfd(
+    /// A wait of `d`, to the nanosecond: epoll_pwait2, else the timerfd.
+    #[inline(never)]
+    fn timed_wait(
         &mut self,
         events: &mut Events,
-        max: libc::c_int,
-        timeout: Option<Duration>,
+        max: usize,
+        d: Duration,
         taken: impl Fn(RawFd) -> bool,
     ) -> SysResult<usize> {
-        let ms = match timeout {
-            None => -1,
-            Some(d) if d.is_zero() => 0,
-            Some(d) => {
-                if self.timer.is_none() {
-                    let timer = TimerFd::new(taken)?;
-                    // Edge-triggered: an expiry nobody reads wakes the set once.
-                    self.add(timer.fd.raw(), READ | EDGE, timer.fd.raw() as u64)?;
-                    self.timer = Some(timer);
-                }
-                // Re-arming also clears an expiry nobody read: the set stays quiet.
-                self.timer.as_ref().map_or(Ok(()), |t| t.arm(d))?;
-                -1
+        if self.has_pwait2 {
+            match self.pwait2(events, max, d) {
+                Err(libc::ENOSYS) => self.has_pwait2 = false,
+                other => return other,
             }
-        };
-        // SAFETY: the buffer holds at least `max` events.
-        check(unsafe { libc::epoll_wait(self.fd.raw(), events.buf.as_mut_ptr(), max, ms) })
-            .map(|n| n as usize)
+        }
+        if self.timer.is_none() {
+            let timer = TimerFd::new(taken)?;
+            // Edge-triggered: an expiry nobody reads wakes the set once.
+            self.add(timer.fd.raw(), READ | EDGE, timer.fd.raw() as u64)?;
+            self.timer = Some(timer);
+        }
+        // Re-arming also clears an expiry nobody read: the set stays quiet.
+        self.timer.as_ref().map_or(Ok(()), |t| t.arm(d))?;
+        self.pwait(events, max, -1)
+    }
+
+    fn pwait2(&self, events: &mut Events, max: usize, d: Duration) -> SysResult<usize> {
+        let ts = timespec(d);
+        let (epfd, buf) = (self.fd.raw() as usize, events.buf.as_mut_ptr() as usize);
+        let ts = &ts as *const libc::timespec as usize;
+        // SAFETY: the buffer holds at least `max` events; `ts` outlives the
+        // call; no signal mask is passed.
+        unsafe { syscall(libc::SYS_epoll_pwait2, [epfd, buf, max, ts, 0, 0]) }
     }
 }
 

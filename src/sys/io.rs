@@ -2,24 +2,21 @@
 
 use std::os::fd::RawFd;
 
-use super::{errno, SysResult};
+use super::raw::syscall;
+use super::SysResult;
 
-// read and write go through syscall(2) rather than glibc's read() and
-// send(): those are cancellation points, and in a process with threads each
-// call pays for pthread cancellation bookkeeping (about 30 instructions, as
-// much as the call itself). A non-blocking fd never waits, so there is
-// nothing to cancel.
+// read and write are the syscall instruction itself (`raw.rs`) rather than
+// glibc's read() and send(): those are cancellation points, and in a process
+// with threads each call pays for pthread cancellation bookkeeping (about 30
+// instructions, as much as the call itself). A non-blocking fd never waits,
+// so there is nothing to cancel.
 
 /// Reads into `buf`; Ok(0) is end-of-file.
 #[inline]
 pub fn read(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
+    let args = [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0];
     // SAFETY: `buf` is valid for writes of its length.
-    let n = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
-    if n < 0 {
-        Err(errno())
-    } else {
-        Ok(n as usize)
-    }
+    unsafe { syscall(libc::SYS_read, args) }
 }
 
 /// Writes from `buf`: `send` with MSG_NOSIGNAL on a socket, so that a peer
@@ -28,19 +25,15 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
 #[inline]
 pub fn write(fd: RawFd, buf: &[u8], socket: bool) -> SysResult<usize> {
     let (ptr, len) = (buf.as_ptr(), buf.len());
+    let (fd, ptr) = (fd as usize, ptr as usize);
     // SAFETY: `buf` is valid for reads of its length; no address is given.
-    let n = unsafe {
+    unsafe {
         if socket {
-            let none = std::ptr::null::<libc::sockaddr>();
-            libc::syscall(libc::SYS_sendto, fd, ptr, len, libc::MSG_NOSIGNAL, none, 0)
+            let flags = libc::MSG_NOSIGNAL as usize;
+            syscall(libc::SYS_sendto, [fd, ptr, len, flags, 0, 0])
         } else {
-            libc::syscall(libc::SYS_write, fd, ptr, len)
+            syscall(libc::SYS_write, [fd, ptr, len, 0, 0, 0])
         }
-    };
-    if n < 0 {
-        Err(errno())
-    } else {
-        Ok(n as usize)
     }
 }
 
@@ -144,19 +137,21 @@ pub fn write_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>], socket: bool) ->
     let count = bufs.len().min(libc::UIO_MAXIOV as usize);
     // SAFETY: `iov` points to `count` valid iovecs whose buffers are valid
     // for reads; the kernel only reads them. The msghdr names no address.
-    let n = unsafe {
+    unsafe {
         if socket {
             let mut msg: libc::msghdr = std::mem::zeroed();
             msg.msg_iov = iov;
             msg.msg_iovlen = count as _;
-            libc::syscall(libc::SYS_sendmsg, fd, &msg, libc::MSG_NOSIGNAL)
+            let (msg, flags) = (&msg as *const libc::msghdr, libc::MSG_NOSIGNAL);
+            syscall(
+                libc::SYS_sendmsg,
+                [fd as usize, msg as usize, flags as usize, 0, 0, 0],
+            )
         } else {
-            libc::syscall(libc::SYS_writev, fd, iov, count)
+            syscall(
+                libc::SYS_writev,
+                [fd as usize, iov as usize, count, 0, 0, 0],
+            )
         }
-    };
-    if n < 0 {
-        Err(errno())
-    } else {
-        Ok(n as usize)
     }
 }

@@ -13,6 +13,7 @@ mod epoll;
 mod eventfd;
 mod io;
 mod process;
+mod raw;
 mod resolve;
 mod signals;
 mod socket;

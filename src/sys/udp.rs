@@ -5,8 +5,9 @@
 use std::ffi::CStr;
 use std::os::fd::RawFd;
 
+use super::raw::syscall;
 use super::socket::{set_int_option, socket_family};
-use super::{check, errno, Fd, SockAddr, SysResult};
+use super::{check, Fd, SockAddr, SysResult};
 
 /// What a datagram socket is made with.
 #[derive(Clone, Copy, Default)]
@@ -60,9 +61,9 @@ pub fn udp_connect(fd: RawFd, addr: Option<&SockAddr>) -> SysResult<()> {
     check(unsafe { libc::connect(fd, ptr, len) }).map(drop)
 }
 
-// recvmmsg, sendmmsg and sendto go through syscall(2), as `io.rs` explains:
-// glibc's wrappers are cancellation points, which costs in a process with
-// threads, and a non-blocking socket never waits.
+// recvmmsg, sendmmsg and sendto are the syscall instruction itself
+// (`raw.rs`), as `io.rs` explains: glibc's wrappers are cancellation points,
+// which costs in a process with threads, and a non-blocking socket never waits.
 
 /// Receives up to `hdrs.len()` datagrams; returns how many. Each header's
 /// `msg_len` is the length received, and its `msg_hdr.msg_flags` has
@@ -73,23 +74,10 @@ pub fn udp_connect(fd: RawFd, addr: Option<&SockAddr>) -> SysResult<()> {
 /// lengths they give.
 #[inline]
 pub unsafe fn recvmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> SysResult<usize> {
-    let none = std::ptr::null_mut::<libc::timespec>();
+    // No flags, no timeout.
+    let args = [fd as usize, hdrs.as_mut_ptr() as usize, hdrs.len(), 0, 0, 0];
     // SAFETY: the caller vouches for the buffers; the array has `len` headers.
-    let n = unsafe {
-        libc::syscall(
-            libc::SYS_recvmmsg,
-            fd,
-            hdrs.as_mut_ptr(),
-            hdrs.len() as libc::c_uint,
-            0,
-            none,
-        )
-    };
-    if n < 0 {
-        Err(errno())
-    } else {
-        Ok(n as usize)
-    }
+    unsafe { syscall(libc::SYS_recvmmsg, args) }
 }
 
 /// Sends up to `hdrs.len()` datagrams; returns how many went (the first
@@ -100,21 +88,9 @@ pub unsafe fn recvmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> SysResult<usize
 /// lengths they give (or NULL, which the kernel refuses with EFAULT).
 #[inline]
 pub unsafe fn sendmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> SysResult<usize> {
+    let args = [fd as usize, hdrs.as_mut_ptr() as usize, hdrs.len(), 0, 0, 0];
     // SAFETY: the caller vouches for the buffers; the array has `len` headers.
-    let n = unsafe {
-        libc::syscall(
-            libc::SYS_sendmmsg,
-            fd,
-            hdrs.as_mut_ptr(),
-            hdrs.len() as libc::c_uint,
-            0,
-        )
-    };
-    if n < 0 {
-        Err(errno())
-    } else {
-        Ok(n as usize)
-    }
+    unsafe { syscall(libc::SYS_sendmmsg, args) }
 }
 
 /// Sends one datagram, `len` bytes from `data`, to `addr` (NULL: the
@@ -131,13 +107,9 @@ pub unsafe fn sendto(
     addr: *const libc::sockaddr,
     addr_len: libc::socklen_t,
 ) -> SysResult<usize> {
+    let (fd, data, addr, addr_len) = (fd as usize, data as usize, addr as usize, addr_len as usize);
     // SAFETY: the caller vouches for the buffers.
-    let n = unsafe { libc::syscall(libc::SYS_sendto, fd, data, len, 0, addr, addr_len) };
-    if n < 0 {
-        Err(errno())
-    } else {
-        Ok(n as usize)
-    }
+    unsafe { syscall(libc::SYS_sendto, [fd, data, len, 0, addr, addr_len]) }
 }
 
 /// A network interface for multicast, as a caller names it: "" (the
