@@ -12,11 +12,11 @@ from asyncio import events
 from typing import Any, Callable, List, Optional, Tuple
 
 from .._loop import Loop
-from .._sslproto import SSLProtocol
 from . import datagram, resolve
 from .selector import LoopSelector
 from .sendfile import send_file
-from .tls import TLSLink, native_config
+from . import tls as tls_steps
+from .tls import SSLTransports, TLSLink, native_config
 from .transport import StreamTransport
 
 # call_soon() builds asyncio's Handle itself, field by field, where the
@@ -30,7 +30,7 @@ _new_handle = object.__new__
 _copy_context = contextvars.copy_context
 
 
-class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+class EventLoop(SSLTransports, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     """asyncio's event loop on evloop, the ctypes path (see the package's
     documentation).
 
@@ -109,29 +109,11 @@ class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     ) -> StreamTransport:
         return StreamTransport(self, sock, protocol, waiter, extra, server)
 
-    def _make_ssl_transport(
-        self,
-        rawsock: socket.socket,
-        protocol: Any,
-        sslcontext: Any,
-        waiter: Any = None,
-        *,
-        server_side: bool = False,
-        server_hostname: Optional[str] = None,
-        extra: Any = None,
-        server: Any = None,
-        **timeouts: Any,  # ssl_handshake_timeout, and ssl_shutdown_timeout from 3.11
-    ) -> Any:
-        config = native_config(sslcontext, server_side)
-        if config is not None:
-            # The library's TLS stream: no SSLProtocol, no Python per record.
-            link = TLSLink(config, sslcontext, server_side=server_side, server_hostname=server_hostname, **timeouts)
-            return StreamTransport(self, rawsock, protocol, waiter, extra, server, tls=link)
-        ssl_protocol = SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
-        )
-        StreamTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
-        return ssl_protocol._app_transport
+    def _make_library_tls_transport(
+        self, rawsock: socket.socket, protocol: Any, link: TLSLink, waiter: Any, extra: Any, server: Any
+    ) -> StreamTransport:
+        # The library's TLS stream: no SSLProtocol, no Python per record.
+        return StreamTransport(self, rawsock, protocol, waiter, extra, server, tls=link)
 
     async def start_tls(  # type: ignore[override]
         self,
@@ -163,7 +145,7 @@ class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
         )
         waiter = self.create_future()
         transport.set_protocol(protocol)
-        link.start(transport, waiter)
+        tls_steps.start(link, transport, waiter)
         transport._tls = link
         try:
             await waiter
