@@ -87,6 +87,52 @@ class SSLTransports:
     ) -> Any:
         raise NotImplementedError
 
+    async def start_tls(
+        self,
+        transport: Any,
+        protocol: Any,
+        sslcontext: Any,
+        *,
+        server_side: bool = False,
+        server_hostname: Optional[str] = None,
+        ssl_handshake_timeout: Optional[float] = None,
+        ssl_shutdown_timeout: Optional[float] = None,
+    ) -> Any:
+        """asyncio's start_tls(); with an evloop context on one of the
+        loop's plain transports, TLS in the library on the same stream, and
+        the same transport (now speaking TLS) is returned."""
+        config = native_config(sslcontext, server_side)
+        if config is None or not self._upgradable(transport):
+            timeouts = {"ssl_handshake_timeout": ssl_handshake_timeout}
+            if ssl_shutdown_timeout is not None:
+                timeouts["ssl_shutdown_timeout"] = ssl_shutdown_timeout
+            return await super().start_tls(  # type: ignore[misc]
+                transport, protocol, sslcontext, server_side=server_side, server_hostname=server_hostname, **timeouts
+            )
+        if transport.is_closing():
+            raise ConnectionResetError("start_tls() on a closing transport")
+        link = TLSLink(
+            config, sslcontext, server_side=server_side, server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout, upgrade=True,
+        )
+        link.waiter = waiter = self.create_future()  # type: ignore[attr-defined]
+        transport.set_protocol(protocol)
+        self._upgrade_to_tls(transport, link)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport
+
+    def _upgradable(self, transport: Any) -> bool:
+        """Whether start_tls() can make `transport` speak the library's TLS."""
+        return False
+
+    def _upgrade_to_tls(self, transport: Any, link: "TLSLink") -> None:
+        """The handshake starts on `transport`'s stream; `link.waiter` hears."""
+        raise NotImplementedError
+
 
 class TLSLink:
     """A TLS transport's handshake and TLS answers (see the module's

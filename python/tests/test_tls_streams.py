@@ -307,9 +307,9 @@ class AsyncioTLS(OnEvloop):
             transport = await loop.start_tls(writer.transport, writer.transport.get_protocol(), client_context(),
                                              server_hostname="localhost")
             server_transport = await done
-            if name == "evloop-ctypes":
-                self.assertTrue(is_library_tls(transport))
-                self.assertTrue(is_library_tls(server_transport))
+            self.assertIs(transport, writer.transport)  # the same transport, now speaking TLS
+            self.assertTrue(is_library_tls(transport))
+            self.assertTrue(is_library_tls(server_transport))
             self.assertEqual(transport.get_extra_info("ssl_object").version(), "TLSv1.3")
             payload = pattern(300_000, 0)
             transport.write(payload)

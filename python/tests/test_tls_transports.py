@@ -198,6 +198,42 @@ class Refusals(OnEvloop):
 
         self.run_async(main)
 
+    def test_start_tls_refused_raises_and_closes_the_transport(self):
+        async def main():
+            loop = asyncio.get_running_loop()
+            accepted = loop.create_future()
+
+            class Upgrading(asyncio.Protocol):
+                def connection_made(self, transport):
+                    loop.create_task(self.upgrade(transport))
+
+                async def upgrade(self, transport):
+                    try:
+                        accepted.set_result(await loop.start_tls(transport, Echo(), server_context(), server_side=True))
+                    except ssl.SSLError as exc:  # the client's alert: it refused the certificate
+                        accepted.set_exception(exc)
+
+            server = await loop.create_server(Upgrading, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            lost = []
+
+            class Plain(Collector):
+                def connection_lost(self, exc):
+                    lost.append(exc)
+
+            transport, _ = await loop.create_connection(lambda: Plain(loop), "127.0.0.1", port)
+            upgraded = Plain(loop)
+            with self.assertRaises(ssl.SSLCertVerificationError) as caught:
+                await loop.start_tls(transport, upgraded, client_context(), server_hostname="example.com")
+            self.assertEqual(caught.exception.verify_code, 62)
+            self.assertTrue(transport.is_closing())
+            with self.assertRaises(ssl.SSLError):
+                await asyncio.wait_for(accepted, 30)
+            server.close()
+            await server.wait_closed()
+
+        self.run_async(main)
+
 
 def blocking_client(port, send, timeout=30):
     """Connects, sends `send` (or nothing), and reads to the end: what came

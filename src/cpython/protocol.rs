@@ -399,8 +399,9 @@ pub(super) fn connection_lost(
     fields.set(FINISHED, true);
     let protocol = protocol_of(fields);
     let exc = exc.unwrap_or_else(none);
-    // A TLS transport whose handshake failed never connected its protocol.
-    let connected = !fields.has(TLS_HANDSHAKE);
+    // A new TLS transport whose handshake failed never connected its
+    // protocol (one upgraded by start_tls did).
+    let connected = !fields.has(TLS_HANDSHAKE) || fields.has(super::transport::STARTED);
     let result = in_given_context(fields, context.as_ref(), || {
         if !connected {
             return Ok(none());

@@ -34,7 +34,7 @@ use super::object::{int, none, Owned};
 use super::protocol::protocol_call;
 use super::ready::ReadyItem;
 use super::transport::{
-    fields, new_transport, open_stream, TransportFields, CLOSING, TLS, TLS_HANDSHAKE,
+    fields, new_transport, open_stream, TransportFields, CLOSING, STARTED, TLS, TLS_HANDSHAKE,
 };
 use crate::stream::{StreamEvent, StreamLoop};
 
@@ -56,13 +56,7 @@ loop_method!(
                 c"_make_tls_transport(cls, sock, protocol, extra, server, config, server_name, handshake_ms)",
             ));
         };
-        let config = address(config)?;
-        let name = if name == api.none {
-            None
-        } else {
-            Some(Bytes::of(name)?.as_slice().to_vec())
-        };
-        let handshake_ms = u32::try_from(address(handshake_ms)?).unwrap_or(u32::MAX);
+        let (config, name, handshake_ms) = tls_arguments(config, name, handshake_ms)?;
         let transport = new_transport(object, core, [cls, sock, protocol, extra, server])?;
         // SAFETY: a fresh transport, held by `transport`.
         let fields = unsafe { fields(transport.as_ptr()) };
@@ -77,6 +71,64 @@ loop_method!(
         let status = int(status.into())?;
         pair(transport, status)
 });
+
+/// `transport._tls_upgrade(config, server_name, handshake_ms)`: start_tls()
+/// on a connected transport: from now on its stream is a TLS stream of
+/// `config` (as for `_make_tls_transport`). Returns 0, or the library's
+/// negative error (then nothing changed but the flags, which say TLS).
+pub(super) unsafe extern "C" fn upgrade(
+    transport: *mut PyObject,
+    args: *const *mut PyObject,
+    nargs: isize,
+    kwnames: *mut PyObject,
+) -> *mut PyObject {
+    boundary::object(|| {
+        let api = api();
+        // SAFETY: CPython checked the instance, and passes its fast-call
+        // arguments, alive for the call.
+        let (fields, args) = unsafe {
+            (
+                fields(transport),
+                super::args::FastArgs::new(args, nargs, kwnames),
+            )
+        };
+        let &[config, name, handshake_ms] = args.positional else {
+            return Err(raise(
+                api.PyExc_TypeError,
+                c"_tls_upgrade(config, server_name, handshake_ms)",
+            ));
+        };
+        let (config, name, handshake_ms) = tls_arguments(config, name, handshake_ms)?;
+        let Some((_loop, core)) = super::transport::core(fields) else {
+            return int((-libc::EPIPE).into());
+        };
+        if fields.has(TLS) || fields.stream.get() == 0 {
+            return int((-libc::EPIPE).into());
+        }
+        fields.set(TLS | TLS_HANDSHAKE, true);
+        let status = match start(core, transport, config, name, handshake_ms) {
+            Ok(()) => 0,
+            Err(errno) => -errno,
+        };
+        int(status.into())
+    })
+}
+
+/// `_make_tls_transport`'s and `_tls_upgrade`'s TLS arguments.
+fn tls_arguments(
+    config: *mut PyObject,
+    name: *mut PyObject,
+    handshake_ms: *mut PyObject,
+) -> PyResult<(usize, Option<Vec<u8>>, u32)> {
+    let config = address(config)?;
+    let name = if name == api().none {
+        None
+    } else {
+        Some(Bytes::of(name)?.as_slice().to_vec())
+    };
+    let handshake_ms = u32::try_from(address(handshake_ms)?).unwrap_or(u32::MAX);
+    Ok((config, name, handshake_ms))
+}
 
 /// An int argument as a `usize` (a pointer or a count).
 fn address(value: *mut PyObject) -> PyResult<usize> {
@@ -184,7 +236,8 @@ pub(super) fn connected(core: &LoopCore, event: StreamEvent<Token>) -> PyResult<
         io.set_idle_timeout(event.stream, 0).map_err(raise_errno)?;
         session_info(&io, event.stream)?
     };
-    if let Some(context) = fields.context.get_owned() {
+    // A new transport's protocol is connected now; an upgraded one's was.
+    if let Some(context) = fields.context.get_owned().filter(|_| !fields.has(STARTED)) {
         core.push_ready(ReadyItem::ConnectionMade {
             transport: transport.clone_ref(),
             context,

@@ -197,6 +197,7 @@ pub(super) fn make_type(
         c"set_write_buffer_limits(high=None, low=None): pause_writing() above high, resume_writing() at low",
     )
     .method(c"get_extra_info", get_extra_info as *mut c_void, FAST, c"get_extra_info(name, default=None)")
+    .method(c"_tls_upgrade", super::tls::upgrade as *mut c_void, FAST, c"_tls_upgrade(config, server_name, handshake_ms): start_tls on the stream")
     .method(c"_tls_idle_timeout", super::tls::set_idle_timeout as *mut c_void, METH_O, c"_tls_idle_timeout(ms): a TLS stream's bound on a close or handshake that stalls")
     .method(c"set_protocol", set_protocol as *mut c_void, METH_O, c"set_protocol(protocol)")
     .method(c"get_protocol", get_protocol as *mut c_void, METH_NOARGS, c"the protocol")

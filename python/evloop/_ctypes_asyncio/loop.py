@@ -115,44 +115,12 @@ class EventLoop(SSLTransports, asyncio.SelectorEventLoop):  # type: ignore[misc,
         # The library's TLS stream: no SSLProtocol, no Python per record.
         return StreamTransport(self, rawsock, protocol, waiter, extra, server, tls=link)
 
-    async def start_tls(  # type: ignore[override]
-        self,
-        transport: Any,
-        protocol: Any,
-        sslcontext: Any,
-        *,
-        server_side: bool = False,
-        server_hostname: Optional[str] = None,
-        ssl_handshake_timeout: Optional[float] = None,
-        ssl_shutdown_timeout: Optional[float] = None,
-    ) -> Any:
-        """asyncio's start_tls(); with an evloop.EvloopSSLContext on one of
-        this loop's transports, TLS in the library on the same stream, and
-        the same transport (now speaking TLS) is returned."""
-        config = native_config(sslcontext, server_side)
-        if config is None or type(transport) is not StreamTransport or transport._tls is not None:
-            timeouts = {"ssl_handshake_timeout": ssl_handshake_timeout}
-            if ssl_shutdown_timeout is not None:
-                timeouts["ssl_shutdown_timeout"] = ssl_shutdown_timeout
-            return await super().start_tls(
-                transport, protocol, sslcontext, server_side=server_side, server_hostname=server_hostname, **timeouts
-            )
-        if transport.is_closing():
-            raise ConnectionResetError("start_tls() on a closing transport")
-        link = TLSLink(
-            config, sslcontext, server_side=server_side, server_hostname=server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout, upgrade=True,
-        )
-        waiter = self.create_future()
-        transport.set_protocol(protocol)
-        tls_steps.start(link, transport, waiter)
+    def _upgradable(self, transport: Any) -> bool:
+        return type(transport) is StreamTransport and transport._tls is None
+
+    def _upgrade_to_tls(self, transport: Any, link: TLSLink) -> None:
+        tls_steps.start(link, transport, link.waiter)
         transport._tls = link
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport
 
     async def _sendfile_native(self, transp: Any, file: Any, offset: int, count: int) -> int:
         if not isinstance(transp, StreamTransport):

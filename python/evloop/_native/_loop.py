@@ -53,7 +53,9 @@ _ACCEPT_RESOURCE_ERRORS = (
 class _Transport(core.Transport):  # type: ignore[misc,name-defined]
     """A socket transport of the native loop (the methods are native)."""
 
-    __slots__ = ("__weakref__",)
+    # _tls: a TLS transport's TLSLink (see _TLSTransport), here so that
+    # start_tls() can make a transport one (same layout).
+    __slots__ = ("__weakref__", "_tls")
     # Native members (attributes of the native type), for the type checker.
     _empty_waiter: Any
     _start_tls_compatible = True
@@ -99,7 +101,7 @@ class _TLSTransport(_Transport):
     an evloop context: see evloop/_asyncio_tls.py); the native code calls
     the ``_tls_*`` methods as its handshake ends."""
 
-    __slots__ = ("_tls",)
+    __slots__ = ()
     _tls: TLSLink
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -409,6 +411,18 @@ class EventLoop(SSLTransports, core.EventLoop, asyncio.SelectorEventLoop):  # ty
             link.waiter = None
             raise _lib.error(status, "TLS")
         return transport
+
+    def _upgradable(self, transport: Any) -> bool:
+        return type(transport) is _Transport
+
+    def _upgrade_to_tls(self, transport: Any, link: TLSLink) -> None:
+        transport.__class__ = _TLSTransport
+        transport._tls = link
+        link.handshaking = True
+        status = transport._tls_upgrade(link.config.handle, link.server_name, link.handshake_ms)
+        if status:
+            link.handshaking = False
+            raise _lib.error(status, "TLS")
 
     def _start_serving(
         self, protocol_factory: Any, sock: socket.socket, sslcontext: Any = None, server: Any = None,
