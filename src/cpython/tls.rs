@@ -75,7 +75,7 @@ loop_method!(
 /// `transport._tls_upgrade(config, server_name, handshake_ms)`: start_tls()
 /// on a connected transport: from now on its stream is a TLS stream of
 /// `config` (as for `_make_tls_transport`). Returns 0, or the library's
-/// negative error (then nothing changed but the flags, which say TLS).
+/// negative error (then the transport is as it was).
 pub(super) unsafe extern "C" fn upgrade(
     transport: *mut PyObject,
     args: *const *mut PyObject,
@@ -108,7 +108,10 @@ pub(super) unsafe extern "C" fn upgrade(
         fields.set(TLS | TLS_HANDSHAKE, true);
         let status = match start(core, transport, config, name, handshake_ms) {
             Ok(()) => 0,
-            Err(errno) => -errno,
+            Err(errno) => {
+                fields.set(TLS | TLS_HANDSHAKE, false);
+                -errno
+            }
         };
         int(status.into())
     })

@@ -422,6 +422,8 @@ class EventLoop(SSLTransports, core.EventLoop, asyncio.SelectorEventLoop):  # ty
         status = transport._tls_upgrade(link.config.handle, link.server_name, link.handshake_ms)
         if status:
             link.handshaking = False
+            transport.__class__ = _Transport
+            del transport._tls
             raise _lib.error(status, "TLS")
 
     def _start_serving(
