@@ -497,10 +497,12 @@ class ExtraInfo(unittest.TestCase):
         server_ctx = server_context(["h2"])
         client_ctx = client_context(["h2"])
         server_side = asyncio.get_running_loop().create_future()
+        served = asyncio.get_running_loop().create_future()
 
         async def handle(reader, writer):
             server_side.set_result(collect(writer.transport, server_ctx))
             await stream_echo(reader, writer)
+            served.set_result(None)
 
         def collect(transport, context):
             ssl_object = transport.get_extra_info("ssl_object")
@@ -523,6 +525,7 @@ class ExtraInfo(unittest.TestCase):
         writer.close()
         await writer.wait_closed()
         answers = {"client": client_side, "server": await server_side}
+        await asyncio.wait_for(served, 30)  # the server saw the end (its handler is not left to cancel)
         server.close()
         await server.wait_closed()
         return answers
