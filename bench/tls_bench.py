@@ -250,7 +250,7 @@ def main():
     c_names = [n for n in names if n not in PYTHON_SERVERS]
     py_names = [n for n in names if n in PYTHON_SERVERS]
     for group, preferred in ((c_names, "libevent"), (py_names, "py-uvloop")):
-        if group:
+        if group and args.rounds:  # --rounds 0: callgrind alone
             table(group, preferred if preferred in group else group[0], sizes, results, shakes, args.rounds)
     if args.callgrind:
         print()
