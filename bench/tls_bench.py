@@ -4,7 +4,8 @@ libevent's OpenSSL bufferevents (bench/tls/libevent_tls_echo.c) and libuv
 with OpenSSL memory BIOs (bench/tls/libuv_tls_echo.c).
 
     bench/tls_bench.py [--rounds 5] [--messages 2000] [--sizes 64,16384]
-                       [--handshakes 2000] [--callgrind] [--servers evloop,libevent,libuv]
+                       [--handshakes 2000] [--callgrind [--callgrind-runs 3]]
+                       [--servers evloop,libevent,libuv]
                        [--python PATH]
 
 Python servers (--servers py-asyncio,py-uvloop,py-evloop): the asyncio
@@ -14,6 +15,8 @@ through SSLProtocol), and on evloop's loop with
 evloop.create_default_context() (the library's TLS streams), all on one
 interpreter (--python, default pyenv's CPython 3.11.7) in the venv of
 bench/asyncio_bench.py (uvloop from PyPI); their ratios are to py-uvloop.
+py-evloop is the implementation evloop picks (the native path on CPython);
+py-native and py-ctypes name one.
 
 Needs libevent-dev, libuv1-dev and libssl-dev (Debian: apt-get install
 libevent-dev libuv1-dev libssl-dev; the tests never do), openssl (the
@@ -35,8 +38,10 @@ alone on CPU 0, the load on CPU 1 (taskset).
 - Handshakes: new connections (each: a full TLS 1.3 handshake, one 1-byte
   round trip, close) per second of server CPU: --handshakes connections, 100
   at a time, from fresh client processes (no session resumption).
-- --callgrind: user-space instructions per round trip (callgrind, two loads,
-  by difference), 64-byte messages.
+- --callgrind: user-space instructions per round trip (callgrind, two loads
+  of 100 and 300 messages per connection, by difference), 64 B and 16 KiB,
+  for every server named (C and Python); --callgrind-runs: the median of so
+  many.
 """
 import argparse
 import os
@@ -93,7 +98,9 @@ SERVERS = {
 PYTHON_SERVERS = {
     "py-asyncio": ("asyncio", "stdlib"),
     "py-uvloop": ("uvloop", "stdlib"),
-    "py-evloop": ("evloop", "evloop"),
+    "py-evloop": ("evloop", "evloop"),  # the implementation evloop chooses: native on CPython
+    "py-native": ("native", "evloop"),  # evloop's native path, named
+    "py-ctypes": ("ctypes", "evloop"),  # evloop's ctypes path
 }
 PYTHON = [sys.executable]  # the venv's interpreter, set by main()
 
@@ -212,6 +219,7 @@ def main():
     parser.add_argument("--sizes", default="64,16384")
     parser.add_argument("--handshakes", type=int, default=2000)
     parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--callgrind-runs", type=int, default=1, help="callgrind runs per cell (the median)")
     parser.add_argument("--servers", default="evloop,libevent,libuv")
     parser.add_argument("--python", default=None, help="the interpreter of the Python servers")
     args = parser.parse_args()
@@ -242,14 +250,18 @@ def main():
     c_names = [n for n in names if n not in PYTHON_SERVERS]
     py_names = [n for n in names if n in PYTHON_SERVERS]
     for group, preferred in ((c_names, "libevent"), (py_names, "py-uvloop")):
-        if group:
+        if group and args.rounds:  # --rounds 0: callgrind alone
             table(group, preferred if preferred in group else group[0], sizes, results, shakes, args.rounds)
-    if args.callgrind and c_names:
+    if args.callgrind:
         print()
-        print("| instructions per round trip (callgrind) | 64 B | 16384 B |")
+        print(f"| instructions per round trip (callgrind, median of {args.callgrind_runs}) | 64 B | 16384 B |")
         print("|---|---|---|")
-        for name in c_names:
-            counts = [callgrind_per_round_trip(name, cert, key, s, 100, 300) for s in (64, 16384)]
+        for name in names:
+            counts = [
+                statistics.median(callgrind_per_round_trip(name, cert, key, s, 100, 300)
+                                  for _ in range(args.callgrind_runs))
+                for s in (64, 16384)
+            ]
             print(f"| {name} | " + " | ".join(f"{c:,.0f}" for c in counts) + " |")
 
 

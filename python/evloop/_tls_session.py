@@ -46,19 +46,21 @@ class TLSSession:
 
     def __init__(
         self,
-        query: Query,
+        query: Optional[Query],
         *,
         server_side: bool,
         server_hostname: Optional[str] = None,
         context: Optional[ssl.SSLContext] = None,
         verified: bool = True,
+        loaded: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._query = query
         self.server_side = server_side
         self.server_hostname = None if server_side else server_hostname
         self.context = context
         self._verified = verified  # the peer's certificate was checked (not CERT_NONE)
-        self._loaded: Optional[Dict[str, Any]] = None
+        # What the handshake agreed on, if the caller has it already.
+        self._loaded: Optional[Dict[str, Any]] = loaded
 
     def __repr__(self) -> str:
         return f"<evloop TLSSession server_side={self.server_side} version={self.version()!r}>"
@@ -68,6 +70,8 @@ class TLSSession:
         the library's stream has ended, so call this while it is open."""
         if self._loaded is None:
             query = self._query
+            if query is None:
+                raise OSError("evloop: the TLS stream is gone")
             version = query(_lib.evl_tls_version)
             if version == 0:  # still handshaking: nothing to keep yet
                 return {"version": 0, "suite": 0, "alpn": None, "sni": None, "certs": []}
@@ -144,6 +148,17 @@ class TLSSession:
         if not self._verified:
             return {}
         return decode_certificate(certs[0])
+
+
+def session_info(info: Tuple[int, int, Optional[bytes], Optional[bytes], Tuple[bytes, ...]]) -> Dict[str, Any]:
+    """TLSSession's `loaded` from the native loop's `(version, suite, alpn,
+    sni, certificates)` (names as bytes)."""
+    version, suite, alpn, sni, certs = info
+    return {"version": version, "suite": suite, "alpn": _ascii(alpn), "sni": _ascii(sni), "certs": list(certs)}
+
+
+def _ascii(name: Optional[bytes]) -> Optional[str]:
+    return None if not name else name.decode("ascii", errors="replace")
 
 
 def _text(query: Query, function: Any) -> Optional[str]:

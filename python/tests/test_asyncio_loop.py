@@ -512,13 +512,11 @@ class RandomSequences(OnEachImplementation):
                     await asyncio.sleep(0 if rng.random() < 0.8 else 0.001)
                 if transports:
                     transports[0].resume_reading()
-                if writer.can_write_eof():
-                    writer.write_eof()
-                    received = await reader.read(-1)
-                else:
-                    # asyncio's SSL transport (the native path's ssl=, for
-                    # now) cannot half-close: the echo's length instead.
-                    received = await reader.readexactly(len(sent))
+                # The library's TLS streams half-close (close_notify), on
+                # both paths.
+                self.assertTrue(writer.can_write_eof())
+                writer.write_eof()
+                received = await reader.read(-1)
                 self.assertEqual(len(received), len(sent))
                 self.assertTrue(received == bytes(sent), f"seed {seed}: the echo differs")
                 writer.close()

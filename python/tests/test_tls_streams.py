@@ -23,7 +23,7 @@ from test_asyncio_loop import pattern, stream_echo  # noqa: E402
 
 import evloop  # noqa: E402
 from evloop import TLSConfig  # noqa: E402
-from evloop._ctypes_asyncio import tls as ctypes_tls  # noqa: E402
+from evloop import _asyncio_tls as asyncio_tls  # noqa: E402
 from evloop.tls import EvloopSSLContext  # noqa: E402
 
 SIZES = (1, 1000, 16384, 100_003, 1 << 20)
@@ -243,8 +243,7 @@ class AsyncioTLS(OnEvloop):
                 for size in SIZES:
                     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context,
                                                                    server_hostname="localhost")
-                    if name == "evloop-ctypes":
-                        self.assertTrue(is_library_tls(writer.transport))
+                    self.assertTrue(is_library_tls(writer.transport))
                     self.assertEqual(writer.get_extra_info("ssl_object").selected_alpn_protocol(), "h2")
                     payload = pattern(size, size)
                     writer.write(payload)
@@ -308,9 +307,9 @@ class AsyncioTLS(OnEvloop):
             transport = await loop.start_tls(writer.transport, writer.transport.get_protocol(), client_context(),
                                              server_hostname="localhost")
             server_transport = await done
-            if name == "evloop-ctypes":
-                self.assertTrue(is_library_tls(transport))
-                self.assertTrue(is_library_tls(server_transport))
+            self.assertIs(transport, writer.transport)  # the same transport, now speaking TLS
+            self.assertTrue(is_library_tls(transport))
+            self.assertTrue(is_library_tls(server_transport))
             self.assertEqual(transport.get_extra_info("ssl_object").version(), "TLSv1.3")
             payload = pattern(300_000, 0)
             transport.write(payload)
@@ -335,14 +334,12 @@ class AsyncioTLS(OnEvloop):
 
     def test_shutdown_timeout_bounds_a_close_whose_queue_is_not_read(self):
         # ssl_shutdown_timeout is an argument from Python 3.11 on; before, the
-        # ctypes loop's default (SSL_SHUTDOWN_TIMEOUT, made short here) bounds it.
-        with mock.patch.object(ctypes_tls, "SSL_SHUTDOWN_TIMEOUT", 0.3):
+        # evloop loops' default (SSL_SHUTDOWN_TIMEOUT, made short here) bounds it.
+        with mock.patch.object(asyncio_tls, "SSL_SHUTDOWN_TIMEOUT", 0.3):
             self._shutdown_timeout()
 
     def _shutdown_timeout(self):
         async def main(name):
-            if sys.version_info < (3, 11) and name != "evloop-ctypes":
-                return  # no argument to give, and the default of another loop is not ours to shorten
             timeout = {"ssl_shutdown_timeout": 0.3} if sys.version_info >= (3, 11) else {}
             loop = asyncio.get_running_loop()
             lost = loop.create_future()
@@ -450,8 +447,7 @@ class Interop(OnEvloop):
         async def main(name):
             reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(["h2"]),
                                                            server_hostname="localhost")
-            if name == "evloop-ctypes":
-                self.assertTrue(is_library_tls(writer.transport))
+            self.assertTrue(is_library_tls(writer.transport))
             self.assertEqual(writer.get_extra_info("ssl_object").selected_alpn_protocol(), "h2")
             self.assertEqual(writer.get_extra_info("ssl_object").getpeercert(True), server_der())
             for size in (1, 1 << 20):
@@ -501,10 +497,12 @@ class ExtraInfo(unittest.TestCase):
         server_ctx = server_context(["h2"])
         client_ctx = client_context(["h2"])
         server_side = asyncio.get_running_loop().create_future()
+        served = asyncio.get_running_loop().create_future()
 
         async def handle(reader, writer):
             server_side.set_result(collect(writer.transport, server_ctx))
             await stream_echo(reader, writer)
+            served.set_result(None)
 
         def collect(transport, context):
             ssl_object = transport.get_extra_info("ssl_object")
@@ -527,6 +525,7 @@ class ExtraInfo(unittest.TestCase):
         writer.close()
         await writer.wait_closed()
         answers = {"client": client_side, "server": await server_side}
+        await asyncio.wait_for(served, 30)  # the server saw the end (its handler is not left to cancel)
         server.close()
         await server.wait_closed()
         return answers

@@ -403,6 +403,7 @@ pub(super) fn make_type(object_offset: usize) -> PyResult<NativeType<LoopFields>
         FAST,
         c"_make_transport(cls, sock, protocol, extra, server) -> transport on the socket",
     )
+    .method(c"_make_tls_transport", super::tls::make_tls_transport as *mut c_void, FAST, c"_make_tls_transport(cls, sock, protocol, extra, server, config, server_name, handshake_ms) -> transport over a TLS stream")
     .method(c"_watch_fd", super::watches::watch_fd as *mut c_void, FAST, c"_watch_fd(fd, events, data)")
     .method(c"_unwatch_fd", super::watches::unwatch_fd as *mut c_void, METH_O, c"_unwatch_fd(fd)")
     .method(c"_serve", super::watches::serve as *mut c_void, FAST, c"_serve(sock, callback, backlog): accepts natively")

@@ -39,6 +39,7 @@ mod object;
 mod protocol;
 mod ready;
 mod timers;
+mod tls;
 mod transport;
 mod typespec;
 mod watches;

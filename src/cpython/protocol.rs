@@ -25,8 +25,8 @@ use super::module::rt;
 use super::object::{int, none, Owned};
 use super::ready::ReadyItem;
 use super::transport::{
-    close_transport, core, fields, start, write_buffer_size, TransportFields, CLOSING, FINISHED,
-    PROTOCOL_PAUSED, STREAM_GONE,
+    close_transport, core, fields, start, write_buffer_size, TransportFields, BUFFERED, CLOSING,
+    FINISHED, PROTOCOL_PAUSED, STREAM_GONE, TLS, TLS_HANDSHAKE,
 };
 use crate::stream::{StreamEvent, StreamEventKind};
 
@@ -62,7 +62,7 @@ fn in_given_context(
 /// A protocol callback made by the loop: `body` in the transport's
 /// context. Its exception (but an exit) is asyncio's `_fatal_error` with
 /// `message`, and then `None`.
-fn protocol_call(
+pub(super) fn protocol_call(
     core: &LoopCore,
     transport: *mut PyObject,
     message: &CStr,
@@ -139,6 +139,10 @@ pub(super) fn data_received(core: &LoopCore, token: Token, bytes: Owned) -> PyRe
     let fields = unsafe { fields(transport) };
     if fields.has(CLOSING) {
         return Ok(());
+    }
+    if fields.has(BUFFERED) {
+        // A TLS stream's plaintext, for a BufferedProtocol.
+        return super::tls::into_buffers(core, transport, &bytes);
     }
     let on_data = fields.on_data.get_owned();
     let message = c"Fatal error: protocol.data_received() call failed.";
@@ -220,6 +224,7 @@ pub(super) fn stream_event(core: &LoopCore, event: StreamEvent<Token>) -> PyResu
         StreamEventKind::Eof => eof_received(core, event.data.as_transport()),
         StreamEventKind::Drained => drained(core, event.data.as_transport()),
         StreamEventKind::Closed => stream_closed(core, event),
+        StreamEventKind::Connected => super::tls::connected(core, event),
         _ => Ok(()),
     }
 }
@@ -284,19 +289,21 @@ fn stream_closed(core: &LoopCore, event: StreamEvent<Token>) -> PyResult<()> {
     }
     fields.stream.set(0);
     fields.set(STREAM_GONE, true);
+    if fields.has(TLS_HANDSHAKE) {
+        return super::tls::handshake_failed(core, &transport, &event);
+    }
     if event.error != 0 && fields.conn_lost.get() == 0 {
         let message = if fields.has(CLOSING) {
             c"Fatal write error on socket transport"
         } else {
             c"Fatal read error on socket transport"
         };
-        return fatal_error(
-            core,
-            transport.as_ptr(),
-            os_error(event.error),
-            message,
-            None,
-        );
+        let exc = if fields.has(TLS) {
+            super::tls::failure(core, &transport, &event)?
+        } else {
+            os_error(event.error)
+        };
+        return fatal_error(core, transport.as_ptr(), exc, message, None);
     }
     Ok(())
 }
@@ -392,7 +399,13 @@ pub(super) fn connection_lost(
     fields.set(FINISHED, true);
     let protocol = protocol_of(fields);
     let exc = exc.unwrap_or_else(none);
+    // A new TLS transport whose handshake failed never connected its
+    // protocol (one upgraded by start_tls did).
+    let connected = !fields.has(TLS_HANDSHAKE) || fields.has(super::transport::STARTED);
     let result = in_given_context(fields, context.as_ref(), || {
+        if !connected {
+            return Ok(none());
+        }
         call::method1(
             protocol.as_ptr(),
             rt().names.connection_lost.as_ptr(),

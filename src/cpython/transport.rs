@@ -46,6 +46,11 @@ pub(super) const BUFFERED: u32 = 1 << 5;
 pub(super) const STREAM_GONE: u32 = 1 << 6;
 /// `connection_lost()` has run (or the loop let go of the transport).
 pub(super) const FINISHED: u32 = 1 << 7;
+/// A TLS stream of the library (`tls.rs`).
+pub(super) const TLS: u32 = 1 << 8;
+/// Its handshake is under way: `connection_made()` has not run, and a
+/// failure ends the transport without `connection_lost()`.
+pub(super) const TLS_HANDSHAKE: u32 = 1 << 9;
 
 /// asyncio's default write-buffer limits.
 const DEFAULT_HIGH_WATER: usize = 64 * 1024;
@@ -117,7 +122,8 @@ pub(super) fn reads_into_buffer(token: Token) -> bool {
     // SAFETY: a stream's token is its transport, which the loop's core
     // holds while the stream lives.
     let fields = unsafe { fields(transport) };
-    fields.has(BUFFERED) && fields.is_reading()
+    // A TLS stream's plaintext comes as DATA (tls::into_buffers).
+    fields.has(BUFFERED) && !fields.has(TLS) && fields.is_reading()
 }
 
 /// The loop's core, and a reference to the loop that keeps it alive
@@ -191,6 +197,8 @@ pub(super) fn make_type(
         c"set_write_buffer_limits(high=None, low=None): pause_writing() above high, resume_writing() at low",
     )
     .method(c"get_extra_info", get_extra_info as *mut c_void, FAST, c"get_extra_info(name, default=None)")
+    .method(c"_tls_upgrade", super::tls::upgrade as *mut c_void, FAST, c"_tls_upgrade(config, server_name, handshake_ms): start_tls on the stream")
+    .method(c"_tls_idle_timeout", super::tls::set_idle_timeout as *mut c_void, METH_O, c"_tls_idle_timeout(ms): a TLS stream's bound on a close or handshake that stalls")
     .method(c"set_protocol", set_protocol as *mut c_void, METH_O, c"set_protocol(protocol)")
     .method(c"get_protocol", get_protocol as *mut c_void, METH_NOARGS, c"the protocol")
     .build()
@@ -201,66 +209,77 @@ loop_method!(
     /// of class `cls` (the package's subclass) on `sock`, attached to the loop;
     /// `connection_made()` is queued, with the start of reading after it.
     pub(super) make_transport, |object, core, args| {
-        let (api, rt) = (api(), rt());
         let &[cls, sock, protocol_object, extra, server] = args.positional else {
             return Err(raise(
-                api.PyExc_TypeError,
+                api().PyExc_TypeError,
                 c"_make_transport(cls, sock, protocol, extra, server)",
             ));
         };
-        core.check_open()?;
-        // SAFETY: the transport type's metaclass (type); a new reference.
-        let metaclass = unsafe { Owned::new((api.PyObject_Type)(rt.transport.type_object()))? };
-        let is_type = is_instance(cls, metaclass.as_ptr())?;
-        // SAFETY: two live types (the first checked just above).
-        if !is_type || unsafe { (api.PyType_IsSubtype)(cls, rt.transport.type_object()) } == 0 {
-            return Err(raise(
-                api.PyExc_TypeError,
-                c"_make_transport(): cls must derive from the native Transport",
-            ));
-        }
-        let fd_object = call::method0(sock, rt.names.fileno.as_ptr())?;
-        // SAFETY: a live object; -1 with an exception set on failure.
-        let fd = unsafe { (api.PyLong_AsLong)(fd_object.as_ptr()) };
-        if fd < 0 {
-            // SAFETY: reads the error indicator.
-            if unsafe { !(api.PyErr_Occurred)().is_null() } {
-                return Err(PyErr::taken());
-            }
-            return Err(raise_errno(libc::EBADF));
-        }
-        // SAFETY: `cls` derives from the transport type, checked above.
-        let transport = unsafe { rt.transport.alloc(cls)? };
-        // SAFETY: a fresh transport.
-        let fields = unsafe { fields(transport.as_ptr()) };
-        // SAFETY: the arguments are live objects of the call; the context
-        // copy is a new reference (or NULL).
-        unsafe {
-            fields.extra.replace(Some(Owned::borrowed(extra)));
-            fields.sock.replace(Some(Owned::borrowed(sock)));
-            fields.server.replace(Some(Owned::borrowed(server)));
-            fields.event_loop.replace(Some(Owned::borrowed(object)));
-            fields
-                .context
-                .replace(Some(Owned::new((api.PyContext_CopyCurrent)())?));
-        }
-        fields.empty_waiter.replace(Some(none()));
-        fields.core.set(core);
-        fields.fd.set(fd as i32);
-        fields.high_water.set(DEFAULT_HIGH_WATER);
-        fields.low_water.set(DEFAULT_HIGH_WATER / 4);
-        change_protocol(fields, protocol_object)?;
-        core.transports
-            .borrow_mut()
-            .insert(transport.as_ptr() as usize, transport.clone_ref());
+        let transport = new_transport(object, core, [cls, sock, protocol_object, extra, server])?;
         // SAFETY: a new reference (a copy of the current context) or NULL.
-        let context = unsafe { Owned::new((api.PyContext_CopyCurrent)())? };
+        let context = unsafe { Owned::new((api().PyContext_CopyCurrent)())? };
         core.push_ready(ReadyItem::ConnectionMade {
             transport: transport.clone_ref(),
             context,
         });
         Ok(transport)
 });
+
+/// A transport of class `cls` on `sock`, attached to the loop `object`
+/// (its core), without its `connection_made()`.
+pub(super) fn new_transport(
+    object: *mut PyObject,
+    core: &LoopCore,
+    [cls, sock, protocol_object, extra, server]: [*mut PyObject; 5],
+) -> PyResult<Owned> {
+    let (api, rt) = (api(), rt());
+    core.check_open()?;
+    // SAFETY: the transport type's metaclass (type); a new reference.
+    let metaclass = unsafe { Owned::new((api.PyObject_Type)(rt.transport.type_object()))? };
+    let is_type = is_instance(cls, metaclass.as_ptr())?;
+    // SAFETY: two live types (the first checked just above).
+    if !is_type || unsafe { (api.PyType_IsSubtype)(cls, rt.transport.type_object()) } == 0 {
+        return Err(raise(
+            api.PyExc_TypeError,
+            c"_make_transport(): cls must derive from the native Transport",
+        ));
+    }
+    let fd_object = call::method0(sock, rt.names.fileno.as_ptr())?;
+    // SAFETY: a live object; -1 with an exception set on failure.
+    let fd = unsafe { (api.PyLong_AsLong)(fd_object.as_ptr()) };
+    if fd < 0 {
+        // SAFETY: reads the error indicator.
+        if unsafe { !(api.PyErr_Occurred)().is_null() } {
+            return Err(PyErr::taken());
+        }
+        return Err(raise_errno(libc::EBADF));
+    }
+    // SAFETY: `cls` derives from the transport type, checked above.
+    let transport = unsafe { rt.transport.alloc(cls)? };
+    // SAFETY: a fresh transport.
+    let fields = unsafe { fields(transport.as_ptr()) };
+    // SAFETY: the arguments are live objects of the call; the context
+    // copy is a new reference (or NULL).
+    unsafe {
+        fields.extra.replace(Some(Owned::borrowed(extra)));
+        fields.sock.replace(Some(Owned::borrowed(sock)));
+        fields.server.replace(Some(Owned::borrowed(server)));
+        fields.event_loop.replace(Some(Owned::borrowed(object)));
+        fields
+            .context
+            .replace(Some(Owned::new((api.PyContext_CopyCurrent)())?));
+    }
+    fields.empty_waiter.replace(Some(none()));
+    fields.core.set(core);
+    fields.fd.set(fd as i32);
+    fields.high_water.set(DEFAULT_HIGH_WATER);
+    fields.low_water.set(DEFAULT_HIGH_WATER / 4);
+    change_protocol(fields, protocol_object)?;
+    core.transports
+        .borrow_mut()
+        .insert(transport.as_ptr() as usize, transport.clone_ref());
+    Ok(transport)
+}
 
 /// Makes the transport's stream, if it has none yet (and may have one):
 /// over a duplicate of the socket's fd, reading only if it should.

@@ -430,7 +430,7 @@ pub unsafe extern "C" fn evl_tls_config_set_versions(
 ///
 /// # Safety
 /// `cfg` NULL or live; `server_name` NULL or NUL-terminated.
-unsafe fn role(
+pub(crate) unsafe fn role(
     cfg: *mut evl_tls_config,
     server_name: *const c_char,
 ) -> Result<tls::TlsRole, Errno> {

@@ -12,11 +12,11 @@ from asyncio import events
 from typing import Any, Callable, List, Optional, Tuple
 
 from .._loop import Loop
-from .._sslproto import SSLProtocol
 from . import datagram, resolve
 from .selector import LoopSelector
 from .sendfile import send_file
-from .tls import TLSLink, native_config
+from . import tls as tls_steps
+from .tls import SSLTransports, TLSLink, native_config
 from .transport import StreamTransport
 
 # call_soon() builds asyncio's Handle itself, field by field, where the
@@ -30,7 +30,7 @@ _new_handle = object.__new__
 _copy_context = contextvars.copy_context
 
 
-class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+class EventLoop(SSLTransports, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     """asyncio's event loop on evloop, the ctypes path (see the package's
     documentation).
 
@@ -109,68 +109,18 @@ class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     ) -> StreamTransport:
         return StreamTransport(self, sock, protocol, waiter, extra, server)
 
-    def _make_ssl_transport(
-        self,
-        rawsock: socket.socket,
-        protocol: Any,
-        sslcontext: Any,
-        waiter: Any = None,
-        *,
-        server_side: bool = False,
-        server_hostname: Optional[str] = None,
-        extra: Any = None,
-        server: Any = None,
-        **timeouts: Any,  # ssl_handshake_timeout, and ssl_shutdown_timeout from 3.11
-    ) -> Any:
-        config = native_config(sslcontext, server_side)
-        if config is not None:
-            # The library's TLS stream: no SSLProtocol, no Python per record.
-            link = TLSLink(config, sslcontext, server_side=server_side, server_hostname=server_hostname, **timeouts)
-            return StreamTransport(self, rawsock, protocol, waiter, extra, server, tls=link)
-        ssl_protocol = SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
-        )
-        StreamTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
-        return ssl_protocol._app_transport
+    def _make_library_tls_transport(
+        self, rawsock: socket.socket, protocol: Any, link: TLSLink, waiter: Any, extra: Any, server: Any
+    ) -> StreamTransport:
+        # The library's TLS stream: no SSLProtocol, no Python per record.
+        return StreamTransport(self, rawsock, protocol, waiter, extra, server, tls=link)
 
-    async def start_tls(  # type: ignore[override]
-        self,
-        transport: Any,
-        protocol: Any,
-        sslcontext: Any,
-        *,
-        server_side: bool = False,
-        server_hostname: Optional[str] = None,
-        ssl_handshake_timeout: Optional[float] = None,
-        ssl_shutdown_timeout: Optional[float] = None,
-    ) -> Any:
-        """asyncio's start_tls(); with an evloop.EvloopSSLContext on one of
-        this loop's transports, TLS in the library on the same stream, and
-        the same transport (now speaking TLS) is returned."""
-        config = native_config(sslcontext, server_side)
-        if config is None or type(transport) is not StreamTransport or transport._tls is not None:
-            timeouts = {"ssl_handshake_timeout": ssl_handshake_timeout}
-            if ssl_shutdown_timeout is not None:
-                timeouts["ssl_shutdown_timeout"] = ssl_shutdown_timeout
-            return await super().start_tls(
-                transport, protocol, sslcontext, server_side=server_side, server_hostname=server_hostname, **timeouts
-            )
-        if transport.is_closing():
-            raise ConnectionResetError("start_tls() on a closing transport")
-        link = TLSLink(
-            config, sslcontext, server_side=server_side, server_hostname=server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout, upgrade=True,
-        )
-        waiter = self.create_future()
-        transport.set_protocol(protocol)
-        link.start(transport, waiter)
+    def _upgradable(self, transport: Any) -> bool:
+        return type(transport) is StreamTransport and transport._tls is None
+
+    def _upgrade_to_tls(self, transport: Any, link: TLSLink) -> None:
+        tls_steps.start(link, transport, link.waiter)
         transport._tls = link
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport
 
     async def _sendfile_native(self, transp: Any, file: Any, offset: int, count: int) -> int:
         if not isinstance(transp, StreamTransport):

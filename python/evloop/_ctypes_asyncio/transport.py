@@ -32,6 +32,7 @@ from .. import _lib
 from ..streams import StreamEndpoint
 from .fatal import FatalErrors
 from .reading import EOF, Reading
+from . import tls as tls_steps
 from .tls import EXTRA_NAMES as TLS_EXTRA_NAMES
 from .writing import Writing
 
@@ -113,7 +114,7 @@ class StreamTransport(FatalErrors, Reading, Writing, transports._FlowControlMixi
         if tls is None:
             self._connection_up(waiter)
         else:
-            tls.start(self, waiter)  # _connection_up() once its handshake is done
+            tls_steps.start(tls, self, waiter)  # _connection_up() once its handshake is done
 
     def _connection_up(self, waiter: Optional[asyncio.Future]) -> None:
         """connection_made(), then the data (and the waiter's result)."""
@@ -165,7 +166,7 @@ class StreamTransport(FatalErrors, Reading, Writing, transports._FlowControlMixi
             self._stream_call(_lib.evl_stream_pause)
             self._close_when_drained = True
             if self._tls is not None:
-                self._tls.closing()
+                tls_steps.closing(self._tls, self)
             return
         self._close_now()
 
@@ -249,7 +250,7 @@ class StreamTransport(FatalErrors, Reading, Writing, transports._FlowControlMixi
     def _stream_connected(self) -> None:
         # Adopted streams are connected already: this is a TLS handshake's end.
         if self._tls is not None:
-            self._context.run(self._tls.handshake_done)
+            self._context.run(tls_steps.handshake_done, self._tls, self)
 
     def _loop_closed(self) -> None:
         """The loop was closed with the transport open (its stream is gone):
@@ -276,7 +277,7 @@ class StreamTransport(FatalErrors, Reading, Writing, transports._FlowControlMixi
         self._gone = True
         self._update_fast_write()
         if self._tls is not None and self._tls.handshaking:
-            self._tls.handshake_failed(status)
+            tls_steps.handshake_failed(self._tls, self, status)
         if self._conn_lost:
             return
         if self._closing:  # close() asked for it

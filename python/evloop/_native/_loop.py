@@ -27,7 +27,10 @@ from asyncio import base_events, constants, events, format_helpers, futures, trs
 from asyncio.log import logger
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .._sslproto import SSLProtocol
+from .. import _lib
+from .._asyncio_tls import EXTRA_NAMES as TLS_EXTRA_NAMES
+from .._asyncio_tls import SSLTransports, TLSLink, log_handshake, native_config, stream_failure
+from .._tls_session import session_info
 from . import _load
 
 core = _load.load()
@@ -50,7 +53,9 @@ _ACCEPT_RESOURCE_ERRORS = (
 class _Transport(core.Transport):  # type: ignore[misc,name-defined]
     """A socket transport of the native loop (the methods are native)."""
 
-    __slots__ = ("__weakref__",)
+    # _tls: a TLS transport's TLSLink (see _TLSTransport), here so that
+    # start_tls() can make a transport one (same layout).
+    __slots__ = ("__weakref__", "_tls")
     # Native members (attributes of the native type), for the type checker.
     _empty_waiter: Any
     _start_tls_compatible = True
@@ -89,6 +94,51 @@ class _Transport(core.Transport):  # type: ignore[misc,name-defined]
     def _server_detach(self, server: Any) -> None:
         """Called by the native code when the transport has ended."""
         server._detach(*((self,) if _SERVER_TAKES_TRANSPORT else ()))
+
+
+class _TLSTransport(_Transport):
+    """A native transport over a TLS stream of the library (``ssl=`` with
+    an evloop context: see evloop/_asyncio_tls.py); the native code calls
+    the ``_tls_*`` methods as its handshake ends."""
+
+    __slots__ = ()
+    _tls: TLSLink
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name in TLS_EXTRA_NAMES:
+            return self._tls.extra(name, default)
+        return super().get_extra_info(name, default)
+
+    def close(self) -> None:
+        # close() waits for the queue to be sent (close_notify follows):
+        # bounded by ssl_shutdown_timeout without a byte moving, then
+        # connection_lost(TimeoutError), as from asyncio.
+        if not self._closing and not self._tls.handshaking and self.get_write_buffer_size():
+            self._tls_idle_timeout(self._tls.shutdown_ms)
+        super().close()
+
+    def _tls_handshake_done(self, info: Any) -> None:
+        link = self._tls
+        link.new_session(loaded=session_info(info))
+        loop = self._loop
+        if loop.get_debug():
+            loop.call_soon(log_handshake, self)
+        # connection_made() is queued already: the waiter hears after it.
+        waiter, link.waiter = link.waiter, None
+        if waiter is not None:
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)  # type: ignore[attr-defined]
+
+    def _tls_handshake_failed(self, status: int, reason: Optional[bytes]) -> None:
+        link = self._tls
+        link.handshaking = False
+        link.settle(link.failure(status, _text(reason)))
+
+    def _tls_failure(self, status: int, reason: Optional[bytes]) -> BaseException:
+        return stream_failure(status, _text(reason), self._tls.server_hostname)
+
+
+def _text(reason: Optional[bytes]) -> Optional[str]:
+    return None if reason is None else reason.decode("utf-8", errors="replace")
 
 
 class _Selector(selectors._BaseSelectorImpl):  # type: ignore[name-defined,misc]
@@ -161,8 +211,11 @@ class _Accepting:
 
     def __init__(
         self, loop: "EventLoop", protocol_factory: Callable[[], Any], sock: socket.socket, server: Any,
-        backlog: int, more: Tuple[Any, ...], options: dict,
+        backlog: int, more: Tuple[Any, ...], options: dict, sslcontext: Any = None,
+        tls: Optional[Callable[[], TLSLink]] = None,
     ) -> None:
+        self._tls = tls  # each connection's TLSLink, for a TLS server of the library
+        self._sslcontext = sslcontext
         self._loop = loop
         self._protocol_factory = protocol_factory
         self._sock = sock
@@ -185,7 +238,12 @@ class _Accepting:
         try:
             conn.setblocking(False)
             protocol = self._protocol_factory()
-            self._loop._make_socket_transport(conn, protocol, server=self._server)
+            if self._tls is None:
+                self._loop._make_socket_transport(conn, protocol, server=self._server)
+            else:
+                # A failed handshake ends unseen, as asyncio's does outside
+                # debug mode (no waiter).
+                self._loop._make_library_tls_transport(conn, protocol, self._tls(), None, None, self._server)
         except (SystemExit, KeyboardInterrupt):
             conn.close()
             raise
@@ -216,11 +274,12 @@ class _Accepting:
     def _retry(self) -> None:
         if self._sock.fileno() != -1 and not self._loop.is_closed():
             self._loop._start_serving(
-                self._protocol_factory, self._sock, None, self._server, self._backlog, *self._more, **self._options
+                self._protocol_factory, self._sock, self._sslcontext, self._server, self._backlog, *self._more,
+                **self._options,
             )
 
 
-class EventLoop(core.EventLoop, asyncio.SelectorEventLoop):  # type: ignore[misc,name-defined]
+class EventLoop(SSLTransports, core.EventLoop, asyncio.SelectorEventLoop):  # type: ignore[misc,name-defined]
     """asyncio's event loop with evloop's native hot path (see the module)."""
 
     # asyncio's, which the type stubs leave out.
@@ -304,6 +363,15 @@ class EventLoop(core.EventLoop, asyncio.SelectorEventLoop):  # type: ignore[misc
     def _make_socket_transport(
         self, sock: socket.socket, protocol: Any, waiter: Any = None, *, extra: Any = None, server: Any = None
     ) -> Any:
+        transport = self._make_transport(_Transport, sock, protocol, self._socket_extra(sock, extra), server)
+        self._attach(transport, server)
+        if waiter is not None:
+            self.call_soon(futures._set_result_unless_cancelled, waiter, None)  # type: ignore[attr-defined]
+        return transport
+
+    @staticmethod
+    def _socket_extra(sock: socket.socket, extra: Any) -> dict:
+        """get_extra_info()'s dict of a socket transport (TCP_NODELAY set)."""
         if extra is None:
             extra = {}
         extra["socket"] = trsock.TransportSocket(sock)
@@ -317,45 +385,82 @@ class EventLoop(core.EventLoop, asyncio.SelectorEventLoop):  # type: ignore[misc
             except OSError:
                 extra["peername"] = None
         base_events._set_nodelay(sock)  # type: ignore[attr-defined]
-        transport = self._make_transport(_Transport, sock, protocol, extra, server)
+        return extra
+
+    def _attach(self, transport: Any, server: Any) -> None:
         if server is not None:
             server._attach(*((transport,) if _SERVER_TAKES_TRANSPORT else ()))
-        self._transports[sock.fileno()] = transport
-        if waiter is not None:
-            self.call_soon(futures._set_result_unless_cancelled, waiter, None)  # type: ignore[attr-defined]
+        self._transports[transport._sock_fd] = transport
+
+    def _make_library_tls_transport(
+        self, rawsock: socket.socket, protocol: Any, link: TLSLink, waiter: Any, extra: Any, server: Any
+    ) -> Any:
+        """A native transport over a TLS stream of the library (see
+        evloop/_asyncio_tls.py): connection_made() once the handshake is
+        done, then the waiter's result; its failure to the waiter."""
+        extra = self._socket_extra(rawsock, extra)
+        link.waiter = waiter
+        link.handshaking = True
+        transport, status = self._make_tls_transport(
+            _TLSTransport, rawsock, protocol, extra, server, link.config.handle, link.server_name, link.handshake_ms
+        )
+        transport._tls = link
+        self._attach(transport, server)
+        if status:
+            link.handshaking = False
+            link.waiter = None
+            raise _lib.error(status, "TLS")
         return transport
 
-    def _make_ssl_transport(
-        self,
-        rawsock: socket.socket,
-        protocol: Any,
-        sslcontext: Any,
-        waiter: Any = None,
-        *,
-        server_side: bool = False,
-        server_hostname: Optional[str] = None,
-        extra: Any = None,
-        server: Any = None,
-        **timeouts: Any,  # ssl_handshake_timeout, and ssl_shutdown_timeout from 3.11
-    ) -> Any:
-        ssl_protocol = SSLProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts)
-        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
-        return ssl_protocol._app_transport
+    def _upgradable(self, transport: Any) -> bool:
+        return type(transport) is _Transport
+
+    def _upgrade_to_tls(self, transport: Any, link: TLSLink) -> None:
+        transport.__class__ = _TLSTransport
+        transport._tls = link
+        link.handshaking = True
+        status = transport._tls_upgrade(link.config.handle, link.server_name, link.handshake_ms)
+        if status:
+            link.handshaking = False
+            transport.__class__ = _Transport
+            del transport._tls
+            raise _lib.error(status, "TLS")
 
     def _start_serving(
         self, protocol_factory: Any, sock: socket.socket, sslcontext: Any = None, server: Any = None,
         backlog: int = 100, *more: Any, **options: Any,
     ) -> None:
+        tls = None
         if sslcontext is not None:
-            super()._start_serving(protocol_factory, sock, sslcontext, server, backlog, *more, **options)
-            return
-        accepting = _Accepting(self, protocol_factory, sock, server, backlog, more, options)
+            tls = _tls_links(sslcontext, *more, **options)
+            if tls is None:  # asyncio's SSLProtocol
+                super()._start_serving(protocol_factory, sock, sslcontext, server, backlog, *more, **options)
+                return
+        accepting = _Accepting(self, protocol_factory, sock, server, backlog, more, options, sslcontext, tls)
         self._serve(sock, accepting, backlog)
 
     def _stop_serving(self, sock: socket.socket) -> None:
         if sock.fileno() != -1:
             self._unserve(sock.fileno())
         super()._stop_serving(sock)
+
+
+def _tls_links(
+    sslcontext: Any, ssl_handshake_timeout: Optional[float] = None, ssl_shutdown_timeout: Optional[float] = None,
+) -> Optional[Callable[[], TLSLink]]:
+    """What makes the TLSLink of each connection a TLS server accepts, when
+    the library serves its context; None: asyncio's SSLProtocol."""
+    config = native_config(sslcontext, True)
+    if config is None:
+        return None
+
+    def link() -> TLSLink:
+        return TLSLink(
+            config, sslcontext, server_side=True, server_hostname=None,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+
+    return link
 
 
 # ---- what the native code asks of Python -----------------------------------
