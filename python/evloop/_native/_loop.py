@@ -28,7 +28,7 @@ from asyncio.log import logger
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .._sslproto import SSLProtocol
-from . import _load
+from . import _datagram, _load
 
 core = _load.load()
 
@@ -341,6 +341,13 @@ class EventLoop(core.EventLoop, asyncio.SelectorEventLoop):  # type: ignore[misc
         ssl_protocol = SSLProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts)
         self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
+
+    def _make_datagram_transport(
+        self, sock: socket.socket, protocol: Any, address: Any = None, waiter: Any = None, extra: Any = None
+    ) -> Any:
+        if not _datagram.supports(sock):  # Unix-domain datagrams: asyncio's own
+            return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
+        return _datagram.DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     def _start_serving(
         self, protocol_factory: Any, sock: socket.socket, sslcontext: Any = None, server: Any = None,
