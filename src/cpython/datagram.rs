@@ -352,59 +352,63 @@ fn deliver(
     };
     let api = api();
     let names = &rt().names;
-    for received in batch {
-        if fields.has(GONE) && !fields.has(RECEIVING) {
-            // Aborted (or detached) meanwhile: the rest is dropped.
-            return Ok(());
-        }
-        // SAFETY: the datagram's bytes, in the receive buffer until the
-        // next step releases it (no receive happens meanwhile).
-        let bytes = unsafe {
-            Owned::new((api.PyBytes_FromStringAndSize)(
-                received.data.cast(),
-                received.len as isize,
-            ))?
-        };
-        // SAFETY: as above, the source address the kernel wrote there.
-        let raw = unsafe { raw_bytes(received.addr, received.addr_len) };
-        let addr = source(fields, raw)?;
-        if !fields.has(RECEIVING) {
-            unreported(call::method2(
-                transport.as_ptr(),
-                names.hold.as_ptr(),
-                bytes.as_ptr(),
-                addr.as_ptr(),
-            ))?;
-            continue;
-        }
-        let context = fields.context.get_owned();
-        let context = context.as_ref().map_or(std::ptr::null_mut(), Owned::as_ptr);
-        let on_datagram = fields.on_datagram.get_owned();
-        let result = in_context(context, || match &on_datagram {
-            Some(on_datagram) => call::call2(on_datagram.as_ptr(), bytes.as_ptr(), addr.as_ptr()),
-            None => call::method2(
-                fields.protocol.get_owned().unwrap_or_else(none).as_ptr(),
-                names.datagram_received.as_ptr(),
-                bytes.as_ptr(),
-                addr.as_ptr(),
-            ),
-        });
-        if result.is_err() {
-            let exception = Exception::fetch();
-            if exception.is_exit() {
-                return Err(exception.restore());
+    // The batch in the transport's context, entered once.
+    let context = fields.context.get_owned();
+    let context = context.as_ref().map_or(std::ptr::null_mut(), Owned::as_ptr);
+    in_context(context, || {
+        for received in batch {
+            if fields.has(GONE) && !fields.has(RECEIVING) {
+                // Closed or aborted meanwhile: the rest is dropped.
+                return Ok(());
             }
-            let protocol = fields.protocol.get_owned().unwrap_or_else(none);
-            report(
-                core,
-                c"Exception in callback datagram_received()",
-                &exception.into_value(),
-                transport.as_ptr(),
-                &protocol,
-            )?;
+            // SAFETY: the datagram's bytes, in the receive buffer until the
+            // next step releases it (no receive happens meanwhile).
+            let bytes = unsafe {
+                Owned::new((api.PyBytes_FromStringAndSize)(
+                    received.data.cast(),
+                    received.len as isize,
+                ))?
+            };
+            // SAFETY: as above, the source address the kernel wrote there.
+            let raw = unsafe { raw_bytes(received.addr, received.addr_len) };
+            let addr = source(fields, raw)?;
+            if !fields.has(RECEIVING) {
+                unreported(call::method2(
+                    transport.as_ptr(),
+                    names.hold.as_ptr(),
+                    bytes.as_ptr(),
+                    addr.as_ptr(),
+                ))?;
+                continue;
+            }
+            let result = match fields.on_datagram.get_owned() {
+                Some(on_datagram) => {
+                    call::call2(on_datagram.as_ptr(), bytes.as_ptr(), addr.as_ptr())
+                }
+                None => call::method2(
+                    fields.protocol.get_owned().unwrap_or_else(none).as_ptr(),
+                    names.datagram_received.as_ptr(),
+                    bytes.as_ptr(),
+                    addr.as_ptr(),
+                ),
+            };
+            if result.is_err() {
+                let exception = Exception::fetch();
+                if exception.is_exit() {
+                    return Err(exception.restore());
+                }
+                let protocol = fields.protocol.get_owned().unwrap_or_else(none);
+                report(
+                    core,
+                    c"Exception in callback datagram_received()",
+                    &exception.into_value(),
+                    transport.as_ptr(),
+                    &protocol,
+                )?;
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// `len` bytes at `addr` (none for NULL).
