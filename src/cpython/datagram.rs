@@ -16,7 +16,8 @@
 //! methods below and is called for what is rare: a datagram received while
 //! reading is paused (`_hold`), a refused send (`_send_outcome`), the
 //! socket's errors, its queue drained and its end (`_udp_error`,
-//! `_udp_drained`, `_udp_closed`).
+//! `_stream_drained`, `_stream_closed`, with 0 or -errno as on the ctypes
+//! path).
 //!
 //! The stream layer's socket is made over a duplicate of the Python
 //! socket's fd, so the socket stays open until `connection_lost` has
@@ -39,6 +40,7 @@ use super::event_loop::{loop_method, tuple, LoopCore, Token};
 use super::module::rt;
 use super::object::{boolean, int, none, Owned, Slot};
 use super::protocol::{report, unreported};
+use super::transport::transport_method;
 use super::typespec::{refuse_delete, NativeType, TypeBuilder};
 use crate::stream::{Datagram, StreamEvent, StreamEventKind};
 use crate::sys::SockAddr;
@@ -289,11 +291,11 @@ pub(super) fn event(core: &LoopCore, event: StreamEvent<Token>) -> PyResult<()> 
     match event.kind {
         StreamEventKind::Datagrams => deliver(core, &transport, fields, &event),
         StreamEventKind::UdpError => {
-            let errno = int(event.error.into())?;
+            let status = int(-i64::from(event.error))?;
             unreported(call::method1(
                 transport.as_ptr(),
                 names.udp_error.as_ptr(),
-                errno.as_ptr(),
+                status.as_ptr(),
             ))
         }
         StreamEventKind::Drained => unreported(call::method0(
@@ -306,11 +308,11 @@ pub(super) fn event(core: &LoopCore, event: StreamEvent<Token>) -> PyResult<()> 
             fields.set(FAST_SEND, false);
             let held = core.datagrams.borrow_mut().remove(&(address as usize));
             drop(held);
-            let errno = int(event.error.into())?;
+            let status = int(-i64::from(event.error))?;
             unreported(call::method1(
                 transport.as_ptr(),
                 names.udp_closed.as_ptr(),
-                errno.as_ptr(),
+                status.as_ptr(),
             ))
         }
         _ => Ok(()),
@@ -684,24 +686,7 @@ unsafe extern "C" fn send_to(
     })
 }
 
-/// The body of a method of the transport: its payload.
-macro_rules! datagram_method {
-    ($name:ident, |$fields:ident, $transport:ident, $arg:ident| $body:expr) => {
-        unsafe extern "C" fn $name(
-            $transport: *mut PyObject,
-            $arg: *mut PyObject,
-        ) -> *mut PyObject {
-            boundary::object(|| {
-                // SAFETY: CPython checked `transport` is an instance of the
-                // datagram transport type, alive for the call.
-                let $fields = unsafe { fields($transport) };
-                $body
-            })
-        }
-    };
-}
-
-datagram_method!(queued, |fields, _transport, _unused| {
+transport_method!(queued, |fields, _transport, _unused| {
     let udp = fields.udp.get();
     let size = match fields.core_unheld() {
         Some(core) if udp != 0 => core.io()?.udp_queued(udp).unwrap_or(0),
@@ -710,7 +695,7 @@ datagram_method!(queued, |fields, _transport, _unused| {
     int(size as i64)
 });
 
-datagram_method!(close_udp, |fields, _transport, _unused| {
+transport_method!(close_udp, |fields, _transport, _unused| {
     fields.set(RECEIVING | FAST_SEND, false);
     fields.set(GONE, true);
     let udp = fields.udp.get();
@@ -721,7 +706,7 @@ datagram_method!(close_udp, |fields, _transport, _unused| {
     Ok(none())
 });
 
-datagram_method!(set_protocol, |fields, _transport, protocol| {
+transport_method!(set_protocol, |fields, _transport, protocol| {
     let on_datagram = if protocol == api().none {
         None
     } else {
@@ -744,7 +729,7 @@ datagram_method!(set_protocol, |fields, _transport, protocol| {
     Ok(none())
 });
 
-datagram_method!(get_protocol, |fields, _transport, _unused| Ok(fields
+transport_method!(get_protocol, |fields, _transport, _unused| Ok(fields
     .protocol
     .get_owned()
     .unwrap_or_else(none)));

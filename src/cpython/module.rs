@@ -74,8 +74,8 @@ names! {
     sendto_slow = c"_sendto_slow",
     send_outcome = c"_send_outcome",
     udp_error = c"_udp_error",
-    udp_drained = c"_udp_drained",
-    udp_closed = c"_udp_closed",
+    udp_drained = c"_stream_drained",
+    udp_closed = c"_stream_closed",
 }
 
 /// Python functions the package gives the layer (`configure()`), for what
