@@ -8,6 +8,10 @@ compares with asyncio:
   protocol heard connection_lost exactly once, the exception handler got
   exactly the exceptions raised, no transport or protocol is alive (weak
   references, after gc.collect()) and no fd is left;
+- flow control: with the library's sends held (as if the kernel's buffer
+  were full), datagrams past the high-water mark wait in order,
+  pause_writing() comes once, then resume_writing() once they are sent,
+  and a close() waits for them;
 - byte-exact: seeded random datagrams (1 byte to 65,000), each checked
   byte for byte in its echo, to destinations given as the same tuple, as
   an equal new tuple, as a name, and to the connected peer, alternating
@@ -267,6 +271,58 @@ class ByteExactTest(unittest.TestCase):
         for seed in SEEDS:
             with self.subTest(seed=seed):
                 self.assertEqual(run(byte_exact(seed), native_loop), 120 * len(HOSTS))
+
+
+class _Flow(_Replies):
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+    def pause_writing(self):
+        self.events.append("pause")
+
+    def resume_writing(self):
+        self.events.append("resume")
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", exc))
+
+
+async def flow_control(close_early):
+    loop = asyncio.get_running_loop()
+    receiver, received = await loop.create_datagram_endpoint(_Replies, local_addr=("127.0.0.1", 0))
+    sender, flow = await loop.create_datagram_endpoint(_Flow, local_addr=("127.0.0.1", 0))
+    await asyncio.sleep(0)
+    sender.set_write_buffer_limits(high=1000, low=200)
+    sender._hold_sends(True)
+    address = receiver.get_extra_info("sockname")
+    datagrams = [b"%03d" % i + b"x" * 97 for i in range(30)]
+    for i, data in enumerate(datagrams):
+        # The same tuple (native sends) and equal new ones (the Python way).
+        sender.sendto(data, address if i % 2 else tuple(address))
+    queued = sender.get_write_buffer_size()
+    paused = list(flow.events)
+    if close_early:
+        sender.close()
+    sender._hold_sends(False)
+    got = [(await asyncio.wait_for(received.queue.get(), PATIENCE))[0] for _ in datagrams]
+    if not close_early:
+        while "resume" not in flow.events:
+            await asyncio.sleep(0.001)
+        sender.close()
+    while not flow.events or flow.events[-1] != ("lost", None):
+        await asyncio.sleep(0.001)
+    receiver.close()
+    return queued > 1000, paused, got == datagrams, flow.events
+
+
+@unittest.skipUnless(CPYTHON, "the native loop is CPython's")
+class FlowControlTest(unittest.TestCase):
+    def test_a_full_queue_pauses_the_protocol_and_keeps_the_order(self):
+        self.assertEqual(run(flow_control(False)), (True, ["pause"], True, ["pause", "resume", ("lost", None)]))
+
+    def test_close_waits_for_what_overflowed(self):
+        self.assertEqual(run(flow_control(True)), (True, ["pause"], True, ["pause", ("lost", None)]))
 
 
 if __name__ == "__main__":

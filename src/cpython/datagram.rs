@@ -182,6 +182,12 @@ pub(super) fn make_type(
         c"_set_watermarks(high, low): the library queue's bounds",
     )
     .method(
+        c"_hold_sends",
+        hold_sends as *mut c_void,
+        METH_O,
+        c"_hold_sends(hold): tests only: sends queue as if the kernel's buffer were full",
+    )
+    .method(
         c"_close_udp",
         close_udp as *mut c_void,
         METH_NOARGS,
@@ -693,6 +699,15 @@ transport_method!(queued, |fields, _transport, _unused| {
         _ => 0,
     };
     int(size as i64)
+});
+
+transport_method!(hold_sends, |fields, _transport, hold| {
+    let hold = call::is_true(hold)?;
+    let udp = fields.udp.get();
+    if let (Some(core), true) = (fields.core_unheld(), udp != 0) {
+        core.io()?.udp_hold_sends(udp, hold).map_err(raise_errno)?;
+    }
+    Ok(none())
 });
 
 transport_method!(close_udp, |fields, _transport, _unused| {
