@@ -95,7 +95,7 @@ class DatagramEndpoint:
         self._gone = False  # the library's socket is closed
         self._paused = False
         self._started = False  # connection_made() has run
-        self._held: List[Sequence[Any]] = []  # (data, addr, ...) received while not delivering
+        self._held: List[Sequence[Any]] = []  # (data, addr, truncated) received while not delivering
         self._overflow: Deque[Tuple[bytes, Optional[bytes], Any]] = collections.deque()
         self._context = contextvars.copy_context()
 
@@ -162,7 +162,9 @@ class DatagramEndpoint:
         if self._overflow:
             self._overflow.append((data, raw, addr))
             return
-        self._send_outcome(self._send_to(data, raw, addr), data, addr, raw)
+        code = self._send_to(data, raw, addr)
+        if code:
+            self._send_outcome(code, data, addr, raw)
 
     def _send_outcome(self, code: int, data: Any, addr: Any, raw: Optional[bytes] = None) -> None:
         """What a send the library refused (-errno) becomes."""
@@ -203,13 +205,13 @@ class DatagramEndpoint:
     # ---- receiving -------------------------------------------------------------------
 
     def _deliver(self, batch: Sequence[Sequence[Any]]) -> None:
-        for index, datagram in enumerate(batch):
+        for index, (data, addr, _truncated) in enumerate(batch):
             if self._conn_lost or self._paused:
                 if self._paused and not self._conn_lost:
                     self._held.extend(batch[index:])
                 return
             try:
-                self._protocol.datagram_received(datagram[0], datagram[1])
+                self._protocol.datagram_received(data, addr)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
@@ -226,7 +228,7 @@ class DatagramEndpoint:
     def _hold(self, data: bytes, addr: Any) -> None:
         """A datagram that came while the protocol does not take them."""
         if not self._closing and not self._conn_lost:
-            self._held.append((data, addr))
+            self._held.append((data, addr, False))
 
     def is_reading(self) -> bool:
         return not self._paused and not self._closing

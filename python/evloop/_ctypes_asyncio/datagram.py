@@ -19,7 +19,7 @@ import os
 import socket
 from asyncio import transports
 from ctypes import byref, c_size_t, c_uint64
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List
 
 from .. import _lib
 from .._datagram_endpoint import DatagramEndpoint, supports
@@ -51,7 +51,7 @@ class DatagramTransport(DatagramEndpoint, FatalErrors, transports._FlowControlMi
             os.close(duplicate)
             raise _lib.error(code, "evl_udp_open")
         self._udp = udp.value
-        self._sender: Callable[[bytes, Optional[bytes]], int] = Sender(self._streams.pointer(), self._udp).send
+        self._send_to = Sender(self._streams.pointer(), self._udp).send  # type: ignore[method-assign]
         self._streams.endpoints[self._udp] = self
         self._announce(loop, waiter)
 
@@ -59,9 +59,6 @@ class DatagramTransport(DatagramEndpoint, FatalErrors, transports._FlowControlMi
         return self._streams.call(function, self._udp, *args)
 
     # ---- the library's side (DatagramEndpoint) -------------------------------------
-
-    def _send_to(self, data: bytes, raw: Optional[bytes], addr: Any) -> int:
-        return self._sender(data, raw)
 
     def _queued(self) -> int:
         size = c_size_t()
