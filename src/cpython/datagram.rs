@@ -68,11 +68,15 @@ pub(super) struct DatagramFields {
     last_from: Slot,
     /// The last address sendto was given, and its sockaddr.
     last_to: Slot,
+    /// The address tuples of the peers datagrams came from, by their
+    /// sockaddr's bytes (a dict, made anew after [`SOURCES_KEPT`]).
+    sources: Slot,
     /// The loop's core; NULL before the socket is made and once detached.
     core: Cell<*const LoopCore>,
     /// The stream layer's UDP socket; 0 before it is made and once ended.
     udp: Cell<u64>,
     flags: Cell<u32>,
+    sources_kept: Cell<u32>,
     last_from_raw: Cell<SockAddr>,
     last_to_raw: Cell<SockAddr>,
 }
@@ -97,6 +101,10 @@ impl DatagramFields {
         unsafe { self.core.get().as_ref() }
     }
 }
+
+/// How many peers' address tuples a transport keeps before it starts
+/// afresh: a server answering a few clients makes none per datagram.
+const SOURCES_KEPT: u32 = 256;
 
 /// The payload of a datagram transport.
 ///
@@ -139,6 +147,11 @@ pub(super) fn make_type(
         c"_last_from",
         offset_of!(DatagramFields, last_from),
         c"the source of the last datagram received",
+    )
+    .member(
+        c"_sources",
+        offset_of!(DatagramFields, sources),
+        c"the address tuples of the peers datagrams came from",
     )
     .member(
         c"_last_to",
@@ -432,28 +445,80 @@ unsafe fn raw_bytes<'a>(addr: *const libc::sockaddr, len: u32) -> &'a [u8] {
 }
 
 /// The address tuple of a datagram's source: the last one again if it
-/// came from the same peer (a tuple is immutable), else a new one, kept.
+/// came from the same peer, one kept for that peer, or a new one (then
+/// kept); a tuple is immutable, so sharing it changes nothing.
 fn source(fields: &DatagramFields, raw: &[u8]) -> PyResult<Owned> {
     if fields.last_from_raw.get().as_bytes() == raw {
         if let Some(tuple) = fields.last_from.get_owned() {
             return Ok(tuple);
         }
     }
+    let api = api();
+    // SAFETY: a slice of the receive buffer; a new reference or NULL.
+    let key = unsafe {
+        Owned::new((api.PyBytes_FromStringAndSize)(
+            raw.as_ptr().cast(),
+            raw.len() as isize,
+        ))?
+    };
     let Some(addr) = sockaddr_of(raw) else {
         // A family of no tuple (never for UDP over IP): the bytes, as
         // the socket module gives an unknown family's.
-        // SAFETY: a slice of the receive buffer; a new reference or NULL.
-        return unsafe {
-            Owned::new((api().PyBytes_FromStringAndSize)(
-                raw.as_ptr().cast(),
-                raw.len() as isize,
-            ))
-        };
+        return Ok(key);
     };
-    let tuple = address_tuple(&addr)?;
+    let tuple = match kept_source(fields, &key)? {
+        Some(tuple) => tuple,
+        None => {
+            let tuple = address_tuple(&addr)?;
+            keep_source(fields, &key, &tuple)?;
+            tuple
+        }
+    };
     fields.last_from_raw.set(addr);
     drop(fields.last_from.replace(Some(tuple.clone_ref())));
     Ok(tuple)
+}
+
+/// The tuple kept for the sockaddr bytes `key`, if any.
+fn kept_source(fields: &DatagramFields, key: &Owned) -> PyResult<Option<Owned>> {
+    let Some(sources) = fields.sources.get_owned() else {
+        return Ok(None);
+    };
+    let api = api();
+    // SAFETY: a live dict (made here) and key; a borrowed reference, or
+    // NULL: missing, or an error.
+    let found = unsafe { (api.PyDict_GetItemWithError)(sources.as_ptr(), key.as_ptr()) };
+    if found.is_null() {
+        // SAFETY: reads the error indicator.
+        if unsafe { !(api.PyErr_Occurred)().is_null() } {
+            return Err(PyErr::taken());
+        }
+        return Ok(None);
+    }
+    // SAFETY: the dict's value, alive while the dict is (held above).
+    Ok(Some(unsafe { Owned::borrowed(found) }))
+}
+
+/// Keeps `tuple` for the sockaddr bytes `key`, in a dict made anew every
+/// [`SOURCES_KEPT`] peers (a server with many short-lived peers keeps few).
+fn keep_source(fields: &DatagramFields, key: &Owned, tuple: &Owned) -> PyResult<()> {
+    let api = api();
+    let sources = match fields.sources.get_owned() {
+        Some(sources) if fields.sources_kept.get() < SOURCES_KEPT => sources,
+        _ => {
+            // SAFETY: a new dict; a new reference or NULL.
+            let sources = unsafe { Owned::new((api.PyDict_New)())? };
+            drop(fields.sources.replace(Some(sources.clone_ref())));
+            fields.sources_kept.set(0);
+            sources
+        }
+    };
+    // SAFETY: a live dict, key and value; the dict takes its references.
+    if unsafe { (api.PyDict_SetItem)(sources.as_ptr(), key.as_ptr(), tuple.as_ptr()) } < 0 {
+        return Err(PyErr::taken());
+    }
+    fields.sources_kept.set(fields.sources_kept.get() + 1);
+    Ok(())
 }
 
 /// The socket module's tuple of an address: `(host, port)` for IPv4,
