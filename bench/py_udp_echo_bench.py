@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """UDP echo from Python: an asyncio DatagramProtocol echo server
 (bench/py_udp_echo_server.py) on stdlib asyncio, uvloop and evloop's asyncio
-loop (ctypes path), 64-byte datagrams from c-examples/udp_echo_client (20
+loop (its ctypes path and its native path, EVLOOP_IMPL), 64-byte datagrams from c-examples/udp_echo_client (20
 clients, one datagram in flight each, every reply checked): the server's
 user-space instructions per round trip under callgrind, the difference of
 two loads, median of --repeat runs, PYTHONHASHSEED=0.
@@ -29,7 +29,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--conns", type=int, default=20)
     parser.add_argument("--python", default=os.path.expanduser("~/.pyenv/versions/3.11.7/bin/python3"))
-    parser.add_argument("--only", help="comma-separated loops (asyncio, uvloop, evloop)")
+    parser.add_argument("--only", help="comma-separated loops (asyncio, uvloop, evloop-ctypes, evloop-native)")
     args = parser.parse_args()
     release = os.path.join(ROOT, "target", "release")
     os.makedirs(OUT, exist_ok=True)
@@ -38,15 +38,17 @@ def main():
                     os.path.join(ROOT, "c-examples", "udp_echo_client.c"), "-L" + release, "-levloop",
                     "-Wl,-rpath," + release, "-o", client_bin], check=True)
     python = venv_python(args.python)
-    os.environ.update(PYTHONHASHSEED="0", EVLOOP_LIBRARY=os.path.join(release, "libevloop.so"), EVLOOP_IMPL="ctypes")
+    os.environ.update(PYTHONHASHSEED="0", EVLOOP_LIBRARY=os.path.join(release, "libevloop.so"))
     r1, r2 = (int(r) for r in args.rounds.split(","))
     trips = (r2 - r1) * args.conns
     client = f"{client_bin} --port {{port}} --conns {args.conns} --size 64 --rounds {{rounds}} --timeout 300 --quiet"
     rows = []
-    for name in ("asyncio", "uvloop", "evloop"):
+    for name in ("asyncio", "uvloop", "evloop-ctypes", "evloop-native"):
         if args.only and name not in args.only.split(","):
             continue
-        server = [python, os.path.join(ROOT, "bench", "py_udp_echo_server.py"), "--loop", name]
+        loop_name, _, implementation = name.partition("-")
+        os.environ["EVLOOP_IMPL"] = implementation or "ctypes"
+        server = [python, os.path.join(ROOT, "bench", "py_udp_echo_server.py"), "--loop", loop_name]
         bench = SimpleNamespace(client=client, conns=args.conns, size=64, server=server)
         per_trip = []
         for _ in range(args.repeat):

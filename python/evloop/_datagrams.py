@@ -80,8 +80,10 @@ class Sender:
         self._loop = byref(c_char.from_address(loop))
         self._udp = c_uint64(udp)
 
-    def send(self, data: bytes, addr: Optional[bytes]) -> int:
-        """0, or the library's negative errno; `addr` None: the connected peer."""
+    def send(self, data: bytes, addr: Optional[bytes], _tuple: Any = None) -> int:
+        """0, or the library's negative errno; `addr` None: the connected peer.
+        (`_tuple`, the address as a tuple, is for callers that take one: the
+        asyncio datagram transports' ``_send_to``.)"""
         return _lib.raw_udp_send(
             self._loop, self._udp, data, c_size_t(len(data)), addr, c_uint32(len(addr) if addr else 0)
         )

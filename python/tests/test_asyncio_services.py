@@ -159,10 +159,9 @@ class DatagramTest(EachLoop):
             return before, got
 
         # asyncio's datagram transports pause from 3.11 (NotImplementedError
-        # before); the ctypes path's always do. The native path's datagram
-        # endpoints are asyncio's (no native UDP endpoint there yet).
+        # before); evloop's (the library's UDP, on both paths) always do.
         can_pause = "pause_reading" in vars(asyncio.selector_events._SelectorTransport)
-        asyncios_transport = ("asyncio", "evloop-native")
+        asyncios_transport = ("asyncio",)
         for name, factory in LOOPS:
             with self.subTest(loop=name):
                 pauses = can_pause or name not in asyncios_transport

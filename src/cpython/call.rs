@@ -53,6 +53,37 @@ pub(super) fn call1(callable: *mut PyObject, arg: *mut PyObject) -> PyResult<Own
     }
 }
 
+/// `callable(a, b)`.
+#[inline]
+pub(super) fn call2(
+    callable: *mut PyObject,
+    a: *mut PyObject,
+    b: *mut PyObject,
+) -> PyResult<Owned> {
+    let api = api();
+    // SAFETY: live objects; a new reference or NULL. As in call1, a free
+    // slot before the arguments for a bound method's `self`.
+    unsafe {
+        match api.PyObject_Vectorcall {
+            Some(vectorcall) => {
+                let args = [null_mut(), a, b];
+                Owned::new(vectorcall(
+                    callable,
+                    args.as_ptr().add(1),
+                    2 | VECTORCALL_ARGUMENTS_OFFSET,
+                    null_mut(),
+                ))
+            }
+            None => Owned::new((api.PyObject_CallFunctionObjArgs)(
+                callable,
+                a,
+                b,
+                null_mut::<PyObject>(),
+            )),
+        }
+    }
+}
+
 /// `callable(*args)`, `args` a tuple.
 #[inline]
 pub(super) fn call_tuple(callable: *mut PyObject, args: *mut PyObject) -> PyResult<Owned> {

@@ -59,6 +59,17 @@ impl Token {
     pub(super) fn as_transport(self) -> *mut PyObject {
         self.0 as *mut PyObject
     }
+
+    /// A datagram transport's UDP socket: its address, tagged in the low
+    /// bit (free in an object's aligned address) to tell it from a stream's.
+    pub(super) fn datagram(transport: *mut PyObject) -> Token {
+        Token(transport as usize | 1)
+    }
+
+    /// The datagram transport of a UDP socket's token.
+    pub(super) fn as_datagram(self) -> Option<*mut PyObject> {
+        (self.0 & 1 != 0 && self != Token::WATCH).then_some((self.0 & !1) as *mut PyObject)
+    }
 }
 
 /// The loop object's payload: its core, made with the object.
@@ -81,6 +92,9 @@ pub(super) struct LoopCore {
     /// The transports attached to this loop, by address: each is held
     /// from its making until its connection_lost() has returned.
     pub(super) transports: RefCell<HashMap<usize, Owned>>,
+    /// The datagram transports with a UDP socket, by address, held until
+    /// the socket's end (datagram.rs).
+    pub(super) datagrams: RefCell<HashMap<usize, Owned>>,
     /// Transports whose protocol was told to pause writing.
     pub(super) paused_writers: RefCell<Vec<Owned>>,
     /// `{'loop': self}`, made once: create_future's keyword arguments.
@@ -111,6 +125,7 @@ impl LoopCore {
             watches: RefCell::default(),
             listeners: RefCell::default(),
             transports: RefCell::default(),
+            datagrams: RefCell::default(),
             paused_writers: RefCell::default(),
             future_kwargs: RefCell::default(),
             stopping: Cell::new(false),
@@ -166,6 +181,15 @@ impl LoopCore {
         for transport in &transports {
             super::transport::detach(transport.as_ptr(), self);
         }
+        let datagrams: Vec<Owned> = self
+            .datagrams
+            .borrow_mut()
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
+        for transport in &datagrams {
+            super::datagram::detach(transport.as_ptr());
+        }
         let ready = std::mem::take(&mut *self.ready.borrow_mut());
         let timers = self.timers.borrow_mut().take_all();
         let watches = std::mem::take(&mut *self.watches.borrow_mut());
@@ -179,6 +203,7 @@ impl LoopCore {
         }
         drop((
             transports,
+            datagrams,
             ready,
             timers,
             watches,
@@ -223,6 +248,9 @@ impl LoopCore {
         }
         if let Ok(transports) = self.transports.try_borrow() {
             references.extend(transports.values().map(Owned::as_ptr));
+        }
+        if let Ok(datagrams) = self.datagrams.try_borrow() {
+            references.extend(datagrams.values().map(Owned::as_ptr));
         }
         if let Ok(paused) = self.paused_writers.try_borrow() {
             references.extend(paused.iter().map(Owned::as_ptr));
@@ -404,6 +432,7 @@ pub(super) fn make_type(object_offset: usize) -> PyResult<NativeType<LoopFields>
         c"_make_transport(cls, sock, protocol, extra, server) -> transport on the socket",
     )
     .method(c"_make_tls_transport", super::tls::make_tls_transport as *mut c_void, FAST, c"_make_tls_transport(cls, sock, protocol, extra, server, config, server_name, handshake_ms) -> transport over a TLS stream")
+    .method(c"_udp_open", super::datagram::udp_open as *mut c_void, FAST, c"_udp_open(transport, fd, connected)")
     .method(c"_watch_fd", super::watches::watch_fd as *mut c_void, FAST, c"_watch_fd(fd, events, data)")
     .method(c"_unwatch_fd", super::watches::unwatch_fd as *mut c_void, METH_O, c"_unwatch_fd(fd)")
     .method(c"_serve", super::watches::serve as *mut c_void, FAST, c"_serve(sock, callback, backlog): accepts natively")

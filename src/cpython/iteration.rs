@@ -56,6 +56,8 @@ enum Step {
     },
     /// Any other stream event.
     Stream(StreamEvent<Token>),
+    /// An event of a datagram transport's UDP socket.
+    Datagram(StreamEvent<Token>),
     /// A registered fd (asyncio's reader or writer, or a listener).
     Fd { fd: i32, revents: u32, token: Token },
     /// The core loop's own events: none of ours; nothing to do.
@@ -271,6 +273,7 @@ impl LoopCore {
                     super::protocol::read_into_buffer(self, transport, stream, revents)?;
                 }
                 Some(Step::Stream(event)) => super::protocol::stream_event(self, event)?,
+                Some(Step::Datagram(event)) => super::datagram::event(self, event)?,
                 Some(Step::Fd { fd, revents, token }) => {
                     super::watches::fd_ready(self, fd, revents, token)?
                 }
@@ -305,9 +308,10 @@ impl LoopCore {
                     token: data,
                 }));
             }
-            // The native layer opens no UDP sockets (datagram endpoints are
-            // asyncio's, through watched fds): nothing of its own to hand out.
-            Some(Ready::Udp { .. }) => return Ok(Some(Step::Nothing)),
+            Some(Ready::Udp { socket, revents }) => match io.udp_ready(socket, revents) {
+                Some(event) => event,
+                None => return Ok(Some(Step::Nothing)),
+            },
             None => match io.next_event() {
                 None => return Ok(None),
                 Some(Event::Stream(event)) => event,
@@ -327,6 +331,7 @@ impl LoopCore {
                 start: io.bytes_ptr(&event),
                 len: event.len,
             },
+            _ if event.data.as_datagram().is_some() => Step::Datagram(event),
             _ => Step::Stream(event),
         }))
     }

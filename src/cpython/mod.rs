@@ -30,6 +30,7 @@ mod args;
 mod boundary;
 mod buffer;
 mod call;
+mod datagram;
 mod error;
 mod event_loop;
 mod handle;

@@ -69,6 +69,13 @@ names! {
     server_detach = c"_server_detach",
     timer_handle_cancelled = c"_timer_handle_cancelled",
     transport = c"transport",
+    datagram_received = c"datagram_received",
+    hold = c"_hold",
+    sendto_slow = c"_sendto_slow",
+    send_outcome = c"_send_outcome",
+    udp_error = c"_udp_error",
+    udp_drained = c"_stream_drained",
+    udp_closed = c"_stream_closed",
 }
 
 /// Python functions the package gives the layer (`configure()`), for what
@@ -93,6 +100,7 @@ pub(super) struct Runtime {
     pub(super) hooks: Hooks,
     pub(super) event_loop: NativeType<LoopFields>,
     pub(super) transport: NativeType<TransportFields>,
+    pub(super) datagram: NativeType<super::datagram::DatagramFields>,
     pub(super) handle: NativeType<HandleFields>,
     pub(super) timer_handle: NativeType<HandleFields>,
     /// `_asyncio.Future` (asyncio.Future where the C one is missing).
@@ -168,7 +176,8 @@ fn make() -> PyResult<Runtime> {
             context_keyword: Slot::default(),
         },
         event_loop: event_loop::make_type(object_offset)?,
-        transport: transport::make_type(flow_control, transport_offset)?,
+        transport: transport::make_type(flow_control.clone_ref(), transport_offset)?,
+        datagram: super::datagram::make_type(flow_control, transport_offset)?,
         handle: handle::make_type(handle_base, handle_offset, false)?,
         timer_handle: handle::make_type(timer_base, handle_offset, true)?,
         future_type,
@@ -186,6 +195,7 @@ fn make() -> PyResult<Runtime> {
     let module = &runtime.module;
     set(module, c"EventLoop", runtime.event_loop.type_ref())?;
     set(module, c"Transport", runtime.transport.type_ref())?;
+    set(module, c"DatagramTransport", runtime.datagram.type_ref())?;
     set(module, c"Handle", runtime.handle.type_ref())?;
     set(module, c"TimerHandle", runtime.timer_handle.type_ref())?;
     Ok(runtime)

@@ -497,7 +497,7 @@ fn settle(waiter: &Owned, exc: Option<Owned>) -> PyResult<()> {
 
 /// An error of Python code whose result nobody waits for: an exit
 /// exception is returned, anything else reported as unraisable.
-fn unreported(result: PyResult<Owned>) -> PyResult<()> {
+pub(super) fn unreported(result: PyResult<Owned>) -> PyResult<()> {
     if result.is_ok() {
         return Ok(());
     }
@@ -574,7 +574,7 @@ fn remove_paused(core: &LoopCore, transport: *mut PyObject) -> Option<Owned> {
 
 /// `loop.call_exception_handler({'message', 'exception', 'transport',
 /// 'protocol'})`; a failure of the handler itself is unraisable.
-fn report(
+pub(super) fn report(
     core: &LoopCore,
     message: &CStr,
     exc: &Owned,

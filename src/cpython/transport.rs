@@ -394,6 +394,8 @@ macro_rules! transport_method {
         }
     };
 }
+// Also the datagram transport's (datagram.rs), over its own `fields`.
+pub(super) use transport_method;
 
 transport_method!(write, |fields, transport, data| {
     let bytes = Bytes::of(data)?;

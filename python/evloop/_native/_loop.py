@@ -31,7 +31,7 @@ from .. import _lib
 from .._asyncio_tls import EXTRA_NAMES as TLS_EXTRA_NAMES
 from .._asyncio_tls import SSLTransports, TLSLink, log_handshake, native_config, stream_failure
 from .._tls_session import session_info
-from . import _load
+from . import _datagram, _load
 
 core = _load.load()
 
@@ -425,6 +425,13 @@ class EventLoop(SSLTransports, core.EventLoop, asyncio.SelectorEventLoop):  # ty
             transport.__class__ = _Transport
             del transport._tls
             raise _lib.error(status, "TLS")
+
+    def _make_datagram_transport(
+        self, sock: socket.socket, protocol: Any, address: Any = None, waiter: Any = None, extra: Any = None
+    ) -> Any:
+        if not _datagram.supports(sock):  # Unix-domain datagrams: asyncio's own
+            return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
+        return _datagram.DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     def _start_serving(
         self, protocol_factory: Any, sock: socket.socket, sslcontext: Any = None, server: Any = None,
