@@ -28,6 +28,8 @@ from asyncio.log import logger
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .._sslproto import SSLProtocol
+from .._subprocess import AsyncioServices
+from .._subprocess_engine import Engine, attached
 from . import _load
 
 core = _load.load()
@@ -220,7 +222,7 @@ class _Accepting:
             )
 
 
-class EventLoop(core.EventLoop, asyncio.SelectorEventLoop):  # type: ignore[misc,name-defined]
+class EventLoop(core.EventLoop, AsyncioServices, asyncio.SelectorEventLoop):  # type: ignore[misc,name-defined]
     """asyncio's event loop with evloop's native hot path (see the module)."""
 
     # asyncio's, which the type stubs leave out.
@@ -298,8 +300,13 @@ class EventLoop(core.EventLoop, asyncio.SelectorEventLoop):  # type: ignore[misc
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
+        self._close_engine()
         super().close()
         self._close_native()
+
+    def _new_engine(self) -> Engine:
+        """subprocesses and getaddrinfo: an evloop.Loop run inside this one."""
+        return attached(self)
 
     def _make_socket_transport(
         self, sock: socket.socket, protocol: Any, waiter: Any = None, *, extra: Any = None, server: Any = None
