@@ -25,11 +25,13 @@ errno, with the program (or the ``cwd``) as its filename.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import signal
 import subprocess
-from asyncio import base_subprocess
+import warnings
+from asyncio import base_subprocess, unix_events
 from typing import Any, Dict, Optional
 
 from . import _lib, _resolve
@@ -48,6 +50,11 @@ _DEFAULTS: Dict[str, Any] = {
 }
 _SIGNALS = [s for s in signal.valid_signals() if s not in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGKILL, signal.SIGSTOP)]
 _STDIO_CONSTANTS = (subprocess.PIPE, subprocess.DEVNULL)
+_UnixLoop = asyncio.SelectorEventLoop
+_OWN_WATCHERS = tuple(
+    getattr(unix_events, name) for name in ("ThreadedChildWatcher", "PidfdChildWatcher", "SafeChildWatcher", "MultiLoopChildWatcher")
+    if hasattr(unix_events, name)
+)
 
 
 def _stdio(value: Any, index: int) -> bool:
@@ -89,9 +96,34 @@ def _signals_as_popen_leaves_them() -> bool:
     return all(signal.getsignal(s) is not signal.SIG_IGN for s in _SIGNALS)
 
 
-def covers(args: Any, shell: bool, stdin: Any, stdout: Any, stderr: Any, kwargs: Dict[str, Any]) -> bool:
-    """Whether evl_spawn does what Popen would for this call (see the module)."""
+def _asyncio_s_own_plumbing(loop: Any) -> bool:
+    """Whether asyncio's code would spawn through Popen, the loop's pipe
+    methods and a child watcher that are all asyncio's own: a replacement
+    (a mock, a wrapper) of one of them is seen only on asyncio's path."""
     if subprocess.Popen is not _POPEN:
+        return False
+    for name in ("connect_read_pipe", "connect_write_pipe"):
+        if name in vars(loop) or getattr(type(loop), name, None) is not getattr(_UnixLoop, name):
+            return False
+    # A child watcher set on the policy (up to 3.13): one that reaps only
+    # the children it is told of, active, leaves ours to their pidfds; any
+    # other (FastChildWatcher reaps every child, a custom one may too; an
+    # inactive one makes asyncio refuse) is asyncio's to use.
+    watcher = getattr(asyncio.get_event_loop_policy(), "_watcher", None)
+    if watcher is not None:
+        if type(watcher) not in _OWN_WATCHERS:
+            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if not watcher.is_active():
+                return False
+    return True
+
+
+def covers(loop: Any, args: Any, shell: bool, stdin: Any, stdout: Any, stderr: Any, kwargs: Dict[str, Any]) -> bool:
+    """Whether evl_spawn does what asyncio's code would for this call (see
+    the module)."""
+    if not _asyncio_s_own_plumbing(loop):
         return False
     for name, value in kwargs.items():
         if name not in _POPEN_KEYWORDS:
@@ -277,7 +309,7 @@ class AsyncioServices:
     async def _make_subprocess_transport(  # type: ignore[no-untyped-def]
         self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
     ):
-        if covers(args, shell, stdin, stdout, stderr, kwargs):
+        if covers(self, args, shell, stdin, stdout, stderr, kwargs):
             return await make_transport(self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, **kwargs)
         return await super()._make_subprocess_transport(  # type: ignore[misc]
             protocol, args, shell, stdin, stdout, stderr, bufsize, extra=extra, **kwargs
