@@ -216,8 +216,6 @@ class _PipeTransport(Transport):
 class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     """asyncio's subprocess transport over a child of evl_spawn."""
 
-    _proc: Optional[Child]
-
     def __init__(self, loop: Any, protocol: Any, args: Any, shell: bool, stdin: Any, stdout: Any, stderr: Any,
                  bufsize: int, waiter: Any = None, extra: Any = None, **kwargs: Any) -> None:
         self._engine = engine_of(loop)
@@ -229,7 +227,7 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
         argv = [executable if executable is not None else "/bin/sh", "-c", args] if shell else list(args)
         program = executable if executable is not None else argv[0]
         streams = engine.loop.streams
-        options = {name: kwargs[name] for name in ("cwd", "env", "process_group") if name in kwargs}
+        options: Dict[str, Any] = {name: kwargs[name] for name in ("cwd", "env", "process_group") if name in kwargs}
         for name in ("start_new_session", "close_fds"):
             if name in kwargs:
                 options[name] = bool(kwargs[name])
@@ -247,21 +245,21 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
                 if code < 0 and code not in (-2, -3):  # ENOENT, ESRCH: it has ended
                     raise _lib.error(code, "kill")
 
-        self._proc = Child(args, pid, signal_child)
+        self._proc = Child(args, pid, signal_child)  # type: ignore[assignment]  # Popen's interface
         # The pipes get their protocols now, before the Loop runs again
         # (their data would be dropped): asyncio's _connect_pipes, at once.
         for fd, stream in pipes.items():
             proto_class = base_subprocess.WriteSubprocessPipeProto if fd == 0 else base_subprocess.ReadSubprocessPipeProto
             proto = proto_class(self, fd)
             _PipeTransport(engine, stream, proto)._stream_connected()
-            self._pipes[fd] = proto
+            self._pipes[fd] = proto  # type: ignore[assignment]  # asyncio's own use of _pipes
 
     async def _connect_pipes(self, waiter: Any) -> None:
         loop = self._loop
         loop.call_soon(self._protocol.connection_made, self)
         for callback, data in self._pending_calls:
             loop.call_soon(callback, *data)
-        self._pending_calls = None
+        self._pending_calls = None  # type: ignore[assignment]  # as asyncio's _connect_pipes
         if waiter is not None and not waiter.cancelled():
             waiter.set_result(None)
 

@@ -73,28 +73,10 @@ def _strings(values: Sequence[Any]) -> Any:
     return (c_char_p * (len(encoded) + 1))(*encoded, None)
 
 
-def spawn(
-    streams: "StreamTable",
-    jobs: "Jobs",
-    protocol: Any,
-    argv: Sequence[Any],
-    *,
-    executable: Any = None,
-    env: Optional[Dict[Any, Any]] = None,
-    cwd: Any = None,
-    stdin: Any = PIPE,
-    stdout: Any = PIPE,
-    stderr: Any = PIPE,
-    start_new_session: bool = False,
-    process_group: Optional[int] = None,
-    close_fds: bool = True,
-) -> "Process":
-    """``Loop.spawn``: see the module's documentation."""
+def spawn(streams: "StreamTable", jobs: "Jobs", protocol: Any, argv: Sequence[Any], **options: Any) -> "Process":
+    """``Loop.spawn``: see the module's documentation; `options` are start()'s."""
     process: Optional[Process] = None
-    child, pid, pipes = start(
-        streams, jobs, lambda: process, argv, executable=executable, env=env, cwd=cwd, stdin=stdin, stdout=stdout,
-        stderr=stderr, start_new_session=start_new_session, process_group=process_group, close_fds=close_fds,
-    )
+    child, pid, pipes = start(streams, jobs, lambda: process, argv, **options)
     process = Process(streams, child, pid, protocol)
     for fd, stream in pipes.items():
         pipe = _Pipe(process, fd)
