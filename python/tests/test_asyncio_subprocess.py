@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import warnings
 from unittest import mock
 
 from loops import EVLOOP_LOOPS, LOOPS, run
@@ -247,6 +248,28 @@ class PopenObject(EachLoop):
             return transport.get_returncode()
 
         self.assertEqual(self.each(scenario), -signal.SIGKILL)
+
+
+class LoopClosed(unittest.TestCase):
+    def test_closing_the_loop_kills_and_reaps_its_running_children(self):
+        """Where evloop differs from asyncio (which leaves them running,
+        unwatched): nothing is left, not even a zombie."""
+
+        async def scenario():
+            proc = await asyncio.create_subprocess_exec("sleep", "60", stdout=PIPE)
+            return proc.pid
+
+        for name, factory in EVLOOP_LOOPS:
+            with self.subTest(loop=name):
+                loop = factory()
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", ResourceWarning)  # the unclosed transport's
+                        pid = loop.run_until_complete(scenario())
+                finally:
+                    loop.close()
+                self.assertNotIn(pid, children_of_this_process())
+                gc.collect()
 
 
 class RandomMix(EachLoop):
