@@ -68,10 +68,13 @@ def _stdio(value: Any, index: int) -> bool:
             value = fileno()
         except Exception:
             return False
+    if not isinstance(value, int) or value < 0:
+        return False
     try:
-        return isinstance(value, int) and value >= 0 and os.get_inheritable(value) in (True, False)
+        os.get_inheritable(value)
     except OSError:
-        return False  # a closed fd: Popen's error
+        return False  # not an open fd: Popen's error to give
+    return True
 
 
 def _encodable(value: Any) -> bool:
@@ -149,8 +152,11 @@ def covers(loop: Any, args: Any, shell: bool, stdin: Any, stdout: Any, stderr: A
         if not _environment(env):
             return False
         program = os.fsencode(executable if executable is not None else ("/bin/sh" if shell else argv[0]))
-        if b"/" not in program and os.get_exec_path(env) != os.get_exec_path():
-            return False  # Popen searches the child's PATH, evl_spawn the parent's
+        try:
+            if b"/" not in program and os.get_exec_path(env) != os.get_exec_path():
+                return False  # Popen searches the child's PATH, evl_spawn the parent's
+        except ValueError:
+            return False  # PATH given as str and bytes: Popen's error
     return _signals_as_popen_leaves_them()
 
 

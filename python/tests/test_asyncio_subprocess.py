@@ -207,6 +207,7 @@ class Failures(EachLoop):
                 ([directory], {}),
                 (["true"], {"cwd": os.path.join(directory, "missing")}),
                 (["true"], {"executable": "/nonexistent/exe"}),
+                (["true"], {"env": {"PATH": directory}}),  # Popen searches the child's PATH
             ):
                 try:
                     await asyncio.create_subprocess_exec(*args, **kwargs)
@@ -218,7 +219,7 @@ class Failures(EachLoop):
             raised = self.each(scenario, directory)
         self.assertEqual([name for name, *_ in raised], [
             "FileNotFoundError", "FileNotFoundError", "PermissionError", "PermissionError",
-            "FileNotFoundError", "FileNotFoundError",
+            "FileNotFoundError", "FileNotFoundError", "FileNotFoundError",
         ])
 
 
