@@ -4,10 +4,12 @@
 ``EventLoop`` derives from the library's native ``EventLoop`` type (the
 iteration, the ready queue and timers, ``call_soon`` & co., the socket
 transports) and from asyncio's ``SelectorEventLoop``, which serves what has
-no native path as asyncio wrote it: datagrams, pipes, subprocesses,
+no native path as asyncio wrote it: datagrams, pipes,
 signals, ``sock_*``, ``add_reader``/``add_writer`` (registered natively
 through :class:`_Selector`), SSL (asyncio's ``SSLProtocol``, two of its bugs
 fixed in ``evloop/_sslproto.py``, over the native transport), executors.
+Subprocesses and getaddrinfo are the library's, as on the ctypes path
+(evloop/_subprocess.py), through an ``evloop.Loop`` run inside this loop.
 This module is the glue: the per-connection steps that depend on the Python
 version (extra info, servers), and the messages and debug logs the native
 code asks for (``core.configure``).
