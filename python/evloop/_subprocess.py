@@ -180,7 +180,13 @@ class _PipeTransport(Transport):
         if self._no_writes:
             return  # asyncio's pipe ignores writes once closing
         super().write(data)
-        if not self._writing_paused and self.get_write_buffer_size() > self._high:
+        if self._writing_paused:
+            return
+        try:
+            size = self.get_write_buffer_size()
+        except OSError:
+            return  # handing the write over ended the stream (EPIPE): its CLOSED follows
+        if size > self._high:
             self._writing_paused = True
             self._protocol.pause_writing()
 
