@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Spawning /bin/true N times from Python, one after the other (each awaited
 before the next): wall time per spawn on stdlib asyncio, on evloop's asyncio
-loop (ctypes path), on uvloop, and on evloop.Loop.spawn (evl_spawn, the
-library's own child processes), as ratios of interleaved runs.
+loop (native and ctypes paths: evl_spawn, evloop/_subprocess.py; and the
+ctypes path made to use asyncio's own subprocess code, as before), on
+uvloop, and on evloop.Loop.spawn (evl_spawn without asyncio), as ratios of
+interleaved runs.
 
     cargo build --release && bench/py_spawn_bench.py [--rounds 5] [-n 1000] [--python PY]
 
 Each round runs every contender once, in turn, each in a fresh process
 that times its own N spawns (start-up not counted); the ratio of a round
-is a contender's time over evloop's asyncio loop's in that round, and the
+is a contender's time over stdlib asyncio's in that round, and the
 table gives the median per-spawn time and the median ratio. stdout is a
 pipe read to its end (asyncio's create_subprocess_exec(stdout=PIPE) and
 communicate()), stdin and stderr /dev/null. uvloop comes from the venv of
@@ -26,6 +28,9 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 CHILD = r"""
 import asyncio, os, sys, time
+def cpu():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 sys.path.insert(0, os.path.join(sys.argv[3], "python"))
 kind, n = sys.argv[1], int(sys.argv[2])
 
@@ -55,21 +60,25 @@ def loop_spawn_all():
     loop.close()
 
 if kind == "loop.spawn":
-    start = time.perf_counter(); loop_spawn_all()
+    start, cpu0 = time.perf_counter(), cpu(); loop_spawn_all()
 else:
     if kind == "uvloop":
         import uvloop; factory = uvloop.new_event_loop
-    elif kind == "evloop":
+    elif kind.startswith("evloop"):
         import evloop; factory = evloop.new_event_loop
+        if kind.endswith("asyncio's code"):
+            import evloop._subprocess
+            evloop._subprocess.covers = lambda *args: False
     else:
         factory = asyncio.SelectorEventLoop
     loop = factory()
-    start = time.perf_counter(); loop.run_until_complete(spawn_all())
+    start, cpu0 = time.perf_counter(), cpu(); loop.run_until_complete(spawn_all())
     loop.close()
-print(time.perf_counter() - start)
+print(time.perf_counter() - start, cpu() - cpu0)
 """
 
-CONTENDERS = ("evloop", "asyncio", "uvloop", "loop.spawn")
+CONTENDERS = ("asyncio", "evloop native", "evloop ctypes", "evloop ctypes, asyncio's code", "uvloop", "loop.spawn")
+BASE = "asyncio"
 
 
 def main():
@@ -81,19 +90,24 @@ def main():
     from asyncio_bench import venv_python
 
     python = venv_python(args.python)
-    env = dict(os.environ, EVLOOP_LIBRARY=os.path.join(ROOT, "target", "release", "libevloop.so"), EVLOOP_IMPL="ctypes")
+    env = dict(os.environ, EVLOOP_LIBRARY=os.path.join(ROOT, "target", "release", "libevloop.so"))
     times = {name: [] for name in CONTENDERS}
+    cpus = {name: [] for name in CONTENDERS}
     for _ in range(args.rounds):
         for name in CONTENDERS:
-            out = subprocess.run([python, "-c", CHILD, name, str(args.n), ROOT], env=env, check=True,
+            impl = {"EVLOOP_IMPL": "native" if "native" in name else "ctypes"}
+            out = subprocess.run([python, "-c", CHILD, name, str(args.n), ROOT], env=dict(env, **impl), check=True,
                                  capture_output=True, text=True).stdout
-            times[name].append(float(out.strip().splitlines()[-1]) / args.n)
+            wall, cpu = map(float, out.strip().splitlines()[-1].split())
+            times[name].append(wall / args.n)
+            cpus[name].append(cpu / args.n)
     print(f"{args.n} spawns of /bin/true, {args.rounds} interleaved rounds, {python}")
-    print("| loop | µs per spawn (median) | ratio to evloop's asyncio loop (median of rounds) |")
-    print("|---|---|---|")
+    print("| loop | µs per spawn (median) | ratio to stdlib asyncio (median of rounds) | CPU µs per spawn (parent and child) |")
+    print("|---|---|---|---|")
     for name in CONTENDERS:
-        ratios = [mine / base for mine, base in zip(times[name], times["evloop"])]
-        print(f"| {name} | {statistics.median(times[name]) * 1e6:,.0f} | {statistics.median(ratios):.2f} |")
+        ratios = [mine / base for mine, base in zip(times[name], times[BASE])]
+        print(f"| {name} | {statistics.median(times[name]) * 1e6:,.0f} | {statistics.median(ratios):.2f} "
+              f"| {statistics.median(cpus[name]) * 1e6:,.0f} |")
 
 
 if __name__ == "__main__":

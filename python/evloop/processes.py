@@ -20,7 +20,7 @@ import os
 import signal
 import subprocess
 from ctypes import byref, c_char_p
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _lib
 from ._fds import fileobj_to_fd
@@ -73,10 +73,29 @@ def _strings(values: Sequence[Any]) -> Any:
     return (c_char_p * (len(encoded) + 1))(*encoded, None)
 
 
-def spawn(
+def spawn(streams: "StreamTable", jobs: "Jobs", protocol: Any, argv: Sequence[Any], **options: Any) -> "Process":
+    """``Loop.spawn``: see the module's documentation; `options` are start()'s."""
+    process: Optional[Process] = None
+    child, pid, pipes = start(streams, jobs, lambda: process, argv, **options)
+    process = Process(streams, child, pid, protocol)
+    for fd, stream in pipes.items():
+        pipe = _Pipe(process, fd)
+        transport = Transport(streams, stream, -1, pipe)
+        transport._fd = _lib.evl_stream_fd(streams.pointer(), stream)
+        streams.endpoints[stream] = transport
+        process._pipes[fd] = transport
+    made = getattr(protocol, "connection_made", None)
+    if made is not None:
+        made(process)
+    for transport in list(process._pipes.values()):
+        transport._stream_connected()
+    return process
+
+
+def start(
     streams: "StreamTable",
     jobs: "Jobs",
-    protocol: Any,
+    owner: Callable[[], Any],
     argv: Sequence[Any],
     *,
     executable: Any = None,
@@ -88,8 +107,12 @@ def spawn(
     start_new_session: bool = False,
     process_group: Optional[int] = None,
     close_fds: bool = True,
-) -> "Process":
-    """``Loop.spawn``: see the module's documentation."""
+) -> "Tuple[int, int, Dict[int, int]]":
+    """evl_spawn as ``Loop.spawn`` describes it: (the library's id of the
+    child, its pid, the stream id of each stdio pipe by fd). ``owner()``, an
+    object with ``_exited(code, signal, core_dumped, status)``, gets the
+    exit; the pipes' streams deliver nothing until they are given an
+    endpoint and a receiver, which must happen before the loop runs again."""
     if isinstance(argv, (str, bytes)) or not argv:
         raise ValueError("argv must be a non-empty sequence of arguments")
     if process_group not in (None, 0):
@@ -116,21 +139,23 @@ def spawn(
     options.userdata = key
     spawned = _lib.evl_spawned()
     check(_lib.evl_spawn(streams.pointer(), byref(options), byref(spawned)), "evl_spawn")
-    process = Process(streams, spawned.process, spawned.pid, protocol)
-    jobs.processes[key] = process
-    for fd in (0, 1, 2):
-        if spawned.stdio[fd]:
-            pipe = _Pipe(process, fd)
-            transport = Transport(streams, spawned.stdio[fd], -1, pipe)
-            transport._fd = _lib.evl_stream_fd(streams.pointer(), spawned.stdio[fd])
-            streams.endpoints[spawned.stdio[fd]] = transport
-            process._pipes[fd] = transport
-    made = getattr(protocol, "connection_made", None)
-    if made is not None:
-        made(process)
-    for transport in list(process._pipes.values()):
-        transport._stream_connected()
-    return process
+    jobs.processes[key] = _Owner(owner)
+    return spawned.process, spawned.pid, {fd: spawned.stdio[fd] for fd in (0, 1, 2) if spawned.stdio[fd]}
+
+
+class _Owner:
+    """The exit's way to the object start()'s caller made after the spawn."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: Callable[[], Any]) -> None:
+        self._owner = owner
+
+    def _exited(self, code: int, signo: int, core_dumped: bool, status: int) -> None:
+        self._owner()._exited(code, signo, core_dumped, status)
+
+    def _loop_closed(self) -> None:
+        self._owner()._loop_closed()
 
 
 class _Pipe:

@@ -2,10 +2,12 @@
 
 It is asyncio's own ``SelectorEventLoop`` over a selector that is an
 ``evloop.Loop`` (selector.py): asyncio's timers, callbacks, raw fds
-(add_reader, sock_*, pipes, subprocesses, signals) run as asyncio
+(add_reader, sock_*, pipes, signals) run as asyncio
 wrote them, and the wait of each iteration is the Loop's one foreign call,
 ``evl_stream_exchange``. UDP endpoints are the library's UDP sockets
-(datagram.py), getaddrinfo runs on its thread pool (resolve.py). Socket transports (TCP and Unix: create_server,
+(datagram.py); subprocesses are the library's children and getaddrinfo
+runs on its thread pool, as on the native path (evloop/_subprocess.py,
+evloop/_resolve.py). Socket transports (TCP and Unix: create_server,
 create_connection, connect_accepted_socket, start_tls, and so asyncio's
 streams) are replaced by transports on the library's buffered streams
 (transport.py, with reading.py, writing.py and sendfile.py): the library

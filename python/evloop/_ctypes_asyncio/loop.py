@@ -12,7 +12,9 @@ from asyncio import events
 from typing import Any, Callable, List, Optional, Tuple
 
 from .._loop import Loop
-from . import datagram, resolve
+from .._subprocess import AsyncioServices
+from .._subprocess_engine import Engine
+from . import datagram
 from .selector import LoopSelector
 from .sendfile import send_file
 from . import tls as tls_steps
@@ -30,7 +32,7 @@ _new_handle = object.__new__
 _copy_context = contextvars.copy_context
 
 
-class EventLoop(SSLTransports, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+class EventLoop(SSLTransports, AsyncioServices, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     """asyncio's event loop on evloop, the ctypes path (see the package's
     documentation).
 
@@ -127,17 +129,6 @@ class EventLoop(SSLTransports, asyncio.SelectorEventLoop):  # type: ignore[misc,
             return await super()._sendfile_native(transp, file, offset, count)  # type: ignore[misc,no-any-return]
         return await send_file(transp, file, offset, count)
 
-    # Subprocesses (subprocess_exec, subprocess_shell) stay asyncio's, over
-    # this loop's selector: asyncio hands every Popen argument on
-    # (preexec_fn, pass_fds, user, group, umask, process_group...), raises
-    # Popen's exceptions (FileNotFoundError naming the program), exposes the
-    # Popen object (get_extra_info('subprocess')) and pipe file objects, and
-    # CPython's test_subprocess holds a loop to all of it; evl_spawn
-    # (evloop.Loop.spawn) covers argv, env, cwd, stdio and sessions only.
-    # Serving the subset it covers through it would give two behaviours
-    # under one API, with little to gain: the spawn itself is the
-    # kernel's (python/README.md measures both).
-
     def _make_datagram_transport(
         self, sock: socket.socket, protocol: Any, address: Any = None, waiter: Any = None, extra: Any = None
     ) -> Any:
@@ -145,11 +136,5 @@ class EventLoop(SSLTransports, asyncio.SelectorEventLoop):  # type: ignore[misc,
             return super()._make_datagram_transport(sock, protocol, address, waiter, extra)  # type: ignore[misc]
         return datagram.DatagramTransport(self, sock, protocol, address, waiter, extra)
 
-    async def getaddrinfo(  # type: ignore[override]
-        self, host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
-    ) -> Any:
-        """On the library's thread pool (resolve.py); asyncio's own in debug
-        mode, which logs each lookup."""
-        if self._debug:
-            return await super().getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)
-        return await resolve.getaddrinfo(self, host, port, family, type, proto, flags)
+    def _new_engine(self) -> Engine:
+        return Engine(self._engine)

@@ -4,10 +4,12 @@
 ``EventLoop`` derives from the library's native ``EventLoop`` type (the
 iteration, the ready queue and timers, ``call_soon`` & co., the socket
 transports) and from asyncio's ``SelectorEventLoop``, which serves what has
-no native path as asyncio wrote it: datagrams, pipes, subprocesses,
+no native path as asyncio wrote it: datagrams, pipes,
 signals, ``sock_*``, ``add_reader``/``add_writer`` (registered natively
 through :class:`_Selector`), SSL (asyncio's ``SSLProtocol``, two of its bugs
 fixed in ``evloop/_sslproto.py``, over the native transport), executors.
+Subprocesses and getaddrinfo are the library's, as on the ctypes path
+(evloop/_subprocess.py), through an ``evloop.Loop`` run inside this loop.
 This module is the glue: the per-connection steps that depend on the Python
 version (extra info, servers), and the messages and debug logs the native
 code asks for (``core.configure``).
@@ -30,6 +32,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from .. import _lib
 from .._asyncio_tls import EXTRA_NAMES as TLS_EXTRA_NAMES
 from .._asyncio_tls import SSLTransports, TLSLink, log_handshake, native_config, stream_failure
+from .._subprocess import AsyncioServices
+from .._subprocess_engine import Engine, attached
 from .._tls_session import session_info
 from . import _datagram, _load
 
@@ -279,7 +283,7 @@ class _Accepting:
             )
 
 
-class EventLoop(SSLTransports, core.EventLoop, asyncio.SelectorEventLoop):  # type: ignore[misc,name-defined]
+class EventLoop(SSLTransports, core.EventLoop, AsyncioServices, asyncio.SelectorEventLoop):  # type: ignore[misc,name-defined]
     """asyncio's event loop with evloop's native hot path (see the module)."""
 
     # asyncio's, which the type stubs leave out.
@@ -357,8 +361,13 @@ class EventLoop(SSLTransports, core.EventLoop, asyncio.SelectorEventLoop):  # ty
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
+        self._close_engine()
         super().close()
         self._close_native()
+
+    def _new_engine(self) -> Engine:
+        """subprocesses and getaddrinfo: an evloop.Loop run inside this one."""
+        return attached(self)
 
     def _make_socket_transport(
         self, sock: socket.socket, protocol: Any, waiter: Any = None, *, extra: Any = None, server: Any = None

@@ -1,4 +1,5 @@
-"""loop.getaddrinfo() on the library's thread pool (``evl_getaddrinfo``)
+"""loop.getaddrinfo() of both asyncio paths on the library's thread pool
+(``evl_getaddrinfo``, through the loop's Engine: _subprocess_engine.py)
 instead of asyncio's default executor: no Python thread, no executor to
 shut down, and a lookup whose awaiting task is cancelled is cancelled in
 the pool too. The result is socket.getaddrinfo's, and so are its errors
@@ -7,10 +8,9 @@ the pool too. The result is socket.getaddrinfo's, and so are its errors
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, List
+from typing import Any, List
 
-if TYPE_CHECKING:
-    from .loop import EventLoop
+from ._subprocess_engine import engine_of
 
 
 def _plain(host: Any, port: Any) -> bool:
@@ -22,7 +22,7 @@ def _plain(host: Any, port: Any) -> bool:
     )
 
 
-async def getaddrinfo(loop: "EventLoop", host: Any, port: Any, family: int, type: int, proto: int, flags: int) -> List[Any]:
+async def getaddrinfo(loop: Any, host: Any, port: Any, family: int, type: int, proto: int, flags: int) -> List[Any]:
     if not _plain(host, port):
         return await asyncio.BaseEventLoop.getaddrinfo(loop, host, port, family=family, type=type, proto=proto, flags=flags)
     future = loop.create_future()
@@ -36,7 +36,7 @@ async def getaddrinfo(loop: "EventLoop", host: Any, port: Any, family: int, type
             future.set_result(outcome)
 
     try:
-        resolution = loop._engine.getaddrinfo(host, port, done, family=family, type=type, proto=proto, flags=flags)
+        resolution = engine_of(loop).loop.getaddrinfo(host, port, done, family=family, type=type, proto=proto, flags=flags)
     except ValueError:
         # Hints the library refuses (a family other than IPv4 and IPv6...):
         # the error is socket.getaddrinfo's to give.
