@@ -96,9 +96,28 @@ pub fn seeds(default: u64) -> Vec<u64> {
     (base..base + count).collect()
 }
 
+/// Whether one seed is being replayed (`EVLOOP_MODEL_SEED`).
+pub fn replaying_one_seed() -> bool {
+    std::env::var_os("EVLOOP_MODEL_SEED").is_some()
+}
+
+/// Checks that the seeds reached what a test checks: each count (what
+/// it counts, how many the seeds made) above 0. A full run must; one seed
+/// replayed alone need not.
+pub fn assert_coverage(test: &str, counts: &[(&str, u64)]) {
+    if replaying_one_seed() {
+        return;
+    }
+    let missing: Vec<&str> = counts.iter().filter(|c| c.1 == 0).map(|c| c.0).collect();
+    assert!(
+        missing.is_empty(),
+        "{test}: the seeds never reached {missing:?}"
+    );
+}
+
 /// Replaying one seed keeps its whole trace; otherwise the last steps.
 fn trace_limit() -> usize {
-    if std::env::var_os("EVLOOP_MODEL_SEED").is_some() {
+    if replaying_one_seed() {
         usize::MAX
     } else {
         80
