@@ -795,114 +795,30 @@ fn send_with_fds(fd: RawFd, bytes: &[u8], fds: &[RawFd]) {
     }
 }
 
-/// An FDS event waiting in the library when its stream is paused (the
-/// stream's DRAINED came first, from the same readiness, and the batch had
-/// room for one) does not come while it is paused, nor its DATA: after the
-/// resume they come in the order received, FDS just before its DATA, with
-/// the fds that were sent; and none is left open.
-#[test]
-fn pause_holds_fds_received_before_it() {
-    let _turn = one_at_a_time();
-    let before = open_fds();
-    let (raw, fd) = socketpair();
-    let mut lp = std::ptr::null_mut();
-    // SAFETY: plain calls on a loop of our own; every pointer is valid.
-    unsafe {
-        assert_eq!(evl_loop_new(&mut lp), 0);
-        let mut b = 0;
-        assert_eq!(evl_stream_open(lp, fd, None, 7 as *mut c_void, &mut b), 0);
-        assert_eq!(evl_stream_accept_fds(lp, b, 4), 0);
-        assert_eq!(evl_stream_set_watermarks(lp, b, 0, 0), 0);
-        // b writes until a little waits in its queue: the kernel's buffer
-        // is full, the queue's rest goes out in one write once it is read.
-        let chunk = [b'w'; 4096];
-        let mut queued = 0usize;
-        while queued == 0 {
-            assert_eq!(
-                evl_stream_write(lp, b, chunk.as_ptr().cast(), chunk.len()),
-                0
-            );
-            assert_eq!(evl_stream_queued(lp, b, &mut queued), 0);
-        }
-        // The peer sends bytes with a pipe's write end, then reads all it can.
-        let (first_read, first_write) = pipe();
-        send_with_fds(raw, b"first", &[first_write]);
-        close(first_write);
-        let mut sink = vec![0u8; 1 << 16];
-        while model::read(raw, &mut sink).is_ok_and(|n| n > 0) {}
-        // One event: b's DRAINED, its queue sent in the readiness that
-        // read the fds; their FDS and DATA wait in the library.
-        let mut events = [model::NO_STREAM_EVENT; 8];
-        let n = evl_stream_poll(lp, 1000, events.as_mut_ptr(), 1);
-        assert_eq!(n, 1);
-        assert_eq!(events[0].kind, EVL_STREAM_DRAINED, "the queue went first");
-        assert_eq!(evl_stream_pause(lp, b), 0);
-        let (second_read, second_write) = pipe();
-        send_with_fds(raw, b"second", &[second_write]);
-        close(second_write);
-        for _ in 0..10 {
-            let n = evl_stream_poll(lp, 5, events.as_mut_ptr(), 8);
-            assert!(n >= 0);
-            let kinds: Vec<u32> = events[..n as usize].iter().map(|e| e.kind).collect();
-            assert!(kinds.is_empty(), "events of a paused stream: {kinds:?}");
-        }
-        // Resumed: FDS, DATA, FDS, DATA, each FDS with the pipe sent (one
-        // event a poll: take_fds takes the fds of every FDS handed out).
-        assert_eq!(evl_stream_resume(lp, b), 0);
-        let mut seen = Vec::new();
-        for _ in 0..100 {
-            let n = evl_stream_poll(lp, 10, events.as_mut_ptr(), 1);
-            assert!(n >= 0);
-            for e in &events[..n as usize] {
-                assert_eq!(e.stream, b);
-                match e.kind {
-                    EVL_STREAM_FDS => {
-                        assert_eq!(e.len, 1);
-                        let mut got = [-1; 4];
-                        assert_eq!(evl_stream_take_fds(lp, b, got.as_mut_ptr(), 4), 1);
-                        seen.push(format!("fds {}", inode(got[0])));
-                        close(got[0]);
-                    }
-                    EVL_STREAM_DATA => {
-                        let data = std::slice::from_raw_parts(e.data, e.len);
-                        seen.push(String::from_utf8(data.to_vec()).unwrap());
-                    }
-                    other => panic!("event {other}"),
-                }
-            }
-            if seen.len() >= 4 {
-                break;
-            }
-        }
-        let expected = [
-            format!("fds {}", inode(first_read)),
-            "first".to_string(),
-            format!("fds {}", inode(second_read)),
-            "second".to_string(),
-        ];
-        assert_eq!(seen, expected);
-        assert_eq!(evl_loop_free(lp), 0);
-        for fd in [raw, first_read, second_read] {
-            close(fd);
-        }
-    }
-    assert_eq!(open_fds(), before, "an fd left open");
+/// A stream `b` on a loop of its own over a socket pair whose other end
+/// (`raw`) the test holds, accepting fds, with an FDS event (a pipe's
+/// write end, whose read end is `read_end`) and its DATA ("first")
+/// waiting in the library behind b's DRAINED, which a poll of one event
+/// handed out: b's queue went out in the readiness that read them.
+struct FdsBehindDrained {
+    lp: *mut evl_loop,
+    raw: RawFd,
+    b: u64,
+    read_end: RawFd,
 }
 
-/// A paused stream's held FDS event that is never handed out (the stream
-/// aborted while paused, or the loop freed) has its fds closed.
-#[test]
-fn held_fds_close_with_their_stream() {
-    let _turn = one_at_a_time();
-    for free_loop_first in [false, true] {
+impl FdsBehindDrained {
+    fn new() -> FdsBehindDrained {
         let (raw, fd) = socketpair();
         let mut lp = std::ptr::null_mut();
-        // SAFETY: as above.
+        let mut b = 0;
+        // SAFETY: plain calls on a loop of our own; every pointer is valid.
         unsafe {
             assert_eq!(evl_loop_new(&mut lp), 0);
-            let mut b = 0;
             assert_eq!(evl_stream_open(lp, fd, None, 7 as *mut c_void, &mut b), 0);
             assert_eq!(evl_stream_accept_fds(lp, b, 4), 0);
+            // b writes until a little waits in its queue: the kernel's
+            // buffer is full, the queue's rest goes in one write once read.
             let chunk = [b'w'; 4096];
             let mut queued = 0usize;
             while queued == 0 {
@@ -912,26 +828,122 @@ fn held_fds_close_with_their_stream() {
                 );
                 assert_eq!(evl_stream_queued(lp, b, &mut queued), 0);
             }
+            // The peer sends bytes with a pipe's write end, then reads all it can.
             let (read_end, write_end) = pipe();
-            send_with_fds(raw, b"x", &[write_end]);
+            send_with_fds(raw, b"first", &[write_end]);
             close(write_end);
             let mut sink = vec![0u8; 1 << 16];
             while model::read(raw, &mut sink).is_ok_and(|n| n > 0) {}
             let mut events = [model::NO_STREAM_EVENT; 1];
             assert_eq!(evl_stream_poll(lp, 1000, events.as_mut_ptr(), 1), 1);
-            assert_eq!(events[0].kind, EVL_STREAM_DRAINED);
-            assert_eq!(evl_stream_pause(lp, b), 0);
-            assert!(writer_alive(read_end), "held, the fd is open");
-            if !free_loop_first {
-                assert_eq!(evl_stream_abort(lp, b), 0);
-                assert_eq!(evl_stream_poll(lp, 1000, events.as_mut_ptr(), 1), 1);
-                assert_eq!(events[0].kind, EVL_STREAM_CLOSED);
-                assert!(!writer_alive(read_end), "aborted, its held fd is closed");
+            assert_eq!(events[0].kind, EVL_STREAM_DRAINED, "the queue went first");
+            FdsBehindDrained {
+                lp,
+                raw,
+                b,
+                read_end,
             }
-            assert_eq!(evl_loop_free(lp), 0);
-            assert!(!writer_alive(read_end), "the loop freed, no copy is open");
-            close(read_end);
         }
-        close(raw);
+    }
+
+    /// One evl_stream_poll of up to `max` events.
+    fn poll(&self, timeout: i32, max: usize) -> Vec<evl_stream_event> {
+        let mut events = vec![model::NO_STREAM_EVENT; max];
+        // SAFETY: the loop is live; `events` has room for `max`.
+        let n = unsafe { evl_stream_poll(self.lp, timeout, events.as_mut_ptr(), max as i32) };
+        assert!(n >= 0);
+        events.truncate(n as usize);
+        events
+    }
+
+    /// Frees the loop, closes `raw`; the read end is the caller's to close.
+    fn free(self) -> RawFd {
+        // SAFETY: the loop is live and not running.
+        assert_eq!(unsafe { evl_loop_free(self.lp) }, 0);
+        close(self.raw);
+        self.read_end
+    }
+}
+
+/// An FDS event waiting in the library when its stream is paused (as
+/// `FdsBehindDrained` makes it) does not come while it is paused, nor its
+/// DATA: after the resume they come in the order received, FDS just
+/// before its DATA, with the fds that were sent; and none is left open.
+#[test]
+fn pause_holds_fds_received_before_it() {
+    let _turn = one_at_a_time();
+    let before = open_fds();
+    let w = FdsBehindDrained::new();
+    // SAFETY: the loop is live.
+    assert_eq!(unsafe { evl_stream_pause(w.lp, w.b) }, 0);
+    let (second_read, second_write) = pipe();
+    send_with_fds(w.raw, b"second", &[second_write]);
+    close(second_write);
+    for _ in 0..10 {
+        let kinds: Vec<u32> = w.poll(5, 8).iter().map(|e| e.kind).collect();
+        assert!(kinds.is_empty(), "events of a paused stream: {kinds:?}");
+    }
+    // Resumed: FDS, DATA, FDS, DATA, each FDS with the pipe sent (one
+    // event a poll: take_fds takes the fds of every FDS handed out).
+    // SAFETY: the loop is live.
+    assert_eq!(unsafe { evl_stream_resume(w.lp, w.b) }, 0);
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        for e in w.poll(10, 1) {
+            assert_eq!(e.stream, w.b);
+            match e.kind {
+                EVL_STREAM_FDS => {
+                    assert_eq!(e.len, 1);
+                    let mut got = [-1; 4];
+                    // SAFETY: the loop is live; `got` has room for 4.
+                    let n = unsafe { evl_stream_take_fds(w.lp, w.b, got.as_mut_ptr(), 4) };
+                    assert_eq!(n, 1);
+                    seen.push(format!("fds {}", inode(got[0])));
+                    close(got[0]);
+                }
+                EVL_STREAM_DATA => {
+                    // SAFETY: the bytes are valid until the next poll.
+                    let data = unsafe { std::slice::from_raw_parts(e.data, e.len) };
+                    seen.push(String::from_utf8(data.to_vec()).unwrap());
+                }
+                other => panic!("event {other}"),
+            }
+        }
+        if seen.len() >= 4 {
+            break;
+        }
+    }
+    let expected = [
+        format!("fds {}", inode(w.read_end)),
+        "first".to_string(),
+        format!("fds {}", inode(second_read)),
+        "second".to_string(),
+    ];
+    assert_eq!(seen, expected);
+    close(w.free());
+    close(second_read);
+    assert_eq!(open_fds(), before, "an fd left open");
+}
+
+/// A paused stream's held FDS event that is never handed out (the stream
+/// aborted while paused, or the loop freed) has its fds closed.
+#[test]
+fn held_fds_close_with_their_stream() {
+    let _turn = one_at_a_time();
+    for abort_first in [true, false] {
+        let w = FdsBehindDrained::new();
+        // SAFETY: the loop is live.
+        assert_eq!(unsafe { evl_stream_pause(w.lp, w.b) }, 0);
+        assert!(writer_alive(w.read_end), "held, the fd is open");
+        if abort_first {
+            // SAFETY: the loop is live.
+            assert_eq!(unsafe { evl_stream_abort(w.lp, w.b) }, 0);
+            let kinds: Vec<u32> = w.poll(1000, 1).iter().map(|e| e.kind).collect();
+            assert_eq!(kinds, [EVL_STREAM_CLOSED]);
+            assert!(!writer_alive(w.read_end), "aborted, its held fd is closed");
+        }
+        let read_end = w.free();
+        assert!(!writer_alive(read_end), "the loop freed, no copy is open");
+        close(read_end);
     }
 }
