@@ -136,6 +136,7 @@ unsafe extern "C" fn on_stream(_lp: *mut evl_loop, event: *const evl_stream_even
         with_world(|w| {
             w.in_cb = true;
             w.on_event(&event);
+            w.maybe_pause_after(&event);
             if !w.finishing {
                 for _ in 0..[0, 0, 1, 2][w.rng.below(4) as usize] {
                     w.op();
@@ -532,29 +533,7 @@ impl World {
             4 => {
                 let Some(k) = self.pick() else { return };
                 let pause = self.rng.percent(50);
-                let id = self.streams[k].id;
-                // SAFETY: the loop is live.
-                let rc = unsafe {
-                    if pause {
-                        evl_stream_pause(self.lp, id)
-                    } else {
-                        evl_stream_resume(self.lp, id)
-                    }
-                };
-                trace(|| {
-                    format!(
-                        "{w} stream {k} {} -> {rc}",
-                        if pause { "pause" } else { "resume" }
-                    )
-                });
-                assert_eq!(rc, 0, "stream {k}: pause/resume");
-                let call = self.call;
-                let s = &mut self.streams[k];
-                if pause {
-                    s.paused.get_or_insert(call);
-                } else {
-                    s.paused = None;
-                }
+                self.pause_or_resume(k, pause);
             }
             5 => {
                 // The application closes fds it took.
@@ -576,6 +555,49 @@ impl World {
                 assert_eq!(rc, 0, "stream {k}: abort");
                 self.streams[k].aborted = true;
             }
+        }
+    }
+
+    fn pause_or_resume(&mut self, k: usize, pause: bool) {
+        let w = self.where_();
+        let id = self.streams[k].id;
+        // SAFETY: the loop is live.
+        let rc = unsafe {
+            if pause {
+                evl_stream_pause(self.lp, id)
+            } else {
+                evl_stream_resume(self.lp, id)
+            }
+        };
+        trace(|| {
+            format!(
+                "{w} stream {k} {} -> {rc}",
+                if pause { "pause" } else { "resume" }
+            )
+        });
+        assert_eq!(rc, 0, "stream {k}: pause/resume");
+        let call = self.call;
+        let s = &mut self.streams[k];
+        if pause {
+            s.paused.get_or_insert(call);
+        } else {
+            s.paused = None;
+        }
+    }
+
+    /// Now and then, pauses the stream an event was of: events of it read
+    /// with this one (an FDS and its DATA behind a DRAINED) may still wait
+    /// in the library, and must not come until the resume.
+    fn maybe_pause_after(&mut self, e: &evl_stream_event) {
+        let Some(&k) = self.by_id.get(&e.stream) else {
+            return;
+        };
+        let alive = |s: &Stream| s.closed.is_none() && !s.aborted;
+        let s = &self.streams[k];
+        let percent = if e.kind == EVL_STREAM_DRAINED { 50 } else { 10 };
+        if !self.finishing && alive(s) && alive(&self.streams[s.other]) && self.rng.percent(percent)
+        {
+            self.pause_or_resume(k, true);
         }
     }
 
@@ -632,6 +654,10 @@ fn iteration(timeout: i32) {
                 .map(|&(_, a, n)| (a, n))
                 .collect();
             w.take(k, &of_k);
+        }
+        if n as usize == max {
+            // Events may wait behind a full array.
+            w.maybe_pause_after(&events[max - 1]);
         }
         // Closed by the next poll, not before: check after it.
         let due = std::mem::take(&mut w.closed_after_call);
