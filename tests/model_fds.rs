@@ -29,10 +29,7 @@
 mod model;
 
 use evloop::ffi::*;
-use model::{
-    catch_in_callback, close, pipe, run_seeds, socketpair, steps_per_seed, take_callback_failure,
-    trace, Rng,
-};
+use model::{catch_in_callback, close, pipe, run_seeds, socketpair, steps_per_seed, trace, Rng};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::c_void;
@@ -619,24 +616,18 @@ fn iteration(timeout: i32) {
     let lp = with_world(|w| w.lp);
     if !batch {
         // SAFETY: the loop is live; no borrow of the world is held.
-        let rc = unsafe { evl_run_once(lp, timeout) };
-        trace(|| format!("top run_once({timeout}) -> {rc}"));
-        take_callback_failure();
-        assert!(rc >= 0, "run_once: {rc}");
+        unsafe { model::run_once(lp, timeout) };
         with_world(|w| w.after_call());
         return;
     }
     let max = with_world(|w| w.rng.range(1, 16)) as usize;
-    let mut events = vec![model::NO_STREAM_EVENT; max];
-    // SAFETY: the loop is live; `events` has room for `max`.
-    let n = unsafe { evl_stream_poll(lp, timeout, events.as_mut_ptr(), max as i32) };
-    trace(|| format!("top stream_poll({timeout}, {max}) -> {n}"));
-    take_callback_failure();
-    assert!(n >= 0, "stream_poll: {n}");
+    // SAFETY: the loop is live.
+    let events = unsafe { model::stream_poll(lp, timeout, max) };
+    let n = events.len();
     with_world(|w| {
         // The previous poll's events are over now.
         w.after_call();
-        for e in &events[..n as usize] {
+        for e in &events {
             w.on_event(e);
         }
         // The batch's fds, taken stream by stream.
@@ -655,7 +646,7 @@ fn iteration(timeout: i32) {
                 .collect();
             w.take(k, &of_k);
         }
-        if n as usize == max {
+        if n == max {
             // Events may wait behind a full array.
             w.maybe_pause_after(&events[max - 1]);
         }
@@ -874,12 +865,8 @@ impl FdsBehindDrained {
 
     /// One evl_stream_poll of up to `max` events.
     fn poll(&self, timeout: i32, max: usize) -> Vec<evl_stream_event> {
-        let mut events = vec![model::NO_STREAM_EVENT; max];
-        // SAFETY: the loop is live; `events` has room for `max`.
-        let n = unsafe { evl_stream_poll(self.lp, timeout, events.as_mut_ptr(), max as i32) };
-        assert!(n >= 0);
-        events.truncate(n as usize);
-        events
+        // SAFETY: the loop is live.
+        unsafe { model::stream_poll(self.lp, timeout, max) }
     }
 
     /// Frees the loop, closes `raw`; the read end is the caller's to close.

@@ -35,10 +35,7 @@ mod model;
 mod tls_certs;
 
 use evloop::ffi::*;
-use model::{
-    catch_in_callback, now_ns, run_seeds, socketpair, steps_per_seed, take_callback_failure, trace,
-    Rng,
-};
+use model::{catch_in_callback, now_ns, run_seeds, socketpair, steps_per_seed, trace, Rng};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ffi::c_void;
@@ -770,10 +767,7 @@ fn iteration(timeout: i32) {
     let lp = with_world(|w| w.lp);
     if !batch {
         // SAFETY: the loop is live; no borrow of the world is held.
-        let rc = unsafe { evl_run_once(lp, timeout) };
-        trace(|| format!("top run_once({timeout}) -> {rc}"));
-        take_callback_failure();
-        assert!(rc >= 0, "run_once: {rc}");
+        unsafe { model::run_once(lp, timeout) };
         // evl_run_once hands out everything that waits.
         with_world(|w| w.drained_call = w.call);
         return;

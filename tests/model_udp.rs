@@ -31,9 +31,7 @@
 mod model;
 
 use evloop::ffi::*;
-use model::{
-    catch_in_callback, close, file_id, run_seeds, steps_per_seed, take_callback_failure, trace, Rng,
-};
+use model::{catch_in_callback, close, file_id, run_seeds, steps_per_seed, trace, Rng};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ffi::c_void;
@@ -1041,21 +1039,15 @@ fn iteration(timeout: i32) {
     let lp = begin_call();
     if !batch {
         // SAFETY: the loop is live; no borrow of the world is held.
-        let rc = unsafe { evl_run_once(lp, timeout) };
-        trace(|| format!("top run_once({timeout}) -> {rc}"));
-        take_callback_failure();
-        assert!(rc >= 0, "run_once: {rc}");
+        unsafe { model::run_once(lp, timeout) };
         return;
     }
     let max = with_world(|w| w.rng.range(1, 16)) as usize;
-    let mut events = vec![model::NO_STREAM_EVENT; max];
-    // SAFETY: the loop is live; `events` has room for `max`.
-    let n = unsafe { evl_stream_poll(lp, timeout, events.as_mut_ptr(), max as i32) };
-    trace(|| format!("top stream_poll({timeout}, {max}) -> {n}"));
-    take_callback_failure();
-    assert!(n >= 0 && n as usize <= max, "stream_poll: {n}");
+    // SAFETY: the loop is live.
+    let events = unsafe { model::stream_poll(lp, timeout, max) };
+    let n = events.len();
     with_world(|w| {
-        for e in &events[..n as usize] {
+        for e in &events {
             w.on_event(e);
         }
         if !w.finishing {
@@ -1271,13 +1263,11 @@ impl HeldOver {
 
     /// One evl_stream_poll of up to 8 events, all DATAGRAMS.
     fn poll(&self) -> Batches {
-        let mut events = [model::NO_STREAM_EVENT; 8];
-        // SAFETY: the loop is live; `events` has room for 8; each event's
-        // datagrams are valid until the next poll.
+        // SAFETY: the loop is live; each event's datagrams are valid until
+        // the next poll.
         unsafe {
-            let n = evl_stream_poll(self.lp, 10, events.as_mut_ptr(), 8);
-            assert!(n >= 0);
-            let batches = events[..n as usize].iter().map(|e| {
+            let events = model::stream_poll(self.lp, 10, 8);
+            let batches = events.iter().map(|e| {
                 assert_eq!(e.kind, EVL_STREAM_DATAGRAMS);
                 let list = std::slice::from_raw_parts(e.data as *const evl_udp_datagram, e.len);
                 let list = list
