@@ -1334,11 +1334,12 @@ int evl_stream_abort(struct evl_loop *loop, uint64_t stream);
 
 /**
  * Stops reading from the stream until evl_stream_resume. From its return
- * on no EVL_STREAM_DATA of the stream is delivered until then: bytes read
- * already and not delivered yet (an evl_stream_poll whose array was full
- * leaves events for the next one) are held, and come first after
- * evl_stream_resume (they are dropped if the stream ends before), with
- * the EVL_STREAM_EOF read with them (a TLS read makes both in one step);
+ * on no EVL_STREAM_DATA (nor EVL_STREAM_FDS) of the stream is delivered
+ * until then: what was read already and not delivered yet (an
+ * evl_stream_poll whose array was full leaves events for the next one)
+ * is held, and comes first after evl_stream_resume, in the order read
+ * (dropped, its fds closed, if the stream ends before), with the
+ * EVL_STREAM_EOF read with it (a TLS read makes both in one step);
  * a stream whose EOF is held ends no sooner than it is delivered. A
  * stream that has ended already (its EVL_STREAM_CLOSED waits) has
  * nothing to pause: what it read is delivered before that event.
@@ -1718,7 +1719,12 @@ int evl_udp_set_recv_size(struct evl_loop *loop, uint64_t udp, size_t size);
 
 /**
  * Stops receiving until evl_udp_resume (datagrams wait in the kernel's
- * buffer, which drops what does not fit).
+ * buffer, which drops what does not fit). From its return on no
+ * EVL_STREAM_DATAGRAMS of the socket is delivered until then: batches
+ * received already and not delivered yet (an evl_stream_poll whose array
+ * was full leaves events for the next one) are held, and come first
+ * after evl_udp_resume, as they came (dropped if the socket is closed
+ * before).
  *
  * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket.
  * Thread-safety: the loop's thread only.
@@ -1727,7 +1733,7 @@ int evl_udp_pause(struct evl_loop *loop, uint64_t udp);
 
 /**
  * Receives again after evl_udp_pause (unless the queue is still over its
- * high watermark).
+ * high watermark). What the pause held is delivered first.
  *
  * Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket.
  * Thread-safety: the loop's thread only.

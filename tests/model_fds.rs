@@ -11,6 +11,8 @@
 //! streams abort. One run drives it through callbacks (evl_run_once, the
 //! operations from inside them too), one through evl_stream_poll. Checked:
 //! - the bytes are exact both ways, fds or not;
+//! - from a pause on, nothing of the stream comes until the resume, FDS or
+//!   DATA, not even what was read before it (held, then handed out in order);
 //! - an FDS event comes just before the DATA event that has the byte the
 //!   fds were attached to, with the first of those fds (as many as were
 //!   accepted); each fd taken is one that was sent, and is taken once;
@@ -27,10 +29,7 @@
 mod model;
 
 use evloop::ffi::*;
-use model::{
-    catch_in_callback, close, pipe, run_seeds, socketpair, steps_per_seed, take_callback_failure,
-    trace, Rng,
-};
+use model::{catch_in_callback, close, pipe, run_seeds, socketpair, steps_per_seed, trace, Rng};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::c_void;
@@ -87,11 +86,8 @@ struct Stream {
     accept_max: usize,
     /// An FDS event came and its DATA has not: (attachment, fds in it).
     fds_seen: Option<(usize, usize)>,
+    /// The call in which pause was asked (its events may come in it).
     paused: Option<u64>,
-    /// Paused while the last poll had filled its array: events read
-    /// before the pause may still wait in the library, held over, and come
-    /// with the next polls until one has room to spare.
-    paused_behind_held_over: bool,
     aborted: bool,
     closed: Option<i32>,
 }
@@ -111,8 +107,6 @@ struct World {
     call: u64,
     in_cb: bool,
     finishing: bool,
-    /// The last evl_stream_poll filled its array (so events may be held over).
-    last_poll_full: bool,
     /// The FDS events of the poll being looked at: (stream, attachment, fds).
     batch_fds: Vec<(usize, usize, usize)>,
 }
@@ -139,6 +133,7 @@ unsafe extern "C" fn on_stream(_lp: *mut evl_loop, event: *const evl_stream_even
         with_world(|w| {
             w.in_cb = true;
             w.on_event(&event);
+            w.maybe_pause_after(&event);
             if !w.finishing {
                 for _ in 0..[0, 0, 1, 2][w.rng.below(4) as usize] {
                     w.op();
@@ -167,7 +162,6 @@ impl World {
             call: 0,
             in_cb: false,
             finishing: false,
-            last_poll_full: false,
             batch_fds: Vec::new(),
         }
     }
@@ -215,7 +209,6 @@ impl World {
                 accept_max: 0,
                 fds_seen: None,
                 paused: None,
-                paused_behind_held_over: false,
                 aborted: false,
                 closed: None,
             });
@@ -260,6 +253,11 @@ impl World {
                     "stream {k}: two FDS events before a DATA"
                 );
                 assert!(e.data.is_null() && e.len > 0, "stream {k}: FDS event shape");
+                // Paused, nothing of the stream comes, not even what was
+                // read before the pause (it is held until the resume).
+                if let Some(since) = s.paused {
+                    panic!("stream {k}: FDS while paused (since call {since}, now {call})");
+                }
                 let other = &self.streams[s.other];
                 // Which attachment: the next one the peer made.
                 let a = other.next_attachment;
@@ -283,13 +281,10 @@ impl World {
             }
             EVL_STREAM_DATA => {
                 assert!(!s.aborted, "stream {k}: DATA after abort");
-                // Paused, a stream reads no more; a DATA read before the
-                // pause, with its FDS event, may still come (its FDS came
-                // first and the batch was cut between the two).
-                if let (Some(since), None, false) =
-                    (s.paused, s.fds_seen, s.paused_behind_held_over)
-                {
-                    assert_eq!(since, call, "stream {k}: DATA while paused");
+                // Nor a DATA, even the one whose FDS came before the
+                // pause (the batch cut between the two).
+                if let Some(since) = s.paused {
+                    panic!("stream {k}: DATA while paused (since call {since}, now {call})");
                 }
                 // SAFETY: the library says `data` holds `len` bytes for now.
                 let data = unsafe { std::slice::from_raw_parts(e.data, e.len) };
@@ -535,33 +530,7 @@ impl World {
             4 => {
                 let Some(k) = self.pick() else { return };
                 let pause = self.rng.percent(50);
-                let id = self.streams[k].id;
-                // SAFETY: the loop is live.
-                let rc = unsafe {
-                    if pause {
-                        evl_stream_pause(self.lp, id)
-                    } else {
-                        evl_stream_resume(self.lp, id)
-                    }
-                };
-                trace(|| {
-                    format!(
-                        "{w} stream {k} {} -> {rc}",
-                        if pause { "pause" } else { "resume" }
-                    )
-                });
-                assert_eq!(rc, 0, "stream {k}: pause/resume");
-                let call = self.call;
-                let held_over = self.batch && self.last_poll_full;
-                let s = &mut self.streams[k];
-                if pause {
-                    if s.paused.is_none() {
-                        s.paused = Some(call);
-                        s.paused_behind_held_over = held_over;
-                    }
-                } else {
-                    s.paused = None;
-                }
+                self.pause_or_resume(k, pause);
             }
             5 => {
                 // The application closes fds it took.
@@ -586,6 +555,49 @@ impl World {
         }
     }
 
+    fn pause_or_resume(&mut self, k: usize, pause: bool) {
+        let w = self.where_();
+        let id = self.streams[k].id;
+        // SAFETY: the loop is live.
+        let rc = unsafe {
+            if pause {
+                evl_stream_pause(self.lp, id)
+            } else {
+                evl_stream_resume(self.lp, id)
+            }
+        };
+        trace(|| {
+            format!(
+                "{w} stream {k} {} -> {rc}",
+                if pause { "pause" } else { "resume" }
+            )
+        });
+        assert_eq!(rc, 0, "stream {k}: pause/resume");
+        let call = self.call;
+        let s = &mut self.streams[k];
+        if pause {
+            s.paused.get_or_insert(call);
+        } else {
+            s.paused = None;
+        }
+    }
+
+    /// Now and then, pauses the stream an event was of: events of it read
+    /// with this one (an FDS and its DATA behind a DRAINED) may still wait
+    /// in the library, and must not come until the resume.
+    fn maybe_pause_after(&mut self, e: &evl_stream_event) {
+        let Some(&k) = self.by_id.get(&e.stream) else {
+            return;
+        };
+        let alive = |s: &Stream| s.closed.is_none() && !s.aborted;
+        let s = &self.streams[k];
+        let percent = if e.kind == EVL_STREAM_DRAINED { 50 } else { 10 };
+        if !self.finishing && alive(s) && alive(&self.streams[s.other]) && self.rng.percent(percent)
+        {
+            self.pause_or_resume(k, true);
+        }
+    }
+
     /// After a call: what had to be closed by its end is.
     fn after_call(&mut self) {
         for p in std::mem::take(&mut self.closed_after_call) {
@@ -604,24 +616,18 @@ fn iteration(timeout: i32) {
     let lp = with_world(|w| w.lp);
     if !batch {
         // SAFETY: the loop is live; no borrow of the world is held.
-        let rc = unsafe { evl_run_once(lp, timeout) };
-        trace(|| format!("top run_once({timeout}) -> {rc}"));
-        take_callback_failure();
-        assert!(rc >= 0, "run_once: {rc}");
+        unsafe { model::run_once(lp, timeout) };
         with_world(|w| w.after_call());
         return;
     }
     let max = with_world(|w| w.rng.range(1, 16)) as usize;
-    let mut events = vec![model::NO_STREAM_EVENT; max];
-    // SAFETY: the loop is live; `events` has room for `max`.
-    let n = unsafe { evl_stream_poll(lp, timeout, events.as_mut_ptr(), max as i32) };
-    trace(|| format!("top stream_poll({timeout}, {max}) -> {n}"));
-    take_callback_failure();
-    assert!(n >= 0, "stream_poll: {n}");
+    // SAFETY: the loop is live.
+    let events = unsafe { model::stream_poll(lp, timeout, max) };
+    let n = events.len();
     with_world(|w| {
         // The previous poll's events are over now.
         w.after_call();
-        for e in &events[..n as usize] {
+        for e in &events {
             w.on_event(e);
         }
         // The batch's fds, taken stream by stream.
@@ -640,12 +646,9 @@ fn iteration(timeout: i32) {
                 .collect();
             w.take(k, &of_k);
         }
-        w.last_poll_full = n as usize == max;
-        if !w.last_poll_full {
-            // Nothing was held over past this poll.
-            for s in &mut w.streams {
-                s.paused_behind_held_over = false;
-            }
+        if n == max {
+            // Events may wait behind a full array.
+            w.maybe_pause_after(&events[max - 1]);
         }
         // Closed by the next poll, not before: check after it.
         let due = std::mem::take(&mut w.closed_after_call);
@@ -748,10 +751,19 @@ fn one_seed(seed: u64, batch: bool) -> u64 {
     steps
 }
 
-/// One test, both modes in turn: the fd counts are the process's, so no
-/// other test may run beside.
+/// The fd counts are the process's: the tests take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One test, both modes in turn (see ONE_AT_A_TIME).
 #[test]
 fn fds_model() {
+    let _turn = one_at_a_time();
     for batch in [false, true] {
         SEEN.with(|s| *s.borrow_mut() = [0; 4]);
         run_seeds("model_fds", 40, |seed| one_seed(seed, batch));
@@ -761,6 +773,190 @@ fn fds_model() {
              {events} FDS events",
             if batch { "batch" } else { "callbacks" }
         );
-        assert!(passed > 0 && taken > 0 && closed > 0 && events > 0);
+        let counts = [
+            ("fds passed", passed),
+            ("fds taken", taken),
+            ("fds closed by the library", closed),
+            ("FDS events", events),
+        ];
+        model::assert_coverage("model_fds", &counts);
+    }
+}
+
+/// sendmsg of `bytes` with `fds` attached (SCM_RIGHTS) on a raw socket.
+fn send_with_fds(fd: RawFd, bytes: &[u8], fds: &[RawFd]) {
+    let fds_len = std::mem::size_of_val(fds);
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(fds_len as u32) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: msghdr is plain data; the fields set point at live buffers
+    // (`iov`, `control`, sized as said), and the control message written
+    // fits in `control` (CMSG_SPACE of its payload).
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(fds_len as u32) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
+        let sent = libc::sendmsg(fd, &msg, 0);
+        assert_eq!(sent, bytes.len() as isize, "sendmsg");
+    }
+}
+
+/// A stream `b` on a loop of its own over a socket pair whose other end
+/// (`raw`) the test holds, accepting fds, with an FDS event (a pipe's
+/// write end, whose read end is `read_end`) and its DATA ("first")
+/// waiting in the library behind b's DRAINED, which a poll of one event
+/// handed out: b's queue went out in the readiness that read them.
+struct FdsBehindDrained {
+    lp: *mut evl_loop,
+    raw: RawFd,
+    b: u64,
+    read_end: RawFd,
+}
+
+impl FdsBehindDrained {
+    fn new() -> FdsBehindDrained {
+        let (raw, fd) = socketpair();
+        let mut lp = std::ptr::null_mut();
+        let mut b = 0;
+        // SAFETY: plain calls on a loop of our own; every pointer is valid.
+        unsafe {
+            assert_eq!(evl_loop_new(&mut lp), 0);
+            assert_eq!(evl_stream_open(lp, fd, None, 7 as *mut c_void, &mut b), 0);
+            assert_eq!(evl_stream_accept_fds(lp, b, 4), 0);
+            // b writes until a little waits in its queue: the kernel's
+            // buffer is full, the queue's rest goes in one write once read.
+            let chunk = [b'w'; 4096];
+            let mut queued = 0usize;
+            while queued == 0 {
+                assert_eq!(
+                    evl_stream_write(lp, b, chunk.as_ptr().cast(), chunk.len()),
+                    0
+                );
+                assert_eq!(evl_stream_queued(lp, b, &mut queued), 0);
+            }
+            // The peer sends bytes with a pipe's write end, then reads all it can.
+            let (read_end, write_end) = pipe();
+            send_with_fds(raw, b"first", &[write_end]);
+            close(write_end);
+            let mut sink = vec![0u8; 1 << 16];
+            while model::read(raw, &mut sink).is_ok_and(|n| n > 0) {}
+            let mut events = [model::NO_STREAM_EVENT; 1];
+            assert_eq!(evl_stream_poll(lp, 1000, events.as_mut_ptr(), 1), 1);
+            assert_eq!(events[0].kind, EVL_STREAM_DRAINED, "the queue went first");
+            FdsBehindDrained {
+                lp,
+                raw,
+                b,
+                read_end,
+            }
+        }
+    }
+
+    /// One evl_stream_poll of up to `max` events.
+    fn poll(&self, timeout: i32, max: usize) -> Vec<evl_stream_event> {
+        // SAFETY: the loop is live.
+        unsafe { model::stream_poll(self.lp, timeout, max) }
+    }
+
+    /// Frees the loop, closes `raw`; the read end is the caller's to close.
+    fn free(self) -> RawFd {
+        // SAFETY: the loop is live and not running.
+        assert_eq!(unsafe { evl_loop_free(self.lp) }, 0);
+        close(self.raw);
+        self.read_end
+    }
+}
+
+/// An FDS event waiting in the library when its stream is paused (as
+/// `FdsBehindDrained` makes it) does not come while it is paused, nor its
+/// DATA: after the resume they come in the order received, FDS just
+/// before its DATA, with the fds that were sent; and none is left open.
+#[test]
+fn pause_holds_fds_received_before_it() {
+    let _turn = one_at_a_time();
+    let before = open_fds();
+    let w = FdsBehindDrained::new();
+    // SAFETY: the loop is live.
+    assert_eq!(unsafe { evl_stream_pause(w.lp, w.b) }, 0);
+    let (second_read, second_write) = pipe();
+    send_with_fds(w.raw, b"second", &[second_write]);
+    close(second_write);
+    for _ in 0..10 {
+        let kinds: Vec<u32> = w.poll(5, 8).iter().map(|e| e.kind).collect();
+        assert!(kinds.is_empty(), "events of a paused stream: {kinds:?}");
+    }
+    // Resumed: FDS, DATA, FDS, DATA, each FDS with the pipe sent (one
+    // event a poll: take_fds takes the fds of every FDS handed out).
+    // SAFETY: the loop is live.
+    assert_eq!(unsafe { evl_stream_resume(w.lp, w.b) }, 0);
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        for e in w.poll(10, 1) {
+            assert_eq!(e.stream, w.b);
+            match e.kind {
+                EVL_STREAM_FDS => {
+                    assert_eq!(e.len, 1);
+                    let mut got = [-1; 4];
+                    // SAFETY: the loop is live; `got` has room for 4.
+                    let n = unsafe { evl_stream_take_fds(w.lp, w.b, got.as_mut_ptr(), 4) };
+                    assert_eq!(n, 1);
+                    seen.push(format!("fds {}", inode(got[0])));
+                    close(got[0]);
+                }
+                EVL_STREAM_DATA => {
+                    // SAFETY: the bytes are valid until the next poll.
+                    let data = unsafe { std::slice::from_raw_parts(e.data, e.len) };
+                    seen.push(String::from_utf8(data.to_vec()).unwrap());
+                }
+                other => panic!("event {other}"),
+            }
+        }
+        if seen.len() >= 4 {
+            break;
+        }
+    }
+    let expected = [
+        format!("fds {}", inode(w.read_end)),
+        "first".to_string(),
+        format!("fds {}", inode(second_read)),
+        "second".to_string(),
+    ];
+    assert_eq!(seen, expected);
+    close(w.free());
+    close(second_read);
+    assert_eq!(open_fds(), before, "an fd left open");
+}
+
+/// A paused stream's held FDS event that is never handed out (the stream
+/// aborted while paused, or the loop freed) has its fds closed.
+#[test]
+fn held_fds_close_with_their_stream() {
+    let _turn = one_at_a_time();
+    for abort_first in [true, false] {
+        let w = FdsBehindDrained::new();
+        // SAFETY: the loop is live.
+        assert_eq!(unsafe { evl_stream_pause(w.lp, w.b) }, 0);
+        assert!(writer_alive(w.read_end), "held, the fd is open");
+        if abort_first {
+            // SAFETY: the loop is live.
+            assert_eq!(unsafe { evl_stream_abort(w.lp, w.b) }, 0);
+            let kinds: Vec<u32> = w.poll(1000, 1).iter().map(|e| e.kind).collect();
+            assert_eq!(kinds, [EVL_STREAM_CLOSED]);
+            assert!(!writer_alive(w.read_end), "aborted, its held fd is closed");
+        }
+        let read_end = w.free();
+        assert!(!writer_alive(read_end), "the loop freed, no copy is open");
+        close(read_end);
     }
 }

@@ -243,11 +243,12 @@ pub unsafe extern "C" fn evl_stream_abort(r#loop: *mut evl_loop, stream: u64) ->
 }
 
 /// Stops reading from the stream until evl_stream_resume. From its return
-/// on no EVL_STREAM_DATA of the stream is delivered until then: bytes read
-/// already and not delivered yet (an evl_stream_poll whose array was full
-/// leaves events for the next one) are held, and come first after
-/// evl_stream_resume (they are dropped if the stream ends before), with
-/// the EVL_STREAM_EOF read with them (a TLS read makes both in one step);
+/// on no EVL_STREAM_DATA (nor EVL_STREAM_FDS) of the stream is delivered
+/// until then: what was read already and not delivered yet (an
+/// evl_stream_poll whose array was full leaves events for the next one)
+/// is held, and comes first after evl_stream_resume, in the order read
+/// (dropped, its fds closed, if the stream ends before), with the
+/// EVL_STREAM_EOF read with it (a TLS read makes both in one step);
 /// a stream whose EOF is held ends no sooner than it is delivered. A
 /// stream that has ended already (its EVL_STREAM_CLOSED waits) has
 /// nothing to pause: what it read is delivered before that event.

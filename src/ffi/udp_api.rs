@@ -379,7 +379,12 @@ pub unsafe extern "C" fn evl_udp_set_recv_size(
 }
 
 /// Stops receiving until evl_udp_resume (datagrams wait in the kernel's
-/// buffer, which drops what does not fit).
+/// buffer, which drops what does not fit). From its return on no
+/// EVL_STREAM_DATAGRAMS of the socket is delivered until then: batches
+/// received already and not delivered yet (an evl_stream_poll whose array
+/// was full leaves events for the next one) are held, and come first
+/// after evl_udp_resume, as they came (dropped if the socket is closed
+/// before).
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket.
 /// Thread-safety: the loop's thread only.
@@ -389,7 +394,7 @@ pub unsafe extern "C" fn evl_udp_pause(r#loop: *mut evl_loop, udp: u64) -> c_int
 }
 
 /// Receives again after evl_udp_pause (unless the queue is still over its
-/// high watermark).
+/// high watermark). What the pause held is delivered first.
 ///
 /// Returns 0; -EINVAL for a NULL loop; -ENOENT for an unknown socket.
 /// Thread-safety: the loop's thread only.

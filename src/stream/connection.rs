@@ -396,7 +396,7 @@ impl<D: Copy + Default> StreamLoop<D> {
             return;
         }
         // An end-of-file held by a pause is not the application's yet: the
-        // stream ends once it was handed out (release_held).
+        // stream ends once it was handed out (pop_held).
         let eof_held = !self.held.is_empty() && self.holds_eof(id);
         let Some(s) = self.streams.get_mut(id) else {
             return;
@@ -503,16 +503,16 @@ impl<D: Copy + Default> StreamLoop<D> {
         Ok(())
     }
 
-    /// Stops reading until [`resume`](Self::resume). No `Data` of the
-    /// stream is handed out from now on until then: bytes read already and
-    /// not handed out yet are held (see `held.rs`). A stream that has
+    /// Stops reading until [`resume`](Self::resume). No `Data`, `Fds` or
+    /// `Eof` of the stream is handed out from now on until then: what was
+    /// read already and not handed out yet is held (see `held.rs`). A stream that has
     /// ended already (its `Closed` waits) has nothing to pause: what it
     /// read goes out before its `Closed` (a TLS read makes the data, the
     /// end-of-file and the end in one step; held, they would be lost).
     pub fn pause(&mut self, id: StreamId) -> Result<(), Errno> {
         self.set_flag(id, PAUSED, true)?;
         if !self.pending.is_empty() && self.streams.get(id).is_some() {
-            self.hold_data(id);
+            self.hold_events(id);
         }
         Ok(())
     }

@@ -170,6 +170,26 @@ pub(super) const SEND_WIDTH: usize = 64;
 /// Datagrams the receive buffer holds at most (in a batch of events).
 const MAX_HELD: usize = 1024;
 
+/// Datagrams copied out of the receive buffer (`copy_out`), their bytes
+/// end to end.
+pub(super) struct HeldBatch {
+    bytes: Vec<u8>,
+    datagrams: Vec<HeldDatagram>,
+}
+
+struct HeldDatagram {
+    len: usize,
+    flags: u32,
+    addr: libc::sockaddr_in6,
+    addr_len: u32,
+}
+
+impl HeldBatch {
+    pub(super) fn len(&self) -> usize {
+        self.datagrams.len()
+    }
+}
+
 /// The layout the recvmmsg headers are set up for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Layout {
@@ -436,6 +456,74 @@ impl DatagramBuffer {
 
     pub(super) fn batch_ptr(&self, first: usize) -> *const u8 {
         self.received.as_ptr().wrapping_add(first).cast()
+    }
+
+    /// Copies the `count` datagrams received from `first` out of the
+    /// buffer, to be put back by [`restore`](Self::restore) after it was
+    /// released (a pause holds them: see `held.rs`).
+    pub(super) fn copy_out(&self, first: usize, count: usize) -> HeldBatch {
+        let mut batch = HeldBatch {
+            bytes: Vec::new(),
+            datagrams: Vec::with_capacity(count),
+        };
+        for (i, datagram) in self.received[first..first + count].iter().enumerate() {
+            batch.bytes.extend_from_slice(datagram.bytes());
+            batch.datagrams.push(HeldDatagram {
+                len: datagram.len,
+                flags: datagram.flags,
+                addr: self.addrs[first + i],
+                addr_len: datagram.addr_len,
+            });
+        }
+        batch
+    }
+
+    /// Puts a batch [`copy_out`](Self::copy_out) made back into the buffer,
+    /// after what it holds, each datagram as it came (bytes, source,
+    /// truncation, echo header). Returns where it starts in `received`;
+    /// `None` while the buffer has no room for it (it has once released).
+    pub(super) fn restore(&mut self, batch: &HeldBatch) -> Option<usize> {
+        let count = batch.datagrams.len();
+        if self.held + count > MAX_HELD || self.used + batch.bytes.len() > RECEIVE_BYTES {
+            return None;
+        }
+        if self.data.is_empty() {
+            self.allocate();
+        }
+        let base = self.data.as_mut_ptr();
+        let first = self.held;
+        let mut from = 0;
+        for (i, held) in batch.datagrams.iter().enumerate() {
+            let entry = first + i;
+            // SAFETY: `used` plus the batch's bytes is within the buffer
+            // (checked above), and the batch's bytes are `held.len` long
+            // from `from` on (copy_out put them end to end).
+            let bytes = unsafe {
+                let to = base.add(self.used + from);
+                std::ptr::copy_nonoverlapping(batch.bytes.as_ptr().add(from), to, held.len);
+                to
+            };
+            from += held.len;
+            self.addrs[entry] = held.addr;
+            let addr = &mut self.addrs[entry] as *mut libc::sockaddr_in6;
+            let datagram = &mut self.received[entry];
+            datagram.data = bytes;
+            datagram.len = held.len;
+            datagram.addr = addr.cast();
+            datagram.addr_len = held.addr_len;
+            datagram.flags = held.flags;
+            self.flagged |= held.flags != 0;
+            let echo = &mut self.echo_hdrs[entry].msg_hdr;
+            echo.msg_name = addr.cast();
+            echo.msg_namelen = held.addr_len;
+        }
+        self.held += count;
+        self.used += from;
+        // The entries no longer lie where the recvmmsg headers were set up
+        // for: the next receive sets them up anew.
+        self.layout = None;
+        self.ready = (0, 0);
+        Some(first)
     }
 
     /// Every datagram handed out is done with.

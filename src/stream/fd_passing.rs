@@ -234,6 +234,39 @@ impl<D: Copy + Default> StreamLoop<D> {
             .unwrap_or(self.passed.fds.len())
     }
 
+    /// A waiting `Fds` event is held by a pause (`held.rs`): its fds leave
+    /// the received ones (whose release would close them) for the caller;
+    /// the waiting events after it shift down.
+    pub(super) fn hold_fds(&mut self, event: &StreamEvent<D>) -> Vec<Fd> {
+        let run = event.offset..event.offset + event.len;
+        let fds = self.passed.fds.drain(run.clone()).map(Fd).collect();
+        self.passed.streams.drain(run);
+        for waiting in self.pending.iter_mut() {
+            if waiting.kind == StreamEventKind::Fds && waiting.offset > event.offset {
+                waiting.offset -= event.len;
+            }
+        }
+        fds
+    }
+
+    /// Held fds of stream `id` go out again as an `Fds` event now: they
+    /// join the received ones just after those handed out, before the
+    /// waiting events' (which shift up). Returns the event's offset and length.
+    pub(super) fn restore_fds(&mut self, id: StreamId, fds: Vec<Fd>) -> (usize, usize) {
+        let at = self.fds_handed_out();
+        let count = fds.len();
+        let raw = fds.into_iter().map(Fd::into_raw);
+        self.passed.fds.splice(at..at, raw);
+        let streams = std::iter::repeat(id).take(count);
+        self.passed.streams.splice(at..at, streams);
+        for waiting in self.pending.iter_mut() {
+            if waiting.kind == StreamEventKind::Fds {
+                waiting.offset += count;
+            }
+        }
+        (at, count)
+    }
+
     /// The `Fds` events handed out are over: their fds not taken are closed.
     #[cold]
     #[inline(never)]

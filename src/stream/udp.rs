@@ -333,12 +333,30 @@ impl<D: Copy + Default> StreamLoop<D> {
         })
     }
 
+    /// Stops receiving until [`udp_resume`](Self::udp_resume). No
+    /// `Datagrams` of the socket is handed out from now on until then:
+    /// batches received already and not handed out yet are held (see
+    /// `held.rs`).
     pub fn udp_pause(&mut self, id: UdpId) -> Result<(), Errno> {
-        self.update_udp(id, |u| u.flags |= PAUSED)
+        self.update_udp(id, |u| u.flags |= PAUSED)?;
+        if !self.pending.is_empty() && self.udp.sockets.get(id).is_some() {
+            self.hold_events(id);
+        }
+        Ok(())
     }
 
+    /// Receives again; what `udp_pause` held is handed out first.
     pub fn udp_resume(&mut self, id: UdpId) -> Result<(), Errno> {
-        self.update_udp(id, |u| u.flags &= !PAUSED)
+        self.update_udp(id, |u| u.flags &= !PAUSED)?;
+        if !self.held.is_empty() {
+            self.release_held(id);
+        }
+        Ok(())
+    }
+
+    /// The fd and data of a live socket.
+    pub(super) fn udp_fd_and_data(&self, id: UdpId) -> Option<(RawFd, D)> {
+        self.udp.sockets.get(id).map(|u| (u.fd, u.data))
     }
 
     /// Replaces what the socket is attached to (a `Closed` still to be
@@ -387,6 +405,11 @@ impl<D: Copy + Default> StreamLoop<D> {
         }
         u.flags |= CLOSING;
         self.pending.retain(|e| e.stream != id);
+        // (A resume while the queue drains must not bring them back.)
+        self.drop_held(id);
+        let Some(u) = self.udp.sockets.get_mut(id) else {
+            return Ok(());
+        };
         if let Err(e) = sync_interest(&mut self.core, u) {
             self.udp_close_now(id, e, true);
         }
@@ -400,6 +423,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         };
         if purge {
             self.pending.retain(|e| e.stream != id);
+            self.drop_held(id);
         }
         self.pending
             .push_back(u.event(StreamEventKind::Closed, id, error));

@@ -96,9 +96,28 @@ pub fn seeds(default: u64) -> Vec<u64> {
     (base..base + count).collect()
 }
 
+/// Whether one seed is being replayed (`EVLOOP_MODEL_SEED`).
+pub fn replaying_one_seed() -> bool {
+    std::env::var_os("EVLOOP_MODEL_SEED").is_some()
+}
+
+/// Checks that the seeds reached what a test checks: each count (what
+/// it counts, how many the seeds made) above 0. A full run must; one seed
+/// replayed alone need not.
+pub fn assert_coverage(test: &str, counts: &[(&str, u64)]) {
+    if replaying_one_seed() {
+        return;
+    }
+    let missing: Vec<&str> = counts.iter().filter(|c| c.1 == 0).map(|c| c.0).collect();
+    assert!(
+        missing.is_empty(),
+        "{test}: the seeds never reached {missing:?}"
+    );
+}
+
 /// Replaying one seed keeps its whole trace; otherwise the last steps.
 fn trace_limit() -> usize {
-    if std::env::var_os("EVLOOP_MODEL_SEED").is_some() {
+    if replaying_one_seed() {
         usize::MAX
     } else {
         80
@@ -339,3 +358,37 @@ pub const NO_STREAM_EVENT: evloop::ffi::evl_stream_event = evloop::ffi::evl_stre
     status: 0,
     revents: 0,
 };
+
+/// evl_run_once from the top of a model's driver: traced, a check that
+/// failed in a callback raised, an error failed.
+///
+/// # Safety
+/// `lp` is a live loop, not running, and no borrow of the model's world
+/// is held (the callbacks take it).
+pub unsafe fn run_once(lp: *mut evloop::ffi::evl_loop, timeout: i32) {
+    // SAFETY: as the caller promised.
+    let rc = unsafe { evloop::ffi::evl_run_once(lp, timeout) };
+    trace(|| format!("top run_once({timeout}) -> {rc}"));
+    take_callback_failure();
+    assert!(rc >= 0, "run_once: {rc}");
+}
+
+/// evl_stream_poll from the top of a model's driver into an array of
+/// `max`: the events it wrote (their data valid until the next call).
+///
+/// # Safety
+/// `lp` is a live loop, not running.
+pub unsafe fn stream_poll(
+    lp: *mut evloop::ffi::evl_loop,
+    timeout: i32,
+    max: usize,
+) -> Vec<evloop::ffi::evl_stream_event> {
+    let mut events = vec![NO_STREAM_EVENT; max];
+    // SAFETY: as the caller promised; `events` has room for `max`.
+    let n = unsafe { evloop::ffi::evl_stream_poll(lp, timeout, events.as_mut_ptr(), max as i32) };
+    trace(|| format!("top stream_poll({timeout}, {max}) -> {n}"));
+    take_callback_failure();
+    assert!(n >= 0 && n as usize <= max, "stream_poll: {n}");
+    events.truncate(n as usize);
+    events
+}
