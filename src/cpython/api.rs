@@ -152,6 +152,8 @@ cpython_api! {
         PyDict_SetItem: unsafe extern "C" fn(Obj, Obj, Obj) -> c_int;
         PyDict_SetItemString: unsafe extern "C" fn(Obj, *const c_char, Obj) -> c_int;
         PyDict_GetItemWithError: unsafe extern "C" fn(Obj, Obj) -> Obj;
+        PyList_New: unsafe extern "C" fn(PySsize) -> Obj;
+        PyList_Append: unsafe extern "C" fn(Obj, Obj) -> c_int;
 
         // Modules and types.
         PyImport_ImportModule: unsafe extern "C" fn(*const c_char) -> Obj;

@@ -34,6 +34,7 @@ mod error;
 mod event_loop;
 mod handle;
 mod iteration;
+mod loop_calls;
 mod module;
 mod object;
 mod protocol;
