@@ -205,7 +205,12 @@ module_function!(
 /// then Python's handlers run (what they raise is raised), and the wait goes
 /// on for what is left of `wait_ms`. Returns the number of events, or the
 /// library's negative errno, for the package to raise as its ctypes path does.
-fn poll(lp: *mut evl_loop, events: *mut evl_event, capacity: c_int, wait_ms: c_int) -> PyResult<c_int> {
+fn poll(
+    lp: *mut evl_loop,
+    events: *mut evl_event,
+    capacity: c_int,
+    wait_ms: c_int,
+) -> PyResult<c_int> {
     let deadline = crate::sys::now_ns() + u64::try_from(wait_ms.max(0)).unwrap_or(0) * 1_000_000;
     let mut wait_ms = wait_ms;
     loop {
@@ -261,8 +266,15 @@ fn ready_list(ready: &[evl_event], fd_to_key: *mut PyObject) -> PyResult<Owned> 
 
 /// The library's readiness bits as a selectors mask.
 fn selectors_mask(revents: u32) -> u32 {
-    (if revents & !EVL_READ != 0 { EVENT_WRITE } else { 0 })
-        | (if revents & !EVL_WRITE != 0 { EVENT_READ } else { 0 })
+    (if revents & !EVL_READ != 0 {
+        EVENT_WRITE
+    } else {
+        0
+    }) | (if revents & !EVL_WRITE != 0 {
+        EVENT_READ
+    } else {
+        0
+    })
 }
 
 /// A `SelectorKey`'s `events` (its third field).
