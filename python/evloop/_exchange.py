@@ -124,6 +124,7 @@ class Exchange:
         # once freed.
         calls = native_calls()
         self._loop_arg: Optional[Any]
+        self._args_arg: Any
         if calls is not None:
             self._exchange_call, self._writes_call = calls.exchange, calls.exchange_writes
             self._loop_arg, self._args_arg = loop, addressof(self._args)

@@ -124,6 +124,7 @@ def current() -> Choice:
     return _chosen
 
 
+#: native_calls()'s answer once made: the module, or False for none.
 _calls: Optional[Union[ModuleType, bool]] = None
 
 
@@ -137,7 +138,7 @@ def native_calls() -> Optional[ModuleType]:
     global _calls
     if _calls is None:
         _calls = _choose_calls(os.environ) or False
-    return _calls or None
+    return _calls if isinstance(_calls, ModuleType) else None
 
 
 def _choose_calls(environ: Mapping[str, str]) -> Optional[ModuleType]:
