@@ -125,8 +125,15 @@ class Exchange:
         calls = native_calls()
         self._loop_arg: Optional[Any]
         self._args_arg: Any
+        #: On the native path, its dispatch_data (see _dispatch.py), which
+        #: reads the DATA events itself: poll() then leaves data_read and
+        #: data_fields alone.
+        self.native_dispatch: Optional[Callable[..., Any]] = None
+        #: The address of the events array, for native_dispatch.
+        self.events_address = addressof(self._events)
         if calls is not None:
             self._exchange_call, self._writes_call = calls.exchange, calls.exchange_writes
+            self.native_dispatch = calls.dispatch_data
             self._loop_arg, self._args_arg = loop, addressof(self._args)
         else:
             self._exchange_call, self._writes_call = _raw_exchange, _raw_exchange_writes
@@ -157,7 +164,7 @@ class Exchange:
         count: int = self._exchange_call(self._loop_arg, self._args_arg)
         if count > 0:
             data_events = self.data_events = self._args_ints[_DATA_EVENTS]
-            if data_events:
+            if data_events and self.native_dispatch is None:
                 # What data_run() would say, without a call of its own:
                 # this is every busy iteration.
                 offset = self._events_u64[_PTR] - self._reads_start

@@ -246,12 +246,18 @@ class BothPaths(unittest.TestCase):
 
     def test_which_path(self):
         calls = _implementation.native_calls()
+        sel = evloop.EvloopSelector()
+        self.addCleanup(sel.close)
+        with evloop.Loop() as loop:
+            dispatch = loop._exchange.native_dispatch
         if ON_CPYTHON and os.environ.get("EVLOOP_IMPL", "") != "ctypes":
             self.assertIsNotNone(calls)
-            self.assertIsNotNone(evloop.EvloopSelector()._native_select)
+            self.assertIsNotNone(sel._native_select)
+            self.assertIsNotNone(dispatch)
         else:
             self.assertIsNone(calls)
-            self.assertIsNone(evloop.EvloopSelector()._native_select)
+            self.assertIsNone(sel._native_select)
+            self.assertIsNone(dispatch)
         if not ON_CPYTHON:
             with self.assertRaises(ImportError):
                 _implementation._choose_calls({"EVLOOP_IMPL": "native"})

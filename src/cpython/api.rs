@@ -132,6 +132,7 @@ cpython_api! {
         // Numbers and strings.
         PyLong_FromLong: unsafe extern "C" fn(c_long) -> Obj;
         PyLong_FromLongLong: unsafe extern "C" fn(i64) -> Obj;
+        PyLong_FromUnsignedLongLong: unsafe extern "C" fn(u64) -> Obj;
         PyLong_FromSsize_t: unsafe extern "C" fn(PySsize) -> Obj;
         PyLong_AsLong: unsafe extern "C" fn(Obj) -> c_long;
         PyLong_AsSsize_t: unsafe extern "C" fn(Obj) -> PySsize;

@@ -11,6 +11,12 @@
 //! - `exchange(loop, args)`: `evl_stream_exchange`, the GIL released around
 //!   it as ctypes does (timers call back into Python through their ctypes
 //!   callbacks, which take it);
+//! - `dispatch_data(events, start, end, receivers)`: the DATA events
+//!   `start..end` of the exchange's `events` array to their streams'
+//!   receivers (`receivers[stream](data)`, a `bytes` made here from the
+//!   read buffer; a stream without one was closed since: skipped). At the
+//!   first receiver that raises it stops and returns `(next, exc, stream)`
+//!   for the package to handle as its ctypes path does; None when done;
 //! - `exchange_writes(loop, args)`: `evl_stream_exchange_writes`, the GIL
 //!   kept (it never waits);
 //! - `select(loop, events, capacity, wait_ms, fd_to_key)`: all of
@@ -31,19 +37,23 @@ use std::ffi::{c_int, c_void, CStr};
 use super::api::{api, PyObject, METH_FASTCALL, METH_KEYWORDS};
 use super::args::FastArgs;
 use super::boundary;
-use super::error::{raise, PyErr, PyResult};
+use super::call::call1;
+use super::error::{raise, Exception, PyErr, PyResult};
 use super::module::{function, FunctionDef};
 use super::object::{int, Owned};
-use crate::ffi::{evl_event, evl_loop, evl_stream_exchange_args, EVL_READ, EVL_WRITE};
+use crate::ffi::{
+    evl_event, evl_loop, evl_stream_event, evl_stream_exchange_args, EVL_READ, EVL_WRITE,
+};
 
 /// `selectors.EVENT_READ` and `EVENT_WRITE`.
 const EVENT_READ: u32 = 1;
 const EVENT_WRITE: u32 = 2;
 
 /// The module functions of this file, as `(name, table)`.
-pub(super) fn functions() -> [(&'static CStr, &'static FunctionDef); 3] {
+pub(super) fn functions() -> [(&'static CStr, &'static FunctionDef); 4] {
     [
         (c"exchange", &EXCHANGE),
+        (c"dispatch_data", &DISPATCH_DATA),
         (c"exchange_writes", &EXCHANGE_WRITES),
         (c"select", &SELECT),
     ]
@@ -75,6 +85,12 @@ static EXCHANGE_WRITES: FunctionDef = FunctionDef::new(
     exchange_writes as *mut c_void,
     METH_FASTCALL | METH_KEYWORDS,
     c"exchange_writes(loop, args) -> int: evl_stream_exchange_writes",
+);
+static DISPATCH_DATA: FunctionDef = FunctionDef::new(
+    c"dispatch_data",
+    dispatch_data as *mut c_void,
+    METH_FASTCALL | METH_KEYWORDS,
+    c"dispatch_data(events, start, end, receivers) -> None or (next, exc, stream)",
 );
 static SELECT: FunctionDef = FunctionDef::new(
     c"select",
@@ -180,6 +196,53 @@ module_function!(
     // SAFETY: as in exchange(); a write never waits, so the GIL is kept.
     let result = unsafe { crate::ffi::evl_stream_exchange_writes(lp, exchange_args) };
     int(i64::from(result))
+});
+
+module_function!(
+    /// `dispatch_data(events, start, end, receivers)`.
+    dispatch_data, |args| {
+    let api = api();
+    let &[events, start, end, receivers] =
+        positional::<4>(&args, c"dispatch_data(events, start, end, receivers)")?;
+    let events: *const evl_stream_event = address(events)?;
+    let (start, end) = (c_int_of(start)?, c_int_of(end)?);
+    if events.is_null() || start < 0 || end < start {
+        return Err(raise(api.PyExc_ValueError, c"dispatch_data: bad arguments"));
+    }
+    for index in start..end {
+        // SAFETY: the package passes the events array of the last exchange
+        // and a range of the events it wrote (the DATA events at its start,
+        // whose bytes stay in the read buffer until the next exchange).
+        let event = unsafe { &*events.add(index as usize) };
+        // SAFETY: a plain conversion; a new reference or NULL.
+        let stream = unsafe { Owned::new((api.PyLong_FromUnsignedLongLong)(event.stream))? };
+        // SAFETY: live objects; a borrowed reference, or NULL with or
+        // without an exception set (missing: closed since it was read).
+        let receiver = unsafe { (api.PyDict_GetItemWithError)(receivers, stream.as_ptr()) };
+        if receiver.is_null() {
+            // SAFETY: reads the error indicator.
+            if unsafe { !(api.PyErr_Occurred)().is_null() } {
+                return Err(PyErr::taken());
+            }
+            continue;
+        }
+        // SAFETY: the dict's value, held while it runs (it may change the dict).
+        let receiver = unsafe { Owned::borrowed(receiver) };
+        // SAFETY: `len` bytes at `data`, in the read buffer (see above); a
+        // new reference or NULL.
+        let data = unsafe {
+            Owned::new((api.PyBytes_FromStringAndSize)(event.data.cast(), event.len as isize))?
+        };
+        if call1(receiver.as_ptr(), data.as_ptr()).is_err() {
+            let exception = Exception::fetch().into_value();
+            return super::event_loop::tuple(&[
+                int(i64::from(index) + 1)?.as_ptr(),
+                exception.as_ptr(),
+                stream.as_ptr(),
+            ]);
+        }
+    }
+    Ok(super::object::none())
 });
 
 module_function!(
