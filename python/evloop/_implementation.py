@@ -131,30 +131,29 @@ _calls: Optional[Union[ModuleType, bool]] = None
 def native_calls() -> Optional[ModuleType]:
     """The library's native module, whose functions ``evloop.Loop`` and
     ``EvloopSelector`` call instead of their ctypes calls (``exchange``,
-    ``exchange_writes``, ``select``: see src/cpython/loop_calls.rs); None
-    where they keep ctypes: ``EVLOOP_IMPL=ctypes``, PyPy, a library without
-    the layer. With ``EVLOOP_IMPL=native`` where it cannot run,
-    ImplementationError, as for the asyncio names. Decided once per process."""
+    ``exchange_writes``, ``dispatch_data``, ``select``: see
+    src/cpython/loop_calls.rs); None where they keep ctypes:
+    ``EVLOOP_IMPL=ctypes``, PyPy, a library without them. They never fail
+    for want of the native path (``EVLOOP_IMPL=native`` where it cannot run
+    fails at the first use of the asyncio names only). Decided once per
+    process."""
     global _calls
     if _calls is None:
         _calls = _choose_calls(os.environ) or False
     return _calls if isinstance(_calls, ModuleType) else None
 
 
+#: What native_calls() needs of the native module.
+_CALLS = ("exchange", "exchange_writes", "dispatch_data", "select")
+
+
 def _choose_calls(environ: Mapping[str, str]) -> Optional[ModuleType]:
-    wanted = environ.get(ENV, "").strip()
-    if wanted and wanted not in PROVIDERS:
-        raise ImplementationError(f"{ENV}={wanted!r}: not an implementation of evloop ({' or '.join(PROVIDERS)})")
-    if wanted == "ctypes" or sys.implementation.name != "cpython":
-        if wanted == "native":
-            raise ImplementationError(f"{ENV}=native: the native path is not available: it needs CPython")
+    if environ.get(ENV, "").strip() == "ctypes" or sys.implementation.name != "cpython":
         return None
     from ._native import _load
 
     try:
         core = _load.load()
-    except ImportError as why:
-        if wanted == "native":
-            raise ImplementationError(f"{ENV}=native: the native path is not available: {why}") from None
+    except ImportError:
         return None
-    return core if hasattr(core, "select") else None
+    return core if all(hasattr(core, name) for name in _CALLS) else None
