@@ -252,3 +252,37 @@ fn native_loop_memory_is_flat_over_100000_connections() {
     assert!(!report.contains("skipped"), "{report}");
     assert!(report.contains("\nOK"), "{report}");
 }
+
+/// evloop.Loop's and EvloopSelector's tests on the ctypes path of CPython
+/// (`EVLOOP_IMPL=ctypes`), which the suites above, on the native path by
+/// default, leave to PyPy otherwise.
+#[test]
+fn loop_and_selector_on_the_ctypes_path() {
+    let child = Command::new("python3")
+        .args(["-m", "unittest", "-v"])
+        .args([
+            "test_loop",
+            "test_selector",
+            "test_streams",
+            "test_unix",
+            "test_udp",
+            "test_processes",
+            "test_embed",
+            "test_bad_fds",
+            "test_tls_streams",
+            "test_loop_native",
+        ])
+        .current_dir(root().join("python/tests"))
+        .env("EVLOOP_LIBRARY", lib_dir().join("libevloop.so"))
+        .env("EVLOOP_IMPL", "ctypes")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let output = wait_with_output_within(ChildGuard(child), SUITE_LIMIT);
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}", show(&output));
+    assert!(!report.contains("skipped"), "{report}");
+    assert!(report.contains("\nOK"), "{report}");
+}

@@ -49,6 +49,8 @@ class Dispatcher:
         buffer (cut per event from one copy; streams and lengths from one
         struct.unpack_from)."""
         exchange = self._exchange
+        if exchange.native_dispatch is not None:
+            return self._dispatch_data_natively(count)
         read, fields = exchange.data_read, exchange.data_fields
         receivers = self._receivers
         try:
@@ -68,6 +70,26 @@ class Dispatcher:
             data_events = self._exchange.data_events
             self._save(self._exchange.events(data_events - len(list(fields)) // 2, count))
             raise
+
+    def _dispatch_data_natively(self, count: int) -> None:
+        """dispatch_data() on the native path: the library calls the
+        receivers, and stops at one that raises, which is handled here as
+        above (the events after it are kept if it propagates)."""
+        exchange = self._exchange
+        dispatch, events, receivers = exchange.native_dispatch, exchange.events_address, self._receivers
+        start, end = 0, exchange.data_events
+        while start < end:
+            failed = dispatch(events, start, end, receivers)  # type: ignore[misc]
+            if failed is None:
+                return
+            start, exc, stream = failed
+            try:
+                if not isinstance(exc, Exception):
+                    raise exc
+                self._endpoints[stream]._receive_failed(exc)
+            except BaseException:
+                self._save(exchange.events(start, count))
+                raise
 
     def dispatch(self, batch: List[tuple]) -> int:
         """Calls the handlers of a batch of decoded events, in order."""

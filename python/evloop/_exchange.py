@@ -25,6 +25,7 @@ from io import BytesIO
 from typing import Any, Callable, Iterator, List, Optional
 
 from . import _lib
+from ._implementation import native_calls
 from ._lib import check
 
 # struct evl_stream_event as the library writes it.
@@ -115,11 +116,28 @@ class Exchange:
         self._args_ints = memoryview(self._args).cast("B").cast("i")
         self._args_words = memoryview(self._args).cast("B").cast("Q")
         self._wait_ms = -1
-        # The raw calls' arguments, made once: byref()s, which ctypes passes
-        # as they are (a c_void_p costs it a search of its table of types),
-        # the loop as a reference to its first byte. None (NULL) once freed.
-        self._loop_arg: Optional[Any] = byref(c_char.from_address(loop))
-        self._args_arg = byref(self._args)
+        # The raw calls and their arguments, made once. On the native path
+        # (evloop/_implementation.py) the library's own functions, given
+        # the addresses as ints. On the ctypes path byref()s, which ctypes
+        # passes as they are (a c_void_p costs it a search of its table of
+        # types), the loop as a reference to its first byte. None (NULL)
+        # once freed.
+        calls = native_calls()
+        self._loop_arg: Optional[Any]
+        self._args_arg: Any
+        #: On the native path, its dispatch_data (see _dispatch.py), which
+        #: reads the DATA events itself: poll() then leaves data_read and
+        #: data_fields alone.
+        self.native_dispatch: Optional[Callable[..., Any]] = None
+        #: The address of the events array, for native_dispatch.
+        self.events_address = addressof(self._events)
+        if calls is not None:
+            self._exchange_call, self._writes_call = calls.exchange, calls.exchange_writes
+            self.native_dispatch = calls.dispatch_data
+            self._loop_arg, self._args_arg = loop, addressof(self._args)
+        else:
+            self._exchange_call, self._writes_call = _raw_exchange, _raw_exchange_writes
+            self._loop_arg, self._args_arg = byref(c_char.from_address(loop)), byref(self._args)
         #: After poll(): how many of its events, from the first, are DATA
         #: events whose bytes lie end to end in the read buffer; a function
         #: that returns the next `length` bytes of their data (copied out of
@@ -143,10 +161,10 @@ class Exchange:
             self.send_writes(stage=True)
         if wait_ms != self._wait_ms:
             self._args_ints[_TIMEOUT_MS] = self._wait_ms = wait_ms
-        count: int = _raw_exchange(self._loop_arg, self._args_arg)
+        count: int = self._exchange_call(self._loop_arg, self._args_arg)
         if count > 0:
             data_events = self.data_events = self._args_ints[_DATA_EVENTS]
-            if data_events:
+            if data_events and self.native_dispatch is None:
                 # What data_run() would say, without a call of its own:
                 # this is every busy iteration.
                 offset = self._events_u64[_PTR] - self._reads_start
@@ -172,7 +190,7 @@ class Exchange:
             self._staged_lens_view[:count] = array("Q", lens)
             self._staged_data_view[: len(joined)] = joined
             self._args_ints[_WRITE_COUNT] = count
-            failed = 0 if stage else _raw_exchange_writes(self._loop_arg, self._args_arg)
+            failed = 0 if stage else self._writes_call(self._loop_arg, self._args_arg)
         else:
             lens_array = array("Q", lens)
             failed = _lib.evl_stream_write_batch(

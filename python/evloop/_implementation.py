@@ -15,6 +15,10 @@ instead, so that the ctypes path runs (and stays tested) on CPython too;
 asking for one that cannot run here is an error that says why. The choice
 is made once per process, at the first use of one of the names above.
 
+``evloop.Loop`` and ``EvloopSelector`` follow the same choice for their
+crossings into the library (:func:`native_calls`): the native module's
+functions on the native path, ctypes otherwise.
+
 An implementation is a provider: a function that returns its event loop
 class (a subclass of ``asyncio.AbstractEventLoop`` taking no argument), or
 raises ``Unavailable`` saying why it cannot run here. A new one is a new
@@ -25,7 +29,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Dict, List, Mapping, NamedTuple, Optional
+from types import ModuleType
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Union
 
 #: The environment variable that chooses the implementation.
 ENV = "EVLOOP_IMPL"
@@ -117,3 +122,38 @@ def current() -> Choice:
     if _chosen is None:
         _chosen = choose()
     return _chosen
+
+
+#: native_calls()'s answer once made: the module, or False for none.
+_calls: Optional[Union[ModuleType, bool]] = None
+
+
+def native_calls() -> Optional[ModuleType]:
+    """The library's native module, whose functions ``evloop.Loop`` and
+    ``EvloopSelector`` call instead of their ctypes calls (``exchange``,
+    ``exchange_writes``, ``dispatch_data``, ``select``: see
+    src/cpython/loop_calls.rs); None where they keep ctypes:
+    ``EVLOOP_IMPL=ctypes``, PyPy, a library without them. They never fail
+    for want of the native path (``EVLOOP_IMPL=native`` where it cannot run
+    fails at the first use of the asyncio names only). Decided once per
+    process."""
+    global _calls
+    if _calls is None:
+        _calls = _choose_calls(os.environ) or False
+    return _calls if isinstance(_calls, ModuleType) else None
+
+
+#: What native_calls() needs of the native module.
+_CALLS = ("exchange", "exchange_writes", "dispatch_data", "select")
+
+
+def _choose_calls(environ: Mapping[str, str]) -> Optional[ModuleType]:
+    if environ.get(ENV, "").strip() == "ctypes" or sys.implementation.name != "cpython":
+        return None
+    from ._native import _load
+
+    try:
+        core = _load.load()
+    except ImportError:
+        return None
+    return core if all(hasattr(core, name) for name in _CALLS) else None

@@ -3,7 +3,10 @@
 It behaves as the standard library's EpollSelector does, mistake for
 mistake (the same exceptions for the same misuse), so that a program written
 for ``selectors`` runs on it by changing one line. ``select()`` is one
-foreign call, ``evl_poll``, whatever the number of ready fds.
+foreign call, ``evl_poll``, whatever the number of ready fds; on the
+native path (evloop/_implementation.py) that call and the making of the
+list are the library's (src/cpython/loop_calls.rs), on the ctypes path
+they are below.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 
 from . import _lib
 from ._fds import fileobj_to_fd
+from ._implementation import native_calls
 from ._lib import check
 from ._signals import run_signal_handlers
 from ._timeouts import timeout_ms
@@ -79,6 +83,8 @@ class EvloopSelector(BaseSelector):
         self._map: Optional[_SelectorMapping] = _SelectorMapping(self)
         self._capacity = 0
         self._grow(64)
+        calls = native_calls()
+        self._native_select = None if calls is None else calls.select
 
     def _grow(self, capacity: int) -> None:
         self._capacity = capacity
@@ -164,10 +170,15 @@ class EvloopSelector(BaseSelector):
     def select(self, timeout: Optional[float] = None) -> List[Tuple[SelectorKey, int]]:
         pointer = self._pointer()
         wait_ms = -1 if timeout is None else timeout_ms(timeout)
-        deadline = time.monotonic() + timeout if timeout is not None and wait_ms > 0 else 0.0
         want = len(self._fd_to_key) or 1
         if want > self._capacity:
             self._grow(max(want, 2 * self._capacity))
+        if self._native_select is not None:
+            ready = self._native_select(pointer, self._events_start, want, wait_ms, self._fd_to_key)
+            if ready.__class__ is int:
+                raise _lib.error(ready, "evl_poll")
+            return ready  # type: ignore[no-any-return]
+        deadline = time.monotonic() + timeout if timeout is not None and wait_ms > 0 else 0.0
         count = _lib.evl_poll(pointer, wait_ms, self._events_start, want)
         while count < 0:
             if count != -errno.EINTR:

@@ -132,6 +132,7 @@ cpython_api! {
         // Numbers and strings.
         PyLong_FromLong: unsafe extern "C" fn(c_long) -> Obj;
         PyLong_FromLongLong: unsafe extern "C" fn(i64) -> Obj;
+        PyLong_FromUnsignedLongLong: unsafe extern "C" fn(u64) -> Obj;
         PyLong_FromSsize_t: unsafe extern "C" fn(PySsize) -> Obj;
         PyLong_AsLong: unsafe extern "C" fn(Obj) -> c_long;
         PyLong_AsSsize_t: unsafe extern "C" fn(Obj) -> PySsize;
@@ -152,6 +153,8 @@ cpython_api! {
         PyDict_SetItem: unsafe extern "C" fn(Obj, Obj, Obj) -> c_int;
         PyDict_SetItemString: unsafe extern "C" fn(Obj, *const c_char, Obj) -> c_int;
         PyDict_GetItemWithError: unsafe extern "C" fn(Obj, Obj) -> Obj;
+        PyList_New: unsafe extern "C" fn(PySsize) -> Obj;
+        PyList_Append: unsafe extern "C" fn(Obj, Obj) -> c_int;
 
         // Modules and types.
         PyImport_ImportModule: unsafe extern "C" fn(*const c_char) -> Obj;

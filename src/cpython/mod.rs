@@ -20,6 +20,9 @@
 //!   and panics;
 //! - `module.rs`: the module `evl_cpython_init` returns, and the objects of
 //!   Python's that the layer uses (made or imported once).
+//! - `loop_calls.rs`: the crossings of `evloop.Loop` and `EvloopSelector`
+//!   (the C API's exchange and poll called natively, the selector's list
+//!   built natively), module functions beside the asyncio loop's types.
 //!
 //! Every `unsafe` block says why it is sound; most rest on two facts: the
 //! GIL is held (every entry comes from CPython with it), and an object
@@ -35,6 +38,7 @@ mod error;
 mod event_loop;
 mod handle;
 mod iteration;
+mod loop_calls;
 mod module;
 mod object;
 mod protocol;

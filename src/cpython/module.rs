@@ -218,12 +218,13 @@ fn make_module() -> PyResult<Owned> {
         boolean(api.PyObject_Vectorcall.is_some()),
     )?;
     set(&module, c"configure", function(&CONFIGURE, &module)?)?;
+    super::loop_calls::add_to(&module)?;
     Ok(module)
 }
 
 /// `PyMethodDef` of a module-level function.
 #[repr(C)]
-struct FunctionDef {
+pub(super) struct FunctionDef {
     name: *const std::ffi::c_char,
     function: *mut c_void,
     flags: std::ffi::c_int,
@@ -233,6 +234,23 @@ struct FunctionDef {
 // SAFETY: a constant table of static strings and a function, never written.
 unsafe impl Sync for FunctionDef {}
 
+impl FunctionDef {
+    /// The table of function `function` (a C function for `flags`).
+    pub(super) const fn new(
+        name: &'static CStr,
+        function: *mut c_void,
+        flags: std::ffi::c_int,
+        doc: &'static CStr,
+    ) -> FunctionDef {
+        FunctionDef {
+            name: name.as_ptr(),
+            function,
+            flags,
+            doc: doc.as_ptr(),
+        }
+    }
+}
+
 static CONFIGURE: FunctionDef = FunctionDef {
     name: c"configure".as_ptr(),
     function: configure as *mut c_void,
@@ -240,7 +258,7 @@ static CONFIGURE: FunctionDef = FunctionDef {
     doc: c"configure(*, callback_error, source_traceback, slow_callback, debug_log): the package's hooks".as_ptr(),
 };
 
-fn function(def: &'static FunctionDef, module: &Owned) -> PyResult<Owned> {
+pub(super) fn function(def: &'static FunctionDef, module: &Owned) -> PyResult<Owned> {
     // SAFETY: a static method table; the module is its `self`; a new
     // reference or NULL.
     unsafe {
