@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """aiohttp's "hello world" on one of four asyncio loops, for
-bench/native_cpu.py: GET / answers "Hello, World!" (keep-alive).
+bench/native_cpu.py and bench/aiohttp_callgrind.py: GET / answers
+"Hello, World!" (keep-alive).
 
-    native_aiohttp.py --loop asyncio|uvloop|native|ctypes|evloop [--port P]
+    native_aiohttp.py --loop asyncio|uvloop|native|ctypes|evloop [--port P] [--quiet]
 
 The port is printed on the first line (--port 0: any free one); SIGTERM
 ends it with status 0. Needs aiohttp (bench/native_bench.py's venv has it).
@@ -43,6 +44,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--loop", choices=("asyncio", "uvloop", "native", "ctypes", "evloop"), required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="accepted for bench/echo_bench.py (nothing else is printed)")
     args = parser.parse_args()
     loop = loop_factory(args.loop)()
     try:
