@@ -12,7 +12,7 @@ next. The server is run once per size and the difference of instructions
 is divided by the difference of requests, so start-up, aiohttp's first
 requests and shutdown cancel out. Uses bench/native_bench.py's venv
 (uvloop 0.23, aiohttp), PYTHONHASHSEED=0 and target/release/libevloop.so
-(`cargo build --release`). Slow: about a minute a run under callgrind.
+(`cargo build --release`). Six callgrind runs: about 4 minutes (--repeat 3: 12).
 """
 import argparse
 import os
