@@ -26,7 +26,7 @@ use super::object::{int, none, Owned};
 use super::ready::ReadyItem;
 use super::transport::{
     close_transport, core, fields, start, write_buffer_size, TransportFields, BUFFERED, CLOSING,
-    EOF_HELD, FINISHED, PROTOCOL_PAUSED, STREAM_GONE, TLS, TLS_HANDSHAKE,
+    FINISHED, PROTOCOL_PAUSED, STREAM_GONE, TLS, TLS_HANDSHAKE,
 };
 use crate::stream::{StreamEvent, StreamEventKind};
 
@@ -231,15 +231,10 @@ pub(super) fn stream_event(core: &LoopCore, event: StreamEvent<Token>) -> PyResu
 
 /// The peer shut down its side: `eof_received()`; unless it returns true,
 /// the transport closes.
-pub(super) fn eof_received(core: &LoopCore, transport: *mut PyObject) -> PyResult<()> {
+fn eof_received(core: &LoopCore, transport: *mut PyObject) -> PyResult<()> {
     // SAFETY: a live stream's token is its transport, held by the core.
     let fields = unsafe { fields(transport) };
     if fields.has(CLOSING) {
-        return Ok(());
-    }
-    if !fields.held_plaintext.get().is_null() {
-        // After the plaintext a pause held (tls::deliver_held).
-        fields.set(EOF_HELD, true);
         return Ok(());
     }
     let protocol = protocol_of(fields);

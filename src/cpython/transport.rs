@@ -51,9 +51,6 @@ pub(super) const TLS: u32 = 1 << 8;
 /// Its handshake is under way: `connection_made()` has not run, and a
 /// failure ends the transport without `connection_lost()`.
 pub(super) const TLS_HANDSHAKE: u32 = 1 << 9;
-/// The peer's EOF came while TLS plaintext was held (`held_plaintext`):
-/// `eof_received()` follows it.
-pub(super) const EOF_HELD: u32 = 1 << 10;
 
 /// asyncio's default write-buffer limits.
 const DEFAULT_HIGH_WATER: usize = 64 * 1024;
@@ -617,8 +614,8 @@ transport_method!(resume_reading, |fields, transport, _unused| {
     };
     if !fields.held_plaintext.get().is_null() {
         // What the pause held goes out first, from the loop (as asyncio's
-        // SSL transport resumes, not from inside this call); the stream
-        // reads again after it (tls::deliver_held).
+        // SSL transport resumes, not from inside this call); the stream,
+        // paused meanwhile, reads again after it (tls::deliver_held).
         // SAFETY: the transport of the call, alive for it.
         let transport = unsafe { Owned::borrowed(transport) };
         core.push_ready(ReadyItem::HeldPlaintext(transport));
