@@ -347,6 +347,43 @@ fn stream_ready_into_reads_into_the_callers_buffer() {
 /// that its queue had paused, at once: before, it stayed paused until the
 /// whole queue drained, so two such streams writing to each other (or a
 /// peer that waits for an answer before it reads) never moved again.
+/// A readiness whose flush empties the queue (DRAINED) and whose read goes
+/// into the caller's buffer: the DATA comes from `stream_ready_into` itself,
+/// its bytes in that buffer (never left to wait, to pass later for the
+/// shared buffer's), and the drain after it.
+#[test]
+fn stream_ready_into_hands_out_its_read_before_the_drain_of_the_same_readiness() {
+    use evloop::stream::Ready;
+    let mut lp = StreamLoop::new().unwrap();
+    let (ours, mut peer) = UnixStream::pair().unwrap();
+    let id = lp.open(ours.into_raw_fd(), 7).unwrap();
+    // A little more than the kernel takes: a short queue, which one write
+    // sends once the peer has read.
+    let chunk = [1u8; 4096];
+    let mut written = 0;
+    while lp.queued(id).unwrap() == 0 {
+        lp.write(id, &chunk).unwrap();
+        written += chunk.len();
+    }
+    let mut got = vec![0u8; written - lp.queued(id).unwrap()];
+    peer.read_exact(&mut got).unwrap();
+    peer.write_all(b"sent as the queue drains").unwrap();
+    lp.wait(Some(Duration::from_secs(5)), 16).unwrap();
+    let Some(Ready::Stream { stream, revents }) = lp.next_ready() else {
+        panic!("no readiness of the stream");
+    };
+    assert_eq!(stream, id);
+    let mut buf = [0u8; 100];
+    let event = lp.stream_ready_into(stream, revents, &mut buf).unwrap();
+    assert_eq!((event.kind, event.offset), (Kind::Data, 0), "{event:?}");
+    assert_eq!(&buf[..event.len], b"sent as the queue drains");
+    match lp.next_event() {
+        Some(Event::Stream(e)) => assert_eq!((e.kind, e.stream), (Kind::Drained, id)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(lp.queued(id), Ok(0));
+}
+
 #[test]
 fn watermarks_turned_off_resume_a_stream_its_queue_paused() {
     let mut lp = StreamLoop::new().unwrap();

@@ -645,3 +645,62 @@ class AsyncioSSLProtocol(OnEachImplementation):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class BufferedReadsAsTheQueueDrains(OnEachImplementation):
+    def test_a_read_in_the_readiness_that_empties_the_queue(self):
+        """A BufferedProtocol echo whose write queue empties in the same
+        readiness as bytes arrive (the peer reads everything, then sends):
+        those bytes are the ones read into the protocol's buffer, announced
+        by buffer_updated(), and echoed byte for byte."""
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            ours, theirs = socket.socketpair()
+            theirs.setblocking(False)
+            sizes = []
+            transport, protocol = await loop.connect_accepted_socket(
+                lambda: BufferedEcho(sizes, []), ours
+            )
+            sent = bytearray()
+            received = bytearray()
+
+            async def until_echoed():
+                while sum(sizes) < len(sent):
+                    await asyncio.sleep(0.001)
+
+            def read_all():
+                while True:
+                    try:
+                        data = theirs.recv(1 << 20)
+                    except BlockingIOError:
+                        return
+                    self.assertTrue(data, "the server closed")
+                    received.extend(data)
+
+            try:
+                for round_ in range(20):
+                    # The peer sends without reading until the server's
+                    # echoes wait in its write queue.
+                    while transport.get_write_buffer_size() == 0:
+                        chunk = pattern(16384, len(sent))
+                        theirs.sendall(chunk)
+                        sent += chunk
+                        await until_echoed()
+                    # Then reads all (the queue can go out in one write) and
+                    # sends, before the loop looks: both in one readiness.
+                    read_all()
+                    chunk = pattern(1000, -1 - len(sent))
+                    theirs.sendall(chunk)
+                    sent += chunk
+                    await until_echoed()
+                while len(received) < len(sent):
+                    await asyncio.sleep(0.001)
+                    read_all()
+                self.assertEqual(len(received), len(sent))
+                self.assertTrue(received == sent, "the echo differs")
+            finally:
+                transport.close()
+                theirs.close()
+
+        self.run_async(main)

@@ -149,6 +149,78 @@ class Echoes(OnEvloop):
         self.run_async(main)
 
 
+    def test_pause_reading_inside_a_chunk_holds_its_rest_until_resume(self):
+        """A BufferedProtocol with small buffers (a TLS record's plaintext
+        spans many) that pauses reading from buffer_updated() gets no data
+        callback until resume_reading(); then the rest, in order, and the
+        peer's EOF (close_notify) after all of it."""
+
+        class Pausing(asyncio.BufferedProtocol):
+            def __init__(self, loop):
+                self.loop = loop
+                self.buffer = bytearray(101)
+                self.received = bytearray()
+                self.updates = 0
+                self.paused = False
+                self.while_paused = 0
+                self.eof_at = loop.create_future()
+
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def get_buffer(self, sizehint):
+                return self.buffer
+
+            def buffer_updated(self, nbytes):
+                if self.paused:
+                    self.while_paused += 1
+                self.received += self.buffer[:nbytes]
+                self.updates += 1
+                if self.updates % 7 == 0 and not self.paused:
+                    self.paused = True
+                    self.transport.pause_reading()
+                    self.loop.call_later(0.002, self.resume)
+
+            def eof_received(self):
+                self.eof_at.set_result(len(self.received))
+                return True  # the client hears the transport close()
+
+            def resume(self):
+                self.paused = False
+                self.transport.resume_reading()
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            protocols = []
+
+            def factory():
+                protocols.append(Pausing(loop))
+                return protocols[-1]
+
+            payload = pattern(200_000, 11)
+            server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_context())
+            port = server.sockets[0].getsockname()[1]
+            transport, _client = await loop.create_connection(
+                lambda: Collector(loop), "127.0.0.1", port, ssl=client_context(), server_hostname="localhost"
+            )
+            try:
+                transport.write(payload)
+                transport.write_eof()
+                while not protocols:
+                    await asyncio.sleep(0.001)
+                self.assertEqual(await asyncio.wait_for(protocols[0].eof_at, 60), len(payload))
+                self.assertTrue(is_library_tls(protocols[0].transport))
+                self.assertEqual(protocols[0].while_paused, 0, "buffer_updated() while paused")
+                self.assertEqual(len(protocols[0].received), len(payload))
+                self.assertTrue(protocols[0].received == payload, "the bytes differ")
+            finally:
+                transport.close()
+                server.close()
+                await server.wait_closed()
+
+        self.run_async(main)
+
+
 class Refusals(OnEvloop):
     def test_a_self_signed_certificate_is_refused(self):
         async def main():

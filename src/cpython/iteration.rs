@@ -207,6 +207,7 @@ impl LoopCore {
                 exc,
                 context,
             } => super::protocol::connection_lost(self, &transport, exc, context),
+            ReadyItem::HeldPlaintext(transport) => super::tls::deliver_held(self, &transport),
         }
     }
 
@@ -218,7 +219,8 @@ impl LoopCore {
         let what = match &item {
             ReadyItem::Handle(handle) | ReadyItem::Foreign(handle) => handle.clone_ref(),
             ReadyItem::ConnectionMade { transport, .. }
-            | ReadyItem::ConnectionLost { transport, .. } => transport.clone_ref(),
+            | ReadyItem::ConnectionLost { transport, .. }
+            | ReadyItem::HeldPlaintext(transport) => transport.clone_ref(),
         };
         call::setattr(self.pyloop, rt.names.current_handle.as_ptr(), what.as_ptr())?;
         let start = now();

@@ -24,13 +24,18 @@ pub(super) enum ReadyItem {
         exc: Option<Owned>,
         context: Option<Owned>,
     },
+    /// A TLS transport's held plaintext for its BufferedProtocol, after
+    /// `resume_reading()` (`tls::deliver_held`).
+    HeldPlaintext(Owned),
 }
 
 impl ReadyItem {
     /// Every reference the item holds (for the garbage collector).
     pub(super) fn references(&self) -> Box<dyn Iterator<Item = &Owned> + '_> {
         let (first, second) = match self {
-            ReadyItem::Handle(handle) | ReadyItem::Foreign(handle) => (handle, None),
+            ReadyItem::Handle(handle)
+            | ReadyItem::Foreign(handle)
+            | ReadyItem::HeldPlaintext(handle) => (handle, None),
             ReadyItem::ConnectionMade { transport, context } => (transport, Some(context)),
             ReadyItem::ConnectionLost {
                 transport,

@@ -34,7 +34,8 @@ use super::object::{int, none, Owned};
 use super::protocol::protocol_call;
 use super::ready::ReadyItem;
 use super::transport::{
-    fields, new_transport, open_stream, TransportFields, CLOSING, STARTED, TLS, TLS_HANDSHAKE,
+    fields, new_transport, open_stream, resume_stream, TransportFields, CLOSING, PAUSED, STARTED,
+    TLS, TLS_HANDSHAKE,
 };
 use crate::stream::{StreamEvent, StreamLoop};
 
@@ -387,7 +388,10 @@ fn unreported(result: PyResult<Owned>, transport: &Owned) -> PyResult<()> {
 
 /// Plaintext for a BufferedProtocol: copied into `get_buffer(n)` and
 /// announced with `buffer_updated(n)`, as often as it takes (as asyncio's
-/// SSL transport does), unless the transport closes meanwhile.
+/// SSL transport does), unless the transport closes meanwhile. A
+/// `pause_reading()` in the middle holds the rest on the transport until
+/// `resume_reading()` ([`deliver_held`]); the stream stays paused until
+/// then, so nothing of it (more plaintext, its EOF) comes in between.
 pub(super) fn into_buffers(
     core: &LoopCore,
     transport: *mut PyObject,
@@ -400,6 +404,11 @@ pub(super) fn into_buffers(
         // SAFETY: a live transport, held by the core while its stream lives.
         let fields = unsafe { fields(transport) };
         if fields.has(CLOSING) {
+            return Ok(());
+        }
+        if fields.has(PAUSED) {
+            let earlier = fields.held_plaintext.replace(Some(bytes(rest)?));
+            debug_assert!(earlier.is_none(), "a stream with held plaintext reads");
             return Ok(());
         }
         let protocol = fields.protocol.get_owned().unwrap_or_else(none);
@@ -438,4 +447,22 @@ pub(super) fn into_buffers(
         }
     }
     Ok(())
+}
+
+/// After `resume_reading()`: the plaintext a pause held, then the stream
+/// reads again (unless its protocol paused anew).
+pub(super) fn deliver_held(core: &LoopCore, transport: &Owned) -> PyResult<()> {
+    // SAFETY: a live transport, held by `transport`.
+    let fields = unsafe { fields(transport.as_ptr()) };
+    if fields.has(PAUSED | CLOSING) {
+        // Paused again before this ran: the next resume_reading() comes back.
+        return Ok(());
+    }
+    if let Some(held) = fields.held_plaintext.replace(None) {
+        into_buffers(core, transport.as_ptr(), &held)?;
+    }
+    if fields.has(PAUSED | CLOSING) {
+        return Ok(());
+    }
+    resume_stream(core, fields)
 }

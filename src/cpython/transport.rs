@@ -73,6 +73,9 @@ pub(super) struct TransportFields {
     /// asyncio's `_empty_waiter`: a future that native sendfile waits on
     /// for the buffer to empty; writes are refused while it is set.
     pub(super) empty_waiter: Slot,
+    /// A TLS stream's plaintext that a BufferedProtocol has not had yet
+    /// (bytes): reading paused in the middle of a chunk (`tls::into_buffers`).
+    pub(super) held_plaintext: Slot,
     /// The loop's core; NULL once the transport is finished or detached.
     pub(super) core: Cell<*const LoopCore>,
     /// The stream layer's stream; 0 before it is made and once it ended.
@@ -169,6 +172,7 @@ pub(super) fn make_type(
     .member(c"_context", offset_of!(TransportFields, context), c"the context the protocol's callbacks run in")
     .member(c"_data_received", offset_of!(TransportFields, on_data), c"the protocol's data_received, bound")
     .member(c"_empty_waiter", offset_of!(TransportFields, empty_waiter), c"sendfile's wait for an empty buffer")
+    .member(c"_held_plaintext", offset_of!(TransportFields, held_plaintext), c"TLS plaintext held while reading is paused")
     .getset(c"_sock_fd", get_fd, None, c"the socket's fd")
     .getset(c"_closing", get_closing, None, c"whether the transport is closing")
     .getset(c"_paused", get_paused, None, c"whether reading is paused")
@@ -600,17 +604,35 @@ transport_method!(pause_reading, |fields, _transport, _unused| {
     Ok(none())
 });
 
-transport_method!(resume_reading, |fields, _transport, _unused| {
+transport_method!(resume_reading, |fields, transport, _unused| {
     if fields.has(CLOSING) || !fields.has(PAUSED) {
         return Ok(none());
     }
     fields.set(PAUSED, false);
-    let stream = fields.stream.get();
-    if let (Some((_loop, core)), true) = (core(fields), stream != 0 && fields.has(STARTED)) {
-        core.io()?.resume(stream).map_err(raise_errno)?;
+    let Some((_loop, core)) = core(fields) else {
+        return Ok(none());
+    };
+    if !fields.held_plaintext.get().is_null() {
+        // What the pause held goes out first, from the loop (as asyncio's
+        // SSL transport resumes, not from inside this call); the stream,
+        // paused meanwhile, reads again after it (tls::deliver_held).
+        // SAFETY: the transport of the call, alive for it.
+        let transport = unsafe { Owned::borrowed(transport) };
+        core.push_ready(ReadyItem::HeldPlaintext(transport));
+        return Ok(none());
     }
+    resume_stream(core, fields)?;
     Ok(none())
 });
+
+/// The stream reads again (once the protocol is connected).
+pub(super) fn resume_stream(core: &LoopCore, fields: &TransportFields) -> PyResult<()> {
+    let stream = fields.stream.get();
+    if stream != 0 && fields.has(STARTED) {
+        core.io()?.resume(stream).map_err(raise_errno)?;
+    }
+    Ok(())
+}
 
 transport_method!(is_reading, |fields, _transport, _unused| Ok(boolean(
     fields.is_reading()

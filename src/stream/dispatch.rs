@@ -225,6 +225,7 @@ impl<D: Copy + Default> StreamLoop<D> {
         into: Option<&mut [u8]>,
     ) -> Option<StreamEvent<D>> {
         let s = self.streams.get_mut(id)?;
+        let own_buffer = into.is_some();
         let event = if s.flags & (CONNECTING | CLOSING | NOT_READING | RECV_FDS | TLS) != 0
             || s.queue.is_some()
             || revents & ERROR != 0
@@ -235,6 +236,11 @@ impl<D: Copy + Default> StreamLoop<D> {
         };
         match event {
             Some(event) if self.pending.is_empty() => Some(event),
+            // Bytes read into the caller's buffer are the caller's now: in
+            // `pending` they would later pass for the shared buffer's. They go
+            // out first; what the flush before the read made (a drain, as
+            // asyncio handles a readiness's read before its write) follows.
+            Some(event) if own_buffer && event.kind == StreamEventKind::Data => Some(event),
             Some(event) => {
                 // Keep the order in which things happened.
                 self.pending.push_back(event);
