@@ -33,8 +33,9 @@ class Engine:
             self._attachment.run_soon()
 
     def close(self) -> None:
-        if self._attachment is not None:
-            self._attachment.detach()
+        attachment, self._attachment = self._attachment, None
+        if attachment is not None:  # no kick after this: the asyncio loop is closing
+            attachment.detach()
             self.loop.close()
 
 

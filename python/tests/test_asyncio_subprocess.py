@@ -35,8 +35,11 @@ def children_of_this_process():
     """The pids whose parent is this process, zombies included."""
     pids = set()
     for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as children:
-            pids.update(int(pid) for pid in children.read().split())
+        try:
+            with open(f"/proc/self/task/{task}/children") as children:
+                pids.update(int(pid) for pid in children.read().split())
+        except FileNotFoundError:  # a thread that ended since the listing (asyncio's child watcher's)
+            pass
     return pids
 
 

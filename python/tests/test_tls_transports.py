@@ -215,6 +215,8 @@ class Echoes(OnEvloop):
                 self.assertTrue(protocols[0].received == payload, "the bytes differ")
             finally:
                 transport.close()
+                for protocol in protocols:  # kept open by eof_received(); from 3.12 wait_closed() waits for it
+                    protocol.transport.close()
                 server.close()
                 await server.wait_closed()
 
