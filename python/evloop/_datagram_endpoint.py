@@ -36,11 +36,12 @@ import os
 import socket
 import sys
 import warnings
-from asyncio import constants, futures, trsock
+from asyncio import constants, futures
 from asyncio.log import logger
 from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple
 
 from . import _sockaddr
+from ._socket_extra import add_socket_extra
 
 # Empty datagrams are sent from 3.12 on; before, sendto(b"") did nothing.
 SENDS_EMPTY = sys.version_info >= (3, 12)
@@ -77,16 +78,7 @@ class DatagramEndpoint:
 
     def _prepare(self, sock: socket.socket, protocol: Any, address: Any) -> None:
         """The state, before the library's socket is made."""
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
+        add_socket_extra(self._extra, sock)
         self._sock, self._sock_fd, self._family = sock, sock.fileno(), sock.family
         self.set_protocol(protocol)
         self._address = address

@@ -24,10 +24,11 @@ import inspect
 import os
 import socket
 import warnings
-from asyncio import base_events, constants, futures, transports, trsock
+from asyncio import base_events, constants, futures, transports
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
+from .._socket_extra import add_socket_extra
 from .. import _lib
 from ..streams import StreamEndpoint
 from .fatal import FatalErrors
@@ -70,16 +71,7 @@ class StreamTransport(FatalErrors, Reading, Writing, transports._FlowControlMixi
     ) -> None:
         super().__init__(extra, loop)
         self._tls = tls  # a TLS stream of the library (tls.py)
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
+        add_socket_extra(self._extra, sock)
         self._sock = sock
         self._sock_fd = sock.fileno()
         self._server = server

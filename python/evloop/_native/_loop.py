@@ -29,6 +29,7 @@ from asyncio import base_events, constants, events, format_helpers, futures, trs
 from asyncio.log import logger
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from .._socket_extra import add_socket_extra
 from .. import _lib
 from .._asyncio_tls import EXTRA_NAMES as TLS_EXTRA_NAMES
 from .._asyncio_tls import SSLTransports, TLSLink, log_handshake, native_config, stream_failure
@@ -383,16 +384,7 @@ class EventLoop(SSLTransports, core.EventLoop, AsyncioServices, asyncio.Selector
         """get_extra_info()'s dict of a socket transport (TCP_NODELAY set)."""
         if extra is None:
             extra = {}
-        extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            extra["sockname"] = sock.getsockname()
-        except OSError:
-            extra["sockname"] = None
-        if "peername" not in extra:
-            try:
-                extra["peername"] = sock.getpeername()
-            except OSError:
-                extra["peername"] = None
+        add_socket_extra(extra, sock)
         base_events._set_nodelay(sock)  # type: ignore[attr-defined]
         return extra
 
